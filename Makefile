@@ -1,0 +1,89 @@
+# ftune: GNU Make, non-recursive. `make` builds build/ftune and build/libftune.a.
+#   make deps      install the Debian packages the build, tests and benchmarks need (idempotent)
+#   make test      all tests, then the unit tests again under ASan+UBSan
+#   make demo      the built-in demo
+#   make bench     speed against the peers (PyTorch, HF tokenizers)
+#   make check-reference   regenerate the reference files with PyTorch / tokenizers / Jinja2 and compare
+# Switches: SAN=1 (ASan+UBSan build in build-san/), CUDA=1, MPI=1, WERROR=0.
+
+CC       ?= gcc
+SAN      ?= 0
+WERROR   ?= 1
+BUILD    ?= $(if $(filter 1,$(SAN)),build-san,build)
+PREFIX   ?= /usr/local
+
+CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -Wall -Wextra -fopenmp -MMD -MP -march=native -fno-math-errno -Wno-format-truncation
+ifeq ($(WERROR),1)
+CFLAGS   += -Werror
+endif
+ifeq ($(SAN),1)
+CFLAGS   := $(filter-out -O2 -O3,$(CFLAGS)) -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+LDFLAGS  += -fsanitize=address,undefined
+endif
+LDLIBS   += -lopenblas -lonig -ljansson -lsqlite3 -lmicrohttpd -lpthread -lm -ldl
+LDFLAGS  += -fopenmp
+
+LIB_SRC  := $(sort $(wildcard src/*/*.c))
+LIB_SRC  := $(filter-out src/cli/%,$(LIB_SRC))
+CLI_SRC  := $(sort $(wildcard src/cli/*.c))
+TEST_SRC := $(sort $(wildcard tests/*.c tests/*/*.c))
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/*.c))
+TEST_SRC := $(filter-out $(FUZZ_SRC),$(TEST_SRC))
+
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
+
+.PHONY: all deps test unit test-san demo bench check-reference install clean fuzz
+all: $(BUILD)/ftune $(BUILD)/libftune.a
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/tests/%.o: CPPFLAGS += -Itests
+
+$(BUILD)/libftune.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/ftune: $(CLI_OBJ) $(BUILD)/libftune.a
+	$(CC) $(LDFLAGS) $(CLI_OBJ) $(BUILD)/libftune.a $(LDLIBS) -o $@
+
+$(BUILD)/ftune_tests: $(TEST_OBJ) $(BUILD)/libftune.a
+	$(CC) $(LDFLAGS) $(TEST_OBJ) $(BUILD)/libftune.a $(LDLIBS) -o $@
+
+deps:
+	@sh tools/deps.sh
+
+# All tests: the full suite on the optimized build (end-to-end tests use build/ftune), then the
+# unit tests again under ASan+UBSan (FT_TEST_SAN=1 lets heavy end-to-end tests take small sizes).
+test: deps
+	@$(MAKE) --no-print-directory all $(BUILD)/ftune_tests
+	@$(MAKE) --no-print-directory SAN=1 build-san/ftune build-san/ftune_tests
+	@sh tools/run-tests.sh
+
+unit: all $(BUILD)/ftune_tests
+	FTUNE_BIN=$(BUILD)/ftune ./$(BUILD)/ftune_tests $(T)
+
+demo: deps all
+	@sh tools/demo.sh
+
+bench: deps all
+	@sh bench/run.sh
+
+check-reference: deps all $(BUILD)/ftune_tests
+	@sh tools/check-reference.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/ftune
+	install -m 755 $(BUILD)/ftune $(DESTDIR)$(PREFIX)/bin/ftune
+	install -m 644 $(BUILD)/libftune.a $(DESTDIR)$(PREFIX)/lib/libftune.a
+	install -m 644 include/ftune/*.h $(DESTDIR)$(PREFIX)/include/ftune/
+
+clean:
+	rm -rf build build-san build-fuzz
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

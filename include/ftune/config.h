@@ -1,0 +1,48 @@
+/* ftune/config.h: a Llama-family model's architecture, read from Hugging Face config.json
+ * (LlamaForCausalLM, MistralForCausalLM). Implemented in src/model/config.c. */
+#ifndef FTUNE_CONFIG_H
+#define FTUNE_CONFIG_H
+
+#include "ftune/base.h"
+
+typedef enum ft_rope_scaling_type { FT_ROPE_NONE = 0, FT_ROPE_LLAMA3 } ft_rope_scaling_type;
+
+typedef struct ft_model_config {
+    char architecture[64]; /* "LlamaForCausalLM" | "MistralForCausalLM" */
+    char model_type[32];   /* "llama" | "mistral" */
+    int64_t vocab_size;
+    int64_t hidden_size;       /* C */
+    int64_t intermediate_size; /* F: SwiGLU width */
+    int64_t num_hidden_layers; /* L */
+    int64_t num_attention_heads; /* NH */
+    int64_t num_key_value_heads; /* KVH (== NH: MHA, 1: MQA, else GQA) */
+    int64_t head_dim;            /* HD, default hidden_size / num_attention_heads */
+    double rms_norm_eps;
+    double rope_theta;
+    ft_rope_scaling_type rope_scaling;
+    double rope_factor, rope_low_freq_factor, rope_high_freq_factor; /* llama3 scaling */
+    int64_t rope_original_max_position_embeddings;
+    bool tie_word_embeddings;
+    int64_t max_position_embeddings;
+    int64_t sliding_window; /* 0: none */
+    int64_t bos_token_id;   /* -1: none */
+    int64_t eos_token_ids[8];
+    int n_eos;
+    int64_t pad_token_id; /* -1: none */
+    double initializer_range;
+    char torch_dtype[16]; /* "float32" | "bfloat16" | "float16" */
+} ft_model_config;
+
+/* Defaults as transformers' LlamaConfig has them (eps 1e-6, theta 10000, ...). */
+void ft_model_config_default(ft_model_config *c);
+/* Parse config.json; errors name the file and the key. Unknown rope_scaling types are
+ * FT_ERR_UNSUPPORTED. */
+ft_status ft_model_config_load(const char *path, ft_model_config *c, ft_err *err);
+/* Write config.json as transformers writes it for this architecture (atomic). */
+ft_status ft_model_config_save(const ft_model_config *c, const char *path, ft_err *err);
+/* Check internal consistency (heads divide, positive sizes). */
+ft_status ft_model_config_validate(const ft_model_config *c, ft_err *err);
+/* Number of parameters (tied embeddings counted once). */
+int64_t ft_model_config_n_params(const ft_model_config *c);
+
+#endif

@@ -1,0 +1,246 @@
+/* base/file.c: whole-file reads, crash-safe writes (temp + fsync + rename + fsync parent),
+ * folder helpers, $FTUNE_HOME and the /Volumes mapping of SPEC §1. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ftune/base.h"
+
+ft_status ft_file_read_all(const char *path, char **data, size_t *len, ft_err *err) {
+    *data = NULL;
+    if (len)
+        *len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return FT_ERR_AT(err, errno == ENOENT ? FT_ERR_NOT_FOUND : FT_ERR_IO, path, 0, 0, "cannot open: %s",
+                         strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || S_ISDIR(st.st_mode)) {
+        close(fd);
+        return FT_ERR_AT(err, FT_ERR_IO, path, 0, 0, "not a regular file");
+    }
+    size_t cap = st.st_size > 0 ? (size_t)st.st_size + 1 : 4096, n = 0;
+    char *buf = ft_malloc(cap);
+    if (!buf) {
+        close(fd);
+        return FT_ERR_AT(err, FT_ERR_NOMEM, path, 0, 0, "out of memory reading %zu bytes", cap);
+    }
+    for (;;) {
+        if (n + 1 >= cap) {
+            char *nb = ft_realloc(buf, cap * 2);
+            if (!nb) {
+                ft_free(buf);
+                close(fd);
+                return FT_ERR_AT(err, FT_ERR_NOMEM, path, 0, 0, "out of memory");
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        ssize_t r = read(fd, buf + n, cap - 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            ft_free(buf);
+            close(fd);
+            return FT_ERR_AT(err, FT_ERR_IO, path, 0, 0, "read failed: %s", strerror(errno));
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
+    buf[n] = 0;
+    *data = buf;
+    if (len)
+        *len = n;
+    return FT_OK;
+}
+
+static char *parent_of(const char *path) {
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return ft_strdup(".");
+    if (slash == path)
+        return ft_strdup("/");
+    return ft_strndup(path, (size_t)(slash - path));
+}
+
+ft_status ft_fsync_path(const char *path, ft_err *err) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return FT_ERR_AT(err, FT_ERR_IO, path, 0, 0, "cannot open for fsync: %s", strerror(errno));
+    int rc = fsync(fd);
+    int e = errno;
+    close(fd);
+    /* Some file systems refuse fsync on folders (EINVAL); the rename is still ordered. */
+    if (rc != 0 && e != EINVAL)
+        return FT_ERR_AT(err, FT_ERR_IO, path, 0, 0, "fsync failed: %s", strerror(e));
+    return FT_OK;
+}
+
+static ft_status write_full(int fd, const void *data, size_t len, const char *path, ft_err *err) {
+    const char *p = data;
+    while (len) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return FT_ERR_AT(err, FT_ERR_IO, path, 0, 0, "write failed: %s", strerror(errno));
+        p += w;
+        len -= (size_t)w;
+    }
+    return FT_OK;
+}
+
+ft_status ft_file_write_atomic(const char *path, const void *data, size_t len, ft_err *err) {
+    char *tmp = ft_asprintf("%s.tmp.%ld", path, (long)getpid());
+    if (!tmp)
+        return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        ft_status s = FT_ERR_AT(err, FT_ERR_IO, tmp, 0, 0, "cannot create: %s", strerror(errno));
+        ft_free(tmp);
+        return s;
+    }
+    ft_status s = write_full(fd, data, len, tmp, err);
+    if (s == FT_OK && fsync(fd) != 0)
+        s = FT_ERR_AT(err, FT_ERR_IO, tmp, 0, 0, "fsync failed: %s", strerror(errno));
+    close(fd);
+    if (s == FT_OK && rename(tmp, path) != 0)
+        s = FT_ERR_AT(err, FT_ERR_IO, path, 0, 0, "rename from %s failed: %s", tmp, strerror(errno));
+    if (s != FT_OK) {
+        unlink(tmp);
+    } else {
+        char *dir = parent_of(path);
+        s = dir ? ft_fsync_path(dir, err) : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+        ft_free(dir);
+    }
+    ft_free(tmp);
+    return s;
+}
+
+ft_status ft_mkdir_p(const char *path, ft_err *err) {
+    char *p = ft_strdup(path);
+    if (!p)
+        return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    for (char *q = p + 1;; q++) {
+        if (*q == '/' || *q == 0) {
+            char c = *q;
+            *q = 0;
+            if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+                ft_status s = FT_ERR_AT(err, FT_ERR_IO, p, 0, 0, "cannot create folder: %s", strerror(errno));
+                ft_free(p);
+                return s;
+            }
+            *q = c;
+            if (c == 0)
+                break;
+        }
+    }
+    ft_free(p);
+    if (!ft_path_is_dir(path))
+        return FT_ERR_AT(err, FT_ERR_IO, path, 0, 0, "exists and is not a folder");
+    return FT_OK;
+}
+
+ft_status ft_rm_rf(const char *path, ft_err *err) {
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? FT_OK : FT_ERR_AT(err, FT_ERR_IO, path, 0, 0, "cannot stat: %s", strerror(errno));
+    if (S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(path);
+        if (!d)
+            return FT_ERR_AT(err, FT_ERR_IO, path, 0, 0, "cannot open folder: %s", strerror(errno));
+        struct dirent *de;
+        ft_status s = FT_OK;
+        while (s == FT_OK && (de = readdir(d))) {
+            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+                continue;
+            char *child = ft_path_join(path, de->d_name);
+            s = child ? ft_rm_rf(child, err) : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+            ft_free(child);
+        }
+        closedir(d);
+        if (s != FT_OK)
+            return s;
+        if (rmdir(path) != 0)
+            return FT_ERR_AT(err, FT_ERR_IO, path, 0, 0, "cannot remove folder: %s", strerror(errno));
+        return FT_OK;
+    }
+    if (unlink(path) != 0 && errno != ENOENT)
+        return FT_ERR_AT(err, FT_ERR_IO, path, 0, 0, "cannot remove: %s", strerror(errno));
+    return FT_OK;
+}
+
+ft_status ft_file_copy(const char *src, const char *dst, ft_err *err) {
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return FT_ERR_AT(err, FT_ERR_IO, src, 0, 0, "cannot open: %s", strerror(errno));
+    int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (out < 0) {
+        close(in);
+        return FT_ERR_AT(err, FT_ERR_IO, dst, 0, 0, "cannot create: %s", strerror(errno));
+    }
+    static const size_t CHUNK = 1 << 20;
+    char *buf = ft_malloc(CHUNK);
+    ft_status s = buf ? FT_OK : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    while (s == FT_OK) {
+        ssize_t r = read(in, buf, CHUNK);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            s = FT_ERR_AT(err, FT_ERR_IO, src, 0, 0, "read failed: %s", strerror(errno));
+        if (r <= 0)
+            break;
+        s = write_full(out, buf, (size_t)r, dst, err);
+    }
+    if (s == FT_OK && fsync(out) != 0)
+        s = FT_ERR_AT(err, FT_ERR_IO, dst, 0, 0, "fsync failed: %s", strerror(errno));
+    ft_free(buf);
+    close(in);
+    close(out);
+    return s;
+}
+
+bool ft_path_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+bool ft_path_is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+char *ft_path_join(const char *a, const char *b) {
+    size_t la = strlen(a);
+    if (la && a[la - 1] == '/')
+        return ft_asprintf("%s%s", a, b);
+    return ft_asprintf("%s/%s", a, b);
+}
+
+char *ft_home_dir(void) {
+    const char *h = getenv("FTUNE_HOME");
+    if (h && *h)
+        return ft_strdup(h);
+    const char *home = getenv("HOME");
+    return ft_asprintf("%s/.ftune", home && *home ? home : ".");
+}
+
+char *ft_path_map_volumes(const char *path) {
+    const char *rest = NULL;
+    if (strncmp(path, "dbfs:/Volumes/", 14) == 0)
+        rest = path + 14;
+    else if (strncmp(path, "/Volumes/", 9) == 0)
+        rest = path + 9;
+    if (!rest)
+        return ft_strdup(path);
+    char *home = ft_home_dir();
+    char *out = home ? ft_asprintf("%s/volumes/%s", home, rest) : NULL;
+    ft_free(home);
+    return out;
+}

@@ -1,0 +1,65 @@
+/* cli/cli.h: the `ftune` commands and their shared flag parser. The CLI is the only part of ftune
+ * that prints for users and chooses exit codes: 0 ok, 1 failure, 2 bad usage or invalid input. */
+#ifndef FTUNE_CLI_H
+#define FTUNE_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ftune/base.h"
+
+enum { CLI_EXIT_OK = 0, CLI_EXIT_FAIL = 1, CLI_EXIT_USAGE = 2 };
+
+typedef enum cli_opt_kind {
+    CLI_FLAG,     /* --x            (bool) */
+    CLI_STR,      /* --x VALUE */
+    CLI_INT,      /* --x 123 */
+    CLI_FLOAT,    /* --x 1.5e-6 */
+    CLI_STR_LIST, /* --x A --x B    (repeatable) */
+} cli_opt_kind;
+
+typedef struct cli_opt {
+    const char *name; /* without the leading "--" */
+    cli_opt_kind kind;
+    const char *help; /* one line; "VALUE: meaning" */
+} cli_opt;
+
+#define CLI_MAX_OPTS 64
+#define CLI_MAX_POS 64
+
+typedef struct cli_args {
+    const char *command;
+    cli_opt opts[CLI_MAX_OPTS]; /* the command's options plus --json */
+    size_t n_opts;
+    bool given[CLI_MAX_OPTS];
+    const char *str[CLI_MAX_OPTS];
+    int64_t i64[CLI_MAX_OPTS];
+    double f64[CLI_MAX_OPTS];
+    const char **list[CLI_MAX_OPTS];
+    size_t list_n[CLI_MAX_OPTS];
+    const char *pos[CLI_MAX_POS];
+    size_t n_pos;
+} cli_args;
+
+/* Parse argv (after the command name). On a bad flag or value prints "ftune CMD: --flag: why" and
+ * the usage to stderr and returns CLI_EXIT_USAGE; "--help" prints the usage and returns -1 (the
+ * caller returns CLI_EXIT_OK). Every command accepts --json. */
+int cli_parse(cli_args *a, const char *command, const char *synopsis, const cli_opt *opts, int argc, char **argv);
+void cli_args_free(cli_args *a);
+bool cli_has(const cli_args *a, const char *name);
+const char *cli_str(const cli_args *a, const char *name, const char *dflt);
+int64_t cli_int(const cli_args *a, const char *name, int64_t dflt);
+double cli_float(const cli_args *a, const char *name, double dflt);
+/* Values of a repeatable flag; *n gets the count. */
+const char **cli_list(const cli_args *a, const char *name, size_t *n);
+/* Exit with a usage error naming the flag: prints and returns CLI_EXIT_USAGE. */
+int cli_usage_error(const char *command, const char *flag, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Print an ft_err as "ftune CMD: file:line:col: message" and return the exit code that fits its
+ * status (2 for invalid input / parse errors / not found, 1 otherwise). */
+int cli_report(const char *command, const ft_err *err);
+
+/* The commands. Each takes argv after the command name. */
+typedef int (*cli_cmd_fn)(int argc, char **argv);
+int cmd_version(int argc, char **argv);
+
+#endif

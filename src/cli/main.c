@@ -1,0 +1,49 @@
+/* cli/main.c: `ftune COMMAND ...`: dispatch to the commands (one file each in src/cli/). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "ftune/ftune.h"
+
+typedef struct {
+    const char *name;
+    cli_cmd_fn fn;
+    const char *summary;
+} command;
+
+/* Keep in the order `ftune help` shows them. */
+static const command commands[] = {
+    {"version", cmd_version, "print the version"},
+};
+
+static void usage(FILE *out) {
+    fprintf(out, "ftune %s: fine-tune foundation language models on your own data and machines\n\n"
+                 "usage: ftune COMMAND [options]   (ftune COMMAND --help for its options)\n\ncommands:\n",
+            FTUNE_VERSION);
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        fprintf(out, "  %-16s %s\n", commands[i].name, commands[i].summary);
+}
+
+int cmd_version(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    printf("ftune %s\n", FTUNE_VERSION);
+    return CLI_EXIT_OK;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+    }
+    if (!strcmp(argv[1], "--version"))
+        return cmd_version(0, NULL);
+    /* Two-word commands ("debug forward", "bench train-step", "registry list") are dispatched
+     * by their first word; the command parses the second. */
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].fn(argc - 2, argv + 2);
+    fprintf(stderr, "ftune: unknown command \"%s\"\n\n", argv[1]);
+    usage(stderr);
+    return CLI_EXIT_USAGE;
+}

@@ -1,0 +1,94 @@
+/* tests/test.h: the ftune test framework. Tests register themselves (one binary, all modules);
+ * a failed check prints file:line and the values and marks the test failed, then the test goes
+ * on (CHECK) or returns (REQUIRE). The runner prints "N passed, N failed". */
+#ifndef FTUNE_TEST_H
+#define FTUNE_TEST_H
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ftune/base.h"
+
+typedef void (*ft_test_fn)(void);
+void ft_test_register(const char *name, const char *file, ft_test_fn fn);
+void ft_test_fail_(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Repository-relative path of a fixture: "tests/fixtures/<rel>" (owned by the test runner's
+ * static buffer ring; copy if kept). */
+const char *ft_test_fixture(const char *rel);
+/* A fresh empty temporary folder for this test (removed at exit unless FT_TEST_KEEP=1). */
+const char *ft_test_tmpdir(void);
+/* Path of the ftune binary for end-to-end tests ($FTUNE_BIN, else build/ftune). */
+const char *ft_test_ftune_bin(void);
+/* Run a shell command, capturing stdout (owned by the caller) and returning the exit status. */
+int ft_test_run(const char *cmd, char **out);
+/* True when the test binary was built with sanitizers (slow paths may take smaller sizes). */
+int ft_test_sanitized(void);
+
+#define TEST(name)                                                                       \
+    static void name(void);                                                              \
+    __attribute__((constructor)) static void ft_test_reg_##name(void) {                  \
+        ft_test_register(#name, __FILE__, name);                                         \
+    }                                                                                    \
+    static void name(void)
+
+#define CHECK(cond)                                                         \
+    do {                                                                    \
+        if (!(cond))                                                        \
+            ft_test_fail_(__FILE__, __LINE__, "check failed: %s", #cond);   \
+    } while (0)
+
+#define REQUIRE(cond)                                                        \
+    do {                                                                     \
+        if (!(cond)) {                                                       \
+            ft_test_fail_(__FILE__, __LINE__, "required: %s", #cond);        \
+            return;                                                          \
+        }                                                                    \
+    } while (0)
+
+#define CHECK_EQ_INT(a, b)                                                                                     \
+    do {                                                                                                       \
+        long long ft_a_ = (long long)(a), ft_b_ = (long long)(b);                                              \
+        if (ft_a_ != ft_b_)                                                                                    \
+            ft_test_fail_(__FILE__, __LINE__, "%s == %s: got %lld, expected %lld", #a, #b, ft_a_, ft_b_);     \
+    } while (0)
+
+#define CHECK_STR_EQ(a, b)                                                                                     \
+    do {                                                                                                       \
+        const char *ft_a_ = (a), *ft_b_ = (b);                                                                 \
+        if (!ft_a_ || !ft_b_ || strcmp(ft_a_, ft_b_) != 0)                                                     \
+            ft_test_fail_(__FILE__, __LINE__, "%s == %s: got \"%s\", expected \"%s\"", #a, #b,                 \
+                          ft_a_ ? ft_a_ : "(null)", ft_b_ ? ft_b_ : "(null)");                                 \
+    } while (0)
+
+#define CHECK_NEAR(a, b, tol)                                                                                  \
+    do {                                                                                                       \
+        double ft_a_ = (double)(a), ft_b_ = (double)(b), ft_t_ = (double)(tol);                                \
+        if (!(fabs(ft_a_ - ft_b_) <= ft_t_))                                                                   \
+            ft_test_fail_(__FILE__, __LINE__, "%s ~= %s: got %.9g, expected %.9g (tol %.3g)", #a, #b, ft_a_,   \
+                          ft_b_, ft_t_);                                                                       \
+    } while (0)
+
+/* An ft_status call that must succeed; prints the error's message when it does not. */
+#define CHECK_OK(expr, errp)                                                                                   \
+    do {                                                                                                       \
+        ft_status ft_s_ = (expr);                                                                              \
+        if (ft_s_ != FT_OK) {                                                                                  \
+            char ft_m_[1600];                                                                                  \
+            ft_err_format((errp), ft_m_, sizeof ft_m_);                                                        \
+            ft_test_fail_(__FILE__, __LINE__, "%s failed: %s: %s", #expr, ft_status_str(ft_s_), ft_m_);       \
+        }                                                                                                      \
+    } while (0)
+
+#define REQUIRE_OK(expr, errp)                                                                                 \
+    do {                                                                                                       \
+        ft_status ft_s_ = (expr);                                                                              \
+        if (ft_s_ != FT_OK) {                                                                                  \
+            char ft_m_[1600];                                                                                  \
+            ft_err_format((errp), ft_m_, sizeof ft_m_);                                                        \
+            ft_test_fail_(__FILE__, __LINE__, "%s failed: %s: %s", #expr, ft_status_str(ft_s_), ft_m_);       \
+            return;                                                                                            \
+        }                                                                                                      \
+    } while (0)
+
+#endif

@@ -1,0 +1,23 @@
+#!/bin/sh
+# Install the Debian packages that ftune's build, tests and benchmarks need. Idempotent and quiet
+# when everything is present. Runs apt-get only for what is missing.
+set -e
+PKGS="gcc make pkg-config libjansson-dev libonig-dev libopenblas-dev libopenblas0-openmp libsqlite3-dev
+libmicrohttpd-dev libomp-dev clang libclang-rt-14-dev python3 python3-torch python3-numpy python3-jinja2 nodejs npm"
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "deps: installing$missing"
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+# npm peers for the tokenizer reference and benchmark (pinned in tools/npm/package.json).
+if [ -f tools/npm/package.json ] && [ ! -d tools/npm/node_modules/tokenizers ]; then
+    echo "deps: installing npm reference packages"
+    (cd tools/npm && npm install --no-audit --no-fund --silent >/dev/null)
+fi
+exit 0
