@@ -41,7 +41,8 @@ all: $(BUILD)/ftune $(BUILD)/libftune.a
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+	@echo "CC $<"
+	@$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/obj/tests/%.o: CPPFLAGS += -Itests
 
