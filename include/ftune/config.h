@@ -45,4 +45,31 @@ ft_status ft_model_config_validate(const ft_model_config *c, ft_err *err);
 /* Number of parameters (tied embeddings counted once). */
 int64_t ft_model_config_n_params(const ft_model_config *c);
 
+/* The parameter tensors in Hugging Face order, names and shapes (row-major, as PyTorch stores
+ * nn.Linear weights: (out_features, in_features)):
+ *   model.embed_tokens.weight                          (V, C)
+ *   per layer i:
+ *   model.layers.i.input_layernorm.weight              (C)
+ *   model.layers.i.self_attn.q_proj.weight             (NH*HD, C)
+ *   model.layers.i.self_attn.k_proj.weight             (KVH*HD, C)
+ *   model.layers.i.self_attn.v_proj.weight             (KVH*HD, C)
+ *   model.layers.i.self_attn.o_proj.weight             (C, NH*HD)
+ *   model.layers.i.post_attention_layernorm.weight     (C)
+ *   model.layers.i.mlp.gate_proj.weight                (F, C)
+ *   model.layers.i.mlp.up_proj.weight                  (F, C)
+ *   model.layers.i.mlp.down_proj.weight                (C, F)
+ *   model.norm.weight                                  (C)
+ *   lm_head.weight                                     (V, C)   unless tie_word_embeddings
+ * Norm weights (ndim 1) are initialised to 1, all others to normal(0, initializer_range). */
+typedef struct ft_tensor_spec {
+    char name[96];
+    int ndim;         /* 1 or 2 */
+    int64_t shape[2]; /* shape[1] is 0 when ndim == 1 */
+} ft_tensor_spec;
+/* Fill out[0..cap) and return the number of tensors (2 + 9 L + (tied ? 0 : 1)); call with
+ * cap 0 to size the array. */
+size_t ft_model_config_tensors(const ft_model_config *c, ft_tensor_spec *out, size_t cap);
+/* Elements of one spec. */
+int64_t ft_tensor_spec_numel(const ft_tensor_spec *t);
+
 #endif

@@ -1,0 +1,428 @@
+/* model/config.c: Hugging Face config.json for the Llama family (LlamaForCausalLM,
+ * MistralForCausalLM): parsing with transformers' defaults, validation, writing a config.json that
+ * transformers loads unchanged, and the list of parameter tensors in HF order and names.
+ *
+ * Defaults follow transformers' LlamaConfig / MistralConfig, so a config.json that leaves a key out
+ * means what it means to transformers. Features ftune does not implement (other RoPE scalings,
+ * attention or MLP biases, activations other than SiLU) are refused with FT_ERR_UNSUPPORTED rather
+ * than silently computing something else. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ftune/config.h"
+#include "ftune/json.h"
+
+static const char *const supported_archs = "LlamaForCausalLM, MistralForCausalLM";
+
+void ft_model_config_default(ft_model_config *c) {
+    memset(c, 0, sizeof *c);
+    snprintf(c->architecture, sizeof c->architecture, "LlamaForCausalLM");
+    snprintf(c->model_type, sizeof c->model_type, "llama");
+    c->vocab_size = 32000;
+    c->hidden_size = 4096;
+    c->intermediate_size = 11008;
+    c->num_hidden_layers = 32;
+    c->num_attention_heads = 32;
+    c->num_key_value_heads = 32;
+    c->head_dim = 128;
+    c->rms_norm_eps = 1e-6;
+    c->rope_theta = 10000.0;
+    c->rope_scaling = FT_ROPE_NONE;
+    c->tie_word_embeddings = false;
+    c->max_position_embeddings = 2048;
+    c->sliding_window = 0;
+    c->bos_token_id = 1;
+    c->eos_token_ids[0] = 2;
+    c->n_eos = 1;
+    c->pad_token_id = -1;
+    c->initializer_range = 0.02;
+    snprintf(c->torch_dtype, sizeof c->torch_dtype, "float32");
+}
+
+/* MistralConfig differs from LlamaConfig in these defaults. */
+static void mistral_defaults(ft_model_config *c) {
+    snprintf(c->architecture, sizeof c->architecture, "MistralForCausalLM");
+    snprintf(c->model_type, sizeof c->model_type, "mistral");
+    c->intermediate_size = 14336;
+    c->num_key_value_heads = 8;
+    c->max_position_embeddings = 4096 * 32;
+    c->sliding_window = 4096;
+}
+
+/* Errors from the typed JSON getters carry the path as context; give them the file too. */
+static ft_status at_file(ft_status s, const char *path, ft_err *err) {
+    if (s != FT_OK && err && !err->file[0])
+        snprintf(err->file, sizeof err->file, "%s", path);
+    return s;
+}
+
+/* bos_token_id / eos_token_id: an integer, a list of integers, or null. */
+static ft_status token_ids(const json_t *root, const char *key, int64_t *ids, int cap, int *n, const char *path,
+                           ft_err *err) {
+    json_t *v = json_object_get(root, key);
+    if (!v)
+        return FT_OK; /* keep the default */
+    if (json_is_null(v)) {
+        *n = 0;
+        return FT_OK;
+    }
+    if (json_is_integer(v)) {
+        ids[0] = json_integer_value(v);
+        *n = 1;
+        return FT_OK;
+    }
+    if (json_is_array(v)) {
+        size_t m = json_array_size(v);
+        if (m > (size_t)cap)
+            return FT_ERR_AT(err, FT_ERR_UNSUPPORTED, path, 0, 0, "\"%s\" lists %zu ids; ftune supports at most %d",
+                             key, m, cap);
+        for (size_t i = 0; i < m; i++) {
+            json_t *e = json_array_get(v, i);
+            if (!json_is_integer(e))
+                return FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0, "\"%s\"[%zu] must be an integer", key, i);
+            ids[i] = json_integer_value(e);
+        }
+        *n = (int)m;
+        return FT_OK;
+    }
+    return FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0, "\"%s\" must be an integer, a list of integers or null", key);
+}
+
+static ft_status parse_rope_scaling(const json_t *root, ft_model_config *c, const char *path, ft_err *err) {
+    json_t *rs = json_object_get(root, "rope_scaling");
+    if (!rs || json_is_null(rs))
+        return FT_OK;
+    if (!json_is_object(rs))
+        return FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0, "\"rope_scaling\" must be an object or null");
+    /* transformers >= 4.43 writes "rope_type"; older configs (and Llama 2 era ones) "type". */
+    const char *type = NULL;
+    json_t *t = json_object_get(rs, "rope_type");
+    if (!t || json_is_null(t))
+        t = json_object_get(rs, "type");
+    if (t && json_is_string(t))
+        type = json_string_value(t);
+    else if (t && !json_is_null(t))
+        return FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0, "\"rope_scaling.rope_type\" must be a string");
+    if (!type)
+        return FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0, "\"rope_scaling\" has no \"rope_type\" (or \"type\")");
+    if (!strcmp(type, "default"))
+        return FT_OK;
+    if (strcmp(type, "llama3") != 0)
+        return FT_ERR_AT(err, FT_ERR_UNSUPPORTED, path, 0, 0,
+                         "rope_scaling type \"%s\" is not supported (ftune supports \"llama3\" and no scaling)", type);
+    c->rope_scaling = FT_ROPE_LLAMA3;
+    char ctx[600];
+    snprintf(ctx, sizeof ctx, "%s: rope_scaling", path);
+    c->rope_factor = 8.0;
+    c->rope_low_freq_factor = 1.0;
+    c->rope_high_freq_factor = 4.0;
+    c->rope_original_max_position_embeddings = 8192;
+    FT_TRY(at_file(ft_json_get_double(rs, "factor", true, &c->rope_factor, ctx, err), path, err));
+    FT_TRY(at_file(ft_json_get_double(rs, "low_freq_factor", true, &c->rope_low_freq_factor, ctx, err), path, err));
+    FT_TRY(at_file(ft_json_get_double(rs, "high_freq_factor", true, &c->rope_high_freq_factor, ctx, err), path, err));
+    FT_TRY(at_file(ft_json_get_int(rs, "original_max_position_embeddings", true,
+                                   &c->rope_original_max_position_embeddings, ctx, err),
+                   path, err));
+    return FT_OK;
+}
+
+static ft_status parse(const json_t *root, ft_model_config *c, const char *path, ft_err *err) {
+    if (!json_is_object(root))
+        return FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0, "config.json must be a JSON object");
+
+    /* Architecture: the first of "architectures", else the model_type. */
+    const char *arch = NULL, *model_type = NULL;
+    json_t *archs = json_object_get(root, "architectures");
+    if (archs && json_is_array(archs) && json_array_size(archs) > 0 && json_is_string(json_array_get(archs, 0)))
+        arch = json_string_value(json_array_get(archs, 0));
+    else if (archs && !json_is_null(archs))
+        return FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0, "\"architectures\" must be a non-empty list of strings");
+    FT_TRY(at_file(ft_json_get_str(root, "model_type", false, &model_type, path, err), path, err));
+    bool mistral;
+    if (arch) {
+        if (!strcmp(arch, "LlamaForCausalLM"))
+            mistral = false;
+        else if (!strcmp(arch, "MistralForCausalLM"))
+            mistral = true;
+        else
+            return FT_ERR_AT(err, FT_ERR_UNSUPPORTED, path, 0, 0,
+                             "architecture \"%s\" is not supported (ftune supports %s)", arch, supported_archs);
+    } else if (model_type && !strcmp(model_type, "llama")) {
+        mistral = false;
+    } else if (model_type && !strcmp(model_type, "mistral")) {
+        mistral = true;
+    } else {
+        return FT_ERR_AT(err, FT_ERR_UNSUPPORTED, path, 0, 0,
+                         "model_type \"%s\" is not supported (ftune supports %s)", model_type ? model_type : "(none)",
+                         supported_archs);
+    }
+    ft_model_config_default(c);
+    if (mistral)
+        mistral_defaults(c);
+
+    /* Features the Llama code path in transformers supports but ftune does not compute. */
+    bool b = false;
+    FT_TRY(at_file(ft_json_get_bool(root, "attention_bias", false, &b, path, err), path, err));
+    if (b)
+        return FT_ERR_AT(err, FT_ERR_UNSUPPORTED, path, 0, 0, "\"attention_bias\": true is not supported");
+    b = false;
+    FT_TRY(at_file(ft_json_get_bool(root, "mlp_bias", false, &b, path, err), path, err));
+    if (b)
+        return FT_ERR_AT(err, FT_ERR_UNSUPPORTED, path, 0, 0, "\"mlp_bias\": true is not supported");
+    const char *act = "silu";
+    FT_TRY(at_file(ft_json_get_str(root, "hidden_act", false, &act, path, err), path, err));
+    if (strcmp(act, "silu") != 0)
+        return FT_ERR_AT(err, FT_ERR_UNSUPPORTED, path, 0, 0,
+                         "\"hidden_act\": \"%s\" is not supported (ftune supports \"silu\")", act);
+
+    FT_TRY(at_file(ft_json_get_int(root, "vocab_size", false, &c->vocab_size, path, err), path, err));
+    FT_TRY(at_file(ft_json_get_int(root, "hidden_size", false, &c->hidden_size, path, err), path, err));
+    FT_TRY(at_file(ft_json_get_int(root, "intermediate_size", false, &c->intermediate_size, path, err), path, err));
+    FT_TRY(at_file(ft_json_get_int(root, "num_hidden_layers", false, &c->num_hidden_layers, path, err), path, err));
+    FT_TRY(at_file(ft_json_get_int(root, "num_attention_heads", false, &c->num_attention_heads, path, err), path,
+                   err));
+    /* num_key_value_heads: absent or null means MHA (as many as the attention heads). */
+    c->num_key_value_heads = mistral && !json_object_get(root, "num_key_value_heads") ? 8 : c->num_attention_heads;
+    FT_TRY(at_file(ft_json_get_int(root, "num_key_value_heads", false, &c->num_key_value_heads, path, err), path,
+                   err));
+    c->head_dim = c->num_attention_heads > 0 ? c->hidden_size / c->num_attention_heads : 0;
+    FT_TRY(at_file(ft_json_get_int(root, "head_dim", false, &c->head_dim, path, err), path, err));
+    FT_TRY(at_file(ft_json_get_double(root, "rms_norm_eps", false, &c->rms_norm_eps, path, err), path, err));
+    FT_TRY(at_file(ft_json_get_double(root, "rope_theta", false, &c->rope_theta, path, err), path, err));
+    FT_TRY(parse_rope_scaling(root, c, path, err));
+    FT_TRY(at_file(ft_json_get_bool(root, "tie_word_embeddings", false, &c->tie_word_embeddings, path, err), path,
+                   err));
+    FT_TRY(at_file(ft_json_get_int(root, "max_position_embeddings", false, &c->max_position_embeddings, path, err),
+                   path, err));
+    json_t *sw = json_object_get(root, "sliding_window");
+    if (sw && json_is_null(sw))
+        c->sliding_window = 0;
+    else
+        FT_TRY(at_file(ft_json_get_int(root, "sliding_window", false, &c->sliding_window, path, err), path, err));
+    /* transformers' Mistral ignores the window when use_sliding_window is false (Qwen-style);
+     * Llama never uses one. */
+    if (!mistral)
+        c->sliding_window = 0;
+    int nb = 1;
+    int64_t bos[8];
+    bos[0] = c->bos_token_id;
+    FT_TRY(token_ids(root, "bos_token_id", bos, 8, &nb, path, err));
+    c->bos_token_id = nb > 0 ? bos[0] : -1;
+    FT_TRY(token_ids(root, "eos_token_id", c->eos_token_ids, 8, &c->n_eos, path, err));
+    int np = 0;
+    int64_t pad[8];
+    FT_TRY(token_ids(root, "pad_token_id", pad, 8, &np, path, err));
+    c->pad_token_id = np > 0 ? pad[0] : -1;
+    FT_TRY(at_file(ft_json_get_double(root, "initializer_range", false, &c->initializer_range, path, err), path,
+                   err));
+    /* transformers >= 4.56 writes "dtype"; earlier versions "torch_dtype". */
+    const char *dt = NULL;
+    FT_TRY(at_file(ft_json_get_str(root, "torch_dtype", false, &dt, path, err), path, err));
+    if (!dt)
+        FT_TRY(at_file(ft_json_get_str(root, "dtype", false, &dt, path, err), path, err));
+    if (dt) {
+        if (strcmp(dt, "float32") && strcmp(dt, "bfloat16") && strcmp(dt, "float16"))
+            return FT_ERR_AT(err, FT_ERR_UNSUPPORTED, path, 0, 0,
+                             "torch_dtype \"%s\" is not supported (float32, bfloat16, float16)", dt);
+        snprintf(c->torch_dtype, sizeof c->torch_dtype, "%s", dt);
+    }
+    return FT_OK;
+}
+
+ft_status ft_model_config_load(const char *path, ft_model_config *c, ft_err *err) {
+    json_t *root;
+    FT_TRY(ft_json_load_file(path, &root, err));
+    ft_status s = parse(root, c, path, err);
+    json_decref(root);
+    if (s == FT_OK) {
+        s = ft_model_config_validate(c, err);
+        if (s != FT_OK)
+            at_file(s, path, err);
+    }
+    return s;
+}
+
+ft_status ft_model_config_validate(const ft_model_config *c, ft_err *err) {
+    struct {
+        const char *name;
+        int64_t v;
+    } pos[] = {
+        {"vocab_size", c->vocab_size},
+        {"hidden_size", c->hidden_size},
+        {"intermediate_size", c->intermediate_size},
+        {"num_hidden_layers", c->num_hidden_layers},
+        {"num_attention_heads", c->num_attention_heads},
+        {"num_key_value_heads", c->num_key_value_heads},
+        {"head_dim", c->head_dim},
+        {"max_position_embeddings", c->max_position_embeddings},
+    };
+    for (size_t i = 0; i < sizeof pos / sizeof *pos; i++)
+        if (pos[i].v <= 0)
+            return FT_ERR(err, FT_ERR_INVALID, "\"%s\" must be positive (got %lld)", pos[i].name, (long long)pos[i].v);
+    /* Bounds that keep every product below 2^62 and names below ft_tensor_spec's 96 bytes. */
+    if (c->vocab_size > (1 << 24) || c->hidden_size > (1 << 20) || c->intermediate_size > (1 << 22) ||
+        c->num_hidden_layers > 100000 || c->num_attention_heads > 4096 || c->head_dim > 65536 ||
+        c->max_position_embeddings > ((int64_t)1 << 32))
+        return FT_ERR(err, FT_ERR_INVALID, "model dimensions are implausibly large");
+    if (c->num_attention_heads % c->num_key_value_heads != 0)
+        return FT_ERR(err, FT_ERR_INVALID, "num_attention_heads (%lld) must be a multiple of num_key_value_heads (%lld)",
+                      (long long)c->num_attention_heads, (long long)c->num_key_value_heads);
+    if (c->head_dim % 2 != 0)
+        return FT_ERR(err, FT_ERR_INVALID, "head_dim (%lld) must be even for rotary embeddings",
+                      (long long)c->head_dim);
+    if (!(c->rms_norm_eps > 0) || !isfinite(c->rms_norm_eps))
+        return FT_ERR(err, FT_ERR_INVALID, "\"rms_norm_eps\" must be positive");
+    if (!(c->rope_theta > 0) || !isfinite(c->rope_theta))
+        return FT_ERR(err, FT_ERR_INVALID, "\"rope_theta\" must be positive");
+    if (c->rope_scaling == FT_ROPE_LLAMA3) {
+        if (!(c->rope_factor > 0) || !(c->rope_low_freq_factor > 0) ||
+            !(c->rope_high_freq_factor > c->rope_low_freq_factor) || c->rope_original_max_position_embeddings <= 0)
+            return FT_ERR(err, FT_ERR_INVALID,
+                          "rope_scaling llama3 needs factor > 0, 0 < low_freq_factor < high_freq_factor and "
+                          "original_max_position_embeddings > 0");
+    }
+    if (c->sliding_window < 0)
+        return FT_ERR(err, FT_ERR_INVALID, "\"sliding_window\" must be null or positive");
+    if (c->n_eos < 0 || c->n_eos > 8)
+        return FT_ERR(err, FT_ERR_INVALID, "at most 8 eos_token_id values");
+    for (int i = 0; i < c->n_eos; i++)
+        if (c->eos_token_ids[i] < 0 || c->eos_token_ids[i] >= c->vocab_size)
+            return FT_ERR(err, FT_ERR_INVALID, "eos_token_id %lld is outside the vocabulary (%lld)",
+                          (long long)c->eos_token_ids[i], (long long)c->vocab_size);
+    if (c->bos_token_id >= c->vocab_size)
+        return FT_ERR(err, FT_ERR_INVALID, "bos_token_id %lld is outside the vocabulary (%lld)",
+                      (long long)c->bos_token_id, (long long)c->vocab_size);
+    if (!(c->initializer_range >= 0) || !isfinite(c->initializer_range))
+        return FT_ERR(err, FT_ERR_INVALID, "\"initializer_range\" must be >= 0");
+    return FT_OK;
+}
+
+/* ---------------------------------------------------------------- writing */
+
+static json_t *ids_json(const int64_t *ids, int n) {
+    if (n == 0)
+        return json_null();
+    if (n == 1)
+        return json_integer(ids[0]);
+    json_t *a = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(a, json_integer(ids[i]));
+    return a;
+}
+
+/* The keys transformers' LlamaConfig/MistralConfig.to_json_string() writes, sorted as it sorts them. */
+ft_status ft_model_config_save(const ft_model_config *c, const char *path, ft_err *err) {
+    FT_TRY(ft_model_config_validate(c, err));
+    bool mistral = !strcmp(c->architecture, "MistralForCausalLM");
+    if (!mistral && strcmp(c->architecture, "LlamaForCausalLM") != 0)
+        return FT_ERR(err, FT_ERR_UNSUPPORTED, "architecture \"%s\" is not supported (ftune supports %s)",
+                      c->architecture, supported_archs);
+    json_t *o = json_object();
+    if (!o)
+        return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    json_t *archs = json_array();
+    json_array_append_new(archs, json_string(c->architecture));
+    json_object_set_new(o, "architectures", archs);
+    json_object_set_new(o, "attention_dropout", json_real(0.0));
+    if (!mistral) {
+        json_object_set_new(o, "attention_bias", json_false());
+        json_object_set_new(o, "mlp_bias", json_false());
+        json_object_set_new(o, "pretraining_tp", json_integer(1));
+    }
+    json_object_set_new(o, "bos_token_id", c->bos_token_id >= 0 ? json_integer(c->bos_token_id) : json_null());
+    json_object_set_new(o, "eos_token_id", ids_json(c->eos_token_ids, c->n_eos));
+    if (c->pad_token_id >= 0)
+        json_object_set_new(o, "pad_token_id", json_integer(c->pad_token_id));
+    json_object_set_new(o, "head_dim", json_integer(c->head_dim));
+    json_object_set_new(o, "hidden_act", json_string("silu"));
+    json_object_set_new(o, "hidden_size", json_integer(c->hidden_size));
+    json_object_set_new(o, "initializer_range", json_real(c->initializer_range));
+    json_object_set_new(o, "intermediate_size", json_integer(c->intermediate_size));
+    json_object_set_new(o, "max_position_embeddings", json_integer(c->max_position_embeddings));
+    json_object_set_new(o, "model_type", json_string(mistral ? "mistral" : "llama"));
+    json_object_set_new(o, "num_attention_heads", json_integer(c->num_attention_heads));
+    json_object_set_new(o, "num_hidden_layers", json_integer(c->num_hidden_layers));
+    json_object_set_new(o, "num_key_value_heads", json_integer(c->num_key_value_heads));
+    json_object_set_new(o, "rms_norm_eps", json_real(c->rms_norm_eps));
+    if (c->rope_scaling == FT_ROPE_LLAMA3) {
+        json_t *rs = json_object();
+        json_object_set_new(rs, "factor", json_real(c->rope_factor));
+        json_object_set_new(rs, "high_freq_factor", json_real(c->rope_high_freq_factor));
+        json_object_set_new(rs, "low_freq_factor", json_real(c->rope_low_freq_factor));
+        json_object_set_new(rs, "original_max_position_embeddings",
+                            json_integer(c->rope_original_max_position_embeddings));
+        json_object_set_new(rs, "rope_type", json_string("llama3"));
+        json_object_set_new(o, "rope_scaling", rs);
+    } else {
+        json_object_set_new(o, "rope_scaling", json_null());
+    }
+    json_object_set_new(o, "rope_theta", json_real(c->rope_theta));
+    if (mistral)
+        json_object_set_new(o, "sliding_window", c->sliding_window > 0 ? json_integer(c->sliding_window) : json_null());
+    json_object_set_new(o, "tie_word_embeddings", json_boolean(c->tie_word_embeddings));
+    json_object_set_new(o, "torch_dtype", json_string(c->torch_dtype[0] ? c->torch_dtype : "float32"));
+    json_object_set_new(o, "transformers_version", json_string("4.44.2"));
+    json_object_set_new(o, "use_cache", json_true());
+    json_object_set_new(o, "vocab_size", json_integer(c->vocab_size));
+    char *text = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
+    json_decref(o);
+    if (!text)
+        return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    size_t n = strlen(text);
+    ft_status s = FT_OK;
+    char *withnl = ft_asprintf("%s\n", text);
+    free(text);
+    if (!withnl)
+        return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    s = ft_file_write_atomic(path, withnl, n + 1, err);
+    ft_free(withnl);
+    return s;
+}
+
+/* ---------------------------------------------------------------- parameters */
+
+size_t ft_model_config_tensors(const ft_model_config *c, ft_tensor_spec *out, size_t cap) {
+    size_t n = 0;
+    int64_t C = c->hidden_size, V = c->vocab_size, F = c->intermediate_size;
+    int64_t Q = c->num_attention_heads * c->head_dim, KV = c->num_key_value_heads * c->head_dim;
+#define SPEC(nd, a, b, ...)                                                   \
+    do {                                                                      \
+        if (n < cap) {                                                        \
+            snprintf(out[n].name, sizeof out[n].name, __VA_ARGS__);           \
+            out[n].ndim = (nd);                                               \
+            out[n].shape[0] = (a);                                            \
+            out[n].shape[1] = (nd) == 2 ? (b) : 0;                            \
+        }                                                                     \
+        n++;                                                                  \
+    } while (0)
+    SPEC(2, V, C, "model.embed_tokens.weight");
+    for (int64_t i = 0; i < c->num_hidden_layers; i++) {
+        long long l = (long long)i;
+        SPEC(1, C, 0, "model.layers.%lld.input_layernorm.weight", l);
+        SPEC(2, Q, C, "model.layers.%lld.self_attn.q_proj.weight", l);
+        SPEC(2, KV, C, "model.layers.%lld.self_attn.k_proj.weight", l);
+        SPEC(2, KV, C, "model.layers.%lld.self_attn.v_proj.weight", l);
+        SPEC(2, C, Q, "model.layers.%lld.self_attn.o_proj.weight", l);
+        SPEC(1, C, 0, "model.layers.%lld.post_attention_layernorm.weight", l);
+        SPEC(2, F, C, "model.layers.%lld.mlp.gate_proj.weight", l);
+        SPEC(2, F, C, "model.layers.%lld.mlp.up_proj.weight", l);
+        SPEC(2, C, F, "model.layers.%lld.mlp.down_proj.weight", l);
+    }
+    SPEC(1, C, 0, "model.norm.weight");
+    if (!c->tie_word_embeddings)
+        SPEC(2, V, C, "lm_head.weight");
+#undef SPEC
+    return n;
+}
+
+int64_t ft_tensor_spec_numel(const ft_tensor_spec *t) {
+    return t->ndim == 2 ? t->shape[0] * t->shape[1] : t->shape[0];
+}
+
+int64_t ft_model_config_n_params(const ft_model_config *c) {
+    int64_t C = c->hidden_size, V = c->vocab_size, F = c->intermediate_size;
+    int64_t Q = c->num_attention_heads * c->head_dim, KV = c->num_key_value_heads * c->head_dim;
+    int64_t per_layer = 2 * C + Q * C + 2 * KV * C + C * Q + 3 * F * C;
+    return V * C + c->num_hidden_layers * per_layer + C + (c->tie_word_embeddings ? 0 : V * C);
+}
