@@ -1,0 +1,336 @@
+/* store/registry.c: the model registry (SPEC §1): three-level names catalog.schema.model, each
+ * registration a new version whose files are a clone of a run's exported HF folder under
+ * $FTUNE_HOME/registry/<catalog>/<schema>/<model>/<version>/.
+ *
+ * Crash safety: the clone is written into a hidden temporary folder beside the versions and every
+ * file fsynced; inside the IMMEDIATE transaction that picks the version number the folder is
+ * renamed to that number and the row inserted. A crash before the commit leaves at most a folder
+ * without a row: the next registration of that name removes it and reuses the number. */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store_internal.h"
+
+/* ---------------------------------------------------------------- names */
+
+static bool name_part_ok(const char *p, size_t n) {
+    if (n == 0 || n > 128)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+ft_status ft_registry_check_name(const char *name, ft_err *err) {
+    const char *d1 = strchr(name, '.');
+    const char *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
+    if (!d1 || !d2 || strchr(d2 + 1, '.') || !name_part_ok(name, (size_t)(d1 - name)) ||
+        !name_part_ok(d1 + 1, (size_t)(d2 - d1 - 1)) || !name_part_ok(d2 + 1, strlen(d2 + 1)))
+        return FT_ERR(err, FT_ERR_INVALID,
+                      "\"%s\" is not a registered model name: expected catalog.schema.model, each part of letters, "
+                      "digits, '_' or '-'",
+                      name);
+    return FT_OK;
+}
+
+/* "c.s.n" -> "c/s/n" (caller frees). */
+static char *name_to_rel(const char *name) {
+    char *r = ft_strdup(name);
+    if (!r)
+        return NULL;
+    for (char *p = r; *p; p++)
+        if (*p == '.')
+            *p = '/';
+    return r;
+}
+
+/* ---------------------------------------------------------------- copying */
+
+/* Copy a folder tree (regular files and folders; symlinks are followed, so `latest`-style links
+ * become plain copies). Every file is fsynced by ft_file_copy; folders after their contents. */
+static ft_status copy_tree(const char *src, const char *dst, int depth, ft_err *err) {
+    if (depth > 16)
+        return FT_ERR(err, FT_ERR_LIMIT, "%s: folders nested too deep to copy", src);
+    FT_TRY(ft_mkdir_p(dst, err));
+    DIR *d = opendir(src);
+    if (!d)
+        return FT_ERR_AT(err, errno == ENOENT ? FT_ERR_NOT_FOUND : FT_ERR_IO, src, 0, 0, "cannot open folder: %s",
+                         strerror(errno));
+    ft_status st = FT_OK;
+    struct dirent *e;
+    while (st == FT_OK && (e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        char *s = ft_path_join(src, e->d_name), *t = ft_path_join(dst, e->d_name);
+        if (!s || !t)
+            st = FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+        struct stat sb;
+        if (st == FT_OK && stat(s, &sb) != 0)
+            st = FT_ERR_AT(err, FT_ERR_IO, s, 0, 0, "cannot stat: %s", strerror(errno));
+        if (st == FT_OK) {
+            if (S_ISDIR(sb.st_mode))
+                st = copy_tree(s, t, depth + 1, err);
+            else if (S_ISREG(sb.st_mode))
+                st = ft_file_copy(s, t, err);
+        }
+        ft_free(s);
+        ft_free(t);
+    }
+    closedir(d);
+    if (st == FT_OK)
+        st = ft_fsync_path(dst, err);
+    return st;
+}
+
+/* FNV-1a 64 over the tokenizer files: enough to tell whether two versions share a tokenizer and
+ * chat template, which is all the hash is for (not a security property). */
+static void hash_file(const char *dir, const char *file, uint64_t *h, bool *any) {
+    char *p = ft_path_join(dir, file), *data = NULL;
+    size_t n = 0;
+    if (p && ft_file_read_all(p, &data, &n, NULL) == FT_OK) {
+        for (size_t i = 0; i < n; i++) {
+            *h ^= (unsigned char)data[i];
+            *h *= 1099511628211ull;
+        }
+        *any = true;
+    }
+    ft_free(data);
+    ft_free(p);
+}
+
+/* ---------------------------------------------------------------- versions */
+
+void ft_model_version_deinit(ft_model_version *v) {
+    if (!v)
+        return;
+    ft_free(v->name);
+    ft_free(v->path);
+    ft_free(v->run);
+    ft_free(v->checkpoint);
+    ft_free(v->metrics_json);
+    ft_free(v->tokenizer_hash);
+    memset(v, 0, sizeof *v);
+}
+
+void ft_model_version_list_free(ft_model_version *v, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        ft_model_version_deinit(&v[i]);
+    ft_free(v);
+}
+
+json_t *ft_model_version_to_json(const ft_model_version *v) {
+    json_t *o = json_object();
+    json_object_set_new(o, "name", json_string(v->name ? v->name : ""));
+    json_object_set_new(o, "version", json_integer(v->version));
+    json_object_set_new(o, "path", json_string(v->path ? v->path : ""));
+    json_object_set_new(o, "run", v->run ? json_string(v->run) : json_null());
+    json_object_set_new(o, "checkpoint", v->checkpoint ? json_string(v->checkpoint) : json_null());
+    json_object_set_new(o, "created", store_time_json(v->created));
+    json_t *m = v->metrics_json ? json_loads(v->metrics_json, 0, NULL) : NULL;
+    json_object_set_new(o, "metrics", m ? m : json_object());
+    json_object_set_new(o, "tokenizer_hash", v->tokenizer_hash ? json_string(v->tokenizer_hash) : json_null());
+    return o;
+}
+
+#define VERSION_COLS "name, version, path, run, checkpoint, metrics, tokenizer_hash, created"
+
+static void read_version_row(sqlite3_stmt *st, ft_model_version *v) {
+    memset(v, 0, sizeof *v);
+    v->name = store_col_text(st, 0);
+    v->version = sqlite3_column_int64(st, 1);
+    v->path = store_col_text(st, 2);
+    v->run = store_col_text(st, 3);
+    v->checkpoint = store_col_text(st, 4);
+    v->metrics_json = store_col_text(st, 5);
+    v->tokenizer_hash = store_col_text(st, 6);
+    v->created = sqlite3_column_double(st, 7);
+}
+
+static ft_status collect_versions(ft_store *s, sqlite3_stmt *st, ft_model_version **out, size_t *n, ft_err *err) {
+    size_t cap = 0;
+    ft_model_version *v = NULL;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 8;
+            ft_model_version *nv = ft_realloc(v, cap * sizeof *nv);
+            if (!nv) {
+                ft_model_version_list_free(v, *n);
+                *n = 0;
+                sqlite3_finalize(st);
+                return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+            }
+            v = nv;
+        }
+        read_version_row(st, &v[(*n)++]);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        ft_model_version_list_free(v, *n);
+        *n = 0;
+        return store_sql_err(s, err, "reading the registry");
+    }
+    *out = v;
+    return FT_OK;
+}
+
+ft_status ft_registry_register(ft_store *s, const char *home, const char *name, const char *src_dir,
+                               const char *run, const char *checkpoint, const char *metrics_json,
+                               ft_model_version *out, ft_err *err) {
+    if (out)
+        memset(out, 0, sizeof *out);
+    FT_TRY(ft_registry_check_name(name, err));
+    if (!ft_path_is_dir(src_dir))
+        return FT_ERR_AT(err, FT_ERR_NOT_FOUND, src_dir, 0, 0, "no model folder to register");
+    char *home_owned = home ? NULL : ft_home_dir();
+    if (!home)
+        home = home_owned;
+    char *rel = name_to_rel(name);
+    char *root = (home && rel) ? ft_asprintf("%s/registry/%s", home, rel) : NULL;
+    char *tmp = root ? ft_asprintf("%s/.incoming-%ld-%.0f", root, (long)getpid(), store_now() * 1e6) : NULL;
+    char *dest = NULL;
+    ft_status st = (!rel || !root || !tmp) ? FT_ERR(err, FT_ERR_NOMEM, "out of memory") : FT_OK;
+    if (st == FT_OK)
+        st = ft_mkdir_p(root, err);
+    if (st == FT_OK)
+        st = copy_tree(src_dir, tmp, 0, err);
+
+    uint64_t h = 1469598103934665603ull;
+    bool any = false;
+    hash_file(src_dir, "tokenizer.json", &h, &any);
+    hash_file(src_dir, "tokenizer_config.json", &h, &any);
+    char hash[32];
+    snprintf(hash, sizeof hash, "fnv1a64:%016llx", (unsigned long long)h);
+
+    bool began = false, renamed = false;
+    int64_t version = 0;
+    if (st == FT_OK) {
+        st = store_begin(s, err);
+        began = st == FT_OK;
+    }
+    sqlite3_stmt *q = NULL;
+    if (st == FT_OK)
+        st = store_prepare(s, "INSERT OR IGNORE INTO registered_models (name, created) VALUES (?, ?)", &q, err);
+    if (st == FT_OK) {
+        sqlite3_bind_text(q, 1, name, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_double(q, 2, store_now());
+        if (sqlite3_step(q) != SQLITE_DONE)
+            st = store_sql_err(s, err, "registering a model");
+        sqlite3_finalize(q);
+    }
+    if (st == FT_OK)
+        st = store_prepare(s, "SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE name = ?", &q, err);
+    if (st == FT_OK) {
+        sqlite3_bind_text(q, 1, name, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(q) == SQLITE_ROW)
+            version = sqlite3_column_int64(q, 0);
+        else
+            st = store_sql_err(s, err, "numbering a version");
+        sqlite3_finalize(q);
+    }
+    if (st == FT_OK) {
+        dest = root ? ft_asprintf("%s/%lld", root, (long long)version) : NULL;
+        /* A folder with this number but no row is a crashed registration's leftover. */
+        st = dest ? ft_rm_rf(dest, err) : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    }
+    if (st == FT_OK) {
+        if (rename(tmp, dest) != 0)
+            st = FT_ERR_AT(err, FT_ERR_IO, dest, 0, 0, "cannot move the registered copy into place: %s",
+                           strerror(errno));
+        else
+            renamed = true;
+    }
+    if (st == FT_OK)
+        st = ft_fsync_path(root, err);
+    if (st == FT_OK)
+        st = store_prepare(s,
+                           "INSERT INTO model_versions (" VERSION_COLS ") VALUES (?,?,?,?,?,?,?,?)", &q, err);
+    double now = store_now();
+    if (st == FT_OK) {
+        sqlite3_bind_text(q, 1, name, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(q, 2, version);
+        sqlite3_bind_text(q, 3, dest, -1, SQLITE_TRANSIENT);
+        store_bind_text(q, 4, run);
+        store_bind_text(q, 5, checkpoint);
+        store_bind_text(q, 6, metrics_json ? metrics_json : "{}");
+        store_bind_text(q, 7, any ? hash : NULL);
+        sqlite3_bind_double(q, 8, now);
+        if (sqlite3_step(q) != SQLITE_DONE)
+            st = store_sql_err(s, err, "recording a version");
+        sqlite3_finalize(q);
+    }
+    if (st == FT_OK)
+        st = store_commit(s, err);
+    if (st != FT_OK) {
+        if (began)
+            store_rollback(s);
+        if (renamed)
+            ft_rm_rf(dest, NULL);
+        if (tmp)
+            ft_rm_rf(tmp, NULL);
+    } else if (out) {
+        out->name = ft_strdup(name);
+        out->version = version;
+        out->path = ft_strdup(dest);
+        out->run = run ? ft_strdup(run) : NULL;
+        out->checkpoint = checkpoint ? ft_strdup(checkpoint) : NULL;
+        out->metrics_json = ft_strdup(metrics_json ? metrics_json : "{}");
+        out->tokenizer_hash = any ? ft_strdup(hash) : NULL;
+        out->created = now;
+    }
+    ft_free(rel);
+    ft_free(root);
+    ft_free(tmp);
+    ft_free(dest);
+    ft_free(home_owned);
+    return st;
+}
+
+ft_status ft_registry_list(ft_store *s, ft_model_version **out, size_t *n, ft_err *err) {
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st;
+    FT_TRY(store_prepare(s,
+                         "SELECT " VERSION_COLS " FROM model_versions v WHERE version = "
+                         "(SELECT MAX(version) FROM model_versions w WHERE w.name = v.name) ORDER BY name",
+                         &st, err));
+    return collect_versions(s, st, out, n, err);
+}
+
+ft_status ft_registry_show(ft_store *s, const char *name, ft_model_version **out, size_t *n, ft_err *err) {
+    *out = NULL;
+    *n = 0;
+    char base[512];
+    int64_t version = 0;
+    const char *slash = strchr(name, '/');
+    if (slash) {
+        char *end;
+        long long v = strtoll(slash + 1, &end, 10);
+        if (end == slash + 1 || *end || v <= 0)
+            return FT_ERR(err, FT_ERR_INVALID, "\"%s\": the version after '/' must be a positive number", name);
+        version = v;
+        snprintf(base, sizeof base, "%.*s", (int)(slash - name), name);
+    } else {
+        snprintf(base, sizeof base, "%s", name);
+    }
+    FT_TRY(ft_registry_check_name(base, err));
+    sqlite3_stmt *st;
+    FT_TRY(store_prepare(s,
+                         "SELECT " VERSION_COLS " FROM model_versions WHERE name = ?1 AND (?2 = 0 OR version = ?2) "
+                         "ORDER BY version",
+                         &st, err));
+    sqlite3_bind_text(st, 1, base, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, version);
+    FT_TRY(collect_versions(s, st, out, n, err));
+    if (*n == 0)
+        return FT_ERR(err, FT_ERR_NOT_FOUND, "no registered model \"%s\" (see `ftune registry list`)", name);
+    return FT_OK;
+}

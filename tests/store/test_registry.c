@@ -1,0 +1,102 @@
+/* tests/store: the model registry: names, versions numbered 1, 2, ..., files cloned (not linked)
+ * under $FTUNE_HOME/registry/<catalog>/<schema>/<name>/<version>/, a crashed registration's
+ * leftover folder replaced. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "ftune/store.h"
+#include "test.h"
+
+static void write_file(const char *dir, const char *name, const char *text) {
+    char *p = ft_path_join(dir, name);
+    ft_file_write_atomic(p, text, strlen(text), NULL);
+    ft_free(p);
+}
+
+TEST(registry_versions_are_clones) {
+    ft_err err;
+    const char *tmp = ft_test_tmpdir();
+    char *home = ft_path_join(tmp, "home"), *src = ft_path_join(tmp, "export"), *db = NULL;
+    REQUIRE_OK(ft_mkdir_p(src, &err), &err);
+    write_file(src, "config.json", "{\"architectures\":[\"LlamaForCausalLM\"]}");
+    write_file(src, "tokenizer.json", "{}");
+    write_file(src, "model.safetensors", "weights-v1");
+    db = ft_path_join(home, "ftune.db");
+    REQUIRE_OK(ft_mkdir_p(home, &err), &err);
+    ft_store *s;
+    REQUIRE_OK(ft_store_open(db, &s, &err), &err);
+
+    CHECK(ft_registry_check_name("main.demo.m", &err) == FT_OK);
+    CHECK(ft_registry_check_name("main.demo", &err) == FT_ERR_INVALID);
+    CHECK(ft_registry_check_name("a.b.c.d", &err) == FT_ERR_INVALID);
+    CHECK(ft_registry_check_name("a..c", &err) == FT_ERR_INVALID);
+    CHECK(ft_registry_check_name("a.b/c.d", &err) == FT_ERR_INVALID);
+
+    ft_model_version v;
+    REQUIRE_OK(ft_registry_register(s, home, "main.demo.m", src, "chat-x-abcdef", NULL, "{\"eval_loss\":1.5}", &v,
+                                    &err),
+               &err);
+    CHECK_EQ_INT(v.version, 1);
+    char *expect = ft_asprintf("%s/registry/main/demo/m/1", home);
+    CHECK_STR_EQ(v.path, expect);
+    ft_free(expect);
+    CHECK(v.tokenizer_hash && strncmp(v.tokenizer_hash, "fnv1a64:", 8) == 0);
+    ft_model_version_deinit(&v);
+
+    /* The source changes; version 1 keeps its own bytes. */
+    write_file(src, "model.safetensors", "weights-v2");
+    /* A leftover "2" folder from a crashed registration is replaced. */
+    char *stale = ft_asprintf("%s/registry/main/demo/m/2", home);
+    REQUIRE_OK(ft_mkdir_p(stale, &err), &err);
+    write_file(stale, "junk", "x");
+    REQUIRE_OK(ft_registry_register(s, home, "main.demo.m", src, "chat-x-ghijkl", NULL, NULL, &v, &err), &err);
+    CHECK_EQ_INT(v.version, 2);
+    ft_model_version_deinit(&v);
+    char *junk = ft_path_join(stale, "junk");
+    CHECK(!ft_path_exists(junk));
+    ft_free(junk);
+    ft_free(stale);
+
+    char *p1 = ft_asprintf("%s/registry/main/demo/m/1/model.safetensors", home), *data = NULL;
+    REQUIRE_OK(ft_file_read_all(p1, &data, NULL, &err), &err);
+    CHECK_STR_EQ(data, "weights-v1");
+    struct stat sb;
+    CHECK(lstat(p1, &sb) == 0 && S_ISREG(sb.st_mode));
+    ft_free(data);
+    ft_free(p1);
+
+    ft_model_version *vs;
+    size_t n;
+    REQUIRE_OK(ft_registry_show(s, "main.demo.m", &vs, &n, &err), &err);
+    CHECK_EQ_INT(n, 2);
+    CHECK_STR_EQ(n == 2 ? vs[0].run : "", "chat-x-abcdef");
+    CHECK_EQ_INT(n == 2 ? vs[1].version : 0, 2);
+    json_t *j = n ? ft_model_version_to_json(&vs[0]) : json_object();
+    CHECK_NEAR(json_real_value(json_object_get(json_object_get(j, "metrics"), "eval_loss")), 1.5, 0);
+    json_decref(j);
+    ft_model_version_list_free(vs, n);
+    REQUIRE_OK(ft_registry_show(s, "main.demo.m/1", &vs, &n, &err), &err);
+    CHECK_EQ_INT(n, 1);
+    ft_model_version_list_free(vs, n);
+    CHECK(ft_registry_show(s, "main.demo.m/9", &vs, &n, &err) == FT_ERR_NOT_FOUND);
+    CHECK(ft_registry_show(s, "main.demo.m/x", &vs, &n, &err) == FT_ERR_INVALID);
+    CHECK(ft_registry_show(s, "main.demo.other", &vs, &n, &err) == FT_ERR_NOT_FOUND);
+
+    REQUIRE_OK(ft_registry_register(s, home, "main.other.z", src, NULL, NULL, NULL, NULL, &err), &err);
+    REQUIRE_OK(ft_registry_list(s, &vs, &n, &err), &err);
+    CHECK_EQ_INT(n, 2);
+    CHECK_STR_EQ(n == 2 ? vs[0].name : "", "main.demo.m");
+    CHECK_EQ_INT(n == 2 ? vs[0].version : 0, 2);
+    ft_model_version_list_free(vs, n);
+    /* a missing source is an error and records nothing */
+    CHECK(ft_registry_register(s, home, "main.demo.m", "/nonexistent/x", NULL, NULL, NULL, NULL, &err) ==
+          FT_ERR_NOT_FOUND);
+    REQUIRE_OK(ft_registry_show(s, "main.demo.m", &vs, &n, &err), &err);
+    CHECK_EQ_INT(n, 2);
+    ft_model_version_list_free(vs, n);
+    ft_store_close(s);
+    ft_free(db);
+    ft_free(home);
+    ft_free(src);
+}
