@@ -31,19 +31,14 @@
 
 #include "ftune/base.h"
 #include "ftune/config.h"
+#include "ftune/data.h" /* ft_task_type, ft_data_duration */
 
 /* ---------------------------------------------------------------- durations */
 
-typedef enum ft_duration_unit {
-    FT_DUR_EP = 0, /* epochs: full passes over the training data */
-    FT_DUR_TOK,    /* tokens: packed tokens consumed (padding excluded) */
-    FT_DUR_BA,     /* batches: optimizer steps */
-} ft_duration_unit;
-
-typedef struct ft_duration {
-    int64_t value; /* > 0 */
-    ft_duration_unit unit;
-} ft_duration;
+/* The unit (ftune/data.h): FT_DURATION_EPOCHS (full passes over the training data),
+ * FT_DURATION_TOKENS (packed tokens consumed, padding excluded), FT_DURATION_BATCHES (optimizer
+ * steps); value > 0. */
+typedef ft_data_duration ft_duration;
 
 /* Parse "1ep", "1000tok", "30ba" (digits then unit, no spaces, value >= 1). Errors say what was
  * expected, e.g. `training_duration "3x": expected N followed by ep, tok or ba ("1ep", "1000tok",
@@ -73,13 +68,7 @@ double ft_schedule_lr(const ft_schedule *s, int64_t step);
 
 /* ---------------------------------------------------------------- the run configuration */
 
-typedef enum ft_task_type {
-    FT_TASK_CHAT_COMPLETION = 0,
-    FT_TASK_INSTRUCTION_FINETUNE,
-    FT_TASK_CONTINUED_PRETRAIN,
-} ft_task_type;
-const char *ft_task_type_name(ft_task_type t); /* "CHAT_COMPLETION", ... */
-
+/* ft_task_type and ft_task_type_name: ftune/data.h. */
 typedef enum ft_optimizer_kind { FT_OPTIMIZER_ADAMW = 0, FT_OPTIMIZER_LION } ft_optimizer_kind;
 typedef enum ft_loss_on { FT_LOSS_ALL_ASSISTANT = 0, FT_LOSS_LAST_ASSISTANT } ft_loss_on;
 

@@ -43,15 +43,15 @@ ft_status ft_duration_parse(const char *s, const char *what, ft_duration *out, f
 }
 
 void ft_duration_format(ft_duration d, char *buf, size_t cap) {
-    snprintf(buf, cap, "%lld%s", (long long)d.value, unit_names[d.unit <= FT_DUR_BA ? d.unit : 0]);
+    snprintf(buf, cap, "%lld%s", (long long)d.value, unit_names[d.unit <= FT_DURATION_BATCHES ? (int)d.unit : 0]);
 }
 
 int64_t ft_duration_to_steps(ft_duration d, int64_t steps_per_epoch, double tokens_per_step) {
     int64_t n = 1;
     switch (d.unit) {
-    case FT_DUR_BA: n = d.value; break;
-    case FT_DUR_EP: n = d.value * (steps_per_epoch > 0 ? steps_per_epoch : 1); break;
-    case FT_DUR_TOK: n = tokens_per_step > 0 ? (int64_t)ceil((double)d.value / tokens_per_step) : d.value; break;
+    case FT_DURATION_BATCHES: n = d.value; break;
+    case FT_DURATION_EPOCHS: n = d.value * (steps_per_epoch > 0 ? steps_per_epoch : 1); break;
+    case FT_DURATION_TOKENS: n = tokens_per_step > 0 ? (int64_t)ceil((double)d.value / tokens_per_step) : d.value; break;
     }
     return n < 1 ? 1 : n;
 }
@@ -75,7 +75,6 @@ double ft_schedule_lr(const ft_schedule *s, int64_t t) { return s->peak_lr * ft_
 /* ---------------------------------------------------------------- names */
 
 static const char *task_names[] = {"CHAT_COMPLETION", "INSTRUCTION_FINETUNE", "CONTINUED_PRETRAIN"};
-const char *ft_task_type_name(ft_task_type t) { return t <= FT_TASK_CONTINUED_PRETRAIN ? task_names[t] : "?"; }
 
 static const char *event_names[] = {"STARTED",         "DATA_VALIDATED", "MODEL_INITIALIZED",
                                     "TRAIN_UPDATED",   "CHECKPOINT_SAVED", "EVAL_COMPLETED",
@@ -88,7 +87,7 @@ ft_train_config ft_train_default_config(void) {
     ft_train_config c;
     memset(&c, 0, sizeof c);
     c.task_type = FT_TASK_CHAT_COMPLETION;
-    c.training_duration = (ft_duration){1, FT_DUR_EP};
+    c.training_duration = (ft_duration){.value = 1, .unit = FT_DURATION_EPOCHS};
     c.learning_rate = 5e-7;
     c.validate_inputs = true;
     c.seed = 17;
@@ -313,11 +312,11 @@ ft_status ft_train_config_set(ft_train_config *c, const char *key_in, const char
     }
     if (!strcmp(key, "save_interval")) {
         if (!strcmp(v, "0") || !strcmp(v, "")) {
-            c->save_interval = (ft_duration){0, FT_DUR_EP};
+            c->save_interval = (ft_duration){.value = 0, .unit = FT_DURATION_EPOCHS};
             return FT_OK;
         }
         FT_TRY(ft_duration_parse(v, "save_interval", &c->save_interval, err));
-        if (c->save_interval.unit == FT_DUR_TOK)
+        if (c->save_interval.unit == FT_DURATION_TOKENS)
             return FT_ERR(err, FT_ERR_INVALID, "save_interval \"%s\": expected Nba or Nep (\"50ba\", \"1ep\")", v);
         return FT_OK;
     }

@@ -11,13 +11,13 @@ TEST(train_duration_parse) {
     ft_err err;
     CHECK_OK(ft_duration_parse("1ep", "training_duration", &d, &err), &err);
     CHECK_EQ_INT(d.value, 1);
-    CHECK_EQ_INT(d.unit, FT_DUR_EP);
+    CHECK_EQ_INT(d.unit, FT_DURATION_EPOCHS);
     CHECK_OK(ft_duration_parse("1000tok", "training_duration", &d, &err), &err);
     CHECK_EQ_INT(d.value, 1000);
-    CHECK_EQ_INT(d.unit, FT_DUR_TOK);
+    CHECK_EQ_INT(d.unit, FT_DURATION_TOKENS);
     CHECK_OK(ft_duration_parse("30ba", "training_duration", &d, &err), &err);
     CHECK_EQ_INT(d.value, 30);
-    CHECK_EQ_INT(d.unit, FT_DUR_BA);
+    CHECK_EQ_INT(d.unit, FT_DURATION_BATCHES);
     const char *bad[] = {"", "ep", "3", "3x", "3 ep", "-1ep", "0ba", "1.5ep", "3EP", "99999999999999999999ba", "3epx"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         CHECK(ft_duration_parse(bad[i], "training_duration", &d, &err) == FT_ERR_INVALID);
@@ -26,16 +26,16 @@ TEST(train_duration_parse) {
     CHECK(ft_duration_parse("3x", "training_duration", &d, &err) == FT_ERR_INVALID);
     CHECK(strstr(err.msg, "ep, tok or ba") != NULL);
     char buf[32];
-    ft_duration_format((ft_duration){250, FT_DUR_TOK}, buf, sizeof buf);
+    ft_duration_format((ft_duration){.value = 250, .unit = FT_DURATION_TOKENS}, buf, sizeof buf);
     CHECK_STR_EQ(buf, "250tok");
 }
 
 TEST(train_duration_to_steps) {
-    CHECK_EQ_INT(ft_duration_to_steps((ft_duration){30, FT_DUR_BA}, 7, 100), 30);
-    CHECK_EQ_INT(ft_duration_to_steps((ft_duration){3, FT_DUR_EP}, 7, 100), 21);
-    CHECK_EQ_INT(ft_duration_to_steps((ft_duration){1000, FT_DUR_TOK}, 7, 100), 10);
-    CHECK_EQ_INT(ft_duration_to_steps((ft_duration){1001, FT_DUR_TOK}, 7, 100), 11);
-    CHECK_EQ_INT(ft_duration_to_steps((ft_duration){5, FT_DUR_TOK}, 7, 100), 1);
+    CHECK_EQ_INT(ft_duration_to_steps((ft_duration){.value = 30, .unit = FT_DURATION_BATCHES}, 7, 100), 30);
+    CHECK_EQ_INT(ft_duration_to_steps((ft_duration){.value = 3, .unit = FT_DURATION_EPOCHS}, 7, 100), 21);
+    CHECK_EQ_INT(ft_duration_to_steps((ft_duration){.value = 1000, .unit = FT_DURATION_TOKENS}, 7, 100), 10);
+    CHECK_EQ_INT(ft_duration_to_steps((ft_duration){.value = 1001, .unit = FT_DURATION_TOKENS}, 7, 100), 11);
+    CHECK_EQ_INT(ft_duration_to_steps((ft_duration){.value = 5, .unit = FT_DURATION_TOKENS}, 7, 100), 1);
 }
 
 /* The indexing convention pinned: the t-th update (t from 0) uses multiplier t/t_w in warmup,
@@ -69,7 +69,7 @@ TEST(train_config_set_and_errors) {
     ft_train_config c = ft_train_default_config();
     ft_err err;
     CHECK_EQ_INT(c.training_duration.value, 1);
-    CHECK_EQ_INT(c.training_duration.unit, FT_DUR_EP);
+    CHECK_EQ_INT(c.training_duration.unit, FT_DURATION_EPOCHS);
     CHECK_NEAR(c.learning_rate, 5e-7, 0);
     CHECK_NEAR(c.grad_clip, 1.0, 0);
     CHECK(c.warmup.is_fraction && c.warmup.fraction == 0.02);
