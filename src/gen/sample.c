@@ -1,0 +1,125 @@
+/* gen/sample.c: drawing the next token from logits: greedy, temperature, top-k, top-p, as
+ * transformers' sampling warpers do (temperature, then top-k, then top-p), with ft_rng. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ftune/gen.h"
+
+ft_status ft_sampler_init(ft_sampler *s, int64_t V, ft_err *err) {
+    memset(s, 0, sizeof *s);
+    if (V <= 0)
+        return FT_ERR(err, FT_ERR_INVALID, "sampler: vocabulary size %lld", (long long)V);
+    s->V = V;
+    s->probs = ft_malloc((size_t)V * sizeof(float));
+    s->idx = ft_malloc((size_t)V * sizeof(int32_t));
+    if (!s->probs || !s->idx) {
+        ft_sampler_deinit(s);
+        return FT_ERR(err, FT_ERR_NOMEM, "sampler: out of memory for %lld entries", (long long)V);
+    }
+    return FT_OK;
+}
+
+void ft_sampler_deinit(ft_sampler *s) {
+    ft_free(s->probs);
+    ft_free(s->idx);
+    memset(s, 0, sizeof *s);
+}
+
+static int32_t argmax(const float *x, int64_t V) {
+    int64_t best = 0;
+    for (int64_t i = 1; i < V; i++)
+        if (x[i] > x[best] || (isnan(x[best]) && !isnan(x[i])))
+            best = i;
+    return (int32_t)best;
+}
+
+/* Order: larger logit first, lower id on ties (a total order, so results do not depend on the
+ * sort's stability). */
+static int cmp_desc(const void *a, const void *b, void *ctx) {
+    const float *l = ctx;
+    int32_t i = *(const int32_t *)a, j = *(const int32_t *)b;
+    float x = l[i], y = l[j];
+    if (x > y)
+        return -1;
+    if (x < y)
+        return 1;
+    return (i > j) - (i < j);
+}
+
+/* Min-heap on (logit, -id) over idx[0..k): the root is the weakest kept candidate. */
+static bool weaker(const float *l, int32_t a, int32_t b) { return l[a] < l[b] || (l[a] == l[b] && a > b); }
+static void sift_down(const float *l, int32_t *h, int64_t k, int64_t i) {
+    for (;;) {
+        int64_t c = 2 * i + 1, m = i;
+        if (c < k && weaker(l, h[c], h[m]))
+            m = c;
+        if (c + 1 < k && weaker(l, h[c + 1], h[m]))
+            m = c + 1;
+        if (m == i)
+            return;
+        int32_t t = h[i];
+        h[i] = h[m];
+        h[m] = t;
+        i = m;
+    }
+}
+
+int32_t ft_sampler_sample(ft_sampler *s, const float *logits, const ft_sampling *p, ft_rng *rng) {
+    int64_t V = s->V;
+    if (!(p->temperature > 0))
+        return argmax(logits, V);
+    /* 1. Candidates, best first: the top k by a heap (O(V log k)), or all of them. */
+    int64_t k = p->top_k > 0 && p->top_k < V ? p->top_k : V;
+    int32_t *idx = s->idx;
+    if (k < V) {
+        for (int64_t i = 0; i < k; i++)
+            idx[i] = (int32_t)i;
+        for (int64_t i = k / 2 - 1; i >= 0; i--)
+            sift_down(logits, idx, k, i);
+        for (int64_t i = k; i < V; i++)
+            if (weaker(logits, idx[0], (int32_t)i)) {
+                idx[0] = (int32_t)i;
+                sift_down(logits, idx, k, 0);
+            }
+    } else {
+        for (int64_t i = 0; i < V; i++)
+            idx[i] = (int32_t)i;
+    }
+    qsort_r(idx, (size_t)k, sizeof(int32_t), cmp_desc, (void *)logits);
+    /* 2. Softmax of logits / T over the candidates (max first, so exp never overflows). */
+    double inv_t = 1.0 / p->temperature, mx = (double)logits[idx[0]], sum = 0;
+    float *pr = s->probs;
+    for (int64_t i = 0; i < k; i++) {
+        double l = (double)logits[idx[i]];
+        double e = isfinite(l) ? exp((l - mx) * inv_t) : 0.0;
+        pr[i] = (float)e;
+        sum += e;
+    }
+    if (!(sum > 0) || !isfinite(sum))
+        return idx[0];
+    /* 3. Top-p: the smallest prefix whose mass reaches p (at least one token). */
+    int64_t keep = k;
+    if (p->top_p > 0 && p->top_p < 1) {
+        double cum = 0;
+        for (int64_t i = 0; i < k; i++) {
+            cum += pr[i] / sum;
+            if (cum >= p->top_p) {
+                keep = i + 1;
+                break;
+            }
+        }
+        double s2 = 0;
+        for (int64_t i = 0; i < keep; i++)
+            s2 += pr[i];
+        sum = s2;
+    }
+    /* 4. Draw. */
+    double u = ft_rng_double(rng) * sum, c = 0;
+    for (int64_t i = 0; i < keep; i++) {
+        c += pr[i];
+        if (u < c)
+            return idx[i];
+    }
+    return idx[keep - 1];
+}
