@@ -24,6 +24,9 @@ LDFLAGS  += -fsanitize=address,undefined
 endif
 LDLIBS   += -lopenblas -lonig -ljansson -lsqlite3 -lmicrohttpd -lpthread -lm -ldl
 LDFLAGS  += -fopenmp
+# OpenBLAS's OpenMP build (Debian libopenblas0-openmp), whatever the system alternative says: it shares
+# libgomp's thread pool with our own parallel loops instead of spinning a second pool.
+LDFLAGS  += -Wl,-rpath,/usr/lib/x86_64-linux-gnu/openblas-openmp
 
 LIB_SRC  := $(sort $(wildcard src/*/*.c))
 LIB_SRC  := $(filter-out src/cli/%,$(LIB_SRC))

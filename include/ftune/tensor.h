@@ -1,0 +1,113 @@
+/* ftune/tensor.h: the CPU kernels of the Llama-family model, fp32, forward and backward.
+ * Implemented in src/tensor/ (matmuls through OpenBLAS sgemm, the rest OpenMP loops that share
+ * libgomp's thread pool with OpenBLAS's OpenMP build, so there is only ever one pool).
+ *
+ * Conventions: every tensor is row-major; shapes are in comments as (rows, cols). N is a count of
+ * token rows (B*T). Backward kernels that say "accumulate" add (+=) into their outputs, the
+ * others overwrite. A `stride` is the distance in floats between consecutive rows, so kernels
+ * can work on a column slice of a wider buffer (q, k and v live side by side in one qkv row). */
+#ifndef FTUNE_TENSOR_H
+#define FTUNE_TENSOR_H
+
+#include "ftune/base.h"
+#include "ftune/config.h"
+
+/* ---------------------------------------------------------------- threads and BLAS */
+
+/* Threads kernels use: omp_get_max_threads() unless set (n <= 0 restores all cores). Also sets
+ * OpenBLAS's count. Process-wide, like the OpenMP setting it wraps. */
+void ft_tensor_set_threads(int n);
+int ft_tensor_threads(void);
+/* The OpenBLAS core kernel in use ("SkylakeX", "Haswell", ...). */
+const char *ft_tensor_blas_core(void);
+
+/* C (M, N) = alpha * op(A) op(B) + beta * C, op(X) = X or X^T; lda/ldb/ldc row strides. */
+void ft_tensor_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
+/* nn.Linear without bias, weight W (out, in) as PyTorch stores it.
+ * forward: y (N, out) = x (N, in) W^T. */
+void ft_tensor_linear_fwd(float *y, const float *x, const float *W, int64_t N, int64_t in, int64_t out);
+/* backward: dx (N, in) = dy W (or += when dx_accumulate; dx may be NULL to skip);
+ * dW (out, in) += dy^T x (dW may be NULL to skip). dW_zero: overwrite dW instead of adding. */
+void ft_tensor_linear_bwd(float *dx, float *dW, const float *dy, const float *x, const float *W, int64_t N,
+                          int64_t in, int64_t out, bool dx_accumulate, bool dW_zero);
+
+/* ---------------------------------------------------------------- elementwise and rows */
+
+/* out (N, C) = table[ids[n]] (V, C). Ids must be in range (the caller checks). */
+void ft_tensor_embedding_fwd(float *out, const int32_t *ids, const float *table, int64_t N, int64_t C);
+/* dtable[ids[n]] += dout[n]; accumulate. */
+void ft_tensor_embedding_bwd(float *dtable, const int32_t *ids, const float *dout, int64_t N, int64_t C);
+
+/* RMSNorm as Hugging Face's LlamaRMSNorm: out = w * (x / sqrt(mean(x^2) + eps)).
+ * x, out (N, C); rstd (N) gets 1/sqrt(mean(x^2) + eps) (may be NULL). */
+void ft_tensor_rmsnorm_fwd(float *out, float *rstd, const float *x, const float *w, int64_t N, int64_t C, float eps);
+/* dx (N, C) += d/dx; dw (C) += d/dw (dw may be NULL); rstd from the forward. */
+void ft_tensor_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float *x, const float *w, const float *rstd,
+                           int64_t N, int64_t C);
+
+/* ---------------------------------------------------------------- RoPE
+ * Hugging Face's rotate-half layout: a head vector of HD values is split into halves; the pair
+ * (i, i + HD/2) rotates by angle pos * inv_freq[i]. */
+
+/* inv_freq (HD/2): 1 / theta^(2i/HD) in fp32 as transformers computes it, with llama3
+ * scaling when the config asks for it. */
+void ft_tensor_rope_inv_freq(float *inv_freq, const ft_model_config *c);
+/* cos, sin (N, HD/2) for the positions pos (N). */
+void ft_tensor_rope_table(float *cos_t, float *sin_t, const int32_t *pos, const float *inv_freq, int64_t N,
+                          int64_t half);
+/* Rotate in place the n_heads heads of x (N rows of `stride` floats; the heads start at x).
+ * bwd applies the transposed rotation (the gradient). */
+void ft_tensor_rope_fwd(float *x, int64_t stride, const float *cos_t, const float *sin_t, int64_t N, int64_t n_heads,
+                        int64_t head_dim);
+void ft_tensor_rope_bwd(float *dx, int64_t stride, const float *cos_t, const float *sin_t, int64_t N,
+                        int64_t n_heads, int64_t head_dim);
+
+/* SwiGLU: gu (N, 2F) holds [gate | up] per row; h (N, F) = silu(gate) * up. */
+void ft_tensor_swiglu_fwd(float *h, const float *gu, int64_t N, int64_t F);
+/* dgu (N, 2F) = d/d[gate | up] of h given dh (N, F). dgu may alias gu (in place). */
+void ft_tensor_swiglu_bwd(float *dgu, const float *dh, const float *gu, int64_t N, int64_t F);
+
+/* y (n) += x (n), parallel. */
+void ft_tensor_add(float *y, const float *x, int64_t n);
+
+/* ---------------------------------------------------------------- cross-entropy
+ * logits (N, V), targets (N) (-100: no loss). Returns the sum of -log softmax(logits)[target]
+ * over rows with a target, in double; *n_valid their count. When `grad_scale` != 0 the logits
+ * are overwritten by grad_scale * (softmax - onehot) (zero rows for ignored targets): the fused
+ * backward. `correct` (may be NULL) gets the number of valid rows whose argmax is the target.
+ * Out-of-range targets are the caller's to reject. */
+double ft_tensor_cross_entropy(float *logits, const int32_t *targets, int64_t N, int64_t V, float grad_scale,
+                               int64_t *n_valid, int64_t *correct);
+
+/* ---------------------------------------------------------------- attention
+ * Causal scaled-dot-product attention with grouped KV heads (GQA; MQA when KVH = 1, MHA when
+ * KVH = NH), over query rows i in [0, Tq) at absolute position q_offset + i and key rows j in
+ * [0, Tk): i attends to j iff j <= q_offset + i, (with sample ids) sid[j] == sid[i], and (with a
+ * sliding window W, as Mistral) q_offset + i - j < W.
+ * Packed rows give each sample its own id, so attention never crosses a sample.
+ * Tiled over query blocks (flash style: a block's scores live in a per-thread scratch tile and
+ * never in memory as a (T, T) matrix); the backward recomputes the probabilities from the
+ * saved log-sum-exp. */
+typedef struct ft_attn_shape {
+    int64_t B, Tq, Tk, NH, KVH, HD;
+    int64_t q_offset; /* 0 for training; cache length for decoding */
+    int64_t window;   /* sliding window (keys within the last `window` positions); 0: none */
+    /* Row strides (floats) of q (B, Tq, NH*HD), k and v (B, Tk, KVH*HD), out (B, Tq, NH*HD).
+     * The backward's dq, dk, dv and dout use the same strides as q, k, v and out. */
+    int64_t q_stride, k_stride, v_stride, o_stride;
+} ft_attn_shape;
+
+/* Scratch floats the kernels need (per call; covers all threads). */
+size_t ft_tensor_attention_scratch(const ft_attn_shape *s);
+/* out (B, Tq, NH*HD); lse (B, NH, Tq) (may be NULL when no backward follows).
+ * sample_ids (B, Tq) or NULL; only with Tq == Tk. */
+void ft_tensor_attention_fwd(const ft_attn_shape *s, float *out, float *lse, const float *q, const float *k,
+                             const float *v, const int32_t *sample_ids, float *scratch);
+/* dq overwritten; dk, dv overwritten (the kernel zeroes them first). */
+void ft_tensor_attention_bwd(const ft_attn_shape *s, float *dq, float *dk, float *dv, const float *dout,
+                             const float *out, const float *lse, const float *q, const float *k, const float *v,
+                             const int32_t *sample_ids, float *scratch);
+
+#endif
