@@ -106,7 +106,8 @@ ft_status ft_store_run_set_status(ft_store *s, const char *name, ft_run_status t
 ft_status ft_store_run_set_owner(ft_store *s, const char *name, int64_t pid, const char *host, ft_err *err);
 ft_status ft_store_run_set_progress(ft_store *s, const char *name, double progress, double eta_s, ft_err *err);
 ft_status ft_store_run_set_registered(ft_store *s, const char *name, const char *registered_name, ft_err *err);
-/* The oldest QUEUED run, moved to STARTING and owned by (pid, host) in one transaction, so that
+/* The oldest QUEUED run that no process owns yet (a foreground `ftune create` owns its run from
+ * the start), moved to STARTING and owned by (pid, host) in one transaction, so that
  * two workers never take the same run. *name (caller frees) is NULL when none is queued. */
 ft_status ft_store_run_claim_next(ft_store *s, int64_t pid, const char *host, char **name, ft_err *err);
 /* Remove a run and everything recorded about it (events, metrics, checkpoints). Registered
@@ -144,6 +145,8 @@ typedef struct ft_metric {
 /* Record n metrics of one step in one transaction. */
 ft_status ft_store_metrics_add(ft_store *s, const char *run, int64_t step, const char *const *names,
                                const double *values, size_t n, ft_err *err);
+/* Record metrics of any steps (m[i].time ignored) in one transaction. */
+ft_status ft_store_metrics_add_batch(ft_store *s, const char *run, const ft_metric *m, size_t n, ft_err *err);
 /* Metrics in step order, only `name` when not NULL. The caller frees with ft_free. */
 ft_status ft_store_metrics_list(ft_store *s, const char *run, const char *name, ft_metric **out, size_t *n,
                                 ft_err *err);

@@ -61,5 +61,16 @@ int cli_report(const char *command, const ft_err *err);
 /* The commands. Each takes argv after the command name. */
 typedef int (*cli_cmd_fn)(int argc, char **argv);
 int cmd_version(int argc, char **argv);
+int cmd_create(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_get(int argc, char **argv);
+int cmd_events(int argc, char **argv);
+int cmd_metrics(int argc, char **argv);
+int cmd_cancel(int argc, char **argv);
+int cmd_delete(int argc, char **argv);
+int cmd_resume(int argc, char **argv);
+int cmd_models(int argc, char **argv);
+int cmd_registry(int argc, char **argv);
+int cmd_worker(int argc, char **argv);
 
 #endif

@@ -14,6 +14,17 @@ typedef struct {
 /* Keep in the order `ftune help` shows them. */
 static const command commands[] = {
     {"version", cmd_version, "print the version"},
+    {"create", cmd_create, "fine-tune a model: create a run and run it (or --detach)"},
+    {"list", cmd_list, "list runs"},
+    {"get", cmd_get, "show one run: status, progress, parameters"},
+    {"events", cmd_events, "a run's events (--follow)"},
+    {"metrics", cmd_metrics, "a run's metrics by step"},
+    {"cancel", cmd_cancel, "stop runs (they keep their last checkpoint)"},
+    {"delete", cmd_delete, "delete runs and their files"},
+    {"resume", cmd_resume, "continue an interrupted run from its latest checkpoint"},
+    {"models", cmd_models, "the supported models and which are present locally"},
+    {"registry", cmd_registry, "registered models: registry list | registry show NAME"},
+    {"worker", cmd_worker, "the background worker that runs queued runs"},
 };
 
 static void usage(FILE *out) {

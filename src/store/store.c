@@ -529,7 +529,7 @@ ft_status ft_store_run_set_status(ft_store *s, const char *name, ft_run_status t
                            " started = CASE WHEN ?2 = 'STARTING' THEN ?4 ELSE started END,"
                            " finished = CASE WHEN ?2 IN ('COMPLETED','FAILED','STOPPED') THEN ?4 ELSE 0 END,"
                            " progress = CASE WHEN ?2 = 'COMPLETED' THEN 1.0 ELSE progress END,"
-                           " pid = CASE WHEN ?2 IN ('COMPLETED','FAILED','STOPPED','QUEUED') THEN 0 ELSE pid END"
+                           " pid = CASE WHEN ?2 IN ('COMPLETED','FAILED','STOPPED') THEN 0 ELSE pid END"
                            " WHERE id = ?1",
                            &st, err);
         if (rs == FT_OK) {
@@ -601,7 +601,7 @@ ft_status ft_store_run_claim_next(ft_store *s, int64_t pid, const char *host, ch
     *name = NULL;
     FT_TRY(store_begin(s, err));
     sqlite3_stmt *st;
-    ft_status rs = store_prepare(s, "SELECT name FROM runs WHERE status = 'QUEUED' ORDER BY created, id LIMIT 1",
+    ft_status rs = store_prepare(s, "SELECT name FROM runs WHERE status = 'QUEUED' AND pid = 0 ORDER BY created, id LIMIT 1",
                                  &st, err);
     char *got = NULL;
     if (rs == FT_OK) {
@@ -758,6 +758,37 @@ ft_status ft_store_metrics_add(ft_store *s, const char *run, int64_t step, const
             sqlite3_bind_double(st, 4, values[i]);
         else
             sqlite3_bind_null(st, 4); /* SQLite stores NaN as NULL anyway; say so explicitly */
+        sqlite3_bind_double(st, 5, now);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rs = store_sql_err(s, err, "adding a metric");
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    if (rs == FT_OK)
+        rs = store_commit(s, err);
+    if (rs != FT_OK)
+        store_rollback(s);
+    return rs;
+}
+
+ft_status ft_store_metrics_add_batch(ft_store *s, const char *run, const ft_metric *m, size_t n, ft_err *err) {
+    if (n == 0)
+        return FT_OK;
+    int64_t id;
+    FT_TRY(store_run_id(s, run, &id, err));
+    FT_TRY(store_begin(s, err));
+    sqlite3_stmt *st = NULL;
+    ft_status rs = store_prepare(s, "INSERT OR REPLACE INTO metrics (run_id, step, name, value, time) VALUES (?,?,?,?,?)",
+                                 &st, err);
+    double now = store_now();
+    for (size_t i = 0; rs == FT_OK && i < n; i++) {
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_int64(st, 2, m[i].step);
+        sqlite3_bind_text(st, 3, m[i].name, -1, SQLITE_TRANSIENT);
+        if (isfinite(m[i].value))
+            sqlite3_bind_double(st, 4, m[i].value);
+        else
+            sqlite3_bind_null(st, 4);
         sqlite3_bind_double(st, 5, now);
         if (sqlite3_step(st) != SQLITE_DONE)
             rs = store_sql_err(s, err, "adding a metric");

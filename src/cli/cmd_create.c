@@ -1,0 +1,335 @@
+/* cli/cmd_create.c: `ftune create`: every create() parameter of SPEC §2 (each validated, a bad
+ * value exits 2 naming its flag), the run name and experiment folder of SPEC §1, input
+ * validation before queueing, then the run in the foreground with a progress bar, or handed to
+ * the background worker with --detach. */
+#include <pwd.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ftune/ckpt.h"
+#include "ftune/data.h"
+#include "ftune/hf.h"
+#include "ftune/json.h"
+#include "ftune/train.h"
+#include "run_common.h"
+
+/* Parts that land in parallel with this command; until they link, their checks are skipped. */
+#pragma weak ft_hf_resolve
+#pragma weak ft_data_validate
+#pragma weak ft_validate_default_params
+#pragma weak ft_data_report_free
+
+/* Flags that are config parameters: the flag name is the parameter with '-' for '_'. */
+static const char *const param_flags[] = {
+    "model",          "train-data-path", "register-to",       "task-type",        "eval-data-path",
+    "custom-weights-path", "training-duration", "learning-rate", "context-length", "experiment-path",
+    "data-prep-cluster-id", "seed",      "global-batch-size", "micro-batch-size", "optimizer",
+    "weight-decay",   "warmup",          "grad-clip",         "loss-on",          "save-interval",
+    "keep-checkpoints", "dtype",         "device",            "threads",          "eval-max-new-tokens",
+};
+
+static const cli_opt opts[] = {
+    {"model", CLI_STR, "M: model folder, hub id org/name, or registered c.s.n[/version] (required)"},
+    {"train-data-path", CLI_STR, "P: JSONL file or folder (chat, IFT), folder of .txt (CPT) (required)"},
+    {"register-to", CLI_STR, "c.s[.n]: where the result is registered (required)"},
+    {"task-type", CLI_STR, "CHAT_COMPLETION (default) | INSTRUCTION_FINETUNE | CONTINUED_PRETRAIN"},
+    {"eval-data-path", CLI_STR, "P: evaluation data, same format"},
+    {"eval-prompt", CLI_STR_LIST, "TEXT: a prompt sampled at every checkpoint (repeatable)"},
+    {"custom-weights-path", CLI_STR, "P: start from an earlier run's checkpoint"},
+    {"training-duration", CLI_STR, "Nep | Ntok | Nba (default 1ep)"},
+    {"learning-rate", CLI_STR, "peak learning rate (default 5e-7)"},
+    {"context-length", CLI_STR, "N tokens (default min(8192, model max))"},
+    {"no-validate-inputs", CLI_FLAG, "skip checking paths and every record before queueing"},
+    {"experiment-path", CLI_STR, "P: where checkpoints and metrics go (default /Users/<user>/<run>)"},
+    {"data-prep-cluster-id", CLI_STR, "accepted for compatibility, unused"},
+    {"name", CLI_STR, "the run name (default <task>-<model>-<6 letters>)"},
+    {"seed", CLI_STR, "N (default 17)"},
+    {"global-batch-size", CLI_STR, "sequences per optimizer step (default automatic)"},
+    {"micro-batch-size", CLI_STR, "sequences per forward/backward (default automatic)"},
+    {"optimizer", CLI_STR, "adamw (default) | lion"},
+    {"weight-decay", CLI_STR, "decoupled weight decay (default 0)"},
+    {"warmup", CLI_STR, "2% (default) | Nba | Nep | Ntok"},
+    {"grad-clip", CLI_STR, "max gradient norm (default 1.0; 0 disables)"},
+    {"loss-on", CLI_STR, "all_assistant (default) | last_assistant"},
+    {"save-interval", CLI_STR, "Nba | Nep (default every epoch and at the end)"},
+    {"keep-checkpoints", CLI_STR, "N newest to keep (default all)"},
+    {"dtype", CLI_STR, "fp32"},
+    {"device", CLI_STR, "cpu"},
+    {"threads", CLI_STR, "N (default all cores)"},
+    {"eval-max-new-tokens", CLI_STR, "N tokens per eval prompt (default 100)"},
+    {"detach", CLI_FLAG, "queue the run for the background worker and return its name at once"},
+    {"quiet", CLI_FLAG, "no progress bar or event lines"},
+    {NULL, 0, NULL},
+};
+
+static const char *user_name(void) {
+    const char *u = getenv("USER");
+    if (u && *u && !strchr(u, '/'))
+        return u;
+    struct passwd *pw = getpwuid(getuid());
+    return pw && pw->pw_name ? pw->pw_name : "user";
+}
+
+static bool run_name_ok(const char *n) {
+    size_t len = strlen(n);
+    if (len == 0 || len > 128 || n[0] == '.' || n[0] == '-')
+        return false;
+    for (const char *p = n; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' ||
+              *p == '_' || *p == '.'))
+            return false;
+    return true;
+}
+
+/* register_to: "catalog.schema" or "catalog.schema.name". */
+static bool register_to_ok(const char *v) {
+    int dots = 0;
+    for (const char *p = v; *p; p++)
+        dots += *p == '.';
+    if (dots == 2)
+        return ft_registry_check_name(v, NULL) == FT_OK;
+    if (dots == 1) {
+        char *full = ft_asprintf("%s.x", v);
+        bool ok = full && ft_registry_check_name(full, NULL) == FT_OK;
+        ft_free(full);
+        return ok;
+    }
+    return false;
+}
+
+typedef struct issue_printer {
+    int64_t shown;
+} issue_printer;
+
+static void print_issue(void *ctx, const ft_data_issue *is) {
+    issue_printer *p = ctx;
+    if (p->shown++ >= 50)
+        return;
+    fprintf(stderr, "%s:%lld:%lld: %s: %s\n", is->file ? is->file : "?", (long long)is->line,
+            (long long)is->column, is->level == FT_ISSUE_ERROR ? "error" : "warning", is->message);
+}
+
+/* Check one data path: present, and (when the validator is built in) every record well formed.
+ * Returns an exit code. */
+static int validate_data(const char *flag, const char *path, ft_task_type task) {
+    char *mapped = ft_path_map_volumes(path);
+    if (!mapped || !ft_path_exists(mapped)) {
+        int rc = cli_usage_error("create", flag, "%s: no such file or folder%s%s", path,
+                                 mapped && strcmp(mapped, path) ? " (looked at " : "",
+                                 mapped && strcmp(mapped, path) ? mapped : "");
+        if (mapped && strcmp(mapped, path))
+            fprintf(stderr, ")\n");
+        ft_free(mapped);
+        return rc;
+    }
+    int rc = CLI_EXIT_OK;
+    if (ft_data_validate && ft_validate_default_params) {
+        ft_validate_params p;
+        ft_validate_default_params(&p, task);
+        issue_printer ip = {0};
+        p.on_issue = print_issue;
+        p.on_issue_ctx = &ip;
+        ft_data_report *rep = NULL;
+        ft_err err;
+        ft_status st = ft_data_validate(mapped, &p, &rep, NULL, &err);
+        if (st != FT_OK) {
+            rc = cli_report("create", &err);
+        } else if (rep && !rep->valid) {
+            fprintf(stderr, "ftune create: --%s: %s has %lld invalid record(s) of %lld (see above; "
+                            "--no-validate-inputs skips this check)\n",
+                    flag, path, (long long)rep->n_errors, (long long)rep->n_records);
+            rc = CLI_EXIT_USAGE;
+        }
+        if (rep && ft_data_report_free)
+            ft_data_report_free(rep);
+    }
+    ft_free(mapped);
+    return rc;
+}
+
+int cmd_create(int argc, char **argv) {
+    cli_args a;
+    int prc = cli_parse(&a, "create", "--model M --train-data-path P --register-to c.s[.n] [options]", opts, argc,
+                        argv);
+    if (prc)
+        return prc < 0 ? CLI_EXIT_OK : prc;
+    int rc = CLI_EXIT_OK;
+    ft_train_config cfg = ft_train_default_config();
+    ft_err err;
+    ft_store *s = NULL;
+    char *name = NULL, *exp_path = NULL, *exp_dir = NULL, *run_dir = NULL;
+    bool json = cli_has(&a, "json");
+
+    static const char *const required[] = {"model", "train-data-path", "register-to"};
+    for (size_t i = 0; i < 3; i++)
+        if (!cli_has(&a, required[i])) {
+            rc = cli_usage_error("create", required[i], "required");
+            goto done;
+        }
+    for (size_t i = 0; i < sizeof param_flags / sizeof *param_flags; i++) {
+        const char *v = cli_str(&a, param_flags[i], NULL);
+        if (!v)
+            continue;
+        if (ft_train_config_set(&cfg, param_flags[i], v, &err) != FT_OK) {
+            rc = cli_usage_error("create", param_flags[i], "%s", err.msg);
+            goto done;
+        }
+    }
+    size_t n_prompts;
+    const char **prompts = cli_list(&a, "eval-prompt", &n_prompts);
+    for (size_t i = 0; i < n_prompts; i++)
+        if (ft_train_config_set(&cfg, "eval_prompts", prompts[i], &err) != FT_OK) {
+            rc = cli_usage_error("create", "eval-prompt", "%s", err.msg);
+            goto done;
+        }
+    cfg.validate_inputs = !cli_has(&a, "no-validate-inputs");
+    if (!register_to_ok(cfg.register_to)) {
+        rc = cli_usage_error("create", "register-to",
+                             "\"%s\": expected catalog.schema or catalog.schema.name (letters, digits, _ and -)",
+                             cfg.register_to);
+        goto done;
+    }
+
+    /* The run name (SPEC §1) and its folder. */
+    if (cli_has(&a, "name")) {
+        if (!run_name_ok(cli_str(&a, "name", ""))) {
+            rc = cli_usage_error("create", "name", "\"%s\": use letters, digits, '-', '_' and '.' (at most 128)",
+                                 cli_str(&a, "name", ""));
+            goto done;
+        }
+        name = ft_strdup(cli_str(&a, "name", ""));
+    } else {
+        ft_rng rng;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ft_rng_seed(&rng, (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ ((uint64_t)getpid() << 40));
+        name = ft_run_name_generate(ft_task_type_name(cfg.task_type), cfg.model, &rng);
+    }
+    exp_path = cli_has(&a, "experiment-path") ? ft_strdup(cfg.experiment_path)
+                                              : ft_asprintf("/Users/%s/%s", user_name(), name);
+    exp_dir = exp_path ? ft_experiment_dir(exp_path) : NULL;
+    if (!name || !exp_dir) {
+        rc = cli_usage_error("create", NULL, "out of memory");
+        goto done;
+    }
+    ft_free(cfg.name);
+    cfg.name = ft_strdup(name);
+    ft_free(cfg.experiment_path);
+    cfg.experiment_path = ft_strdup(exp_dir);
+    run_dir = ft_path_join(exp_dir, name);
+    if (ft_train_config_validate(&cfg, &err) != FT_OK) {
+        rc = cli_usage_error("create", NULL, "%s", err.msg);
+        goto done;
+    }
+
+    /* Validation before anything is recorded (SPEC §2 validate_inputs). */
+    if (cfg.validate_inputs) {
+        if (ft_hf_resolve) {
+            char *dir = NULL;
+            if (ft_hf_resolve(cfg.model, &dir, &err) != FT_OK) {
+                rc = cli_usage_error("create", "model", "%s", err.msg);
+                goto done;
+            }
+            ft_free(dir);
+        }
+        if ((rc = validate_data("train-data-path", cfg.train_data_path, cfg.task_type)) != CLI_EXIT_OK)
+            goto done;
+        if (cfg.eval_data_path &&
+            (rc = validate_data("eval-data-path", cfg.eval_data_path, cfg.task_type)) != CLI_EXIT_OK)
+            goto done;
+        if (cfg.custom_weights_path) {
+            char *mapped = ft_path_map_volumes(cfg.custom_weights_path), *ck = NULL;
+            ft_status st = ft_ckpt_resolve(mapped ? mapped : cfg.custom_weights_path, &ck, &err);
+            ft_free(mapped);
+            ft_free(ck);
+            if (st != FT_OK) {
+                rc = cli_usage_error("create", "custom-weights-path", "%s", err.msg);
+                goto done;
+            }
+        }
+    }
+
+    if ((rc = run_open_store("create", &s)) != CLI_EXIT_OK)
+        goto done;
+    json_t *cj = ft_train_config_to_json(&cfg);
+    char *cjs = ft_json_dumps(cj, 0);
+    json_decref(cj);
+    char dur[32], cl_buf[32];
+    ft_duration_format(cfg.training_duration, dur, sizeof dur);
+    (void)cl_buf;
+    ft_run r = {0};
+    r.name = name;
+    r.model = cfg.model;
+    r.task_type = (char *)ft_task_type_name(cfg.task_type);
+    r.train_data_path = cfg.train_data_path;
+    r.register_to = cfg.register_to;
+    r.eval_data_path = cfg.eval_data_path;
+    r.custom_weights_path = cfg.custom_weights_path;
+    r.training_duration = dur;
+    r.learning_rate = cfg.learning_rate;
+    r.context_length = cfg.context_length;
+    r.experiment_path = exp_path;
+    r.run_dir = run_dir;
+    r.config_json = cjs;
+    ft_status st = ft_store_run_create(s, &r, &err);
+    free(cjs);
+    if (st != FT_OK) {
+        rc = st == FT_ERR_INVALID ? cli_usage_error("create", "name", "%s", err.msg) : cli_report("create", &err);
+        goto done;
+    }
+    /* A foreground run is owned by this process before it is QUEUED, so that a background
+     * worker never claims it. */
+    if (!cli_has(&a, "detach") && ft_store_run_set_owner(s, name, getpid(), run_hostname(), &err) != FT_OK) {
+        rc = cli_report("create", &err);
+        goto done;
+    }
+    if (ft_store_run_set_status(s, name, FT_RUN_QUEUED, "QUEUED", "INFO",
+                                cli_has(&a, "detach") ? "queued for the background worker" : "queued to run here",
+                                NULL, &err) != FT_OK) {
+        rc = cli_report("create", &err);
+        goto done;
+    }
+
+    if (cli_has(&a, "detach")) {
+        run_ensure_worker();
+        if (json) {
+            ft_run got;
+            if (ft_store_run_get(s, name, &got, &err) == FT_OK) {
+                run_print_json(&got);
+                ft_run_deinit(&got);
+            }
+        } else {
+            printf("%s\n", name);
+        }
+        goto done;
+    }
+
+    /* Foreground: this process runs it. */
+    if (ft_store_run_set_status(s, name, FT_RUN_STARTING, NULL, NULL, NULL, NULL, &err) != FT_OK) {
+        rc = cli_report("create", &err);
+        goto done;
+    }
+    if (!json || !cli_has(&a, "quiet"))
+        fprintf(stderr, "run %s (%s)\n", name, run_dir);
+    run_exec_opts o = {.resume = false, .show = !cli_has(&a, "quiet")};
+    rc = run_execute(s, name, &o);
+    if (json) {
+        ft_run got;
+        if (ft_store_run_get(s, name, &got, &err) == FT_OK) {
+            run_print_json(&got);
+            ft_run_deinit(&got);
+        }
+    }
+
+done:
+    ft_store_close(s);
+    ft_train_config_deinit(&cfg);
+    ft_free(name);
+    ft_free(exp_path);
+    ft_free(exp_dir);
+    ft_free(run_dir);
+    cli_args_free(&a);
+    return rc;
+}

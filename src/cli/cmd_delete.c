@@ -1,0 +1,90 @@
+/* cli/cmd_delete.c: `ftune delete RUN... [--force]`: remove runs, their records and their files
+ * (the run folder with its checkpoints). A running run is refused unless --force, which kills
+ * its process first. Registered versions are clones and stay. */
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+
+#include "run_common.h"
+
+static const cli_opt opts[] = {
+    {"force", CLI_FLAG, "also delete runs that are running (their process is killed)"},
+    {NULL, 0, NULL},
+};
+
+int cmd_delete(int argc, char **argv) {
+    cli_args a;
+    int prc = cli_parse(&a, "delete", "RUN... [--force]", opts, argc, argv);
+    if (prc)
+        return prc < 0 ? CLI_EXIT_OK : prc;
+    if (a.n_pos == 0) {
+        cli_args_free(&a);
+        return cli_usage_error("delete", NULL, "expected at least one run name");
+    }
+    bool force = cli_has(&a, "force"), json = cli_has(&a, "json");
+    ft_store *s;
+    int rc = run_open_store("delete", &s);
+    if (rc) {
+        cli_args_free(&a);
+        return rc;
+    }
+    json_t *done = json_array();
+    for (size_t i = 0; i < a.n_pos; i++) {
+        const char *name = a.pos[i];
+        ft_run r;
+        ft_err err;
+        if (ft_store_run_get(s, name, &r, &err) != FT_OK) {
+            rc = cli_report("delete", &err);
+            continue;
+        }
+        bool active = !ft_run_status_is_final(r.status) && r.status != FT_RUN_PENDING && r.status != FT_RUN_QUEUED;
+        if (active && run_process_alive(&r)) {
+            if (!force) {
+                fprintf(stderr, "ftune delete: %s is %s (pid %lld): cancel it first, or use --force\n", name,
+                        ft_run_status_str(r.status), (long long)r.pid);
+                rc = CLI_EXIT_FAIL;
+                ft_run_deinit(&r);
+                continue;
+            }
+            if (r.host && strcmp(r.host, run_hostname()) != 0) {
+                fprintf(stderr, "ftune delete: %s runs on %s; stop it there first\n", name, r.host);
+                rc = CLI_EXIT_FAIL;
+                ft_run_deinit(&r);
+                continue;
+            }
+            kill((pid_t)r.pid, SIGKILL);
+            for (int k = 0; k < 100 && run_process_alive(&r); k++) {
+                struct timespec ts = {0, 50 * 1000 * 1000};
+                nanosleep(&ts, NULL);
+            }
+        }
+        /* Only a folder named after the run is removed: a hand-edited record cannot point the
+         * removal somewhere else. */
+        if (r.run_dir) {
+            const char *base = strrchr(r.run_dir, '/');
+            if (base && !strcmp(base + 1, name) && ft_rm_rf(r.run_dir, &err) != FT_OK) {
+                rc = cli_report("delete", &err);
+                ft_run_deinit(&r);
+                continue;
+            }
+        }
+        if (ft_store_run_delete(s, name, &err) != FT_OK) {
+            rc = cli_report("delete", &err);
+        } else {
+            json_array_append_new(done, json_string(name));
+            if (!json)
+                printf("deleted %s\n", name);
+        }
+        ft_run_deinit(&r);
+    }
+    if (json) {
+        char *t = json_dumps(done, JSON_COMPACT);
+        printf("%s\n", t ? t : "[]");
+        free(t);
+    }
+    json_decref(done);
+    ft_store_close(s);
+    cli_args_free(&a);
+    return rc;
+}

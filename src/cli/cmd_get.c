@@ -1,0 +1,80 @@
+/* cli/cmd_get.c: `ftune get RUN`: one run, its status with progress and ETA, its parameters,
+ * checkpoints and registered model (SPEC §6). --json prints the run object. */
+#include <string.h>
+
+#include "ftune/json.h"
+#include "run_common.h"
+
+int cmd_get(int argc, char **argv) {
+    cli_args a;
+    int prc = cli_parse(&a, "get", "RUN", NULL, argc, argv);
+    if (prc)
+        return prc < 0 ? CLI_EXIT_OK : prc;
+    if (a.n_pos != 1) {
+        cli_args_free(&a);
+        return cli_usage_error("get", NULL, "expected one run name");
+    }
+    const char *name = a.pos[0];
+    bool json = cli_has(&a, "json");
+    ft_store *s;
+    int rc = run_open_store("get", &s);
+    if (rc) {
+        cli_args_free(&a);
+        return rc;
+    }
+    ft_run r;
+    ft_err err;
+    if (ft_store_run_get(s, name, &r, &err) != FT_OK) {
+        rc = cli_report("get", &err);
+    } else if (json) {
+        run_print_json(&r);
+    } else {
+        char line[512], t1[32], t2[32], t3[32];
+        run_status_line(&r, line, sizeof line);
+        run_format_time(r.created, t1, sizeof t1);
+        run_format_time(r.started, t2, sizeof t2);
+        run_format_time(r.finished, t3, sizeof t3);
+        printf("%-20s %s\n", "name", r.name);
+        printf("%-20s %s\n", "status", line);
+        if (r.details)
+            printf("%-20s %s\n", "details", r.details);
+        printf("%-20s %s\n", "model", r.model ? r.model : "");
+        printf("%-20s %s\n", "task_type", r.task_type ? r.task_type : "");
+        printf("%-20s %s\n", "train_data_path", r.train_data_path ? r.train_data_path : "");
+        if (r.eval_data_path)
+            printf("%-20s %s\n", "eval_data_path", r.eval_data_path);
+        if (r.custom_weights_path)
+            printf("%-20s %s\n", "custom_weights_path", r.custom_weights_path);
+        printf("%-20s %s\n", "register_to", r.register_to ? r.register_to : "");
+        printf("%-20s %s\n", "training_duration", r.training_duration ? r.training_duration : "");
+        printf("%-20s %g\n", "learning_rate", r.learning_rate);
+        if (r.context_length > 0)
+            printf("%-20s %lld\n", "context_length", (long long)r.context_length);
+        printf("%-20s %s\n", "experiment_path", r.experiment_path ? r.experiment_path : "");
+        printf("%-20s %s\n", "run folder", r.run_dir ? r.run_dir : "");
+        printf("%-20s %s\n", "created", t1);
+        printf("%-20s %s\n", "started", t2);
+        printf("%-20s %s\n", "finished", t3);
+        if (r.pid && !ft_run_status_is_final(r.status))
+            printf("%-20s %lld on %s\n", "process", (long long)r.pid, r.host ? r.host : "?");
+        if (r.registered_name)
+            printf("%-20s %s\n", "registered model", r.registered_name);
+        ft_checkpoint_row *ck;
+        size_t n;
+        if (ft_store_checkpoint_list(s, name, &ck, &n, NULL) == FT_OK) {
+            if (n)
+                printf("%-20s %s (%zu in all)\n", "latest checkpoint", ck[n - 1].path, n);
+            ft_checkpoint_list_free(ck, n);
+        }
+        ft_metric *m;
+        if (ft_store_metrics_list(s, name, "loss", &m, &n, NULL) == FT_OK) {
+            if (n)
+                printf("%-20s %.4f at step %lld\n", "loss", m[n - 1].value, (long long)m[n - 1].step);
+            ft_free(m);
+        }
+    }
+    ft_run_deinit(&r);
+    ft_store_close(s);
+    cli_args_free(&a);
+    return rc;
+}

@@ -1,0 +1,74 @@
+/* cli/cmd_resume.c: `ftune resume RUN`: continue an interrupted run (killed, crashed, stopped or
+ * failed) from its latest complete checkpoint, in the foreground (SPEC §4: the losses are those of
+ * an uninterrupted run). */
+#include <string.h>
+#include <unistd.h>
+
+#include "run_common.h"
+
+static const cli_opt opts[] = {
+    {"threads", CLI_INT, "N: threads (the losses match an uninterrupted run with the same count)"},
+    {"quiet", CLI_FLAG, "no progress bar or event lines"},
+    {NULL, 0, NULL},
+};
+
+int cmd_resume(int argc, char **argv) {
+    cli_args a;
+    int prc = cli_parse(&a, "resume", "RUN", opts, argc, argv);
+    if (prc)
+        return prc < 0 ? CLI_EXIT_OK : prc;
+    if (a.n_pos != 1) {
+        cli_args_free(&a);
+        return cli_usage_error("resume", NULL, "expected one run name");
+    }
+    int64_t threads = cli_int(&a, "threads", 0);
+    if (threads < 0 || threads > 4096) {
+        cli_args_free(&a);
+        return cli_usage_error("resume", "threads", "must be between 1 and 4096");
+    }
+    const char *name = a.pos[0];
+    bool json = cli_has(&a, "json");
+    ft_store *s;
+    int rc = run_open_store("resume", &s);
+    if (rc) {
+        cli_args_free(&a);
+        return rc;
+    }
+    ft_run r;
+    ft_err err;
+    if (ft_store_run_get(s, name, &r, &err) != FT_OK) {
+        rc = cli_report("resume", &err);
+        goto out;
+    }
+    if (r.status == FT_RUN_COMPLETED) {
+        fprintf(stderr, "ftune resume: %s has already completed\n", name);
+        rc = CLI_EXIT_USAGE;
+    } else if (r.status != FT_RUN_PENDING && !ft_run_status_is_final(r.status) && r.status != FT_RUN_QUEUED &&
+               run_process_alive(&r)) {
+        fprintf(stderr, "ftune resume: %s is %s in process %lld on %s\n", name, ft_run_status_str(r.status),
+                (long long)r.pid, r.host ? r.host : "?");
+        rc = CLI_EXIT_FAIL;
+    } else {
+        char msg[256];
+        snprintf(msg, sizeof msg, "resuming %s run from its latest checkpoint", ft_run_status_str(r.status));
+        if (r.status == FT_RUN_PENDING)
+            ft_store_run_set_status(s, name, FT_RUN_QUEUED, "QUEUED", "INFO", "queued to run here", NULL, NULL);
+        if (ft_store_run_set_owner(s, name, getpid(), run_hostname(), &err) != FT_OK ||
+            ft_store_run_set_status(s, name, FT_RUN_STARTING, "TRAIN_UPDATED", "INFO", msg, NULL, &err) != FT_OK) {
+            rc = cli_report("resume", &err);
+        } else {
+            run_exec_opts o = {.resume = true, .show = !cli_has(&a, "quiet"), .threads = (int)threads};
+            rc = run_execute(s, name, &o);
+            ft_run fin;
+            if (json && ft_store_run_get(s, name, &fin, NULL) == FT_OK) {
+                run_print_json(&fin);
+                ft_run_deinit(&fin);
+            }
+        }
+    }
+    ft_run_deinit(&r);
+out:
+    ft_store_close(s);
+    cli_args_free(&a);
+    return rc;
+}

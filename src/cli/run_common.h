@@ -1,0 +1,47 @@
+/* cli/run_common.h: what the run commands (create, resume, worker, get, list, events, metrics,
+ * cancel, delete, registry) share: opening the store, executing a run with the store as the
+ * trainer's sink, the background worker, and the human renderings of runs. */
+#ifndef FTUNE_CLI_RUN_COMMON_H
+#define FTUNE_CLI_RUN_COMMON_H
+
+#include <stdbool.h>
+
+#include "cli.h"
+#include "ftune/store.h"
+
+/* Open $FTUNE_HOME/ftune.db; on failure prints "ftune CMD: why" and returns the exit code. */
+int run_open_store(const char *command, ft_store **s);
+
+/* This machine's host name (static buffer). */
+const char *run_hostname(void);
+/* Whether the run's recorded process is alive. A run owned by another host counts as alive (it
+ * cannot be checked from here); a pid of 0 as dead. */
+bool run_process_alive(const ft_run *r);
+/* STARTING, RUNNING or TERMINATING whose process is gone (SIGKILL, power cut, OOM). */
+bool run_is_orphaned(const ft_run *r);
+
+typedef struct run_exec_opts {
+    bool resume;     /* continue from the latest checkpoint (else: start fresh unless there is one) */
+    bool show;       /* progress bar and event lines on stderr */
+    int threads;     /* > 0: override the configured thread count */
+} run_exec_opts;
+
+/* Execute the run `name`, which the caller has moved to STARTING: take ownership (pid, host),
+ * train with the store as sink, register the exported model, and leave the run COMPLETED,
+ * STOPPED or FAILED. Returns the exit code (0 completed, 1 stopped or failed). */
+int run_execute(ft_store *s, const char *name, const run_exec_opts *o);
+
+/* Make sure a background worker serves the queue, starting `ftune worker --until-idle` detached
+ * when none holds the worker lock. */
+void run_ensure_worker(void);
+/* The worker loop (ftune worker). */
+int run_worker_loop(bool until_idle, double poll_s, bool quiet);
+
+/* "RUNNING ▓▓▓▓▓▓▓▓░░░░░░░░░░░░ 45%  ETA 3m12s" into buf. */
+void run_status_line(const ft_run *r, char *buf, size_t cap);
+/* Print a run's JSON (`get --json`) on one line of stdout. */
+void run_print_json(const ft_run *r);
+/* Local time "2026-11-22 10:11:12" into buf. */
+void run_format_time(double t, char *buf, size_t cap);
+
+#endif

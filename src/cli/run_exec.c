@@ -1,0 +1,664 @@
+/* cli/run_exec.c: executing a run with the SQLite store as the trainer's sink (SPEC §5): status
+ * changes, events, metrics, checkpoints, progress, cancellation (Ctrl-C or `ftune cancel`), and
+ * registration of the exported model at the end. Also the background worker that serves the
+ * queue and resumes runs whose process died, and the human renderings of runs.
+ *
+ * Cancellation: `ftune cancel` moves a run to TERMINATING in the store; the process running it
+ * polls its status between steps (at most every half second) and stops at the next step boundary
+ * after a checkpoint. Ctrl-C / SIGTERM set a flag the trainer polls the same way; a second Ctrl-C
+ * kills at once (the run then resumes from its latest checkpoint). */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ftune/ckpt.h"
+#include "ftune/json.h"
+#include "ftune/train.h"
+#include "run_common.h"
+
+/* ---------------------------------------------------------------- small helpers */
+
+int run_open_store(const char *command, ft_store **s) {
+    ft_err err;
+    if (ft_store_open_home(s, &err) != FT_OK)
+        return cli_report(command, &err);
+    return CLI_EXIT_OK;
+}
+
+const char *run_hostname(void) {
+    static char host[256];
+    if (!host[0] && gethostname(host, sizeof host - 1) != 0)
+        snprintf(host, sizeof host, "localhost");
+    return host;
+}
+
+bool run_process_alive(const ft_run *r) {
+    if (r->pid <= 0)
+        return false;
+    if (r->host && strcmp(r->host, run_hostname()) != 0)
+        return true;
+    if (kill((pid_t)r->pid, 0) != 0 && errno == ESRCH)
+        return false;
+    /* A zombie (exited, not yet reaped) is gone for our purposes. */
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%lld/stat", (long long)r->pid);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = 0;
+        const char *rp = strrchr(buf, ')');
+        if (rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'))
+            return false;
+    }
+    return true;
+}
+
+bool run_is_orphaned(const ft_run *r) {
+    bool active = r->status == FT_RUN_STARTING || r->status == FT_RUN_RUNNING || r->status == FT_RUN_TERMINATING;
+    return active && !run_process_alive(r);
+}
+
+void run_format_time(double t, char *buf, size_t cap) {
+    if (t <= 0) {
+        snprintf(buf, cap, "-");
+        return;
+    }
+    time_t secs = (time_t)t;
+    struct tm tm;
+    localtime_r(&secs, &tm);
+    strftime(buf, cap, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+void run_status_line(const ft_run *r, char *buf, size_t cap) {
+    const char *st = ft_run_status_str(r->status);
+    if (r->status == FT_RUN_RUNNING || r->status == FT_RUN_TERMINATING || r->status == FT_RUN_STARTING) {
+        double p = r->progress < 0 ? 0 : r->progress > 1 ? 1 : r->progress;
+        char bar[3 * 20 + 1];
+        size_t k = 0;
+        int filled = (int)(20.0 * p + 0.5);
+        for (int i = 0; i < 20; i++) {
+            memcpy(bar + k, i < filled ? "\xe2\x96\x93" : "\xe2\x96\x91", 3); /* ▓ ░ */
+            k += 3;
+        }
+        bar[k] = 0;
+        char eta[32] = "?";
+        if (r->eta_s >= 0)
+            ft_format_duration(r->eta_s, eta, sizeof eta);
+        snprintf(buf, cap, "%s %s %d%%  ETA %s%s", st, bar, (int)(100.0 * p), eta,
+                 run_is_orphaned(r) ? "  (its process is gone: `ftune resume` or `ftune worker` continues it)" : "");
+    } else {
+        snprintf(buf, cap, "%s", st);
+    }
+}
+
+void run_print_json(const ft_run *r) {
+    json_t *j = ft_run_to_json(r);
+    char *s = ft_json_dumps(j, 0);
+    printf("%s\n", s ? s : "{}");
+    fflush(stdout);
+    free(s);
+    json_decref(j);
+}
+
+/* ---------------------------------------------------------------- the sink */
+
+static volatile sig_atomic_t g_stop_signal; /* set by SIGINT/SIGTERM; signal handlers need a global */
+
+static void on_stop_signal(int sig) {
+    g_stop_signal = 1;
+    signal(sig, SIG_DFL); /* a second Ctrl-C ends the process at once */
+}
+
+typedef struct sink_ctx {
+    ft_store *s;
+    const char *name;
+    bool show;
+    ft_progress bar;
+    bool bar_started;
+    double last_progress_write, last_stop_poll, last_flush;
+    bool stop_requested;
+    ft_metric *buf;
+    size_t n, cap;
+    bool has_eval;
+    double eval_loss, eval_acc;
+    int64_t steps, total_steps;
+    double loss;
+    ft_err store_err; /* the first store failure, reported once */
+    bool store_failed;
+} sink_ctx;
+
+static const char *level_str(ft_log_level l) {
+    return l >= FT_LOG_ERROR ? "ERROR" : l == FT_LOG_WARN ? "WARN" : "INFO";
+}
+
+static void show_line(sink_ctx *c, const char *type, const char *level, const char *msg) {
+    if (!c->show)
+        return;
+    if (c->bar_started && c->bar.tty)
+        fputs("\r\033[K", stderr);
+    fprintf(stderr, "%-18s %s%s%s\n", type, strcmp(level, "INFO") ? level : "", strcmp(level, "INFO") ? " " : "",
+            msg ? msg : "");
+    fflush(stderr);
+}
+
+static ft_status flush_metrics(sink_ctx *c, ft_err *err) {
+    ft_status st = ft_store_metrics_add_batch(c->s, c->name, c->buf, c->n, err);
+    c->n = 0;
+    c->last_flush = ft_time_now();
+    return st;
+}
+
+static ft_status sink_event(void *user, ft_train_event type, ft_log_level level, const char *message) {
+    sink_ctx *c = user;
+    const char *tname = ft_train_event_name(type);
+    /* The final statuses are recorded once the trainer has returned, with its result. */
+    if (type == FT_EVENT_STOPPED || type == FT_EVENT_FAILED)
+        return FT_OK;
+    ft_status st;
+    if (type == FT_EVENT_STARTED)
+        st = ft_store_run_set_status(c->s, c->name, FT_RUN_RUNNING, tname, level_str(level), message, NULL,
+                                     &c->store_err);
+    else
+        st = ft_store_event_add(c->s, c->name, tname, level_str(level), message, NULL, &c->store_err);
+    /* TRAIN_UPDATED lines would drown the bar; the bar shows the same. */
+    if (type != FT_EVENT_TRAIN_UPDATED || level >= FT_LOG_WARN)
+        show_line(c, tname, level_str(level), message);
+    return st;
+}
+
+static ft_status sink_metric(void *user, int64_t step, const char *name, double value) {
+    sink_ctx *c = user;
+    if (c->n == c->cap) {
+        size_t ncap = c->cap ? c->cap * 2 : 64;
+        ft_metric *nb = ft_realloc(c->buf, ncap * sizeof *nb);
+        if (!nb)
+            return FT_ERR(NULL, FT_ERR_NOMEM, "out of memory");
+        c->buf = nb;
+        c->cap = ncap;
+    }
+    ft_metric *m = &c->buf[c->n++];
+    memset(m, 0, sizeof *m);
+    m->step = step;
+    snprintf(m->name, sizeof m->name, "%s", name);
+    m->value = value;
+    return FT_OK;
+}
+
+static ft_status sink_step(void *user, const ft_train_step_info *info) {
+    sink_ctx *c = user;
+    double now = ft_time_now();
+    c->steps = info->step;
+    c->total_steps = info->total_steps;
+    c->loss = info->loss;
+    if (c->show) {
+        if (!c->bar_started) {
+            ft_progress_begin(&c->bar, stderr, "train", info->total_steps, "step");
+            c->bar_started = true;
+        }
+        char extra[64];
+        snprintf(extra, sizeof extra, "loss %.4f", info->loss);
+        ft_progress_update(&c->bar, info->step, extra);
+    }
+    ft_status st = FT_OK;
+    /* Progress and metrics are committed about once a second: each commit is an fsync, and a
+     * crash loses nothing that a resume does not recompute. */
+    if (now - c->last_progress_write >= 1.0 || info->step == info->total_steps) {
+        st = ft_store_run_set_progress(c->s, c->name, info->progress, info->eta_s, &c->store_err);
+        c->last_progress_write = now;
+    }
+    if (st == FT_OK && now - c->last_flush >= 2.0)
+        st = flush_metrics(c, &c->store_err);
+    return st;
+}
+
+static ft_status sink_checkpoint(void *user, const char *path, int64_t epoch, int64_t batch) {
+    sink_ctx *c = user;
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    ft_status st = flush_metrics(c, &c->store_err);
+    if (st == FT_OK)
+        st = ft_store_checkpoint_add(c->s, c->name, base, path, batch, epoch, &c->store_err);
+    return st;
+}
+
+static ft_status sink_eval(void *user, const ft_eval_result *r) {
+    sink_ctx *c = user;
+    if (r->has_loss) {
+        c->has_eval = true;
+        c->eval_loss = r->loss;
+        c->eval_acc = r->token_accuracy;
+    }
+    if (c->show)
+        for (size_t i = 0; i < r->n_generations; i++) {
+            char line[1024];
+            snprintf(line, sizeof line, "%.200s -> %.600s", r->generations[i].prompt, r->generations[i].completion);
+            show_line(c, "  eval prompt", "INFO", line);
+        }
+    return FT_OK;
+}
+
+static bool sink_should_stop(void *user) {
+    sink_ctx *c = user;
+    if (c->stop_requested)
+        return true;
+    if (g_stop_signal) {
+        c->stop_requested = true;
+        ft_store_run_set_status(c->s, c->name, FT_RUN_TERMINATING, NULL, NULL, NULL, "stopped by a signal (Ctrl-C)",
+                                NULL);
+        show_line(c, "TERMINATING", "INFO", "stopping after a checkpoint (Ctrl-C again to kill)");
+        return true;
+    }
+    double now = ft_time_now();
+    if (now - c->last_stop_poll < 0.5)
+        return false;
+    c->last_stop_poll = now;
+    ft_run r;
+    if (ft_store_run_get(c->s, c->name, &r, NULL) == FT_OK) {
+        if (r.status == FT_RUN_TERMINATING) {
+            c->stop_requested = true;
+            show_line(c, "TERMINATING", "INFO", "cancelled: stopping after a checkpoint");
+        }
+        ft_run_deinit(&r);
+    }
+    return c->stop_requested;
+}
+
+/* ---------------------------------------------------------------- executing a run */
+
+/* The trainer lands in parallel with this file; until it links, runs fail with a clear reason. */
+#pragma weak ft_train_run
+#pragma weak ft_train_resume
+
+/* "c.s" -> "c.s.<run>", "c.s.n" -> itself (caller frees). */
+static char *registry_name(const char *register_to, const char *run) {
+    int dots = 0;
+    for (const char *p = register_to; *p; p++)
+        dots += *p == '.';
+    return dots == 1 ? ft_asprintf("%s.%s", register_to, run) : ft_strdup(register_to);
+}
+
+static ft_status fail_run(ft_store *s, const char *name, const char *reason) {
+    ft_err e2;
+    ft_status st = ft_store_run_set_status(s, name, FT_RUN_FAILED, "FAILED", "ERROR", reason, reason, &e2);
+    if (st != FT_OK) {
+        char m[1200];
+        ft_err_format(&e2, m, sizeof m);
+        fprintf(stderr, "ftune: cannot record the failure of %s: %s\n", name, m);
+    }
+    return st;
+}
+
+int run_execute(ft_store *s, const char *name, const run_exec_opts *o) {
+    ft_err err;
+    ft_err_clear(&err);
+    ft_run r;
+    if (ft_store_run_get(s, name, &r, &err) != FT_OK)
+        return cli_report("run", &err);
+    if (ft_store_run_set_owner(s, name, getpid(), run_hostname(), &err) != FT_OK) {
+        ft_run_deinit(&r);
+        return cli_report("run", &err);
+    }
+
+    sink_ctx c = {.s = s, .name = name, .show = o->show};
+    ft_train_sink sink = {
+        .user = &c,
+        .on_event = sink_event,
+        .on_metric = sink_metric,
+        .on_step = sink_step,
+        .on_checkpoint = sink_checkpoint,
+        .on_eval = sink_eval,
+        .should_stop = sink_should_stop,
+    };
+    g_stop_signal = 0;
+    struct sigaction sa = {0}, old_int, old_term;
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+
+    ft_train_result res;
+    memset(&res, 0, sizeof res);
+    ft_status st = FT_OK;
+    char *cfg_path = r.run_dir ? ft_path_join(r.run_dir, "train_config.json") : NULL;
+    bool have_folder = cfg_path && ft_path_exists(cfg_path);
+    ft_free(cfg_path);
+    if (!ft_train_run || !ft_train_resume) {
+        st = FT_ERR(&err, FT_ERR_UNSUPPORTED, "this ftune was built without the trainer");
+    } else if (have_folder) {
+        /* The run has been started before: continue from its latest checkpoint, and forget the
+         * metrics of the steps after it, which the resumed run computes again. */
+        char *ck = NULL;
+        int64_t step = 0, ep = 0;
+        if (ft_ckpt_find_latest(r.run_dir, false, &ck, NULL, NULL) == FT_OK) {
+            const char *b = strrchr(ck, '/');
+            if (!ft_ckpt_parse_name(b ? b + 1 : ck, &ep, &step))
+                step = 0;
+        }
+        ft_free(ck);
+        st = ft_store_metrics_truncate(s, name, step, &err);
+        if (st == FT_OK)
+            st = ft_train_resume(r.run_dir, o->threads, &sink, &res, &err);
+    } else {
+        json_t *j = json_loads(r.config_json ? r.config_json : "{}", 0, NULL);
+        ft_train_config cfg = ft_train_default_config();
+        st = j ? ft_train_config_from_json(j, &cfg, &err)
+               : FT_ERR(&err, FT_ERR_PARSE, "run %s: its stored configuration is not JSON", name);
+        json_decref(j);
+        if (st == FT_OK && o->threads > 0)
+            cfg.threads = o->threads;
+        if (st == FT_OK)
+            st = ft_train_run(&cfg, &sink, &res, &err);
+        ft_train_config_deinit(&cfg);
+    }
+    ft_err ferr;
+    ft_status fst = flush_metrics(&c, &ferr);
+    if (st == FT_OK && fst != FT_OK) {
+        st = fst;
+        err = ferr;
+    }
+    if (c.bar_started)
+        ft_progress_end(&c.bar, NULL);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+
+    int rc = CLI_EXIT_OK;
+    if (st != FT_OK || res.outcome == FT_TRAIN_FAILED) {
+        char reason[1400];
+        if (st != FT_OK)
+            ft_err_format(&err, reason, sizeof reason);
+        else
+            snprintf(reason, sizeof reason, "%s", res.reason[0] ? res.reason : "the trainer failed");
+        fail_run(s, name, reason);
+        show_line(&c, "FAILED", "ERROR", reason);
+        rc = CLI_EXIT_FAIL;
+    } else if (res.outcome == FT_TRAIN_STOPPED) {
+        char msg[1400];
+        snprintf(msg, sizeof msg, "stopped after step %lld of %lld%s%s", (long long)res.steps_done,
+                 (long long)res.total_steps, res.last_checkpoint[0] ? "; last checkpoint " : "",
+                 res.last_checkpoint);
+        ft_store_run_set_status(s, name, FT_RUN_TERMINATING, NULL, NULL, NULL, NULL, NULL);
+        ft_store_run_set_status(s, name, FT_RUN_STOPPED, "STOPPED", "INFO", msg,
+                                c.stop_requested && !g_stop_signal ? "cancelled" : "stopped", NULL);
+        show_line(&c, "STOPPED", "INFO", msg);
+        rc = CLI_EXIT_FAIL;
+    } else {
+        /* COMPLETED: register the exported folder, then finish. */
+        char *reg = r.register_to && *r.register_to ? registry_name(r.register_to, name) : NULL;
+        json_t *m = json_object();
+        json_object_set_new(m, "final_loss", json_real(res.final_loss));
+        if (res.has_eval) {
+            json_object_set_new(m, "eval_loss", json_real(res.eval_loss));
+            json_object_set_new(m, "eval_token_accuracy", json_real(res.eval_token_accuracy));
+        }
+        json_object_set_new(m, "steps", json_integer(res.steps_done));
+        char *mjs = ft_json_dumps(m, 0);
+        json_decref(m);
+        ft_status rst = FT_OK;
+        if (reg) {
+            ft_model_version v;
+            rst = ft_registry_register(s, NULL, reg, res.export_dir, name,
+                                       res.last_checkpoint[0] ? res.last_checkpoint : NULL, mjs, &v, &err);
+            if (rst == FT_OK) {
+                char vname[600], msg[1400];
+                snprintf(vname, sizeof vname, "%s/%lld", reg, (long long)v.version);
+                snprintf(msg, sizeof msg, "registered as %s version %lld (%s)", reg, (long long)v.version, v.path);
+                ft_store_event_add(s, name, "REGISTERED", "INFO", msg, NULL, NULL);
+                ft_store_run_set_registered(s, name, vname, NULL);
+                show_line(&c, "REGISTERED", "INFO", msg);
+                ft_model_version_deinit(&v);
+            }
+        }
+        free(mjs);
+        if (rst != FT_OK) {
+            char reason[1400];
+            ft_err_format(&err, reason, sizeof reason);
+            char *full = ft_asprintf("registration failed: %s", reason);
+            fail_run(s, name, full ? full : reason);
+            show_line(&c, "FAILED", "ERROR", full ? full : reason);
+            ft_free(full);
+            rc = CLI_EXIT_FAIL;
+        } else {
+            char msg[256];
+            snprintf(msg, sizeof msg, "%lld steps, final loss %.4f%s", (long long)res.steps_done, res.final_loss,
+                     res.has_eval ? "" : "");
+            if (res.has_eval)
+                snprintf(msg + strlen(msg), sizeof msg - strlen(msg), ", eval loss %.4f, eval token accuracy %.1f%%",
+                         res.eval_loss, 100.0 * res.eval_token_accuracy);
+            if (ft_store_run_set_status(s, name, FT_RUN_COMPLETED, "COMPLETED", "INFO", msg, NULL, &err) != FT_OK)
+                rc = cli_report("run", &err);
+            show_line(&c, "COMPLETED", "INFO", msg);
+        }
+        ft_free(reg);
+    }
+    ft_free(c.buf);
+    ft_run_deinit(&r);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- the worker */
+
+static char *worker_lock_path(void) {
+    char *home = ft_home_dir();
+    if (!home)
+        return NULL;
+    ft_mkdir_p(home, NULL);
+    char *p = ft_path_join(home, "worker.lock");
+    ft_free(home);
+    return p;
+}
+
+/* Take the worker lock without waiting; -1 when another worker holds it. */
+static int take_worker_lock(void) {
+    char *p = worker_lock_path();
+    if (!p)
+        return -1;
+    int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    ft_free(p);
+    if (fd < 0)
+        return -1;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+void run_ensure_worker(void) {
+    int fd = take_worker_lock();
+    if (fd < 0)
+        return; /* a worker is serving the queue; it re-checks the queue before it exits */
+    close(fd);
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0)
+        return;
+    self[n] = 0;
+    char *home = ft_home_dir();
+    char *log = home ? ft_path_join(home, "worker.log") : NULL;
+    ft_free(home);
+    pid_t pid = fork();
+    if (pid == 0) {
+        setsid();
+        if (fork() != 0)
+            _exit(0); /* the worker is re-parented to init: nobody has to wait for it */
+        int nul = open("/dev/null", O_RDONLY);
+        if (nul >= 0)
+            dup2(nul, 0);
+        int out = log ? open(log, O_WRONLY | O_CREAT | O_APPEND, 0644) : -1;
+        if (out >= 0) {
+            dup2(out, 1);
+            dup2(out, 2);
+        }
+        execl(self, "ftune", "worker", "--until-idle", (char *)NULL);
+        _exit(127);
+    }
+    if (pid > 0)
+        waitpid(pid, NULL, 0);
+    ft_free(log);
+}
+
+static volatile sig_atomic_t g_worker_stop;
+static void on_worker_signal(int sig) {
+    (void)sig;
+    g_worker_stop = 1;
+}
+
+/* Find work: first a run of this host whose process died (resumed from its latest checkpoint),
+ * then the oldest queued one. *resume says which. */
+static ft_status next_work(ft_store *s, char **name, bool *resume, ft_err *err) {
+    *name = NULL;
+    *resume = false;
+    ft_run *runs;
+    size_t n;
+    uint32_t mask = (1u << FT_RUN_STARTING) | (1u << FT_RUN_RUNNING) | (1u << FT_RUN_TERMINATING);
+    FT_TRY(ft_store_run_list(s, mask, 0, &runs, &n, err));
+    for (size_t i = n; i-- > 0 && !*name;) { /* oldest first */
+        ft_run *r = &runs[i];
+        if (!r->host || strcmp(r->host, run_hostname()) != 0 || !run_is_orphaned(r))
+            continue;
+        char msg[256];
+        snprintf(msg, sizeof msg, "the process running it (pid %lld) is gone", (long long)r->pid);
+        if (r->status == FT_RUN_TERMINATING) {
+            ft_store_run_set_status(s, r->name, FT_RUN_STOPPED, "STOPPED", "INFO", msg, "cancelled", NULL);
+            continue;
+        }
+        char full[400];
+        snprintf(full, sizeof full, "%s: resuming from the latest checkpoint", msg);
+        if (ft_store_run_set_status(s, r->name, FT_RUN_STARTING, "TRAIN_UPDATED", "WARN", full, NULL, NULL) ==
+            FT_OK) {
+            ft_store_run_set_owner(s, r->name, getpid(), run_hostname(), NULL);
+            *name = ft_strdup(r->name);
+            *resume = true;
+        }
+    }
+    ft_run_list_free(runs, n);
+    if (*name)
+        return FT_OK;
+    return ft_store_run_claim_next(s, getpid(), run_hostname(), name, err);
+}
+
+static bool queue_nonempty(void) {
+    ft_store *s;
+    if (ft_store_open_home(&s, NULL) != FT_OK)
+        return false;
+    ft_run *runs;
+    size_t n = 0;
+    bool any = ft_store_run_list(s, 1u << FT_RUN_QUEUED, 1, &runs, &n, NULL) == FT_OK && n > 0;
+    if (n)
+        ft_run_list_free(runs, n);
+    ft_store_close(s);
+    return any;
+}
+
+int run_worker_loop(bool until_idle, double poll_s, bool quiet) {
+    int lock = take_worker_lock();
+    if (lock < 0) {
+        if (until_idle)
+            return CLI_EXIT_OK; /* another worker serves this home */
+        fprintf(stderr, "ftune worker: another worker is already running for this FTUNE_HOME\n");
+        return CLI_EXIT_FAIL;
+    }
+    char pidline[32];
+    int pl = snprintf(pidline, sizeof pidline, "%ld\n", (long)getpid());
+    if (ftruncate(lock, 0) == 0 && write(lock, pidline, (size_t)pl) < 0)
+        FT_LOG_DEBUG("could not write the worker pid");
+    struct sigaction sa = {0};
+    sa.sa_handler = on_worker_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    g_worker_stop = 0;
+    if (!quiet)
+        fprintf(stderr, "ftune worker: pid %ld serving %s\n", (long)getpid(), until_idle ? "until the queue is empty" : "the queue");
+
+    /* How many times this worker resumed each run: a run whose process keeps dying is failed
+     * after three attempts instead of looping forever. */
+    char *resumed_names[64] = {0};
+    int resumed_count[64] = {0};
+    int rc = CLI_EXIT_OK;
+    while (!g_worker_stop) {
+        ft_store *s;
+        ft_err err;
+        if (ft_store_open_home(&s, &err) != FT_OK) {
+            rc = cli_report("worker", &err);
+            break;
+        }
+        char *name = NULL;
+        bool resume = false;
+        if (next_work(s, &name, &resume, &err) != FT_OK) {
+            ft_store_close(s);
+            rc = cli_report("worker", &err);
+            break;
+        }
+        if (name && resume) {
+            int k = 0;
+            while (k < 64 && resumed_names[k] && strcmp(resumed_names[k], name))
+                k++;
+            if (k < 64) {
+                if (!resumed_names[k])
+                    resumed_names[k] = ft_strdup(name);
+                if (++resumed_count[k] > 3) {
+                    fail_run(s, name, "its process died three times in a row; giving up");
+                    ft_free(name);
+                    ft_store_close(s);
+                    continue;
+                }
+            }
+        }
+        ft_store_close(s);
+        if (name) {
+            if (!quiet)
+                fprintf(stderr, "ftune worker: %s %s\n", resume ? "resuming" : "starting", name);
+            /* Each run in its own process: a crash takes the run, not the worker. SQLite
+             * connections must not cross a fork, so the child opens its own. */
+            pid_t pid = fork();
+            if (pid == 0) {
+                signal(SIGINT, SIG_DFL);
+                signal(SIGTERM, SIG_DFL);
+                ft_store *cs;
+                if (ft_store_open_home(&cs, NULL) != FT_OK)
+                    _exit(CLI_EXIT_FAIL);
+                run_exec_opts o = {.resume = resume, .show = false};
+                int crc = run_execute(cs, name, &o);
+                ft_store_close(cs);
+                _exit(crc);
+            }
+            if (pid > 0) {
+                int status;
+                while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                    if (g_worker_stop)
+                        kill(pid, SIGTERM); /* the run stops after a checkpoint */
+                if (!quiet)
+                    fprintf(stderr, "ftune worker: %s ended (%s %d)\n", name,
+                            WIFSIGNALED(status) ? "signal" : "exit",
+                            WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+            }
+            ft_free(name);
+            continue;
+        }
+        if (until_idle) {
+            /* Release the lock, then look again: a run queued while we decided to leave is
+             * either seen here or its creator found the lock free and started a new worker. */
+            close(lock);
+            lock = -1;
+            if (!queue_nonempty() || (lock = take_worker_lock()) < 0)
+                break;
+            continue;
+        }
+        struct timespec ts = {(time_t)poll_s, (long)((poll_s - (double)(time_t)poll_s) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
+    for (int k = 0; k < 64; k++)
+        ft_free(resumed_names[k]);
+    if (lock >= 0)
+        close(lock);
+    return rc;
+}
