@@ -1,0 +1,95 @@
+/* train/step.c: one optimizer step's gradient (gradient accumulation over micro-batches with the
+ * loss divided by the global batch's trainable tokens), and the model files a checkpoint holds
+ * (weights streamed as HF-named safetensors, the architecture check of custom_weights_path). */
+#include <string.h>
+
+#include "ftune/safetensors.h"
+#include "train_internal.h"
+
+ft_batch train_batch_rows(const ft_batch *b, int64_t r0, int64_t r1) {
+    ft_batch s = *b;
+    int64_t off = r0 * b->T;
+    s.B = r1 - r0;
+    s.input_ids = b->input_ids + off;
+    s.targets = b->targets + off;
+    s.position_ids = b->position_ids ? b->position_ids + off : NULL;
+    s.sample_ids = b->sample_ids ? b->sample_ids + off : NULL;
+    return s;
+}
+
+ft_status train_accumulate(ft_model *m, const ft_batch *b, int64_t micro, double denom, double *loss_sum,
+                           int64_t *n_trainable, ft_err *err) {
+    *loss_sum = 0;
+    *n_trainable = 0;
+    if (micro <= 0)
+        micro = b->B;
+    ft_model_zero_grad(m);
+    /* (B, T) -> ceil(B / micro) passes of (<= micro, T); each adds d(CE_sum / denom). */
+    for (int64_t r0 = 0; r0 < b->B; r0 += micro) {
+        int64_t r1 = r0 + micro < b->B ? r0 + micro : b->B;
+        ft_batch mb = train_batch_rows(b, r0, r1);
+        double ls = 0;
+        int64_t nt = 0;
+        FT_TRY(ft_model_forward_backward(m, &mb, denom, &ls, &nt, err));
+        *loss_sum += ls;
+        *n_trainable += nt;
+    }
+    return FT_OK;
+}
+
+ft_status train_save_weights(ft_model *m, const char *path, ft_err *err) {
+    ft_st_writer *w = NULL;
+    ft_st_write_params wp = ft_st_write_default_params();
+    wp.max_shard_bytes = 0; /* one file per checkpoint: the manifest lists it */
+    FT_TRY(ft_st_writer_new(path, &wp, &w, err));
+    ft_status s = FT_OK;
+    size_t n = ft_model_n_params(m);
+    for (size_t i = 0; s == FT_OK && i < n; i++) {
+        ft_param *p = ft_model_param(m, i);
+        s = ft_st_writer_add(w, p->name, FT_ST_DTYPE_F32, p->ndim, p->shape, err);
+    }
+    /* Straight from the parameters: no copy, so the extra memory is the writer's buffer. */
+    for (size_t i = 0; s == FT_OK && i < n; i++) {
+        ft_param *p = ft_model_param(m, i);
+        s = ft_st_writer_write_f32(w, p->name, p->data, p->numel, err);
+    }
+    if (s == FT_OK)
+        s = ft_st_writer_finish(w, err);
+    ft_st_writer_free(w);
+    return s;
+}
+
+ft_status train_check_architecture(const ft_model_config *want, const char *ckpt_dir, ft_err *err) {
+    char *p = ft_path_join(ckpt_dir, "config.json");
+    if (!p)
+        return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    ft_model_config got;
+    ft_status s = ft_model_config_load(p, &got, err);
+    ft_free(p);
+    if (s != FT_OK)
+        return s;
+    struct {
+        const char *name;
+        int64_t a, b;
+    } f[] = {
+        {"vocab_size", want->vocab_size, got.vocab_size},
+        {"hidden_size", want->hidden_size, got.hidden_size},
+        {"intermediate_size", want->intermediate_size, got.intermediate_size},
+        {"num_hidden_layers", want->num_hidden_layers, got.num_hidden_layers},
+        {"num_attention_heads", want->num_attention_heads, got.num_attention_heads},
+        {"num_key_value_heads", want->num_key_value_heads, got.num_key_value_heads},
+        {"head_dim", want->head_dim, got.head_dim},
+        {"tie_word_embeddings", want->tie_word_embeddings, got.tie_word_embeddings},
+    };
+    for (size_t i = 0; i < sizeof f / sizeof *f; i++)
+        if (f[i].a != f[i].b)
+            return FT_ERR_AT(err, FT_ERR_INVALID, ckpt_dir, 0, 0,
+                             "custom_weights_path: the checkpoint's %s is %lld but the model's is %lld (not the same "
+                             "architecture)",
+                             f[i].name, (long long)f[i].b, (long long)f[i].a);
+    if (strcmp(want->architecture, got.architecture))
+        return FT_ERR_AT(err, FT_ERR_INVALID, ckpt_dir, 0, 0,
+                         "custom_weights_path: the checkpoint is a %s but the model is a %s", got.architecture,
+                         want->architecture);
+    return FT_OK;
+}

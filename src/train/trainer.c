@@ -1,0 +1,811 @@
+/* train/trainer.c: a training run from start to finish (ftune/train.h, SPEC §2 and §4): data
+ * validation and packing, model and optimizer set-up (fresh, from custom_weights_path, or from
+ * the latest checkpoint on resume), the step loop with gradient accumulation, LinearWithWarmup,
+ * clipping and numerical safety, checkpoints with evaluation, and the final export. Everything
+ * the owner should know goes through the sink. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ftune/data.h"
+#include "ftune/hf.h"
+#include "ftune/json.h"
+#include "ftune/safetensors.h"
+#include "train_internal.h"
+
+#define STATE_FILE "trainer_state.json"
+#define WEIGHTS_FILE "model.safetensors"
+#define OPTIM_FILE "optimizer.safetensors"
+
+/* ---------------------------------------------------------------- the run's state */
+
+typedef struct run {
+    const ft_train_config *cfg;
+    const ft_train_sink *sink;
+    ft_train_result *res;
+    char run_dir[1024];
+    char *model_dir; /* resolved model folder (tokenizer, template, generation config) */
+    ft_model_config mc;
+    ft_tok *tok;
+    ft_chat *chat;
+    ft_dataset *ds, *eval_ds;
+    ft_model *model;
+    train_opt *opt;
+    ft_loader *loader;
+    train_eval_ctx ev;
+    FILE *metrics; /* metrics.jsonl, appended */
+    /* plan */
+    int64_t T, G, micro;
+    int64_t rows_per_epoch;
+    ft_schedule sched;
+    /* progress (saved in checkpoints) */
+    int64_t step; /* optimizer steps done */
+    int64_t epoch; /* epochs completed */
+    ft_data_cursor cursor;
+    int64_t tokens_seen;
+    int64_t skipped, nonfinite_in_a_row, spikes;
+    double *loss_window; /* ring of the last spike_window losses */
+    int64_t n_window, window_pos;
+    double elapsed_before; /* training seconds of earlier attempts */
+    uint64_t config_hash;
+    /* this attempt */
+    double t_start;
+    int64_t step_at_start;
+    int next_progress_pct;
+    int64_t last_saved_step;
+} run;
+
+static ft_status emit(run *r, ft_train_event type, ft_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static ft_status emit(run *r, ft_train_event type, ft_log_level level, const char *fmt, ...) {
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    ft_log_(level, __FILE__, __LINE__, "%s: %s", ft_train_event_name(type), msg);
+    if (r->sink && r->sink->on_event)
+        return r->sink->on_event(r->sink->user, type, level, msg);
+    return FT_OK;
+}
+
+static ft_status metric(run *r, const char *name, double v) {
+    if (r->metrics) {
+        fprintf(r->metrics, "{\"step\": %lld, \"name\": \"%s\", \"value\": %.17g}\n", (long long)r->step, name,
+                isfinite(v) ? v : 0.0);
+    }
+    if (r->sink && r->sink->on_metric)
+        return r->sink->on_metric(r->sink->user, r->step, name, v);
+    return FT_OK;
+}
+
+static bool stop_requested(run *r) { return r->sink && r->sink->should_stop && r->sink->should_stop(r->sink->user); }
+
+/* ---------------------------------------------------------------- memory and batch sizes */
+
+static size_t mem_available_bytes(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f)
+        return (size_t)8 << 30;
+    char line[256];
+    size_t kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %zu kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb ? kb * 1024 : (size_t)8 << 30;
+}
+
+static void choose_batch_sizes(run *r) {
+    const ft_train_config *c = r->cfg;
+    int64_t G = c->global_batch_size;
+    if (G <= 0) {
+        G = 65536 / r->T;
+        G = G < 1 ? 1 : G > 64 ? 64 : G;
+        int64_t cap = r->rows_per_epoch / 8;
+        if (G > cap)
+            G = cap < 1 ? 1 : cap;
+    }
+    int64_t m = c->micro_batch_size;
+    if (m <= 0) {
+        size_t budget = mem_available_bytes() / 4;
+        m = G < 8 ? G : 8;
+        while (m > 1 && ft_train_activation_bytes(&r->mc, m, r->T) > budget)
+            m--;
+    }
+    if (m > G)
+        m = G;
+    r->G = G;
+    r->micro = m;
+}
+
+/* ---------------------------------------------------------------- set-up */
+
+static ft_status load_tokenizer_and_data(run *r, ft_err *err) {
+    const ft_train_config *c = r->cfg;
+    FT_TRY(ft_tok_load(r->model_dir, &r->tok, err));
+    if (c->task_type == FT_TASK_CHAT_COMPLETION || c->n_eval_prompts) {
+        char *p = ft_path_join(r->model_dir, "tokenizer_config.json");
+        ft_err e2;
+        if (p && ft_path_exists(p) && ft_chat_load(p, &r->chat, &e2) != FT_OK) {
+            r->chat = NULL;
+            if (c->task_type == FT_TASK_CHAT_COMPLETION) {
+                *err = e2;
+                ft_free(p);
+                return e2.code;
+            }
+        }
+        ft_free(p);
+        if (!r->chat && c->task_type == FT_TASK_CHAT_COMPLETION)
+            return FT_ERR(err, FT_ERR_INVALID, "task_type CHAT_COMPLETION: the model %s has no chat template",
+                          c->model);
+    }
+    int64_t maxpos = r->mc.max_position_embeddings > 0 ? r->mc.max_position_embeddings : 8192;
+    r->T = c->context_length > 0 ? c->context_length : (maxpos < 8192 ? maxpos : 8192);
+    if (r->T > maxpos)
+        return FT_ERR(err, FT_ERR_INVALID, "context_length %lld is above the model's maximum of %lld",
+                      (long long)r->T, (long long)maxpos);
+    const char *paths[2] = {c->train_data_path, c->eval_data_path};
+    ft_dataset **dss[2] = {&r->ds, &r->eval_ds};
+    for (int k = 0; k < 2; k++) {
+        if (!paths[k])
+            continue;
+        ft_validate_params vp;
+        ft_validate_default_params(&vp, c->task_type);
+        vp.sample.task = c->task_type;
+        vp.sample.tok = r->tok;
+        vp.sample.chat = r->chat;
+        vp.sample.context_length = r->T;
+        vp.sample.last_assistant = c->loss_on == FT_LOSS_LAST_ASSISTANT;
+        vp.build_dataset = true;
+        vp.duration = c->training_duration;
+        vp.seed = c->seed;
+        vp.threads = c->threads;
+        vp.max_issues = 20;
+        ft_data_report *rep = NULL;
+        char *mapped = ft_path_map_volumes(paths[k]);
+        ft_status s = ft_data_validate(mapped ? mapped : paths[k], &vp, &rep, dss[k], err);
+        ft_free(mapped);
+        if (s == FT_OK && (!rep->valid || !*dss[k])) {
+            ft_buf b = {0};
+            for (size_t i = 0; i < rep->n_issues && i < 5; i++) {
+                const ft_data_issue *is = &rep->issues[i];
+                if (is->level == FT_ISSUE_ERROR)
+                    ft_buf_appendf(&b, "; %s:%lld:%lld: %s", is->file, (long long)is->line, (long long)is->column,
+                                   is->message);
+            }
+            s = FT_ERR(err, FT_ERR_INVALID, "%s %s is not valid: %lld error(s)%s", k ? "eval_data_path" : "train_data_path",
+                       paths[k], (long long)rep->n_errors, ft_buf_cstr(&b));
+            ft_buf_free(&b);
+        }
+        if (s == FT_OK && k == 0) {
+            ft_pack_params pp;
+            ft_pack_default_params(&pp, r->T, c->seed);
+            ft_epoch_counts ec;
+            s = ft_dataset_count_epoch(r->ds, &pp, 0, &ec, err);
+            if (s == FT_OK) {
+                r->rows_per_epoch = ec.rows > 0 ? ec.rows : 1;
+                s = emit(r, FT_EVENT_DATA_VALIDATED, FT_LOG_INFO,
+                         "%lld records, %lld samples, %lld tokens (%lld trainable), %lld truncated, %lld rows of %lld "
+                         "tokens per epoch, %.1f%% padding",
+                         (long long)rep->n_valid_records, (long long)rep->n_samples, (long long)rep->n_tokens,
+                         (long long)rep->n_trainable, (long long)rep->n_truncated, (long long)ec.rows,
+                         (long long)r->T, rep->padding_pct);
+            }
+        }
+        ft_data_report_free(rep);
+        if (s != FT_OK)
+            return s;
+    }
+    return FT_OK;
+}
+
+/* Total steps and warmup from the duration and the data. */
+static ft_status plan_schedule(run *r, ft_err *err) {
+    const ft_train_config *c = r->cfg;
+    ft_pack_params pp;
+    ft_pack_default_params(&pp, r->T, c->seed);
+    int64_t steps_per_epoch = (r->rows_per_epoch + r->G - 1) / r->G;
+    ft_epoch_counts ec0;
+    FT_TRY(ft_dataset_count_epoch(r->ds, &pp, 0, &ec0, err));
+    double tokens_per_step = ec0.rows > 0 ? (double)ec0.tokens / (double)ec0.rows * (double)r->G : 1;
+    int64_t total;
+    if (c->training_duration.unit == FT_DURATION_EPOCHS) {
+        /* Rows differ slightly between epochs (each packs its own shuffle): count them all. */
+        int64_t rows = 0;
+        for (int64_t e = 0; e < c->training_duration.value; e++) {
+            ft_epoch_counts ec;
+            FT_TRY(ft_dataset_count_epoch(r->ds, &pp, e, &ec, err));
+            rows += ec.rows;
+        }
+        total = (rows + r->G - 1) / r->G;
+        if (total < 1)
+            total = 1;
+    } else {
+        total = ft_duration_to_steps(c->training_duration, steps_per_epoch, tokens_per_step);
+    }
+    int64_t warm;
+    if (c->warmup.is_fraction)
+        warm = (int64_t)floor(c->warmup.fraction * (double)total);
+    else
+        warm = ft_duration_to_steps(c->warmup.duration, steps_per_epoch, tokens_per_step);
+    if (warm > total)
+        warm = total;
+    r->sched = (ft_schedule){.total_steps = total, .warmup_steps = warm, .peak_lr = c->learning_rate};
+    return FT_OK;
+}
+
+/* ---------------------------------------------------------------- checkpoints */
+
+static json_t *state_to_json(run *r) {
+    json_t *win = json_array();
+    for (int64_t i = 0; i < r->n_window; i++) {
+        int64_t k = (r->window_pos - r->n_window + i + r->cfg->spike_window) % r->cfg->spike_window;
+        json_array_append_new(win, json_real(r->loss_window[k]));
+    }
+    char hash[24];
+    snprintf(hash, sizeof hash, "%016llx", (unsigned long long)r->config_hash);
+    json_t *o = json_pack("{s:i, s:I, s:I, s:I, s:I, s:f, s:s, s:I, s:I, s:I, s:o, s:I, s:I, s:I, s:I, s:o, s:f}",
+                          "format", 1, "step", (json_int_t)r->step, "epoch", (json_int_t)r->epoch, "total_steps",
+                          (json_int_t)r->sched.total_steps, "warmup_steps", (json_int_t)r->sched.warmup_steps,
+                          "peak_lr", r->sched.peak_lr, "config_hash", hash, "global_batch_size", (json_int_t)r->G,
+                          "micro_batch_size", (json_int_t)r->micro, "context_length", (json_int_t)r->T, "cursor",
+                          ft_data_cursor_to_json(&r->cursor), "tokens_seen", (json_int_t)r->tokens_seen,
+                          "skipped_updates", (json_int_t)r->skipped, "nonfinite_in_a_row",
+                          (json_int_t)r->nonfinite_in_a_row, "loss_spikes", (json_int_t)r->spikes, "loss_window", win,
+                          "elapsed_s", r->elapsed_before + (ft_time_now() - r->t_start));
+    return o;
+}
+
+static ft_status save_checkpoint(run *r, ft_err *err) {
+    ft_ckpt_writer w;
+    FT_TRY(ft_ckpt_begin(r->run_dir, r->epoch, r->step, &w, err));
+    char *pw = ft_ckpt_path(&w, WEIGHTS_FILE), *po = ft_ckpt_path(&w, OPTIM_FILE), *pc = ft_ckpt_path(&w, "config.json"),
+         *ps = ft_ckpt_path(&w, STATE_FILE);
+    ft_status s = (pw && po && pc && ps) ? FT_OK : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    if (s == FT_OK)
+        s = train_save_weights(r->model, pw, err);
+    if (s == FT_OK)
+        s = train_opt_save(r->opt, po, err);
+    if (s == FT_OK)
+        s = ft_model_config_save(&r->mc, pc, err);
+    if (s == FT_OK) {
+        json_t *st = state_to_json(r);
+        char *text = json_dumps(st, JSON_INDENT(1) | JSON_REAL_PRECISION(17));
+        json_decref(st);
+        s = text ? ft_file_write_atomic(ps, text, strlen(text), err) : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+        free(text);
+    }
+    if (s == FT_OK)
+        s = ft_ckpt_commit(&w, err);
+    else
+        ft_ckpt_abort(&w);
+    ft_free(pw);
+    ft_free(po);
+    ft_free(pc);
+    ft_free(ps);
+    if (s != FT_OK)
+        return s;
+    snprintf(r->res->last_checkpoint, sizeof r->res->last_checkpoint, "%s", w.final_dir);
+    r->last_saved_step = r->step;
+    if (r->metrics)
+        fflush(r->metrics);
+    FT_TRY(emit(r, FT_EVENT_CHECKPOINT_SAVED, FT_LOG_INFO, "checkpoint %s saved (step %lld of %lld)", w.name,
+                (long long)r->step, (long long)r->sched.total_steps));
+    if (r->sink && r->sink->on_checkpoint)
+        FT_TRY(r->sink->on_checkpoint(r->sink->user, w.final_dir, r->epoch, r->step));
+    return ft_ckpt_prune(r->run_dir, r->cfg->keep_checkpoints, err);
+}
+
+static ft_status load_state(run *r, const char *ckpt, ft_err *err) {
+    char *p = ft_path_join(ckpt, STATE_FILE);
+    json_t *j = NULL;
+    ft_status s = p ? ft_json_load_file(p, &j, err) : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    ft_free(p);
+    if (s != FT_OK)
+        return s;
+    const char *hash = NULL;
+    int64_t G = 0, micro = 0, T = 0, total = 0, warm = 0;
+    s = ft_json_get_int(j, "step", true, &r->step, STATE_FILE, err);
+    if (s == FT_OK)
+        s = ft_json_get_int(j, "epoch", true, &r->epoch, STATE_FILE, err);
+    if (s == FT_OK)
+        s = ft_json_get_str(j, "config_hash", true, &hash, STATE_FILE, err);
+    if (s == FT_OK)
+        s = ft_json_get_int(j, "global_batch_size", true, &G, STATE_FILE, err);
+    if (s == FT_OK)
+        s = ft_json_get_int(j, "micro_batch_size", true, &micro, STATE_FILE, err);
+    if (s == FT_OK)
+        s = ft_json_get_int(j, "context_length", true, &T, STATE_FILE, err);
+    if (s == FT_OK)
+        s = ft_json_get_int(j, "total_steps", true, &total, STATE_FILE, err);
+    if (s == FT_OK)
+        s = ft_json_get_int(j, "warmup_steps", true, &warm, STATE_FILE, err);
+    if (s == FT_OK)
+        s = ft_json_get_int(j, "tokens_seen", true, &r->tokens_seen, STATE_FILE, err);
+    if (s == FT_OK)
+        s = ft_json_get_int(j, "skipped_updates", true, &r->skipped, STATE_FILE, err);
+    if (s == FT_OK)
+        s = ft_json_get_int(j, "nonfinite_in_a_row", true, &r->nonfinite_in_a_row, STATE_FILE, err);
+    if (s == FT_OK)
+        s = ft_json_get_int(j, "loss_spikes", true, &r->spikes, STATE_FILE, err);
+    if (s == FT_OK)
+        s = ft_json_get_double(j, "elapsed_s", false, &r->elapsed_before, STATE_FILE, err);
+    if (s == FT_OK)
+        s = ft_data_cursor_from_json(json_object_get(j, "cursor"), &r->cursor, err);
+    if (s == FT_OK) {
+        char want[24];
+        snprintf(want, sizeof want, "%016llx", (unsigned long long)r->config_hash);
+        if (strcmp(hash, want))
+            s = FT_ERR_AT(err, FT_ERR_INVALID, ckpt, 0, 0,
+                          "this checkpoint was written with a different configuration (hash %s, the run's is %s)",
+                          hash, want);
+        else if (T != r->T)
+            s = FT_ERR_AT(err, FT_ERR_INVALID, ckpt, 0, 0, "context length %lld differs from the run's %lld",
+                          (long long)T, (long long)r->T);
+    }
+    if (s == FT_OK) {
+        /* The plan as it was: automatic sizes depend on free memory, which may have changed. */
+        r->G = G;
+        r->micro = micro;
+        r->sched.total_steps = total;
+        r->sched.warmup_steps = warm;
+        json_t *win = json_object_get(j, "loss_window");
+        size_t i;
+        json_t *v;
+        json_array_foreach(win, i, v) {
+            r->loss_window[r->window_pos] = json_number_value(v);
+            r->window_pos = (r->window_pos + 1) % r->cfg->spike_window;
+            if (r->n_window < r->cfg->spike_window)
+                r->n_window++;
+        }
+    }
+    json_decref(j);
+    return s;
+}
+
+/* metrics.jsonl keeps only the steps up to the checkpoint resumed from (later ones are redone). */
+static void truncate_metrics(const char *path, int64_t step) {
+    char *data = NULL;
+    size_t len = 0;
+    if (ft_file_read_all(path, &data, &len, NULL) != FT_OK)
+        return;
+    ft_buf keep = {0};
+    char *line = data;
+    while (line && *line) {
+        char *nl = strchr(line, '\n');
+        if (!nl)
+            break; /* a torn last line is dropped */
+        long long s = -1;
+        if (sscanf(line, "{\"step\": %lld", &s) == 1 && s <= step)
+            ft_buf_append(&keep, line, (size_t)(nl - line + 1));
+        line = nl + 1;
+    }
+    ft_file_write_atomic(path, keep.data ? keep.data : "", keep.len, NULL);
+    ft_buf_free(&keep);
+    ft_free(data);
+}
+
+/* ---------------------------------------------------------------- evaluation */
+
+static ft_status evaluate(run *r, ft_err *err) {
+    if (!r->eval_ds && !r->cfg->n_eval_prompts)
+        return FT_OK;
+    ft_eval_result er;
+    ft_status s = train_evaluate(&r->ev, r->step, r->epoch, r->sink, &er, err);
+    char name[64], rel[96];
+    snprintf(name, sizeof name, "ep%lld-ba%lld", (long long)r->epoch, (long long)r->step);
+    snprintf(rel, sizeof rel, "eval/%s.json", name);
+    char *dir = ft_path_join(r->run_dir, "eval"), *path = ft_path_join(r->run_dir, rel);
+    if (s == FT_OK)
+        s = (dir && path) ? ft_mkdir_p(dir, err) : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    if (s == FT_OK) {
+        json_t *j = train_eval_to_json(&er);
+        char *text = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
+        json_decref(j);
+        s = text ? ft_file_write_atomic(path, text, strlen(text), err) : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+        free(text);
+        er.json_path = path;
+    }
+    if (s == FT_OK && er.has_loss) {
+        r->res->has_eval = true;
+        r->res->eval_loss = er.loss;
+        r->res->eval_token_accuracy = er.token_accuracy;
+        s = metric(r, "eval_loss", er.loss);
+        if (s == FT_OK)
+            s = metric(r, "eval_token_accuracy", er.token_accuracy);
+    }
+    if (s == FT_OK) {
+        ft_buf b = {0};
+        if (er.has_loss)
+            ft_buf_appendf(&b, "eval loss %.4f, token accuracy %.1f%% over %lld tokens", er.loss,
+                           100.0 * er.token_accuracy, (long long)er.eval_tokens);
+        for (size_t i = 0; i < er.n_generations; i++)
+            ft_buf_appendf(&b, "%sprompt %zu: %.200s", b.len ? "; " : "", i + 1, er.generations[i].completion);
+        s = emit(r, FT_EVENT_EVAL_COMPLETED, FT_LOG_INFO, "%s (%s)", ft_buf_cstr(&b), rel);
+        ft_buf_free(&b);
+    }
+    if (s == FT_OK && r->sink && r->sink->on_eval)
+        s = r->sink->on_eval(r->sink->user, &er);
+    train_eval_free(&er);
+    ft_free(dir);
+    ft_free(path);
+    return s;
+}
+
+/* ---------------------------------------------------------------- the step loop */
+
+/* Loss-spike detection as llm.c does: z-score of the loss against the last `window` losses. */
+static bool spike_check(run *r, double loss, double *z) {
+    int64_t W = r->cfg->spike_window;
+    bool spike = false;
+    *z = 0;
+    if (r->n_window >= W / 2 && r->n_window >= 4) {
+        double mean = 0, var = 0;
+        for (int64_t i = 0; i < r->n_window; i++)
+            mean += r->loss_window[i];
+        mean /= (double)r->n_window;
+        for (int64_t i = 0; i < r->n_window; i++)
+            var += (r->loss_window[i] - mean) * (r->loss_window[i] - mean);
+        double sd = sqrt(var / (double)r->n_window);
+        if (sd > 0) {
+            *z = (loss - mean) / sd;
+            spike = *z > r->cfg->spike_zscore;
+        }
+    }
+    r->loss_window[r->window_pos] = loss;
+    r->window_pos = (r->window_pos + 1) % W;
+    if (r->n_window < W)
+        r->n_window++;
+    return spike;
+}
+
+static bool save_due(run *r, bool epoch_ended) {
+    const ft_duration *si = &r->cfg->save_interval;
+    if (si->value <= 0)
+        return epoch_ended;
+    if (si->unit == FT_DURATION_BATCHES)
+        return r->step % si->value == 0;
+    return epoch_ended && r->epoch % si->value == 0;
+}
+
+static ft_status train_loop(run *r, ft_err *err) {
+    ft_loader_params lp;
+    ft_loader_default_params(&lp, r->G, r->T, r->cfg->seed);
+    lp.threads = r->cfg->threads > 0 ? (r->cfg->threads < 2 ? 1 : r->cfg->threads / 2) : 0;
+    FT_TRY(ft_loader_new(r->ds, &lp, r->step > 0 ? &r->cursor : NULL, &r->loader, err));
+    r->t_start = ft_time_now();
+    r->step_at_start = r->step;
+    int64_t total = r->sched.total_steps;
+    r->next_progress_pct = (int)(100 * r->step / total / 5 + 1) * 5;
+    while (r->step < total) {
+        if (stop_requested(r)) {
+            if (r->last_saved_step != r->step)
+                FT_TRY(save_checkpoint(r, err));
+            r->res->outcome = FT_TRAIN_STOPPED;
+            snprintf(r->res->reason, sizeof r->res->reason, "stopped on request at step %lld of %lld",
+                     (long long)r->step, (long long)total);
+            return emit(r, FT_EVENT_STOPPED, FT_LOG_INFO, "%s; checkpoint %s kept", r->res->reason,
+                        r->res->last_checkpoint);
+        }
+        double t0 = ft_time_now();
+        ft_data_batch *db = NULL;
+        FT_TRY(ft_loader_next(r->loader, &db, err));
+        int64_t batch_epoch = db->epoch;
+        bool epoch_ended = db->epoch_ended;
+        int64_t n_tok = db->n_tokens, n_train = db->n_trainable;
+        double loss_sum = 0;
+        int64_t nt = 0;
+        ft_status s = FT_OK;
+        if (n_train > 0)
+            s = train_accumulate(r->model, &db->batch, r->micro, (double)n_train, &loss_sum, &nt, err);
+        r->cursor = db->cursor;
+        ft_loader_release(r->loader, db);
+        if (s != FT_OK)
+            return s;
+        double loss = n_train > 0 ? loss_sum / (double)n_train : NAN;
+        double gnorm = n_train > 0 ? ft_model_grad_norm(r->model) : NAN;
+        double lr = ft_schedule_lr(&r->sched, r->step);
+        bool skipped = !isfinite(loss) || !isfinite(gnorm);
+        r->step++;
+        r->tokens_seen += n_tok;
+        if (epoch_ended)
+            r->epoch = batch_epoch + 1;
+        if (skipped) {
+            r->skipped++;
+            r->nonfinite_in_a_row++;
+            FT_TRY(emit(r, FT_EVENT_TRAIN_UPDATED, FT_LOG_WARN,
+                        "step %lld: %s (loss %g, gradient norm %g); update skipped (%lld in a row)", (long long)r->step,
+                        n_train == 0 ? "no trainable token in the batch" : "non-finite loss or gradient", loss, gnorm,
+                        (long long)r->nonfinite_in_a_row));
+            if (r->nonfinite_in_a_row >= r->cfg->max_nonfinite_in_a_row)
+                return FT_ERR(err, FT_ERR_NUMERIC,
+                              "training diverged: %lld updates in a row had a non-finite loss or gradient (last at "
+                              "step %lld); lower the learning rate or check the data",
+                              (long long)r->nonfinite_in_a_row, (long long)r->step);
+        } else {
+            r->nonfinite_in_a_row = 0;
+            train_opt_step(r->opt, lr, gnorm, r->cfg->grad_clip);
+            double z;
+            if (spike_check(r, loss, &z)) {
+                r->spikes++;
+                FT_TRY(emit(r, FT_EVENT_TRAIN_UPDATED, FT_LOG_WARN,
+                            "step %lld: loss spike %.4f (z-score %.1f over the last %lld steps)", (long long)r->step,
+                            loss, z, (long long)r->n_window));
+            }
+        }
+        double now = ft_time_now(), dt = now - t0;
+        double elapsed = r->elapsed_before + (now - r->t_start);
+        double per_step = (now - r->t_start) / (double)(r->step - r->step_at_start);
+        double eta = per_step * (double)(total - r->step);
+        ft_train_step_info info = {.step = r->step,
+                                   .total_steps = total,
+                                   .epoch = batch_epoch,
+                                   .loss = loss,
+                                   .lr = lr,
+                                   .grad_norm = gnorm,
+                                   .tokens_per_s = dt > 0 ? (double)n_tok / dt : 0,
+                                   .trainable_tokens = n_train,
+                                   .tokens_seen = r->tokens_seen,
+                                   .elapsed_s = elapsed,
+                                   .eta_s = eta,
+                                   .progress = (double)r->step / (double)total,
+                                   .skipped = skipped};
+        r->res->steps_done = r->step;
+        r->res->final_loss = loss;
+        FT_TRY(metric(r, "loss", loss));
+        FT_TRY(metric(r, "lr", lr));
+        FT_TRY(metric(r, "grad_norm", gnorm));
+        FT_TRY(metric(r, "tokens_per_s", info.tokens_per_s));
+        FT_TRY(metric(r, "trainable_tokens", (double)n_train));
+        FT_TRY(metric(r, "elapsed_s", elapsed));
+        FT_TRY(metric(r, "eta_s", eta));
+        if (r->sink && r->sink->on_step)
+            FT_TRY(r->sink->on_step(r->sink->user, &info));
+        int pct = (int)(100 * r->step / total);
+        if (pct >= r->next_progress_pct || r->step == total) {
+            char eta_s[32];
+            ft_format_duration(eta, eta_s, sizeof eta_s);
+            FT_TRY(emit(r, FT_EVENT_TRAIN_UPDATED, FT_LOG_INFO, "progress %d%%, step %lld/%lld, loss %.4f, ETA %s",
+                        pct, (long long)r->step, (long long)total, loss, eta_s));
+            while (r->next_progress_pct <= pct)
+                r->next_progress_pct += 5;
+        }
+        if (r->step < total && save_due(r, epoch_ended)) {
+            FT_TRY(save_checkpoint(r, err));
+            FT_TRY(evaluate(r, err));
+        }
+    }
+    if (r->last_saved_step != r->step)
+        FT_TRY(save_checkpoint(r, err));
+    FT_TRY(evaluate(r, err));
+    return FT_OK;
+}
+
+/* ---------------------------------------------------------------- the run */
+
+static void run_free(run *r) {
+    if (r->ev.gen)
+        ft_gen_free(r->ev.gen);
+    ft_loader_free(r->loader);
+    train_opt_free(r->opt);
+    ft_model_free(r->model);
+    ft_dataset_free(r->ds);
+    ft_dataset_free(r->eval_ds);
+    ft_chat_free(r->chat);
+    ft_tok_free(r->tok);
+    ft_free(r->model_dir);
+    ft_free(r->loss_window);
+    if (r->metrics)
+        fclose(r->metrics);
+}
+
+/* `resume_from`: a checkpoint folder to continue from (NULL: a fresh start). */
+static ft_status run_impl(const ft_train_config *cfg, const char *run_dir, const char *resume_from,
+                          const ft_train_sink *sink, ft_train_result *res, ft_err *err) {
+    run r;
+    memset(&r, 0, sizeof r);
+    r.cfg = cfg;
+    r.sink = sink;
+    r.res = res;
+    r.last_saved_step = -1;
+    snprintf(r.run_dir, sizeof r.run_dir, "%s", run_dir);
+    r.config_hash = ft_train_config_hash(cfg);
+    r.t_start = ft_time_now();
+    r.loss_window = ft_calloc((size_t)(cfg->spike_window > 1 ? cfg->spike_window : 2), sizeof(double));
+    ft_status s = r.loss_window ? FT_OK : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    if (s == FT_OK)
+        s = emit(&r, FT_EVENT_STARTED, FT_LOG_INFO, "%s run %s%s%s", resume_from ? "resuming" : "starting",
+                 cfg->name ? cfg->name : run_dir, resume_from ? " from " : "", resume_from ? resume_from : "");
+    if (s == FT_OK)
+        s = ft_hf_resolve(cfg->model, &r.model_dir, err);
+    char *cfg_path = s == FT_OK ? ft_path_join(r.model_dir, "config.json") : NULL;
+    if (s == FT_OK)
+        s = cfg_path ? ft_model_config_load(cfg_path, &r.mc, err) : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    ft_free(cfg_path);
+    if (s == FT_OK)
+        s = load_tokenizer_and_data(&r, err);
+    if (s == FT_OK) {
+        choose_batch_sizes(&r);
+        s = plan_schedule(&r, err);
+    }
+    if (s == FT_OK && resume_from) {
+        ft_data_cursor_init(&r.cursor, cfg->seed);
+        s = load_state(&r, resume_from, err);
+    }
+    /* Weights: the checkpoint resumed from, else custom_weights_path, else the model. */
+    char *weights_dir = NULL;
+    if (s == FT_OK && resume_from) {
+        weights_dir = ft_strdup(resume_from);
+    } else if (s == FT_OK && cfg->custom_weights_path) {
+        s = ft_ckpt_resolve(cfg->custom_weights_path, &weights_dir, err);
+        if (s == FT_OK)
+            s = train_check_architecture(&r.mc, weights_dir, err);
+    }
+    if (s == FT_OK) {
+        ft_model_params mp = ft_model_default_params();
+        mp.max_batch = r.micro;
+        mp.max_seq = r.T;
+        mp.training = true;
+        mp.threads = cfg->threads;
+        s = ft_model_load(weights_dir ? weights_dir : r.model_dir, &mp, &r.model, err);
+    }
+    if (s == FT_OK)
+        s = train_opt_new(r.model, cfg->optimizer, cfg->weight_decay, cfg->learning_rate, &r.opt, err);
+    if (s == FT_OK && resume_from) {
+        char *po = ft_path_join(resume_from, OPTIM_FILE);
+        s = po ? train_opt_load(r.opt, po, err) : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+        ft_free(po);
+    }
+    if (s == FT_OK)
+        s = emit(&r, FT_EVENT_MODEL_INITIALIZED, FT_LOG_INFO,
+                 "%s from %s: %lld parameters; %lld steps (warmup %lld), global batch %lld x %lld tokens, micro-batch "
+                 "%lld, %s, peak lr %g%s",
+                 r.mc.architecture, weights_dir ? weights_dir : r.model_dir,
+                 (long long)ft_model_config_n_params(&r.mc), (long long)r.sched.total_steps,
+                 (long long)r.sched.warmup_steps, (long long)r.G, (long long)r.T, (long long)r.micro,
+                 cfg->optimizer == FT_OPTIMIZER_LION ? "lion" : "adamw", cfg->learning_rate,
+                 resume_from ? "; resuming" : "");
+    ft_free(weights_dir);
+    res->total_steps = r.sched.total_steps;
+    if (s == FT_OK) {
+        char *mp = ft_path_join(run_dir, "metrics.jsonl");
+        if (mp && resume_from)
+            truncate_metrics(mp, r.step);
+        else if (mp)
+            ft_file_write_atomic(mp, "", 0, NULL);
+        r.metrics = mp ? fopen(mp, "a") : NULL;
+        ft_free(mp);
+        if (r.metrics)
+            setvbuf(r.metrics, NULL, _IOLBF, 0);
+        r.res->steps_done = r.step;
+        r.last_saved_step = resume_from ? r.step : -1;
+        r.ev = (train_eval_ctx){.model = r.model,
+                                .tok = r.tok,
+                                .model_dir = r.model_dir,
+                                .eval_ds = r.eval_ds,
+                                .T = r.T,
+                                .seed = cfg->seed,
+                                .chat = cfg->task_type == FT_TASK_CHAT_COMPLETION,
+                                .prompts = (const char *const *)cfg->eval_prompts,
+                                .n_prompts = cfg->n_eval_prompts,
+                                .max_new_tokens = cfg->eval_max_new_tokens};
+        s = train_loop(&r, err);
+    }
+    if (s == FT_OK && res->outcome != FT_TRAIN_STOPPED) {
+        char *out = ft_path_join(run_dir, "model");
+        s = out ? train_export(r.model, r.model_dir, out, cfg->export_bf16, err)
+                : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+        if (s == FT_OK)
+            snprintf(res->export_dir, sizeof res->export_dir, "%s", out);
+        ft_free(out);
+        if (s == FT_OK) {
+            res->outcome = FT_TRAIN_COMPLETED;
+            s = emit(&r, FT_EVENT_TRAIN_FINISHED, FT_LOG_INFO,
+                     "%lld steps, final loss %.4f%s; %lld skipped updates, %lld loss spikes; model exported to %s",
+                     (long long)r.step, res->final_loss, res->has_eval ? " (eval loss below)" : "",
+                     (long long)r.skipped, (long long)r.spikes, res->export_dir);
+        }
+    }
+    res->epochs_done = r.epoch;
+    res->skipped_updates = r.skipped;
+    res->loss_spikes = r.spikes;
+    if (s != FT_OK) {
+        res->outcome = FT_TRAIN_FAILED;
+        char m[1600];
+        ft_err_format(err, m, sizeof m);
+        snprintf(res->reason, sizeof res->reason, "%s", m);
+        ft_err keep = *err;
+        emit(&r, FT_EVENT_FAILED, FT_LOG_ERROR, "%s", m);
+        *err = keep;
+    }
+    run_free(&r);
+    return s;
+}
+
+static ft_status write_config(const ft_train_config *cfg, const char *run_dir, ft_err *err) {
+    json_t *j = ft_train_config_to_json(cfg);
+    char *text = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
+    json_decref(j);
+    char *p = ft_path_join(run_dir, "train_config.json");
+    ft_status s = text && p ? ft_file_write_atomic(p, text, strlen(text), err) : FT_ERR(err, FT_ERR_NOMEM, "oom");
+    free(text);
+    ft_free(p);
+    return s;
+}
+
+ft_status ft_train_run(const ft_train_config *cfg, const ft_train_sink *sink, ft_train_result *res, ft_err *err) {
+    ft_train_result local;
+    if (!res)
+        res = &local;
+    memset(res, 0, sizeof *res);
+    res->outcome = FT_TRAIN_FAILED;
+    ft_status s = ft_train_config_validate(cfg, err);
+    char *dir = s == FT_OK ? ft_train_run_dir(cfg) : NULL;
+    if (s == FT_OK && !dir)
+        s = FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    if (s == FT_OK) {
+        snprintf(res->run_dir, sizeof res->run_dir, "%s", dir);
+        char *found = NULL;
+        if (ft_ckpt_find_latest(dir, false, &found, NULL, NULL) == FT_OK)
+            s = FT_ERR_AT(err, FT_ERR_INVALID, dir, 0, 0,
+                          "the run folder already has checkpoints (%s): resume it, or choose another name", found);
+        ft_free(found);
+    }
+    if (s == FT_OK)
+        s = ft_mkdir_p(dir, err);
+    if (s == FT_OK)
+        s = write_config(cfg, dir, err);
+    if (s == FT_OK)
+        s = run_impl(cfg, dir, NULL, sink, res, err);
+    else
+        snprintf(res->reason, sizeof res->reason, "%s", err ? err->msg : "invalid configuration");
+    ft_free(dir);
+    return s;
+}
+
+ft_status ft_train_resume(const char *run_dir, int threads, const ft_train_sink *sink, ft_train_result *res,
+                          ft_err *err) {
+    ft_train_result local;
+    if (!res)
+        res = &local;
+    memset(res, 0, sizeof *res);
+    res->outcome = FT_TRAIN_FAILED;
+    snprintf(res->run_dir, sizeof res->run_dir, "%s", run_dir);
+    char *p = ft_path_join(run_dir, "train_config.json");
+    json_t *j = NULL;
+    ft_status s = p ? ft_json_load_file(p, &j, err) : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    ft_free(p);
+    ft_train_config cfg = ft_train_default_config();
+    if (s == FT_OK)
+        s = ft_train_config_from_json(j, &cfg, err);
+    json_decref(j);
+    if (s == FT_OK && threads > 0)
+        cfg.threads = threads;
+    char *ckpt = NULL;
+    ft_buf notes = {0};
+    if (s == FT_OK) {
+        ft_err e2;
+        ft_status fs = ft_ckpt_find_latest(run_dir, true, &ckpt, &notes, &e2);
+        if (fs != FT_OK && fs != FT_ERR_NOT_FOUND) {
+            *err = e2;
+            s = fs;
+        }
+        if (notes.len && sink && sink->on_event) {
+            /* What was skipped on the way back to a complete checkpoint. */
+            char msg[2048];
+            snprintf(msg, sizeof msg, "resume: %s", ft_buf_cstr(&notes));
+            sink->on_event(sink->user, FT_EVENT_TRAIN_UPDATED, FT_LOG_WARN, msg);
+        }
+    }
+    if (s == FT_OK)
+        s = run_impl(&cfg, run_dir, ckpt, sink, res, err);
+    else
+        snprintf(res->reason, sizeof res->reason, "%s", err ? err->msg : "cannot resume");
+    ft_free(ckpt);
+    ft_buf_free(&notes);
+    ft_train_config_deinit(&cfg);
+    return s;
+}
