@@ -22,9 +22,10 @@ int cmd_list(int argc, char **argv) {
     for (size_t i = 0; i < ns; i++) {
         ft_run_status st;
         if (!ft_run_status_parse(sts[i], &st)) {
+            int rc = cli_usage_error("list", "status", "\"%s\" is not a status (PENDING, QUEUED, STARTING, RUNNING, "
+                                                       "TERMINATING, COMPLETED, FAILED, STOPPED)", sts[i]);
             cli_args_free(&a);
-            return cli_usage_error("list", "status", "\"%s\" is not a status (PENDING, QUEUED, STARTING, RUNNING, "
-                                                     "TERMINATING, COMPLETED, FAILED, STOPPED)", sts[i]);
+            return rc;
         }
         mask |= 1u << st;
     }
