@@ -61,6 +61,7 @@ int cli_report(const char *command, const ft_err *err);
 /* The commands. Each takes argv after the command name. */
 typedef int (*cli_cmd_fn)(int argc, char **argv);
 int cmd_version(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 int cmd_create(int argc, char **argv);
 int cmd_list(int argc, char **argv);
 int cmd_get(int argc, char **argv);

@@ -1,0 +1,339 @@
+/* tok/normalize.c: the normalizers of tokenizer.json (Sequence, Prepend, Replace, NFC, NFD,
+ * NFKC, NFKD, Lowercase, Strip) over pieces that remember, for every byte, the range of the
+ * original text it came from (so that token offsets point into the caller's text, as the
+ * alignments of `tokenizers`' NormalizedString do). Unicode data comes from utf8proc. */
+#include <stdlib.h>
+#include <string.h>
+#include <utf8proc.h>
+
+#include "tok/tok_internal.h"
+
+/* ---------------------------------------------------------------- Unicode classes */
+
+bool tok_is_whitespace(uint32_t c) {
+    /* The White_Space property (what Rust's char::is_whitespace and regex \s use). */
+    return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+bool tok_is_numeric(uint32_t c) {
+    if (c < 0x80)
+        return c >= '0' && c <= '9';
+    utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
+    return k == UTF8PROC_CATEGORY_ND || k == UTF8PROC_CATEGORY_NL || k == UTF8PROC_CATEGORY_NO;
+}
+
+bool tok_is_punct(uint32_t c) {
+    if (c < 0x80)
+        return (c >= 0x21 && c <= 0x2F) || (c >= 0x3A && c <= 0x40) || (c >= 0x5B && c <= 0x60) ||
+               (c >= 0x7B && c <= 0x7E);
+    utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
+    return k >= UTF8PROC_CATEGORY_PC && k <= UTF8PROC_CATEGORY_PO;
+}
+
+bool tok_is_word_char(uint32_t c) {
+    /* Unicode \w: alphabetic, marks, decimal numbers, connector punctuation, join controls. */
+    if (c < 0x80)
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+    if (c == 0x200C || c == 0x200D)
+        return true;
+    utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
+    switch (k) {
+    case UTF8PROC_CATEGORY_LU: case UTF8PROC_CATEGORY_LL: case UTF8PROC_CATEGORY_LT: case UTF8PROC_CATEGORY_LM:
+    case UTF8PROC_CATEGORY_LO: case UTF8PROC_CATEGORY_MN: case UTF8PROC_CATEGORY_MC: case UTF8PROC_CATEGORY_ME:
+    case UTF8PROC_CATEGORY_ND: case UTF8PROC_CATEGORY_NL: case UTF8PROC_CATEGORY_PC:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* ---------------------------------------------------------------- building pieces */
+
+typedef struct builder {
+    char *s;
+    size_t *al;
+    size_t n, cap;
+} builder;
+
+static ft_status b_reserve(builder *b, size_t extra) {
+    if (b->n + extra <= b->cap)
+        return FT_OK;
+    size_t nc = b->cap ? b->cap * 2 : 64;
+    while (nc < b->n + extra)
+        nc *= 2;
+    char *s = ft_realloc(b->s, nc);
+    if (!s)
+        return FT_ERR_NOMEM;
+    b->s = s;
+    size_t *al = ft_realloc(b->al, 2 * nc * sizeof *al);
+    if (!al)
+        return FT_ERR_NOMEM;
+    b->al = al;
+    b->cap = nc;
+    return FT_OK;
+}
+
+/* Append bytes that all came from original range [a, e). */
+static ft_status b_put(builder *b, const char *s, size_t n, size_t a, size_t e) {
+    FT_TRY(b_reserve(b, n));
+    memcpy(b->s + b->n, s, n);
+    for (size_t i = 0; i < n; i++) {
+        b->al[2 * (b->n + i)] = a;
+        b->al[2 * (b->n + i) + 1] = e;
+    }
+    b->n += n;
+    return FT_OK;
+}
+
+/* Append p[i..j) keeping its alignment. */
+static ft_status b_copy(builder *b, const piece *p, size_t i, size_t j) {
+    FT_TRY(b_reserve(b, j - i));
+    memcpy(b->s + b->n, p->s + i, j - i);
+    for (size_t k = i; k < j; k++) {
+        b->al[2 * (b->n + k - i)] = piece_orig_start(p, k);
+        b->al[2 * (b->n + k - i) + 1] = piece_orig_end(p, k);
+    }
+    b->n += j - i;
+    return FT_OK;
+}
+
+/* Move the built string into scratch memory and make it the piece. */
+static ft_status b_finish(builder *b, piece *p, scratch *mem) {
+    char *s = scratch_alloc(mem, b->n + 1);
+    size_t *al = scratch_alloc(mem, 2 * (b->n + 1) * sizeof *al);
+    if (!s || !al) {
+        ft_free(b->s);
+        ft_free(b->al);
+        return FT_ERR_NOMEM;
+    }
+    if (b->n) {
+        memcpy(s, b->s, b->n);
+        memcpy(al, b->al, 2 * b->n * sizeof *al);
+    }
+    p->s = s;
+    p->n = b->n;
+    p->al = al;
+    ft_free(b->s);
+    ft_free(b->al);
+    return FT_OK;
+}
+
+/* ---------------------------------------------------------------- normalizers */
+
+static ft_status norm_prepend(const tok_norm *nm, piece *p, scratch *mem) {
+    if (p->n == 0)
+        return FT_OK;
+    builder b = {0};
+    size_t cl = (size_t)tok_utf8_len((unsigned char)p->s[0]);
+    if (cl > p->n)
+        cl = p->n;
+    ft_status s = b_put(&b, nm->str, nm->str_len, piece_orig_start(p, 0), piece_orig_end(p, cl - 1));
+    if (!s)
+        s = b_copy(&b, p, 0, p->n);
+    if (s) {
+        ft_free(b.s);
+        ft_free(b.al);
+        return s;
+    }
+    return b_finish(&b, p, mem);
+}
+
+static ft_status norm_replace(const tok_norm *nm, piece *p, scratch *mem, ft_err *err) {
+    match_vec mv = {0};
+    ft_status s = tok_find_matches(&nm->pat, p->s, p->n, &mv, err);
+    if (s) {
+        ft_free(mv.v);
+        return s;
+    }
+    bool any = false;
+    for (size_t k = 0; k < mv.n; k++)
+        any |= mv.v[3 * k + 2] != 0;
+    if (!any) {
+        ft_free(mv.v);
+        return FT_OK;
+    }
+    builder b = {0};
+    for (size_t k = 0; k < mv.n && !s; k++) {
+        size_t a = mv.v[3 * k], e = mv.v[3 * k + 1];
+        if (!mv.v[3 * k + 2]) {
+            s = b_copy(&b, p, a, e);
+        } else if (e > a) {
+            s = b_put(&b, nm->str, nm->str_len, piece_orig_start(p, a), piece_orig_end(p, e - 1));
+        } else {
+            size_t o = a < p->n ? piece_orig_start(p, a) : (p->n ? piece_orig_end(p, p->n - 1) : p->base);
+            s = b_put(&b, nm->str, nm->str_len, o, o);
+        }
+    }
+    ft_free(mv.v);
+    if (s) {
+        ft_free(b.s);
+        ft_free(b.al);
+        return FT_ERR(err, s, "out of memory in Replace");
+    }
+    return b_finish(&b, p, mem);
+}
+
+static ft_status norm_lowercase(piece *p, scratch *mem) {
+    bool ascii_lower = true;
+    for (size_t i = 0; i < p->n; i++) {
+        unsigned char c = (unsigned char)p->s[i];
+        if (c >= 0x80 || (c >= 'A' && c <= 'Z')) {
+            ascii_lower = false;
+            break;
+        }
+    }
+    if (ascii_lower)
+        return FT_OK;
+    builder b = {0};
+    ft_status s = FT_OK;
+    for (size_t i = 0; i < p->n && !s;) {
+        uint32_t c;
+        int cl = tok_utf8_next(p->s + i, p->n - i, &c);
+        char out[8];
+        int on;
+        size_t a = piece_orig_start(p, i), e = piece_orig_end(p, i + (size_t)cl - 1);
+        if (c == 0x130) { /* the one unconditional multi-char lowercase: "i" + combining dot */
+            memcpy(out, "i\xCC\x87", 3);
+            on = 3;
+        } else {
+            on = ft_utf8_encode((uint32_t)utf8proc_tolower((utf8proc_int32_t)c), out);
+        }
+        s = b_put(&b, out, (size_t)on, a, e);
+        i += (size_t)cl;
+    }
+    if (s) {
+        ft_free(b.s);
+        ft_free(b.al);
+        return s;
+    }
+    return b_finish(&b, p, mem);
+}
+
+static void norm_strip(const tok_norm *nm, piece *p) {
+    size_t a = 0, e = p->n;
+    if (nm->left) {
+        while (a < e) {
+            uint32_t c;
+            int cl = tok_utf8_next(p->s + a, e - a, &c);
+            if (!tok_is_whitespace(c))
+                break;
+            a += (size_t)cl;
+        }
+    }
+    if (nm->right) {
+        while (e > a) {
+            size_t k = e - 1;
+            while (k > a && ((unsigned char)p->s[k] & 0xC0) == 0x80)
+                k--;
+            uint32_t c;
+            tok_utf8_next(p->s + k, e - k, &c);
+            if (!tok_is_whitespace(c))
+                break;
+            e = k;
+        }
+    }
+    *p = piece_sub(p, a, e);
+}
+
+static utf8proc_option_t unicode_opts(norm_kind k) {
+    switch (k) {
+    case NORM_NFC: return UTF8PROC_STABLE | UTF8PROC_COMPOSE;
+    case NORM_NFD: return UTF8PROC_STABLE | UTF8PROC_DECOMPOSE;
+    case NORM_NFKC: return UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_COMPAT;
+    default: return UTF8PROC_STABLE | UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT;
+    }
+}
+
+/* NFC/NFD/NFKC/NFKD. The text is normalized in one call (so results are exact); alignment is
+ * found by normalizing each run "starter + following combining marks" alone: when the runs
+ * concatenate to the whole result each run's output maps to its input, otherwise (rare:
+ * Hangul jamo composition and the like) every output byte maps to the whole input. */
+static ft_status norm_unicode(norm_kind k, piece *p, scratch *mem) {
+    bool ascii = true;
+    for (size_t i = 0; i < p->n; i++)
+        if ((unsigned char)p->s[i] >= 0x80) {
+            ascii = false;
+            break;
+        }
+    if (ascii || p->n == 0)
+        return FT_OK;
+    utf8proc_option_t opt = unicode_opts(k);
+    utf8proc_uint8_t *whole = NULL;
+    utf8proc_ssize_t wn = utf8proc_map((const utf8proc_uint8_t *)p->s, (utf8proc_ssize_t)p->n, &whole, opt);
+    if (wn < 0)
+        return FT_OK; /* invalid UTF-8 cannot reach here (the input was made valid) */
+    if ((size_t)wn == p->n && memcmp(whole, p->s, p->n) == 0) {
+        free(whole);
+        return FT_OK;
+    }
+    builder b = {0};
+    ft_status s = FT_OK;
+    bool ok = true;
+    for (size_t i = 0; i < p->n && ok && !s;) {
+        size_t j = i;
+        uint32_t c;
+        j += (size_t)tok_utf8_next(p->s + j, p->n - j, &c);
+        while (j < p->n) {
+            int cl = tok_utf8_next(p->s + j, p->n - j, &c);
+            if (utf8proc_get_property((utf8proc_int32_t)c)->combining_class == 0)
+                break;
+            j += (size_t)cl;
+        }
+        utf8proc_uint8_t *part = NULL;
+        utf8proc_ssize_t pn = utf8proc_map((const utf8proc_uint8_t *)p->s + i, (utf8proc_ssize_t)(j - i), &part, opt);
+        if (pn < 0 || b.n + (size_t)pn > (size_t)wn || memcmp(whole + b.n, part, (size_t)pn) != 0) {
+            ok = false;
+        } else {
+            s = b_put(&b, (const char *)part, (size_t)pn, piece_orig_start(p, i), piece_orig_end(p, j - 1));
+        }
+        free(part);
+        i = j;
+    }
+    if (!s && (!ok || b.n != (size_t)wn)) {
+        b.n = 0;
+        s = b_put(&b, (const char *)whole, (size_t)wn, piece_orig_start(p, 0), piece_orig_end(p, p->n - 1));
+    }
+    free(whole);
+    if (s) {
+        ft_free(b.s);
+        ft_free(b.al);
+        return s;
+    }
+    return b_finish(&b, p, mem);
+}
+
+ft_status tok_normalize(const ft_tok *t, const tok_norm *nm, piece *p, scratch *mem, ft_err *err) {
+    if (!nm)
+        return FT_OK;
+    ft_status s = FT_OK;
+    switch (nm->kind) {
+    case NORM_SEQUENCE:
+        for (size_t i = 0; i < nm->n_children; i++)
+            FT_TRY(tok_normalize(t, &nm->children[i], p, mem, err));
+        return FT_OK;
+    case NORM_PREPEND: s = norm_prepend(nm, p, mem); break;
+    case NORM_REPLACE: return norm_replace(nm, p, mem, err);
+    case NORM_NFC: case NORM_NFD: case NORM_NFKC: case NORM_NFKD: s = norm_unicode(nm->kind, p, mem); break;
+    case NORM_LOWERCASE: s = norm_lowercase(p, mem); break;
+    case NORM_STRIP: norm_strip(nm, p); break;
+    }
+    if (s)
+        return FT_ERR(err, s, "out of memory while normalizing");
+    return FT_OK;
+}
+
+/* Normalize a whole string (added tokens' content at load time). *out owned by the caller. */
+ft_status tok_normalize_string(const ft_tok *t, const char *str, size_t n, char **out, size_t *out_len, ft_err *err) {
+    scratch mem = {0};
+    piece p = {.s = str, .n = n, .al = NULL, .base = 0, .added = -1};
+    ft_status s = tok_normalize(t, t->norm, &p, &mem, err);
+    if (!s) {
+        *out = ft_strndup(p.s, p.n);
+        *out_len = p.n;
+        if (!*out)
+            s = FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    }
+    scratch_free(&mem);
+    return s;
+}
