@@ -4,7 +4,11 @@
  *
  * Memory: parameters, gradients and activations each live in one arena sized at creation from
  * the params below, so a step allocates nothing. Batches are packed: a row holds several
- * samples, position ids restart per sample, and attention never crosses a sample boundary. */
+ * samples, position ids restart per sample, and attention never crosses a sample boundary.
+ *
+ * Changes since the first draft (additive): ft_batch_owned + ft_model_batch_load (JSON batches);
+ * ft_model_forward's logits may be NULL (loss only, LM head on trainable rows); a
+ * config.sliding_window > 0 limits attention to that many positions (Mistral). */
 #ifndef FTUNE_MODEL_H
 #define FTUNE_MODEL_H
 
@@ -54,6 +58,16 @@ typedef struct ft_batch {
     const int32_t *position_ids;
     const int32_t *sample_ids;
 } ft_batch;
+
+/* A batch read from the JSON of `ftune debug forward` ({"input_ids": [[..]], "targets": [[..]],
+ * "position_ids"?, "sample_ids"?}); it owns its arrays. Shapes are checked here, values against
+ * the model by the forward calls. */
+typedef struct ft_batch_owned {
+    ft_batch b;
+    int32_t *input_ids, *targets, *position_ids, *sample_ids;
+} ft_batch_owned;
+ft_status ft_model_batch_load(const char *path, ft_batch_owned *out, ft_err *err);
+void ft_model_batch_free(ft_batch_owned *b);
 
 /* Forward only. *loss_sum gets the sum of cross-entropy over trainable tokens (double),
  * *n_trainable their count; logits (B, T, V) are copied to `logits` when non-NULL. */

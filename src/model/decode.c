@@ -1,0 +1,129 @@
+/* model/decode.c: KV-cache decoding for generation (batch 1). The cache keeps every layer's
+ * keys (after RoPE) and values for the tokens seen so far; ft_model_decode appends tokens,
+ * running them through the model in chunks of up to DC rows (a long prompt is prefilled DC
+ * tokens at a time, so the work buffers stay small), with attention over the cache
+ * (query i at position len + i sees keys 0..len + i). Same kernels as training. */
+#include <string.h>
+
+#include "internal.h"
+
+enum { DC = 64 }; /* rows per decode chunk */
+
+struct ft_kv_cache {
+    const ft_model *m;
+    int64_t max_tokens, len;
+    float *k, *v; /* (L, max_tokens, KV) each */
+    /* work buffers for DC rows */
+    float *x, *xn, *qkv, *att, *gu, *h, *cos_t, *sin_t, *scratch;
+    int32_t *pos;
+    float *mem;
+};
+
+ft_status ft_kv_cache_new(const ft_model *m, int64_t max_tokens, ft_kv_cache **out, ft_err *err) {
+    *out = NULL;
+    if (max_tokens <= 0)
+        return FT_ERR(err, FT_ERR_INVALID, "kv cache: max_tokens must be positive");
+    ft_kv_cache *c = ft_calloc(1, sizeof *c);
+    if (!c)
+        return FT_ERR(err, FT_ERR_NOMEM, "kv cache: out of memory");
+    c->m = m;
+    c->max_tokens = max_tokens;
+    ft_attn_shape as = {.B = 1, .Tq = DC, .Tk = max_tokens, .NH = m->NH, .KVH = m->KVH, .HD = m->HD};
+    size_t scratch = ft_tensor_attention_scratch(&as);
+    size_t kv = (size_t)(m->L * max_tokens * m->KV);
+    size_t total = 2 * kv + (size_t)DC * (size_t)(2 * m->C + m->QKV + m->Q + 3 * m->F + m->HD) + scratch + DC;
+    c->mem = ft_malloc(total * sizeof(float));
+    if (!c->mem) {
+        ft_free(c);
+        return FT_ERR(err, FT_ERR_NOMEM, "kv cache: cannot allocate %zu bytes", total * sizeof(float));
+    }
+    float *p = c->mem;
+    c->k = p, p += kv;
+    c->v = p, p += kv;
+    c->x = p, p += DC * m->C;
+    c->xn = p, p += DC * m->C;
+    c->qkv = p, p += DC * m->QKV;
+    c->att = p, p += DC * m->Q;
+    c->gu = p, p += DC * 2 * m->F;
+    c->h = p, p += DC * m->F;
+    c->cos_t = p, p += DC * (m->HD / 2);
+    c->sin_t = p, p += DC * (m->HD / 2);
+    c->scratch = p, p += scratch;
+    c->pos = (int32_t *)p;
+    *out = c;
+    return FT_OK;
+}
+
+void ft_kv_cache_free(ft_kv_cache *c) {
+    if (!c)
+        return;
+    ft_free(c->mem);
+    ft_free(c);
+}
+
+void ft_kv_cache_reset(ft_kv_cache *c) { c->len = 0; }
+
+int64_t ft_kv_cache_len(const ft_kv_cache *c) { return c->len; }
+
+/* Run n <= DC tokens at positions c->len.. through the model; leaves model.norm(x) of the last
+ * row in c->xn. */
+static void decode_chunk(ft_model *m, ft_kv_cache *c, const int32_t *tokens, int64_t n) {
+    const int64_t C = m->C, F = m->F, Q = m->Q, KV = m->KV, QKV = m->QKV, T0 = c->len;
+    const float eps = (float)m->cfg.rms_norm_eps;
+    for (int64_t i = 0; i < n; i++)
+        c->pos[i] = (int32_t)(T0 + i);
+    ft_tensor_rope_table(c->cos_t, c->sin_t, c->pos, m->inv_freq, n, m->HD / 2);
+    ft_tensor_embedding_fwd(c->x, tokens, m->embed, n, C);
+    ft_attn_shape as = {.B = 1,
+                        .Tq = n,
+                        .Tk = T0 + n,
+                        .NH = m->NH,
+                        .KVH = m->KVH,
+                        .HD = m->HD,
+                        .q_offset = T0,
+                        .window = m->cfg.sliding_window,
+                        .q_stride = QKV,
+                        .k_stride = KV,
+                        .v_stride = KV,
+                        .o_stride = Q};
+    for (int64_t l = 0; l < m->L; l++) {
+        const layer_w *W = &m->w[l];
+        float *kc = c->k + l * c->max_tokens * KV, *vc = c->v + l * c->max_tokens * KV;
+        ft_tensor_rmsnorm_fwd(c->xn, NULL, c->x, W->ln1, n, C, eps);
+        ft_tensor_linear_fwd(c->qkv, c->xn, W->wqkv, n, C, QKV);
+        ft_tensor_rope_fwd(c->qkv, QKV, c->cos_t, c->sin_t, n, m->NH, m->HD);
+        ft_tensor_rope_fwd(c->qkv + Q, QKV, c->cos_t, c->sin_t, n, m->KVH, m->HD);
+        for (int64_t i = 0; i < n; i++) {
+            memcpy(kc + (T0 + i) * KV, c->qkv + i * QKV + Q, (size_t)KV * sizeof(float));
+            memcpy(vc + (T0 + i) * KV, c->qkv + i * QKV + Q + KV, (size_t)KV * sizeof(float));
+        }
+        ft_tensor_attention_fwd(&as, c->att, NULL, c->qkv, kc, vc, NULL, c->scratch);
+        ft_tensor_sgemm(false, true, n, C, Q, 1.0f, c->att, Q, W->wo, Q, 1.0f, c->x, C);
+        ft_tensor_rmsnorm_fwd(c->xn, NULL, c->x, W->ln2, n, C, eps);
+        ft_tensor_linear_fwd(c->gu, c->xn, W->wgu, n, C, 2 * F);
+        ft_tensor_swiglu_fwd(c->h, c->gu, n, F);
+        ft_tensor_sgemm(false, true, n, C, F, 1.0f, c->h, F, W->wd, F, 1.0f, c->x, C);
+    }
+    c->len += n;
+    ft_tensor_rmsnorm_fwd(c->xn, NULL, c->x + (n - 1) * C, m->norm, 1, C, eps);
+}
+
+ft_status ft_model_decode(ft_model *m, ft_kv_cache *c, const int32_t *tokens, int64_t n, float *logits_last,
+                          ft_err *err) {
+    if (c->m != m)
+        return FT_ERR(err, FT_ERR_INVALID, "kv cache belongs to another model");
+    if (n <= 0)
+        return FT_ERR(err, FT_ERR_INVALID, "decode: no tokens");
+    if (c->len + n > c->max_tokens)
+        return FT_ERR(err, FT_ERR_RANGE, "decode: %lld + %lld tokens exceed the cache's %lld", (long long)c->len,
+                      (long long)n, (long long)c->max_tokens);
+    for (int64_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= m->V)
+            return FT_ERR(err, FT_ERR_INVALID, "decode: token %d is outside the vocabulary (%lld)", tokens[i],
+                          (long long)m->V);
+    for (int64_t i = 0; i < n; i += DC)
+        decode_chunk(m, c, tokens + i, n - i < DC ? n - i : DC);
+    if (logits_last) /* logits (V) = head (V, C) xf (C) */
+        ft_tensor_sgemm(false, true, 1, m->V, m->C, 1.0f, c->xn, m->C, m->head, m->C, 0.0f, logits_last, m->V);
+    return FT_OK;
+}

@@ -1,0 +1,166 @@
+/* model/forward.c: the Llama decoder's forward and backward passes over a packed batch, fp32.
+ *
+ *   x = embed(ids)
+ *   per layer:  x = x + o_proj(attn(rope(q), rope(k), v))  with q|k|v = qkv_proj(rmsnorm1(x))
+ *               x = x + down(silu(gate) * up)              with gate|up = gu_proj(rmsnorm2(x))
+ *   logits = lm_head(rmsnorm(x));  loss = sum of cross-entropy over trainable targets
+ *
+ * The backward walks the same steps in reverse, reading what the forward kept in the layer's
+ * activation set (see internal.h) and recomputing the cheap SwiGLU output. Weight gradients
+ * accumulate through sgemm's beta = 1. The LM head and the cross-entropy run on the trainable
+ * rows only, in chunks of `m->chunk` rows, so the (B*T, V) logits never exist in training; the
+ * softmax gradient is formed in place of each chunk's logits. */
+#include <string.h>
+
+#include "internal.h"
+
+static ft_attn_shape attn_shape(const ft_model *m, int64_t B, int64_t T) {
+    return (ft_attn_shape){.B = B,
+                           .Tq = T,
+                           .Tk = T,
+                           .NH = m->NH,
+                           .KVH = m->KVH,
+                           .HD = m->HD,
+                           .q_offset = 0,
+                           .window = m->cfg.sliding_window,
+                           .q_stride = m->QKV,
+                           .k_stride = m->QKV,
+                           .v_stride = m->QKV,
+                           .o_stride = m->Q};
+}
+
+static void forward_layers(ft_model *m, const ft_batch *b) {
+    const int64_t B = b->B, T = b->T, N = B * T, C = m->C, F = m->F, Q = m->Q, KV = m->KV, QKV = m->QKV;
+    const float eps = (float)m->cfg.rms_norm_eps;
+    for (int64_t n = 0; n < N; n++)
+        m->pos[n] = b->position_ids ? b->position_ids[n] : (int32_t)(n % T);
+    ft_tensor_rope_table(m->cos_t, m->sin_t, m->pos, m->inv_freq, N, m->HD / 2);
+    ft_attn_shape as = attn_shape(m, B, T);
+
+    ft_tensor_embedding_fwd(m->acts[0].x, b->input_ids, m->embed, N, C);
+    for (int64_t l = 0; l < m->L; l++) {
+        layer_acts *A = &m->acts[l];
+        const layer_w *W = &m->w[l];
+        ft_tensor_rmsnorm_fwd(A->xn1, A->rstd1, A->x, W->ln1, N, C, eps);
+        ft_tensor_linear_fwd(A->qkv, A->xn1, W->wqkv, N, C, QKV); /* (N, Q + 2 KV) */
+        ft_tensor_rope_fwd(A->qkv, QKV, m->cos_t, m->sin_t, N, m->NH, m->HD);
+        ft_tensor_rope_fwd(A->qkv + Q, QKV, m->cos_t, m->sin_t, N, m->KVH, m->HD);
+        ft_tensor_attention_fwd(&as, A->att, A->lse, A->qkv, A->qkv + Q, A->qkv + Q + KV, b->sample_ids,
+                                m->attn_scratch);
+        /* xmid (N, C) = x + att (N, Q) Wo^T */
+        memcpy(A->xmid, A->x, (size_t)(N * C) * sizeof(float));
+        ft_tensor_sgemm(false, true, N, C, Q, 1.0f, A->att, Q, W->wo, Q, 1.0f, A->xmid, C);
+        ft_tensor_rmsnorm_fwd(A->xn2, A->rstd2, A->xmid, W->ln2, N, C, eps);
+        ft_tensor_linear_fwd(A->gu, A->xn2, W->wgu, N, C, 2 * F); /* (N, 2F) */
+        ft_tensor_swiglu_fwd(m->hbuf, A->gu, N, F);
+        /* Next residual. Without training all layers share one set, so `next` may be A->x,
+         * which is no longer needed here. */
+        float *next = l + 1 < m->L ? m->acts[l + 1].x : m->xL;
+        memcpy(next, A->xmid, (size_t)(N * C) * sizeof(float));
+        ft_tensor_sgemm(false, true, N, C, F, 1.0f, m->hbuf, F, W->wd, F, 1.0f, next, C);
+    }
+    ft_tensor_rmsnorm_fwd(m->xf, m->rstdf, m->xL, m->norm, N, C, eps);
+}
+
+/* LM head and cross-entropy over the trainable rows (compacted), chunk by chunk. With
+ * grad_scale != 0 also dxc (trainable rows' d xf) and the head's weight gradient. */
+static double head_loss(ft_model *m, const ft_batch *b, float grad_scale, int64_t *n_valid) {
+    const int64_t N = b->B * b->T, C = m->C, V = m->V;
+    int64_t nv = 0;
+    if (b->targets)
+        for (int64_t n = 0; n < N; n++)
+            if (b->targets[n] != -100) {
+                m->rows[nv] = (int32_t)n;
+                m->tgt[nv++] = b->targets[n];
+            }
+#pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < nv; k++)
+        memcpy(m->xc + k * C, m->xf + (int64_t)m->rows[k] * C, (size_t)C * sizeof(float));
+    double loss = 0.0;
+    for (int64_t k0 = 0; k0 < nv; k0 += m->chunk) {
+        int64_t nc = nv - k0 < m->chunk ? nv - k0 : m->chunk;
+        const float *xc = m->xc + k0 * C;
+        /* logits (nc, V) = xc (nc, C) head^T */
+        ft_tensor_sgemm(false, true, nc, V, C, 1.0f, xc, C, m->head, C, 0.0f, m->logits, V);
+        loss += ft_tensor_cross_entropy(m->logits, m->tgt + k0, nc, V, grad_scale, NULL, NULL);
+        if (grad_scale != 0.0f) {
+            /* dxc (nc, C) = dlogits (nc, V) head (V, C);  dhead (V, C) += dlogits^T xc */
+            ft_tensor_sgemm(false, false, nc, C, V, 1.0f, m->logits, V, m->head, C, 0.0f, m->dxc + k0 * C, C);
+            ft_tensor_sgemm(true, false, V, C, nc, 1.0f, m->logits, V, xc, C, 1.0f, m->g_head, C);
+        }
+    }
+    *n_valid = nv;
+    return loss;
+}
+
+ft_status ft_model_forward(ft_model *m, const ft_batch *b, float *logits, double *loss_sum, int64_t *n_trainable,
+                           ft_err *err) {
+    FT_TRY(ft_model_check_batch_(m, b, err));
+    forward_layers(m, b);
+    const int64_t N = b->B * b->T;
+    double loss = 0.0;
+    int64_t nv = 0;
+    if (logits) {
+        ft_tensor_sgemm(false, true, N, m->V, m->C, 1.0f, m->xf, m->C, m->head, m->C, 0.0f, logits, m->V);
+        if (b->targets) {
+            /* The kernel skips -100 rows; the logits stay untouched with grad_scale 0. */
+            loss = ft_tensor_cross_entropy(logits, b->targets, N, m->V, 0.0f, &nv, NULL);
+        }
+    } else {
+        loss = head_loss(m, b, 0.0f, &nv);
+    }
+    if (loss_sum)
+        *loss_sum = loss;
+    if (n_trainable)
+        *n_trainable = nv;
+    return FT_OK;
+}
+
+ft_status ft_model_forward_backward(ft_model *m, const ft_batch *b, double denom, double *loss_sum,
+                                    int64_t *n_trainable, ft_err *err) {
+    if (!m->p.training)
+        return FT_ERR(err, FT_ERR_INVALID, "forward_backward on a model created without training");
+    if (!(denom > 0))
+        return FT_ERR(err, FT_ERR_INVALID, "forward_backward: the loss denominator must be positive");
+    FT_TRY(ft_model_check_batch_(m, b, err));
+    const int64_t B = b->B, T = b->T, N = B * T, C = m->C, F = m->F, Q = m->Q, KV = m->KV, QKV = m->QKV;
+    forward_layers(m, b);
+    int64_t nv = 0;
+    double loss = head_loss(m, b, (float)(1.0 / denom), &nv);
+    if (loss_sum)
+        *loss_sum = loss;
+    if (n_trainable)
+        *n_trainable = nv;
+
+    /* d xf: the trainable rows' gradients scattered back, zeros elsewhere. */
+    memset(m->dtmp, 0, (size_t)(N * C) * sizeof(float));
+#pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < nv; k++)
+        memcpy(m->dtmp + (int64_t)m->rows[k] * C, m->dxc + k * C, (size_t)C * sizeof(float));
+    memset(m->dx, 0, (size_t)(N * C) * sizeof(float));
+    ft_tensor_rmsnorm_bwd(m->dx, m->g_norm, m->dtmp, m->xL, m->norm, m->rstdf, N, C);
+
+    ft_attn_shape as = attn_shape(m, B, T);
+    for (int64_t l = m->L - 1; l >= 0; l--) {
+        layer_acts *A = &m->acts[l];
+        const layer_w *W = &m->w[l];
+        const layer_w *G = &m->g[l];
+        /* MLP: x_next = xmid + h Wd^T, dx holds d x_next. */
+        ft_tensor_swiglu_fwd(m->hbuf, A->gu, N, F);                                     /* h (N, F) */
+        ft_tensor_linear_bwd(NULL, G->wd, m->dx, m->hbuf, W->wd, N, F, C, false, false); /* dWd += dx^T h */
+        ft_tensor_linear_bwd(m->hbuf, NULL, m->dx, NULL, W->wd, N, F, C, false, false);  /* dh = dx Wd */
+        ft_tensor_swiglu_bwd(A->gu, m->hbuf, A->gu, N, F);                              /* d[gate|up], in place */
+        ft_tensor_linear_bwd(m->dtmp, G->wgu, A->gu, A->xn2, W->wgu, N, C, 2 * F, false, false);
+        ft_tensor_rmsnorm_bwd(m->dx, G->ln2, m->dtmp, A->xmid, W->ln2, A->rstd2, N, C); /* dx = d xmid */
+        /* Attention: xmid = x + att Wo^T. */
+        ft_tensor_linear_bwd(m->datt, G->wo, m->dx, A->att, W->wo, N, Q, C, false, false);
+        ft_tensor_attention_bwd(&as, m->dqkv, m->dqkv + Q, m->dqkv + Q + KV, m->datt, A->att, A->lse, A->qkv,
+                                A->qkv + Q, A->qkv + Q + KV, b->sample_ids, m->attn_scratch);
+        ft_tensor_rope_bwd(m->dqkv, QKV, m->cos_t, m->sin_t, N, m->NH, m->HD);
+        ft_tensor_rope_bwd(m->dqkv + Q, QKV, m->cos_t, m->sin_t, N, m->KVH, m->HD);
+        ft_tensor_linear_bwd(m->dtmp, G->wqkv, m->dqkv, A->xn1, W->wqkv, N, C, QKV, false, false);
+        ft_tensor_rmsnorm_bwd(m->dx, G->ln1, m->dtmp, A->x, W->ln1, A->rstd1, N, C); /* dx = d x */
+    }
+    ft_tensor_embedding_bwd(m->g_embed, b->input_ids, m->dx, N, C);
+    return FT_OK;
+}

@@ -1,0 +1,195 @@
+/* train/optim.c: DecoupledAdamW and DecoupledLionW (Composer's definitions, SPEC §2) and
+ * global-norm gradient clipping; see ftune/optim.h for the formulas.
+ *
+ * The model keeps its parameters and gradients each in one flat, contiguous block (HF order);
+ * the state mirrors that layout, so a step is one parallel loop over every element. */
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "ftune/optim.h"
+
+struct ft_optim {
+    ft_optim_params p;
+    ft_model *m;
+    int64_t n;      /* elements over all parameters */
+    float *w, *g;   /* flat parameters and gradients */
+    float *m1, *m2; /* exp_avg, exp_avg_sq (NULL for Lion) */
+    ft_arena arena;
+    ft_optim_state *state;
+    size_t n_state;
+    char *names; /* storage of the state names */
+};
+
+ft_optim_params ft_optim_default_params(ft_optim_kind kind) {
+    ft_optim_params p = {.kind = kind, .peak_lr = 5e-7, .weight_decay = 0.0};
+    if (kind == FT_OPTIM_LION) {
+        p.beta1 = 0.99;
+        p.beta2 = 0.95;
+    } else {
+        p.beta1 = 0.9;
+        p.beta2 = 0.95;
+        p.eps = 1e-8;
+    }
+    return p;
+}
+
+bool ft_optim_kind_parse(const char *name, ft_optim_kind *out) {
+    if (!strcmp(name, "adamw"))
+        *out = FT_OPTIM_ADAMW;
+    else if (!strcmp(name, "lion"))
+        *out = FT_OPTIM_LION;
+    else
+        return false;
+    return true;
+}
+
+const char *ft_optim_kind_name(ft_optim_kind kind) { return kind == FT_OPTIM_LION ? "lion" : "adamw"; }
+
+ft_status ft_optim_new(ft_model *m, const ft_optim_params *p, ft_optim **out, ft_err *err) {
+    *out = NULL;
+    size_t np = ft_model_n_params(m);
+    ft_param *p0 = ft_model_param(m, 0);
+    if (!p0 || !p0->grad)
+        return FT_ERR(err, FT_ERR_INVALID, "optimizer: the model was not created for training");
+    if (!(p->peak_lr > 0) || !(p->beta1 >= 0 && p->beta1 < 1) || !(p->beta2 >= 0 && p->beta2 < 1) ||
+        !(p->weight_decay >= 0) || (p->kind == FT_OPTIM_ADAMW && !(p->eps > 0)))
+        return FT_ERR(err, FT_ERR_INVALID, "optimizer: bad hyperparameters (need peak_lr > 0, 0 <= betas < 1, "
+                                           "weight_decay >= 0, eps > 0)");
+    ft_optim *o = ft_calloc(1, sizeof *o);
+    if (!o)
+        return FT_ERR(err, FT_ERR_NOMEM, "optimizer: out of memory");
+    o->p = *p;
+    o->m = m;
+    o->w = p0->data;
+    o->g = p0->grad;
+    for (size_t i = 0; i < np; i++) {
+        ft_param *t = ft_model_param(m, i);
+        FT_ASSERT(t->data == o->w + o->n && t->grad == o->g + o->n); /* flat layout */
+        o->n += t->numel;
+    }
+    int nbuf = p->kind == FT_OPTIM_ADAMW ? 2 : 1;
+    o->n_state = (size_t)nbuf * np + 1;
+    o->state = ft_calloc(o->n_state, sizeof *o->state);
+    size_t name_cap = 0;
+    for (size_t i = 0; i < np; i++)
+        name_cap += strlen(ft_model_param(m, i)->name) + 16;
+    o->names = ft_malloc(name_cap * (size_t)nbuf + 8);
+    ft_status s = FT_OK;
+    if (!o->state || !o->names)
+        s = FT_ERR(err, FT_ERR_NOMEM, "optimizer: out of memory");
+    if (s == FT_OK)
+        s = ft_arena_init(&o->arena, "optimizer state", ((size_t)o->n * (size_t)nbuf + 16) * sizeof(float) + 256, err);
+    float *buf = NULL;
+    if (s == FT_OK && !(buf = ft_arena_alloc(&o->arena, ((size_t)o->n * (size_t)nbuf + 16) * sizeof(float), err)))
+        s = FT_ERR_NOMEM;
+    if (s != FT_OK) {
+        ft_optim_free(o);
+        return s;
+    }
+    o->m1 = buf;
+    o->m2 = nbuf == 2 ? buf + o->n : NULL;
+    float *stepf = buf + o->n * nbuf;
+    char *nm = o->names;
+    size_t k = 0;
+    for (int b = 0; b < nbuf; b++) {
+        int64_t off = 0;
+        for (size_t i = 0; i < np; i++) {
+            ft_param *t = ft_model_param(m, i);
+            int len = sprintf(nm, "%s.%s", t->name, b == 0 ? "exp_avg" : "exp_avg_sq");
+            o->state[k++] = (ft_optim_state){nm, t->ndim, {t->shape[0], t->shape[1]}, t->numel,
+                                             (b == 0 ? o->m1 : o->m2) + off};
+            nm += len + 1;
+            off += t->numel;
+        }
+    }
+    o->state[k++] = (ft_optim_state){"step", 1, {1, 0}, 1, stepf};
+    *out = o;
+    return FT_OK;
+}
+
+void ft_optim_free(ft_optim *o) {
+    if (!o)
+        return;
+    ft_arena_deinit(&o->arena);
+    ft_free(o->state);
+    ft_free(o->names);
+    ft_free(o);
+}
+
+const ft_optim_params *ft_optim_get_params(const ft_optim *o) { return &o->p; }
+
+int64_t ft_optim_step_count(const ft_optim *o) { return (int64_t)o->state[o->n_state - 1].data[0]; }
+
+void ft_optim_set_step_count(ft_optim *o, int64_t step) { o->state[o->n_state - 1].data[0] = (float)step; }
+
+size_t ft_optim_n_state(const ft_optim *o) { return o->n_state; }
+
+ft_optim_state *ft_optim_state_at(ft_optim *o, size_t i) { return i < o->n_state ? &o->state[i] : NULL; }
+
+ft_optim_state *ft_optim_find_state(ft_optim *o, const char *name) {
+    for (size_t i = 0; i < o->n_state; i++)
+        if (!strcmp(o->state[i].name, name))
+            return &o->state[i];
+    return NULL;
+}
+
+ft_status ft_optim_step(ft_optim *o, double lr, ft_err *err) {
+    if (!(lr >= 0) || !isfinite(lr))
+        return FT_ERR(err, FT_ERR_INVALID, "optimizer: learning rate %g is not a finite number >= 0", lr);
+    int64_t t = ft_optim_step_count(o) + 1;
+    ft_optim_set_step_count(o, t);
+    const int64_t n = o->n;
+    float *w = o->w, *m1 = o->m1, *m2 = o->m2;
+    const float *g = o->g;
+    const float keep = (float)(1.0 - (lr / o->p.peak_lr) * o->p.weight_decay);
+    const bool decay = o->p.weight_decay != 0.0;
+    const float b1 = (float)o->p.beta1, b2 = (float)o->p.beta2;
+    const float a1 = (float)(1.0 - o->p.beta1), a2 = (float)(1.0 - o->p.beta2);
+    if (o->p.kind == FT_OPTIM_ADAMW) {
+        const double bc1 = 1.0 - pow(o->p.beta1, (double)t), bc2 = 1.0 - pow(o->p.beta2, (double)t);
+        const float step_size = (float)(lr / bc1), inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2)), eps = (float)o->p.eps;
+#pragma omp parallel for simd schedule(static)
+        for (int64_t i = 0; i < n; i++) {
+            float p = decay ? w[i] * keep : w[i];
+            float gi = g[i];
+            float m = m1[i] * b1 + gi * a1;
+            float v = m2[i] * b2 + gi * gi * a2;
+            m1[i] = m;
+            m2[i] = v;
+            w[i] = p - step_size * (m / (sqrtf(v) * inv_sqrt_bc2 + eps));
+        }
+    } else {
+        const float lrf = (float)lr;
+#pragma omp parallel for simd schedule(static)
+        for (int64_t i = 0; i < n; i++) {
+            float p = decay ? w[i] * keep : w[i];
+            float gi = g[i], m = m1[i];
+            float c = m + a1 * (gi - m); /* lerp(m, g, 1 - b1) */
+            float sgn = (float)(c > 0.0f) - (float)(c < 0.0f);
+            w[i] = p - lrf * sgn;
+            m1[i] = m + a2 * (gi - m); /* lerp(m, g, 1 - b2) */
+        }
+        (void)b1, (void)b2;
+    }
+    return FT_OK;
+}
+
+double ft_optim_clip_grad_norm(ft_model *m, double max_norm) {
+    double norm = ft_model_grad_norm(m);
+    if (max_norm <= 0)
+        return norm;
+    double coef = max_norm / (norm + 1e-6);
+    if (coef < 1.0) {
+        float c = (float)coef;
+        ft_param *p0 = ft_model_param(m, 0);
+        int64_t n = 0;
+        for (size_t i = 0; i < ft_model_n_params(m); i++)
+            n += ft_model_param(m, i)->numel;
+        float *g = p0->grad;
+#pragma omp parallel for simd schedule(static)
+        for (int64_t i = 0; i < n; i++)
+            g[i] *= c;
+    }
+    return norm;
+}

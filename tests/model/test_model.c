@@ -1,0 +1,235 @@
+/* tests/model: the model object beyond the reference goldens: KV-cache decoding equals the
+ * full forward, micro-batch gradient accumulation equals one batch, finite differences through
+ * the whole model, save/load round trip, batch validation. */
+#include <stdlib.h>
+
+#include "ftune/model.h"
+#include "test.h"
+
+static ft_model_config tiny_config(bool tied) {
+    ft_model_config c;
+    ft_model_config_default(&c);
+    c.vocab_size = 50;
+    c.hidden_size = 24;
+    c.intermediate_size = 40;
+    c.num_hidden_layers = 2;
+    c.num_attention_heads = 4;
+    c.num_key_value_heads = 2;
+    c.head_dim = 6;
+    c.rms_norm_eps = 1e-5;
+    c.tie_word_embeddings = tied;
+    c.initializer_range = 0.3;
+    c.max_position_embeddings = 256;
+    return c;
+}
+
+TEST(model_decode_matches_full_forward) {
+    ft_model_config c = tiny_config(false);
+    ft_model_params p = ft_model_default_params();
+    p.max_batch = 1;
+    p.max_seq = 80;
+    ft_model *m = NULL;
+    ft_err err;
+    REQUIRE_OK(ft_model_new_random(&c, 7, &p, &m, &err), &err);
+    int32_t ids[80];
+    ft_rng r;
+    ft_rng_seed(&r, 3);
+    for (int i = 0; i < 80; i++)
+        ids[i] = (int32_t)ft_rng_below(&r, 50);
+    float *full = ft_malloc(80 * 50 * sizeof(float));
+    ft_batch b = {1, 80, ids, NULL, NULL, NULL};
+    REQUIRE_OK(ft_model_forward(m, &b, full, NULL, NULL, &err), &err);
+    ft_kv_cache *kv = NULL;
+    REQUIRE_OK(ft_kv_cache_new(m, 80, &kv, &err), &err);
+    float logits[50];
+    double worst = 0;
+    /* a 70-token prefill (more than one decode chunk), then token by token */
+    REQUIRE_OK(ft_model_decode(m, kv, ids, 70, logits, &err), &err);
+    for (int v = 0; v < 50; v++)
+        worst = fmax(worst, fabs(logits[v] - full[69 * 50 + v]));
+    for (int t = 70; t < 80; t++) {
+        REQUIRE_OK(ft_model_decode(m, kv, ids + t, 1, logits, &err), &err);
+        for (int v = 0; v < 50; v++)
+            worst = fmax(worst, fabs(logits[v] - full[t * 50 + v]));
+    }
+    CHECK(worst < 1e-4);
+    CHECK_EQ_INT(ft_kv_cache_len(kv), 80);
+    CHECK(ft_model_decode(m, kv, ids, 1, logits, &err) == FT_ERR_RANGE); /* full */
+    ft_kv_cache_reset(kv);
+    REQUIRE_OK(ft_model_decode(m, kv, ids, 1, logits, &err), &err); /* one token from scratch */
+    for (int v = 0; v < 50; v++)
+        CHECK_NEAR(logits[v], full[v], 1e-4);
+    ft_kv_cache_free(kv);
+    ft_free(full);
+    ft_model_free(m);
+}
+
+static void fill_batch(ft_rng *r, int32_t *ids, int32_t *tgt, int32_t *pos, int32_t *sid, int64_t B, int64_t T) {
+    for (int64_t b = 0; b < B; b++) {
+        int64_t cut = T / 2 - 1; /* two samples per row */
+        for (int64_t t = 0; t < T; t++) {
+            int64_t n = b * T + t;
+            ids[n] = (int32_t)ft_rng_below(r, 50);
+            sid[n] = t < cut ? 0 : 1;
+            pos[n] = (int32_t)(t < cut ? t : t - cut);
+            tgt[n] = (t % 5 == 0 || t == cut - 1) ? -100 : (int32_t)ft_rng_below(r, 50);
+        }
+    }
+}
+
+TEST(model_microbatch_accumulation_equals_full_batch) {
+    ft_model_config c = tiny_config(true);
+    ft_model_params p = ft_model_default_params();
+    p.max_batch = 4;
+    p.max_seq = 10;
+    p.training = true;
+    ft_model *a = NULL, *b1 = NULL;
+    ft_err err;
+    REQUIRE_OK(ft_model_new_random(&c, 11, &p, &a, &err), &err);
+    REQUIRE_OK(ft_model_new_random(&c, 11, &p, &b1, &err), &err);
+    int32_t ids[40], tgt[40], pos[40], sid[40];
+    ft_rng r;
+    ft_rng_seed(&r, 5);
+    fill_batch(&r, ids, tgt, pos, sid, 4, 10);
+    int64_t n = 0;
+    for (int i = 0; i < 40; i++)
+        n += tgt[i] != -100;
+    ft_batch full = {4, 10, ids, tgt, pos, sid};
+    double l1 = 0, l2 = 0, l3 = 0;
+    ft_model_zero_grad(a);
+    REQUIRE_OK(ft_model_forward_backward(a, &full, (double)n, &l1, NULL, &err), &err);
+    ft_batch h1 = {2, 10, ids, tgt, pos, sid}, h2 = {2, 10, ids + 20, tgt + 20, pos + 20, sid + 20};
+    ft_model_zero_grad(b1);
+    REQUIRE_OK(ft_model_forward_backward(b1, &h1, (double)n, &l2, NULL, &err), &err);
+    REQUIRE_OK(ft_model_forward_backward(b1, &h2, (double)n, &l3, NULL, &err), &err);
+    CHECK_NEAR(l1, l2 + l3, 1e-5 * l1);
+    double worst = 0, gmax = 0;
+    for (size_t i = 0; i < ft_model_n_params(a); i++) {
+        ft_param *pa = ft_model_param(a, i), *pb = ft_model_param(b1, i);
+        for (int64_t k = 0; k < pa->numel; k++) {
+            worst = fmax(worst, fabs(pa->grad[k] - pb->grad[k]));
+            gmax = fmax(gmax, fabs(pa->grad[k]));
+        }
+    }
+    CHECK(gmax > 0);
+    CHECK(worst <= 1e-5 * gmax);
+    CHECK_NEAR(ft_model_grad_norm(a), ft_model_grad_norm(b1), 1e-5 * ft_model_grad_norm(a));
+    ft_model_free(a);
+    ft_model_free(b1);
+}
+
+TEST(model_finite_differences_through_the_model) {
+    ft_model_config c = tiny_config(false);
+    c.num_hidden_layers = 1;
+    ft_model_params p = ft_model_default_params();
+    p.max_batch = 2;
+    p.max_seq = 10;
+    p.training = true;
+    ft_model *m = NULL;
+    ft_err err;
+    REQUIRE_OK(ft_model_new_random(&c, 2, &p, &m, &err), &err);
+    int32_t ids[20], tgt[20], pos[20], sid[20];
+    ft_rng r;
+    ft_rng_seed(&r, 8);
+    fill_batch(&r, ids, tgt, pos, sid, 2, 10);
+    ft_batch b = {2, 10, ids, tgt, pos, sid};
+    ft_model_zero_grad(m);
+    double loss = 0;
+    REQUIRE_OK(ft_model_forward_backward(m, &b, 1.0, &loss, NULL, &err), &err);
+    /* a few entries of every parameter */
+    for (size_t i = 0; i < ft_model_n_params(m); i++) {
+        ft_param *t = ft_model_param(m, i);
+        double gmax = 0, worst = 0;
+        for (int64_t k = 0; k < t->numel; k++)
+            gmax = fmax(gmax, fabs(t->grad[k]));
+        for (int s = 0; s < 6; s++) {
+            int64_t k = (int64_t)ft_rng_below(&r, (uint64_t)t->numel);
+            float x0 = t->data[k];
+            double lp, lm;
+            t->data[k] = x0 + 1e-2f;
+            ft_model_forward(m, &b, NULL, &lp, NULL, &err);
+            t->data[k] = x0 - 1e-2f;
+            ft_model_forward(m, &b, NULL, &lm, NULL, &err);
+            t->data[k] = x0;
+            worst = fmax(worst, fabs((lp - lm) / 2e-2 - t->grad[k]));
+        }
+        if (!(worst <= 2e-2 * gmax + 1e-3))
+            ft_test_fail_(__FILE__, __LINE__, "%s: finite differences off by %g (max |grad| %g)", t->name, worst, gmax);
+    }
+    ft_model_free(m);
+}
+
+TEST(model_save_load_round_trip_and_bad_batches) {
+    ft_model_config c = tiny_config(true);
+    ft_model_params p = ft_model_default_params();
+    p.max_batch = 1;
+    p.max_seq = 8;
+    ft_model *m = NULL, *m2 = NULL;
+    ft_err err;
+    REQUIRE_OK(ft_model_new_random(&c, 4, &p, &m, &err), &err);
+    const char *dir = ft_test_tmpdir();
+    char path[600];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    REQUIRE_OK(ft_model_config_save(&c, path, &err), &err);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    REQUIRE_OK(ft_model_save_weights(m, path, false, &err), &err);
+    REQUIRE_OK(ft_model_load(dir, &p, &m2, &err), &err);
+    CHECK_EQ_INT(ft_model_n_params(m2), ft_model_n_params(m));
+    for (size_t i = 0; i < ft_model_n_params(m); i++)
+        CHECK(memcmp(ft_model_param(m, i)->data, ft_model_param(m2, i)->data,
+                     (size_t)ft_model_param(m, i)->numel * sizeof(float)) == 0);
+    CHECK(ft_model_find_param(m2, "lm_head.weight") == NULL);
+    CHECK(ft_model_find_param(m2, "model.layers.1.mlp.up_proj.weight") != NULL);
+    ft_model_free(m2);
+    /* bf16 weights load too, rounded */
+    REQUIRE_OK(ft_model_save_weights(m, path, true, &err), &err);
+    REQUIRE_OK(ft_model_load(dir, &p, &m2, &err), &err);
+    ft_param *a = ft_model_param(m, 0), *b2 = ft_model_param(m2, 0);
+    for (int64_t k = 0; k < a->numel; k++)
+        CHECK_NEAR(b2->data[k], a->data[k], fabs(a->data[k]) * 4e-3);
+    ft_model_free(m2);
+
+    int32_t ids[8] = {1, 2, 3, 4, 5, 6, 7, 8}, tgt[8] = {2, 3, 4, 5, 6, 7, 8, -100};
+    ft_batch b = {1, 8, ids, tgt, NULL, NULL};
+    ids[3] = 50;
+    CHECK(ft_model_forward(m, &b, NULL, NULL, NULL, &err) == FT_ERR_INVALID);
+    ids[3] = 4;
+    tgt[2] = -5;
+    CHECK(ft_model_forward(m, &b, NULL, NULL, NULL, &err) == FT_ERR_INVALID);
+    tgt[2] = 4;
+    ft_batch big = {2, 8, ids, tgt, NULL, NULL};
+    CHECK(ft_model_forward(m, &big, NULL, NULL, NULL, &err) == FT_ERR_RANGE);
+    CHECK(ft_model_forward_backward(m, &b, 1.0, NULL, NULL, &err) == FT_ERR_INVALID); /* not training */
+    double ls = 0;
+    int64_t nt = 0;
+    CHECK_OK(ft_model_forward(m, &b, NULL, &ls, &nt, &err), &err);
+    CHECK_EQ_INT(nt, 7);
+    CHECK(ls > 0);
+    ft_model_free(m);
+}
+
+TEST(model_batch_json) {
+    const char *dir = ft_test_tmpdir();
+    char path[600];
+    snprintf(path, sizeof path, "%s/b.json", dir);
+    ft_err err;
+    ft_batch_owned bo;
+    const char *good = "{\"input_ids\": [[1,2,3],[4,5,6]], \"targets\": [[2,3,-100],[5,6,-100]],"
+                       " \"sample_ids\": [[0,0,1],[0,0,0]]}";
+    REQUIRE_OK(ft_file_write_atomic(path, good, strlen(good), &err), &err);
+    REQUIRE_OK(ft_model_batch_load(path, &bo, &err), &err);
+    CHECK_EQ_INT(bo.b.B, 2);
+    CHECK_EQ_INT(bo.b.T, 3);
+    CHECK(bo.b.position_ids == NULL);
+    CHECK_EQ_INT(bo.b.sample_ids[2], 1);
+    ft_model_batch_free(&bo);
+    const char *bad[] = {"{\"input_ids\": [[1,2,3]]}", "{\"input_ids\": [[1,2,3]], \"targets\": [[1,2]]}",
+                         "{\"input_ids\": [[1,2,3],[1]], \"targets\": [[1,2,3],[1]]}",
+                         "{\"input_ids\": [[1,2.5,3]], \"targets\": [[1,2,3]]}", "[1]", "{\"input_ids\": [[1,",
+                         "{\"input_ids\": [[1,2,99999999999]], \"targets\": [[1,2,3]]}"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        REQUIRE_OK(ft_file_write_atomic(path, bad[i], strlen(bad[i]), &err), &err);
+        ft_status s = ft_model_batch_load(path, &bo, &err);
+        CHECK(s == FT_ERR_INVALID || s == FT_ERR_PARSE);
+    }
+}

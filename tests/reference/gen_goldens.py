@@ -1,0 +1,185 @@
+"""Write the reference files ftune's model tests compare with (see llama_ref.py for the model).
+
+usage: /usr/bin/python3 tests/reference/gen_goldens.py OUTDIR
+
+For each tiny config, OUTDIR/<name>/ gets a Hugging Face model folder (config.json,
+model.safetensors with F32 weights) plus
+  batch.json            {"input_ids", "targets", "position_ids", "sample_ids"}, as `ftune debug forward` reads
+  expected.safetensors  logits (B, T, V); loss (1) mean CE; n_trainable (1); grad.<param> for every
+                        parameter (gradient of the mean loss); traj_adamw (10) and traj_lion (10):
+                        the loss before each of 10 optimizer steps on the same batch (global-norm
+                        clipping, then DecoupledAdamW / DecoupledLionW with lr_k = peak * (1 - k/10));
+                        the hyperparameters are in the file's __metadata__.
+Everything is computed in float64 from the F32 weights, and is deterministic (fixed seeds).
+"""
+import json
+import os
+import struct
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import llama_ref as ref  # noqa: E402
+
+CONFIGS = {
+    # GQA, untied head, llama3 rope scaling (one frequency of each kind: kept, smoothed, scaled),
+    # packed rows with masked prompts.
+    "gqa_llama3_untied": dict(vocab_size=96, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                              num_attention_heads=4, num_key_value_heads=2, head_dim=8, rope_theta=10000.0,
+                              rope_scaling=dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0,
+                                                high_freq_factor=4.0, original_max_position_embeddings=64),
+                              tie_word_embeddings=False, B=2, T=16, rows=[[6, 7, 3], [9, 5]]),
+    # MQA, tied embeddings, head_dim != hidden / heads (12 vs 8).
+    "mqa_tied_hd12": dict(vocab_size=80, hidden_size=24, intermediate_size=40, num_hidden_layers=2,
+                          num_attention_heads=3, num_key_value_heads=1, head_dim=12, rope_theta=10000.0,
+                          tie_word_embeddings=True, B=2, T=12, rows=[[5, 7], [4, 4, 2]]),
+    # MHA, untied, theta 500000, three layers, one sample per row (default ids).
+    "mha_untied": dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                       num_attention_heads=4, num_key_value_heads=4, head_dim=8, rope_theta=500000.0,
+                       tie_word_embeddings=False, B=1, T=20, rows=[[20]]),
+    # Mistral with a sliding window shorter than the row.
+    "mistral_window": dict(architecture="MistralForCausalLM", vocab_size=72, hidden_size=32,
+                           intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                           num_key_value_heads=2, head_dim=8, rope_theta=10000.0, sliding_window=5,
+                           tie_word_embeddings=False, B=1, T=14, rows=[[14]]),
+}
+
+ADAMW = dict(peak_lr=1e-2, weight_decay=0.1)
+LION = dict(peak_lr=1e-3, weight_decay=0.1)
+CLIP = 1.0
+STEPS = 10
+
+
+def hf_config(name, c):
+    arch = c.get("architecture", "LlamaForCausalLM")
+    cfg = {
+        "architectures": [arch],
+        "model_type": "mistral" if arch == "MistralForCausalLM" else "llama",
+        "vocab_size": c["vocab_size"], "hidden_size": c["hidden_size"],
+        "intermediate_size": c["intermediate_size"], "num_hidden_layers": c["num_hidden_layers"],
+        "num_attention_heads": c["num_attention_heads"], "num_key_value_heads": c["num_key_value_heads"],
+        "head_dim": c["head_dim"], "rms_norm_eps": 1e-5, "rope_theta": c["rope_theta"],
+        "rope_scaling": c.get("rope_scaling"), "tie_word_embeddings": c["tie_word_embeddings"],
+        "max_position_embeddings": 128, "bos_token_id": 1, "eos_token_id": 2, "hidden_act": "silu",
+        "initializer_range": 0.02, "attention_bias": False, "mlp_bias": False, "torch_dtype": "float32",
+        "sliding_window": c.get("sliding_window"),
+    }
+    return cfg
+
+
+def save_safetensors(path, tensors, metadata=None):
+    """A plain safetensors writer (F32 only): header JSON, 8-byte aligned, then the data."""
+    header, blobs, off = {}, [], 0
+    for name, t in tensors.items():
+        b = t.detach().to(torch.float32).contiguous().numpy().tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    if metadata:
+        header["__metadata__"] = {k: str(v) for k, v in metadata.items()}
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+
+
+def make_batch(c, g):
+    B, T, V = c["B"], c["T"], c["vocab_size"]
+    ids = torch.randint(3, V, (B, T), generator=g)
+    tgt = torch.full((B, T), -100, dtype=torch.int64)
+    pos = torch.zeros(B, T, dtype=torch.int64)
+    sid = torch.zeros(B, T, dtype=torch.int64)
+    for b, lens in enumerate(c["rows"]):
+        t0 = 0
+        for s, n in enumerate(lens):
+            prompt = n // 3  # the first third of each sample is prompt: no loss there
+            for j in range(n):
+                pos[b, t0 + j] = j
+                sid[b, t0 + j] = s
+                if j + 1 < n and j + 1 >= prompt:
+                    tgt[b, t0 + j] = ids[b, t0 + j + 1]
+            t0 += n
+        for t in range(t0, T):  # padding: a sample of its own, no loss
+            sid[b, t] = len(lens)
+            pos[b, t] = t - t0
+    return ids, tgt, pos, sid
+
+
+def loss_and_grads(cfg, P, batch):
+    for p in P.values():
+        p.grad = None
+        p.requires_grad_(True)
+    ids, tgt, pos, sid = batch
+    logits = ref.forward(cfg, P, ids, pos, sid)
+    loss, n = ref.loss_fn(logits, tgt)
+    loss.backward()
+    grads = {k: p.grad.detach().clone() for k, p in P.items()}
+    for p in P.values():
+        p.requires_grad_(False)
+    return logits.detach(), float(loss), n, grads
+
+
+def trajectory(cfg, W, batch, kind):
+    P = {k: v.clone() for k, v in W.items()}
+    state, losses = {}, []
+    hp = ADAMW if kind == "adamw" else LION
+    for k in range(STEPS):
+        _, loss, _, grads = loss_and_grads(cfg, P, batch)
+        losses.append(loss)
+        ref.clip_grad_norm(list(grads.values()), CLIP)
+        lr = hp["peak_lr"] * (1 - k / STEPS)
+        with torch.no_grad():
+            if kind == "adamw":
+                ref.adamw_step(P, grads, state, lr, hp["peak_lr"], hp["weight_decay"])
+            else:
+                ref.lion_step(P, grads, state, lr, hp["peak_lr"], hp["weight_decay"])
+    return torch.tensor(losses, dtype=torch.float64)
+
+
+def main():
+    out = sys.argv[1]
+    torch.manual_seed(0)
+    for idx, (name, c) in enumerate(CONFIGS.items()):
+        d = os.path.join(out, name)
+        os.makedirs(d, exist_ok=True)
+        hf = hf_config(name, c)
+        with open(os.path.join(d, "config.json"), "w") as f:
+            json.dump(hf, f, indent=2)
+        cfg = dict(hf)
+        g = torch.Generator().manual_seed(1000 + idx)
+        shapes = ref.param_shapes(cfg)
+        W32 = {}
+        for n, shp in shapes.items():
+            if len(shp) == 1:
+                W32[n] = 1.0 + 0.1 * torch.randn(shp, generator=g)
+            else:
+                W32[n] = 0.2 * torch.randn(shp, generator=g)
+        save_safetensors(os.path.join(d, "model.safetensors"), W32)
+        W = {k: v.to(torch.float32).double() for k, v in W32.items()}
+        batch = make_batch(c, g)
+        bj = {"input_ids": batch[0].tolist(), "targets": batch[1].tolist()}
+        if any(len(r) > 1 or r[0] != c["T"] for r in c["rows"]):
+            bj["position_ids"] = batch[2].tolist()  # else the defaults (0..T-1, one sample) hold
+            bj["sample_ids"] = batch[3].tolist()
+        with open(os.path.join(d, "batch.json"), "w") as f:
+            json.dump(bj, f)
+        logits, loss, n, grads = loss_and_grads(cfg, {k: v.clone() for k, v in W.items()}, batch)
+        exp = {"logits": logits, "loss": torch.tensor([loss]), "n_trainable": torch.tensor([float(n)])}
+        for k, gr in grads.items():
+            exp["grad." + k] = gr
+        exp["traj_adamw"] = trajectory(cfg, W, batch, "adamw")
+        exp["traj_lion"] = trajectory(cfg, W, batch, "lion")
+        meta = {"adamw_peak_lr": ADAMW["peak_lr"], "adamw_weight_decay": ADAMW["weight_decay"],
+                "lion_peak_lr": LION["peak_lr"], "lion_weight_decay": LION["weight_decay"],
+                "grad_clip": CLIP, "steps": STEPS, "loss_f64": repr(loss)}
+        save_safetensors(os.path.join(d, "expected.safetensors"), exp, meta)
+        print(f"{name}: loss {loss:.6f} over {n} tokens; adamw {exp['traj_adamw'][0]:.4f} -> "
+              f"{exp['traj_adamw'][-1]:.4f}; lion {exp['traj_lion'][0]:.4f} -> {exp['traj_lion'][-1]:.4f}")
+
+
+if __name__ == "__main__":
+    main()

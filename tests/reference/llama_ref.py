@@ -1,0 +1,176 @@
+"""An independent PyTorch implementation of the Llama-family decoder ftune implements, written
+from the published architecture (Hugging Face LlamaForCausalLM / MistralForCausalLM semantics)
+for reference checks. It runs in float64 so that its numbers are the "true" values the fp32 C
+code is measured against. Plain torch ops only (Debian python3-torch 1.13; no transformers).
+
+Semantics mirrored from transformers:
+  * RMSNorm: w * x / sqrt(mean(x^2) + eps)
+  * RoPE, rotate-half layout; inverse frequencies computed in fp32 exactly as transformers does
+    (including llama3 scaling), then used in float64
+  * attention: softmax(q k^T / sqrt(head_dim)) v, causal, grouped kv heads (repeat_interleave),
+    packed rows (attention only between equal sample ids), optional sliding window
+  * SwiGLU MLP down(silu(gate(x)) * up(x)); tied or untied LM head
+  * loss: cross-entropy summed over targets != -100, divided by their count
+Optimizers: Composer's DecoupledAdamW and DecoupledLionW, torch's global-norm clipping.
+"""
+import math
+
+import torch
+
+
+def rope_inv_freq(cfg):
+    """fp32, as transformers' _compute_default_rope_parameters / _compute_llama3_parameters."""
+    dim = cfg["head_dim"]
+    base = cfg["rope_theta"]
+    inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+    rs = cfg.get("rope_scaling")
+    if rs and rs.get("rope_type", rs.get("type")) == "llama3":
+        factor = rs["factor"]
+        low_freq_factor = rs["low_freq_factor"]
+        high_freq_factor = rs["high_freq_factor"]
+        old_context_len = rs["original_max_position_embeddings"]
+        low_freq_wavelen = old_context_len / low_freq_factor
+        high_freq_wavelen = old_context_len / high_freq_factor
+        wavelen = 2 * math.pi / inv_freq
+        inv_freq_llama = torch.where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq)
+        smooth_factor = (old_context_len / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
+        smoothed = (1 - smooth_factor) * inv_freq_llama / factor + smooth_factor * inv_freq_llama
+        is_medium = ~(wavelen < high_freq_wavelen) * ~(wavelen > low_freq_wavelen)
+        inv_freq = torch.where(is_medium, smoothed, inv_freq_llama)
+    return inv_freq
+
+
+def param_names(cfg):
+    names = ["model.embed_tokens.weight"]
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        names += [p + "input_layernorm.weight", p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight",
+                  p + "self_attn.v_proj.weight", p + "self_attn.o_proj.weight",
+                  p + "post_attention_layernorm.weight", p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight",
+                  p + "mlp.down_proj.weight"]
+    names.append("model.norm.weight")
+    if not cfg["tie_word_embeddings"]:
+        names.append("lm_head.weight")
+    return names
+
+
+def param_shapes(cfg):
+    C, V, F = cfg["hidden_size"], cfg["vocab_size"], cfg["intermediate_size"]
+    Q = cfg["num_attention_heads"] * cfg["head_dim"]
+    KV = cfg["num_key_value_heads"] * cfg["head_dim"]
+    shapes = {}
+    for n in param_names(cfg):
+        if n.endswith("norm.weight") or n.endswith("layernorm.weight"):
+            shapes[n] = (C,)
+        elif "q_proj" in n:
+            shapes[n] = (Q, C)
+        elif "k_proj" in n or "v_proj" in n:
+            shapes[n] = (KV, C)
+        elif "o_proj" in n:
+            shapes[n] = (C, Q)
+        elif "gate_proj" in n or "up_proj" in n:
+            shapes[n] = (F, C)
+        elif "down_proj" in n:
+            shapes[n] = (C, F)
+        else:
+            shapes[n] = (V, C)
+    return shapes
+
+
+def rmsnorm(x, w, eps):
+    return w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
+
+
+def rotate_half(x):
+    h = x.shape[-1] // 2
+    return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
+
+
+def forward(cfg, P, input_ids, position_ids, sample_ids):
+    """Returns logits (B, T, V). P: dict name -> float64 tensor."""
+    B, T = input_ids.shape
+    NH, KVH, HD = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
+    eps = cfg["rms_norm_eps"]
+    inv_freq = rope_inv_freq(cfg).double()
+    ang = position_ids.double()[..., None] * inv_freq  # (B, T, HD/2)
+    emb = torch.cat((ang, ang), dim=-1)
+    cos, sin = emb.cos()[:, None], emb.sin()[:, None]  # (B, 1, T, HD)
+    i = torch.arange(T)
+    allowed = (i[None, :] <= i[:, None])[None]  # (1, T, T) key <= query
+    allowed = allowed & (sample_ids[:, :, None] == sample_ids[:, None, :])
+    win = cfg.get("sliding_window") or 0
+    if win:
+        allowed = allowed & ((i[:, None] - i[None, :]) < win)[None]
+    mask = torch.zeros(B, 1, T, T, dtype=torch.float64).masked_fill(~allowed[:, None], float("-inf"))
+    x = P["model.embed_tokens.weight"][input_ids]
+    for l in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{l}."
+        h = rmsnorm(x, P[p + "input_layernorm.weight"], eps)
+        q = (h @ P[p + "self_attn.q_proj.weight"].T).view(B, T, NH, HD).transpose(1, 2)
+        k = (h @ P[p + "self_attn.k_proj.weight"].T).view(B, T, KVH, HD).transpose(1, 2)
+        v = (h @ P[p + "self_attn.v_proj.weight"].T).view(B, T, KVH, HD).transpose(1, 2)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        k = k.repeat_interleave(NH // KVH, dim=1)
+        v = v.repeat_interleave(NH // KVH, dim=1)
+        s = q @ k.transpose(2, 3) / math.sqrt(HD) + mask
+        a = torch.softmax(s, dim=-1) @ v  # (B, NH, T, HD)
+        a = a.transpose(1, 2).reshape(B, T, NH * HD)
+        x = x + a @ P[p + "self_attn.o_proj.weight"].T
+        h = rmsnorm(x, P[p + "post_attention_layernorm.weight"], eps)
+        g = h @ P[p + "mlp.gate_proj.weight"].T
+        u = h @ P[p + "mlp.up_proj.weight"].T
+        x = x + (torch.nn.functional.silu(g) * u) @ P[p + "mlp.down_proj.weight"].T
+    x = rmsnorm(x, P["model.norm.weight"], eps)
+    head = P["model.embed_tokens.weight"] if cfg["tie_word_embeddings"] else P["lm_head.weight"]
+    return x @ head.T
+
+
+def loss_fn(logits, targets):
+    """Mean cross-entropy over targets != -100 (and its count)."""
+    V = logits.shape[-1]
+    lf = logits.reshape(-1, V)
+    t = targets.reshape(-1)
+    n = int((t != -100).sum())
+    return torch.nn.functional.cross_entropy(lf, t, ignore_index=-100, reduction="sum") / n, n
+
+
+def clip_grad_norm(grads, max_norm):
+    """torch.nn.utils.clip_grad_norm_: one global L2 norm, scale by max_norm / (norm + 1e-6)."""
+    total = math.sqrt(sum(float((g * g).sum()) for g in grads))
+    coef = max_norm / (total + 1e-6)
+    if coef < 1:
+        for g in grads:
+            g.mul_(coef)
+    return total
+
+
+def adamw_step(params, grads, state, lr, peak_lr, wd, betas=(0.9, 0.95), eps=1e-8):
+    """Composer's DecoupledAdamW (one step)."""
+    b1, b2 = betas
+    state["step"] = state.get("step", 0) + 1
+    t = state["step"]
+    for name, p in params.items():
+        g = grads[name]
+        m = state.setdefault("m." + name, torch.zeros_like(p))
+        v = state.setdefault("v." + name, torch.zeros_like(p))
+        if wd != 0:
+            p.mul_(1 - (lr / peak_lr) * wd)
+        m.mul_(b1).add_(g, alpha=1 - b1)
+        v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        bc1 = 1 - b1 ** t
+        bc2 = 1 - b2 ** t
+        denom = (v.sqrt() / math.sqrt(bc2)).add_(eps)
+        p.addcdiv_(m, denom, value=-lr / bc1)
+
+
+def lion_step(params, grads, state, lr, peak_lr, wd, betas=(0.99, 0.95)):
+    """Composer/llm-foundry's DecoupledLionW (one step)."""
+    b1, b2 = betas
+    for name, p in params.items():
+        g = grads[name]
+        m = state.setdefault("m." + name, torch.zeros_like(p))
+        if wd != 0:
+            p.mul_(1 - (lr / peak_lr) * wd)
+        p.add_(m.lerp(g, 1 - b1).sign_(), alpha=-lr)
+        m.lerp_(g, 1 - b2)
