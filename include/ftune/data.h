@@ -34,7 +34,7 @@ extern "C" {
 #endif
 
 typedef struct ft_tok ft_tok; /* ftune/tok.h */
-typedef struct ft_tpl ft_tpl; /* ftune/tpl.h */
+typedef struct ft_chat ft_chat; /* ftune/tpl.h */
 
 /* ---------------------------------------------------------------- task types */
 
@@ -156,7 +156,7 @@ void ft_sample_free(ft_sample *s);
 typedef struct ft_sample_params {
     ft_task_type task;
     const ft_tok *tok;     /* required to build samples */
-    const ft_tpl *tpl;     /* CHAT_COMPLETION: the model's chat template */
+    const ft_chat *chat;   /* CHAT_COMPLETION: the model's chat template (ftune/tpl.h) */
     int64_t context_length; /* T */
     bool last_assistant;    /* chat: loss only on the last assistant turn (loss_on = last_assistant) */
 } ft_sample_params;
@@ -214,6 +214,7 @@ void ft_validate_default_params(ft_validate_params *p, ft_task_type task);
 typedef struct ft_data_report {
     bool valid;         /* no errors */
     int64_t n_sources;  /* files read */
+    char **sources;     /* their names (issues' `file` points here) */
     int64_t n_records;  /* records seen (lines that are not blank, files for CPT) */
     int64_t n_valid_records;
     int64_t n_errors, n_warnings;
@@ -287,9 +288,11 @@ typedef struct ft_pack_params {
 } ft_pack_params;
 void ft_pack_default_params(ft_pack_params *p, int64_t T, uint64_t seed);
 
-/* Best-fit decreasing of `n` lengths (each <= T) into rows: row_of[i] gets the row of item i,
- * *n_rows the count. Items go to the fullest row they fit in; ties to the earliest row; items
- * are taken longest first, ties by index. Inside a row, items keep the order they arrived in. */
+/* Best-fit decreasing of `n` lengths (each in 1..T) into rows: row_of[i] gets the row of item
+ * i, *n_rows the count. Items are placed longest first (equal lengths by index), each into the
+ * open row with the least free space that still fits it (among equals, the row that reached
+ * that free space last), else into a new row. Inside a row, items keep their placement order.
+ * tools/reference/pack_golden.py implements the same rule independently. */
 ft_status ft_pack_best_fit(const int64_t *lengths, size_t n, int64_t T, int64_t *row_of, int64_t *n_rows,
                            ft_err *err);
 /* Position of record `i` of epoch `epoch` in [0, n): the permutation (identity when !shuffle). */

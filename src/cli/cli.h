@@ -73,5 +73,6 @@ int cmd_resume(int argc, char **argv);
 int cmd_models(int argc, char **argv);
 int cmd_registry(int argc, char **argv);
 int cmd_worker(int argc, char **argv);
+int cmd_validate(int argc, char **argv);
 
 #endif
