@@ -766,8 +766,10 @@ ft_status ft_train_run(const ft_train_config *cfg, const ft_train_sink *sink, ft
     return s;
 }
 
-ft_status ft_train_resume(const char *run_dir, int threads, const ft_train_sink *sink, ft_train_result *res,
+ft_status ft_train_resume(const char *run_dir_in, int threads, const ft_train_sink *sink, ft_train_result *res,
                           ft_err *err) {
+    char run_dir[1024]; /* run_dir_in may point into *res, which is cleared below */
+    snprintf(run_dir, sizeof run_dir, "%s", run_dir_in);
     ft_train_result local;
     if (!res)
         res = &local;
