@@ -26,8 +26,8 @@ typedef struct train_opt train_opt;
 ft_status train_opt_new(ft_model *m, ft_optimizer_kind kind, double weight_decay, double peak_lr, train_opt **out,
                         ft_err *err);
 void train_opt_free(train_opt *o);
-/* Clip to max_norm (0: no clipping) given the gradient norm, then one update at `lr`. */
-void train_opt_step(train_opt *o, double lr, double grad_norm, double max_norm);
+/* Clip the gradients to max_norm (0: no clipping), then one update at `lr`. */
+ft_status train_opt_step(train_opt *o, double lr, double max_norm, ft_err *err);
 /* Save / load every state tensor ("<param>.<state>") and the step count, F32 safetensors. */
 ft_status train_opt_save(train_opt *o, const char *path, ft_err *err);
 ft_status train_opt_load(train_opt *o, const char *path, ft_err *err);

@@ -527,7 +527,7 @@ static ft_status train_loop(run *r, ft_err *err) {
                               (long long)r->nonfinite_in_a_row, (long long)r->step);
         } else {
             r->nonfinite_in_a_row = 0;
-            train_opt_step(r->opt, lr, gnorm, r->cfg->grad_clip);
+            FT_TRY(train_opt_step(r->opt, lr, r->cfg->grad_clip, err));
             double z;
             if (spike_check(r, loss, &z)) {
                 r->spikes++;
