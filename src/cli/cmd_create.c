@@ -15,11 +15,6 @@
 #include "ftune/train.h"
 #include "run_common.h"
 
-/* Parts that land in parallel with this command; until they link, their checks are skipped. */
-#pragma weak ft_hf_resolve
-#pragma weak ft_data_validate
-#pragma weak ft_validate_default_params
-#pragma weak ft_data_report_free
 
 /* Flags that are config parameters: the flag name is the parameter with '-' for '_'. */
 static const char *const param_flags[] = {
@@ -125,7 +120,7 @@ static int validate_data(const char *flag, const char *path, ft_task_type task) 
         return rc;
     }
     int rc = CLI_EXIT_OK;
-    if (ft_data_validate && ft_validate_default_params) {
+    {
         ft_validate_params p;
         ft_validate_default_params(&p, task);
         issue_printer ip = {0};
@@ -142,7 +137,7 @@ static int validate_data(const char *flag, const char *path, ft_task_type task) 
                     flag, path, (long long)rep->n_errors, (long long)rep->n_records);
             rc = CLI_EXIT_USAGE;
         }
-        if (rep && ft_data_report_free)
+        if (rep)
             ft_data_report_free(rep);
     }
     ft_free(mapped);
@@ -226,7 +221,7 @@ int cmd_create(int argc, char **argv) {
 
     /* Validation before anything is recorded (SPEC §2 validate_inputs). */
     if (cfg.validate_inputs) {
-        if (ft_hf_resolve) {
+        {
             char *dir = NULL;
             if (ft_hf_resolve(cfg.model, &dir, &err) != FT_OK) {
                 rc = cli_usage_error("create", "model", "%s", err.msg);

@@ -8,7 +8,6 @@
 #include "ftune/json.h"
 #include "run_common.h"
 
-#pragma weak ft_hf_resolve
 
 typedef struct model_entry {
     const char *id;
@@ -53,51 +52,12 @@ static const model_entry catalogue[] = {
     {"mistralai/Mixtral-8x7B-v0.1", "MixtralForCausalLM", 32768},
 };
 
-/* The hub cache as SPEC §1 orders it. */
-static char *cache_dir(void) {
-    const char *v = getenv("HF_HUB_CACHE");
-    if (v && *v)
-        return ft_strdup(v);
-    v = getenv("HF_HOME");
-    if (v && *v)
-        return ft_path_join(v, "hub");
-    v = getenv("HOME");
-    return ft_asprintf("%s/.cache/huggingface/hub", v && *v ? v : ".");
-}
-
 /* Where the model is on this machine (caller frees), or NULL. */
-static char *local_path(const char *cache, const char *id) {
-    if (ft_hf_resolve) {
-        char *dir = NULL;
-        if (ft_hf_resolve(id, &dir, NULL) == FT_OK)
-            return dir;
-        return NULL;
-    }
-    /* models--org--name/refs/main -> snapshots/<rev>/config.json */
-    char *folder = ft_asprintf("%s/models--%s", cache, id);
-    if (!folder)
-        return NULL;
-    for (char *p = folder + strlen(cache) + 8; *p; p++)
-        if (*p == '/') {
-            memmove(p + 2, p + 1, strlen(p + 1) + 1);
-            p[0] = p[1] = '-';
-            break;
-        }
-    char *ref = ft_asprintf("%s/refs/main", folder), *rev = NULL, *snap = NULL;
-    if (ref && ft_file_read_all(ref, &rev, NULL, NULL) == FT_OK) {
-        rev[strcspn(rev, " \r\n")] = 0;
-        snap = ft_asprintf("%s/snapshots/%s", folder, rev);
-        char *cfg = snap ? ft_path_join(snap, "config.json") : NULL;
-        if (!cfg || !ft_path_exists(cfg)) {
-            ft_free(snap);
-            snap = NULL;
-        }
-        ft_free(cfg);
-    }
-    ft_free(rev);
-    ft_free(ref);
-    ft_free(folder);
-    return snap;
+static char *local_path(const char *id) {
+    char *dir = NULL;
+    if (ft_hf_resolve(id, &dir, NULL) == FT_OK)
+        return dir;
+    return NULL;
 }
 
 int cmd_models(int argc, char **argv) {
@@ -107,13 +67,13 @@ int cmd_models(int argc, char **argv) {
         return prc < 0 ? CLI_EXIT_OK : prc;
     bool json = cli_has(&a, "json");
     cli_args_free(&a);
-    char *cache = cache_dir();
+    char *cache = ft_hf_cache_dir();
     json_t *arr = json_array();
     if (!json)
         printf("%-42s %-20s %8s  %-8s %s\n", "MODEL", "ARCHITECTURE", "CONTEXT", "LR", "LOCAL");
     for (size_t i = 0; i < sizeof catalogue / sizeof *catalogue; i++) {
         const model_entry *m = &catalogue[i];
-        char *path = cache ? local_path(cache, m->id) : NULL;
+        char *path = local_path(m->id);
         double lr = strstr(m->id, "405B-Instruct") ? 1e-5 : 5e-7;
         if (json) {
             json_t *o = json_object();

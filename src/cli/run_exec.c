@@ -131,6 +131,7 @@ typedef struct sink_ctx {
     double eval_loss, eval_acc;
     int64_t steps, total_steps;
     double loss;
+    int64_t kill_at_step; /* FTUNE_DEBUG_KILL_AT_STEP: SIGKILL this process after that step (tests) */
     ft_err store_err; /* the first store failure, reported once */
     bool store_failed;
 } sink_ctx;
@@ -216,6 +217,8 @@ static ft_status sink_step(void *user, const ft_train_step_info *info) {
     }
     if (st == FT_OK && now - c->last_flush >= 2.0)
         st = flush_metrics(c, &c->store_err);
+    if (c->kill_at_step > 0 && info->step == c->kill_at_step)
+        raise(SIGKILL); /* a crash at a known point, for the resume tests */
     return st;
 }
 
@@ -273,9 +276,6 @@ static bool sink_should_stop(void *user) {
 
 /* ---------------------------------------------------------------- executing a run */
 
-/* The trainer lands in parallel with this file; until it links, runs fail with a clear reason. */
-#pragma weak ft_train_run
-#pragma weak ft_train_resume
 
 /* "c.s" -> "c.s.<run>", "c.s.n" -> itself (caller frees). */
 static char *registry_name(const char *register_to, const char *run) {
@@ -308,6 +308,8 @@ int run_execute(ft_store *s, const char *name, const run_exec_opts *o) {
     }
 
     sink_ctx c = {.s = s, .name = name, .show = o->show};
+    const char *kill_env = getenv("FTUNE_DEBUG_KILL_AT_STEP");
+    c.kill_at_step = kill_env ? atoll(kill_env) : 0;
     ft_train_sink sink = {
         .user = &c,
         .on_event = sink_event,
@@ -330,9 +332,7 @@ int run_execute(ft_store *s, const char *name, const run_exec_opts *o) {
     char *cfg_path = r.run_dir ? ft_path_join(r.run_dir, "train_config.json") : NULL;
     bool have_folder = cfg_path && ft_path_exists(cfg_path);
     ft_free(cfg_path);
-    if (!ft_train_run || !ft_train_resume) {
-        st = FT_ERR(&err, FT_ERR_UNSUPPORTED, "this ftune was built without the trainer");
-    } else if (have_folder) {
+    if (have_folder) {
         /* The run has been started before: continue from its latest checkpoint, and forget the
          * metrics of the steps after it, which the resumed run computes again. */
         char *ck = NULL;
