@@ -1,0 +1,126 @@
+/* cli/cmd_generate.c: `ftune generate --model M --prompt TEXT [--chat] [--max-new-tokens N]
+ * [--temperature T] [--top-k K] [--top-p P] [--seed S] [--threads N] [--json]`: sample a
+ * completion on the KV cache and stream it to stdout as tokens arrive (issue #5 item 4).
+ * Temperature 0 is greedy. Generation ends at the EOS / end-of-turn tokens of the model's
+ * generation_config.json and tokenizer_config.json, or after N new tokens. --json prints one
+ * object at the end instead of streaming. M is a folder, a hub id or a registered model. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "ftune/gen.h"
+#include "ftune/hf.h"
+#include "ftune/json.h"
+
+static const char SYNOPSIS[] =
+    "generate --model M --prompt TEXT [--chat] [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] "
+    "[--seed S]";
+
+static const cli_opt OPTS[] = {
+    {"model", CLI_STR, "M: model folder, hub id org/name, or registered catalog.schema.name[/version]"},
+    {"prompt", CLI_STR, "TEXT: the prompt"},
+    {"chat", CLI_FLAG, "render the prompt as a user message with the chat template's generation prompt"},
+    {"max-new-tokens", CLI_INT, "N: most tokens to generate (default 100)"},
+    {"temperature", CLI_FLOAT, "T: sampling temperature; 0 is greedy (default 1)"},
+    {"top-k", CLI_INT, "K: sample among the K most probable tokens; 0: all (default 50)"},
+    {"top-p", CLI_FLOAT, "P: nucleus sampling mass, in (0, 1] (default 0.95)"},
+    {"seed", CLI_INT, "S: random seed (default 17)"},
+    {"threads", CLI_INT, "N: threads (default: all cores)"},
+    {NULL, 0, NULL},
+};
+
+static ft_status stream_out(void *user, const char *text, size_t len) {
+    (void)user;
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+    return FT_OK;
+}
+
+int cmd_generate(int argc, char **argv) {
+    cli_args a;
+    int rc = cli_parse(&a, "generate", SYNOPSIS, OPTS, argc, argv);
+    if (rc)
+        return rc < 0 ? CLI_EXIT_OK : rc;
+    const char *name = cli_str(&a, "model", NULL), *prompt = cli_str(&a, "prompt", NULL);
+    bool json = cli_has(&a, "json");
+    ft_gen_params gp = ft_gen_default_params();
+    gp.max_new_tokens = cli_int(&a, "max-new-tokens", 100);
+    gp.sampling.temperature = cli_float(&a, "temperature", 1.0);
+    gp.sampling.top_k = cli_int(&a, "top-k", 50);
+    gp.sampling.top_p = cli_float(&a, "top-p", 0.95);
+    gp.seed = (uint64_t)cli_int(&a, "seed", 17);
+    gp.chat = cli_has(&a, "chat");
+    int64_t threads = cli_int(&a, "threads", 0);
+    if (!name)
+        rc = cli_usage_error("generate", "model", "required");
+    else if (!prompt)
+        rc = cli_usage_error("generate", "prompt", "required");
+    else if (gp.max_new_tokens < 1 || gp.max_new_tokens > 1000000)
+        rc = cli_usage_error("generate", "max-new-tokens", "must be between 1 and 1000000");
+    else if (!(gp.sampling.temperature >= 0) || !isfinite(gp.sampling.temperature))
+        rc = cli_usage_error("generate", "temperature", "must be a number >= 0");
+    else if (gp.sampling.top_k < 0)
+        rc = cli_usage_error("generate", "top-k", "must be >= 0");
+    else if (!(gp.sampling.top_p > 0 && gp.sampling.top_p <= 1))
+        rc = cli_usage_error("generate", "top-p", "must be in (0, 1]");
+    else if (cli_int(&a, "seed", 0) < 0)
+        rc = cli_usage_error("generate", "seed", "must be >= 0");
+    else if (threads < 0 || threads > 4096)
+        rc = cli_usage_error("generate", "threads", "must be between 0 and 4096");
+    if (rc) {
+        cli_args_free(&a);
+        return rc;
+    }
+    ft_err err;
+    char *dir = NULL;
+    ft_model *m = NULL;
+    ft_tok *tok = NULL;
+    ft_generator *g = NULL;
+    ft_gen_output out = {0};
+    ft_status s = ft_hf_resolve(name, &dir, &err);
+    if (s == FT_OK) {
+        ft_model_params mp = ft_model_default_params();
+        mp.max_batch = 1;
+        mp.max_seq = 1; /* decoding uses the KV cache's own buffers */
+        mp.threads = (int)threads;
+        s = ft_model_load(dir, &mp, &m, &err);
+    }
+    if (s == FT_OK)
+        s = ft_tok_load(dir, &tok, &err);
+    if (s == FT_OK)
+        s = ft_gen_new(m, tok, dir, 0, &g, &err);
+    if (s == FT_OK && gp.chat && !ft_gen_has_chat_template(g)) {
+        cli_usage_error("generate", "chat", "the model %s has no chat template", name);
+        rc = CLI_EXIT_USAGE;
+    }
+    if (s == FT_OK && !rc) {
+        if (!json)
+            gp.on_text = stream_out;
+        s = ft_gen_text(g, prompt, &gp, &out, &err);
+    }
+    if (s != FT_OK) {
+        if (!json && out.text_len)
+            putchar('\n');
+        rc = cli_report("generate", &err);
+    } else if (!rc && json) {
+        json_t *o = json_pack("{s:s%, s:I, s:I, s:b, s:f, s:f}", "text", out.text, out.text_len, "prompt_tokens",
+                              (json_int_t)out.n_prompt, "new_tokens", (json_int_t)out.n_ids, "stopped", out.stopped,
+                              "seconds", out.seconds, "tokens_per_s",
+                              out.seconds > 0 ? (double)out.n_ids / out.seconds : 0.0);
+        char *t = ft_json_dumps(o, 0);
+        printf("%s\n", t ? t : "{}");
+        free(t);
+        json_decref(o);
+    } else if (!rc) {
+        putchar('\n');
+    }
+    ft_gen_output_free(&out);
+    ft_gen_free(g);
+    ft_tok_free(tok);
+    ft_model_free(m);
+    ft_free(dir);
+    cli_args_free(&a);
+    return rc;
+}
