@@ -157,8 +157,11 @@ static ft_status fill_from_model(void *vctx, size_t index, const ft_tensor_spec 
     return FT_OK;
 }
 
-ft_status train_export(ft_model *m, const char *src_model_dir, const char *out_dir, bool bf16, ft_err *err) {
+ft_status train_export(ft_model *m, const char *src_model_dir, const char *out_dir, bool bf16,
+                       uint64_t max_shard_bytes, ft_err *err) {
     ft_hf_export_params p = ft_hf_export_default_params();
+    if (max_shard_bytes)
+        p.max_shard_bytes = max_shard_bytes;
     p.dtype = bf16 ? FT_ST_DTYPE_BF16 : FT_ST_DTYPE_F32;
     p.tokenizer_dir = src_model_dir;
     export_ctx c = {m};

@@ -66,7 +66,9 @@ json_t *train_eval_to_json(const ft_eval_result *r);
 /* ---------------------------------------------------------------- export */
 
 /* The final weights as an HF folder (config.json, safetensors with HF names, sharded above
- * 5 GB, tokenizer files and generation_config.json copied from the source model). */
-ft_status train_export(ft_model *m, const char *src_model_dir, const char *out_dir, bool bf16, ft_err *err);
+ * max_shard_bytes (0: transformers' 5 GB), tokenizer files and generation_config.json copied from
+ * the source model). */
+ft_status train_export(ft_model *m, const char *src_model_dir, const char *out_dir, bool bf16,
+                       uint64_t max_shard_bytes, ft_err *err);
 
 #endif
