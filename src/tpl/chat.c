@@ -1,0 +1,279 @@
+/* tpl/chat.c: chat rendering as transformers' apply_chat_template does it (template choice,
+ * special tokens as variables, tools=None and documents=None when absent), and the trainable
+ * character spans of a conversation found by rendering growing prefixes (see ftune/tpl.h for
+ * the rule). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ftune/json.h"
+#include "tpl_int.h"
+
+struct ft_chat {
+    ft_tpl *def;      /* "default" or the only template */
+    ft_tpl *tool_use; /* "tool_use", when the config names one */
+    json_t *vars;     /* special tokens */
+};
+
+void ft_chat_free(ft_chat *c) {
+    if (!c)
+        return;
+    ft_tpl_free(c->def);
+    ft_tpl_free(c->tool_use);
+    if (c->vars)
+        json_decref(c->vars);
+    ft_free(c);
+}
+
+static const char *token_str(const json_t *v) {
+    if (json_is_string(v))
+        return json_string_value(v);
+    if (json_is_object(v) && json_is_string(json_object_get(v, "content")))
+        return json_string_value(json_object_get(v, "content"));
+    return NULL;
+}
+
+ft_status ft_chat_from_config(const char *name, const json_t *config, ft_chat **out, ft_err *err) {
+    *out = NULL;
+    if (!json_is_object(config))
+        return FT_ERR(err, FT_ERR_INVALID, "%s: tokenizer_config.json is not a JSON object", name);
+    const json_t *ct = json_object_get(config, "chat_template");
+    if (!ct || json_is_null(ct))
+        return FT_ERR(err, FT_ERR_NOT_FOUND, "%s: no chat_template in tokenizer_config.json", name);
+    ft_chat *c = ft_calloc(1, sizeof *c);
+    if (!c || !(c->vars = json_object()))
+        return ft_free(c), FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    ft_status s = FT_OK;
+    char label[600];
+    if (json_is_string(ct)) {
+        snprintf(label, sizeof label, "%s:chat_template", name);
+        s = ft_tpl_compile(label, json_string_value(ct), json_string_length(ct), &c->def, err);
+    } else if (json_is_array(ct)) {
+        size_t i;
+        json_t *e;
+        json_array_foreach(ct, i, e) {
+            const char *tn = json_string_value(json_object_get(e, "name"));
+            const json_t *src = json_object_get(e, "template");
+            if (!tn || !json_is_string(src)) {
+                s = FT_ERR(err, FT_ERR_INVALID, "%s: chat_template[%zu] needs \"name\" and \"template\" strings", name, i);
+                break;
+            }
+            ft_tpl **slot = !strcmp(tn, "default") ? &c->def : !strcmp(tn, "tool_use") ? &c->tool_use : NULL;
+            if (!slot)
+                continue;
+            snprintf(label, sizeof label, "%s:chat_template[%s]", name, tn);
+            if ((s = ft_tpl_compile(label, json_string_value(src), json_string_length(src), slot, err)) != FT_OK)
+                break;
+        }
+        if (s == FT_OK && !c->def && !c->tool_use)
+            s = FT_ERR(err, FT_ERR_INVALID, "%s: chat_template list has neither a \"default\" nor a \"tool_use\" template",
+                       name);
+    } else
+        s = FT_ERR(err, FT_ERR_INVALID, "%s: chat_template must be a string or a list of named templates", name);
+    if (s != FT_OK) {
+        ft_chat_free(c);
+        return s;
+    }
+    /* every *_token with a value, as transformers' special_tokens_map passes them */
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)config, k, v) {
+        size_t kl = strlen(k);
+        if (kl > 6 && !strcmp(k + kl - 6, "_token") && token_str(v) && *token_str(v))
+            json_object_set_new(c->vars, k, json_string(token_str(v)));
+    }
+    const json_t *add = json_object_get(config, "additional_special_tokens");
+    if (json_is_array(add)) {
+        json_t *l = json_array();
+        size_t i;
+        json_t *e;
+        json_array_foreach(add, i, e) if (token_str(e)) json_array_append_new(l, json_string(token_str(e)));
+        json_object_set_new(c->vars, "additional_special_tokens", l);
+    }
+    *out = c;
+    return FT_OK;
+}
+
+ft_status ft_chat_load(const char *path, ft_chat **out, ft_err *err) {
+    *out = NULL;
+    char *file = ft_path_is_dir(path) ? ft_path_join(path, "tokenizer_config.json") : ft_strdup(path);
+    if (!file)
+        return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    json_t *cfg = NULL;
+    ft_status s = ft_json_load_file(file, &cfg, err);
+    if (s == FT_OK) {
+        s = ft_chat_from_config(file, cfg, out, err);
+        json_decref(cfg);
+    }
+    ft_free(file);
+    return s;
+}
+
+ft_status ft_chat_from_template(const char *template_src, const char *bos_token, const char *eos_token, ft_chat **out,
+                                ft_err *err) {
+    json_t *cfg = json_pack("{s:s}", "chat_template", template_src);
+    if (!cfg)
+        return FT_ERR(err, FT_ERR_INVALID, "chat template is not valid UTF-8");
+    if (bos_token)
+        json_object_set_new(cfg, "bos_token", json_string(bos_token));
+    if (eos_token)
+        json_object_set_new(cfg, "eos_token", json_string(eos_token));
+    ft_status s = ft_chat_from_config("chat_template", cfg, out, err);
+    json_decref(cfg);
+    return s;
+}
+
+const char *ft_chat_token(const ft_chat *c, const char *name) {
+    return json_string_value(json_object_get(c->vars, name));
+}
+
+ft_status ft_chat_render(const ft_chat *c, const json_t *messages, const json_t *tools, bool add_generation_prompt,
+                         const json_t *extra, const ft_tpl_render_params *params, ft_buf *out, ft_err *err) {
+    if (!json_is_array(messages))
+        return FT_ERR(err, FT_ERR_INVALID, "messages must be a JSON array");
+    bool has_tools = tools && !json_is_null(tools);
+    const ft_tpl *t = (has_tools && c->tool_use) || !c->def ? c->tool_use : c->def;
+    json_t *vars = json_deep_copy(c->vars);
+    if (!vars)
+        return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    if (json_is_object(extra))
+        json_object_update(vars, (json_t *)extra);
+    json_object_set(vars, "messages", (json_t *)messages);
+    json_object_set_new(vars, "tools", has_tools ? json_incref((json_t *)tools) : json_null());
+    if (!json_object_get(vars, "documents"))
+        json_object_set_new(vars, "documents", json_null());
+    json_object_set_new(vars, "add_generation_prompt", json_boolean(add_generation_prompt));
+    ft_status s = ft_tpl_render(t, vars, params, out, err);
+    json_decref(vars);
+    return s;
+}
+
+/* ---------------------------------------------------------------- training spans */
+
+ft_chat_mask_params ft_chat_default_mask_params(void) {
+    return (ft_chat_mask_params){.last_assistant = false, .render = ft_tpl_default_render_params()};
+}
+
+static ft_status render_prefix(const ft_chat *c, const json_t *messages, size_t k, const json_t *tools,
+                               const json_t *extra, bool agp, const ft_tpl_render_params *p, ft_buf *out,
+                               ft_err *err) {
+    json_t *pre = json_array();
+    for (size_t i = 0; i < k; i++)
+        json_array_append(pre, json_array_get(messages, i));
+    out->len = 0;
+    ft_status s = ft_chat_render(c, pre, tools, agp, extra, p, out, err);
+    json_decref(pre);
+    if (s != FT_OK)
+        ft_err_prefix(err, "rendering the first %zu message(s)", k);
+    return s;
+}
+
+static bool is_prefix(const ft_buf *a, const ft_buf *b) {
+    return a->len <= b->len && (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
+}
+
+static size_t common_prefix(const char *a, size_t an, const char *b, size_t bn) {
+    size_t i = 0;
+    while (i < an && i < bn && a[i] == b[i])
+        i++;
+    return i;
+}
+
+/* Cut a span that ran into the next turn's header: drop its longest tail x such that x + role
+ * occurs in the text for a role the conversation uses (the role-independent start of a header
+ * such as "<|start_header_id|>" or "<|im_start|>"). */
+static size_t trim_header_start(const ft_buf *text, const json_t *messages, size_t start, size_t end) {
+    static const char *const extra_roles[] = {"assistant", "user", "model", "system"};
+    for (size_t cut = start; cut < end; cut++) {
+        const char *x = text->data + cut;
+        size_t xl = end - cut;
+        size_t nroles = json_array_size(messages) + 4;
+        for (size_t ri = 0; ri < nroles; ri++) {
+            const char *role = ri < 4 ? extra_roles[ri]
+                                      : json_string_value(json_object_get(json_array_get(messages, ri - 4), "role"));
+            if (!role || !*role)
+                continue;
+            size_t rl = strlen(role);
+            for (size_t p = 0; p + xl + rl <= text->len; p++)
+                if (!memcmp(text->data + p, x, xl) && !memcmp(text->data + p + xl, role, rl))
+                    return cut;
+        }
+    }
+    return end;
+}
+
+ft_status ft_chat_spans(const ft_chat *c, const json_t *messages, const json_t *tools, const json_t *extra,
+                        const ft_chat_mask_params *params, ft_buf *text, ft_chat_span **spans, size_t *n_spans,
+                        ft_err *err) {
+    ft_chat_mask_params mp = params ? *params : ft_chat_default_mask_params();
+    *spans = NULL;
+    *n_spans = 0;
+    if (!json_is_array(messages))
+        return FT_ERR(err, FT_ERR_INVALID, "messages must be a JSON array");
+    size_t n = json_array_size(messages);
+    text->len = 0;
+    FT_TRY(ft_chat_render(c, messages, tools, false, extra, &mp.render, text, err));
+    size_t last = SIZE_MAX;
+    for (size_t k = 0; k < n; k++) {
+        const char *role = json_string_value(json_object_get(json_array_get(messages, k), "role"));
+        if (role && !strcmp(role, "assistant"))
+            last = k;
+    }
+    ft_chat_span *out = ft_calloc(n + 1, sizeof *out);
+    ft_buf P = {0}, P0 = {0}, Q = {0};
+    ft_status s = FT_OK;
+    size_t ns = 0;
+    const char *eos = ft_chat_token(c, "eos_token");
+    for (size_t k = 0; k < n && s == FT_OK; k++) {
+        const char *role = json_string_value(json_object_get(json_array_get(messages, k), "role"));
+        if (!role || strcmp(role, "assistant") || (mp.last_assistant && k != last))
+            continue;
+        if ((s = render_prefix(c, messages, k, tools, extra, true, &mp.render, &P, err)) != FT_OK ||
+            (s = render_prefix(c, messages, k, tools, extra, false, &mp.render, &P0, err)) != FT_OK ||
+            (s = render_prefix(c, messages, k + 1, tools, extra, false, &mp.render, &Q, err)) != FT_OK)
+            break;
+        if (!is_prefix(&P0, &Q) || !is_prefix(&P0, text)) {
+            s = FT_ERR(err, FT_ERR_INVALID,
+                       "chat template is not prefix-stable: the render of messages[:%zu] is not a prefix of the render "
+                       "with message %zu (an assistant turn), so its trainable span cannot be found",
+                       k, k);
+            break;
+        }
+        size_t start = is_prefix(&P, &Q) ? P.len
+                                         : P0.len + common_prefix(P.data + P0.len, P.len - P0.len, Q.data + P0.len,
+                                                                  Q.len - P0.len);
+        size_t end;
+        if (is_prefix(&Q, text)) {
+            end = Q.len;
+            /* a template that writes the end-of-turn only when another turn follows: take the
+             * eos token (and one newline) that the full text has right there */
+            size_t el = eos ? strlen(eos) : 0;
+            if (el && (Q.len < el || memcmp(Q.data + Q.len - el, eos, el) != 0) && text->len >= end + el &&
+                !memcmp(text->data + end, eos, el)) {
+                end += el;
+                if (end < text->len && text->data[end] == '\n')
+                    end++;
+            }
+        } else {
+            end = common_prefix(Q.data, Q.len, text->data, text->len);
+            if (end < start) {
+                s = FT_ERR(err, FT_ERR_INVALID,
+                           "chat template is not prefix-stable at message %zu: later turns rewrite its text", k);
+                break;
+            }
+            end = trim_header_start(text, messages, start, end);
+        }
+        if (end < start)
+            end = start;
+        out[ns++] = (ft_chat_span){.start = start, .end = end, .message = k};
+    }
+    ft_buf_free(&P);
+    ft_buf_free(&P0);
+    ft_buf_free(&Q);
+    if (s != FT_OK) {
+        ft_free(out);
+        return s;
+    }
+    *spans = out;
+    *n_spans = ns;
+    return FT_OK;
+}
