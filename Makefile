@@ -39,7 +39,7 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 
-.PHONY: all deps test unit test-san demo bench check-reference install clean fuzz
+.PHONY: all deps test unit test-san demo bench check-reference install clean fuzz fuzz-run
 all: $(BUILD)/ftune $(BUILD)/libftune.a
 
 $(BUILD)/obj/%.o: %.c
@@ -86,6 +86,42 @@ install: all
 	install -m 755 $(BUILD)/ftune $(DESTDIR)$(PREFIX)/bin/ftune
 	install -m 644 $(BUILD)/libftune.a $(DESTDIR)$(PREFIX)/lib/libftune.a
 	install -m 644 include/ftune/*.h $(DESTDIR)$(PREFIX)/include/ftune/
+
+# Fuzzing: every tests/fuzz/fuzz_<name>.c is a libFuzzer target, built by clang with ASan+UBSan
+# against the library sources compiled the same way into build-fuzz/. `make fuzz` builds them all;
+# `make fuzz-run` runs each for FUZZ_SECONDS with its corpus in build-fuzz/corpus/<name> (seeded
+# from tests/fuzz/corpus/<name>/ when that exists).
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_DIR     := build-fuzz
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,$(FUZZ_DIR)/fuzz_%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
+FUZZ_FLAGS   := -g -O1 -std=c11 -march=native -fopenmp=libgomp -fno-omit-frame-pointer \
+                -fsanitize=address,undefined -fno-sanitize-recover=undefined -Wno-unknown-pragmas
+
+fuzz: $(FUZZ_TARGETS)
+
+$(FUZZ_DIR)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "FUZZ-CC $<"
+	@$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+$(FUZZ_DIR)/libftune.a: $(FUZZ_LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_DIR)/libftune.a
+	$(FUZZ_CC) $(CPPFLAGS) -Itests $(FUZZ_FLAGS) -fsanitize=fuzzer $< $(FUZZ_DIR)/libftune.a $(LDLIBS) -o $@
+
+fuzz-run: fuzz
+	@for bin in $(FUZZ_TARGETS); do \
+	  name=$${bin#$(FUZZ_DIR)/fuzz_}; mkdir -p $(FUZZ_DIR)/corpus/$$name; \
+	  seeds=; if [ -d tests/fuzz/corpus/$$name ]; then seeds=tests/fuzz/corpus/$$name; fi; \
+	  echo "fuzz $$name for $(FUZZ_SECONDS)s"; \
+	  $$bin -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(FUZZ_DIR)/corpus/$$name $$seeds || exit 1; \
+	done
+
+-include $(FUZZ_LIB_OBJ:.o=.d)
 
 clean:
 	rm -rf build build-san build-fuzz

@@ -33,6 +33,11 @@ ft_status ft_hf_registry_dir(const char *name, int64_t version, char **dir, ft_e
  * chat_template.jinja. Returns how many were copied in *n_copied (may be NULL). A source
  * without tokenizer.json nor tokenizer.model is FT_ERR_NOT_FOUND. */
 ft_status ft_hf_copy_tokenizer(const char *src_dir, const char *dst_dir, int *n_copied, ft_err *err);
+/* What a tokenizer folder says about ids: the bos/eos token ids named by tokenizer_config.json
+ * ("bos_token"/"eos_token", a string or {"content": ...}) looked up in tokenizer.json
+ * (added_tokens, then model.vocab), -1 when absent or not found; and *n_vocab, one more than the
+ * largest id in tokenizer.json (0 when there is no tokenizer.json). Any pointer may be NULL. */
+ft_status ft_hf_tokenizer_ids(const char *dir, int64_t *bos, int64_t *eos, int64_t *n_vocab, ft_err *err);
 /* generation_config.json with bos/eos/pad ids from the config (atomic). */
 ft_status ft_hf_write_generation_config(const ft_model_config *c, const char *dir, ft_err *err);
 

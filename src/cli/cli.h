@@ -73,6 +73,10 @@ int cmd_resume(int argc, char **argv);
 int cmd_models(int argc, char **argv);
 int cmd_registry(int argc, char **argv);
 int cmd_worker(int argc, char **argv);
+int cmd_init_model(int argc, char **argv);
+int cmd_debug(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 int cmd_validate(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 
 #endif

@@ -1,6 +1,7 @@
 /* cli/main.c: `ftune COMMAND ...`: dispatch to the commands (one file each in src/cli/). */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "ftune/ftune.h"
@@ -27,6 +28,10 @@ static const command commands[] = {
     {"worker", cmd_worker, "the background worker that runs queued runs"},
     {"validate", cmd_validate, "check training data: every problem with file:line:column, then a summary"},
     {"tokenize", cmd_tokenize, "token ids of a text with a model's tokenizer.json (--jsonl for many)"},
+    {"generate", cmd_generate, "sample a completion from a model, streamed as it is generated"},
+    {"debug", cmd_debug, "check the numbers: debug forward (loss, logits, gradients) | debug train-steps"},
+    {"bench", cmd_bench, "speed: bench train-step --config small|medium"},
+    {"init-model", cmd_init_model, "write a randomly initialised HF-format model (tests, benchmarks, demo)"},
 };
 
 static void usage(FILE *out) {
@@ -44,7 +49,20 @@ int cmd_version(int argc, char **argv) {
     return CLI_EXIT_OK;
 }
 
+/* OpenBLAS picks its kernels when the library loads, before main, from OPENBLAS_CORETYPE; on
+ * AVX-512 CPUs it does not recognise (AMD Zen 4/5) it falls back to Haswell's AVX2 kernels, at
+ * half the speed. So when the variable is unset and the CPU has AVX-512, set it and exec
+ * ourselves again (once: the new process sees it set). */
+static void prefer_avx512_blas(char **argv) {
+    if (getenv("OPENBLAS_CORETYPE") || !__builtin_cpu_supports("avx512f"))
+        return;
+    setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
+    execv("/proc/self/exe", argv);
+    /* exec failed: carry on with whatever OpenBLAS chose */
+}
+
 int main(int argc, char **argv) {
+    prefer_avx512_blas(argv);
     if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;

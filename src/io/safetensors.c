@@ -388,9 +388,10 @@ static ft_status parse_file(ft_st_reader *r, size_t fi, ft_err *err) {
     if (s != FT_OK)
         return s;
     /* The tensors must tile [0, data_len) exactly, in offset order. */
-    ft_st_tensor *ts = r->tensors + first;
     size_t n = r->n_tensors - first;
-    qsort(ts, n, sizeof *ts, cmp_by_offset);
+    ft_st_tensor *ts = n ? r->tensors + first : NULL;
+    if (n)
+        qsort(ts, n, sizeof *ts, cmp_by_offset);
     uint64_t at = 0;
     for (size_t i = 0; i < n; i++) {
         uint64_t b = (uint64_t)((const uint8_t *)ts[i].data - data);

@@ -5,6 +5,7 @@
  * produced, through a small staging buffer, and a model of any size is written with bounded
  * extra memory. Each output file is written as "<final>.tmp.<pid>" and renamed at finish after
  * fsync, so an interrupted write never leaves a complete-looking file behind. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -392,6 +393,52 @@ static ft_status write_index(ft_st_writer *w, ft_err *err) {
     return s;
 }
 
+/* Remove "<stem>-NNNNN-of-NNNNN.safetensors" files that this save did not write: shards of an
+ * earlier save with another shard count, which the new index no longer names. */
+static ft_status remove_stale_shards(ft_st_writer *w, ft_err *err) {
+    const char *slash = strrchr(w->path, '/');
+    const char *base = slash ? slash + 1 : w->path;
+    size_t blen = strlen(base);
+    size_t stem = blen >= 12 && !strcmp(base + blen - 12, ".safetensors") ? blen - 12 : blen;
+    char *dir = slash ? ft_strndup(w->path, (size_t)(slash - w->path)) : ft_strdup(".");
+    if (!dir)
+        return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    if (!dir[0]) {
+        ft_free(dir);
+        dir = ft_strdup("/");
+        if (!dir)
+            return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    }
+    DIR *d = opendir(dir);
+    ft_status s = FT_OK;
+    struct dirent *e;
+    while (d && s == FT_OK && (e = readdir(d))) {
+        const char *n = e->d_name;
+        unsigned a, b;
+        int end = 0;
+        if (strncmp(n, base, stem) != 0 || sscanf(n + stem, "-%5u-of-%5u.safetensors%n", &a, &b, &end) != 2 ||
+            n[stem + (size_t)end] != 0 || strlen(n) != stem + 27)
+            continue;
+        bool ours = false;
+        for (size_t i = 0; i < w->n_shards && !ours; i++) {
+            const char *fp = w->shards[i].final_path, *fs = strrchr(fp, '/');
+            ours = !strcmp(fs ? fs + 1 : fp, n);
+        }
+        if (ours)
+            continue;
+        char *p = ft_path_join(dir, n);
+        if (!p)
+            s = FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+        else if (unlink(p) != 0 && errno != ENOENT)
+            s = FT_ERR_AT(err, FT_ERR_IO, p, 0, 0, "cannot remove a stale shard: %s", strerror(errno));
+        ft_free(p);
+    }
+    if (d)
+        closedir(d);
+    ft_free(dir);
+    return s;
+}
+
 static char *dir_of(const char *path) {
     const char *slash = strrchr(path, '/');
     if (!slash)
@@ -444,6 +491,8 @@ ft_status ft_st_writer_finish(ft_st_writer *w, ft_err *err) {
             s = FT_ERR_AT(err, FT_ERR_IO, ip, 0, 0, "cannot remove the stale index: %s", strerror(errno));
     }
     ft_free(ip);
+    if (s == FT_OK)
+        s = remove_stale_shards(w, err);
     if (s == FT_OK && w->p.durable) {
         char *d = dir_of(w->path);
         s = d ? ft_fsync_path(d, err) : FT_ERR(err, FT_ERR_NOMEM, "out of memory");

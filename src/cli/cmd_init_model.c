@@ -1,0 +1,205 @@
+/* cli/cmd_init_model.c: `ftune init-model`: write a randomly initialised Llama-family model as an
+ * HF folder (config.json, model.safetensors, generation_config.json, tokenizer files). No hub is
+ * reachable, so this is how tests, benchmarks and the demo get models.
+ *
+ * Init as transformers' LlamaPreTrainedModel._init_weights: every matrix normal(0,
+ * initializer_range), RMSNorm weights 1. Values come from ft_rng seeded by --seed, drawn tensor by
+ * tensor in HF order, and go to disk chunk by chunk, so even a large model needs only a few MiB. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "ftune/hf.h"
+#include "ftune/json.h"
+
+typedef struct init_ctx {
+    ft_rng rng;
+    float std;
+} init_ctx;
+
+static ft_status fill_random(void *ctx, size_t index, const ft_tensor_spec *t, int64_t offset, float *out, int64_t n,
+                             ft_err *err) {
+    (void)index;
+    (void)offset;
+    (void)err;
+    init_ctx *c = ctx;
+    if (t->ndim == 1) { /* the RMSNorm weights */
+        for (int64_t i = 0; i < n; i++)
+            out[i] = 1.0f;
+        return FT_OK;
+    }
+    for (int64_t i = 0; i < n; i++)
+        out[i] = (float)(ft_rng_normal(&c->rng) * c->std);
+    return FT_OK;
+}
+
+static const cli_opt opts[] = {
+    {"out", CLI_STR, "DIR: folder to write (created; files in it are replaced)"},
+    {"vocab-size", CLI_INT, "N: vocabulary size (V)"},
+    {"hidden-size", CLI_INT, "N: model width (C)"},
+    {"intermediate-size", CLI_INT, "N: SwiGLU width (F)"},
+    {"layers", CLI_INT, "N: decoder layers (L)"},
+    {"heads", CLI_INT, "N: attention heads"},
+    {"kv-heads", CLI_INT, "N: key/value heads (default: --heads; 1 = MQA)"},
+    {"head-dim", CLI_INT, "N: per-head width (default hidden/heads)"},
+    {"tie-embeddings", CLI_FLAG, "share the embedding with the LM head"},
+    {"rope-theta", CLI_FLOAT, "X: RoPE base (default 10000)"},
+    {"max-position-embeddings", CLI_INT, "N: longest context (default 2048)"},
+    {"rope-scaling-llama3", CLI_FLOAT, "FACTOR: llama3 RoPE scaling with this factor"},
+    {"rope-low-freq-factor", CLI_FLOAT, "X: llama3 scaling low_freq_factor (default 1)"},
+    {"rope-high-freq-factor", CLI_FLOAT, "X: llama3 scaling high_freq_factor (default 4)"},
+    {"rope-original-max-position-embeddings", CLI_INT, "N: llama3 scaling original context (default: max positions)"},
+    {"rms-norm-eps", CLI_FLOAT, "X: RMSNorm epsilon (default 1e-5)"},
+    {"architecture", CLI_STR, "NAME: LlamaForCausalLM (default) or MistralForCausalLM"},
+    {"sliding-window", CLI_INT, "N: Mistral attention window (default none)"},
+    {"tokenizer", CLI_STR, "DIR: copy the tokenizer files from this folder"},
+    {"bos-token-id", CLI_INT, "N: BOS id when the tokenizer does not say (default 1)"},
+    {"eos-token-id", CLI_STR_LIST, "N: EOS id(s) when the tokenizer does not say (default 2; repeatable)"},
+    {"seed", CLI_INT, "S: random seed (default 0)"},
+    {"std", CLI_FLOAT, "X: init standard deviation, initializer_range (default 0.02)"},
+    {"dtype", CLI_STR, "float32 (default) | bfloat16"},
+    {"shard-size", CLI_INT, "BYTES: shard the weights above this size (default 5000000000)"},
+    {NULL, 0, NULL},
+};
+
+static const char *synopsis =
+    "--out DIR --vocab-size N --hidden-size N --intermediate-size N --layers N --heads N [--kv-heads N] "
+    "[--head-dim N] [--tie-embeddings] [--rope-theta X] [--max-position-embeddings N] [--rope-scaling-llama3 F] "
+    "[--tokenizer DIR] [--seed S] [--dtype float32|bfloat16]";
+
+int cmd_init_model(int argc, char **argv) {
+    cli_args a;
+    int rc = cli_parse(&a, "init-model", synopsis, opts, argc, argv);
+    if (rc)
+        return rc < 0 ? CLI_EXIT_OK : rc;
+    const char *required[] = {"out", "vocab-size", "hidden-size", "intermediate-size", "layers", "heads"};
+    for (size_t i = 0; i < sizeof required / sizeof *required; i++)
+        if (!cli_has(&a, required[i])) {
+            cli_args_free(&a);
+            return cli_usage_error("init-model", required[i], "is required");
+        }
+    ft_model_config c;
+    ft_model_config_default(&c);
+    const char *arch = cli_str(&a, "architecture", "LlamaForCausalLM");
+    if (!strcmp(arch, "MistralForCausalLM") || !strcmp(arch, "mistral")) {
+        snprintf(c.architecture, sizeof c.architecture, "MistralForCausalLM");
+        snprintf(c.model_type, sizeof c.model_type, "mistral");
+    } else if (strcmp(arch, "LlamaForCausalLM") != 0 && strcmp(arch, "llama") != 0) {
+        cli_args_free(&a);
+        return cli_usage_error("init-model", "architecture", "\"%s\" is not supported (LlamaForCausalLM, MistralForCausalLM)",
+                               arch);
+    }
+    c.vocab_size = cli_int(&a, "vocab-size", 0);
+    c.hidden_size = cli_int(&a, "hidden-size", 0);
+    c.intermediate_size = cli_int(&a, "intermediate-size", 0);
+    c.num_hidden_layers = cli_int(&a, "layers", 0);
+    c.num_attention_heads = cli_int(&a, "heads", 0);
+    c.num_key_value_heads = cli_int(&a, "kv-heads", c.num_attention_heads);
+    c.head_dim = cli_int(&a, "head-dim", c.num_attention_heads > 0 ? c.hidden_size / c.num_attention_heads : 0);
+    c.tie_word_embeddings = cli_has(&a, "tie-embeddings");
+    c.rope_theta = cli_float(&a, "rope-theta", 10000.0);
+    c.max_position_embeddings = cli_int(&a, "max-position-embeddings", 2048);
+    c.rms_norm_eps = cli_float(&a, "rms-norm-eps", 1e-5);
+    c.sliding_window = cli_int(&a, "sliding-window", 0);
+    c.initializer_range = cli_float(&a, "std", 0.02);
+    if (c.sliding_window && strcmp(c.architecture, "MistralForCausalLM") != 0) {
+        cli_args_free(&a);
+        return cli_usage_error("init-model", "sliding-window", "only MistralForCausalLM has a sliding window");
+    }
+    if (cli_has(&a, "rope-scaling-llama3")) {
+        c.rope_scaling = FT_ROPE_LLAMA3;
+        c.rope_factor = cli_float(&a, "rope-scaling-llama3", 8.0);
+        c.rope_low_freq_factor = cli_float(&a, "rope-low-freq-factor", 1.0);
+        c.rope_high_freq_factor = cli_float(&a, "rope-high-freq-factor", 4.0);
+        c.rope_original_max_position_embeddings =
+            cli_int(&a, "rope-original-max-position-embeddings", c.max_position_embeddings);
+    }
+    const char *dtype = cli_str(&a, "dtype", "float32");
+    ft_hf_export_params p = ft_hf_export_default_params();
+    if (!strcmp(dtype, "float32") || !strcmp(dtype, "fp32"))
+        p.dtype = FT_ST_DTYPE_F32;
+    else if (!strcmp(dtype, "bfloat16") || !strcmp(dtype, "bf16"))
+        p.dtype = FT_ST_DTYPE_BF16;
+    else {
+        cli_args_free(&a);
+        return cli_usage_error("init-model", "dtype", "expected float32 or bfloat16, got \"%s\"", dtype);
+    }
+    if (cli_has(&a, "shard-size")) {
+        if (cli_int(&a, "shard-size", 0) <= 0) {
+            cli_args_free(&a);
+            return cli_usage_error("init-model", "shard-size", "must be positive");
+        }
+        p.max_shard_bytes = (uint64_t)cli_int(&a, "shard-size", 0);
+    }
+
+    /* Special token ids: the tokenizer's when it names them, else the flags, else Llama's 1/2. */
+    ft_err err;
+    ft_err_clear(&err);
+    const char *tok = cli_str(&a, "tokenizer", NULL);
+    int64_t tbos = -1, teos = -1, tvocab = 0;
+    if (tok) {
+        if (ft_hf_tokenizer_ids(tok, &tbos, &teos, &tvocab, &err) != FT_OK) {
+            cli_args_free(&a);
+            return cli_report("init-model", &err);
+        }
+        if (tvocab > c.vocab_size) {
+            cli_args_free(&a);
+            return cli_usage_error("init-model", "vocab-size",
+                                   "%lld is smaller than the tokenizer's %lld tokens (ids up to %lld)",
+                                   (long long)c.vocab_size, (long long)tvocab, (long long)tvocab - 1);
+        }
+        p.tokenizer_dir = tok;
+        p.require_tokenizer = true;
+    }
+    c.bos_token_id = cli_has(&a, "bos-token-id") ? cli_int(&a, "bos-token-id", 1) : tbos >= 0 ? tbos : 1;
+    size_t n_eos;
+    const char **eos = cli_list(&a, "eos-token-id", &n_eos);
+    if (n_eos > 8) {
+        cli_args_free(&a);
+        return cli_usage_error("init-model", "eos-token-id", "at most 8 ids");
+    }
+    if (n_eos) {
+        for (size_t i = 0; i < n_eos; i++) {
+            char *end;
+            c.eos_token_ids[i] = strtoll(eos[i], &end, 10);
+            if (end == eos[i] || *end) {
+                cli_args_free(&a);
+                return cli_usage_error("init-model", "eos-token-id", "expected an integer, got \"%s\"", eos[i]);
+            }
+        }
+        c.n_eos = (int)n_eos;
+    } else {
+        c.eos_token_ids[0] = teos >= 0 ? teos : 2;
+        c.n_eos = 1;
+    }
+    if (ft_model_config_validate(&c, &err) != FT_OK) {
+        cli_args_free(&a);
+        return cli_usage_error("init-model", NULL, "%s", err.msg);
+    }
+
+    init_ctx ctx;
+    ft_rng_seed(&ctx.rng, (uint64_t)cli_int(&a, "seed", 0));
+    ctx.std = (float)c.initializer_range;
+    const char *out = cli_str(&a, "out", NULL);
+    char *dir = ft_path_map_volumes(out);
+    ft_status s = dir ? ft_hf_export(dir, &c, fill_random, &ctx, &p, &err) : FT_ERR(&err, FT_ERR_NOMEM, "out of memory");
+    ft_free(dir);
+    if (s != FT_OK) {
+        cli_args_free(&a);
+        ft_err_prefix(&err, "writing %s", out);
+        return cli_report("init-model", &err);
+    }
+    int64_t n_params = ft_model_config_n_params(&c);
+    if (cli_has(&a, "json")) {
+        json_t *j = json_pack("{s:s, s:I}", "out", out, "n_params", (json_int_t)n_params);
+        char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        printf("%s\n", text ? text : "{}");
+        free(text);
+        json_decref(j);
+    }
+    else
+        printf("wrote %s: %lld parameters (%s, %lld layers, hidden %lld)\n", out, (long long)n_params, c.architecture,
+               (long long)c.num_hidden_layers, (long long)c.hidden_size);
+    cli_args_free(&a);
+    return CLI_EXIT_OK;
+}
