@@ -629,6 +629,7 @@ void enc_state_free(enc_state *st) {
     scratch_free(&st->mem);
     ft_free(st->a.v);
     ft_free(st->b.v);
+    ft_free(st->mv.v);
     ft_free(st->sym_id);
     ft_free(st->sym_prev);
     ft_free(st->sym_next);

@@ -32,10 +32,14 @@ bool tok_is_punct(uint32_t c) {
 }
 
 bool tok_is_word_char(uint32_t c) {
-    /* Unicode \w: alphabetic, marks, decimal numbers, connector punctuation, join controls. */
+    /* Rust regex's Unicode \w (what `tokenizers` uses for Whitespace and single_word):
+     * Alphabetic, marks, decimal numbers, connector punctuation, Join_Control. Alphabetic is
+     * the letters and Nl plus Other_Alphabetic; the Other_Alphabetic chars outside the marks
+     * are the circled / squared Latin letters listed here. */
     if (c < 0x80)
         return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
-    if (c == 0x200C || c == 0x200D)
+    if (c == 0x200C || c == 0x200D || (c >= 0x24B6 && c <= 0x24E9) || (c >= 0x1F130 && c <= 0x1F149) ||
+        (c >= 0x1F150 && c <= 0x1F169) || (c >= 0x1F170 && c <= 0x1F189))
         return true;
     utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
     switch (k) {

@@ -151,6 +151,38 @@ static ft_status find_char_matches(bool (*pred)(uint32_t), const char *s, size_t
     return FT_OK;
 }
 
+/* The matches of `\w+|[^\w\s]+` with Rust regex classes (Whitespace pre-tokenizer): runs of
+ * word chars and runs of other non-space chars; whitespace is what lies between. */
+static ft_status find_word_runs(const char *s, size_t n, match_vec *out) {
+    out->n = 0;
+    if (n == 0)
+        return mv_push(out, 0, 0, false);
+    size_t prev = 0;
+    for (size_t i = 0; i < n;) {
+        uint32_t c;
+        int cl = tok_utf8_next(s + i, n - i, &c);
+        int cls = tok_is_word_char(c) ? 1 : tok_is_whitespace(c) ? 0 : 2;
+        if (cls == 0) {
+            i += (size_t)cl;
+            continue;
+        }
+        size_t j = i + (size_t)cl;
+        while (j < n) {
+            uint32_t d;
+            int dl = tok_utf8_next(s + j, n - j, &d);
+            int dc = tok_is_word_char(d) ? 1 : tok_is_whitespace(d) ? 0 : 2;
+            if (dc != cls)
+                break;
+            j += (size_t)dl;
+        }
+        FT_TRY(mv_match(out, &prev, i, j));
+        i = j;
+    }
+    if (prev != n)
+        FT_TRY(mv_push(out, prev, n, false));
+    return FT_OK;
+}
+
 /* Group segments by behavior and push the non-empty pieces. */
 static ft_status split_by(const piece *p, match_vec *mv, split_behavior b, bool invert, piece_vec *out) {
     size_t n = mv->n;
@@ -374,8 +406,9 @@ static ft_status pre_one(const ft_tok *t, const tok_pre *pre, enc_state *st, con
             s = split_by(p, mv, pre->behavior, false, out);
         break;
     case PRE_WHITESPACE:
-        FT_TRY(tok_find_matches(&pre->pat, p->s, p->n, mv, err));
-        s = split_by(p, mv, SPLIT_REMOVED, true, out);
+        s = find_word_runs(p->s, p->n, mv);
+        if (!s)
+            s = split_by(p, mv, SPLIT_REMOVED, true, out);
         break;
     case PRE_WHITESPACE_SPLIT:
         s = find_char_matches(tok_is_whitespace, p->s, p->n, mv);

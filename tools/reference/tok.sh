@@ -1,0 +1,27 @@
+#!/bin/sh
+# tools/reference/tok.sh: regenerate the tokenizer goldens with Hugging Face `tokenizers`
+# (npm tokenizers@0.23.2 from tools/npm) and compare them with the committed ones, then run
+# ftune's parity tests against the fresh goldens. Part of `make check-reference`.
+set -e
+cd "$(dirname "$0")/../.."
+[ -d tools/npm/node_modules/tokenizers ] || (cd tools/npm && npm install --no-audit --no-fund --silent)
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+node tools/reference/tok_golden.js "$out/tok"
+node tools/reference/tok_synth.js "$out/tok" tests/fixtures/tok
+status=0
+for f in "$out"/tok/*.jsonl "$out"/tok/synth/*.json*; do
+    rel=${f#"$out"/tok/}
+    if ! cmp -s "$f" "tests/fixtures/tok/$rel"; then
+        echo "tok.sh: tests/fixtures/tok/$rel differs from a fresh reference run"
+        status=1
+    fi
+done
+# ftune against the fresh goldens (a full copy of the fixtures with them swapped in)
+mkdir -p "$out/root/tests/fixtures"
+cp -r tests/fixtures/tok "$out/root/tests/fixtures/"
+cp "$out"/tok/*.jsonl "$out/root/tests/fixtures/tok/"
+cp -r "$out"/tok/synth "$out/root/tests/fixtures/tok/"
+FT_TEST_ROOT="$out/root" ./build/ftune_tests tok_parity tok_synth || status=1
+[ $status = 0 ] && echo "tok.sh: goldens reproduce and ftune matches tokenizers@0.23.2"
+exit $status
