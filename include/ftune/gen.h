@@ -58,8 +58,11 @@ typedef struct ft_generator ft_generator; /* opaque */
 ft_status ft_gen_new(ft_model *m, const ft_tok *tok, const char *model_dir, int64_t max_context, ft_generator **out,
                      ft_err *err);
 void ft_gen_free(ft_generator *g);
-/* The stop ids (borrowed). */
+/* The stop ids (borrowed), and the end-of-turn ids that also stop chat generations: the known
+ * markers above plus the special token the chat template writes right after an assistant
+ * turn's content. */
 const int32_t *ft_gen_stop_ids(const ft_generator *g, size_t *n);
+const int32_t *ft_gen_turn_stop_ids(const ft_generator *g, size_t *n);
 /* Whether a chat template was found (chat prompts need one: FT_ERR_INVALID otherwise). */
 bool ft_gen_has_chat_template(const ft_generator *g);
 

@@ -62,6 +62,30 @@ static void read_generation_config(ft_generator *g, const char *dir) {
     ft_free(p);
 }
 
+/* The template's own end-of-turn marker: render a user turn and an assistant turn, and take the
+ * token right after the assistant's content when it is a special token ("<|eot_id|>",
+ * "<|im_end|>", "</s>", ...). Templates differ too much for a fixed list. */
+static void add_template_turn_end(ft_generator *g) {
+    static const char mark[] = "\x01ftune-assistant-content\x01";
+    json_t *msgs = json_pack("[{s:s, s:s}, {s:s, s:s}]", "role", "user", "content", "hi", "role", "assistant",
+                             "content", mark);
+    ft_buf out = {0};
+    if (msgs && ft_chat_render(g->chat, msgs, NULL, false, NULL, NULL, &out, NULL) == FT_OK) {
+        const char *text = ft_buf_cstr(&out), *at = strstr(text, mark);
+        if (at) {
+            const char *rest = at + strlen(mark);
+            ft_tok_encoding enc;
+            ft_tok_encoding_init(&enc);
+            if (ft_tok_encode(g->tok, rest, strlen(rest), false, &enc, NULL) == FT_OK && enc.n > 0 &&
+                ft_tok_is_special(g->tok, enc.ids[0]))
+                add_id(g->turn_stop, &g->n_turn_stop, enc.ids[0], g->V);
+            ft_tok_encoding_free(&enc);
+        }
+    }
+    ft_buf_free(&out);
+    json_decref(msgs);
+}
+
 ft_status ft_gen_new(ft_model *m, const ft_tok *tok, const char *model_dir, int64_t max_context, ft_generator **out,
                      ft_err *err) {
     *out = NULL;
@@ -108,6 +132,8 @@ ft_status ft_gen_new(ft_model *m, const ft_tok *tok, const char *model_dir, int6
             if (ft_chat_load(p, &g->chat, &e2) != FT_OK) {
                 g->chat = NULL; /* no template: chat prompts will say so */
                 FT_LOG_DEBUG("no chat template in %s: %s", p, e2.msg);
+            } else if (tok) {
+                add_template_turn_end(g);
             }
         }
         ft_free(p);
@@ -129,6 +155,11 @@ void ft_gen_free(ft_generator *g) {
 const int32_t *ft_gen_stop_ids(const ft_generator *g, size_t *n) {
     *n = g->n_stop;
     return g->stop;
+}
+
+const int32_t *ft_gen_turn_stop_ids(const ft_generator *g, size_t *n) {
+    *n = g->n_turn_stop;
+    return g->turn_stop;
 }
 
 bool ft_gen_has_chat_template(const ft_generator *g) { return g->chat != NULL; }

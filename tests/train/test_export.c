@@ -47,6 +47,7 @@ TEST(train_export_reloads_exactly) {
     const char *gc = "{\"bos_token_id\": 256, \"eos_token_id\": [257, 258], \"do_sample\": true}\n";
     REQUIRE_OK(ft_file_write_atomic(p, gc, strlen(gc), &err), &err);
     ft_model_params mp = ft_model_default_params();
+    mp.threads = 1;
     mp.max_seq = 16;
     ft_model *m = NULL, *r = NULL;
     REQUIRE_OK(ft_model_load(src, &mp, &m, &err), &err);

@@ -16,6 +16,7 @@ TEST(train_gradients_equal_across_micro_batch_sizes) {
     REQUIRE_OK(tiny_model_write(dir, 3, &err), &err);
     enum { B = 4, T = 16 };
     ft_model_params mp = ft_model_default_params();
+    mp.threads = 1;
     mp.max_batch = B;
     mp.max_seq = T;
     mp.training = true;
@@ -80,6 +81,7 @@ TEST(train_gradients_equal_across_micro_batch_sizes) {
 static size_t greedy_correct(const char *model_dir, bool print) {
     ft_err err;
     ft_model_params mp = ft_model_default_params();
+    mp.threads = 1;
     mp.max_seq = 64;
     ft_model *m = NULL;
     ft_tok *tok = NULL;
@@ -249,6 +251,7 @@ TEST(train_nonfinite_stops_the_run) {
     REQUIRE_OK(tiny_write_ift(data, 1, &err), &err);
     /* Poison the final norm: every logit, loss and gradient becomes NaN. */
     ft_model_params mp = ft_model_default_params();
+    mp.threads = 1;
     ft_model *m = NULL;
     REQUIRE_OK(ft_model_load(model, &mp, &m, &err), &err);
     ft_param *norm = ft_model_find_param(m, "model.norm.weight");
@@ -303,6 +306,7 @@ TEST(train_custom_weights_path) {
     REQUIRE_OK(ft_model_config_load(cp, &mc, &err), &err);
     mc.intermediate_size = 64;
     ft_model_params mp = ft_model_default_params();
+    mp.threads = 1;
     ft_model *m = NULL;
     REQUIRE_OK(ft_model_new_random(&mc, 1, &mp, &m, &err), &err);
     REQUIRE_OK(train_export(m, model, other, false, 0, &err), &err);
