@@ -14,6 +14,7 @@
 #include "ftune/json.h"
 #include "ftune/model.h"
 #include "ftune/tok.h"
+#include "ftune/tpl.h"
 #include "ftune/train.h"
 
 static const char *const synopsis = "--model M --task-type T [--context-length N] [--training-duration D] PATH";
@@ -203,6 +204,7 @@ int cmd_validate(int argc, char **argv) {
     const char *model = cli_str(&a, "model", NULL);
     char *dir = NULL;
     ft_tok *tok = NULL;
+    ft_chat *chat = NULL;
     ft_data_report *rep = NULL;
     int exit_code = CLI_EXIT_FAIL;
     int64_t T = 0;
@@ -234,9 +236,13 @@ int cmd_validate(int argc, char **argv) {
         T = cli_int(&a, "context-length", 0);
     }
     vp.sample.context_length = T > 0 ? T : 8192;
-    /* TODO(#4): pass the model's chat template (ft_chat_load) once src/tpl has it; until then
-     * chat data is checked for structure only. */
-    vp.sample.tok = task == FT_TASK_CHAT_COMPLETION ? NULL : tok;
+    if (model && task == FT_TASK_CHAT_COMPLETION && ft_chat_load(dir, &chat, &err) != FT_OK) {
+        ft_err_prefix(&err, "the model's chat template");
+        exit_code = cli_report("validate", &err);
+        goto out;
+    }
+    vp.sample.tok = tok;
+    vp.sample.chat = chat;
     vp.max_issues = (size_t)cli_int(&a, "max-errors", 1000);
     if (!json_out) {
         vp.on_issue = print_issue;
@@ -247,8 +253,7 @@ int cmd_validate(int argc, char **argv) {
         goto out;
     }
     if (!rep->has_tokens)
-        snprintf(rep->est_note, sizeof rep->est_note, "no token statistics%s",
-                 model ? " (chat templates are not available yet)" : ": give --model");
+        snprintf(rep->est_note, sizeof rep->est_note, "no token statistics: give --model");
     else if (cli_has(&a, "no-estimate"))
         snprintf(rep->est_note, sizeof rep->est_note, "--no-estimate");
     else if (rep->valid)
@@ -267,6 +272,7 @@ int cmd_validate(int argc, char **argv) {
     exit_code = rep->valid ? CLI_EXIT_OK : CLI_EXIT_USAGE;
 out:
     ft_data_report_free(rep);
+    ft_chat_free(chat);
     ft_tok_free(tok);
     ft_free(dir);
     cli_args_free(&a);

@@ -9,6 +9,7 @@
 
 #include "data/data_internal.h"
 #include "ftune/tok.h"
+#include "ftune/tpl.h"
 
 typedef struct scratch {
     ft_tok_encoding enc;
@@ -106,12 +107,31 @@ static ft_status build_cpt(const ft_sample_params *p, const ft_record *rec, scra
  * special tokens added: the template writes them), and mark a token trainable when it starts
  * inside one of the template's trainable spans. */
 static ft_status build_chat(const ft_sample_params *p, const json_t *o, scratch *w, ft_sample *out, ft_err *err) {
-    (void)p;
-    (void)o;
-    (void)w;
-    (void)out;
-    /* TODO(#4): render + loss spans through ft_chat_spans once src/tpl provides it. */
-    return FT_ERR(err, FT_ERR_UNSUPPORTED, "chat samples need the chat-template loss masks, not built yet");
+    if (!p->chat)
+        return FT_ERR(err, FT_ERR_INVALID, "no chat template: the model's tokenizer_config.json has no chat_template");
+    json_t *messages = json_object_get(o, "messages");
+    ft_chat_mask_params mp = ft_chat_default_mask_params();
+    mp.last_assistant = p->last_assistant;
+    ft_chat_span *spans = NULL;
+    size_t n_spans = 0;
+    w->text.len = 0;
+    FT_TRY(ft_chat_spans(p->chat, messages, NULL, NULL, &mp, &w->text, &spans, &n_spans, err));
+    ft_status s = ft_tok_encode(p->tok, w->text.data ? w->text.data : "", w->text.len, false, &w->enc, err);
+    if (s == FT_OK)
+        s = reserve(out, w->enc.n, err);
+    if (s == FT_OK) {
+        size_t k = 0;
+        for (size_t i = 0; i < w->enc.n; i++) {
+            size_t st = w->enc.offsets[i].start;
+            while (k < n_spans && spans[k].end <= st)
+                k++;
+            out->ids[i] = w->enc.ids[i];
+            out->trainable[i] = k < n_spans && st >= spans[k].start && st < spans[k].end;
+        }
+        out->n = w->enc.n;
+    }
+    ft_free(spans);
+    return s;
 }
 
 ft_status ft_sample_build(const ft_sample_params *p, const json_t *parsed, const ft_record *rec,

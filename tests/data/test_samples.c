@@ -7,6 +7,7 @@
 #include "ftune/data.h"
 #include "ftune/json.h"
 #include "ftune/tok.h"
+#include "ftune/tpl.h"
 #include "test.h"
 
 static json_t *golden(const char *name) {
@@ -332,4 +333,82 @@ TEST(loader_deterministic_and_resumes) {
     ft_dataset_free(ds);
     ft_data_report_free(rep);
     ft_tok_free(tok);
+}
+
+/* Chat samples: the template rendered by ftune/tpl.h, tokenized, and masked, equal the golden
+ * from Jinja2 + HF tokenizers, for loss on all assistant turns and on the last one only. */
+TEST(samples_chat_golden) {
+    json_t *g = golden("data/golden_samples.json");
+    REQUIRE(g);
+    json_t *gc = json_object_get(g, "chat");
+    ft_tok *tok = load_tok("tok/llama3-instruct-rev2");
+    ft_chat *chat = NULL;
+    ft_err err;
+    REQUIRE(tok);
+    /* the template and its tokens as the golden script read them from tokenizer_config.json */
+    json_t *cr = golden("data/chat_render.json");
+    REQUIRE(cr);
+    REQUIRE_OK(ft_chat_from_template(json_string_value(json_object_get(cr, "template")),
+                                     json_string_value(json_object_get(cr, "bos_token")),
+                                     json_string_value(json_object_get(cr, "eos_token")), &chat, &err),
+               &err);
+    json_decref(cr);
+    int64_t T = json_integer_value(json_object_get(gc, "T"));
+    for (int last = 0; last < 2; last++) {
+        ft_reader *r = NULL;
+        REQUIRE_OK(ft_reader_open(ft_test_fixture("data/chat.jsonl"), FT_TASK_CHAT_COMPLETION, NULL, &r, &err), &err);
+        ft_sample_params sp = {.task = FT_TASK_CHAT_COMPLETION, .tok = tok, .chat = chat, .context_length = T,
+                               .last_assistant = last};
+        ft_sample_scratch sc = {0};
+        ft_sample s = {0};
+        ft_record rec;
+        bool done;
+        size_t i = 0;
+        while (ft_reader_next(r, &rec, &done, &err) == FT_OK && !done) {
+            json_t *want = json_array_get(json_object_get(gc, "samples"), i);
+            REQUIRE(want);
+            json_t *parsed = json_loadb(rec.data, rec.len, 0, NULL);
+            CHECK_OK(ft_sample_build(&sp, parsed, &rec, &sc, &s, &err), &err);
+            json_decref(parsed);
+            json_t *ids = json_object_get(want, "ids");
+            const char *tr = json_string_value(json_object_get(want, last ? "trainable_last" : "trainable"));
+            CHECK_EQ_INT(s.n, json_array_size(ids));
+            CHECK_EQ_INT(s.n_full, json_integer_value(json_object_get(want, "n_full")));
+            CHECK_EQ_INT(s.truncated, s.n_full > (size_t)T);
+            bool same = s.n == json_array_size(ids);
+            for (size_t k = 0; same && k < s.n; k++)
+                same = s.ids[k] == json_integer_value(json_array_get(ids, k)) && s.trainable[k] == (tr[k] == '1');
+            if (!same)
+                ft_test_fail_(__FILE__, __LINE__, "chat sample %zu (last_assistant %d) differs from the golden", i, last);
+            i++;
+        }
+        CHECK_EQ_INT(i, 3);
+        ft_sample_free(&s);
+        ft_sample_scratch_free(&sc);
+        ft_reader_free(r);
+    }
+    /* through validation: counts and the packed rows */
+    ft_validate_params p;
+    ft_validate_default_params(&p, FT_TASK_CHAT_COMPLETION);
+    p.sample.tok = tok;
+    p.sample.chat = chat;
+    p.sample.context_length = T;
+    p.build_dataset = true;
+    ft_data_report *rep = NULL;
+    ft_dataset *ds = NULL;
+    REQUIRE_OK(ft_data_validate(ft_test_fixture("data/chat.jsonl"), &p, &rep, &ds, &err), &err);
+    CHECK(rep->valid);
+    CHECK_EQ_INT(rep->n_samples, 3);
+    CHECK_EQ_INT(rep->n_truncated, 1);
+    CHECK_EQ_INT(rep->n_tokens, 20 + 39 + 48);
+    CHECK_EQ_INT(rep->n_trainable, 3 + 6 + 19);
+    json_t *gp = golden("data/golden_pack.json");
+    if (ds && gp)
+        check_pack(json_object_get(gp, "chat"), ds, T);
+    json_decref(gp);
+    ft_dataset_free(ds);
+    ft_data_report_free(rep);
+    ft_chat_free(chat);
+    ft_tok_free(tok);
+    json_decref(g);
 }

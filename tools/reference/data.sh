@@ -4,9 +4,10 @@
 set -e
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+/usr/bin/python3 tools/reference/chat_golden.py "$tmp/chat_render.json"
 node tools/reference/data_golden.js "$tmp"
 /usr/bin/python3 tools/reference/pack_golden.py "$tmp"
-for f in golden_samples.json golden_pack.json; do
+for f in chat_render.json golden_samples.json golden_pack.json; do
     if ! cmp -s "$tmp/$f" "tests/fixtures/data/$f"; then
         echo "data: $f differs from the regenerated reference" >&2
         exit 1

@@ -5,6 +5,7 @@
 //     (prompt and response encoded separately without special tokens), loss on response + EOS,
 //     cut at the end to T tokens.
 //   CONTINUED_PRETRAIN: [BOS] + text + EOS per .txt file (files in path order), all trainable.
+//   CHAT_COMPLETION: see chat_golden.py (run first, it writes OUTDIR/chat_render.json).
 // Writes OUTDIR/golden_samples.json.
 'use strict';
 const fs = require('fs');
@@ -78,6 +79,22 @@ async function main() {
       samples.push({ file: rel, ids, trainable: ids.map(() => 1).join(''), n_full: ids.length });
     }
     result.cpt = { tokenizer: 'tok/llama3-instruct-rev1', file: 'data/cpt', T, samples };
+  }
+  { // CHAT_COMPLETION with Llama 3 Instruct: OUTDIR/chat_render.json (tools/reference/chat_golden.py,
+    // Jinja2) has the rendered text and trainable character spans; a token is trainable when it
+    // starts inside a span. The text is tokenized without special tokens (the template wrote them).
+    const cr = JSON.parse(fs.readFileSync(path.join(outDir, 'chat_render.json'), 'utf8'));
+    const tok = Tokenizer.fromFile(path.join(fx, cr.template_dir, 'tokenizer.json'));
+    const T = cr.T;
+    const samples = [];
+    for (const rec of cr.records) {
+      const e = await tok.encode(rec.text, null, { addSpecialTokens: false });
+      const ids = e.getIds(), offs = e.getOffsets();
+      const mark = (spans) => offs.map(([a]) => (spans.some(([s, t]) => a >= s && a < t) ? 1 : 0));
+      samples.push({ ids: ids.slice(0, T), trainable: mark(rec.spans).slice(0, T).join(''),
+                     trainable_last: mark(rec.spans_last).slice(0, T).join(''), n_full: ids.length });
+    }
+    result.chat = { tokenizer: cr.template_dir, file: 'data/chat.jsonl', T, samples };
   }
   fs.writeFileSync(path.join(outDir, 'golden_samples.json'), JSON.stringify(result) + '\n');
 }

@@ -54,7 +54,7 @@ def main():
     fixtures = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'tests', 'fixtures')
     g = json.load(open(os.path.join(d, 'golden_samples.json'), encoding='utf-8'))
     out = {}
-    for task in ('ift', 'cpt'):
+    for task in ('ift', 'cpt', 'chat'):
         T = g[task]['T']
         pad = pad_id(fixtures, g[task]['tokenizer'])
         items = []  # (ids, trainable) per piece
