@@ -1,0 +1,405 @@
+/* tests/cli: the run lifecycle end to end with real (tiny) training through the ftune binary:
+ * create -> COMPLETED with every event in order and the model registered and usable by name;
+ * a failure with a bad data path; cancel of a detached run; a run killed with SIGKILL resumed by
+ * `ftune resume` and by the worker with the losses of an uninterrupted run; delete.
+ * Each test has its own FTUNE_HOME. */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ftune/json.h"
+#include "ftune/store.h"
+#include "test.h"
+
+/* A Mistral-format chat template of our own (the Mistral base tokenizer has none). */
+static const char *const TEMPLATE =
+    "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}"
+    "{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}"
+    "{{ message['content'] + eos_token }}{% endif %}{% endfor %}";
+
+typedef struct env {
+    char home[1024];
+    char model[1024];
+    char train[1024];
+    char eval[1024];
+} env;
+
+static int sh(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int sh(char **out, const char *fmt, ...) {
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    char *o = NULL;
+    int rc = ft_test_run(cmd, &o);
+    if (out)
+        *out = o;
+    else
+        free(o);
+    return rc;
+}
+
+/* Tokenizer with the template, a tiny model, 48 chat examples and 8 eval ones. */
+static bool setup(env *e) {
+    const char *tmp = ft_test_tmpdir();
+    snprintf(e->home, sizeof e->home, "%s/home", tmp);
+    snprintf(e->model, sizeof e->model, "%s/model", tmp);
+    snprintf(e->train, sizeof e->train, "%s/train.jsonl", tmp);
+    snprintf(e->eval, sizeof e->eval, "%s/eval.jsonl", tmp);
+    const char *tok_src = ft_test_fixture("tok/mistral-7b-v0.1");
+    char tok[1100];
+    snprintf(tok, sizeof tok, "%s/tok", tmp);
+    ft_mkdir_p(tok, NULL);
+    char *src = ft_path_join(tok_src, "tokenizer.json"), *dst = ft_path_join(tok, "tokenizer.json");
+    ft_status st = ft_file_copy(src, dst, NULL);
+    ft_free(src);
+    ft_free(dst);
+    if (st != FT_OK) {
+        ft_test_fail_(__FILE__, __LINE__, "missing tokenizer fixture %s", tok_src);
+        return false;
+    }
+    json_t *cfg = json_pack("{s:s, s:s, s:s, s:b, s:b, s:s}", "bos_token", "<s>", "eos_token", "</s>", "unk_token",
+                            "<unk>", "add_bos_token", 1, "add_eos_token", 0, "chat_template", TEMPLATE);
+    char *text = json_dumps(cfg, JSON_INDENT(1));
+    char *cpath = ft_path_join(tok, "tokenizer_config.json");
+    ft_file_write_atomic(cpath, text, strlen(text), NULL);
+    free(text);
+    ft_free(cpath);
+    json_decref(cfg);
+    if (sh(NULL,
+           "%s init-model --out '%s' --vocab-size 32000 --hidden-size 32 --intermediate-size 64 --layers 1 "
+           "--heads 2 --max-position-embeddings 256 --tokenizer '%s' --seed 1 >/dev/null 2>&1",
+           ft_test_ftune_bin(), e->model, tok) != 0) {
+        ft_test_fail_(__FILE__, __LINE__, "init-model failed");
+        return false;
+    }
+    static const char *const people[] = {"Maria", "John", "Aisha", "Kenji"};
+    static const char *const cities[] = {"Paris", "Lima", "Oslo", "Rome"};
+    ft_buf b = {0}, v = {0};
+    for (int i = 0; i < 56; i++) {
+        ft_buf *t = i < 48 ? &b : &v;
+        ft_buf_appendf(t,
+                       "{\"messages\":[{\"role\":\"user\",\"content\":\"Where is %s? %s went to %s.\"},"
+                       "{\"role\":\"assistant\",\"content\":\"%s\"}]}\n",
+                       people[i % 4], people[i % 4], cities[(i / 4) % 4], cities[(i / 4) % 4]);
+    }
+    ft_file_write_atomic(e->train, b.data, b.len, NULL);
+    ft_file_write_atomic(e->eval, v.data, v.len, NULL);
+    ft_buf_free(&b);
+    ft_buf_free(&v);
+    return true;
+}
+
+/* The common create flags: a short deterministic run. */
+#define RUN_FLAGS                                                                                              \
+    "--register-to main.test --learning-rate 1e-3 --global-batch-size 4 --micro-batch-size 2 --context-length 64 " \
+    "--threads 1 --seed 5 --eval-max-new-tokens 4"
+
+static int ftune(const env *e, char **out, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int ftune(const env *e, char **out, const char *fmt, ...) {
+    char args[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    return sh(out, "FTUNE_HOME='%s' USER=tester OMP_NUM_THREADS=1 %s %s 2>/dev/null", e->home, ft_test_ftune_bin(),
+              args);
+}
+
+/* The last line of a command's output, parsed. */
+static json_t *last_json(const char *out) {
+    if (!out)
+        return NULL;
+    const char *end = out + strlen(out);
+    while (end > out && end[-1] == '\n')
+        end--;
+    const char *start = end;
+    while (start > out && start[-1] != '\n')
+        start--;
+    return json_loadb(start, (size_t)(end - start), 0, NULL);
+}
+
+static json_t *get_run(const env *e, const char *name) {
+    char *out;
+    if (ftune(e, &out, "get %s --json", name) != 0) {
+        free(out);
+        return NULL;
+    }
+    json_t *j = last_json(out);
+    free(out);
+    return j;
+}
+
+static const char *jstr(json_t *o, const char *k) {
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? s : "";
+}
+
+/* Losses of a run by step, from `ftune metrics --json`. */
+static size_t losses(const env *e, const char *name, double *out, size_t cap) {
+    char *txt;
+    if (ftune(e, &txt, "metrics %s --name loss --json", name) != 0) {
+        free(txt);
+        return 0;
+    }
+    json_t *j = last_json(txt);
+    free(txt);
+    size_t n = 0;
+    for (size_t i = 0; i < json_array_size(j) && n < cap; i++)
+        out[n++] = json_real_value(json_object_get(json_array_get(j, i), "value"));
+    json_decref(j);
+    return n;
+}
+
+TEST(lifecycle_create_to_completed_registered_and_usable) {
+    env e;
+    REQUIRE(setup(&e));
+    char *out;
+    int rc = ftune(&e, &out,
+                   "create --model '%s' --train-data-path '%s' --eval-data-path '%s' " RUN_FLAGS
+                   " --name first --training-duration 6ba --save-interval 3ba --register-to main.test.ner --json "
+                   "--eval-prompt 'Where is Maria? Maria went to Oslo.'",
+                   e.model, e.train, e.eval);
+    json_t *run = last_json(out);
+    free(out);
+    CHECK_EQ_INT(rc, 0);
+    REQUIRE(run);
+    CHECK_STR_EQ(jstr(run, "status"), "COMPLETED");
+    CHECK_STR_EQ(jstr(run, "registered_model"), "main.test.ner/1");
+    CHECK_NEAR(json_real_value(json_object_get(run, "progress")), 1.0, 1e-9);
+    json_decref(run);
+
+    /* every event of SPEC §5 in order */
+    REQUIRE(ftune(&e, &out, "events first --json") == 0);
+    json_t *ev = last_json(out);
+    free(out);
+    static const char *const order[] = {"CREATED",         "QUEUED",           "STARTED",
+                                        "DATA_VALIDATED",  "MODEL_INITIALIZED", "TRAIN_UPDATED",
+                                        "CHECKPOINT_SAVED", "EVAL_COMPLETED",   "TRAIN_FINISHED",
+                                        "REGISTERED",      "COMPLETED"};
+    size_t k = 0;
+    for (size_t i = 0; i < json_array_size(ev); i++) {
+        json_t *x = json_array_get(ev, i);
+        CHECK_EQ_INT(json_integer_value(json_object_get(x, "seq")), (int64_t)i + 1);
+        if (k < 11 && !strcmp(jstr(x, "type"), order[k]))
+            k++;
+    }
+    if (k != 11)
+        ft_test_fail_(__FILE__, __LINE__, "events out of order: matched %zu of 11, stuck before %s", k,
+                      order[k < 11 ? k : 10]);
+    CHECK_STR_EQ(jstr(json_array_get(ev, json_array_size(ev) - 1), "type"), "COMPLETED");
+    json_decref(ev);
+
+    double l[64];
+    CHECK_EQ_INT(losses(&e, "first", l, 64), 6);
+
+    /* the registered clone is a complete HF folder, named like any model */
+    char *p = ft_asprintf("%s/registry/main/test/ner/1/model.safetensors", e.home);
+    CHECK(ft_path_exists(p));
+    ft_free(p);
+    REQUIRE(ftune(&e, &out, "registry show main.test.ner --json") == 0);
+    json_t *reg = last_json(out);
+    free(out);
+    CHECK_STR_EQ(jstr(json_array_get(json_object_get(reg, "versions"), 0), "run"), "first");
+    json_decref(reg);
+    CHECK_EQ_INT(ftune(&e, &out, "generate --model main.test.ner --prompt 'Where is John?' --chat --temperature 0 "
+                                 "--max-new-tokens 4"),
+                 0);
+    free(out);
+    CHECK_EQ_INT(ftune(&e, &out, "generate --model main.test.ner/1 --prompt 'x' --max-new-tokens 2"), 0);
+    free(out);
+    /* and as the starting model of a new run, whose register_to without a name uses the run name */
+    rc = ftune(&e, &out,
+               "create --model main.test.ner --train-data-path '%s' " RUN_FLAGS " --name second --training-duration 2ba --json",
+               e.train);
+    run = last_json(out);
+    free(out);
+    CHECK_EQ_INT(rc, 0);
+    CHECK_STR_EQ(jstr(run, "registered_model"), "main.test.second/1");
+    json_decref(run);
+
+    /* delete removes the run's files; the registered clone stays */
+    json_t *r1 = get_run(&e, "first");
+    char *dir = ft_strdup(jstr(r1, "run_dir"));
+    json_decref(r1);
+    CHECK(ft_path_is_dir(dir));
+    CHECK_EQ_INT(ftune(&e, NULL, "delete first"), 0);
+    CHECK(!ft_path_exists(dir));
+    CHECK(get_run(&e, "first") == NULL);
+    p = ft_asprintf("%s/registry/main/test/ner/1/config.json", e.home);
+    CHECK(ft_path_exists(p));
+    ft_free(p);
+    ft_free(dir);
+}
+
+TEST(lifecycle_failure_is_recorded_with_its_reason) {
+    env e;
+    REQUIRE(setup(&e));
+    char *out;
+    int rc = ftune(&e, &out,
+                   "create --model '%s' --train-data-path /nonexistent/train.jsonl --no-validate-inputs " RUN_FLAGS
+                   " --name bad --json",
+                   e.model);
+    json_t *run = last_json(out);
+    free(out);
+    CHECK_EQ_INT(rc, 1);
+    CHECK_STR_EQ(jstr(run, "status"), "FAILED");
+    CHECK(strstr(jstr(run, "details"), "/nonexistent/train.jsonl") != NULL);
+    json_decref(run);
+    REQUIRE(ftune(&e, &out, "events bad --json") == 0);
+    json_t *ev = last_json(out);
+    free(out);
+    json_t *last = json_array_get(ev, json_array_size(ev) - 1);
+    CHECK_STR_EQ(jstr(last, "type"), "FAILED");
+    CHECK_STR_EQ(jstr(last, "level"), "ERROR");
+    CHECK(strstr(jstr(last, "message"), "/nonexistent/train.jsonl") != NULL);
+    json_decref(ev);
+    /* validation (the default) refuses it before anything is recorded */
+    CHECK_EQ_INT(ftune(&e, NULL, "create --model '%s' --train-data-path /nonexistent/t.jsonl " RUN_FLAGS " --name bad2",
+                       e.model),
+                 2);
+    CHECK(get_run(&e, "bad2") == NULL);
+}
+
+/* Poll `get` until the run's status is one of `want` (|-separated) or ~60 s pass. */
+static bool wait_status(const env *e, const char *name, const char *want) {
+    for (int i = 0; i < 600; i++) {
+        json_t *r = get_run(e, name);
+        const char *st = jstr(r, "status");
+        bool hit = *st && strstr(want, st) != NULL;
+        json_decref(r);
+        if (hit)
+            return true;
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return false;
+}
+
+TEST(lifecycle_cancel_a_detached_run) {
+    env e;
+    REQUIRE(setup(&e));
+    char *out;
+    REQUIRE(ftune(&e, &out,
+                  "create --model '%s' --train-data-path '%s' " RUN_FLAGS
+                  " --name long --training-duration 100000ba --save-interval 5ba --detach",
+                  e.model, e.train) == 0);
+    CHECK(out && strncmp(out, "long", 4) == 0);
+    free(out);
+    REQUIRE(wait_status(&e, "long", "RUNNING"));
+    REQUIRE(ftune(&e, &out, "cancel long --wait --json") == 0);
+    json_t *run = last_json(out);
+    free(out);
+    CHECK_STR_EQ(jstr(run, "status"), "STOPPED");
+    CHECK_STR_EQ(jstr(run, "details"), "cancelled");
+    char *latest = ft_asprintf("%s/checkpoints/latest.txt", jstr(run, "run_dir"));
+    CHECK(ft_path_exists(latest)); /* the last checkpoint is kept */
+    ft_free(latest);
+    json_decref(run);
+    REQUIRE(ftune(&e, &out, "events long --json") == 0);
+    json_t *ev = last_json(out);
+    free(out);
+    CHECK_STR_EQ(jstr(json_array_get(ev, json_array_size(ev) - 1), "type"), "STOPPED");
+    json_decref(ev);
+    /* the on-demand worker leaves by itself once the queue is empty */
+    char *lock = ft_asprintf("flock -n '%s/worker.lock' true", e.home);
+    bool free_lock = false;
+    for (int i = 0; i < 100 && !free_lock; i++) {
+        free_lock = sh(NULL, "%s", lock) == 0;
+        if (!free_lock) {
+            struct timespec ts = {0, 100 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    CHECK(free_lock);
+    ft_free(lock);
+}
+
+TEST(lifecycle_ctrl_c_stops_a_foreground_run) {
+    env e;
+    REQUIRE(setup(&e));
+    char args[4096];
+    snprintf(args, sizeof args,
+             "create --model '%s' --train-data-path '%s' " RUN_FLAGS
+             " --name fg --training-duration 100000ba --save-interval 5ba --quiet",
+             e.model, e.train);
+    char *cmd = ft_asprintf("FTUNE_HOME='%s' OMP_NUM_THREADS=1 exec %s %s >/dev/null 2>&1", e.home,
+                            ft_test_ftune_bin(), args);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    ft_free(cmd);
+    bool running = wait_status(&e, "fg", "RUNNING");
+    kill(pid, SIGINT);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    REQUIRE(running);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+    json_t *r = get_run(&e, "fg");
+    CHECK_STR_EQ(jstr(r, "status"), "STOPPED");
+    char *latest = ft_asprintf("%s/checkpoints/latest.txt", jstr(r, "run_dir"));
+    CHECK(ft_path_exists(latest));
+    ft_free(latest);
+    json_decref(r);
+}
+
+/* Start `ftune create` for `name` that SIGKILLs itself after step 7 (FTUNE_DEBUG_KILL_AT_STEP). */
+static void create_killed(const env *e, const char *name) {
+    int rc = sh(NULL,
+                "FTUNE_HOME='%s' FTUNE_DEBUG_KILL_AT_STEP=7 OMP_NUM_THREADS=1 %s create --model '%s' "
+                "--train-data-path '%s' " RUN_FLAGS " --name %s --training-duration 12ba --save-interval 3ba "
+                ">/dev/null 2>&1",
+                e->home, ft_test_ftune_bin(), e->model, e->train, name);
+    CHECK(rc != 0); /* killed */
+}
+
+TEST(lifecycle_sigkill_then_resume_and_worker_give_identical_losses) {
+    env e;
+    REQUIRE(setup(&e));
+    char *out;
+    REQUIRE(ftune(&e, &out,
+                  "create --model '%s' --train-data-path '%s' " RUN_FLAGS
+                  " --name whole --training-duration 12ba --save-interval 3ba --json",
+                  e.model, e.train) == 0);
+    free(out);
+    double ref[64], got[64];
+    REQUIRE(losses(&e, "whole", ref, 64) == 12);
+
+    /* killed, then `ftune resume` */
+    create_killed(&e, "killed1");
+    json_t *r = get_run(&e, "killed1");
+    CHECK_STR_EQ(jstr(r, "status"), "RUNNING"); /* as the crash left it */
+    json_decref(r);
+    REQUIRE(ftune(&e, &out, "get killed1") == 0);
+    CHECK(out && strstr(out, "process is gone"));
+    free(out);
+    REQUIRE(ftune(&e, &out, "resume killed1 --json") == 0);
+    r = last_json(out);
+    free(out);
+    CHECK_STR_EQ(jstr(r, "status"), "COMPLETED");
+    json_decref(r);
+    REQUIRE(losses(&e, "killed1", got, 64) == 12);
+    for (int i = 0; i < 12; i++)
+        CHECK_NEAR(got[i], ref[i], 1e-6);
+
+    /* killed, then the worker finds it and resumes it */
+    create_killed(&e, "killed2");
+    REQUIRE(ftune(&e, NULL, "worker --until-idle --quiet") == 0);
+    r = get_run(&e, "killed2");
+    CHECK_STR_EQ(jstr(r, "status"), "COMPLETED");
+    CHECK_STR_EQ(jstr(r, "registered_model"), "main.test.killed2/1");
+    json_decref(r);
+    REQUIRE(losses(&e, "killed2", got, 64) == 12);
+    for (int i = 0; i < 12; i++)
+        CHECK_NEAR(got[i], ref[i], 1e-6);
+    REQUIRE(ftune(&e, &out, "events killed2 --json") == 0);
+    CHECK(out && strstr(out, "is gone: resuming from the latest checkpoint"));
+    free(out);
+}
