@@ -1,0 +1,174 @@
+/* cli/cmd_bench.c: `ftune bench train-step --config small|medium [--dtype fp32] [--steps N]
+ * [--json]` (issue #2 item 9): times full training steps (zero grads, forward + backward,
+ * clipping, DecoupledAdamW) of a randomly initialised model on random tokens, and prints
+ * tokens/s, GFLOP/s by the formula 6 N_matmul + 6 L T d per token (N_matmul: weights used in
+ * matrix products, the LM head included; d = heads * head_dim) and peak memory.
+ * bench/train_step.bench.sh runs it beside the PyTorch peer (bench/train_step_torch.py). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "ftune/model.h"
+#include "ftune/optim.h"
+#include "ftune/tensor.h"
+
+static const char SYNOPSIS[] =
+    "bench train-step --config small|medium [--dtype fp32] [--steps N] [--warmup N] [--threads N] [--json]";
+static const cli_opt OPTS[] = {
+    {"config", CLI_STR, "small (V 32000, C 288, L 6, 6/6 heads, F 768, tied, T 256, B 8) | medium (V 32000, C 768, "
+                        "L 12, 12/4 heads, F 2048, untied, T 512, B 4)"},
+    {"dtype", CLI_STR, "fp32 (the only one on CPU for now)"},
+    {"steps", CLI_INT, "N: timed steps (default 10 small, 4 medium)"},
+    {"warmup", CLI_INT, "N: untimed steps first (default 1)"},
+    {"threads", CLI_INT, "N: threads (default: all cores)"},
+    {"optimizer", CLI_STR, "adamw (default) | lion"},
+    {NULL, 0, NULL},
+};
+
+typedef struct bench_cfg {
+    const char *name;
+    int64_t V, C, L, NH, KVH, F, T, B;
+    bool tied;
+} bench_cfg;
+
+static const bench_cfg CONFIGS[] = {
+    {"small", 32000, 288, 6, 6, 6, 768, 256, 8, true},
+    {"medium", 32000, 768, 12, 12, 4, 2048, 512, 4, false},
+};
+
+static int train_step(int argc, char **argv) {
+    const char *cmd = "bench train-step";
+    cli_args a;
+    int rc = cli_parse(&a, cmd, SYNOPSIS, OPTS, argc, argv);
+    if (rc)
+        return rc < 0 ? CLI_EXIT_OK : rc;
+    const char *name = cli_str(&a, "config", NULL), *dtype = cli_str(&a, "dtype", "fp32");
+    const bench_cfg *bc = NULL;
+    for (size_t i = 0; name && i < sizeof CONFIGS / sizeof *CONFIGS; i++)
+        if (!strcmp(name, CONFIGS[i].name))
+            bc = &CONFIGS[i];
+    ft_optim_kind kind = FT_OPTIM_ADAMW;
+    int64_t steps = 0, warmup = cli_int(&a, "warmup", 1);
+    if (!bc)
+        rc = cli_usage_error(cmd, "config", "must be small or medium");
+    else if (strcmp(dtype, "fp32") != 0)
+        rc = cli_usage_error(cmd, "dtype", "\"%s\" is not supported on the CPU backend (fp32 only)", dtype);
+    else if ((steps = cli_int(&a, "steps", !strcmp(bc->name, "small") ? 10 : 4)) <= 0 || steps > 100000)
+        rc = cli_usage_error(cmd, "steps", "must be between 1 and 100000");
+    else if (warmup < 0 || warmup > 1000)
+        rc = cli_usage_error(cmd, "warmup", "must be between 0 and 1000");
+    else if (!ft_optim_kind_parse(cli_str(&a, "optimizer", "adamw"), &kind))
+        rc = cli_usage_error(cmd, "optimizer", "must be adamw or lion");
+    if (rc) {
+        cli_args_free(&a);
+        return rc;
+    }
+    bool json = cli_has(&a, "json");
+
+    ft_model_config c;
+    ft_model_config_default(&c);
+    c.vocab_size = bc->V;
+    c.hidden_size = bc->C;
+    c.num_hidden_layers = bc->L;
+    c.num_attention_heads = bc->NH;
+    c.num_key_value_heads = bc->KVH;
+    c.head_dim = bc->C / bc->NH;
+    c.intermediate_size = bc->F;
+    c.tie_word_embeddings = bc->tied;
+    c.max_position_embeddings = bc->T;
+    c.rms_norm_eps = 1e-5;
+    ft_model_params p = ft_model_default_params();
+    p.max_batch = bc->B;
+    p.max_seq = bc->T;
+    p.training = true;
+    p.threads = (int)cli_int(&a, "threads", 0);
+    ft_err err = {0};
+    ft_model *m = NULL;
+    ft_optim *o = NULL;
+    int64_t N = bc->B * bc->T;
+    int32_t *ids = ft_malloc((size_t)N * sizeof(int32_t)), *tgt = ft_malloc((size_t)N * sizeof(int32_t));
+    ft_status s = ids && tgt ? FT_OK : FT_ERR(&err, FT_ERR_NOMEM, "out of memory");
+    if (s == FT_OK)
+        s = ft_model_new_random(&c, 1234, &p, &m, &err);
+    if (s == FT_OK) {
+        ft_optim_params op = ft_optim_default_params(kind);
+        op.peak_lr = 1e-4;
+        s = ft_optim_new(m, &op, &o, &err);
+    }
+    ft_rng r;
+    ft_rng_seed(&r, 42);
+    for (int64_t i = 0; i < N; i++)
+        ids[i] = (int32_t)ft_rng_below(&r, (uint64_t)bc->V);
+    for (int64_t i = 0; i < N; i++) /* next token; the last of each row a random one */
+        tgt[i] = (i + 1) % bc->T ? ids[i + 1] : (int32_t)ft_rng_below(&r, (uint64_t)bc->V);
+    ft_batch b = {bc->B, bc->T, ids, tgt, NULL, NULL};
+    double loss_first = 0, loss_last = 0, t_fb = 0, t_opt = 0, t_all = 0;
+    for (int64_t k = 0; s == FT_OK && k < warmup + steps; k++) {
+        double t0 = ft_time_now(), ls = 0;
+        ft_model_zero_grad(m);
+        s = ft_model_forward_backward(m, &b, (double)N, &ls, NULL, &err);
+        double t1 = ft_time_now();
+        if (s == FT_OK) {
+            ft_optim_clip_grad_norm(m, 1.0);
+            s = ft_optim_step(o, 1e-4, &err);
+        }
+        double t2 = ft_time_now();
+        if (k == 0)
+            loss_first = ls / (double)N;
+        loss_last = ls / (double)N;
+        if (k >= warmup) {
+            t_fb += t1 - t0;
+            t_opt += t2 - t1;
+            t_all += t2 - t0;
+        }
+        if (!json)
+            fprintf(stderr, "%s step %lld/%lld: loss %.4f, %.2f s\n", k < warmup ? "warmup" : "timed",
+                    (long long)(k < warmup ? k + 1 : k - warmup + 1), (long long)(k < warmup ? warmup : steps),
+                    ls / (double)N, t2 - t0);
+    }
+    if (s != FT_OK) {
+        rc = cli_report(cmd, &err);
+    } else {
+        int64_t Q = c.num_attention_heads * c.head_dim, KV = c.num_key_value_heads * c.head_dim;
+        double n_matmul = (double)c.num_hidden_layers * (double)(c.hidden_size * (Q + 2 * KV) + Q * c.hidden_size +
+                                                                 3 * c.hidden_size * c.intermediate_size) +
+                          (double)c.vocab_size * (double)c.hidden_size;
+        double flops_tok = 6.0 * n_matmul + 6.0 * (double)c.num_hidden_layers * (double)bc->T * (double)Q;
+        double tps = (double)(N * steps) / t_all;
+        size_t mp, mg, ma;
+        ft_model_memory(m, &mp, &mg, &ma);
+        double mo = (double)(ft_optim_n_state(o) > 1 ? (kind == FT_OPTIM_ADAMW ? 2 : 1) * mp : 0);
+        if (json)
+            printf("{\"config\": \"%s\", \"dtype\": \"fp32\", \"tokens_per_s\": %.2f, \"gflops\": %.2f, "
+                   "\"peak_rss_mb\": %.1f, \"step_s\": %.4f, \"fwd_bwd_s\": %.4f, \"optim_s\": %.4f, \"steps\": %lld, "
+                   "\"tokens_per_step\": %lld, \"flops_per_token\": %.0f, \"threads\": %d, \"blas_core\": \"%s\", "
+                   "\"params_mb\": %.1f, \"grads_mb\": %.1f, \"optim_mb\": %.1f, \"activations_mb\": %.1f, "
+                   "\"loss_first\": %.6f, \"loss_last\": %.6f}\n",
+                   bc->name, tps, tps * flops_tok / 1e9, ft_peak_rss_mb(), t_all / (double)steps,
+                   t_fb / (double)steps, t_opt / (double)steps, (long long)steps, (long long)N, flops_tok,
+                   ft_tensor_threads(), ft_tensor_blas_core(), mp / 1048576.0, mg / 1048576.0, mo / 1048576.0,
+                   ma / 1048576.0, loss_first, loss_last);
+        else
+            printf("train-step %s fp32: %.1f tokens/s, %.1f GFLOP/s, %.3f s/step (forward+backward %.3f, optimizer "
+                   "%.3f)\n  peak RSS %.0f MiB (weights %.0f, gradients %.0f, optimizer %.0f, activations %.0f MiB); "
+                   "%d threads, OpenBLAS %s; loss %.4f -> %.4f\n",
+                   bc->name, tps, tps * flops_tok / 1e9, t_all / (double)steps, t_fb / (double)steps,
+                   t_opt / (double)steps, ft_peak_rss_mb(), mp / 1048576.0, mg / 1048576.0, mo / 1048576.0,
+                   ma / 1048576.0, ft_tensor_threads(), ft_tensor_blas_core(), loss_first, loss_last);
+        rc = CLI_EXIT_OK;
+    }
+    ft_optim_free(o);
+    ft_model_free(m);
+    ft_free(ids);
+    ft_free(tgt);
+    cli_args_free(&a);
+    return rc;
+}
+
+int cmd_bench(int argc, char **argv) {
+    if (argc >= 1 && !strcmp(argv[0], "train-step"))
+        return train_step(argc - 1, argv + 1);
+    FILE *out = argc >= 1 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) ? stdout : stderr;
+    fprintf(out, "usage: ftune %s\n", SYNOPSIS);
+    return out == stdout ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+}

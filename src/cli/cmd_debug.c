@@ -1,0 +1,224 @@
+/* cli/cmd_debug.c: `ftune debug SUBCOMMAND`, tools for checking ftune's numbers by hand.
+ *
+ *   ftune debug forward --model M --batch FILE [--logits-out F] [--grads-out F] [--json]
+ *     (issue #2 item 7; keep it stable). FILE: {"input_ids": [[..]], "targets": [[..]],
+ *     "position_ids"?, "sample_ids"?}. Prints the mean cross-entropy over trainable targets;
+ *     --json: {"loss": x, "trainable_tokens": n}. --logits-out: safetensors with "logits"
+ *     (B, T, V) F32. --grads-out: safetensors with the F32 gradient of the mean loss for every
+ *     parameter under its HF name.
+ *   ftune debug train-steps --model M --batch FILE [--steps N] [--optimizer adamw|lion] [--lr X]
+ *     N optimizer steps on that one batch (clipping at 1.0, constant lr), printing the loss
+ *     before each: a quick way to see a model learn. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "ftune/hf.h"
+#include "ftune/model.h"
+#include "ftune/optim.h"
+#include "ftune/safetensors.h"
+
+static const char FWD_SYNOPSIS[] = "debug forward --model M --batch FILE [--logits-out F] [--grads-out F] [--json]";
+static const cli_opt FWD_OPTS[] = {
+    {"model", CLI_STR, "M: model folder, hub id org/name or registered c.s.n"},
+    {"batch", CLI_STR, "FILE: {\"input_ids\": [[..]], \"targets\": [[..]], \"position_ids\"?, \"sample_ids\"?}"},
+    {"logits-out", CLI_STR, "F: write the logits (B, T, V) as safetensors tensor \"logits\""},
+    {"grads-out", CLI_STR, "F: write d(mean loss)/d(param) for every parameter, HF names, F32"},
+    {"threads", CLI_INT, "N: threads (default: all cores)"},
+    {NULL, 0, NULL},
+};
+
+static const char STEPS_SYNOPSIS[] =
+    "debug train-steps --model M --batch FILE [--steps 10] [--optimizer adamw|lion] [--lr 1e-3] [--json]";
+static const cli_opt STEPS_OPTS[] = {
+    {"model", CLI_STR, "M: model folder, hub id org/name or registered c.s.n"},
+    {"batch", CLI_STR, "FILE: a batch as for `debug forward`"},
+    {"steps", CLI_INT, "N: optimizer steps (default 10)"},
+    {"optimizer", CLI_STR, "adamw (default) | lion"},
+    {"lr", CLI_FLOAT, "X: learning rate (default 1e-3)"},
+    {"threads", CLI_INT, "N: threads (default: all cores)"},
+    {NULL, 0, NULL},
+};
+
+/* Resolve the name, read the batch, load the model sized for it. */
+static ft_status open_model(const char *name, const char *batch_path, bool training, int threads, ft_batch_owned *bo,
+                            ft_model **m, ft_err *err) {
+    char *dir = NULL;
+    FT_TRY(ft_hf_resolve(name, &dir, err));
+    ft_status s = ft_model_batch_load(batch_path, bo, err);
+    if (s == FT_OK) {
+        ft_model_params p = ft_model_default_params();
+        p.max_batch = bo->b.B;
+        p.max_seq = bo->b.T;
+        p.training = training;
+        p.threads = threads;
+        s = ft_model_load(dir, &p, m, err);
+        if (s != FT_OK)
+            ft_model_batch_free(bo);
+    }
+    ft_free(dir);
+    return s;
+}
+
+static ft_status write_grads(ft_model *m, const char *path, ft_err *err) {
+    ft_st_writer *w = NULL;
+    FT_TRY(ft_st_writer_new(path, NULL, &w, err));
+    ft_status s = FT_OK;
+    size_t n = ft_model_n_params(m);
+    for (size_t i = 0; s == FT_OK && i < n; i++) {
+        ft_param *p = ft_model_param(m, i);
+        s = ft_st_writer_add(w, p->name, FT_ST_DTYPE_F32, p->ndim, p->shape, err);
+    }
+    for (size_t i = 0; s == FT_OK && i < n; i++) {
+        ft_param *p = ft_model_param(m, i);
+        s = ft_st_writer_write_f32(w, p->name, p->grad, p->numel, err);
+    }
+    if (s == FT_OK)
+        s = ft_st_writer_finish(w, err);
+    ft_st_writer_free(w);
+    return s;
+}
+
+static int debug_forward(int argc, char **argv) {
+    const char *cmd = "debug forward";
+    cli_args a;
+    int rc = cli_parse(&a, cmd, FWD_SYNOPSIS, FWD_OPTS, argc, argv);
+    if (rc)
+        return rc < 0 ? CLI_EXIT_OK : rc;
+    const char *model = cli_str(&a, "model", NULL), *batch = cli_str(&a, "batch", NULL);
+    const char *logits_out = cli_str(&a, "logits-out", NULL), *grads_out = cli_str(&a, "grads-out", NULL);
+    if (!model || !batch) {
+        rc = cli_usage_error(cmd, model ? "batch" : "model", "is required");
+        cli_args_free(&a);
+        return rc;
+    }
+    ft_err err = {0};
+    ft_batch_owned bo = {0};
+    ft_model *m = NULL;
+    float *logits = NULL;
+    ft_status s = open_model(model, batch, grads_out != NULL, (int)cli_int(&a, "threads", 0), &bo, &m, &err);
+    double loss_sum = 0;
+    int64_t n = 0;
+    const ft_batch *b = &bo.b;
+    if (s == FT_OK && (logits_out || !grads_out)) {
+        int64_t V = ft_model_get_config(m)->vocab_size;
+        if (logits_out && !(logits = ft_malloc((size_t)(b->B * b->T * V) * sizeof(float))))
+            s = FT_ERR(&err, FT_ERR_NOMEM, "logits: out of memory");
+        if (s == FT_OK)
+            s = ft_model_forward(m, b, logits, &loss_sum, &n, &err);
+        if (s == FT_OK && logits_out) {
+            const char *names[1] = {"logits"};
+            int ndims[1] = {3};
+            int64_t shape[3] = {b->B, b->T, V};
+            const int64_t *shapes[1] = {shape};
+            const float *data[1] = {logits};
+            s = ft_st_save_f32(logits_out, 1, names, ndims, shapes, data, FT_ST_DTYPE_F32, &err);
+        }
+    }
+    if (s == FT_OK && grads_out) {
+        int64_t cnt = 0;
+        for (int64_t i = 0; i < b->B * b->T; i++)
+            cnt += b->targets[i] != -100;
+        ft_model_zero_grad(m);
+        /* gradient of the mean; with no trainable token every gradient is 0 */
+        s = ft_model_forward_backward(m, b, cnt > 0 ? (double)cnt : 1.0, &loss_sum, &n, &err);
+        if (s == FT_OK)
+            s = write_grads(m, grads_out, &err);
+    }
+    if (s != FT_OK) {
+        rc = cli_report(cmd, &err);
+    } else {
+        double loss = n > 0 ? loss_sum / (double)n : 0.0;
+        if (cli_has(&a, "json"))
+            printf("{\"loss\": %.9g, \"trainable_tokens\": %lld}\n", loss, (long long)n);
+        else
+            printf("loss %.6f over %lld trainable tokens (batch %lld x %lld)\n", loss, (long long)n,
+                   (long long)b->B, (long long)b->T);
+        rc = CLI_EXIT_OK;
+    }
+    ft_free(logits);
+    ft_model_free(m);
+    ft_model_batch_free(&bo);
+    cli_args_free(&a);
+    return rc;
+}
+
+static int debug_train_steps(int argc, char **argv) {
+    const char *cmd = "debug train-steps";
+    cli_args a;
+    int rc = cli_parse(&a, cmd, STEPS_SYNOPSIS, STEPS_OPTS, argc, argv);
+    if (rc)
+        return rc < 0 ? CLI_EXIT_OK : rc;
+    const char *model = cli_str(&a, "model", NULL), *batch = cli_str(&a, "batch", NULL);
+    int64_t steps = cli_int(&a, "steps", 10);
+    double lr = cli_float(&a, "lr", 1e-3);
+    ft_optim_kind kind;
+    if (!model || !batch)
+        rc = cli_usage_error(cmd, model ? "batch" : "model", "is required");
+    else if (steps <= 0 || steps > 1000000)
+        rc = cli_usage_error(cmd, "steps", "must be between 1 and 1000000");
+    else if (!(lr > 0) || !isfinite(lr))
+        rc = cli_usage_error(cmd, "lr", "must be a positive number");
+    else if (!ft_optim_kind_parse(cli_str(&a, "optimizer", "adamw"), &kind))
+        rc = cli_usage_error(cmd, "optimizer", "must be adamw or lion");
+    if (rc) {
+        cli_args_free(&a);
+        return rc;
+    }
+    bool json = cli_has(&a, "json");
+    ft_err err = {0};
+    ft_batch_owned bo = {0};
+    ft_model *m = NULL;
+    ft_optim *o = NULL;
+    ft_status s = open_model(model, batch, true, (int)cli_int(&a, "threads", 0), &bo, &m, &err);
+    if (s == FT_OK) {
+        ft_optim_params op = ft_optim_default_params(kind);
+        op.peak_lr = lr;
+        s = ft_optim_new(m, &op, &o, &err);
+    }
+    int64_t cnt = 0;
+    for (int64_t i = 0; s == FT_OK && i < bo.b.B * bo.b.T; i++)
+        cnt += bo.b.targets[i] != -100;
+    if (s == FT_OK && cnt == 0)
+        s = FT_ERR(&err, FT_ERR_INVALID, "%s: the batch has no trainable target", batch);
+    if (json && s == FT_OK)
+        printf("{\"losses\": [");
+    for (int64_t k = 0; s == FT_OK && k < steps; k++) {
+        double ls = 0;
+        double t0 = ft_time_now();
+        ft_model_zero_grad(m);
+        s = ft_model_forward_backward(m, &bo.b, (double)cnt, &ls, NULL, &err);
+        if (s != FT_OK)
+            break;
+        double norm = ft_optim_clip_grad_norm(m, 1.0);
+        s = ft_optim_step(o, lr, &err);
+        if (json)
+            printf(k ? ", %.9g" : "%.9g", ls / (double)cnt);
+        else
+            printf("step %3lld  loss %.6f  grad-norm %.4f  %.0f ms\n", (long long)k + 1, ls / (double)cnt, norm,
+                   (ft_time_now() - t0) * 1e3);
+        fflush(stdout);
+    }
+    if (json && s == FT_OK)
+        printf("], \"optimizer\": \"%s\", \"lr\": %g}\n", ft_optim_kind_name(kind), lr);
+    rc = s == FT_OK ? CLI_EXIT_OK : cli_report(cmd, &err);
+    ft_optim_free(o);
+    ft_model_free(m);
+    ft_model_batch_free(&bo);
+    cli_args_free(&a);
+    return rc;
+}
+
+int cmd_debug(int argc, char **argv) {
+    if (argc >= 1 && !strcmp(argv[0], "forward"))
+        return debug_forward(argc - 1, argv + 1);
+    if (argc >= 1 && !strcmp(argv[0], "train-steps"))
+        return debug_train_steps(argc - 1, argv + 1);
+    if (argc >= 1 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h"))) {
+        printf("usage: ftune %s\n       ftune %s\n", FWD_SYNOPSIS, STEPS_SYNOPSIS);
+        return CLI_EXIT_OK;
+    }
+    fprintf(stderr, "usage: ftune %s\n       ftune %s\n", FWD_SYNOPSIS, STEPS_SYNOPSIS);
+    return CLI_EXIT_USAGE;
+}
