@@ -30,7 +30,7 @@ static inline float ft_vexp(float x) {
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
+    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23; /* unsigned: no UB for n < -127 (underflow, NaN) */
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
