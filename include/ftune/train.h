@@ -230,6 +230,7 @@ typedef struct ft_train_result {
     int64_t epochs_done;
     int64_t skipped_updates; /* non-finite losses / gradients */
     int64_t loss_spikes;
+    int64_t global_batch_size, micro_batch_size, context_length; /* as chosen (automatic or given) */
     double final_loss;       /* loss of the last step */
     bool has_eval;
     double eval_loss, eval_token_accuracy; /* the last evaluation */

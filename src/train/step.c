@@ -1,6 +1,7 @@
 /* train/step.c: one optimizer step's gradient (gradient accumulation over micro-batches with the
  * loss divided by the global batch's trainable tokens), and the model files a checkpoint holds
  * (weights streamed as HF-named safetensors, the architecture check of custom_weights_path). */
+#include <math.h>
 #include <string.h>
 
 #include "ftune/safetensors.h"
@@ -35,6 +36,30 @@ ft_status train_accumulate(ft_model *m, const ft_batch *b, int64_t micro, double
         *n_trainable += nt;
     }
     return FT_OK;
+}
+
+bool train_spike_check(double *window, int64_t W, int64_t *n, int64_t *pos, double loss, double zmax, double *z) {
+    bool spike = false;
+    *z = 0;
+    /* Judge only once half the window is there: early losses fall fast and would look odd. */
+    if (*n >= W / 2 && *n >= 4) {
+        double mean = 0, var = 0;
+        for (int64_t i = 0; i < *n; i++)
+            mean += window[i];
+        mean /= (double)*n;
+        for (int64_t i = 0; i < *n; i++)
+            var += (window[i] - mean) * (window[i] - mean);
+        double sd = sqrt(var / (double)*n);
+        if (sd > 0) {
+            *z = (loss - mean) / sd;
+            spike = *z > zmax;
+        }
+    }
+    window[*pos] = loss;
+    *pos = (*pos + 1) % W;
+    if (*n < W)
+        (*n)++;
+    return spike;
 }
 
 ft_status train_save_weights(ft_model *m, const char *path, ft_err *err) {

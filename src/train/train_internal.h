@@ -20,6 +20,10 @@ ft_status train_accumulate(ft_model *m, const ft_batch *b, int64_t micro, double
 /* Rows [r0, r1) of a batch, as a batch of their own (pointers into b). */
 ft_batch train_batch_rows(const ft_batch *b, int64_t r0, int64_t r1);
 
+/* Loss-spike detection as llm.c does it: the z-score of `loss` against the losses in the ring
+ * window[0..W) (*n filled, *pos next slot); true when above zmax. The loss is then added. */
+bool train_spike_check(double *window, int64_t W, int64_t *n, int64_t *pos, double loss, double zmax, double *z);
+
 /* ---------------------------------------------------------------- optimizer seam */
 
 typedef struct train_opt train_opt;

@@ -437,29 +437,9 @@ static ft_status evaluate(run *r, ft_err *err) {
 
 /* ---------------------------------------------------------------- the step loop */
 
-/* Loss-spike detection as llm.c does: z-score of the loss against the last `window` losses. */
 static bool spike_check(run *r, double loss, double *z) {
-    int64_t W = r->cfg->spike_window;
-    bool spike = false;
-    *z = 0;
-    if (r->n_window >= W / 2 && r->n_window >= 4) {
-        double mean = 0, var = 0;
-        for (int64_t i = 0; i < r->n_window; i++)
-            mean += r->loss_window[i];
-        mean /= (double)r->n_window;
-        for (int64_t i = 0; i < r->n_window; i++)
-            var += (r->loss_window[i] - mean) * (r->loss_window[i] - mean);
-        double sd = sqrt(var / (double)r->n_window);
-        if (sd > 0) {
-            *z = (loss - mean) / sd;
-            spike = *z > r->cfg->spike_zscore;
-        }
-    }
-    r->loss_window[r->window_pos] = loss;
-    r->window_pos = (r->window_pos + 1) % W;
-    if (r->n_window < W)
-        r->n_window++;
-    return spike;
+    return train_spike_check(r->loss_window, r->cfg->spike_window, &r->n_window, &r->window_pos, loss,
+                             r->cfg->spike_zscore, z);
 }
 
 static bool save_due(run *r, bool epoch_ended) {
@@ -670,6 +650,9 @@ static ft_status run_impl(const ft_train_config *cfg, const char *run_dir, const
                  resume_from ? "; resuming" : "");
     ft_free(weights_dir);
     res->total_steps = r.sched.total_steps;
+    res->global_batch_size = r.G;
+    res->micro_batch_size = r.micro;
+    res->context_length = r.T;
     if (s == FT_OK) {
         char *mp = ft_path_join(run_dir, "metrics.jsonl");
         if (mp && resume_from)
