@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 #include "ftune/json.h"
@@ -77,6 +78,12 @@ static int read_jsonl(FILE *in, char ***texts, size_t **lens, size_t *n, size_t 
     return 0;
 }
 
+static double cpu_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 static int run_stats(const char *cmd, ft_tok *tok, FILE *in, bool special, int64_t threads) {
     ft_err err;
     ft_err_clear(&err);
@@ -85,7 +92,7 @@ static int run_stats(const char *cmd, ft_tok *tok, FILE *in, bool special, int64
     if (read_jsonl(in, &texts, &lens, &n, &bytes, &err))
         return cli_report(cmd, &err);
     size_t tokens = 0;
-    double t0 = ft_time_now();
+    double t0 = ft_time_now(), c0 = cpu_seconds();
     ft_status s = FT_OK;
     if (threads <= 1) {
         ft_tok_encoding e = {0};
@@ -101,15 +108,17 @@ static int run_stats(const char *cmd, ft_tok *tok, FILE *in, bool special, int64
             tokens = b.row_start[n];
         ft_tok_batch_free(&b);
     }
-    double dt = ft_time_now() - t0;
+    double dt = ft_time_now() - t0, dc = cpu_seconds() - c0;
     for (size_t i = 0; i < n; i++)
         ft_free(texts[i]);
     free(texts);
     free(lens);
     if (s)
         return cli_report(cmd, &err);
-    printf("{\"texts\":%zu,\"bytes\":%zu,\"tokens\":%zu,\"threads\":%lld,\"seconds\":%.6f,\"mb_per_s\":%.3f}\n", n, bytes,
-           tokens, (long long)(threads < 1 ? 1 : threads), dt, dt > 0 ? (double)bytes / 1e6 / dt : 0.0);
+    printf("{\"texts\":%zu,\"bytes\":%zu,\"tokens\":%zu,\"threads\":%lld,\"seconds\":%.6f,\"cpu_seconds\":%.6f,"
+           "\"mb_per_s\":%.3f,\"mb_per_cpu_s\":%.3f}\n",
+           n, bytes, tokens, (long long)(threads < 1 ? 1 : threads), dt, dc, dt > 0 ? (double)bytes / 1e6 / dt : 0.0,
+           dc > 0 ? (double)bytes / 1e6 / dc : 0.0);
     return CLI_EXIT_OK;
 }
 
