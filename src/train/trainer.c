@@ -491,8 +491,12 @@ static ft_status train_loop(run *r, ft_err *err) {
         bool skipped = !isfinite(loss) || !isfinite(gnorm);
         r->step++;
         r->tokens_seen += n_tok;
-        if (epoch_ended)
+        /* Epochs completed: those before the cursor's (a big batch over a small dataset may end
+         * several at once). */
+        if (epoch_ended && r->epoch < batch_epoch + 1)
             r->epoch = batch_epoch + 1;
+        if (r->epoch < r->cursor.epoch)
+            r->epoch = r->cursor.epoch;
         if (skipped) {
             r->skipped++;
             r->nonfinite_in_a_row++;
