@@ -3,8 +3,9 @@
  * reachable, so this is how tests, benchmarks and the demo get models.
  *
  * Init as transformers' LlamaPreTrainedModel._init_weights: every matrix normal(0,
- * initializer_range), RMSNorm weights 1. Values come from ft_rng seeded by --seed, drawn tensor by
- * tensor in HF order, and go to disk chunk by chunk, so even a large model needs only a few MiB. */
+ * initializer_range), RMSNorm weights 1. Values come from ft_rng seeded by --seed (see fill_block)
+ * and go to disk chunk by chunk, so even a large model needs only a few MiB. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,14 +14,36 @@
 #include "ftune/json.h"
 
 typedef struct init_ctx {
-    ft_rng rng;
+    uint64_t seed;
     float std;
 } init_ctx;
 
+/* Values are drawn in blocks of 64 Ki elements, each from its own generator seeded by (seed,
+ * tensor, block): blocks are independent, so they are filled in parallel and the result does
+ * not depend on the thread count or on how the export chunks the tensor. Box-Muller gives two
+ * normals per pair of uniforms. */
+#define INIT_BLOCK ((int64_t)1 << 16)
+
+static void fill_block(uint64_t seed, size_t index, int64_t block, int64_t from, int64_t to, float std, float *out) {
+    ft_rng r;
+    ft_rng_seed(&r, seed ^ ((uint64_t)index * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)block * 0xd1b54a32d192ed03ull));
+    /* from/to: the element range within the block; earlier pairs are generated and dropped. */
+    for (int64_t i = 0; i < to; i += 2) {
+        double u1 = ft_rng_double(&r), u2 = ft_rng_double(&r);
+        if (i + 1 < from)
+            continue;
+        if (u1 < 1e-300)
+            u1 = 1e-300;
+        double rad = sqrt(-2.0 * log(u1)) * std, a = 6.283185307179586 * u2;
+        if (i >= from)
+            out[i - from] = (float)(rad * cos(a));
+        if (i + 1 >= from && i + 1 < to)
+            out[i + 1 - from] = (float)(rad * sin(a));
+    }
+}
+
 static ft_status fill_random(void *ctx, size_t index, const ft_tensor_spec *t, int64_t offset, float *out, int64_t n,
                              ft_err *err) {
-    (void)index;
-    (void)offset;
     (void)err;
     init_ctx *c = ctx;
     if (t->ndim == 1) { /* the RMSNorm weights */
@@ -28,8 +51,13 @@ static ft_status fill_random(void *ctx, size_t index, const ft_tensor_spec *t, i
             out[i] = 1.0f;
         return FT_OK;
     }
-    for (int64_t i = 0; i < n; i++)
-        out[i] = (float)(ft_rng_normal(&c->rng) * c->std);
+    int64_t b0 = offset / INIT_BLOCK, b1 = (offset + n - 1) / INIT_BLOCK;
+#pragma omp parallel for schedule(static)
+    for (int64_t b = b0; b <= b1; b++) {
+        int64_t lo = b * INIT_BLOCK > offset ? b * INIT_BLOCK : offset;
+        int64_t hi = (b + 1) * INIT_BLOCK < offset + n ? (b + 1) * INIT_BLOCK : offset + n;
+        fill_block(c->seed, index, b, lo - b * INIT_BLOCK, hi - b * INIT_BLOCK, c->std, out + (lo - offset));
+    }
     return FT_OK;
 }
 
@@ -177,9 +205,7 @@ int cmd_init_model(int argc, char **argv) {
         return cli_usage_error("init-model", NULL, "%s", err.msg);
     }
 
-    init_ctx ctx;
-    ft_rng_seed(&ctx.rng, (uint64_t)cli_int(&a, "seed", 0));
-    ctx.std = (float)c.initializer_range;
+    init_ctx ctx = {.seed = (uint64_t)cli_int(&a, "seed", 0), .std = (float)c.initializer_range};
     const char *out = cli_str(&a, "out", NULL);
     char *dir = ft_path_map_volumes(out);
     ft_status s = dir ? ft_hf_export(dir, &c, fill_random, &ctx, &p, &err) : FT_ERR(&err, FT_ERR_NOMEM, "out of memory");

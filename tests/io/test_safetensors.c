@@ -495,3 +495,37 @@ TEST(io_open_buffer) {
     CHECK(strstr(err.msg, "\"m\"") != NULL);
     ft_st_close(r);
 }
+
+/* PyTorch's own fp32 -> bf16 / fp16 conversions (tests/io/gen_rounding_golden.py; regenerated and
+ * compared by `make check-reference`), in a file written by Python, not by ftune. */
+TEST(io_rounding_matches_torch) {
+    ft_err err;
+    ft_st_reader *r;
+    REQUIRE_OK(ft_st_open(ft_test_fixture("io/torch_rounding.safetensors"), &r, &err), &err);
+    const ft_st_tensor *x = ft_st_find(r, "x"), *xb = ft_st_find(r, "x_bf16"), *xh = ft_st_find(r, "x_f16");
+    REQUIRE(x && xb && xh);
+    REQUIRE(x->dtype == FT_ST_DTYPE_F32 && xb->dtype == FT_ST_DTYPE_BF16 && xh->dtype == FT_ST_DTYPE_F16);
+    REQUIRE(x->numel > 4000 && xb->numel == x->numel && xh->numel == x->numel);
+    const uint8_t *px = x->data, *pb = xb->data, *ph = xh->data;
+    int bad_b = 0, bad_h = 0;
+    for (int64_t i = 0; i < x->numel; i++) {
+        uint32_t u = (uint32_t)px[4 * i] | (uint32_t)px[4 * i + 1] << 8 | (uint32_t)px[4 * i + 2] << 16 |
+                     (uint32_t)px[4 * i + 3] << 24;
+        float f = from_bits(u);
+        uint16_t tb = (uint16_t)(pb[2 * i] | pb[2 * i + 1] << 8), th = (uint16_t)(ph[2 * i] | ph[2 * i + 1] << 8);
+        if (ft_st_f32_to_bf16(f) != tb && bad_b++ < 5)
+            ft_test_fail_(__FILE__, __LINE__, "bf16(%a = 0x%08x): ftune 0x%04x, torch 0x%04x", f, u,
+                          ft_st_f32_to_bf16(f), tb);
+        if (ft_st_f32_to_f16(f) != th && bad_h++ < 5)
+            ft_test_fail_(__FILE__, __LINE__, "f16(%a = 0x%08x): ftune 0x%04x, torch 0x%04x", f, u, ft_st_f32_to_f16(f),
+                          th);
+        /* And back: widening is exact. */
+        float wb = ft_st_bf16_to_f32(tb), wh = ft_st_f16_to_f32(th);
+        if (!isnan(f) && (bits(wb) != ((uint32_t)tb << 16) || (isfinite(wh) && (float)wh != wh)))
+            ft_test_fail_(__FILE__, __LINE__, "widening of element %lld", (long long)i);
+    }
+    CHECK_EQ_INT(bad_b, 0);
+    CHECK_EQ_INT(bad_h, 0);
+    CHECK(strstr(ft_st_metadata(r, "source"), "torch") != NULL);
+    ft_st_close(r);
+}
