@@ -70,7 +70,7 @@ static void parity(const char *name) {
     /* sanitizer builds check a sample to stay fast */
     size_t step = ft_test_sanitized() ? 11 : 1;
     ft_tok_encoding e = {0};
-    size_t ok_plain = 0, ok_sp = 0, ok_dec = 0, tried = 0, shown = 0;
+    size_t ok_plain = 0, ok_sp = 0, ok_dec = 0, tried = 0, shown = 0, off_tried = 0, off_ok = 0;
     for (size_t i = 0; i < nc && i < ng; i += step) {
         tried++;
         const json_t *jt = json_object_get(json_array_get(corpus, i), "text");
@@ -112,12 +112,34 @@ static void parity(const char *name) {
             ok_sp++;
         else if (shown++ < 5)
             show("ids (special tokens)", i, &e, full ? full : sp);
+        /* byte offsets of each token (recorded for a sample of NFC-stable lines) */
+        const json_t *off = json_object_get(g, "off");
+        if (off) {
+            off_tried++;
+            bool same = json_array_size(off) == e.n;
+            for (size_t k = 0; same && k < e.n; k++) {
+                const json_t *p = json_array_get(off, k);
+                same = (int64_t)e.offsets[k].start == json_integer_value(json_array_get(p, 0)) &&
+                       (int64_t)e.offsets[k].end == json_integer_value(json_array_get(p, 1));
+            }
+            if (same)
+                off_ok++;
+            else if (shown++ < 5) {
+                char *w = ft_json_dumps(off, 0);
+                fprintf(stderr, "  offsets mismatch at line %zu: want %.300s\n    got  [", i + 1, w ? w : "?");
+                for (size_t k = 0; k < e.n && k < 20; k++)
+                    fprintf(stderr, "[%zu,%zu]", e.offsets[k].start, e.offsets[k].end);
+                fprintf(stderr, "]\n");
+                free(w);
+            }
+        }
     }
-    fprintf(stderr, "  %s: %zu/%zu identical without special tokens, %zu/%zu with, %zu/%zu decode\n", name, ok_plain,
-            tried, ok_sp, tried, ok_dec, tried);
+    fprintf(stderr, "  %s: %zu/%zu identical without special tokens, %zu/%zu with, %zu/%zu decode, %zu/%zu offsets\n",
+            name, ok_plain, tried, ok_sp, tried, ok_dec, tried, off_ok, off_tried);
     CHECK_EQ_INT(ok_plain, tried);
     CHECK_EQ_INT(ok_sp, tried);
     CHECK_EQ_INT(ok_dec, tried);
+    CHECK_EQ_INT(off_ok, off_tried);
     ft_tok_encoding_free(&e);
     json_decref(corpus);
     json_decref(gold);
