@@ -37,7 +37,7 @@ TEST(gen_cli_generate) {
     CHECK_STR_EQ(out, ft_buf_cstr(&expect));
     free(out);
     ft_buf_free(&expect);
-    snprintf(cmd, sizeof cmd, "%s generate --model %s --prompt 'Once upon' --temperature 0 --max-new-tokens 16 --json",
+    snprintf(cmd, sizeof cmd, "%s generate --model %s --prompt 'Once upon' --temperature 0 --max-new-tokens 16 --json --threads 1",
              ft_test_ftune_bin(), dir);
     CHECK_EQ_INT(ft_test_run(cmd, &out), 0);
     json_t *j = out ? json_loads(out, 0, NULL) : NULL;
@@ -50,7 +50,7 @@ TEST(gen_cli_generate) {
     /* Bad usage: exit 2, the flag named on stderr. */
     const char *bad[] = {"--top-p 0", "--temperature -1", "--max-new-tokens 0", "--top-k -2", "--chat --prompt"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        snprintf(cmd, sizeof cmd, "%s generate --model %s --prompt hi %s 2>&1", ft_test_ftune_bin(), dir, bad[i]);
+        snprintf(cmd, sizeof cmd, "%s generate --model %s --prompt hi --threads 1 %s 2>&1", ft_test_ftune_bin(), dir, bad[i]);
         out = NULL;
         int rc = ft_test_run(cmd, &out);
         if (rc != 2)

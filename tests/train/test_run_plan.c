@@ -40,6 +40,7 @@ TEST(train_epochs_save_interval_keep_and_auto_batch) {
     REQUIRE_OK(ft_train_config_set(&c, "global_batch_size", "0", &err), &err);
     REQUIRE_OK(ft_train_config_set(&c, "micro_batch_size", "0", &err), &err);
     REQUIRE_OK(ft_train_config_set(&c, "keep_checkpoints", "2", &err), &err);
+    REQUIRE_OK(ft_train_config_set(&c, "save_interval", "0", &err), &err); /* the default: every epoch */
     ft_train_result res;
     REQUIRE_OK(ft_train_run(&c, NULL, &res, &err), &err);
     /* 16 samples of ~25 tokens pack into a few rows of 64: automatic global batch = rows / 8,
