@@ -290,8 +290,7 @@ static tv py_split(rstate *r, args *a, tv s, tv sep, int64_t maxsplit, bool from
                 if (i >= s.s.n)
                     break;
                 if (splits >= maxsplit) {
-                    tv rest = py_strip(tv_str(s.s.p + i, s.s.n - i), tv_none(), 2);
-                    PUSH(rest);
+                    PUSH(tv_str(s.s.p + i, s.s.n - i));
                     break;
                 }
                 size_t st = i;
@@ -309,7 +308,7 @@ static tv py_split(rstate *r, args *a, tv s, tv sep, int64_t maxsplit, bool from
                 if (e == 0)
                     break;
                 if (splits >= maxsplit) {
-                    PUSH(py_strip(tv_str(s.s.p, e), tv_none(), 1));
+                    PUSH(tv_str(s.s.p, e));
                     break;
                 }
                 size_t st = e;
@@ -803,6 +802,10 @@ tv call_builtin(rstate *r, const node *at, tfunc *fn, tv *argv, size_t nargs, co
         tv l = tv_list_new(r, (size_t)count, LK_LIST);
         for (int64_t i = 0; i < count; i++)
             l.l->v[i] = tv_int(start + i * step);
+        l.l->is_range = true;
+        l.l->range[0] = start;
+        l.l->range[1] = stop;
+        l.l->range[2] = step;
         return l;
     }
     case G_DICT:

@@ -167,10 +167,6 @@ static ft_status render_prefix(const ft_chat *c, const json_t *messages, size_t 
     return s;
 }
 
-static bool is_prefix(const ft_buf *a, const ft_buf *b) {
-    return a->len <= b->len && (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
-}
-
 static size_t common_prefix(const char *a, size_t an, const char *b, size_t bn) {
     size_t i = 0;
     while (i < an && i < bn && a[i] == b[i])
@@ -178,27 +174,69 @@ static size_t common_prefix(const char *a, size_t an, const char *b, size_t bn) 
     return i;
 }
 
-/* Cut a span that ran into the next turn's header: drop its longest tail x such that x + role
- * occurs in the text for a role the conversation uses (the role-independent start of a header
- * such as "<|start_header_id|>" or "<|im_start|>"). */
-static size_t trim_header_start(const ft_buf *text, const json_t *messages, size_t start, size_t end) {
+/* Cut a span that ran into the next turn's header: drop its longest tail x that also opens the
+ * conversation's first header (x immediately before the first role name the text shows), the
+ * role-independent start of a header such as "<|start_header_id|>" or "<|im_start|>". */
+/* The role-independent opening of a header ("<|start_header_id|>", "<|im_start|>", "<"): what
+ * the render has before the first role name it shows, less a leading BOS. False if none. */
+static bool header_opener(const ft_buf *text, const json_t *messages, const char *bos, size_t *o_start,
+                          size_t *o_end) {
     static const char *const extra_roles[] = {"assistant", "user", "model", "system"};
-    for (size_t cut = start; cut < end; cut++) {
-        const char *x = text->data + cut;
+    size_t first_role = SIZE_MAX;
+    size_t nroles = json_array_size(messages) + 4;
+    for (size_t ri = 0; ri < nroles; ri++) {
+        const char *role =
+            ri < 4 ? extra_roles[ri] : json_string_value(json_object_get(json_array_get(messages, ri - 4), "role"));
+        if (!role || !*role)
+            continue;
+        const char *hit = memmem(text->data, text->len, role, strlen(role));
+        if (hit && (size_t)(hit - text->data) < first_role)
+            first_role = (size_t)(hit - text->data);
+    }
+    if (first_role == SIZE_MAX)
+        return false;
+    size_t bl = bos ? strlen(bos) : 0;
+    *o_start = (bl && bl <= first_role && !memcmp(text->data, bos, bl)) ? bl : 0;
+    *o_end = first_role;
+    return *o_end > *o_start;
+}
+
+/* Cut a span that ran into the next turn's header: drop its longest tail that is a tail of the
+ * header opener. */
+static size_t trim_header_start(const ft_buf *text, const json_t *messages, const char *bos, size_t from,
+                                size_t end) {
+    size_t os, oe;
+    if (!header_opener(text, messages, bos, &os, &oe))
+        return end;
+    for (size_t cut = from; cut < end; cut++) {
         size_t xl = end - cut;
-        size_t nroles = json_array_size(messages) + 4;
-        for (size_t ri = 0; ri < nroles; ri++) {
-            const char *role = ri < 4 ? extra_roles[ri]
-                                      : json_string_value(json_object_get(json_array_get(messages, ri - 4), "role"));
-            if (!role || !*role)
-                continue;
-            size_t rl = strlen(role);
-            for (size_t p = 0; p + xl + rl <= text->len; p++)
-                if (!memcmp(text->data + p, x, xl) && !memcmp(text->data + p + xl, role, rl))
-                    return cut;
-        }
+        if (xl <= oe - os && !memcmp(text->data + oe - xl, text->data + cut, xl))
+            return cut;
     }
     return end;
+}
+
+/* Where `content` (or its whitespace-trimmed form, for templates that |trim) starts in
+ * s[from..n); SIZE_MAX if absent. *clen gets the length found. */
+static size_t find_content(const char *s, size_t n, size_t from, const char *content, size_t *clen) {
+    size_t cl = strlen(content);
+    const char *hit = from <= n ? memmem(s + from, n - from, content, cl) : NULL;
+    if (hit) {
+        *clen = cl;
+        return (size_t)(hit - s);
+    }
+    size_t b = 0, e = cl;
+    while (b < e && strchr(" \t\n\r", content[b]))
+        b++;
+    while (e > b && strchr(" \t\n\r", content[e - 1]))
+        e--;
+    if (e - b == 0)
+        return SIZE_MAX;
+    hit = memmem(s + from, n - from, content + b, e - b);
+    if (!hit)
+        return SIZE_MAX;
+    *clen = e - b;
+    return (size_t)(hit - s);
 }
 
 ft_status ft_chat_spans(const ft_chat *c, const json_t *messages, const json_t *tools, const json_t *extra,
@@ -219,31 +257,67 @@ ft_status ft_chat_spans(const ft_chat *c, const json_t *messages, const json_t *
             last = k;
     }
     ft_chat_span *out = ft_calloc(n + 1, sizeof *out);
-    ft_buf P = {0}, P0 = {0}, Q = {0};
-    ft_status s = FT_OK;
+    ft_buf P = {0}, Q = {0};
+    ft_status s = out ? FT_OK : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
     size_t ns = 0;
     const char *eos = ft_chat_token(c, "eos_token");
     for (size_t k = 0; k < n && s == FT_OK; k++) {
-        const char *role = json_string_value(json_object_get(json_array_get(messages, k), "role"));
+        const json_t *msg = json_array_get(messages, k);
+        const char *role = json_string_value(json_object_get(msg, "role"));
         if (!role || strcmp(role, "assistant") || (mp.last_assistant && k != last))
             continue;
         if ((s = render_prefix(c, messages, k, tools, extra, true, &mp.render, &P, err)) != FT_OK ||
-            (s = render_prefix(c, messages, k, tools, extra, false, &mp.render, &P0, err)) != FT_OK ||
             (s = render_prefix(c, messages, k + 1, tools, extra, false, &mp.render, &Q, err)) != FT_OK)
             break;
-        if (!is_prefix(&P0, &Q) || !is_prefix(&P0, text)) {
+        /* the context the model is given: what the prefix with a generation prompt and the
+         * prefix with this turn share, and the full render must agree on it */
+        size_t start = common_prefix(P.data, P.len, Q.data, Q.len);
+        size_t q_text = common_prefix(Q.data, Q.len, text->data, text->len);
+        if (start > q_text) {
             s = FT_ERR(err, FT_ERR_INVALID,
-                       "chat template is not prefix-stable: the render of messages[:%zu] is not a prefix of the render "
-                       "with message %zu (an assistant turn), so its trainable span cannot be found",
-                       k, k);
+                       "chat template is not prefix-stable at message %zu (an assistant turn): the render of the "
+                       "conversation up to it differs from the full render before that turn",
+                       k);
             break;
         }
-        size_t start = is_prefix(&P, &Q) ? P.len
-                                         : P0.len + common_prefix(P.data + P0.len, P.len - P0.len, Q.data + P0.len,
-                                                                  Q.len - P0.len);
+        const char *content = json_string_value(json_object_get(msg, "content"));
+        size_t clen = 0, qc = find_content(Q.data, Q.len, start, content ? content : "", &clen);
         size_t end;
-        if (is_prefix(&Q, text)) {
-            end = Q.len;
+        size_t content_end = qc != SIZE_MAX ? qc + clen : start;
+        if (q_text == Q.len) {
+            end = Q.len; /* Q is a prefix of the full render: the common case */
+        } else if (qc != SIZE_MAX || !content || !*content) {
+            /* The template writes this turn differently when it is not the last one (Qwen3's
+             * thinking block, an end-of-text appended when no generation prompt follows, a
+             * header for the next turn written in advance). Locate the content in the full
+             * render: the text between the context and the content there must be a prefix of
+             * the turn header in Q; the span then runs over the content and what follows it in
+             * both renders, less the opening of the next turn's header. */
+            if (qc == SIZE_MAX) {
+                qc = start;
+                clen = 0;
+            }
+            size_t tlen = clen;
+            size_t tc = (content && *content) ? find_content(text->data, text->len, start, content, &tlen) : start;
+            if (tc == SIZE_MAX || tc - start > qc - start || memcmp(text->data + start, Q.data + start, tc - start)) {
+                s = FT_ERR(err, FT_ERR_INVALID,
+                           "chat template is not prefix-stable at message %zu (an assistant turn): its header or "
+                           "content renders differently once later turns follow",
+                           k);
+                break;
+            }
+            size_t ce_q = qc + clen, ce_t = tc + tlen;
+            end = ce_t + common_prefix(Q.data + ce_q, Q.len - ce_q, text->data + ce_t, text->len - ce_t);
+            end = trim_header_start(text, messages, ft_chat_token(c, "bos_token"), ce_t, end);
+            content_end = ce_t;
+        } else {
+            s = FT_ERR(err, FT_ERR_INVALID,
+                       "chat template is not prefix-stable at message %zu (an assistant turn) and its content cannot be "
+                       "located in the render",
+                       k);
+            break;
+        }
+        if (end == Q.len && q_text == Q.len) {
             /* a template that writes the end-of-turn only when another turn follows: take the
              * eos token (and one newline) that the full text has right there */
             size_t el = eos ? strlen(eos) : 0;
@@ -253,21 +327,28 @@ ft_status ft_chat_spans(const ft_chat *c, const json_t *messages, const json_t *
                 if (end < text->len && text->data[end] == '\n')
                     end++;
             }
-        } else {
-            end = common_prefix(Q.data, Q.len, text->data, text->len);
-            if (end < start) {
-                s = FT_ERR(err, FT_ERR_INVALID,
-                           "chat template is not prefix-stable at message %zu: later turns rewrite its text", k);
-                break;
+        }
+        /* a template that writes the next assistant header in advance (Llama 3's first
+         * revision): drop a tail that repeats the header this turn itself got, role name and all */
+        size_t os, oe;
+        if (end > content_end && content_end >= start &&
+            header_opener(text, messages, ft_chat_token(c, "bos_token"), &os, &oe)) {
+            size_t L = 0;
+            while (L < end - content_end && L < start && text->data[end - 1 - L] == P.data[start - 1 - L])
+                L++;
+            for (; L >= oe - os; L--) {
+                const char *tail = text->data + end - L;
+                if (!memcmp(tail, text->data + os, oe - os) && memmem(tail, L, role, strlen(role))) {
+                    end -= L;
+                    break;
+                }
             }
-            end = trim_header_start(text, messages, start, end);
         }
         if (end < start)
             end = start;
         out[ns++] = (ft_chat_span){.start = start, .end = end, .message = k};
     }
     ft_buf_free(&P);
-    ft_buf_free(&P0);
     ft_buf_free(&Q);
     if (s != FT_OK) {
         ft_free(out);

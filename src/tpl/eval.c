@@ -445,10 +445,30 @@ tv tpl_str_percent(rstate *r, const node *at, tv fmt, tv args) {
             spec[k++] = s[i++];
         if (i >= n)
             tpl_fail(r, at, FT_ERR_INVALID, "ValueError: incomplete format");
+        tv v;
+        if (s[i] == '(' && args.t == TV_DICT) {
+            /* %(name)s takes the value from a mapping */
+            size_t st = ++i;
+            while (i < n && s[i] != ')')
+                i++;
+            if (i >= n)
+                tpl_fail(r, at, FT_ERR_INVALID, "ValueError: incomplete format key");
+            tv *p = tdict_get_str(args.d, s + st, i - st);
+            if (!p)
+                tpl_fail(r, at, FT_ERR_INVALID, "KeyError: '%.*s'", (int)(i - st), s + st);
+            v = *p;
+            ai = a->n;
+            i++;
+            while (i < n && strchr("-+ #0123456789.", s[i]) && k < 20)
+                spec[k++] = s[i++];
+            if (i >= n)
+                tpl_fail(r, at, FT_ERR_INVALID, "ValueError: incomplete format");
+        } else {
+            if (ai >= a->n)
+                tpl_fail(r, at, FT_ERR_INVALID, "TypeError: not enough arguments for format string");
+            v = a->v[ai++];
+        }
         char conv = s[i];
-        if (ai >= a->n)
-            tpl_fail(r, at, FT_ERR_INVALID, "TypeError: not enough arguments for format string");
-        tv v = a->v[ai++];
         if (conv == 's' || conv == 'r') {
             sbuf t = {0};
             if (conv == 's')
@@ -487,7 +507,7 @@ tv tpl_str_percent(rstate *r, const node *at, tv fmt, tv args) {
         } else
             tpl_fail(r, at, FT_ERR_INVALID, "ValueError: unsupported format character '%c'", conv);
     }
-    if (ai < a->n)
+    if (ai < a->n && args.t != TV_DICT)
         tpl_fail(r, at, FT_ERR_INVALID, "TypeError: not all arguments converted during string formatting");
     return tv_str(b.p ? b.p : "", b.n);
 }

@@ -68,6 +68,8 @@ typedef struct tlist {
     size_t n;
     uint8_t kind;
     bool consumed; /* LK_GEN after it has been iterated */
+    bool is_range; /* a range() object: prints as range(a, b[, c]) */
+    int64_t range[3];
 } tlist;
 
 typedef struct tdict {

@@ -73,12 +73,12 @@ void *ralloc(rstate *r, size_t n) {
 void sb_put(rstate *r, sbuf *b, const char *s, size_t n) {
     if (n == 0)
         return;
+    if (b->n + n > r->lim.max_output)
+        tpl_fail(r, NULL, FT_ERR_LIMIT, "template output or string over %zu bytes (limit)", r->lim.max_output);
     if (b->n + n > b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 64;
         while (cap < b->n + n)
             cap *= 2;
-        if (b->n + n > r->lim.max_output)
-            tpl_fail(r, NULL, FT_ERR_LIMIT, "template output over %zu bytes (limit)", r->lim.max_output);
         char *p = ralloc(r, cap);
         if (b->n)
             memcpy(p, b->p, b->n);
@@ -648,6 +648,14 @@ static void print_value(rstate *r, sbuf *b, tv v, bool repr, int depth) {
         return;
     case TV_LIST: {
         const char *open = "[", *close = "]";
+        if (v.l->is_range) {
+            if (v.l->range[2] == 1)
+                sb_printf(r, b, "range(%lld, %lld)", (long long)v.l->range[0], (long long)v.l->range[1]);
+            else
+                sb_printf(r, b, "range(%lld, %lld, %lld)", (long long)v.l->range[0], (long long)v.l->range[1],
+                          (long long)v.l->range[2]);
+            return;
+        }
         switch (v.l->kind) {
         case LK_TUPLE:
             open = "(";
@@ -804,8 +812,9 @@ bool tv_tojson(rstate *r, sbuf *b, tv v, const char *indent, size_t ilen, int64_
         json_str(r, b, v.s.p, v.s.n);
         return true;
     case TV_LIST:
-        if (v.l->kind == LK_GEN || v.l->kind >= LK_ITEMS) {
-            *why = v.l->kind == LK_GEN ? "Object of type generator is not JSON serializable"
+        if (v.l->kind == LK_GEN || v.l->kind >= LK_ITEMS || v.l->is_range) {
+            *why = v.l->is_range ? "Object of type range is not JSON serializable"
+                   : v.l->kind == LK_GEN ? "Object of type generator is not JSON serializable"
                                        : "Object of type dict view is not JSON serializable";
             return false;
         }
