@@ -38,6 +38,8 @@ void ft_model_config_default(ft_model_config *c);
 /* Parse config.json; errors name the file and the key. Unknown rope_scaling types are
  * FT_ERR_UNSUPPORTED. */
 ft_status ft_model_config_load(const char *path, ft_model_config *c, ft_err *err);
+/* The same from text in memory; `name` labels errors (tests, the fuzzer). */
+ft_status ft_model_config_load_buf(const char *name, const char *data, size_t len, ft_model_config *c, ft_err *err);
 /* Write config.json as transformers writes it for this architecture (atomic). */
 ft_status ft_model_config_save(const ft_model_config *c, const char *path, ft_err *err);
 /* Check internal consistency (heads divide, positive sizes). */

@@ -1,4 +1,5 @@
 /* base/json.c: jansson with ftune errors (file:line:column) and typed member getters. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,8 +48,10 @@ ft_status ft_json_get_int(const json_t *obj, const char *key, bool required, int
         *out = (int64_t)json_integer_value(v);
         return FT_OK;
     }
-    /* 4096.0 is written by some tools for integers; accept exact integral reals. */
-    if (json_is_real(v) && json_real_value(v) == (double)(int64_t)json_real_value(v)) {
+    /* 4096.0 is written by some tools for integers; accept exact integral reals (in range: the
+     * cast of an out-of-range double is undefined). */
+    if (json_is_real(v) && fabs(json_real_value(v)) < 9.2e18 &&
+        json_real_value(v) == (double)(int64_t)json_real_value(v)) {
         *out = (int64_t)json_real_value(v);
         return FT_OK;
     }

@@ -230,9 +230,7 @@ static ft_status parse(const json_t *root, ft_model_config *c, const char *path,
     return FT_OK;
 }
 
-ft_status ft_model_config_load(const char *path, ft_model_config *c, ft_err *err) {
-    json_t *root;
-    FT_TRY(ft_json_load_file(path, &root, err));
+static ft_status load_json(json_t *root, const char *path, ft_model_config *c, ft_err *err) {
     ft_status s = parse(root, c, path, err);
     json_decref(root);
     if (s == FT_OK) {
@@ -241,6 +239,18 @@ ft_status ft_model_config_load(const char *path, ft_model_config *c, ft_err *err
             at_file(s, path, err);
     }
     return s;
+}
+
+ft_status ft_model_config_load(const char *path, ft_model_config *c, ft_err *err) {
+    json_t *root;
+    FT_TRY(ft_json_load_file(path, &root, err));
+    return load_json(root, path, c, err);
+}
+
+ft_status ft_model_config_load_buf(const char *name, const char *data, size_t len, ft_model_config *c, ft_err *err) {
+    json_t *root;
+    FT_TRY(ft_json_load_buf(name, data, len, &root, err));
+    return load_json(root, name, c, err);
 }
 
 ft_status ft_model_config_validate(const ft_model_config *c, ft_err *err) {
@@ -265,6 +275,15 @@ ft_status ft_model_config_validate(const ft_model_config *c, ft_err *err) {
         c->num_hidden_layers > 100000 || c->num_attention_heads > 4096 || c->head_dim > 65536 ||
         c->max_position_embeddings > ((int64_t)1 << 32))
         return FT_ERR(err, FT_ERR_INVALID, "model dimensions are implausibly large");
+    {
+        /* The parameter count in double precision, so that no int64 product below can overflow. */
+        double C = (double)c->hidden_size, Q = (double)c->num_attention_heads * (double)c->head_dim;
+        double KV = (double)c->num_key_value_heads * (double)c->head_dim;
+        double per_layer = 2 * C + 2 * Q * C + 2 * KV * C + 3 * (double)c->intermediate_size * C;
+        double total = 2 * (double)c->vocab_size * C + (double)c->num_hidden_layers * per_layer + C;
+        if (total > 9e15)
+            return FT_ERR(err, FT_ERR_INVALID, "model dimensions are implausibly large (%.3g parameters)", total);
+    }
     if (c->num_attention_heads % c->num_key_value_heads != 0)
         return FT_ERR(err, FT_ERR_INVALID, "num_attention_heads (%lld) must be a multiple of num_key_value_heads (%lld)",
                       (long long)c->num_attention_heads, (long long)c->num_key_value_heads);
