@@ -7,7 +7,7 @@
  *   2. a registered model "catalog.schema.name" or "catalog.schema.name/VERSION":
  *      $FTUNE_HOME/registry/<catalog>/<schema>/<name>/<version>/ (newest numeric version when
  *      none is given);
- *   3. a hub id "org/name" (optionally "org/name@REVISION"), offline in the Hugging Face cache:
+ *   3. a hub id "org/name" or "name" (optionally "...@REVISION"), offline in the Hugging Face cache:
  *      $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub;
  *      models--org--name/refs/<revision or main> names a commit -> snapshots/<commit>/.
  * A name found nowhere is FT_ERR_NOT_FOUND listing every place looked at. */
@@ -52,12 +52,16 @@ typedef struct ft_hf_export_params {
     const char *tokenizer_dir; /* copy tokenizer files from here; NULL: none */
     bool require_tokenizer;   /* tokenizer_dir must hold a tokenizer (default false) */
     const char *const *metadata; /* extra __metadata__ pairs: key, value, ..., NULL (may be NULL) */
+    /* Copy generation_config.json from this folder when it has one (it carries sampling defaults
+     * the config cannot); NULL or absent: write one from the config's bos/eos/pad ids. */
+    const char *generation_config_from;
 } ft_hf_export_params;
 ft_hf_export_params ft_hf_export_default_params(void);
 
 /* Write an HF folder into `dir` (created if missing; files already there with the same names are
- * replaced, each atomically): config.json, model.safetensors (or shards + index), 
- * generation_config.json and the tokenizer files. The tensors are those of
+ * replaced, each atomically): the tokenizer files, generation_config.json, model.safetensors (or
+ * shards + index; stale shards and indexes of an earlier save are removed) and config.json last,
+ * so that a fresh folder with a config.json is complete. The tensors are those of
  * ft_model_config_tensors(c), pulled through `fill` chunk by chunk, so extra memory is bounded
  * (about 4 MiB) whatever the model size. */
 ft_status ft_hf_export(const char *dir, const ft_model_config *c, ft_hf_fill_fn fill, void *ctx,

@@ -74,9 +74,9 @@ typedef struct ft_st_tensor {
 
 typedef struct ft_st_reader ft_st_reader; /* opaque */
 
-/* Open `path`: a .safetensors file, a model.safetensors.index.json, or a model folder (its
- * model.safetensors.index.json if present, else model.safetensors, else its only *.safetensors
- * file). Free with ft_st_close. */
+/* Open `path`: a .safetensors file, a model.safetensors.index.json, or a model folder (as
+ * transformers does: its model.safetensors if present, else model.safetensors.index.json).
+ * Free with ft_st_close. */
 ft_status ft_st_open(const char *path, ft_st_reader **out, ft_err *err);
 /* Parse an in-memory file (borrowed: it must outlive the reader). `name` labels errors. Used by
  * tests and the fuzzer. */

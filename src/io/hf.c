@@ -129,23 +129,27 @@ static bool is_commit_hash(const char *s) {
 /* org/name[@rev] in the hub cache. Returns the snapshot folder or NULL, appending what it tried
  * to `tried`. */
 static char *resolve_hub(const char *name, ft_buf *tried) {
-    const char *slash = strchr(name, '/');
-    if (!slash || strchr(slash + 1, '/') || slash == name)
-        return NULL;
-    const char *at = strchr(slash + 1, '@');
+    /* "org/name" or a bare "name" (legacy hub ids), each optionally "@revision". */
+    const char *at = strchr(name, '@');
     size_t repo_len = at ? (size_t)(at - name) : strlen(name);
     const char *rev = at ? at + 1 : "main";
-    if (repo_len == (size_t)(slash - name) + 1 || !*rev || strstr(rev, ".."))
+    const char *slash = memchr(name, '/', repo_len);
+    if (repo_len == 0 || !*rev || strstr(rev, "..") || strchr(rev, '@') || rev[0] == '/')
+        return NULL;
+    if (slash && (slash == name || slash == name + repo_len - 1 || memchr(slash + 1, '/', repo_len - (size_t)(slash - name) - 1)))
         return NULL;
     for (size_t i = 0; i < repo_len; i++)
         if (name[i] != '/' && !isalnum((unsigned char)name[i]) && !strchr("-_.", name[i]))
             return NULL;
+    if (strstr(name, "..") && strstr(name, "..") < name + repo_len)
+        return NULL;
     char *cache = ft_hf_cache_dir();
     if (!cache)
         return NULL;
     /* The cache folder name: "models--" + repo id with '/' replaced by "--". */
-    char *repo = ft_asprintf("%s/models--%.*s--%.*s", cache, (int)(slash - name), name,
-                             (int)(repo_len - (size_t)(slash - name) - 1), slash + 1);
+    char *repo = slash ? ft_asprintf("%s/models--%.*s--%.*s", cache, (int)(slash - name), name,
+                                     (int)(repo_len - (size_t)(slash - name) - 1), slash + 1)
+                       : ft_asprintf("%s/models--%.*s", cache, (int)repo_len, name);
     ft_free(cache);
     if (!repo)
         return NULL;
@@ -339,6 +343,23 @@ ft_status ft_hf_write_generation_config(const ft_model_config *c, const char *di
     return s;
 }
 
+static ft_status write_generation_config(const ft_model_config *c, const char *dir, const char *from, ft_err *err) {
+    char *src = from ? ft_path_join(from, "generation_config.json") : NULL;
+    char *dst = ft_path_join(dir, "generation_config.json");
+    ft_status s;
+    if (!dst || (from && !src))
+        s = FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    else if (src && ft_path_exists(src) && strcmp(src, dst) != 0)
+        s = ft_file_copy(src, dst, err);
+    else if (src && ft_path_exists(src))
+        s = FT_OK; /* exporting over the source folder: keep it */
+    else
+        s = ft_hf_write_generation_config(c, dir, err);
+    ft_free(src);
+    ft_free(dst);
+    return s;
+}
+
 ft_hf_export_params ft_hf_export_default_params(void) {
     return (ft_hf_export_params){
         .dtype = FT_ST_DTYPE_F32,
@@ -346,6 +367,7 @@ ft_hf_export_params ft_hf_export_default_params(void) {
         .tokenizer_dir = NULL,
         .require_tokenizer = false,
         .metadata = NULL,
+        .generation_config_from = NULL,
     };
 }
 
@@ -362,6 +384,18 @@ ft_status ft_hf_export(const char *dir, const ft_model_config *c, ft_hf_fill_fn 
     ft_model_config cc = *c;
     snprintf(cc.torch_dtype, sizeof cc.torch_dtype, "%s",
              p.dtype == FT_ST_DTYPE_BF16 ? "bfloat16" : p.dtype == FT_ST_DTYPE_F16 ? "float16" : "float32");
+
+    /* config.json goes last: until it is there, the folder is visibly not a model. */
+    if (p.tokenizer_dir) {
+        ft_err e2;
+        ft_status ts2 = ft_hf_copy_tokenizer(p.tokenizer_dir, dir, NULL, &e2);
+        if (ts2 != FT_OK && (p.require_tokenizer || ts2 != FT_ERR_NOT_FOUND)) {
+            if (err)
+                *err = e2;
+            return ts2;
+        }
+    }
+    FT_TRY(write_generation_config(&cc, dir, p.generation_config_from, err));
 
     size_t n = ft_model_config_tensors(&cc, NULL, 0);
     ft_tensor_spec *ts = ft_calloc(n, sizeof *ts);
@@ -398,17 +432,6 @@ ft_status ft_hf_export(const char *dir, const ft_model_config *c, ft_hf_fill_fn 
         char *cp = ft_path_join(dir, "config.json");
         s = cp ? ft_model_config_save(&cc, cp, err) : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
         ft_free(cp);
-    }
-    if (s == FT_OK)
-        s = ft_hf_write_generation_config(&cc, dir, err);
-    if (s == FT_OK && p.tokenizer_dir) {
-        ft_err e2;
-        ft_status ts2 = ft_hf_copy_tokenizer(p.tokenizer_dir, dir, NULL, &e2);
-        if (ts2 != FT_OK && (p.require_tokenizer || ts2 != FT_ERR_NOT_FOUND)) {
-            if (err)
-                *err = e2;
-            s = ts2;
-        }
     }
     return s;
 }

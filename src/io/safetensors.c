@@ -589,21 +589,22 @@ ft_status ft_st_open(const char *path, ft_st_reader **out, ft_err *err) {
             return open_index(path, out, err);
         return open_single(path, out, err);
     }
-    char *p = ft_path_join(path, "model.safetensors.index.json");
+    /* transformers' order: the single file first, then the index. */
+    char *p = ft_path_join(path, "model.safetensors");
     if (!p)
         return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
     ft_status s;
     if (ft_path_exists(p)) {
-        s = open_index(p, out, err);
+        s = open_single(p, out, err);
         ft_free(p);
         return s;
     }
     ft_free(p);
-    p = ft_path_join(path, "model.safetensors");
+    p = ft_path_join(path, "model.safetensors.index.json");
     if (!p)
         return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
     if (ft_path_exists(p)) {
-        s = open_single(p, out, err);
+        s = open_index(p, out, err);
         ft_free(p);
         return s;
     }

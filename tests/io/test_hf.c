@@ -103,6 +103,15 @@ TEST(hf_resolve_cache) {
     CHECK(strstr(dir, ".cache/huggingface/hub/models--org--m/snapshots/") != NULL);
     ft_free(dir);
 
+    /* A legacy bare hub id. */
+    snprintf(rel, sizeof rel, "hub/models--gpt2/snapshots/%s/config.json", rev);
+    write_text(tmp, rel, "{}");
+    write_text(tmp, "hub/models--gpt2/refs/main", rev);
+    set_env("HF_HUB_CACHE", cache);
+    REQUIRE_OK(ft_hf_resolve("gpt2", &dir, &err), &err);
+    CHECK(strstr(dir, "models--gpt2/snapshots/") != NULL);
+    ft_free(dir);
+
     /* Not found: the message lists where it looked. */
     set_env("HF_HUB_CACHE", cache);
     CHECK_EQ_INT(ft_hf_resolve("nobody/nothing", &dir, &err), FT_ERR_NOT_FOUND);
@@ -259,8 +268,12 @@ TEST(hf_export_arrays_sharded) {
     char *tj = ft_path_join(dir, "tokenizer.json"), *gc = ft_path_join(dir, "generation_config.json");
     CHECK(ft_path_exists(tj));
     CHECK(ft_path_exists(gc));
-    /* Exporting again unsharded into the same folder leaves no stale index behind. */
+    /* Exporting again unsharded into the same folder leaves no stale index behind; a source
+     * generation_config.json is copied as it is. */
     p.max_shard_bytes = 0;
+    char *gsrc = ft_path_join(ft_test_tmpdir(), "gsrc");
+    write_text(gsrc, "generation_config.json", "{\"do_sample\": true, \"temperature\": 0.6}\n");
+    p.generation_config_from = gsrc;
     p.dtype = FT_ST_DTYPE_BF16;
     REQUIRE_OK(ft_hf_export_arrays(dir, &c, (const float *const *)data, n, &p, &err), &err);
     CHECK(!ft_path_exists(idx));
@@ -274,6 +287,11 @@ TEST(hf_export_arrays_sharded) {
     ft_free(shard1);
     REQUIRE_OK(ft_model_config_load(cp, &back, &err), &err);
     CHECK_STR_EQ(back.torch_dtype, "bfloat16");
+    char *gtext = NULL;
+    REQUIRE_OK(ft_file_read_all(gc, &gtext, NULL, &err), &err);
+    CHECK(strstr(gtext, "temperature") != NULL);
+    ft_free(gtext);
+    ft_free(gsrc);
     /* Wrong tensor count. */
     CHECK_EQ_INT(ft_hf_export_arrays(dir, &c, (const float *const *)data, n - 1, &p, &err), FT_ERR_INVALID);
     for (size_t i = 0; i < n; i++)
