@@ -14,5 +14,14 @@ if ! cmp -s "$out/root/tests/fixtures/io/torch_rounding.safetensors" tests/fixtu
     status=1
 fi
 FT_TEST_ROOT="$out/root" ./build/ftune_tests io_rounding_matches_torch || status=1
-[ $status = 0 ] && echo "io.sh: PyTorch conversions reproduce and ftune matches them"
+# The writer against an independent reader: init-model folders (fp32 single file; bf16 sharded,
+# tied, GQA with head_dim != hidden/heads) parsed by tests/io/check_hf_folder.py.
+./build/ftune init-model --out "$out/m32" --vocab-size 512 --hidden-size 64 --intermediate-size 160 --layers 2 \
+    --heads 4 --kv-heads 2 --seed 1 >/dev/null || status=1
+/usr/bin/python3 tests/io/check_hf_folder.py "$out/m32" || status=1
+./build/ftune init-model --out "$out/m16" --vocab-size 512 --hidden-size 64 --intermediate-size 160 --layers 3 \
+    --heads 4 --kv-heads 1 --head-dim 32 --tie-embeddings --dtype bfloat16 --shard-size 40000 --seed 2 \
+    >/dev/null || status=1
+/usr/bin/python3 tests/io/check_hf_folder.py "$out/m16" || status=1
+[ $status = 0 ] && echo "io.sh: PyTorch conversions reproduce, ftune matches them, and its HF folders read back independently"
 exit $status
