@@ -66,6 +66,8 @@ TEST(train_resume_after_sigkill) {
     REQUIRE_OK(ft_train_config_set(&c, "global_batch_size", "3", &err), &err);
     REQUIRE_OK(ft_train_config_set(&c, "micro_batch_size", "2", &err), &err);
     REQUIRE_OK(ft_train_config_set(&c, "warmup", "3ba", &err), &err);
+    /* Two threads: exactness must not depend on running single-threaded. */
+    REQUIRE_OK(ft_train_config_set(&c, "threads", "2", &err), &err);
     /* The reference: one uninterrupted run, in this process. */
     ft_train_result res;
     REQUIRE_OK(ft_train_run(&c, NULL, &res, &err), &err);
