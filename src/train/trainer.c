@@ -65,8 +65,10 @@ static ft_status emit(run *r, ft_train_event type, ft_log_level level, const cha
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    ft_log_(level, __FILE__, __LINE__, "%s: %s", ft_train_event_name(type), msg);
-    if (r->sink && r->sink->on_event)
+    /* The owner reports what it gets; without one, warnings and errors go to the log. */
+    bool owned = r->sink && r->sink->on_event;
+    ft_log_(owned ? FT_LOG_DEBUG : level, __FILE__, __LINE__, "%s: %s", ft_train_event_name(type), msg);
+    if (owned)
         return r->sink->on_event(r->sink->user, type, level, msg);
     return FT_OK;
 }
@@ -690,10 +692,14 @@ static ft_status run_impl(const ft_train_config *cfg, const char *run_dir, const
         ft_free(out);
         if (s == FT_OK) {
             res->outcome = FT_TRAIN_COMPLETED;
+            char ev[96] = "";
+            if (res->has_eval)
+                snprintf(ev, sizeof ev, ", eval loss %.4f, eval token accuracy %.1f%%", res->eval_loss,
+                         100.0 * res->eval_token_accuracy);
             s = emit(&r, FT_EVENT_TRAIN_FINISHED, FT_LOG_INFO,
                      "%lld steps, final loss %.4f%s; %lld skipped updates, %lld loss spikes; model exported to %s",
-                     (long long)r.step, res->final_loss, res->has_eval ? " (eval loss below)" : "",
-                     (long long)r.skipped, (long long)r.spikes, res->export_dir);
+                     (long long)r.step, res->final_loss, ev, (long long)r.skipped, (long long)r.spikes,
+                     res->export_dir);
         }
     }
     res->epochs_done = r.epoch;
