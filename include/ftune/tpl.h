@@ -113,6 +113,31 @@ ft_status ft_chat_spans(const ft_chat *c, const json_t *messages, const json_t *
                         const ft_chat_mask_params *params, ft_buf *text, ft_chat_span **spans, size_t *n_spans,
                         ft_err *err);
 
+/* ---------------------------------------------------------------- token ids and loss mask */
+
+struct ft_tok; /* ftune/tok.h */
+
+/* A conversation tokenized for training: ids[0..n) and mask[i] = 1 where the token is trained
+ * on. Free with ft_chat_tokens_free. */
+typedef struct ft_chat_tokens {
+    int32_t *ids;
+    uint8_t *mask;
+    size_t n;
+    size_t n_trainable;
+} ft_chat_tokens;
+
+/* Render (add_generation_prompt false), find the spans (ft_chat_spans) and tokenize the WHOLE
+ * rendered text once with add_special_tokens=false, as transformers' apply_chat_template
+ * (tokenize=True) does: the template writes BOS and the other markers itself, so nothing is
+ * added twice. A token is trainable when its byte range [start, end) overlaps a trainable span
+ * (a token that merges the last header byte with the first content byte is trained, so the
+ * content is never cut). `text` (may be NULL) receives the rendered text and `spans`/`n_spans`
+ * (may be NULL) the spans, owned by the caller. */
+ft_status ft_chat_tokenize(const ft_chat *c, const struct ft_tok *tok, const json_t *messages, const json_t *tools,
+                           const json_t *extra, const ft_chat_mask_params *params, ft_chat_tokens *out, ft_buf *text,
+                           ft_chat_span **spans, size_t *n_spans, ft_err *err);
+void ft_chat_tokens_free(ft_chat_tokens *t); /* NULL is a no-op */
+
 #ifdef __cplusplus
 }
 #endif

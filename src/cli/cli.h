@@ -78,5 +78,6 @@ int cmd_debug(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_validate(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
+int cmd_chat_template(int argc, char **argv);
 
 #endif

@@ -28,6 +28,7 @@ static const command commands[] = {
     {"worker", cmd_worker, "the background worker that runs queued runs"},
     {"validate", cmd_validate, "check training data: every problem with file:line:column, then a summary"},
     {"tokenize", cmd_tokenize, "token ids of a text with a model's tokenizer.json (--jsonl for many)"},
+    {"chat-template", cmd_chat_template, "render conversations with a model's chat template (--mask: trainable spans and tokens)"},
     {"generate", cmd_generate, "sample a completion from a model, streamed as it is generated"},
     {"debug", cmd_debug, "check the numbers: debug forward (loss, logits, gradients) | debug train-steps"},
     {"bench", cmd_bench, "speed: bench train-step --config small|medium"},

@@ -99,7 +99,18 @@ ft_status ft_chat_load(const char *path, ft_chat **out, ft_err *err) {
     if (!file)
         return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
     json_t *cfg = NULL;
-    ft_status s = ft_json_load_file(file, &cfg, err);
+    char *data = NULL;
+    size_t len = 0;
+    ft_status s = ft_file_read_all(file, &data, &len, err);
+    if (s == FT_OK) {
+        /* integers as reals: configs hold values such as model_max_length = 1e30 written as an
+         * integer, beyond 64 bits; only strings matter here */
+        json_error_t je;
+        cfg = json_loadb(data, len, JSON_DECODE_INT_AS_REAL, &je);
+        if (!cfg)
+            s = FT_ERR_AT(err, FT_ERR_PARSE, file, je.line, je.column, "invalid JSON: %s", je.text);
+        ft_free(data);
+    }
     if (s == FT_OK) {
         s = ft_chat_from_config(file, cfg, out, err);
         json_decref(cfg);
@@ -225,11 +236,18 @@ static size_t find_content(const char *s, size_t n, size_t from, const char *con
         *clen = cl;
         return (size_t)(hit - s);
     }
+    /* Python's str.strip(): Unicode whitespace (templates |trim content) */
     size_t b = 0, e = cl;
-    while (b < e && strchr(" \t\n\r", content[b]))
-        b++;
-    while (e > b && strchr(" \t\n\r", content[e - 1]))
-        e--;
+    while (b < e && py_isspace(u8_cp(content, cl, b)))
+        b = u8_next(content, cl, b);
+    while (e > b) {
+        size_t st = e - 1;
+        while (st > b && ((unsigned char)content[st] & 0xC0) == 0x80)
+            st--;
+        if (!py_isspace(u8_cp(content, e, st)))
+            break;
+        e = st;
+    }
     if (e - b == 0)
         return SIZE_MAX;
     hit = memmem(s + from, n - from, content + b, e - b);
@@ -259,7 +277,7 @@ ft_status ft_chat_spans(const ft_chat *c, const json_t *messages, const json_t *
     ft_chat_span *out = ft_calloc(n + 1, sizeof *out);
     ft_buf P = {0}, Q = {0};
     ft_status s = out ? FT_OK : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
-    size_t ns = 0;
+    size_t ns = 0, prev_end = 0;
     const char *eos = ft_chat_token(c, "eos_token");
     for (size_t k = 0; k < n && s == FT_OK; k++) {
         const json_t *msg = json_array_get(messages, k);
@@ -273,49 +291,93 @@ ft_status ft_chat_spans(const ft_chat *c, const json_t *messages, const json_t *
          * prefix with this turn share, and the full render must agree on it */
         size_t start = common_prefix(P.data, P.len, Q.data, Q.len);
         size_t q_text = common_prefix(Q.data, Q.len, text->data, text->len);
-        if (start > q_text) {
-            s = FT_ERR(err, FT_ERR_INVALID,
-                       "chat template is not prefix-stable at message %zu (an assistant turn): the render of the "
-                       "conversation up to it differs from the full render before that turn",
-                       k);
-            break;
-        }
         const char *content = json_string_value(json_object_get(msg, "content"));
-        size_t clen = 0, qc = find_content(Q.data, Q.len, start, content ? content : "", &clen);
-        size_t end;
-        size_t content_end = qc != SIZE_MAX ? qc + clen : start;
-        if (q_text == Q.len) {
-            end = Q.len; /* Q is a prefix of the full render: the common case */
-        } else if (qc != SIZE_MAX || !content || !*content) {
-            /* The template writes this turn differently when it is not the last one (Qwen3's
-             * thinking block, an end-of-text appended when no generation prompt follows, a
-             * header for the next turn written in advance). Locate the content in the full
-             * render: the text between the context and the content there must be a prefix of
-             * the turn header in Q; the span then runs over the content and what follows it in
-             * both renders, less the opening of the next turn's header. */
-            if (qc == SIZE_MAX) {
-                qc = start;
-                clen = 0;
+        if (!content)
+            content = "";
+        /* reasoning templates (Qwen3, DeepSeek-R1) keep or move only what follows </think> */
+        const char *after_think = strstr(content, "</think>");
+        while (after_think && strstr(after_think + 1, "</think>"))
+            after_think = strstr(after_think + 1, "</think>");
+        size_t clen = 0, qc = find_content(Q.data, Q.len, start, content, &clen);
+        if (qc == SIZE_MAX && after_think && after_think[8])
+            qc = find_content(Q.data, Q.len, start, after_think + 8, &clen);
+        if (qc == SIZE_MAX && !*content) {
+            qc = start;
+            clen = 0;
+        }
+        /* The context must end after the previous message: when the prefix render put it
+         * elsewhere (Mistral Nemo writes the system prompt into the last user turn only), start
+         * after the previous message's content in Q plus the generation prompt that P has after
+         * it ("[/INST]") when Q has the same there. */
+        const char *prev = k ? json_string_value(json_object_get(json_array_get(messages, k - 1), "content")) : NULL;
+        if (prev && *prev && qc != SIZE_MAX) {
+            size_t pl = 0, pq = SIZE_MAX, from = 0, hit;
+            while ((hit = find_content(Q.data, qc, from, prev, &pl)) != SIZE_MAX && hit + pl <= qc) {
+                pq = hit; /* the last occurrence before the content */
+                from = hit + 1;
             }
-            size_t tlen = clen;
-            size_t tc = (content && *content) ? find_content(text->data, text->len, start, content, &tlen) : start;
-            if (tc == SIZE_MAX || tc - start > qc - start || memcmp(text->data + start, Q.data + start, tc - start)) {
+            if (pq != SIZE_MAX && pq + pl > start) {
+                size_t ppl = 0, pp = SIZE_MAX;
+                from = 0;
+                while ((hit = find_content(P.data, P.len, from, prev, &ppl)) != SIZE_MAX) {
+                    pp = hit;
+                    from = hit + 1;
+                }
+                size_t g = pp != SIZE_MAX ? P.len - (pp + ppl) : 0;
+                start = pq + pl;
+                if (g && start + g <= qc && !memcmp(Q.data + start, P.data + pp + ppl, g))
+                    start += g;
+            }
+        }
+        size_t end = 0, content_end = qc != SIZE_MAX ? qc + clen : start;
+        bool done = false;
+        if (start <= q_text && start >= prev_end) {
+            if (q_text == Q.len) {
+                end = Q.len; /* Q is a prefix of the full render: the common case */
+                done = true;
+            } else if (qc != SIZE_MAX) {
+                /* The template writes this turn differently when it is not the last one (an
+                 * end-of-text appended when no generation prompt follows, a header for the next
+                 * turn written in advance). The text between the context and the content in the
+                 * full render must be a prefix of the turn header in Q; the span then runs over
+                 * the content and what follows it in both renders, less the opening of the next
+                 * turn's header. */
+                size_t tlen = clen;
+                size_t tc = *content ? find_content(text->data, text->len, start, content, &tlen) : start;
+                if (tc != SIZE_MAX && tc - start <= qc - start && !memcmp(text->data + start, Q.data + start, tc - start)) {
+                    size_t ce_q = qc + clen, ce_t = tc + tlen;
+                    end = ce_t + common_prefix(Q.data + ce_q, Q.len - ce_q, text->data + ce_t, text->len - ce_t);
+                    end = trim_header_start(text, messages, ft_chat_token(c, "bos_token"), ce_t, end);
+                    content_end = ce_t;
+                    done = true;
+                }
+            }
+        }
+        if (!done) {
+            /* Not prefix-stable here (Qwen3 drops the thinking block of earlier turns, Mistral
+             * Nemo moves the system prompt into the last user turn): find the content in the
+             * full render after the previous message's content and take it plus what follows it
+             * both there and in Q (the end-of-turn), less the next header's opening. */
+            size_t base = prev_end, tlen = 0;
+            size_t pl, pc = prev && *prev ? find_content(text->data, text->len, base, prev, &pl) : SIZE_MAX;
+            if (pc != SIZE_MAX)
+                base = pc + pl;
+            size_t tc = *content ? find_content(text->data, text->len, base, content, &tlen) : SIZE_MAX;
+            if (tc == SIZE_MAX && after_think && after_think[8]) /* reasoning templates keep what follows </think> */
+                tc = find_content(text->data, text->len, base, after_think + 8, &tlen);
+            if (tc == SIZE_MAX || qc == SIZE_MAX) {
                 s = FT_ERR(err, FT_ERR_INVALID,
-                           "chat template is not prefix-stable at message %zu (an assistant turn): its header or "
-                           "content renders differently once later turns follow",
+                           "chat template is not prefix-stable at message %zu (an assistant turn): later turns change "
+                           "how it renders and its content cannot be located in the full render",
                            k);
                 break;
             }
             size_t ce_q = qc + clen, ce_t = tc + tlen;
+            start = tc;
             end = ce_t + common_prefix(Q.data + ce_q, Q.len - ce_q, text->data + ce_t, text->len - ce_t);
             end = trim_header_start(text, messages, ft_chat_token(c, "bos_token"), ce_t, end);
             content_end = ce_t;
-        } else {
-            s = FT_ERR(err, FT_ERR_INVALID,
-                       "chat template is not prefix-stable at message %zu (an assistant turn) and its content cannot be "
-                       "located in the render",
-                       k);
-            break;
+            q_text = 0; /* no eos extension below */
         }
         if (end == Q.len && q_text == Q.len) {
             /* a template that writes the end-of-turn only when another turn follows: take the
@@ -334,7 +396,7 @@ ft_status ft_chat_spans(const ft_chat *c, const json_t *messages, const json_t *
         if (end > content_end && content_end >= start &&
             header_opener(text, messages, ft_chat_token(c, "bos_token"), &os, &oe)) {
             size_t L = 0;
-            while (L < end - content_end && L < start && text->data[end - 1 - L] == P.data[start - 1 - L])
+            while (L < end - content_end && L < P.len && text->data[end - 1 - L] == P.data[P.len - 1 - L])
                 L++;
             for (; L >= oe - os; L--) {
                 const char *tail = text->data + end - L;
@@ -347,6 +409,7 @@ ft_status ft_chat_spans(const ft_chat *c, const json_t *messages, const json_t *
         if (end < start)
             end = start;
         out[ns++] = (ft_chat_span){.start = start, .end = end, .message = k};
+        prev_end = end;
     }
     ft_buf_free(&P);
     ft_buf_free(&Q);
