@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 FTUNE=${FTUNE:-$PWD/build/ftune}
 PY=/usr/bin/python3
 THREADS=${DEMO_THREADS:-2}
-STEPS=${DEMO_STEPS:-300}
+STEPS=${DEMO_STEPS:-200}
 WORK=${DEMO_DIR:-$(mktemp -d /tmp/ftune-demo.XXXXXX)}
 mkdir -p "$WORK"
 export FTUNE_HOME="$WORK/home"
@@ -36,7 +36,7 @@ cfg = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "add_bos_t
        "chat_template": open(sys.argv[2]).read().strip()}
 json.dump(cfg, open(sys.argv[1], "w"), indent=2)
 EOF
-"$FTUNE" init-model --out "$WORK/base-model" --vocab-size 32000 --hidden-size 128 --intermediate-size 384 \
+"$FTUNE" init-model --out "$WORK/base-model" --vocab-size 32000 --hidden-size 64 --intermediate-size 192 \
     --layers 2 --heads 4 --max-position-embeddings 512 --tokenizer "$WORK/tok" --seed 1
 
 step "2. The task: extract the person and the city (held-out eval split)"
@@ -46,7 +46,8 @@ head -1 "$WORK/train.jsonl"
 
 step "3. Accuracy before fine-tuning (greedy, exact match on the held-out split)"
 $PY tools/demo/ner_task.py score "$FTUNE" "$WORK/base-model" "$WORK/eval.jsonl" --label "accuracy before" \
-    --show 2 | tee "$WORK/before.txt"
+    --show 2 > "$WORK/before.txt"
+cat "$WORK/before.txt"
 
 step "4. Fine-tune: ftune create (on $THREADS CPU threads)"
 # The learning rate is passed explicitly: the 5e-7 default is meant for pretrained 7B+ models;
@@ -55,7 +56,7 @@ T1=$(date +%s)
 "$FTUNE" create --model "$WORK/base-model" --train-data-path "$WORK/train.jsonl" \
     --eval-data-path "$WORK/eval.jsonl" --register-to main.demo.ner --name demo-ner \
     --training-duration "${STEPS}ba" --learning-rate 3e-3 --warmup 5% --global-batch-size 8 \
-    --context-length 256 --save-interval 100ba --threads "$THREADS" --seed 3 \
+    --context-length 256 --save-interval 50ba --threads "$THREADS" --seed 3 \
     --eval-prompt "Extract the person and the city from this sentence: Grace opened a bookshop in Oslo." \
     --eval-max-new-tokens 16 --json > "$WORK/run.json"
 T2=$(date +%s)
@@ -68,7 +69,8 @@ step "5. The run's events and the registry entry"
 
 step "6. Accuracy after fine-tuning (the registered model, by name)"
 $PY tools/demo/ner_task.py score "$FTUNE" main.demo.ner "$WORK/eval.jsonl" --label "accuracy after" \
-    --show 3 | tee "$WORK/after.txt"
+    --show 3 > "$WORK/after.txt"
+cat "$WORK/after.txt"
 
 step "7. An unseen sentence"
 PROMPT="Extract the person and the city from this sentence: Yesterday, Lena bought a bicycle in Quito."
