@@ -114,12 +114,13 @@ $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_DIR)/libftune.a
 	$(FUZZ_CC) $(CPPFLAGS) -Itests $(FUZZ_FLAGS) -fsanitize=fuzzer $< $(FUZZ_DIR)/libftune.a $(LDLIBS) -o $@
 
 fuzz-run: fuzz
-	@for bin in $(FUZZ_TARGETS); do \
-	  name=$${bin#$(FUZZ_DIR)/fuzz_}; mkdir -p $(FUZZ_DIR)/corpus/$$name; \
+	@fail=0; for bin in $(FUZZ_TARGETS); do \
+	  name=$${bin#$(FUZZ_DIR)/fuzz_}; mkdir -p $(FUZZ_DIR)/corpus/$$name $(FUZZ_DIR)/crashes/$$name; \
 	  seeds=; if [ -d tests/fuzz/corpus/$$name ]; then seeds=tests/fuzz/corpus/$$name; fi; \
 	  echo "fuzz $$name for $(FUZZ_SECONDS)s"; \
-	  $$bin -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(FUZZ_DIR)/corpus/$$name $$seeds || exit 1; \
-	done
+	  $$bin -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/crashes/$$name/ \
+	    $(FUZZ_DIR)/corpus/$$name $$seeds || { echo "fuzz $$name FAILED (see $(FUZZ_DIR)/crashes/$$name/)"; fail=1; }; \
+	done; exit $$fail
 
 -include $(FUZZ_LIB_OBJ:.o=.d)
 
