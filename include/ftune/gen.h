@@ -8,7 +8,8 @@
  * Stop tokens: the eos ids of generation_config.json (an int or a list), the id of
  * tokenizer_config.json's eos_token, the model config's eos ids, and, for chat prompts, the
  * end-of-turn markers the vocabulary has as special tokens (<|eot_id|>, <|im_end|>,
- * <end_of_turn>, <|end|>, <|eom_id|>). A stop token ends generation and is not emitted. */
+ * <end_of_turn>, <|end|>, <|eom_id|>) plus the special token the chat template itself writes
+ * right after an assistant turn. A stop token ends generation and is not emitted. */
 #ifndef FTUNE_GEN_H
 #define FTUNE_GEN_H
 
