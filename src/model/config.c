@@ -330,6 +330,17 @@ static json_t *ids_json(const int64_t *ids, int n) {
     return a;
 }
 
+/* Digits %g needs for `v` to read back exactly (at most 17). */
+static int shortest_digits(double v) {
+    char buf[64];
+    for (int p = 1; p < 17; p++) {
+        snprintf(buf, sizeof buf, "%.*g", p, v);
+        if (strtod(buf, NULL) == v)
+            return p;
+    }
+    return 17;
+}
+
 /* The keys transformers' LlamaConfig/MistralConfig.to_json_string() writes, sorted as it sorts them. */
 ft_status ft_model_config_save(const ft_model_config *c, const char *path, ft_err *err) {
     FT_TRY(ft_model_config_validate(c, err));
@@ -384,7 +395,15 @@ ft_status ft_model_config_save(const ft_model_config *c, const char *path, ft_er
     json_object_set_new(o, "transformers_version", json_string("4.44.2"));
     json_object_set_new(o, "use_cache", json_true());
     json_object_set_new(o, "vocab_size", json_integer(c->vocab_size));
-    char *text = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
+    /* Print reals with as many digits as the least round one needs (so 1e-05 is written "1e-5"
+     * rather than "1.0000000000000001e-05"), which is exact for all of them. */
+    const double reals[] = {c->rms_norm_eps, c->rope_theta, c->initializer_range, c->rope_factor,
+                            c->rope_low_freq_factor, c->rope_high_freq_factor};
+    int digits = 7; /* at least 7, so that 500000.0 is not written 5e5 */
+    for (size_t i = 0; i < sizeof reals / sizeof *reals; i++)
+        if (shortest_digits(reals[i]) > digits)
+            digits = shortest_digits(reals[i]);
+    char *text = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(digits));
     json_decref(o);
     if (!text)
         return FT_ERR(err, FT_ERR_NOMEM, "out of memory");

@@ -222,6 +222,28 @@ TEST(config_save_roundtrip) {
     }
 }
 
+TEST(config_save_exact_reals) {
+    /* Reals that need all 17 digits still read back bit-exactly; round ones stay short. */
+    ft_err err;
+    ft_model_config a, b;
+    REQUIRE_OK(ft_model_config_load(cfg("io/configs/llama-3.1-8b-instruct.json"), &a, &err), &err);
+    char *p = ft_path_join(ft_test_tmpdir(), "config.json");
+    REQUIRE_OK(ft_model_config_save(&a, p, &err), &err);
+    char *text;
+    REQUIRE_OK(ft_file_read_all(p, &text, NULL, &err), &err);
+    CHECK(strstr(text, "\"rms_norm_eps\": 1e-5,") != NULL);
+    CHECK(strstr(text, "\"rope_theta\": 500000.0,") != NULL);
+    ft_free(text);
+    a.rms_norm_eps = 1.2345678901234567e-5;
+    a.initializer_range = 0.1 + 0.2;
+    REQUIRE_OK(ft_model_config_save(&a, p, &err), &err);
+    REQUIRE_OK(ft_model_config_load(p, &b, &err), &err);
+    CHECK(b.rms_norm_eps == a.rms_norm_eps);
+    CHECK(b.initializer_range == a.initializer_range);
+    CHECK(b.rope_theta == a.rope_theta);
+    ft_free(p);
+}
+
 TEST(config_tensor_list) {
     ft_model_config c;
     ft_model_config_default(&c);
