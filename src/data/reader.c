@@ -329,7 +329,7 @@ static ft_status jsonl_next(ft_reader *base, ft_record *rec, bool *done, ft_err 
             r->cur++;
             FT_TRY(jsonl_open_file(r, err));
         }
-        char *start = r->buf + r->pos;
+        char *start = r->buf ? r->buf + r->pos : NULL;
         char *nl = r->end > r->pos ? memchr(start, '\n', r->end - r->pos) : NULL;
         if (r->skipping) {
             /* the rest of an over-long line: drop it without keeping it */

@@ -563,7 +563,7 @@ ft_status ft_data_validate(const char *path, const ft_validate_params *p, ft_dat
         }
         for (size_t i = 0; i < n; i++) {
             if (in[i].rec.kind == FT_RECORD_JSON_TEXT || in[i].rec.kind == FT_RECORD_TEXT)
-                in[i].rec.data = bytes.data + in[i].data_off;
+                in[i].rec.data = bytes.data ? bytes.data + in[i].data_off : "";
             else if (in[i].rec.kind == FT_RECORD_PROBLEM)
                 in[i].rec.problem = bytes.data + in[i].data_off;
         }
