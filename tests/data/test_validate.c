@@ -274,3 +274,30 @@ TEST(check_record_direct) {
         CHECK(g.n > 0 && g.is[0].column >= 1 && g.is[0].column <= (int64_t)strlen(bad[i]) + 1);
     }
 }
+
+/* `ftune validate`: every problem as file:line:column, exit 2 for invalid data, 0 for valid. */
+TEST(cli_validate_end_to_end) {
+    char cmd[2048], *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s validate --max-line-bytes 4096 %s 2>&1", ft_test_ftune_bin(),
+             ft_test_fixture("data/errors.jsonl"));
+    int rc = ft_test_run(cmd, &out);
+    CHECK_EQ_INT(rc, 2);
+    REQUIRE(out);
+    CHECK(strstr(out, "errors.jsonl:17:47: error: invalid UTF-8: byte 0xE9") != NULL);
+    CHECK(strstr(out, "errors.jsonl:15:102: error: the last message must be from the assistant") != NULL);
+    CHECK(strstr(out, "errors.jsonl:22:58: warning: messages[0]: unexpected key \"name\"") != NULL);
+    CHECK(strstr(out, "20 errors, 3 warnings") != NULL);
+    free(out);
+    out = NULL;
+    snprintf(cmd, sizeof cmd, "%s validate --task-type INSTRUCTION_FINETUNE --json %s", ft_test_ftune_bin(),
+             ft_test_fixture("data/ift.jsonl"));
+    rc = ft_test_run(cmd, &out);
+    CHECK_EQ_INT(rc, 0);
+    CHECK(out && strstr(out, "\"valid\": true") != NULL);
+    free(out);
+    out = NULL;
+    snprintf(cmd, sizeof cmd, "%s validate --task-type NOPE x.jsonl 2>&1", ft_test_ftune_bin());
+    CHECK_EQ_INT(ft_test_run(cmd, &out), 2);
+    CHECK(out && strstr(out, "--task-type") != NULL);
+    free(out);
+}
