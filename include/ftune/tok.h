@@ -65,9 +65,10 @@ void ft_tok_get_info(const ft_tok *t, ft_tok_info *info);
 
 /* ---------------------------------------------------------------- encoding */
 
-/* Byte range [start, end) of a token in the text given to encode. Tokens the post-processor
- * adds have start == end == 0, as in `tokenizers`. A token that covers part of a multi-byte
- * character (byte-level BPE) gets the range of the whole character, as in `tokenizers`. */
+/* Byte range [start, end) of a token in the text given to encode, as `tokenizers`' encode()
+ * reports it (its alignment rules through normalizers included; checked against it in tests).
+ * Tokens the post-processor adds have start == end == 0. A token that covers part of a
+ * multi-byte character (byte-level BPE) gets the range of the whole character. */
 typedef struct ft_tok_span {
     size_t start, end;
 } ft_tok_span;

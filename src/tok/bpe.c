@@ -432,7 +432,7 @@ static bool cache_get(enc_state *st, const char *s, size_t n, uint64_t h) {
     size_t mask = st->cache_cap - 1, i = (size_t)h & mask;
     for (;;) {
         bpe_cache_entry *e = &st->cache[i];
-        if (!e->key_len && !e->n_tok && !e->hash)
+        if (!e->hash)
             return false;
         if (e->hash == h && e->key_len == n && memcmp(st->cache_keys.data + e->key_off, s, n) == 0) {
             st->out_n = 0;
@@ -453,20 +453,36 @@ static void cache_clear(enc_state *st) {
     st->cache_toks_n = 0;
 }
 
-static void cache_put(enc_state *st, const char *s, size_t n, uint64_t h) {
-    if (!st->cache_cap) {
-        st->cache_cap = 2 * CACHE_MAX_ENTRIES;
-        st->cache = ft_calloc(st->cache_cap, sizeof *st->cache);
-        if (!st->cache) {
-            st->cache_cap = 0;
-            return;
-        }
+/* Grow the table (rehash) while it is under CACHE_MAX_ENTRIES; a fresh encoding starts small so
+ * that one-off encodes stay cheap. */
+static bool cache_grow(enc_state *st) {
+    size_t nc = st->cache_cap ? st->cache_cap * 2 : 1024;
+    bpe_cache_entry *t = ft_calloc(nc, sizeof *t);
+    if (!t)
+        return false;
+    for (size_t i = 0; i < st->cache_cap; i++) {
+        bpe_cache_entry *e = &st->cache[i];
+        if (!e->hash)
+            continue;
+        size_t j = (size_t)e->hash & (nc - 1);
+        while (t[j].hash)
+            j = (j + 1) & (nc - 1);
+        t[j] = *e;
     }
+    ft_free(st->cache);
+    st->cache = t;
+    st->cache_cap = nc;
+    return true;
+}
+
+static void cache_put(enc_state *st, const char *s, size_t n, uint64_t h) {
     if (st->cache_n >= CACHE_MAX_ENTRIES || st->cache_keys.len + n > UINT32_MAX / 2 ||
         st->cache_toks_n + 2 * st->out_n > UINT32_MAX / 2)
         cache_clear(st);
+    if ((st->cache_n + 1) * 2 > st->cache_cap && !cache_grow(st))
+        return;
     if (st->cache_toks_n + 2 * st->out_n > st->cache_toks_cap) {
-        size_t nc = st->cache_toks_cap ? st->cache_toks_cap * 2 : 65536;
+        size_t nc = st->cache_toks_cap ? st->cache_toks_cap * 2 : 1024;
         while (nc < st->cache_toks_n + 2 * st->out_n)
             nc *= 2;
         int32_t *p = ft_realloc(st->cache_toks, nc * sizeof *p);
@@ -479,7 +495,7 @@ static void cache_put(enc_state *st, const char *s, size_t n, uint64_t h) {
     if (ft_buf_append(&st->cache_keys, s, n))
         return;
     size_t mask = st->cache_cap - 1, i = (size_t)h & mask;
-    while (st->cache[i].hash || st->cache[i].key_len || st->cache[i].n_tok)
+    while (st->cache[i].hash)
         i = (i + 1) & mask;
     bpe_cache_entry *e = &st->cache[i];
     e->hash = h | 1; /* never 0, so an entry is never mistaken for empty */

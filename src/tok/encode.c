@@ -214,6 +214,44 @@ static ft_tok_span piece_span(const piece *p, size_t a, size_t b) {
     return (ft_tok_span){piece_orig_start(p, a), piece_orig_end(p, b - 1)};
 }
 
+/* The ByteLevel post-processor with trim_offsets (processors/byte_level.rs process_offsets):
+ * leading and trailing spaces ('Ġ' or whitespace in the token's string) leave the token's
+ * span, except the one space a first token got from add_prefix_space. */
+static void trim_offsets(const ft_tok *t, const int32_t *ids, ft_tok_span *off, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        const char *s = ft_tok_id_to_token(t, ids[i]);
+        if (!s)
+            continue;
+        size_t len = strlen(s), lead = 0, trail = 0;
+        uint32_t c;
+        for (size_t k = 0; k < len;) {
+            int cl = ft_utf8_decode(s + k, len - k, &c);
+            if (cl <= 0 || !(c == 0x120 || tok_is_whitespace(c)))
+                break;
+            lead++;
+            k += (size_t)cl;
+        }
+        for (size_t k = len; k > 0;) {
+            size_t b = k - 1;
+            while (b > 0 && ((unsigned char)s[b] & 0xC0) == 0x80)
+                b--;
+            int cl = ft_utf8_decode(s + b, k - b, &c);
+            if (cl <= 0 || !(c == 0x120 || tok_is_whitespace(c)))
+                break;
+            trail++;
+            k = b;
+        }
+        if (lead) {
+            bool first = i == 0 || off[i].start == 0;
+            if (first && t->post_trim_prefix_space && lead == 1)
+                lead = 0;
+            off[i].start = off[i].start + lead < off[i].end ? off[i].start + lead : off[i].end;
+        }
+        if (trail && off[i].end >= trail)
+            off[i].end = off[i].end - trail > off[i].start ? off[i].end - trail : off[i].start;
+    }
+}
+
 ft_status ft_tok_encode(const ft_tok *t, const char *text, size_t len, bool add_special_tokens, ft_tok_encoding *out,
                         ft_err *err) {
     out->n = 0;
@@ -294,6 +332,8 @@ ft_status ft_tok_encode(const ft_tok *t, const char *text, size_t len, bool add_
             pos = e;
         }
     }
+    if (t->post_trim_offsets)
+        trim_offsets(t, out->ids + nb, out->offsets + nb, out->n - nb);
     if (enc_reserve(out, na))
         return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < na; i++) {

@@ -437,8 +437,10 @@ static ft_status load_post(ft_tok *t, const json_t *j, const char *path, ft_err 
         }
         return FT_OK;
     }
-    if (!strcmp(type, "ByteLevel"))
-        return FT_OK; /* it only trims offsets, and only with trim_offsets */
+    if (!strcmp(type, "ByteLevel")) { /* it only trims offsets, and only with trim_offsets */
+        FT_TRY(get_bool(j, "trim_offsets", true, &t->post_trim_offsets, path, err));
+        return get_bool(j, "add_prefix_space", true, &t->post_trim_prefix_space, path, err);
+    }
     if (!strcmp(type, "TemplateProcessing")) {
         const json_t *single = json_object_get(j, "single"), *specials = json_object_get(j, "special_tokens");
         if (!json_is_array(single))

@@ -162,10 +162,15 @@ static ft_status norm_replace(const tok_norm *nm, piece *p, scratch *mem, ft_err
         size_t a = mv.v[3 * k], e = mv.v[3 * k + 1];
         if (!mv.v[3 * k + 2]) {
             s = b_copy(&b, p, a, e);
-        } else if (e > a) {
-            s = b_put(&b, nm->str, nm->str_len, piece_orig_start(p, a), piece_orig_end(p, e - 1));
+        } else if (e > 0) {
+            /* as NormalizedString::replace: the new text takes the range of the last char
+             * before the match's end (the match's last char) */
+            size_t k = e - 1;
+            while (k > 0 && ((unsigned char)p->s[k] & 0xC0) == 0x80)
+                k--;
+            s = b_put(&b, nm->str, nm->str_len, piece_orig_start(p, k), piece_orig_end(p, e - 1));
         } else {
-            size_t o = a < p->n ? piece_orig_start(p, a) : (p->n ? piece_orig_end(p, p->n - 1) : p->base);
+            size_t o = p->n ? piece_orig_start(p, 0) : p->base;
             s = b_put(&b, nm->str, nm->str_len, o, o);
         }
     }
@@ -249,10 +254,121 @@ static utf8proc_option_t unicode_opts(norm_kind k) {
     }
 }
 
-/* NFC/NFD/NFKC/NFKD. The text is normalized in one call (so results are exact); alignment is
- * found by normalizing each run "starter + following combining marks" alone: when the runs
- * concatenate to the whole result each run's output maps to its input, otherwise (rare:
- * Hangul jamo composition and the like) every output byte maps to the whole input. */
+/* NFC/NFD/NFKC/NFKD as `tokenizers` runs them (the unicode-normalization-alignments crate):
+ * each char is fully decomposed (the first code point "replaces" the char, the others are
+ * "added"), runs of combining marks are stably sorted by combining class, and for NFC/NFKC the
+ * crate's recomposition loop merges pairs (a composite "removes" what it absorbed). Each output
+ * char then takes an alignment the way NormalizedString::transform assigns it: a replacing char
+ * the range of the input char it replaces, an added char the range of the input char before.
+ * utf8proc supplies decompositions, combining classes and pair composition. */
+typedef struct cpc {
+    int32_t cp;
+    int32_t change;
+    uint8_t ccc;
+} cpc;
+
+typedef struct cpc_vec {
+    cpc *v;
+    size_t n, cap;
+} cpc_vec;
+
+static ft_status cpc_push(cpc_vec *a, int32_t cp, int32_t change) {
+    if (a->n == a->cap) {
+        size_t nc = a->cap ? a->cap * 2 : 64;
+        cpc *v = ft_realloc(a->v, nc * sizeof *v);
+        if (!v)
+            return FT_ERR_NOMEM;
+        a->v = v;
+        a->cap = nc;
+    }
+    a->v[a->n++] = (cpc){cp, change, (uint8_t)utf8proc_get_property(cp)->combining_class};
+    return FT_OK;
+}
+
+/* Stable sort of v[a..n) by combining class (short runs: insertion sort). */
+static void sort_pending(cpc *v, size_t a, size_t n) {
+    for (size_t i = a + 1; i < n; i++) {
+        cpc x = v[i];
+        size_t j = i;
+        while (j > a && v[j - 1].ccc > x.ccc) {
+            v[j] = v[j - 1];
+            j--;
+        }
+        v[j] = x;
+    }
+}
+
+/* The primary composite of a + b, or -1. */
+static int32_t compose_pair(int32_t a, int32_t b) {
+    utf8proc_int32_t buf[2] = {a, b};
+    utf8proc_ssize_t n = utf8proc_normalize_utf32(buf, 2, UTF8PROC_COMPOSE);
+    return n == 1 ? buf[0] : -1;
+}
+
+static ft_status recompose(const cpc_vec *in, cpc_vec *out) {
+    bool have = false;
+    cpc k = {0, 0, 0};
+    int last_ccc = -1;
+    cpc_vec buf = {0};
+    ft_status s = FT_OK;
+    for (size_t i = 0; i < in->n && !s; i++) {
+        cpc ch = in->v[i];
+        if (!have) {
+            if (ch.ccc != 0) {
+                s = cpc_push(out, ch.cp, ch.change);
+                continue;
+            }
+            k = ch;
+            have = true;
+            continue;
+        }
+        if (last_ccc < 0) {
+            int32_t r = compose_pair(k.cp, ch.cp);
+            if (r >= 0) {
+                k.cp = r;
+                k.change = k.change + ch.change - 1;
+                continue;
+            }
+            if (ch.ccc == 0) {
+                s = cpc_push(out, k.cp, k.change);
+                k = ch;
+                continue;
+            }
+            s = cpc_push(&buf, ch.cp, ch.change);
+            last_ccc = ch.ccc;
+            continue;
+        }
+        if (last_ccc >= ch.ccc) {
+            if (ch.ccc == 0) {
+                s = cpc_push(out, k.cp, k.change);
+                for (size_t j = 0; j < buf.n && !s; j++)
+                    s = cpc_push(out, buf.v[j].cp, buf.v[j].change);
+                buf.n = 0;
+                k = ch;
+                last_ccc = -1;
+                continue;
+            }
+            s = cpc_push(&buf, ch.cp, ch.change);
+            last_ccc = ch.ccc;
+            continue;
+        }
+        int32_t r = compose_pair(k.cp, ch.cp);
+        if (r >= 0) {
+            k.cp = r;
+            k.change = k.change + ch.change - 1;
+            continue;
+        }
+        s = cpc_push(&buf, ch.cp, ch.change);
+        last_ccc = ch.ccc;
+    }
+    if (!s && have)
+        s = cpc_push(out, k.cp, k.change);
+    for (size_t j = 0; j < buf.n && !s; j++)
+        s = cpc_push(out, buf.v[j].cp, buf.v[j].change);
+    ft_free(buf.v);
+    return s;
+}
+
 static ft_status norm_unicode(norm_kind k, piece *p, scratch *mem) {
     bool ascii = true;
     for (size_t i = 0; i < p->n; i++)
@@ -262,43 +378,77 @@ static ft_status norm_unicode(norm_kind k, piece *p, scratch *mem) {
         }
     if (ascii || p->n == 0)
         return FT_OK;
+    /* most text is already normalized: one utf8proc call tells */
     utf8proc_option_t opt = unicode_opts(k);
     utf8proc_uint8_t *whole = NULL;
     utf8proc_ssize_t wn = utf8proc_map((const utf8proc_uint8_t *)p->s, (utf8proc_ssize_t)p->n, &whole, opt);
-    if (wn < 0)
-        return FT_OK; /* invalid UTF-8 cannot reach here (the input was made valid) */
-    if ((size_t)wn == p->n && memcmp(whole, p->s, p->n) == 0) {
-        free(whole);
-        return FT_OK;
-    }
-    builder b = {0};
-    ft_status s = FT_OK;
-    bool ok = true;
-    for (size_t i = 0; i < p->n && ok && !s;) {
-        size_t j = i;
-        uint32_t c;
-        j += (size_t)tok_utf8_next(p->s + j, p->n - j, &c);
-        while (j < p->n) {
-            int cl = tok_utf8_next(p->s + j, p->n - j, &c);
-            if (utf8proc_get_property((utf8proc_int32_t)c)->combining_class == 0)
-                break;
-            j += (size_t)cl;
-        }
-        utf8proc_uint8_t *part = NULL;
-        utf8proc_ssize_t pn = utf8proc_map((const utf8proc_uint8_t *)p->s + i, (utf8proc_ssize_t)(j - i), &part, opt);
-        if (pn < 0 || b.n + (size_t)pn > (size_t)wn || memcmp(whole + b.n, part, (size_t)pn) != 0) {
-            ok = false;
-        } else {
-            s = b_put(&b, (const char *)part, (size_t)pn, piece_orig_start(p, i), piece_orig_end(p, j - 1));
-        }
-        free(part);
-        i = j;
-    }
-    if (!s && (!ok || b.n != (size_t)wn)) {
-        b.n = 0;
-        s = b_put(&b, (const char *)whole, (size_t)wn, piece_orig_start(p, 0), piece_orig_end(p, p->n - 1));
-    }
+    bool same = wn >= 0 && (size_t)wn == p->n && memcmp(whole, p->s, p->n) == 0;
     free(whole);
+    if (same)
+        return FT_OK;
+
+    bool compat = k == NORM_NFKC || k == NORM_NFKD, comp = k == NORM_NFC || k == NORM_NFKC;
+    cpc_vec dec = {0}, out = {0};
+    size_t n_chars = 0;
+    size_t *cstart = ft_malloc((p->n + 1) * sizeof *cstart); /* byte start of each input char */
+    ft_status s = cstart ? FT_OK : FT_ERR_NOMEM;
+    size_t ready = 0;
+    for (size_t i = 0; i < p->n && !s;) {
+        uint32_t c;
+        int cl = tok_utf8_next(p->s + i, p->n - i, &c);
+        cstart[n_chars++] = i;
+        utf8proc_int32_t d[32];
+        int bc = 0;
+        utf8proc_ssize_t dn = utf8proc_decompose_char((utf8proc_int32_t)c, d, 32,
+                                                      UTF8PROC_DECOMPOSE | (compat ? UTF8PROC_COMPAT : 0), &bc);
+        if (dn <= 0 || dn > 32) {
+            d[0] = (utf8proc_int32_t)c;
+            dn = 1;
+        }
+        for (utf8proc_ssize_t j = 0; j < dn && !s; j++) {
+            uint8_t ccc = (uint8_t)utf8proc_get_property(d[j])->combining_class;
+            if (ccc == 0) {
+                sort_pending(dec.v, ready, dec.n);
+                ready = dec.n;
+            }
+            s = cpc_push(&dec, d[j], j == 0 ? 0 : 1);
+        }
+        i += (size_t)cl;
+    }
+    if (!s) {
+        sort_pending(dec.v, ready, dec.n);
+        cstart[n_chars] = p->n;
+    }
+    if (!s && comp)
+        s = recompose(&dec, &out);
+    const cpc_vec *res = comp ? &out : &dec;
+    builder b = {0};
+    size_t ptr = 0; /* next input char to be replaced */
+    size_t piece_start = piece_orig_start(p, 0);
+    for (size_t i = 0; i < res->n && !s; i++) {
+        size_t a, e;
+        if (res->v[i].change > 0) {
+            if (ptr == 0) {
+                a = e = piece_start;
+            } else {
+                a = piece_orig_start(p, cstart[ptr - 1]);
+                e = piece_orig_end(p, cstart[ptr] - 1);
+            }
+        } else {
+            size_t q = ptr < n_chars ? ptr : n_chars - 1;
+            a = piece_orig_start(p, cstart[q]);
+            e = piece_orig_end(p, cstart[q + 1] - 1);
+            ptr += 1 + (size_t)(res->v[i].change < 0 ? -res->v[i].change : 0);
+            if (ptr > n_chars)
+                ptr = n_chars;
+        }
+        char u[4];
+        int un = ft_utf8_encode((uint32_t)res->v[i].cp, u);
+        s = b_put(&b, u, (size_t)un, a, e);
+    }
+    ft_free(dec.v);
+    ft_free(out.v);
+    ft_free(cstart);
     if (s) {
         ft_free(b.s);
         ft_free(b.al);

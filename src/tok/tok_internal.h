@@ -156,6 +156,7 @@ struct ft_tok {
     int32_t *post_before, *post_after;
     size_t n_post_before, n_post_after;
     bool has_post_template;
+    bool post_trim_offsets, post_trim_prefix_space; /* a ByteLevel post-processor with trim_offsets */
 
     added_tok *added;
     size_t n_added;

@@ -6,7 +6,8 @@
 // Template post-processing with EOS, Strip/Replace/Fuse/ByteFallback decoders), with goldens from
 // Hugging Face `tokenizers`. Vocabularies are cut from the fixture Mistral and Llama 3 ones: the
 // first K merges and the tokens they need. Writes OUTDIR/synth/NAME.json and NAME.golden.jsonl
-// (the golden format of tok_golden.js) over a sample of the corpus.
+// (the golden format of tok_golden.js, with "off" on every line) over a sample of
+// the corpus.
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -190,7 +191,8 @@ async function main() {
     const lines = [];
     for (const text of texts) {
       const plain = (await tok.encode(text, null, { addSpecialTokens: false })).getIds();
-      const sp = (await tok.encode(text, null, { addSpecialTokens: true })).getIds();
+      const spEnc = await tok.encode(text, null, { addSpecialTokens: true });
+      const sp = spEnc.getIds();
       const rec = { text, ids: plain };
       let found = false;
       for (let b = 0; b + plain.length <= sp.length && !found; b++)
@@ -198,6 +200,7 @@ async function main() {
       if (!found) rec.sp_full = sp;
       rec.dec = await tok.decode(plain, false);
       rec.dskip = await tok.decode(sp, true);
+      rec.off = spEnc.getOffsets();
       lines.push(JSON.stringify(rec));
     }
     fs.writeFileSync(path.join(out, `${name}.golden.jsonl`), lines.join('\n') + '\n');
