@@ -22,6 +22,12 @@ ft_status ft_json_load_file(const char *path, json_t **out, ft_err *err) {
 ft_status ft_json_load_buf(const char *name, const char *data, size_t len, json_t **out, ft_err *err) {
     json_error_t je;
     *out = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
+    /* Real tokenizer_config.json files carry integers beyond 64 bits (model_max_length is
+     * 1e30 written out in full), which jansson refuses. Python reads them; so do we: parse
+     * again with every integer as a double (exact for the small integers configs hold, and
+     * ft_json_get_int accepts integral reals). */
+    if (!*out && je.position >= 0 && strstr(je.text, "too big integer"))
+        *out = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &je);
     if (!*out)
         return from_jansson(name, &je, err);
     return FT_OK;

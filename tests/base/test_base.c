@@ -154,6 +154,12 @@ TEST(base_json_errors_have_position) {
     CHECK(strstr(e.msg, "\"s\"") != NULL);
     CHECK(ft_json_get_str(j, "missing", true, &s, "config.json", &e) == FT_ERR_INVALID);
     json_decref(j);
+    /* An integer beyond 64 bits (tokenizer_config.json's model_max_length) still loads. */
+    const char *big = "{\"model_max_length\": 1000000000000000019884624838656, \"bos\": 1}";
+    REQUIRE_OK(ft_json_load_buf("tokenizer_config.json", big, strlen(big), &j, &e), &e);
+    CHECK_OK(ft_json_get_int(j, "bos", true, &n, "tokenizer_config.json", &e), &e);
+    CHECK_EQ_INT(n, 1);
+    json_decref(j);
 }
 
 TEST(base_duration_format) {
