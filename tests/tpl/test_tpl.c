@@ -82,13 +82,15 @@ TEST(tpl_errors_carry_line_and_column) {
     CHECK(render_str("line1\nline2 {{ 1 +* 2 }}", NULL, NULL, &out, &err) == FT_ERR_PARSE);
     CHECK_EQ_INT(err.line, 2);
     CHECK_EQ_INT(err.column, 13);
-    CHECK(render_str("a\n\n  {% for x in l %}\n{{ x.y.z }}{% endfor %}", json_pack("{s:[i]}", "l", 1), NULL, &out,
-                     &err) != FT_OK);
+    json_t *v1 = json_pack("{s:[i]}", "l", 1), *v0 = json_pack("{s:[]}", "l");
+    CHECK(render_str("a\n\n  {% for x in l %}\n{{ x.y.z }}{% endfor %}", v1, NULL, &out, &err) != FT_OK);
     /* runtime error: x.y is undefined (int has no y), so .z fails at line 4 */
     CHECK_EQ_INT(err.line, 4);
     CHECK(err.column >= 1);
     CHECK(strstr(err.msg, "has no attribute 'y'") != NULL);
-    CHECK(render_str("{% for x in l %}\nno end", json_pack("{s:[]}", "l"), NULL, &out, &err) == FT_ERR_PARSE);
+    CHECK(render_str("{% for x in l %}\nno end", v0, NULL, &out, &err) == FT_ERR_PARSE);
+    json_decref(v0);
+    json_decref(v1);
     CHECK(strstr(err.msg, "endfor") != NULL);
     CHECK(render_str("{{ raise_exception('bad ' ~ 42) }}", NULL, NULL, &out, &err) == FT_ERR_INVALID);
     CHECK_STR_EQ(err.msg, "raise_exception: bad 42");
