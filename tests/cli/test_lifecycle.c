@@ -70,13 +70,17 @@ static bool setup(env *e) {
     free(text);
     ft_free(cpath);
     json_decref(cfg);
-    if (sh(NULL,
-           "%s init-model --out '%s' --vocab-size 32000 --hidden-size 32 --intermediate-size 64 --layers 1 "
-           "--heads 2 --max-position-embeddings 256 --tokenizer '%s' --seed 1 >/dev/null 2>&1",
+    /* Small and tied: checkpoints (weights + optimizer state) stay about 6 MB. */
+    char *out = NULL;
+    if (sh(&out,
+           "%s init-model --out '%s' --vocab-size 32000 --hidden-size 16 --intermediate-size 32 --layers 1 "
+           "--heads 2 --tie-embeddings --max-position-embeddings 256 --tokenizer '%s' --seed 1 2>&1",
            ft_test_ftune_bin(), e->model, tok) != 0) {
-        ft_test_fail_(__FILE__, __LINE__, "init-model failed");
+        ft_test_fail_(__FILE__, __LINE__, "init-model failed: %s", out ? out : "");
+        free(out);
         return false;
     }
+    free(out);
     static const char *const people[] = {"Maria", "John", "Aisha", "Kenji"};
     static const char *const cities[] = {"Paris", "Lima", "Oslo", "Rome"};
     ft_buf b = {0}, v = {0};
@@ -161,7 +165,7 @@ TEST(lifecycle_create_to_completed_registered_and_usable) {
     char *out;
     int rc = ftune(&e, &out,
                    "create --model '%s' --train-data-path '%s' --eval-data-path '%s' " RUN_FLAGS
-                   " --name first --training-duration 6ba --save-interval 3ba --register-to main.test.ner --json "
+                   " --name first --training-duration 4ba --save-interval 2ba --register-to main.test.ner --json "
                    "--eval-prompt 'Where is Maria? Maria went to Oslo.'",
                    e.model, e.train, e.eval);
     json_t *run = last_json(out);
@@ -195,7 +199,7 @@ TEST(lifecycle_create_to_completed_registered_and_usable) {
     json_decref(ev);
 
     double l[64];
-    CHECK_EQ_INT(losses(&e, "first", l, 64), 6);
+    CHECK_EQ_INT(losses(&e, "first", l, 64), 4);
 
     /* the registered clone is a complete HF folder, named like any model */
     char *p = ft_asprintf("%s/registry/main/test/ner/1/model.safetensors", e.home);
@@ -214,7 +218,7 @@ TEST(lifecycle_create_to_completed_registered_and_usable) {
     free(out);
     /* and as the starting model of a new run, whose register_to without a name uses the run name */
     rc = ftune(&e, &out,
-               "create --model main.test.ner --train-data-path '%s' " RUN_FLAGS " --name second --training-duration 2ba --json",
+               "create --model main.test.ner --train-data-path '%s' " RUN_FLAGS " --name second --training-duration 1ba --json",
                e.train);
     run = last_json(out);
     free(out);
@@ -350,11 +354,11 @@ TEST(lifecycle_ctrl_c_stops_a_foreground_run) {
     json_decref(r);
 }
 
-/* Start `ftune create` for `name` that SIGKILLs itself after step 7 (FTUNE_DEBUG_KILL_AT_STEP). */
+/* Start `ftune create` for `name` that SIGKILLs itself after step 5 (checkpoint at 4) (FTUNE_DEBUG_KILL_AT_STEP). */
 static void create_killed(const env *e, const char *name) {
     int rc = sh(NULL,
-                "FTUNE_HOME='%s' FTUNE_DEBUG_KILL_AT_STEP=7 OMP_NUM_THREADS=1 %s create --model '%s' "
-                "--train-data-path '%s' " RUN_FLAGS " --name %s --training-duration 12ba --save-interval 3ba "
+                "FTUNE_HOME='%s' FTUNE_DEBUG_KILL_AT_STEP=5 OMP_NUM_THREADS=1 %s create --model '%s' "
+                "--train-data-path '%s' " RUN_FLAGS " --name %s --training-duration 8ba --save-interval 2ba "
                 ">/dev/null 2>&1",
                 e->home, ft_test_ftune_bin(), e->model, e->train, name);
     CHECK(rc != 0); /* killed */
@@ -366,11 +370,11 @@ TEST(lifecycle_sigkill_then_resume_and_worker_give_identical_losses) {
     char *out;
     REQUIRE(ftune(&e, &out,
                   "create --model '%s' --train-data-path '%s' " RUN_FLAGS
-                  " --name whole --training-duration 12ba --save-interval 3ba --json",
+                  " --name whole --training-duration 8ba --save-interval 2ba --json",
                   e.model, e.train) == 0);
     free(out);
     double ref[64], got[64];
-    REQUIRE(losses(&e, "whole", ref, 64) == 12);
+    REQUIRE(losses(&e, "whole", ref, 64) == 8);
 
     /* killed, then `ftune resume` */
     create_killed(&e, "killed1");
@@ -385,8 +389,8 @@ TEST(lifecycle_sigkill_then_resume_and_worker_give_identical_losses) {
     free(out);
     CHECK_STR_EQ(jstr(r, "status"), "COMPLETED");
     json_decref(r);
-    REQUIRE(losses(&e, "killed1", got, 64) == 12);
-    for (int i = 0; i < 12; i++)
+    REQUIRE(losses(&e, "killed1", got, 64) == 8);
+    for (int i = 0; i < 8; i++)
         CHECK_NEAR(got[i], ref[i], 1e-6);
 
     /* killed, then the worker finds it and resumes it */
@@ -396,8 +400,8 @@ TEST(lifecycle_sigkill_then_resume_and_worker_give_identical_losses) {
     CHECK_STR_EQ(jstr(r, "status"), "COMPLETED");
     CHECK_STR_EQ(jstr(r, "registered_model"), "main.test.killed2/1");
     json_decref(r);
-    REQUIRE(losses(&e, "killed2", got, 64) == 12);
-    for (int i = 0; i < 12; i++)
+    REQUIRE(losses(&e, "killed2", got, 64) == 8);
+    for (int i = 0; i < 8; i++)
         CHECK_NEAR(got[i], ref[i], 1e-6);
     REQUIRE(ftune(&e, &out, "events killed2 --json") == 0);
     CHECK(out && strstr(out, "is gone: resuming from the latest checkpoint"));
