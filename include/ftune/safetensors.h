@@ -16,7 +16,10 @@
  * chunk. Files are written beside their final name and renamed at finish (after fsync), so a
  * crash never leaves a half-written file under the final name. With max_shard_bytes set and more
  * than one shard needed, it writes model-00001-of-0000N.safetensors ... and
- * model.safetensors.index.json, as transformers names them. */
+ * model.safetensors.index.json, as transformers names them. Tensors are laid out in declared order
+ * with no padding (the format allows none), so in a file mixing dtypes a tensor can start at an
+ * offset that is not a multiple of its element size; readers copy, so only declare such mixes
+ * when that is acceptable (ftune's own files use one dtype each). */
 #ifndef FTUNE_SAFETENSORS_H
 #define FTUNE_SAFETENSORS_H
 

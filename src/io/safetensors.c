@@ -659,10 +659,12 @@ ft_status ft_st_read_f32(const ft_st_tensor *t, float *out, int64_t n, ft_err *e
             memcpy(out, p, (size_t)n * 4);
         return FT_OK;
     case FT_ST_DTYPE_BF16:
+#pragma omp parallel for schedule(static) if (n >= ((int64_t)1 << 20))
         for (int64_t i = 0; i < n; i++)
             out[i] = ft_st_bf16_to_f32((uint16_t)(p[2 * i] | (p[2 * i + 1] << 8)));
         return FT_OK;
     case FT_ST_DTYPE_F16:
+#pragma omp parallel for schedule(static) if (n >= ((int64_t)1 << 20))
         for (int64_t i = 0; i < n; i++)
             out[i] = ft_st_f16_to_f32((uint16_t)(p[2 * i] | (p[2 * i + 1] << 8)));
         return FT_OK;
