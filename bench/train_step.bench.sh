@@ -9,7 +9,8 @@ CONFIGS=${CONFIGS:-"small medium"}
 ROUNDS=${ROUNDS:-1}
 FTUNE=${FTUNE:-./build/ftune}
 PY=/usr/bin/python3
-# The peer's best settings (without them PyTorch is 2-4x slower here).
+# The peer's best settings (without them PyTorch is 2-4x slower here); ftune runs under the same
+# environment (it would pick the AVX-512 kernels itself only when OPENBLAS_CORETYPE is unset).
 PEER_ENV="GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1099511627776 OPENBLAS_CORETYPE=SkylakeX OPENBLAS_THREAD_TIMEOUT=4"
 field() { sed -n "s/.*\"$1\": \([0-9.eE+-]*\).*/\1/p"; }
 best() { awk 'BEGIN{m=0} {if ($1 > m) m = $1} END{print m}'; }
@@ -17,7 +18,7 @@ for cfg in $CONFIGS; do
     f_all=""; t_all=""
     r=1
     while [ "$r" -le "$ROUNDS" ]; do
-        f=$("$FTUNE" bench train-step --config "$cfg" --json)
+        f=$(env $PEER_ENV "$FTUNE" bench train-step --config "$cfg" --json)
         echo "ftune   $cfg round $r: $f"
         t=$(env $PEER_ENV $PY bench/train_step_torch.py --config "$cfg" --threads 2 --json)
         echo "pytorch $cfg round $r: $t"

@@ -11,8 +11,28 @@
  * rows only, in chunks of `m->chunk` rows, so the (B*T, V) logits never exist in training; the
  * softmax gradient is formed in place of each chunk's logits. */
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
+
+/* FTUNE_PROFILE=1: P(family, call) adds the call's wall time to m->prof[family]. */
+#define P(fam, call)                                   \
+    do {                                               \
+        double t0_ = m->profile ? prof_now(m) : 0;     \
+        call;                                          \
+        if (m->profile)                                \
+            m->prof[fam] += prof_now(m) - t0_;         \
+    } while (0)
+
+/* Wall time, or with FTUNE_PROFILE=cpu the process's CPU time (steadier on a shared machine). */
+static double prof_now(const ft_model *m) {
+    if (m->profile_cpu) {
+        struct timespec ts;
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+        return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    }
+    return ft_time_now();
+}
 
 static ft_attn_shape attn_shape(const ft_model *m, int64_t B, int64_t T) {
     return (ft_attn_shape){.B = B,
@@ -34,32 +54,33 @@ static void forward_layers(ft_model *m, const ft_batch *b) {
     const float eps = (float)m->cfg.rms_norm_eps;
     for (int64_t n = 0; n < N; n++)
         m->pos[n] = b->position_ids ? b->position_ids[n] : (int32_t)(n % T);
-    ft_tensor_rope_table(m->cos_t, m->sin_t, m->pos, m->inv_freq, N, m->HD / 2);
+    P(PROF_ROPE, ft_tensor_rope_table(m->cos_t, m->sin_t, m->pos, m->inv_freq, N, m->HD / 2));
     ft_attn_shape as = attn_shape(m, B, T);
 
-    ft_tensor_embedding_fwd(m->acts[0].x, b->input_ids, m->embed, N, C);
+    P(PROF_EMBED, ft_tensor_embedding_fwd(m->acts[0].x, b->input_ids, m->embed, N, C));
     for (int64_t l = 0; l < m->L; l++) {
         layer_acts *A = &m->acts[l];
         const layer_w *W = &m->w[l];
-        ft_tensor_rmsnorm_fwd(A->xn1, A->rstd1, A->x, W->ln1, N, C, eps);
-        ft_tensor_linear_fwd(A->qkv, A->xn1, W->wqkv, N, C, QKV); /* (N, Q + 2 KV) */
-        ft_tensor_rope_fwd(A->qkv, QKV, m->cos_t, m->sin_t, N, m->NH, m->HD);
-        ft_tensor_rope_fwd(A->qkv + Q, QKV, m->cos_t, m->sin_t, N, m->KVH, m->HD);
-        ft_tensor_attention_fwd(&as, A->att, A->lse, A->qkv, A->qkv + Q, A->qkv + Q + KV, b->sample_ids,
-                                m->attn_scratch);
+        P(PROF_NORM, ft_tensor_rmsnorm_fwd(A->xn1, A->rstd1, A->x, W->ln1, N, C, eps));
+        /* (N, Q + 2 KV) */
+        P(PROF_MATMUL, ft_tensor_linear_fwd(A->qkv, A->xn1, W->wqkv, N, C, QKV));
+        P(PROF_ROPE, ft_tensor_rope_fwd(A->qkv, QKV, m->cos_t, m->sin_t, N, m->NH, m->HD));
+        P(PROF_ROPE, ft_tensor_rope_fwd(A->qkv + Q, QKV, m->cos_t, m->sin_t, N, m->KVH, m->HD));
+        P(PROF_ATTN, ft_tensor_attention_fwd(&as, A->att, A->lse, A->qkv, A->qkv + Q, A->qkv + Q + KV, b->sample_ids, m->attn_scratch));
         /* xmid (N, C) = x + att (N, Q) Wo^T */
-        memcpy(A->xmid, A->x, (size_t)(N * C) * sizeof(float));
-        ft_tensor_sgemm(false, true, N, C, Q, 1.0f, A->att, Q, W->wo, Q, 1.0f, A->xmid, C);
-        ft_tensor_rmsnorm_fwd(A->xn2, A->rstd2, A->xmid, W->ln2, N, C, eps);
-        ft_tensor_linear_fwd(A->gu, A->xn2, W->wgu, N, C, 2 * F); /* (N, 2F) */
-        ft_tensor_swiglu_fwd(m->hbuf, A->gu, N, F);
+        P(PROF_MISC, memcpy(A->xmid, A->x, (size_t)(N * C) * sizeof(float)));
+        P(PROF_MATMUL, ft_tensor_sgemm(false, true, N, C, Q, 1.0f, A->att, Q, W->wo, Q, 1.0f, A->xmid, C));
+        P(PROF_NORM, ft_tensor_rmsnorm_fwd(A->xn2, A->rstd2, A->xmid, W->ln2, N, C, eps));
+        /* (N, 2F) */
+        P(PROF_MATMUL, ft_tensor_linear_fwd(A->gu, A->xn2, W->wgu, N, C, 2 * F));
+        P(PROF_SWIGLU, ft_tensor_swiglu_fwd(m->hbuf, A->gu, N, F));
         /* Next residual. Without training all layers share one set, so `next` may be A->x,
          * which is no longer needed here. */
         float *next = l + 1 < m->L ? m->acts[l + 1].x : m->xL;
-        memcpy(next, A->xmid, (size_t)(N * C) * sizeof(float));
-        ft_tensor_sgemm(false, true, N, C, F, 1.0f, m->hbuf, F, W->wd, F, 1.0f, next, C);
+        P(PROF_MISC, memcpy(next, A->xmid, (size_t)(N * C) * sizeof(float)));
+        P(PROF_MATMUL, ft_tensor_sgemm(false, true, N, C, F, 1.0f, m->hbuf, F, W->wd, F, 1.0f, next, C));
     }
-    ft_tensor_rmsnorm_fwd(m->xf, m->rstdf, m->xL, m->norm, N, C, eps);
+    P(PROF_NORM, ft_tensor_rmsnorm_fwd(m->xf, m->rstdf, m->xL, m->norm, N, C, eps));
 }
 
 /* LM head and cross-entropy over the trainable rows (compacted), chunk by chunk. With
@@ -126,19 +147,20 @@ ft_status ft_model_forward_backward(ft_model *m, const ft_batch *b, double denom
     const int64_t B = b->B, T = b->T, N = B * T, C = m->C, F = m->F, Q = m->Q, KV = m->KV, QKV = m->QKV;
     forward_layers(m, b);
     int64_t nv = 0;
-    double loss = head_loss(m, b, (float)(1.0 / denom), &nv);
+    double loss = 0;
+    P(PROF_HEAD, loss = head_loss(m, b, (float)(1.0 / denom), &nv));
     if (loss_sum)
         *loss_sum = loss;
     if (n_trainable)
         *n_trainable = nv;
 
     /* d xf: the trainable rows' gradients scattered back, zeros elsewhere. */
-    memset(m->dtmp, 0, (size_t)(N * C) * sizeof(float));
+    P(PROF_MISC, memset(m->dtmp, 0, (size_t)(N * C) * sizeof(float)));
 #pragma omp parallel for schedule(static)
     for (int64_t k = 0; k < nv; k++)
         memcpy(m->dtmp + (int64_t)m->rows[k] * C, m->dxc + k * C, (size_t)C * sizeof(float));
-    memset(m->dx, 0, (size_t)(N * C) * sizeof(float));
-    ft_tensor_rmsnorm_bwd(m->dx, m->g_norm, m->dtmp, m->xL, m->norm, m->rstdf, N, C);
+    P(PROF_MISC, memset(m->dx, 0, (size_t)(N * C) * sizeof(float)));
+    P(PROF_NORM, ft_tensor_rmsnorm_bwd(m->dx, m->g_norm, m->dtmp, m->xL, m->norm, m->rstdf, N, C));
 
     ft_attn_shape as = attn_shape(m, B, T);
     for (int64_t l = m->L - 1; l >= 0; l--) {
@@ -146,21 +168,26 @@ ft_status ft_model_forward_backward(ft_model *m, const ft_batch *b, double denom
         const layer_w *W = &m->w[l];
         const layer_w *G = &m->g[l];
         /* MLP: x_next = xmid + h Wd^T, dx holds d x_next. */
-        ft_tensor_swiglu_fwd(m->hbuf, A->gu, N, F);                                     /* h (N, F) */
-        ft_tensor_linear_bwd(NULL, G->wd, m->dx, m->hbuf, W->wd, N, F, C, false, false); /* dWd += dx^T h */
-        ft_tensor_linear_bwd(m->hbuf, NULL, m->dx, NULL, W->wd, N, F, C, false, false);  /* dh = dx Wd */
-        ft_tensor_swiglu_bwd(A->gu, m->hbuf, A->gu, N, F);                              /* d[gate|up], in place */
-        ft_tensor_linear_bwd(m->dtmp, G->wgu, A->gu, A->xn2, W->wgu, N, C, 2 * F, false, false);
-        ft_tensor_rmsnorm_bwd(m->dx, G->ln2, m->dtmp, A->xmid, W->ln2, A->rstd2, N, C); /* dx = d xmid */
+        /* h (N, F) */
+        P(PROF_SWIGLU, ft_tensor_swiglu_fwd(m->hbuf, A->gu, N, F));
+        /* dWd += dx^T h */
+        P(PROF_MATMUL, ft_tensor_linear_bwd(NULL, G->wd, m->dx, m->hbuf, W->wd, N, F, C, false, false));
+        /* dh = dx Wd */
+        P(PROF_MATMUL, ft_tensor_linear_bwd(m->hbuf, NULL, m->dx, NULL, W->wd, N, F, C, false, false));
+        /* d[gate|up], in place */
+        P(PROF_SWIGLU, ft_tensor_swiglu_bwd(A->gu, m->hbuf, A->gu, N, F));
+        P(PROF_MATMUL, ft_tensor_linear_bwd(m->dtmp, G->wgu, A->gu, A->xn2, W->wgu, N, C, 2 * F, false, false));
+        /* dx = d xmid */
+        P(PROF_NORM, ft_tensor_rmsnorm_bwd(m->dx, G->ln2, m->dtmp, A->xmid, W->ln2, A->rstd2, N, C));
         /* Attention: xmid = x + att Wo^T. */
-        ft_tensor_linear_bwd(m->datt, G->wo, m->dx, A->att, W->wo, N, Q, C, false, false);
-        ft_tensor_attention_bwd(&as, m->dqkv, m->dqkv + Q, m->dqkv + Q + KV, m->datt, A->att, A->lse, A->qkv,
-                                A->qkv + Q, A->qkv + Q + KV, b->sample_ids, m->attn_scratch);
-        ft_tensor_rope_bwd(m->dqkv, QKV, m->cos_t, m->sin_t, N, m->NH, m->HD);
-        ft_tensor_rope_bwd(m->dqkv + Q, QKV, m->cos_t, m->sin_t, N, m->KVH, m->HD);
-        ft_tensor_linear_bwd(m->dtmp, G->wqkv, m->dqkv, A->xn1, W->wqkv, N, C, QKV, false, false);
-        ft_tensor_rmsnorm_bwd(m->dx, G->ln1, m->dtmp, A->x, W->ln1, A->rstd1, N, C); /* dx = d x */
+        P(PROF_MATMUL, ft_tensor_linear_bwd(m->datt, G->wo, m->dx, A->att, W->wo, N, Q, C, false, false));
+        P(PROF_ATTN, ft_tensor_attention_bwd(&as, m->dqkv, m->dqkv + Q, m->dqkv + Q + KV, m->datt, A->att, A->lse, A->qkv, A->qkv + Q, A->qkv + Q + KV, b->sample_ids, m->attn_scratch));
+        P(PROF_ROPE, ft_tensor_rope_bwd(m->dqkv, QKV, m->cos_t, m->sin_t, N, m->NH, m->HD));
+        P(PROF_ROPE, ft_tensor_rope_bwd(m->dqkv + Q, QKV, m->cos_t, m->sin_t, N, m->KVH, m->HD));
+        P(PROF_MATMUL, ft_tensor_linear_bwd(m->dtmp, G->wqkv, m->dqkv, A->xn1, W->wqkv, N, C, QKV, false, false));
+        /* dx = d x */
+        P(PROF_NORM, ft_tensor_rmsnorm_bwd(m->dx, G->ln1, m->dtmp, A->x, W->ln1, A->rstd1, N, C));
     }
-    ft_tensor_embedding_bwd(m->g_embed, b->input_ids, m->dx, N, C);
+    P(PROF_EMBED, ft_tensor_embedding_bwd(m->g_embed, b->input_ids, m->dx, N, C));
     return FT_OK;
 }

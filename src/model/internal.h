@@ -32,6 +32,8 @@ typedef struct layer_acts {
     float *gu;    /* (N, 2F) [gate | up] */
 } layer_acts;
 
+enum { PROF_EMBED, PROF_NORM, PROF_MATMUL, PROF_ROPE, PROF_ATTN, PROF_SWIGLU, PROF_HEAD, PROF_MISC, PROF_COUNT };
+
 struct ft_model {
     ft_model_config cfg;
     ft_model_params p;
@@ -66,6 +68,11 @@ struct ft_model {
     float *logits; /* (chunk, V) */
     float *attn_scratch;
     size_t attn_scratch_n;
+
+    /* FTUNE_PROFILE=1: wall time per kernel family, printed to stderr when the model is freed
+     * (a developer's tool for the speed work). */
+    bool profile, profile_cpu;
+    double prof[PROF_COUNT];
 };
 
 /* Check a batch against the model and its arenas; errors name the offending value. */

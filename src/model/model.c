@@ -4,6 +4,7 @@
  * decode.c. */
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ftune/safetensors.h"
@@ -174,6 +175,9 @@ static ft_status model_create(const ft_model_config *c, const ft_model_params *p
     m->V = c->vocab_size;
     m->L = c->num_hidden_layers;
     m->N = pp.max_batch * pp.max_seq;
+    const char *prof = getenv("FTUNE_PROFILE");
+    m->profile = prof && *prof && strcmp(prof, "0") != 0;
+    m->profile_cpu = prof && !strcmp(prof, "cpu");
     if (pp.threads > 0)
         ft_tensor_set_threads(pp.threads);
     ft_status s = layout(m, err);
@@ -190,6 +194,15 @@ static ft_status model_create(const ft_model_config *c, const ft_model_params *p
 void ft_model_free(ft_model *m) {
     if (!m)
         return;
+    if (m->profile) {
+        static const char *const names[PROF_COUNT] = {"embedding", "rmsnorm", "matmul", "rope",
+                                                      "attention", "swiglu", "head+loss", "copies"};
+        double total = 0;
+        for (int i = 0; i < PROF_COUNT; i++)
+            total += m->prof[i];
+        for (int i = 0; i < PROF_COUNT; i++)
+            fprintf(stderr, "profile %-10s %8.3f s %5.1f%%\n", names[i], m->prof[i], 100 * m->prof[i] / total);
+    }
     ft_arena_deinit(&m->warena);
     ft_arena_deinit(&m->garena);
     ft_arena_deinit(&m->aarena);

@@ -229,13 +229,19 @@ double ft_tensor_cross_entropy(float *logits, const int32_t *targets, int64_t N,
                 am++;
             right += am == t;
         }
+        /* Sum of exps: float lanes over blocks of 512 (vectorizes), blocks added in double. */
         double sum = 0.0;
         if (grad_scale != 0.0f) {
-#pragma omp simd reduction(+ : sum)
-            for (int64_t j = 0; j < V; j++) {
-                float e = ft_vexp(row[j] - m);
-                row[j] = e;
-                sum += e;
+            for (int64_t j0 = 0; j0 < V; j0 += 512) {
+                int64_t j1 = j0 + 512 < V ? j0 + 512 : V;
+                float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+                for (int64_t j = j0; j < j1; j++) {
+                    float e = ft_vexp(row[j] - m);
+                    row[j] = e;
+                    s += e;
+                }
+                sum += s;
             }
             float k = (float)(grad_scale / sum);
 #pragma omp simd
@@ -243,9 +249,14 @@ double ft_tensor_cross_entropy(float *logits, const int32_t *targets, int64_t N,
                 row[j] *= k;
             row[t] -= grad_scale;
         } else {
-#pragma omp simd reduction(+ : sum)
-            for (int64_t j = 0; j < V; j++)
-                sum += ft_vexp(row[j] - m);
+            for (int64_t j0 = 0; j0 < V; j0 += 512) {
+                int64_t j1 = j0 + 512 < V ? j0 + 512 : V;
+                float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+                for (int64_t j = j0; j < j1; j++)
+                    s += ft_vexp(row[j] - m);
+                sum += s;
+            }
         }
         loss += (double)m + log(sum) - (double)xt;
         valid++;
