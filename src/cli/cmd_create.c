@@ -132,9 +132,10 @@ static int validate_data(const char *flag, const char *path, ft_task_type task) 
         if (st != FT_OK) {
             rc = cli_report("create", &err);
         } else if (rep && !rep->valid) {
-            fprintf(stderr, "ftune create: --%s: %s has %lld invalid record(s) of %lld (see above; "
+            fprintf(stderr, "ftune create: --%s: %s: %lld error(s) in %lld of %lld records (see above; "
                             "--no-validate-inputs skips this check)\n",
-                    flag, path, (long long)rep->n_errors, (long long)rep->n_records);
+                    flag, path, (long long)rep->n_errors, (long long)(rep->n_records - rep->n_valid_records),
+                    (long long)rep->n_records);
             rc = CLI_EXIT_USAGE;
         }
         if (rep)

@@ -267,6 +267,22 @@ TEST(lifecycle_failure_is_recorded_with_its_reason) {
                        e.model),
                  2);
     CHECK(get_run(&e, "bad2") == NULL);
+    /* and reports every bad record with file:line:column */
+    char *bad = ft_path_join(ft_test_tmpdir(), "bad.jsonl");
+    const char *text = "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"assistant\",\"content\":\"b\"}]}\n"
+                       "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"user\",\"content\":\"b\"}]}\n"
+                       "{\"messages\": 5}\n";
+    ft_file_write_atomic(bad, text, strlen(text), NULL);
+    CHECK_EQ_INT(sh(&out, "FTUNE_HOME='%s' %s create --model '%s' --train-data-path '%s' " RUN_FLAGS " --name bad3 2>&1",
+                    e.home, ft_test_ftune_bin(), e.model, bad),
+                 2);
+    char *l2 = ft_asprintf("%s:2:", bad), *l3 = ft_asprintf("%s:3:14:", bad);
+    CHECK(out && strstr(out, l2) && strstr(out, l3) && strstr(out, "in 2 of 3 records"));
+    free(out);
+    ft_free(l2);
+    ft_free(l3);
+    ft_free(bad);
+    CHECK(get_run(&e, "bad3") == NULL);
 }
 
 /* Poll `get` until the run's status is one of `want` (|-separated) or ~60 s pass. */
@@ -295,6 +311,16 @@ TEST(lifecycle_cancel_a_detached_run) {
     CHECK(out && strncmp(out, "long", 4) == 0);
     free(out);
     REQUIRE(wait_status(&e, "long", "RUNNING"));
+    /* one run at a time: a second detached run waits in the queue */
+    REQUIRE(ftune(&e, NULL,
+                  "create --model '%s' --train-data-path '%s' " RUN_FLAGS
+                  " --name later --training-duration 100000ba --detach",
+                  e.model, e.train) == 0);
+    json_t *later = get_run(&e, "later");
+    CHECK_STR_EQ(jstr(later, "status"), "QUEUED");
+    json_decref(later);
+    /* a running run is not deleted without --force */
+    CHECK_EQ_INT(ftune(&e, NULL, "delete long"), 1);
     REQUIRE(ftune(&e, &out, "cancel long --wait --json") == 0);
     json_t *run = last_json(out);
     free(out);
@@ -309,6 +335,12 @@ TEST(lifecycle_cancel_a_detached_run) {
     free(out);
     CHECK_STR_EQ(jstr(json_array_get(ev, json_array_size(ev) - 1), "type"), "STOPPED");
     json_decref(ev);
+    /* the worker takes the queued run next; cancel it too */
+    REQUIRE(ftune(&e, &out, "cancel later --wait --json") == 0);
+    run = last_json(out);
+    free(out);
+    CHECK_STR_EQ(jstr(run, "status"), "STOPPED");
+    json_decref(run);
     /* the on-demand worker leaves by itself once the queue is empty */
     char *lock = ft_asprintf("flock -n '%s/worker.lock' true", e.home);
     bool free_lock = false;
