@@ -412,3 +412,60 @@ TEST(samples_chat_golden) {
     ft_tok_free(tok);
     json_decref(g);
 }
+
+/* The epoch counts the trainer plans with equal what the loader then delivers, epoch by epoch. */
+TEST(loader_rows_match_epoch_counts) {
+    ft_tok *tok = load_tok("tok/mistral-7b-v0.1");
+    REQUIRE(tok);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/d.jsonl", ft_test_tmpdir());
+    FILE *f = fopen(path, "w");
+    REQUIRE(f);
+    for (int i = 0; i < 90; i++) {
+        fprintf(f, "{\"prompt\": \"P%d", i);
+        for (int k = 0; k < (i * 7) % 9; k++)
+            fprintf(f, " w%d", k);
+        fprintf(f, "\", \"completion\": \"C%d\"}\n", i);
+    }
+    fclose(f);
+    ft_validate_params p;
+    ft_validate_default_params(&p, FT_TASK_INSTRUCTION_FINETUNE);
+    p.sample.tok = tok;
+    p.sample.context_length = 40;
+    p.build_dataset = true;
+    ft_data_report *rep = NULL;
+    ft_dataset *ds = NULL;
+    ft_err err;
+    REQUIRE_OK(ft_data_validate(path, &p, &rep, &ds, &err), &err);
+    REQUIRE(ds);
+    ft_loader_params lp;
+    ft_loader_default_params(&lp, 1, 40, 7);
+    lp.pack.window = 32;
+    ft_loader *l = NULL;
+    REQUIRE_OK(ft_loader_new(ds, &lp, NULL, &l, &err), &err);
+    for (int64_t e = 0; e < 3; e++) {
+        ft_epoch_counts ec;
+        REQUIRE_OK(ft_dataset_count_epoch(ds, &lp.pack, e, &ec, &err), &err);
+        int64_t rows = 0, tokens = 0, trainable = 0;
+        for (;;) {
+            ft_data_batch *b = NULL;
+            REQUIRE_OK(ft_loader_next(l, &b, &err), &err);
+            CHECK_EQ_INT(b->epoch, e);
+            rows++;
+            tokens += b->n_tokens;
+            trainable += b->n_trainable;
+            bool end = b->epoch_ended;
+            ft_loader_release(l, b);
+            if (end)
+                break;
+        }
+        CHECK_EQ_INT(rows, ec.rows);
+        CHECK_EQ_INT(tokens, ec.tokens);
+        CHECK_EQ_INT(trainable, ec.trainable);
+        CHECK_EQ_INT(tokens, ft_dataset_n_tokens(ds));
+    }
+    ft_loader_free(l);
+    ft_dataset_free(ds);
+    ft_data_report_free(rep);
+    ft_tok_free(tok);
+}

@@ -301,3 +301,36 @@ TEST(cli_validate_end_to_end) {
     CHECK(out && strstr(out, "--task-type") != NULL);
     free(out);
 }
+
+/* dbfs:/Volumes/... and /Volumes/... read $FTUNE_HOME/volumes/..., and problems are reported
+ * under the name the user wrote. */
+TEST(reader_volumes_mapping) {
+    const char *home = ft_test_tmpdir();
+    char p[1024];
+    snprintf(p, sizeof p, "%s/volumes/main/default/vol", home);
+    ft_err err;
+    REQUIRE_OK(ft_mkdir_p(p, &err), &err);
+    snprintf(p, sizeof p, "%s/volumes/main/default/vol/train.jsonl", home);
+    write_file(p, "{\"prompt\": 1, \"response\": \"r\"}\n", 31);
+    const char *old = getenv("FTUNE_HOME");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("FTUNE_HOME", home, 1);
+    static got g;
+    const char *names[] = {"dbfs:/Volumes/main/default/vol/train.jsonl", "/Volumes/main/default/vol"};
+    for (int i = 0; i < 2; i++) {
+        memset(&g, 0, sizeof g);
+        ft_data_report *r = run(names[i], FT_TASK_INSTRUCTION_FINETUNE, 0, &g);
+        if (r) {
+            static const want w[] = {{1, 12, E, "\"prompt\" must be a string"}};
+            check_issues(&g, w, 1);
+            CHECK(g.n == 1 && !strncmp(g.file[0], names[i], strlen(names[i])));
+            ft_data_report_free(r);
+        }
+    }
+    if (saved) {
+        setenv("FTUNE_HOME", saved, 1);
+        free(saved);
+    } else {
+        unsetenv("FTUNE_HOME");
+    }
+}
