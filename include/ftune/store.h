@@ -98,7 +98,7 @@ void ft_run_list_free(ft_run *runs, size_t n);
 
 /* Move a run to `to`, validating the transition against the current status in one transaction,
  * and record an event of type `event_type` (NULL: none) with `message`. `details` (NULL: keep)
- * replaces the run's details. STARTING records started time, final statuses the finished time.
+ * replaces the run's details; STARTING (a new attempt) clears them unless given. STARTING records started time, final statuses the finished time.
  * FT_ERR_INVALID names both statuses when the move is not allowed. */
 ft_status ft_store_run_set_status(ft_store *s, const char *name, ft_run_status to, const char *event_type,
                                   const char *level, const char *message, const char *details, ft_err *err);

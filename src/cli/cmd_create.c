@@ -252,9 +252,8 @@ int cmd_create(int argc, char **argv) {
     json_t *cj = ft_train_config_to_json(&cfg);
     char *cjs = ft_json_dumps(cj, 0);
     json_decref(cj);
-    char dur[32], cl_buf[32];
+    char dur[32];
     ft_duration_format(cfg.training_duration, dur, sizeof dur);
-    (void)cl_buf;
     ft_run r = {0};
     r.name = name;
     r.model = cfg.model;

@@ -132,8 +132,7 @@ typedef struct sink_ctx {
     int64_t steps, total_steps;
     double loss;
     int64_t kill_at_step; /* FTUNE_DEBUG_KILL_AT_STEP: SIGKILL this process after that step (tests) */
-    ft_err store_err; /* the first store failure, reported once */
-    bool store_failed;
+    ft_err store_err; /* the last store failure (code FT_OK when none) */
 } sink_ctx;
 
 static const char *level_str(ft_log_level l) {
@@ -164,10 +163,15 @@ static ft_status sink_event(void *user, ft_train_event type, ft_log_level level,
     if (type == FT_EVENT_STOPPED || type == FT_EVENT_FAILED)
         return FT_OK;
     ft_status st;
-    if (type == FT_EVENT_STARTED)
+    if (type == FT_EVENT_STARTED) {
         st = ft_store_run_set_status(c->s, c->name, FT_RUN_RUNNING, tname, level_str(level), message, NULL,
                                      &c->store_err);
-    else
+        /* Cancelled while starting (TERMINATING): record the event; should_stop ends the run. */
+        if (st == FT_ERR_INVALID) {
+            ft_err_clear(&c->store_err);
+            st = ft_store_event_add(c->s, c->name, tname, level_str(level), message, NULL, &c->store_err);
+        }
+    } else
         st = ft_store_event_add(c->s, c->name, tname, level_str(level), message, NULL, &c->store_err);
     /* TRAIN_UPDATED lines would drown the bar; the bar shows the same. */
     if (type != FT_EVENT_TRAIN_UPDATED || level >= FT_LOG_WARN)
@@ -372,7 +376,9 @@ int run_execute(ft_store *s, const char *name, const run_exec_opts *o) {
     int rc = CLI_EXIT_OK;
     if (st != FT_OK || res.outcome == FT_TRAIN_FAILED) {
         char reason[1400];
-        if (st != FT_OK)
+        if (c.store_err.code != FT_OK) /* the store refused a write: that is the real reason */
+            ft_err_format(&c.store_err, reason, sizeof reason);
+        else if (st != FT_OK)
             ft_err_format(&err, reason, sizeof reason);
         else
             snprintf(reason, sizeof reason, "%s", res.reason[0] ? res.reason : "the trainer failed");

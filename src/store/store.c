@@ -525,7 +525,8 @@ ft_status ft_store_run_set_status(ft_store *s, const char *name, ft_run_status t
     if (rs == FT_OK) {
         sqlite3_stmt *st;
         rs = store_prepare(s,
-                           "UPDATE runs SET status = ?2, details = COALESCE(?3, details), updated = ?4,"
+                           "UPDATE runs SET status = ?2, updated = ?4,"
+                           " details = CASE WHEN ?2 = 'STARTING' THEN ?3 ELSE COALESCE(?3, details) END,"
                            " started = CASE WHEN ?2 = 'STARTING' THEN ?4 ELSE started END,"
                            " finished = CASE WHEN ?2 IN ('COMPLETED','FAILED','STOPPED') THEN ?4 ELSE 0 END,"
                            " progress = CASE WHEN ?2 = 'COMPLETED' THEN 1.0 ELSE progress END,"
