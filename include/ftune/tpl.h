@@ -79,23 +79,27 @@ ft_status ft_chat_render(const ft_chat *c, const json_t *messages, const json_t 
 /* ---------------------------------------------------------------- loss masks
  *
  * Which characters of a rendered conversation are trained on, found for any template by
- * rendering growing prefixes of the conversation. For each assistant message k (0-based index
- * in `messages`):
+ * rendering growing prefixes of the conversation. T is the full render (add_generation_prompt
+ * false). For each assistant message k (0-based index in `messages`):
  *   P = render(messages[:k], add_generation_prompt=true)   the context plus the assistant header
  *   Q = render(messages[:k+1], add_generation_prompt=false) the context plus the whole turn
- *   N = the render of the next prefix (messages[:k+2] with add_generation_prompt=false), or, for
- *       the last message, the full render
- * Every render must extend the previous one (else FT_ERR_INVALID naming the message index).
- * The trainable span is Q[len(P) .. len(Q)) with any trailing whitespace that the NEXT turn
- * would also write taken off only if it is not part of the end-of-turn marker: precisely, the
- * span ends at len(Q) when Q is a prefix of N, and is cut back to the longest common prefix of
- * Q and N otherwise (a template that writes the end-of-turn marker only when another turn
- * follows). When P is not a prefix of Q (templates whose generation prompt differs from the
- * header they write for an existing assistant turn), the span starts where
- * render(messages[:k], add_generation_prompt=false) ends, plus the longest common prefix of the
- * rest of P and Q. So the content and what the template writes right after it up to the next
- * turn ("<|eot_id|>", "<|im_end|>\n", "</s>", "<end_of_turn>\n") are trainable; everything the
- * next turn or the generation prompt writes is not. */
+ * Start: where P and Q part (len(P) when P is a prefix of Q), moved past the previous message's
+ *   content and the generation prompt P writes after it when P put that content elsewhere.
+ * End, when Q is a prefix of T (the common case): len(Q), i.e. the content and everything the
+ *   template writes after it before the next turn: "<|eot_id|>", "<|im_end|>\n", "</s>",
+ *   "<end_of_turn>\n", "<|end|>\n". If Q ends right after the content and T continues there with
+ *   the eos_token, the eos_token and one following newline are included (templates that close a
+ *   turn only when another follows, e.g. Qwen1.5 / ChatML "<|im_end|>\n").
+ * End, otherwise (the template renders the turn differently once later turns follow): the
+ *   content is located in T (verbatim, stripped, or the part after </think>), and the span runs
+ *   over it plus what follows it identically in Q and T, less the opening of the next turn's
+ *   header (what T has before its first role name, e.g. "<|start_header_id|>"), and less a copy
+ *   of this turn's own header that a template writes in advance (Llama 3's first revision).
+ * The end-of-turn marker of the turn is therefore trainable; the next turn's header, the system
+ * and user turns and the generation prompt are not. When T and the prefix renders disagree on
+ * the context before a turn and the turn's content cannot be located in T (a blank assistant
+ * message in such a template), the result is FT_ERR_INVALID naming the message index
+ * ("not prefix-stable at message k"). */
 typedef struct ft_chat_span {
     size_t start, end; /* byte range in the rendered text */
     size_t message;    /* index of the assistant message */
