@@ -216,6 +216,14 @@ TEST(lifecycle_create_to_completed_registered_and_usable) {
     free(out);
     CHECK_EQ_INT(ftune(&e, &out, "generate --model main.test.ner/1 --prompt 'x' --max-new-tokens 2"), 0);
     free(out);
+    char *batch = ft_path_join(ft_test_tmpdir(), "batch.json");
+    const char *bj = "{\"input_ids\": [[1, 733, 16289, 28793]], \"targets\": [[733, 16289, 28793, 2]], "
+                     "\"position_ids\": [[0, 1, 2, 3]], \"sample_ids\": [[0, 0, 0, 0]]}";
+    ft_file_write_atomic(batch, bj, strlen(bj), NULL);
+    CHECK_EQ_INT(ftune(&e, &out, "debug forward --model main.test.ner --batch '%s' --json", batch), 0);
+    CHECK(out && strstr(out, "loss"));
+    free(out);
+    ft_free(batch);
     /* and as the starting model of a new run, whose register_to without a name uses the run name */
     rc = ftune(&e, &out,
                "create --model main.test.ner --train-data-path '%s' " RUN_FLAGS " --name second --training-duration 1ba --json",
