@@ -1,11 +1,14 @@
-/* data/loader.c: the training data loader (SPEC §4; ftune/data.h). One producer thread walks
- * the epochs window by window: it fetches and tokenizes the window's records on a team of
- * OpenMP threads, packs the samples best-fit, shuffles the rows with the cursor's RNG and
- * writes them into batch slots; the trainer takes ready batches from a bounded queue.
+/* data/loader.c: the training data loader (SPEC §4; ftune/data.h). Two threads run ahead of
+ * the trainer:
+ *   the builder walks the epochs window by window: it fetches and tokenizes a window's records
+ *     on a team of OpenMP threads and packs its samples best-fit (into one of two window
+ *     buffers, so the next window is prepared while the current one is handed out);
+ *   the emitter shuffles each window's rows with the cursor's RNG and writes them into batch
+ *     slots; the trainer takes ready batches from a bounded queue.
  *
- * Determinism: records are tokenized in parallel but each into its own slot, and everything
- * that depends on order (packing, the row shuffle, filling batches) runs on the producer alone,
- * so the batches depend only on the dataset, the parameters and the start cursor. */
+ * Determinism: records are tokenized in parallel but each into its own slot, packing depends
+ * only on the window, and the RNG is used by the emitter alone in window order, so the batches
+ * depend only on the dataset, the parameters and the start cursor, never on thread timing. */
 #include <omp.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -31,7 +34,12 @@ typedef struct window {
     int64_t *row_perm;  /* shuffled row order */
     int64_t n_rows;
     ft_rng rng_after; /* the RNG after this window's shuffle: the next window's start state */
+    int state;        /* WIN_EMPTY, WIN_READY (built, or failed with `status`) */
+    ft_status status;
+    ft_err err;
 } window;
+
+enum { WIN_EMPTY = 0, WIN_READY = 1 };
 
 struct ft_loader {
     ft_dataset *ds;
@@ -52,11 +60,14 @@ struct ft_loader {
     double wait_s;
     pthread_t thread;
     bool started;
-    /* producer state */
-    ft_data_cursor cur;
-    window w;
-    ft_buf *fetch_buf;          /* per thread */
-    ft_sample_scratch *scratch; /* per thread */
+    pthread_t builder;
+    bool builder_started;
+    /* windows: the builder fills wins[k % 2] for the k-th window from the start cursor */
+    window wins[2];
+    window *w; /* the one the emitter is handing out */
+    ft_data_cursor cur; /* the start */
+    ft_buf *fetch_buf;          /* per builder OpenMP thread */
+    ft_sample_scratch *scratch; /* per builder OpenMP thread */
 };
 
 /* ---------------------------------------------------------------- one window */
@@ -104,9 +115,8 @@ static ft_status build_record(ft_loader *l, int64_t rec, ft_sample *out, int tid
     return s;
 }
 
-/* Fetch, tokenize and pack window `index` of `epoch`, shuffling its rows with `rng`. */
-static ft_status make_window(ft_loader *l, int64_t epoch, int64_t index, ft_rng rng, ft_err *err) {
-    window *w = &l->w;
+/* Fetch, tokenize and pack window `index` of `epoch` into w (builder thread). */
+static ft_status build_window(ft_loader *l, window *w, int64_t epoch, int64_t index, ft_err *err) {
     const ft_dataset *ds = l->ds;
     int64_t W = l->p.pack.window, N = ds->n, T = l->p.pack.T;
     int64_t r0 = index * W, r1 = r0 + W < N ? r0 + W : N;
@@ -195,16 +205,7 @@ static ft_status make_window(ft_loader *l, int64_t epoch, int64_t index, ft_rng 
                 int64_t i = order[k], r = row_of[i];
                 w->order[w->row_start[r] + fill[r]++] = i;
             }
-            for (int64_t r = 0; r < n_rows; r++)
-                w->row_perm[r] = r;
-            if (l->p.pack.shuffle)
-                for (int64_t r = n_rows - 1; r > 0; r--) {
-                    int64_t j = (int64_t)ft_rng_below(&rng, (uint64_t)r + 1), t = w->row_perm[r];
-                    w->row_perm[r] = w->row_perm[j];
-                    w->row_perm[j] = t;
-                }
             w->n_rows = n_rows;
-            w->rng_after = rng;
         }
     }
     ft_free(len);
@@ -213,9 +214,22 @@ static ft_status make_window(ft_loader *l, int64_t epoch, int64_t index, ft_rng 
     return s;
 }
 
+/* The row order of a built window: shuffled with `rng` (emitter thread). */
+static void shuffle_window(const ft_loader *l, window *w, ft_rng rng) {
+    for (int64_t r = 0; r < w->n_rows; r++)
+        w->row_perm[r] = r;
+    if (l->p.pack.shuffle)
+        for (int64_t r = w->n_rows - 1; r > 0; r--) {
+            int64_t j = (int64_t)ft_rng_below(&rng, (uint64_t)r + 1), t = w->row_perm[r];
+            w->row_perm[r] = w->row_perm[j];
+            w->row_perm[j] = t;
+        }
+    w->rng_after = rng;
+}
+
 /* Write row `r` of the current window into row `b` of a batch. */
 static void write_row(ft_loader *l, ft_data_batch *bt, int64_t b, int64_t r) {
-    window *w = &l->w;
+    window *w = l->w;
     int64_t T = l->p.pack.T;
     int32_t *in = (int32_t *)bt->batch.input_ids + b * T, *tg = (int32_t *)bt->batch.targets + b * T;
     int32_t *pos = (int32_t *)bt->batch.position_ids + b * T, *sid = (int32_t *)bt->batch.sample_ids + b * T;
@@ -249,9 +263,64 @@ static int64_t windows_per_epoch(const ft_loader *l) {
     return (l->ds->n + l->p.pack.window - 1) / l->p.pack.window;
 }
 
+static void *builder_main(void *arg) {
+    ft_loader *l = arg;
+    int64_t epoch = l->cur.epoch, index = l->cur.window;
+    for (int64_t k = 0;; k++) {
+        window *w = &l->wins[k % 2];
+        pthread_mutex_lock(&l->mu);
+        while (!l->stop && w->state != WIN_EMPTY)
+            pthread_cond_wait(&l->cv, &l->mu);
+        bool stop = l->stop;
+        pthread_mutex_unlock(&l->mu);
+        if (stop)
+            return NULL;
+        ft_err_clear(&w->err);
+        w->status = build_window(l, w, epoch, index, &w->err);
+        pthread_mutex_lock(&l->mu);
+        w->state = WIN_READY;
+        pthread_cond_broadcast(&l->cv);
+        pthread_mutex_unlock(&l->mu);
+        if (w->status != FT_OK)
+            return NULL;
+        if (++index >= windows_per_epoch(l)) {
+            index = 0;
+            epoch++;
+        }
+    }
+}
+
+/* Take the k-th built window (waiting for the builder) and shuffle it with `rng`. */
+static ft_status next_window(ft_loader *l, int64_t k, ft_rng rng, bool *stop, ft_err *err) {
+    window *w = &l->wins[k % 2];
+    pthread_mutex_lock(&l->mu);
+    if (l->w && l->w != w) { /* hand the finished one back to the builder */
+        l->w->state = WIN_EMPTY;
+        pthread_cond_broadcast(&l->cv);
+    }
+    while (!l->stop && w->state != WIN_READY)
+        pthread_cond_wait(&l->cv, &l->mu);
+    *stop = l->stop;
+    pthread_mutex_unlock(&l->mu);
+    if (*stop)
+        return FT_OK;
+    if (w->status != FT_OK) {
+        if (err)
+            *err = w->err;
+        return w->status;
+    }
+    l->w = w;
+    shuffle_window(l, w, rng);
+    return FT_OK;
+}
+
 static ft_status produce(ft_loader *l, ft_err *err) {
     ft_data_cursor c = l->cur;
-    FT_TRY(make_window(l, c.epoch, c.window, c.rng, err));
+    int64_t k = 0;
+    bool stop = false;
+    FT_TRY(next_window(l, k, c.rng, &stop, err));
+    if (stop)
+        return FT_OK;
     for (;;) {
         /* take a free slot */
         pthread_mutex_lock(&l->mu);
@@ -270,8 +339,7 @@ static ft_status produce(ft_loader *l, ft_err *err) {
         bt->epoch_ended = false;
         bt->epoch_end_row = -1;
         for (int64_t b = 0; b < l->p.B; b++) {
-            while (c.row >= l->w.n_rows) { /* next window, maybe next epoch */
-                ft_rng next_rng = l->w.rng_after;
+            while (c.row >= l->w->n_rows) { /* next window, maybe next epoch */
                 c.window++;
                 c.row = 0;
                 if (c.window >= windows_per_epoch(l)) {
@@ -282,8 +350,10 @@ static ft_status produce(ft_loader *l, ft_err *err) {
                         bt->epoch_end_row = b - 1;
                     }
                 }
-                c.rng = next_rng;
-                FT_TRY(make_window(l, c.epoch, c.window, c.rng, err));
+                c.rng = l->w->rng_after;
+                FT_TRY(next_window(l, ++k, c.rng, &stop, err));
+                if (stop)
+                    return FT_OK;
             }
             if (bt->epoch < 0)
                 bt->epoch = c.epoch;
@@ -291,7 +361,7 @@ static ft_status produce(ft_loader *l, ft_err *err) {
             c.row++;
             c.rows_done++;
         }
-        if (c.row >= l->w.n_rows && c.window + 1 >= windows_per_epoch(l) && !bt->epoch_ended) {
+        if (c.row >= l->w->n_rows && c.window + 1 >= windows_per_epoch(l) && !bt->epoch_ended) {
             bt->epoch_ended = true;
             bt->epoch_end_row = l->p.B - 1;
         }
@@ -375,9 +445,14 @@ ft_status ft_loader_new(ft_dataset *ds, const ft_loader_params *p, const ft_data
         l->slots[i].batch = (ft_batch){p->B, p->pack.T, base, base + BT, base + 2 * BT, base + 3 * BT};
         l->free_slots[l->free_n++] = l->n_slots - 1 - i;
     }
+    if (pthread_create(&l->builder, NULL, builder_main, l) != 0) {
+        ft_loader_free(l);
+        return FT_ERR(err, FT_ERR_INTERNAL, "cannot start the data loader threads");
+    }
+    l->builder_started = true;
     if (pthread_create(&l->thread, NULL, producer_main, l) != 0) {
         ft_loader_free(l);
-        return FT_ERR(err, FT_ERR_INTERNAL, "cannot start the data loader thread");
+        return FT_ERR(err, FT_ERR_INTERNAL, "cannot start the data loader threads");
     }
     l->started = true;
     *out = l;
@@ -420,22 +495,26 @@ double ft_loader_wait_seconds(const ft_loader *l) { return l->wait_s; }
 void ft_loader_free(ft_loader *l) {
     if (!l)
         return;
-    if (l->started) {
-        pthread_mutex_lock(&l->mu);
-        l->stop = true;
-        pthread_cond_broadcast(&l->cv);
-        pthread_mutex_unlock(&l->mu);
+    pthread_mutex_lock(&l->mu);
+    l->stop = true;
+    pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+    if (l->started)
         pthread_join(l->thread, NULL);
-    }
+    if (l->builder_started)
+        pthread_join(l->builder, NULL);
     pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->cv);
-    for (int64_t i = 0; i < l->w.cap_rec; i++)
-        ft_sample_free(&l->w.samples[i]);
-    ft_free(l->w.samples);
-    ft_free(l->w.pieces);
-    ft_free(l->w.row_start);
-    ft_free(l->w.order);
-    ft_free(l->w.row_perm);
+    for (int k = 0; k < 2; k++) {
+        window *w = &l->wins[k];
+        for (int64_t i = 0; i < w->cap_rec; i++)
+            ft_sample_free(&w->samples[i]);
+        ft_free(w->samples);
+        ft_free(w->pieces);
+        ft_free(w->row_start);
+        ft_free(w->order);
+        ft_free(w->row_perm);
+    }
     for (int i = 0; l->fetch_buf && i < l->threads; i++)
         ft_buf_free(&l->fetch_buf[i]);
     for (int i = 0; l->scratch && i < l->threads; i++)
