@@ -439,3 +439,52 @@ TEST(hf_init_model_e2e) {
     ft_free(args);
     ft_free(dir);
 }
+
+/* Allocation failures at every point of an export and of name resolution: FT_ERR_NOMEM or
+ * success, never a crash or (under ASan) a leak. */
+TEST(hf_alloc_failures) {
+    ft_err err;
+    ft_model_config c = tiny_config();
+    size_t n = ft_model_config_tensors(&c, NULL, 0);
+    ft_tensor_spec *ts = calloc(n, sizeof *ts);
+    ft_model_config_tensors(&c, ts, n);
+    float **data = calloc(n, sizeof *data);
+    for (size_t i = 0; i < n; i++)
+        data[i] = calloc((size_t)ft_tensor_spec_numel(&ts[i]), sizeof(float));
+    char *dir = ft_path_join(ft_test_tmpdir(), "x");
+    ft_hf_export_params p = ft_hf_export_default_params();
+    p.max_shard_bytes = 4096;
+    int nomem = 0, ok = 0;
+    for (int64_t k = 0; k < 2000 && !ok; k++) {
+        ft_alloc_fail_after(k);
+        ft_status s = ft_hf_export_arrays(dir, &c, (const float *const *)data, n, &p, &err);
+        ft_alloc_fail_after(-1);
+        if (s == FT_OK)
+            ok = 1;
+        else if (s == FT_ERR_NOMEM)
+            nomem++;
+        else
+            ft_test_fail_(__FILE__, __LINE__, "failing allocation %lld: %s: %s", (long long)k, ft_status_str(s),
+                          err.msg);
+    }
+    CHECK(ok && nomem > 10);
+    env_save es;
+    env_push(&es);
+    set_env("HF_HUB_CACHE", ft_test_tmpdir());
+    for (int64_t k = 0; k < 200; k++) {
+        char *out = NULL;
+        ft_alloc_fail_after(k);
+        ft_status s = ft_hf_resolve("org/none", &out, &err);
+        ft_alloc_fail_after(-1);
+        CHECK(s == FT_ERR_NOMEM || s == FT_ERR_NOT_FOUND);
+        CHECK(out == NULL);
+        if (s == FT_ERR_NOT_FOUND)
+            break;
+    }
+    env_pop(&es);
+    for (size_t i = 0; i < n; i++)
+        free(data[i]);
+    free(data);
+    free(ts);
+    ft_free(dir);
+}

@@ -529,3 +529,67 @@ TEST(io_rounding_matches_torch) {
     CHECK(strstr(ft_st_metadata(r, "source"), "torch") != NULL);
     ft_st_close(r);
 }
+
+/* Allocation failures at every point of open (single file and sharded) and of a sharded write:
+ * each run either succeeds or reports FT_ERR_NOMEM, and (under ASan) leaks nothing. */
+TEST(io_alloc_failures) {
+    ft_err err;
+    char *dir = ft_path_join(ft_test_tmpdir(), "m");
+    ft_mkdir_p(dir, NULL);
+    char *p = ft_path_join(dir, "model.safetensors");
+    float v[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    int64_t s4[1] = {4}, s22[2] = {2, 2};
+    int nomem_w = 0, ok_w = 0;
+    for (int64_t n = 0; n < 200; n++) {
+        ft_st_write_params wp = ft_st_write_default_params();
+        wp.max_shard_bytes = 16;
+        wp.durable = false;
+        ft_st_writer *w = NULL;
+        ft_alloc_fail_after(n);
+        ft_status s = ft_st_writer_new(p, &wp, &w, &err);
+        if (s == FT_OK)
+            s = ft_st_writer_metadata(w, "k", "v", &err);
+        if (s == FT_OK)
+            s = ft_st_writer_add(w, "a", FT_ST_DTYPE_F32, 1, s4, &err);
+        if (s == FT_OK)
+            s = ft_st_writer_add(w, "b", FT_ST_DTYPE_BF16, 2, s22, &err);
+        if (s == FT_OK)
+            s = ft_st_writer_write_f32(w, "a", v, 4, &err);
+        if (s == FT_OK)
+            s = ft_st_writer_write_f32(w, "b", v, 4, &err);
+        if (s == FT_OK)
+            s = ft_st_writer_finish(w, &err);
+        ft_st_writer_free(w);
+        ft_alloc_fail_after(-1);
+        if (s == FT_OK) {
+            ok_w++;
+            break; /* past the last allocation */
+        }
+        if (s != FT_ERR_NOMEM)
+            ft_test_fail_(__FILE__, __LINE__, "write, failing allocation %lld: %s: %s", (long long)n, ft_status_str(s),
+                          err.msg);
+        nomem_w++;
+    }
+    CHECK(nomem_w > 5 && ok_w == 1);
+    int nomem_r = 0, ok_r = 0;
+    for (int64_t n = 0; n < 200; n++) {
+        ft_st_reader *r = NULL;
+        ft_alloc_fail_after(n);
+        ft_status s = ft_st_open(dir, &r, &err);
+        ft_alloc_fail_after(-1);
+        if (s == FT_OK) {
+            CHECK_EQ_INT(ft_st_count(r), 2);
+            ft_st_close(r);
+            ok_r++;
+            break;
+        }
+        if (s != FT_ERR_NOMEM)
+            ft_test_fail_(__FILE__, __LINE__, "open, failing allocation %lld: %s: %s", (long long)n, ft_status_str(s),
+                          err.msg);
+        CHECK(r == NULL);
+        nomem_r++;
+    }
+    CHECK(nomem_r > 5 && ok_r == 1);
+    ft_free(p);
+    ft_free(dir);
+}
