@@ -5,10 +5,12 @@
 
 #include <stddef.h>
 
-/* FAST_* id when `pattern` is one of the known patterns, else 0. */
-int fast_split_detect(const char *pattern, size_t len);
+struct tok_regex;
+/* Set re->fast (a FAST_* id) and the character classes it needs when `pattern` is one of the
+ * known patterns; leave re->fast 0 otherwise. */
+void fast_split_detect(struct tok_regex *re, const char *pattern, size_t len);
 /* End of the match that starts at pos (these patterns match at every position of non-empty
  * text, so matches tile the text). */
-size_t fast_split_next(int which, const char *s, size_t n, size_t pos);
+size_t fast_split_next(const struct tok_regex *re, const char *s, size_t n, size_t pos);
 
 #endif

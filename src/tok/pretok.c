@@ -32,7 +32,7 @@ ft_status tok_regex_compile(tok_regex *r, const char *pattern, size_t len, bool 
         r->re = NULL;
         return FT_ERR(err, FT_ERR_INVALID, "bad regex /%.*s/: %s", (int)(len > 200 ? 200 : len), pattern, (char *)msg);
     }
-    r->fast = fast_split_detect(pattern, len);
+    fast_split_detect(r, pattern, len);
     return FT_OK;
 }
 
@@ -88,7 +88,7 @@ ft_status tok_find_matches(const tok_regex *re, const char *s, size_t n, match_v
     } else if (re->fast) {
         size_t pos = 0;
         while (pos < n && !st) {
-            size_t e = fast_split_next(re->fast, s, n, pos);
+            size_t e = fast_split_next(re, s, n, pos);
             st = mv_match(out, &prev, pos, e);
             pos = e;
         }

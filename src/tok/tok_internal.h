@@ -61,6 +61,7 @@ typedef struct tok_regex {
     char *literal; /* the string pattern (may be empty) */
     size_t literal_len;
     int fast; /* a hand scanner proven equal to `re` (FAST_*), 0 = use Oniguruma */
+    unsigned ctype_l, ctype_n; /* Oniguruma's ctypes for \p{L} and \p{N} (fast scanners) */
 } tok_regex;
 enum { FAST_NONE = 0, FAST_LLAMA3, FAST_QWEN };
 
