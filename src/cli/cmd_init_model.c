@@ -81,7 +81,7 @@ static const cli_opt opts[] = {
     {"architecture", CLI_STR, "NAME: LlamaForCausalLM (default) or MistralForCausalLM"},
     {"sliding-window", CLI_INT, "N: Mistral attention window (default none)"},
     {"tokenizer", CLI_STR, "DIR: copy the tokenizer files from this folder"},
-    {"bos-token-id", CLI_INT, "N: BOS id when the tokenizer does not say (default 1)"},
+    {"bos-token-id", CLI_INT, "N: BOS id (default: the tokenizer's, none if it has none; without --tokenizer 1)"},
     {"eos-token-id", CLI_STR_LIST, "N: EOS id(s) when the tokenizer does not say (default 2; repeatable)"},
     {"seed", CLI_INT, "S: random seed (default 0)"},
     {"std", CLI_FLOAT, "X: init standard deviation, initializer_range (default 0.02)"},
@@ -179,7 +179,8 @@ int cmd_init_model(int argc, char **argv) {
         p.tokenizer_dir = tok;
         p.require_tokenizer = true;
     }
-    c.bos_token_id = cli_has(&a, "bos-token-id") ? cli_int(&a, "bos-token-id", 1) : tbos >= 0 ? tbos : 1;
+    /* A tokenizer without a BOS token (Qwen's "bos_token": null) means the model has none. */
+    c.bos_token_id = cli_has(&a, "bos-token-id") ? cli_int(&a, "bos-token-id", 1) : tok ? tbos : 1;
     size_t n_eos;
     const char **eos = cli_list(&a, "eos-token-id", &n_eos);
     if (n_eos > 8) {

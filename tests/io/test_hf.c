@@ -408,6 +408,25 @@ TEST(hf_init_model_e2e) {
     CHECK_STR_EQ(c.torch_dtype, "bfloat16");
     CHECK(c.tie_word_embeddings);
 
+    /* A tokenizer whose bos_token is null: the model has no BOS. */
+    char *nobos = ft_path_join(ft_test_tmpdir(), "nobos");
+    char *tsrc = ft_path_join(tokdir, "tokenizer.json"), *tdst = ft_path_join(nobos, "tokenizer.json");
+    write_text(nobos, "tokenizer_config.json", "{\"bos_token\": null, \"eos_token\": \"</s>\"}");
+    REQUIRE_OK(ft_file_copy(tsrc, tdst, &err), &err);
+    char *a4 = ft_asprintf("init-model --out %s/m4 --vocab-size 64 --hidden-size 16 --intermediate-size 16 --layers 1 "
+                           "--heads 2 --tokenizer %s",
+                           ft_test_tmpdir(), nobos);
+    CHECK_EQ_INT(run_ftune(a4, NULL), 0);
+    char *cp4 = ft_asprintf("%s/m4/config.json", ft_test_tmpdir());
+    REQUIRE_OK(ft_model_config_load(cp4, &c, &err), &err);
+    CHECK_EQ_INT(c.bos_token_id, -1);
+    CHECK_EQ_INT(c.eos_token_ids[0], 2);
+    ft_free(cp4);
+    ft_free(a4);
+    ft_free(tsrc);
+    ft_free(tdst);
+    ft_free(nobos);
+
     /* Usage errors exit 2 naming the flag. */
     char *o = NULL;
     CHECK_EQ_INT(run_ftune("init-model --out /tmp/x --vocab-size 10", &o), 2);
