@@ -58,6 +58,17 @@ bool run_process_alive(const ft_run *r) {
         if (rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'))
             return false;
     }
+    /* A recycled pid: the process there now is not an ftune. */
+    snprintf(path, sizeof path, "/proc/%lld/cmdline", (long long)r->pid);
+    f = fopen(path, "r");
+    if (f) {
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = 0; /* argv[0] ends at the first NUL */
+        const char *base = strrchr(buf, '/');
+        if (n > 0 && !strstr(base ? base + 1 : buf, "ftune"))
+            return false;
+    }
     return true;
 }
 
