@@ -503,7 +503,6 @@ static void format_spec(rstate *r, const node *at, sbuf *out, tv v, const char *
     char type = i < sn ? spec[i++] : 0;
     if (i != sn)
         tpl_fail(r, at, FT_ERR_INVALID, "ValueError: Invalid format specifier");
-    (void)comma;
     sbuf body = {0};
     if (v.t == TV_STR) {
         if (type && type != 's')
@@ -539,6 +538,24 @@ static void format_spec(rstate *r, const node *at, sbuf *out, tv v, const char *
                 float_repr(v.f, tmp, sizeof tmp);
         } else
             tpl_fail(r, at, FT_ERR_INVALID, "ValueError: Unknown format code '%c' for a number", type);
+        if (comma) {
+            /* thousands separators in the integer part */
+            char g[700];
+            size_t tl = strlen(tmp), k = 0, st = (tmp[0] == '-' || tmp[0] == '+' || tmp[0] == ' ') ? 1 : 0, ie = st;
+            while (ie < tl && tmp[ie] >= '0' && tmp[ie] <= '9')
+                ie++;
+            for (size_t q = 0; q < st; q++)
+                g[k++] = tmp[q];
+            for (size_t q = st; q < ie; q++) {
+                g[k++] = tmp[q];
+                if (q + 1 < ie && (ie - q - 1) % 3 == 0)
+                    g[k++] = ',';
+            }
+            for (size_t q = ie; q < tl && k < sizeof g - 1; q++)
+                g[k++] = tmp[q];
+            g[k] = 0;
+            snprintf(tmp, sizeof tmp, "%s", g);
+        }
         sb_put(r, &body, tmp, strlen(tmp));
         if (!align)
             align = '>';
@@ -756,7 +773,7 @@ tv builtin_global(rstate *r, const char *name, size_t n) {
 }
 
 static void dict_update_from(rstate *r, const node *at, tdict *d, tv src) {
-    if (src.t == TV_DICT || src.t == TV_NS) {
+    if (src.t == TV_DICT) {
         for (size_t i = 0; i < src.d->n; i++)
             tdict_set(r, d, src.d->k[i], src.d->v[i]);
         return;

@@ -219,6 +219,28 @@ SNIPPETS = [
     "{{ range(200000)|length }}", "{% set x = msgs|selectattr('role')%}{{ x|length }}",
     "{{ msgs|selectattr('role', 'equalto', 'system') and 'truthy' }}",
     "{% set g = l|map('string') %}{{ g|list }}{{ g|list }}",
+    # more corners
+    "{% macro outer(x) %}{% for i in range(x) %}{{ inner(i) }}{% endfor %}{% endmacro %}{% macro inner(v) %}<{{ v }}>{% endmacro %}{{ outer(3) }}",
+    "{% for m in msgs %}{% set c = m.content %}{% macro show() %}{{ c }}{% endmacro %}{{ show() }}{% endfor %}",
+    "{% set x = 5 %}{% macro f() %}{{ x }}{% endmacro %}{% set x = 6 %}{{ f() }}",
+    "{{ {'a': 1, 'a': 2} }} {{ d|join(',') }} {{ msgs|map(attribute='content')|map('upper')|join(' ') }} {{ l|map('tojson')|list }}",
+    "{{ msgs|selectattr('role', 'in', ['user', 'system'])|map(attribute='content')|list }} {{ msgs|sort(attribute='role')|map(attribute='role')|list }}",
+    "{{ none == none }} {{ none is none }} {{ [] == [] }} {{ [1] == (1,) }} {{ {'a': 1} == {'a': 1} }} {{ 1 is sameas 1 }} {{ '1' == 1 }}",
+    "{{ '{:,}'.format(1234567) }} {{ '{:+d}'.format(5) }} {{ '{!r}'.format('x') }} {{ '{0[0]}{0[1]}'.format('ab') }} {{ '{d[b]}'.format(d=d) }} {{ '{:%}'.format(0.25) }} {{ '{:e}'.format(12345.678) }}",
+    "{{ 'a' ~ 'b' + 'c' }} {{ 1 + 2 ~ 3 }} {{ 2 * 3 ~ 4 }} {{ -2 ** 2 }} {{ 2 ** 3 ** 2 }} {{ not 1 == 2 }} {{ 1 if 0 else 2 if 0 else 3 }}",
+    "{%- for m in msgs -%}\n  {%- if loop.first %}[{% endif -%}\n  {{ m.role }}\n  {%- if not loop.last %}, {% else %}]{% endif -%}\n{%- endfor %}",
+    "{% if msgs[0].role == 'system' %}{% set rest = msgs[1:] %}{% else %}{% set rest = msgs %}{% endif %}{{ rest|length }}{{ msgs[-1].content }}{{ msgs[1:3]|map(attribute='role')|join }}",
+    "{{ msgs[2].tool_calls[0].function.arguments|tojson }} {{ msgs[2].tool_calls[0].function.arguments.a }} {{ msgs[2]['tool_calls'][0]['function']['name'] }} {{ msgs[2].tool_calls|length }}",
+    "{{ 'x' if msgs[0].missing is not defined }} {{ msgs[0].content is string }} {{ msgs[2].tool_calls is iterable }} {{ msgs[2].tool_calls[0] is mapping }} {{ msgs[2].tool_calls is sequence }}",
+    "{{ 'abc'[1] }} {{ 'abc'[-1] }} {{ 'abc'[5] is defined }} {{ 'héllo'[1] }} {{ 'abc'[::2] }} {{ [1, 2, 3][1:-1] }} {{ (1, 2, 3)[::-1] }}",
+    "{{ 10 / 4 }} {{ 10 // 4 }} {{ -10 // 4 }} {{ 10 % 4 }} {{ -10 % 4 }} {{ 10.5 // 4 }} {{ 1e300 * 1e10 }} {{ -1e300 * 1e10 }} {{ 0.5 + 0.25 }} {{ 100000000000000000.0 }} {{ 1.5e-7 }} {{ 123456789.123456789 }}",
+    "{{ ' x '|trim|length }} {{ '\t\n x \u3000'|trim }}|{{ 'aXbXc'|replace('X', '') }} {{ 'Hello World'|lower|replace(' ', '_') }} {{ 'ABC'|first }} {{ 'ABC'|last }}",
+    "{% set items = [{'n': 'b', 'v': 2}, {'n': 'a', 'v': 1}, {'n': 'c', 'v': 2}] %}{{ items|sort(attribute='v')|map(attribute='n')|join }} {{ items|sort(attribute='v', reverse=true)|map(attribute='n')|join }} {{ items|map(attribute='v')|unique|list }} {{ items|sum(attribute='v') }} {{ items|max(attribute='v') }}",
+    "{% for k, v in {'z': 1, 'a': 2}|dictsort %}{{ k }}{{ v }}{% endfor %} {% for k, v in {'z': 1, 'a': 2}.items()|sort %}{{ k }}{% endfor %} {{ {'b': 1, 'A': 2}|dictsort(true) }} {{ {'b': 2, 'a': 1}|dictsort(by='value', reverse=true) }}",
+    "{{ [1, [2, [3, {'x': 'é'}]]]|tojson(indent=1) }} {{ {'a': {'b': []}}|tojson(indent='\t') }} {{ ['a', 1]|tojson(separators=(';', '=')) }}",
+    "{% set ns = namespace(items=[]) %}{% for i in range(3) %}{% set ns.items = ns.items + [i] %}{% endfor %}{{ ns.items }} {% set ns2 = namespace(ns) %}{{ ns2.items }}",
+    "{{ l|batch(2)|map('list')|list }} {{ l|batch(2)|map('join', ',')|list }} {{ l|select('in', [1, 3])|list }} {{ ls|select('lower')|list }} {{ ls|reject('upper')|list }}",
+    "{% filter indent(2, true) %}a\nb\n{% endfilter %}|{% filter tojson %}x\"y{% endfilter %}|{% filter title %}hello-world foo{% endfilter %}",
 ]
 
 
