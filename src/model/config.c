@@ -200,8 +200,7 @@ static ft_status parse(const json_t *root, ft_model_config *c, const char *path,
         c->sliding_window = 0;
     else
         FT_TRY(at_file(ft_json_get_int(root, "sliding_window", false, &c->sliding_window, path, err), path, err));
-    /* transformers' Mistral ignores the window when use_sliding_window is false (Qwen-style);
-     * Llama never uses one. */
+    /* LlamaForCausalLM has no sliding window, whatever the file says. */
     if (!mistral)
         c->sliding_window = 0;
     int nb = 1;
