@@ -13,7 +13,6 @@
 
 typedef struct scratch {
     ft_tok_encoding enc;
-    ft_buf text;
 } scratch;
 
 void ft_sample_free(ft_sample *s) {
@@ -29,7 +28,6 @@ void ft_sample_scratch_free(ft_sample_scratch *s) {
         return;
     scratch *w = s->p_;
     ft_tok_encoding_free(&w->enc);
-    ft_buf_free(&w->text);
     ft_free(w);
     s->p_ = NULL;
 }
@@ -103,34 +101,24 @@ static ft_status build_cpt(const ft_sample_params *p, const ft_record *rec, scra
     return FT_OK;
 }
 
-/* Render with the template, tokenize the text as transformers does for a rendered chat (no
- * special tokens added: the template writes them), and mark a token trainable when it starts
- * inside one of the template's trainable spans. */
-static ft_status build_chat(const ft_sample_params *p, const json_t *o, scratch *w, ft_sample *out, ft_err *err) {
+/* The template's rendering, tokens and loss mask come from one call of the templates module
+ * (ftune/tpl.h): the text rendered once and tokenized whole without special tokens, as
+ * transformers does; a token is trainable when it overlaps a trainable span. */
+static ft_status build_chat(const ft_sample_params *p, const json_t *o, ft_sample *out, ft_err *err) {
     if (!p->chat)
         return FT_ERR(err, FT_ERR_INVALID, "no chat template: the model's tokenizer_config.json has no chat_template");
-    json_t *messages = json_object_get(o, "messages");
     ft_chat_mask_params mp = ft_chat_default_mask_params();
     mp.last_assistant = p->last_assistant;
-    ft_chat_span *spans = NULL;
-    size_t n_spans = 0;
-    w->text.len = 0;
-    FT_TRY(ft_chat_spans(p->chat, messages, NULL, NULL, &mp, &w->text, &spans, &n_spans, err));
-    ft_status s = ft_tok_encode(p->tok, w->text.data ? w->text.data : "", w->text.len, false, &w->enc, err);
-    if (s == FT_OK)
-        s = reserve(out, w->enc.n, err);
+    ft_chat_tokens ct = {0};
+    FT_TRY(ft_chat_tokenize(p->chat, p->tok, json_object_get(o, "messages"), NULL, NULL, &mp, &ct, NULL, NULL, NULL,
+                            err));
+    ft_status s = reserve(out, ct.n, err);
     if (s == FT_OK) {
-        size_t k = 0;
-        for (size_t i = 0; i < w->enc.n; i++) {
-            size_t st = w->enc.offsets[i].start;
-            while (k < n_spans && spans[k].end <= st)
-                k++;
-            out->ids[i] = w->enc.ids[i];
-            out->trainable[i] = k < n_spans && st >= spans[k].start && st < spans[k].end;
-        }
-        out->n = w->enc.n;
+        memcpy(out->ids, ct.ids, ct.n * sizeof *ct.ids);
+        memcpy(out->trainable, ct.mask, ct.n);
+        out->n = ct.n;
     }
-    ft_free(spans);
+    ft_chat_tokens_free(&ct);
     return s;
 }
 
@@ -163,7 +151,7 @@ ft_status ft_sample_build(const ft_sample_params *p, const json_t *parsed, const
     case FT_TASK_CHAT_COMPLETION:
         if (!parsed)
             return FT_ERR(err, FT_ERR_INVALID, "a chat sample needs a parsed record");
-        FT_TRY(build_chat(p, parsed, w, out, err));
+        FT_TRY(build_chat(p, parsed, out, err));
         break;
     case FT_TASK_CONTINUED_PRETRAIN:
         if (!rec)

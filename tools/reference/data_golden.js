@@ -82,7 +82,7 @@ async function main() {
   }
   { // CHAT_COMPLETION with Llama 3 Instruct: OUTDIR/chat_render.json (tools/reference/chat_golden.py,
     // Jinja2) has the rendered text and trainable character spans; a token is trainable when it
-    // starts inside a span. The text is tokenized without special tokens (the template wrote them).
+    // overlaps a span. The text is tokenized without special tokens (the template wrote them).
     const cr = JSON.parse(fs.readFileSync(path.join(outDir, 'chat_render.json'), 'utf8'));
     const tok = Tokenizer.fromFile(path.join(fx, cr.template_dir, 'tokenizer.json'));
     const T = cr.T;
@@ -90,7 +90,7 @@ async function main() {
     for (const rec of cr.records) {
       const e = await tok.encode(rec.text, null, { addSpecialTokens: false });
       const ids = e.getIds(), offs = e.getOffsets();
-      const mark = (spans) => offs.map(([a]) => (spans.some(([s, t]) => a >= s && a < t) ? 1 : 0));
+      const mark = (spans) => offs.map(([a, b]) => (spans.some(([s, t]) => a < t && b > s) ? 1 : 0));
       samples.push({ ids: ids.slice(0, T), trainable: mark(rec.spans).slice(0, T).join(''),
                      trainable_last: mark(rec.spans_last).slice(0, T).join(''), n_full: ids.length });
     }
