@@ -219,9 +219,10 @@ static size_t trim_header_start(const ft_buf *text, const json_t *messages, cons
     size_t os, oe;
     if (!header_opener(text, messages, bos, &os, &oe))
         return end;
-    for (size_t cut = from; cut < end; cut++) {
+    size_t ol = oe - os;
+    for (size_t cut = end - from > ol ? end - ol : from; cut < end; cut++) {
         size_t xl = end - cut;
-        if (xl <= oe - os && !memcmp(text->data + oe - xl, text->data + cut, xl))
+        if (!memcmp(text->data + oe - xl, text->data + cut, xl))
             return cut;
     }
     return end;
@@ -396,7 +397,8 @@ ft_status ft_chat_spans(const ft_chat *c, const json_t *messages, const json_t *
         if (end > content_end && content_end >= start &&
             header_opener(text, messages, ft_chat_token(c, "bos_token"), &os, &oe)) {
             size_t L = 0;
-            while (L < end - content_end && L < P.len && text->data[end - 1 - L] == P.data[P.len - 1 - L])
+            /* headers are short; bounding L keeps adversarial templates linear */
+            while (L < end - content_end && L < P.len && L < 4096 && text->data[end - 1 - L] == P.data[P.len - 1 - L])
                 L++;
             for (; L >= oe - os; L--) {
                 const char *tail = text->data + end - L;

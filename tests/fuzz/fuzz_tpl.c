@@ -1,7 +1,8 @@
 /* tests/fuzz/fuzz_tpl.c: libFuzzer target for the Jinja engine: arbitrary bytes are compiled as
  * a chat template and rendered with a small fixed conversation and tight limits (depth,
  * iterations, output, memory), so any input must end in output or a clean error, never a crash
- * or a hang. Seeds: tests/fuzz/corpus/tpl (the real templates). Build and run: make fuzz-run. */
+ * or a hang; then the same bytes as a model's template must give well-formed training spans
+ * for a fixed conversation (or a clean error). Seeds: tests/fuzz/corpus/tpl (the real templates). Build and run: make fuzz-run. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,5 +46,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         __builtin_trap();
     ft_buf_free(&out);
     ft_tpl_free(t);
+    /* the same bytes as a model's chat template: training spans over a fixed conversation must
+     * come out ordered and inside the text, or as a clean error */
+    if (s == FT_OK && size < 4096 && ft_utf8_valid_prefix((const char *)data, size) == size &&
+        !memchr(data, 0, size)) {
+        char *src = ft_strndup((const char *)data, size);
+        ft_chat *c = NULL;
+        if (src && ft_chat_from_template(src, "<s>", "</s>", &c, &err) == FT_OK) {
+            ft_chat_mask_params mp = ft_chat_default_mask_params();
+            mp.render = p;
+            ft_buf text = {0};
+            ft_chat_span *sp = NULL;
+            size_t n = 0;
+            if (ft_chat_spans(c, json_object_get(vars, "messages"), NULL, NULL, &mp, &text, &sp, &n, &err) == FT_OK) {
+                for (size_t i = 0; i < n; i++)
+                    if (sp[i].start > sp[i].end || sp[i].end > text.len || (i && sp[i].start < sp[i - 1].end))
+                        __builtin_trap();
+                ft_free(sp);
+            }
+            ft_buf_free(&text);
+            ft_chat_free(c);
+        }
+        ft_free(src);
+    }
     return 0;
 }
