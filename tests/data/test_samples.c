@@ -469,3 +469,41 @@ TEST(loader_rows_match_epoch_counts) {
     ft_data_report_free(rep);
     ft_tok_free(tok);
 }
+
+/* Chat validation renders every conversation with the model's template: a template error is a
+ * validation error on that record's line. */
+TEST(validate_chat_template_errors_surface) {
+    ft_tok *tok = load_tok("tok/mistral-7b-v0.1");
+    REQUIRE(tok);
+    ft_chat *chat = NULL;
+    ft_err err;
+    REQUIRE_OK(ft_chat_from_template("{% for m in messages %}{% if m['content'] == 'boom' %}"
+                                     "{{ raise_exception('content boom refused') }}{% endif %}"
+                                     "{{ m['role'] + ': ' + m['content'] + '\\n' }}{% endfor %}",
+                                     NULL, NULL, &chat, &err),
+               &err);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/c.jsonl", ft_test_tmpdir());
+    FILE *f = fopen(path, "w");
+    REQUIRE(f);
+    fprintf(f, "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": \"yo\"}]}\n");
+    fprintf(f, "{\"messages\": [{\"role\": \"user\", \"content\": \"boom\"}, {\"role\": \"assistant\", \"content\": \"x\"}]}\n");
+    fclose(f);
+    ft_validate_params p;
+    ft_validate_default_params(&p, FT_TASK_CHAT_COMPLETION);
+    p.sample.tok = tok;
+    p.sample.chat = chat;
+    p.sample.context_length = 64;
+    ft_data_report *rep = NULL;
+    REQUIRE_OK(ft_data_validate(path, &p, &rep, NULL, &err), &err);
+    CHECK(!rep->valid);
+    CHECK_EQ_INT(rep->n_errors, 1);
+    REQUIRE(rep->n_issues == 1);
+    CHECK_EQ_INT(rep->issues[0].line, 2);
+    CHECK_EQ_INT(rep->issues[0].column, 1);
+    CHECK(strstr(rep->issues[0].message, "chat template") && strstr(rep->issues[0].message, "content boom refused"));
+    CHECK_EQ_INT(rep->n_samples, 1);
+    ft_data_report_free(rep);
+    ft_chat_free(chat);
+    ft_tok_free(tok);
+}
