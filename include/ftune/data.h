@@ -11,7 +11,7 @@
  *
  * Memory: readers stream (a JSONL line at a time, bounded by max_line_bytes; a .txt file at a
  * time, bounded by max_file_bytes). The dataset index keeps 40 bytes per record, never the
- * text or the tokens; the loader holds one shuffle window of tokenized samples plus the queue.
+ * text or the tokens; the loader holds two shuffle windows of tokenized samples plus the queue.
  *
  * Later sources (Delta tables `catalog.schema.table`, Hugging Face datasets `org/name/split`
  * as parquet or Arrow files in the local cache, parquet files) plug in as new ft_reader
@@ -320,10 +320,12 @@ ft_status ft_dataset_count_epoch(const ft_dataset *ds, const ft_pack_params *p, 
                                  ft_epoch_counts *out, ft_err *err);
 
 /* ---------------------------------------------------------------- loader
- * Tokenization and packing run in worker threads ahead of training; ready batches wait in a
- * bounded queue. Output depends only on the dataset, the parameters and the start cursor,
- * never on thread timing. Batches follow each other across epochs without end; the trainer
- * decides when to stop. */
+ * Tokenization and packing run in worker threads ahead of training: a builder thread prepares
+ * the next shuffle window (fetch, tokenize on `threads` threads, pack) while an emitter hands
+ * out the current one; ready batches wait in a bounded queue. Output depends only on the
+ * dataset, the parameters and the start cursor, never on thread timing. Batches follow each
+ * other across epochs without end; the trainer decides when to stop. Memory: two windows of
+ * tokenized samples plus `prefetch` batches. */
 typedef struct ft_loader_params {
     ft_pack_params pack;
     int64_t B;        /* rows per batch */
