@@ -239,7 +239,7 @@ int32_t json_loc_member(const json_loc *loc, int32_t node, const char *key) {
     const json_loc_node *nd = &loc->nodes[node];
     for (int32_t i = 0; i < nd->n_children; i++) {
         const json_loc_node *ch = &loc->nodes[loc->children[nd->first_child + i]];
-        if ((size_t)ch->key_len == kl && memcmp(loc->keys.data + ch->key_off, key, kl) == 0)
+        if ((size_t)ch->key_len == kl && (kl == 0 || memcmp(loc->keys.data + ch->key_off, key, kl) == 0))
             return loc->children[nd->first_child + i];
     }
     return -1;

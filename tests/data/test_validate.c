@@ -267,6 +267,11 @@ TEST(check_record_direct) {
     CHECK_EQ_INT(n, 2); /* adjacent users, and no assistant */
     CHECK_EQ_INT(g.is[0].line, 7);
     CHECK_EQ_INT(g.is[0].column, 59);
+    /* an empty key is an unexpected key too, located at its quote */
+    g.n = 0;
+    const char *ek = "{\"prompt\": \"a\", \"\": 1, \"response\": \"b\"}";
+    CHECK_EQ_INT(ft_data_check_record(FT_TASK_INSTRUCTION_FINETUNE, "mem", 1, ek, strlen(ek), NULL, keep, &g), 0);
+    CHECK(g.n == 1 && g.is[0].level == FT_ISSUE_WARNING && g.is[0].column == 17);
     const char *bad[] = {"", "{", "[[[[", "{\"messages\": [{\"role\"", "\"\\u", "{\"a\":1}}", "nul", "{\"messages\":[1,{}]}"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         g.n = 0;
