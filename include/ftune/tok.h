@@ -8,7 +8,8 @@
  * strings and add_bos_token/add_eos_token flags) but does not change what encode returns.
  *
  * Threads: an ft_tok is immutable after loading; any number of threads may encode and decode
- * with one ft_tok at once, each with its own ft_tok_encoding / ft_tok_stream. */
+ * with one ft_tok at once, each with its own ft_tok_encoding / ft_tok_stream. Loading may run
+ * in any thread too (regex compiles are serialized inside). */
 #ifndef FTUNE_TOK_H
 #define FTUNE_TOK_H
 

@@ -6,6 +6,7 @@
  * like rust-onig's find_iter (an empty match right after a match is skipped); the split
  * behaviors (Removed, Isolated, MergedWithPrevious, MergedWithNext, Contiguous) then group the
  * segments, and empty pieces are dropped. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +14,16 @@
 #include "tok/tok_internal.h"
 
 /* ---------------------------------------------------------------- patterns */
+
+/* Oniguruma compiles (onig_new, onig_initialize) are not safe to run in several threads at once,
+ * searches on a compiled regex are: loading serializes its compiles behind this lock so that
+ * tokenizers may be loaded from any thread. It guards the library, not ftune data. */
+static pthread_mutex_t onig_compile_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t onig_init_once = PTHREAD_ONCE_INIT;
+static void init_onig_once(void) {
+    OnigEncoding encs[1] = {ONIG_ENCODING_UTF8};
+    onig_initialize(encs, 1);
+}
 
 ft_status tok_regex_compile(tok_regex *r, const char *pattern, size_t len, bool is_regex, ft_err *err) {
     memset(r, 0, sizeof *r);
@@ -24,8 +35,11 @@ ft_status tok_regex_compile(tok_regex *r, const char *pattern, size_t len, bool 
         return FT_OK;
     }
     OnigErrorInfo einfo;
+    pthread_once(&onig_init_once, init_onig_once);
+    pthread_mutex_lock(&onig_compile_lock);
     int rc = onig_new(&r->re, (const OnigUChar *)pattern, (const OnigUChar *)pattern + len, ONIG_OPTION_NONE,
                       ONIG_ENCODING_UTF8, ONIG_SYNTAX_RUBY, &einfo);
+    pthread_mutex_unlock(&onig_compile_lock);
     if (rc != ONIG_NORMAL) {
         OnigUChar msg[ONIG_MAX_ERROR_MESSAGE_LEN];
         onig_error_code_to_str(msg, rc, &einfo);
@@ -37,8 +51,11 @@ ft_status tok_regex_compile(tok_regex *r, const char *pattern, size_t len, bool 
 }
 
 void tok_regex_free(tok_regex *r) {
-    if (r->re)
+    if (r->re) {
+        pthread_mutex_lock(&onig_compile_lock);
         onig_free(r->re);
+        pthread_mutex_unlock(&onig_compile_lock);
+    }
     ft_free(r->literal);
     memset(r, 0, sizeof *r);
 }

