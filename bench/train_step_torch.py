@@ -114,9 +114,10 @@ def main():
     B, T, V = c["B"], c["T"], c["V"]
     ids = torch.randint(0, V, (B, T))
     tgt = torch.cat((ids[:, 1:], torch.randint(0, V, (B, 1))), dim=1)
-    total = 0.0
+    total = cpu = 0.0
     for k in range(a.warmup + steps):
         t0 = time.perf_counter()
+        c0 = time.process_time()
         opt.zero_grad(set_to_none=True)
         logits = model(ids)
         loss = F.cross_entropy(logits.view(-1, V), tgt.view(-1))
@@ -126,6 +127,7 @@ def main():
         dt = time.perf_counter() - t0
         if k >= a.warmup:
             total += dt
+            cpu += time.process_time() - c0
     Q, KV = c["C"], c["KVH"] * (c["C"] // c["NH"])
     n_matmul = c["L"] * (c["C"] * (Q + 2 * KV) + Q * c["C"] + 3 * c["C"] * c["F"]) + V * c["C"]
     flops_tok = 6 * n_matmul + 6 * c["L"] * T * Q
@@ -133,12 +135,12 @@ def main():
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     out = {"config": a.config, "dtype": "fp32", "tokens_per_s": round(tps, 2),
            "gflops": round(tps * flops_tok / 1e9, 2), "peak_rss_mb": round(rss, 1), "step_s": total / steps,
-           "steps": steps, "threads": a.threads, "torch": torch.__version__}
+           "steps": steps, "threads": a.threads, "torch": torch.__version__, "cpu_s_per_step": round(cpu / steps, 3)}
     if a.json:
         print(json.dumps(out))
     else:
         print(f"pytorch train-step {a.config} fp32: {tps:.1f} tokens/s, {out['gflops']:.1f} GFLOP/s, "
-              f"{total / steps:.3f} s/step, peak RSS {rss:.0f} MiB")
+              f"{total / steps:.3f} s/step ({cpu / steps:.2f} CPU-s/step), peak RSS {rss:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -42,6 +42,11 @@ const ft_optim_params *ft_optim_get_params(const ft_optim *o);
 
 /* One update of every parameter from its gradient, at learning rate lr. */
 ft_status ft_optim_step(ft_optim *o, double lr, ft_err *err);
+/* Clipping fused into the update: the global gradient norm (stored in *norm, may be NULL) and,
+ * when it is above max_norm (> 0), an update from g * max_norm / (norm + 1e-6) without writing
+ * the scaled gradients back: the same result as ft_optim_clip_grad_norm + ft_optim_step with one
+ * pass over memory fewer. A non-finite norm is FT_ERR_NUMERIC and updates nothing. */
+ft_status ft_optim_step_clipped(ft_optim *o, double lr, double max_norm, double *norm, ft_err *err);
 /* Updates done so far (the "step" tensor). */
 int64_t ft_optim_step_count(const ft_optim *o);
 void ft_optim_set_step_count(ft_optim *o, int64_t step);

@@ -191,8 +191,8 @@ static int debug_train_steps(int argc, char **argv) {
         s = ft_model_forward_backward(m, &bo.b, (double)cnt, &ls, NULL, &err);
         if (s != FT_OK)
             break;
-        double norm = ft_optim_clip_grad_norm(m, 1.0);
-        s = ft_optim_step(o, lr, &err);
+        double norm = 0;
+        s = ft_optim_step_clipped(o, lr, 1.0, &norm, &err);
         if (json)
             printf(k ? ", %.9g" : "%.9g", ls / (double)cnt);
         else

@@ -91,8 +91,7 @@ static void decode_chunk(ft_model *m, ft_kv_cache *c, const int32_t *tokens, int
         float *kc = c->k + l * c->max_tokens * KV, *vc = c->v + l * c->max_tokens * KV;
         ft_tensor_rmsnorm_fwd(c->xn, NULL, c->x, W->ln1, n, C, eps);
         ft_tensor_linear_fwd(c->qkv, c->xn, W->wqkv, n, C, QKV);
-        ft_tensor_rope_fwd(c->qkv, QKV, c->cos_t, c->sin_t, n, m->NH, m->HD);
-        ft_tensor_rope_fwd(c->qkv + Q, QKV, c->cos_t, c->sin_t, n, m->KVH, m->HD);
+        ft_tensor_rope_fwd(c->qkv, QKV, c->cos_t, c->sin_t, n, m->NH + m->KVH, m->HD); /* q and k heads */
         for (int64_t i = 0; i < n; i++) {
             memcpy(kc + (T0 + i) * KV, c->qkv + i * QKV + Q, (size_t)KV * sizeof(float));
             memcpy(vc + (T0 + i) * KV, c->qkv + i * QKV + Q + KV, (size_t)KV * sizeof(float));

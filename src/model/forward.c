@@ -64,8 +64,8 @@ static void forward_layers(ft_model *m, const ft_batch *b) {
         P(PROF_NORM, ft_tensor_rmsnorm_fwd(A->xn1, A->rstd1, A->x, W->ln1, N, C, eps));
         /* (N, Q + 2 KV) */
         P(PROF_MATMUL, ft_tensor_linear_fwd(A->qkv, A->xn1, W->wqkv, N, C, QKV));
-        P(PROF_ROPE, ft_tensor_rope_fwd(A->qkv, QKV, m->cos_t, m->sin_t, N, m->NH, m->HD));
-        P(PROF_ROPE, ft_tensor_rope_fwd(A->qkv + Q, QKV, m->cos_t, m->sin_t, N, m->KVH, m->HD));
+        /* q's and k's heads are adjacent in a qkv row: one RoPE pass over NH + KVH heads */
+        P(PROF_ROPE, ft_tensor_rope_fwd(A->qkv, QKV, m->cos_t, m->sin_t, N, m->NH + m->KVH, m->HD));
         P(PROF_ATTN, ft_tensor_attention_fwd(&as, A->att, A->lse, A->qkv, A->qkv + Q, A->qkv + Q + KV, b->sample_ids, m->attn_scratch));
         /* xmid (N, C) = x + att (N, Q) Wo^T */
         P(PROF_MISC, memcpy(A->xmid, A->x, (size_t)(N * C) * sizeof(float)));
@@ -182,8 +182,7 @@ ft_status ft_model_forward_backward(ft_model *m, const ft_batch *b, double denom
         /* Attention: xmid = x + att Wo^T. */
         P(PROF_MATMUL, ft_tensor_linear_bwd(m->datt, G->wo, m->dx, A->att, W->wo, N, Q, C, false, false));
         P(PROF_ATTN, ft_tensor_attention_bwd(&as, m->dqkv, m->dqkv + Q, m->dqkv + Q + KV, m->datt, A->att, A->lse, A->qkv, A->qkv + Q, A->qkv + Q + KV, b->sample_ids, m->attn_scratch));
-        P(PROF_ROPE, ft_tensor_rope_bwd(m->dqkv, QKV, m->cos_t, m->sin_t, N, m->NH, m->HD));
-        P(PROF_ROPE, ft_tensor_rope_bwd(m->dqkv + Q, QKV, m->cos_t, m->sin_t, N, m->KVH, m->HD));
+        P(PROF_ROPE, ft_tensor_rope_bwd(m->dqkv, QKV, m->cos_t, m->sin_t, N, m->NH + m->KVH, m->HD));
         P(PROF_MATMUL, ft_tensor_linear_bwd(m->dtmp, G->wqkv, m->dqkv, A->xn1, W->wqkv, N, C, QKV, false, false));
         /* dx = d x */
         P(PROF_NORM, ft_tensor_rmsnorm_bwd(m->dx, G->ln1, m->dtmp, A->x, W->ln1, A->rstd1, N, C));

@@ -1,8 +1,14 @@
 /* tensor/blas.c: threads, matrix products (OpenBLAS sgemm) and nn.Linear forward/backward.
  *
  * ftune links OpenBLAS's OpenMP build, so BLAS calls and our own `omp parallel` loops run on the
- * same libgomp pool (two spinning pools on few cores would halve both). A BLAS call made inside
- * one of our parallel regions runs single-threaded, which is what the attention tiles want. */
+ * same libgomp pool (two spinning pools on few cores would halve both). OpenBLAS itself is kept
+ * single-threaded: ft_tensor_sgemm splits a large product into panels of C (rows, or columns
+ * when C is wide and short) that the threads claim one at a time, each a single-threaded sgemm.
+ * Why: OpenBLAS's own threaded gemm has its threads hand packed panels to each other and
+ * busy-wait for them many times per call; on a shared machine, where one of our threads is
+ * often descheduled, the other spins. With panels there is one join per product, and a thread
+ * that runs late just claims fewer panels. The duplicated packing of the shared operand costs
+ * under 1% at these sizes. */
 #include <cblas.h>
 #include <omp.h>
 
@@ -11,8 +17,10 @@
 void ft_tensor_set_threads(int n) {
     if (n <= 0)
         n = omp_get_num_procs();
+    /* OpenBLAS's OpenMP build follows omp_get_max_threads() and runs single-threaded inside a
+     * parallel region, which is how ft_tensor_sgemm uses it; openblas_set_num_threads would
+     * reset the OpenMP count, so it is not called. */
     omp_set_num_threads(n);
-    openblas_set_num_threads(n);
 }
 
 int ft_tensor_threads(void) { return omp_get_max_threads(); }
@@ -30,8 +38,39 @@ void ft_tensor_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
                 C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
         return;
     }
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)M,
-                (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+    int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+    /* Small products, or a call from inside a parallel region: one thread. */
+    if (nt <= 1 || (double)M * (double)N * (double)K < 4e6) {
+        cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)M,
+                    (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+        return;
+    }
+    /* Panels along the longer side of C, about three per thread, at least 64 wide. */
+    bool by_rows = M >= N;
+    int64_t dim = by_rows ? M : N;
+    int64_t w = (dim + 3 * nt - 1) / (3 * nt);
+    w = (w + 31) / 32 * 32;
+    if (w < 64)
+        w = 64;
+    int64_t panels = (dim + w - 1) / w;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+    for (int64_t p = 0; p < panels; p++) {
+        int64_t lo = p * w, n = dim - lo < w ? dim - lo : w;
+        const float *a = A, *b = B;
+        float *c = C;
+        int64_t m = M, nn = N;
+        if (by_rows) { /* rows lo.. of C and of op(A) */
+            a = trans_a ? A + lo : A + lo * lda;
+            c = C + lo * ldc;
+            m = n;
+        } else { /* columns lo.. of C and of op(B) */
+            b = trans_b ? B + lo * ldb : B + lo;
+            c = C + lo;
+            nn = n;
+        }
+        cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)m,
+                    (int)nn, (int)K, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+    }
 }
 
 void ft_tensor_linear_fwd(float *y, const float *x, const float *W, int64_t N, int64_t in, int64_t out) {

@@ -61,7 +61,8 @@ void ft_tensor_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float 
      * dx = r (g - xh mean(g xh)) with g = dy * w;  dw = sum_n dy * xh. */
 #pragma omp parallel
     {
-#pragma omp for schedule(static)
+        /* the dw pass below reads only inputs: no barrier between the two */
+#pragma omp for schedule(static) nowait
         for (int64_t n = 0; n < N; n++) {
             const float *xr = x + n * C, *dy = dout + n * C;
             float *d = dx + n * C;

@@ -134,7 +134,8 @@ ft_optim_state *ft_optim_find_state(ft_optim *o, const char *name) {
     return NULL;
 }
 
-ft_status ft_optim_step(ft_optim *o, double lr, ft_err *err) {
+/* One update; the gradients are read as g * gscale (the fused clipping). */
+static ft_status update(ft_optim *o, double lr, float gscale, ft_err *err) {
     if (!(lr >= 0) || !isfinite(lr))
         return FT_ERR(err, FT_ERR_INVALID, "optimizer: learning rate %g is not a finite number >= 0", lr);
     int64_t t = ft_optim_step_count(o) + 1;
@@ -152,7 +153,7 @@ ft_status ft_optim_step(ft_optim *o, double lr, ft_err *err) {
 #pragma omp parallel for simd schedule(static)
         for (int64_t i = 0; i < n; i++) {
             float p = decay ? w[i] * keep : w[i];
-            float gi = g[i];
+            float gi = g[i] * gscale;
             float m = m1[i] * b1 + gi * a1;
             float v = m2[i] * b2 + gi * gi * a2;
             m1[i] = m;
@@ -164,7 +165,7 @@ ft_status ft_optim_step(ft_optim *o, double lr, ft_err *err) {
 #pragma omp parallel for simd schedule(static)
         for (int64_t i = 0; i < n; i++) {
             float p = decay ? w[i] * keep : w[i];
-            float gi = g[i], m = m1[i];
+            float gi = g[i] * gscale, m = m1[i];
             float c = m + a1 * (gi - m); /* lerp(m, g, 1 - b1) */
             float sgn = (float)(c > 0.0f) - (float)(c < 0.0f);
             w[i] = p - lrf * sgn;
@@ -173,6 +174,19 @@ ft_status ft_optim_step(ft_optim *o, double lr, ft_err *err) {
         (void)b1, (void)b2;
     }
     return FT_OK;
+}
+
+ft_status ft_optim_step(ft_optim *o, double lr, ft_err *err) { return update(o, lr, 1.0f, err); }
+
+ft_status ft_optim_step_clipped(ft_optim *o, double lr, double max_norm, double *norm, ft_err *err) {
+    double n = ft_model_grad_norm(o->m);
+    if (norm)
+        *norm = n;
+    if (!isfinite(n))
+        return FT_ERR(err, FT_ERR_NUMERIC, "optimizer: the gradient norm is %g", n);
+    double coef = max_norm > 0 ? max_norm / (n + 1e-6) : 1.0;
+    /* Same float product as clipping the gradients first, so both paths agree bit for bit. */
+    return update(o, lr, coef < 1.0 ? (float)coef : 1.0f, err);
 }
 
 double ft_optim_clip_grad_norm(ft_model *m, double max_norm) {

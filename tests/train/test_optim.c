@@ -140,3 +140,35 @@ TEST(optim_state_restore_continues_identically) {
     ft_model_free(a);
     ft_model_free(b);
 }
+
+TEST(optim_fused_clipping_equals_clip_then_step) {
+    ft_err err;
+    for (int kind = 0; kind < 2; kind++) {
+        ft_model *a = tiny(5), *b = tiny(5);
+        REQUIRE(a && b);
+        ft_optim_params op = ft_optim_default_params(kind ? FT_OPTIM_LION : FT_OPTIM_ADAMW);
+        op.peak_lr = 1e-3;
+        op.weight_decay = 0.01;
+        ft_optim *oa = NULL, *ob = NULL;
+        REQUIRE_OK(ft_optim_new(a, &op, &oa, &err), &err);
+        REQUIRE_OK(ft_optim_new(b, &op, &ob, &err), &err);
+        for (int t = 0; t < 3; t++) {
+            set_grads(a, (uint64_t)t + 20);
+            set_grads(b, (uint64_t)t + 20);
+            double na = ft_optim_clip_grad_norm(a, 0.5), nb = 0;
+            REQUIRE_OK(ft_optim_step(oa, 1e-3, &err), &err);
+            REQUIRE_OK(ft_optim_step_clipped(ob, 1e-3, 0.5, &nb, &err), &err);
+            CHECK(na == nb);
+        }
+        for (size_t i = 0; i < ft_model_n_params(a); i++)
+            CHECK(memcmp(ft_model_param(b, i)->data, ft_model_param(a, i)->data,
+                         (size_t)ft_model_param(a, i)->numel * sizeof(float)) == 0);
+        ft_model_param(b, 0)->grad[0] = NAN;
+        CHECK(ft_optim_step_clipped(ob, 1e-3, 0.5, NULL, &err) == FT_ERR_NUMERIC);
+        CHECK_EQ_INT(ft_optim_step_count(ob), 3);
+        ft_optim_free(oa);
+        ft_optim_free(ob);
+        ft_model_free(a);
+        ft_model_free(b);
+    }
+}
