@@ -72,20 +72,19 @@ static ft_status append_lossy(ft_buf *b, const char *s, size_t n) {
     return FT_OK;
 }
 
-/* byte-level char -> byte, -1 outside the alphabet */
+/* byte-level char -> byte, -1 outside the alphabet. The 68 bytes outside the printable set
+ * (0x00-0x20, 0x7F-0xA0, 0xAD) map, in order, to U+0100..U+0143. */
 static int char_to_byte(uint32_t c) {
     if ((c >= '!' && c <= '~') || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF))
         return (int)c;
-    if (c < 256 || c >= 256 + 68)
+    if (c < 0x100 || c > 0x143)
         return -1;
-    unsigned k = c - 256, seen = 0;
-    for (unsigned x = 0; x < 256; x++) {
-        if ((x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF))
-            continue;
-        if (seen++ == k)
-            return (int)x;
-    }
-    return -1;
+    uint32_t k = c - 0x100;
+    if (k <= 0x20)
+        return (int)k;
+    if (k <= 0x20 + 34)
+        return (int)(0x7F + (k - 0x21));
+    return 0xAD;
 }
 
 static ft_status dec_apply(const tok_dec *d, strlist *in, strlist *out, ft_err *err);

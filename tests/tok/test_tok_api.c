@@ -233,6 +233,53 @@ TEST(tok_invalid_utf8) {
     ft_tok_encoding_free(&b);
 }
 
+TEST(tok_bytes_round_trip) {
+    /* Llama 3 is byte-level with no normalizer: decode(encode(x)) gives x back for every byte
+     * value (a lone byte >= 0x80 is ill-formed and comes back as U+FFFD), two-byte sequences
+     * included */
+    ft_tok *t = load("llama3-instruct-rev2");
+    REQUIRE(t);
+    ft_tok_encoding e = {0};
+    ft_err err;
+    for (int c = 0; c < 256; c++) {
+        for (int d = 0; d < 256; d += 51) {
+            char s[4] = {'a', (char)c, (char)d, 'b'};
+            REQUIRE_OK(ft_tok_encode(t, s, 4, false, &e, &err), &err);
+            char *out;
+            size_t n;
+            REQUIRE_OK(ft_tok_decode(t, e.ids, e.n, false, &out, &n, &err), &err);
+            /* expected: valid UTF-8 kept, ill-formed parts as U+FFFD */
+            char want[16];
+            size_t wn = 0;
+            for (size_t i = 0; i < 4;) {
+                size_t v = ft_utf8_valid_prefix(s + i, 4 - i);
+                memcpy(want + wn, s + i, v);
+                wn += v;
+                i += v;
+                if (i < 4) {
+                    memcpy(want + wn, "\xef\xbf\xbd", 3);
+                    wn += 3;
+                    /* maximal subpart: a valid lead followed by a fitting continuation counts as one */
+                    unsigned char b0 = (unsigned char)s[i];
+                    size_t k = 1;
+                    if (b0 >= 0xC2 && b0 <= 0xF4 && i + 1 < 4) {
+                        unsigned char b1 = (unsigned char)s[i + 1];
+                        unsigned lo = b0 == 0xE0 ? 0xA0 : b0 == 0xF0 ? 0x90 : 0x80;
+                        unsigned hi = b0 == 0xED ? 0x9F : b0 == 0xF4 ? 0x8F : 0xBF;
+                        if (b0 >= 0xE0 && b1 >= lo && b1 <= hi)
+                            k = 2; /* an incomplete 3/4-byte sequence cut by 'b' */
+                    }
+                    i += k;
+                }
+            }
+            if (n != wn || memcmp(out, want, n) != 0)
+                ft_test_fail_(__FILE__, __LINE__, "bytes %02x %02x: decode(encode(x)) differs", c, d);
+            ft_free(out);
+        }
+    }
+    ft_tok_encoding_free(&e);
+}
+
 TEST(tok_batch_matches_sequential) {
     ft_tok *t = load("llama3-instruct-rev2");
     REQUIRE(t);
