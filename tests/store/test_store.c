@@ -344,6 +344,8 @@ TEST(store_run_names) {
     n = ft_run_name_generate("CONTINUED_PRETRAIN", "a/b", &rng);
     CHECK(n && strncmp(n, "cpt-b-", 6) == 0);
     ft_free(n);
+    const char *prev = getenv("FTUNE_HOME");
+    char *saved = prev ? ft_strdup(prev) : NULL;
     setenv("FTUNE_HOME", "/h", 1);
     char *d = ft_experiment_dir("/Users/me/exp");
     CHECK_STR_EQ(d, "/h/experiments/Users/me/exp");
@@ -351,5 +353,9 @@ TEST(store_run_names) {
     d = ft_experiment_dir("/tmp/exp");
     CHECK_STR_EQ(d, "/tmp/exp");
     ft_free(d);
-    unsetenv("FTUNE_HOME");
+    if (saved)
+        setenv("FTUNE_HOME", saved, 1);
+    else
+        unsetenv("FTUNE_HOME");
+    ft_free(saved);
 }
