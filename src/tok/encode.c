@@ -332,7 +332,7 @@ ft_status ft_tok_encode(const ft_tok *t, const char *text, size_t len, bool add_
             pos = e;
         }
     }
-    if (t->post_trim_offsets)
+    if (t->post_trim_offsets && out->n > nb)
         trim_offsets(t, out->ids + nb, out->offsets + nb, out->n - nb);
     if (enc_reserve(out, na))
         return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
