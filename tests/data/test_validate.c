@@ -339,3 +339,36 @@ TEST(reader_volumes_mapping) {
         unsetenv("FTUNE_HOME");
     }
 }
+
+/* `ftune validate --model`: token statistics from the model's tokenizer, and a time estimate
+ * from a measured training step of that model (a tiny random one here). */
+TEST(cli_validate_with_model) {
+    char cmd[4096], *out = NULL;
+    const char *d = ft_test_tmpdir();
+    snprintf(cmd, sizeof cmd,
+             "%s init-model --out %s/m --vocab-size 32000 --hidden-size 32 --intermediate-size 64 --layers 1 "
+             "--heads 2 --max-position-embeddings 256 --tokenizer %s >/dev/null 2>&1",
+             ft_test_ftune_bin(), d, ft_test_fixture("tok/mistral-7b-v0.1"));
+    REQUIRE(ft_test_run(cmd, &out) == 0);
+    free(out);
+    out = NULL;
+    snprintf(cmd, sizeof cmd,
+             "%s validate --model %s/m --task-type INSTRUCTION_FINETUNE --context-length 32 --training-duration 3ep "
+             "--threads 1 %s 2>&1",
+             ft_test_ftune_bin(), d, ft_test_fixture("data/ift.jsonl"));
+    int rc = ft_test_run(cmd, &out);
+    CHECK_EQ_INT(rc, 0);
+    REQUIRE(out);
+    CHECK(strstr(out, "samples 6, tokens 112 (before truncation 196), trainable tokens 57") != NULL);
+    CHECK(strstr(out, "truncated samples 1") != NULL);
+    CHECK(strstr(out, "tokens per epoch 112 x 3 epochs = 336 tokens") != NULL);
+    CHECK(strstr(out, "estimated training time: ") && strstr(out, "from a measured forward+backward"));
+    free(out);
+    out = NULL;
+    /* context longer than the model's maximum: bad usage naming the flag */
+    snprintf(cmd, sizeof cmd, "%s validate --model %s/m --context-length 100000 %s 2>&1", ft_test_ftune_bin(), d,
+             ft_test_fixture("data/chat.jsonl"));
+    CHECK_EQ_INT(ft_test_run(cmd, &out), 2);
+    CHECK(out && strstr(out, "--context-length") != NULL);
+    free(out);
+}
