@@ -376,7 +376,8 @@ ft_status ft_tok_encode_batch(const ft_tok *t, const char *const *texts, const s
                 if (!rows[i])
                     s = FT_ERR(&e, FT_ERR_NOMEM, "out of memory");
                 else {
-                    memcpy(rows[i], enc.ids, enc.n * sizeof(int32_t));
+                    if (enc.n)
+                        memcpy(rows[i], enc.ids, enc.n * sizeof(int32_t));
                     rn[i] = enc.n;
                 }
             }
