@@ -53,6 +53,9 @@ int cmd_delete(int argc, char **argv) {
                 ft_run_deinit(&r);
                 continue;
             }
+            /* TERMINATING first: a worker that sees the process die then records STOPPED instead
+             * of resuming the run under our feet. */
+            ft_store_run_set_status(s, name, FT_RUN_TERMINATING, NULL, NULL, NULL, "deleted", NULL);
             kill((pid_t)r.pid, SIGKILL);
             for (int k = 0; k < 100 && run_process_alive(&r); k++) {
                 struct timespec ts = {0, 50 * 1000 * 1000};
