@@ -97,6 +97,9 @@ typedef struct ft_attn_shape {
     /* Row strides (floats) of q (B, Tq, NH*HD), k and v (B, Tk, KVH*HD), out (B, Tq, NH*HD).
      * The backward's dq, dk, dv and dout use the same strides as q, k, v and out. */
     int64_t q_stride, k_stride, v_stride, o_stride;
+    /* Threads the scratch is sized for (0: omp_get_max_threads() now); the kernels never use
+     * more, so a scratch sized once stays valid if the thread count grows later. */
+    int64_t threads;
 } ft_attn_shape;
 
 /* Scratch floats the kernels need (per call; covers all threads). */

@@ -13,8 +13,7 @@
 #include "ftune/optim.h"
 #include "ftune/tensor.h"
 
-static const char SYNOPSIS[] =
-    "bench train-step --config small|medium [--dtype fp32] [--steps N] [--warmup N] [--threads N] [--json]";
+static const char SYNOPSIS[] = "--config small|medium [--dtype fp32] [--steps N] [--warmup N] [--threads N] [--json]";
 static const cli_opt OPTS[] = {
     {"config", CLI_STR, "small (V 32000, C 288, L 6, 6/6 heads, F 768, tied, T 256, B 8) | medium (V 32000, C 768, "
                         "L 12, 12/4 heads, F 2048, untied, T 512, B 4)"},
@@ -178,6 +177,6 @@ int cmd_bench(int argc, char **argv) {
     if (argc >= 1 && !strcmp(argv[0], "train-step"))
         return train_step(argc - 1, argv + 1);
     FILE *out = argc >= 1 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) ? stdout : stderr;
-    fprintf(out, "usage: ftune %s\n", SYNOPSIS);
+    fprintf(out, "usage: ftune bench train-step %s\n", SYNOPSIS);
     return out == stdout ? CLI_EXIT_OK : CLI_EXIT_USAGE;
 }

@@ -19,7 +19,7 @@
 #include "ftune/optim.h"
 #include "ftune/safetensors.h"
 
-static const char FWD_SYNOPSIS[] = "debug forward --model M --batch FILE [--logits-out F] [--grads-out F] [--json]";
+static const char FWD_SYNOPSIS[] = "--model M --batch FILE [--logits-out F] [--grads-out F] [--json]";
 static const cli_opt FWD_OPTS[] = {
     {"model", CLI_STR, "M: model folder, hub id org/name or registered c.s.n"},
     {"batch", CLI_STR, "FILE: {\"input_ids\": [[..]], \"targets\": [[..]], \"position_ids\"?, \"sample_ids\"?}"},
@@ -29,8 +29,7 @@ static const cli_opt FWD_OPTS[] = {
     {NULL, 0, NULL},
 };
 
-static const char STEPS_SYNOPSIS[] =
-    "debug train-steps --model M --batch FILE [--steps 10] [--optimizer adamw|lion] [--lr 1e-3] [--json]";
+static const char STEPS_SYNOPSIS[] = "--model M --batch FILE [--steps 10] [--optimizer adamw|lion] [--lr 1e-3] [--json]";
 static const cli_opt STEPS_OPTS[] = {
     {"model", CLI_STR, "M: model folder, hub id org/name or registered c.s.n"},
     {"batch", CLI_STR, "FILE: a batch as for `debug forward`"},
@@ -216,9 +215,9 @@ int cmd_debug(int argc, char **argv) {
     if (argc >= 1 && !strcmp(argv[0], "train-steps"))
         return debug_train_steps(argc - 1, argv + 1);
     if (argc >= 1 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h"))) {
-        printf("usage: ftune %s\n       ftune %s\n", FWD_SYNOPSIS, STEPS_SYNOPSIS);
+        printf("usage: ftune debug forward %s\n       ftune debug train-steps %s\n", FWD_SYNOPSIS, STEPS_SYNOPSIS);
         return CLI_EXIT_OK;
     }
-    fprintf(stderr, "usage: ftune %s\n       ftune %s\n", FWD_SYNOPSIS, STEPS_SYNOPSIS);
+    fprintf(stderr, "usage: ftune debug forward %s\n       ftune debug train-steps %s\n", FWD_SYNOPSIS, STEPS_SYNOPSIS);
     return CLI_EXIT_USAGE;
 }

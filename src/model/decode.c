@@ -3,6 +3,7 @@
  * running them through the model in chunks of up to DC rows (a long prompt is prefilled DC
  * tokens at a time, so the work buffers stay small), with attention over the cache
  * (query i at position len + i sees keys 0..len + i). Same kernels as training. */
+#include <omp.h>
 #include <string.h>
 
 #include "internal.h"
@@ -12,6 +13,7 @@ enum { DC = 64 }; /* rows per decode chunk */
 struct ft_kv_cache {
     const ft_model *m;
     int64_t max_tokens, len;
+    int64_t threads; /* threads the attention scratch is sized for */
     float *k, *v; /* (L, max_tokens, KV) each */
     /* work buffers for DC rows */
     float *x, *xn, *qkv, *att, *gu, *h, *cos_t, *sin_t, *scratch;
@@ -28,7 +30,9 @@ ft_status ft_kv_cache_new(const ft_model *m, int64_t max_tokens, ft_kv_cache **o
         return FT_ERR(err, FT_ERR_NOMEM, "kv cache: out of memory");
     c->m = m;
     c->max_tokens = max_tokens;
-    ft_attn_shape as = {.B = 1, .Tq = DC, .Tk = max_tokens, .NH = m->NH, .KVH = m->KVH, .HD = m->HD};
+    c->threads = omp_get_max_threads();
+    ft_attn_shape as = {.B = 1, .Tq = DC, .Tk = max_tokens, .NH = m->NH, .KVH = m->KVH, .HD = m->HD,
+                        .threads = c->threads};
     size_t scratch = ft_tensor_attention_scratch(&as);
     size_t kv = (size_t)(m->L * max_tokens * m->KV);
     size_t total = 2 * kv + (size_t)DC * (size_t)(2 * m->C + m->QKV + m->Q + 3 * m->F + m->HD) + scratch + DC;
@@ -85,7 +89,8 @@ static void decode_chunk(ft_model *m, ft_kv_cache *c, const int32_t *tokens, int
                         .q_stride = QKV,
                         .k_stride = KV,
                         .v_stride = KV,
-                        .o_stride = Q};
+                        .o_stride = Q,
+                        .threads = c->threads};
     for (int64_t l = 0; l < m->L; l++) {
         const layer_w *W = &m->w[l];
         float *kc = c->k + l * c->max_tokens * KV, *vc = c->v + l * c->max_tokens * KV;

@@ -46,7 +46,8 @@ static ft_attn_shape attn_shape(const ft_model *m, int64_t B, int64_t T) {
                            .q_stride = m->QKV,
                            .k_stride = m->QKV,
                            .v_stride = m->QKV,
-                           .o_stride = m->Q};
+                           .o_stride = m->Q,
+                           .threads = m->attn_threads};
 }
 
 static void forward_layers(ft_model *m, const ft_batch *b) {

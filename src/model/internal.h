@@ -68,6 +68,7 @@ struct ft_model {
     float *logits; /* (chunk, V) */
     float *attn_scratch;
     size_t attn_scratch_n;
+    int64_t attn_threads; /* threads attn_scratch is sized for */
 
     /* FTUNE_PROFILE=1: wall time per kernel family, printed to stderr when the model is freed
      * (a developer's tool for the speed work). */

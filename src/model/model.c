@@ -90,8 +90,9 @@ static ft_status alloc_acts(ft_model *m, ft_err *err) {
     const bool tr = m->p.training;
     int64_t chunk = (int64_t)((64u << 20) / ((size_t)V * sizeof(float)));
     m->chunk = chunk < 16 ? 16 : chunk > N ? N : chunk;
+    m->attn_threads = omp_get_max_threads();
     ft_attn_shape as = {.B = m->p.max_batch, .Tq = m->p.max_seq, .Tk = m->p.max_seq, .NH = m->NH, .KVH = m->KVH,
-                        .HD = m->HD};
+                        .HD = m->HD, .threads = m->attn_threads};
     m->attn_scratch_n = ft_tensor_attention_scratch(&as);
     int64_t sets = tr ? L : 1;
     int64_t per_set = 5 * N * C + 2 * N + N * QKV + N * Q + N * m->NH + 2 * N * F;

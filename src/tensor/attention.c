@@ -34,8 +34,14 @@ static size_t thread_scratch(const ft_attn_shape *s) {
     return rows * (3 * (size_t)s->HD + 2 * (size_t)s->Tk) + 64;
 }
 
+/* Threads a call may use: the current count, capped by what the scratch was sized for. */
+static int call_threads(const ft_attn_shape *s) {
+    int n = omp_get_max_threads();
+    return s->threads > 0 && s->threads < n ? (int)s->threads : n;
+}
+
 size_t ft_tensor_attention_scratch(const ft_attn_shape *s) {
-    size_t threads = (size_t)omp_get_max_threads();
+    size_t threads = (size_t)(s->threads > 0 ? s->threads : omp_get_max_threads());
     /* first-occurrence table (B*Tq int32) + one scratch area per thread */
     return (size_t)(s->B * s->Tq) + threads * thread_scratch(s) + 16;
 }
@@ -163,7 +169,7 @@ void ft_tensor_attention_fwd(const ft_attn_shape *s, float *out, float *lse, con
         first = (int32_t *)scratch;
         first_occurrence(first, sample_ids, B, Tq);
     }
-#pragma omp parallel
+#pragma omp parallel num_threads(call_threads(s))
     {
         float *Qs = area + (size_t)omp_get_thread_num() * per_thread;
         float *Os = Qs + G * qb * HD, *inv = Os + G * qb * HD, *S = Qs + 3 * G * qb * HD;
@@ -218,7 +224,7 @@ void ft_tensor_attention_bwd(const ft_attn_shape *s, float *dq, float *dk, float
         first = (int32_t *)scratch;
         first_occurrence(first, sample_ids, B, Tq);
     }
-#pragma omp parallel
+#pragma omp parallel num_threads(call_threads(s))
     {
         float *Qs = area + (size_t)omp_get_thread_num() * per_thread;
         float *dOs = Qs + G * qb * HD, *dQs = dOs + G * qb * HD, *P = dQs + G * qb * HD, *dP = P + G * qb * Tk;

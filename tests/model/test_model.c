@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "ftune/model.h"
+#include "ftune/tensor.h"
 #include "test.h"
 
 static ft_model_config tiny_config(bool tied) {
@@ -232,4 +233,32 @@ TEST(model_batch_json) {
         ft_status s = ft_model_batch_load(path, &bo, &err);
         CHECK(s == FT_ERR_INVALID || s == FT_ERR_PARSE);
     }
+}
+
+TEST(model_survives_more_threads_than_at_creation) {
+    /* Scratch sized for one thread; the thread count grows afterwards (another model, another
+     * module). The kernels must stay within the scratch (ASan checks) and give the same logits. */
+    int saved = ft_tensor_threads();
+    ft_model_config c = tiny_config(false);
+    ft_model_params p = ft_model_default_params();
+    p.max_batch = 2;
+    p.max_seq = 70;
+    p.threads = 1;
+    ft_model *m = NULL;
+    ft_err err;
+    REQUIRE_OK(ft_model_new_random(&c, 9, &p, &m, &err), &err);
+    int32_t ids[140];
+    for (int i = 0; i < 140; i++)
+        ids[i] = (i * 7) % 50;
+    ft_batch b = {2, 70, ids, NULL, NULL, NULL};
+    float *l1 = ft_malloc(140 * 50 * sizeof(float)), *l2 = ft_malloc(140 * 50 * sizeof(float));
+    REQUIRE_OK(ft_model_forward(m, &b, l1, NULL, NULL, &err), &err);
+    ft_tensor_set_threads(4);
+    REQUIRE_OK(ft_model_forward(m, &b, l2, NULL, NULL, &err), &err);
+    for (int i = 0; i < 140 * 50; i++)
+        CHECK_NEAR(l2[i], l1[i], 1e-5);
+    ft_tensor_set_threads(saved);
+    ft_free(l1);
+    ft_free(l2);
+    ft_model_free(m);
 }
