@@ -1,7 +1,8 @@
 /* cli/cmd_tokenize.c: `ftune tokenize --model M [--no-special-tokens] [--json] [--jsonl] TEXT`:
  * token ids of a text with a model folder's tokenizer.json (issue #3 item 3). With --jsonl,
  * lines {"text": ...} come from stdin (or --file) and each gives one line {"ids": [...]} in
- * order; the tokenizer is loaded once. --stats times the encoding instead of printing ids
+ * order; the tokenizer is loaded once. M is a folder or tokenizer.json path, or else a model
+ * name resolved like every command's (ftune/hf.h). --stats times the encoding instead of printing ids
  * (the benchmark's entry point), over --threads threads. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,13 +10,15 @@
 #include <time.h>
 
 #include "cli.h"
+#include "ftune/hf.h"
 #include "ftune/json.h"
 #include "ftune/tok.h"
 
 static const char SYNOPSIS[] = "tokenize --model M [--no-special-tokens] [--json] [--jsonl [--file F]] [TEXT]";
 
 static const cli_opt OPTS[] = {
-    {"model", CLI_STR, "M: folder with tokenizer.json (and tokenizer_config.json), or a tokenizer.json path"},
+    {"model", CLI_STR, "M: folder with tokenizer.json (and tokenizer_config.json), a tokenizer.json path, or a "
+                       "model name (registry, Hugging Face cache)"},
     {"no-special-tokens", CLI_FLAG, "do not add the post-processor's special tokens (BOS/EOS)"},
     {"jsonl", CLI_FLAG, "read {\"text\": ...} lines from stdin (or --file), write {\"ids\": [...]} lines"},
     {"file", CLI_STR, "F: read the --jsonl input from F instead of stdin"},
@@ -195,7 +198,18 @@ int cmd_tokenize(int argc, char **argv) {
     ft_err err;
     ft_err_clear(&err);
     ft_tok *tok;
-    if (ft_tok_load(model, &tok, &err)) {
+    /* a path as given; otherwise a model name resolved as every command resolves it */
+    char *resolved = NULL;
+    if (!ft_path_exists(model)) {
+        if (ft_hf_resolve(model, &resolved, &err)) {
+            cli_args_free(&a);
+            return cli_report("tokenize", &err);
+        }
+        model = resolved;
+    }
+    ft_status ls = ft_tok_load(model, &tok, &err);
+    ft_free(resolved);
+    if (ls) {
         cli_args_free(&a);
         return cli_report("tokenize", &err);
     }

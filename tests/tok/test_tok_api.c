@@ -366,6 +366,19 @@ TEST(tok_cli_tokenize) {
     CHECK_EQ_INT(ft_test_run(cmd, &out), 0);
     CHECK_STR_EQ(out, "{\"ids\":[1,22557,1526,28808]}\n{\"ids\":[1,2]}\n");
     free(out);
+    /* a hub id resolved through the Hugging Face cache */
+    const char *tmp = ft_test_tmpdir();
+    snprintf(cmd, sizeof cmd,
+             "d=%s/models--acme--tiny && mkdir -p $d/refs $d/snapshots/c0ffee && printf c0ffee > $d/refs/main && "
+             "echo '{}' > $d/snapshots/c0ffee/config.json && cp %s/* $d/snapshots/c0ffee/ && "
+             "HF_HUB_CACHE=%s %s tokenize --model acme/tiny 'Hello world!'",
+             tmp, model, tmp, bin);
+    CHECK_EQ_INT(ft_test_run(cmd, &out), 0);
+    CHECK_STR_EQ(out, "1 22557 1526 28808\n");
+    free(out);
+    snprintf(cmd, sizeof cmd, "HF_HUB_CACHE=%s %s tokenize --model acme/absent 'x' 2>/dev/null", tmp, bin);
+    CHECK_EQ_INT(ft_test_run(cmd, &out), 2);
+    free(out);
     snprintf(cmd, sizeof cmd, "%s tokenize 'x' 2>/dev/null", bin);
     CHECK_EQ_INT(ft_test_run(cmd, &out), 2);
     free(out);
