@@ -104,6 +104,12 @@ ft_status ft_store_run_set_status(ft_store *s, const char *name, ft_run_status t
                                   const char *level, const char *message, const char *details, ft_err *err);
 /* Claim a run for this process: sets pid and host. */
 ft_status ft_store_run_set_owner(ft_store *s, const char *name, int64_t pid, const char *host, ft_err *err);
+/* Take a run over from the process that owned it (`expected_pid`, e.g. one that died): sets
+ * (pid, host) only if the run is still owned by expected_pid, in one statement, so that of two
+ * processes resuming the same run (`ftune resume` and a worker) exactly one wins. The loser gets
+ * FT_ERR_INVALID naming the new owner. */
+ft_status ft_store_run_take_over(ft_store *s, const char *name, int64_t expected_pid, int64_t pid, const char *host,
+                                 ft_err *err);
 ft_status ft_store_run_set_progress(ft_store *s, const char *name, double progress, double eta_s, ft_err *err);
 ft_status ft_store_run_set_registered(ft_store *s, const char *name, const char *registered_name, ft_err *err);
 /* The oldest QUEUED run that no process owns yet (a foreground `ftune create` owns its run from

@@ -53,7 +53,7 @@ int cmd_resume(int argc, char **argv) {
         snprintf(msg, sizeof msg, "resuming %s run from its latest checkpoint", ft_run_status_str(r.status));
         if (r.status == FT_RUN_PENDING)
             ft_store_run_set_status(s, name, FT_RUN_QUEUED, "QUEUED", "INFO", "queued to run here", NULL, NULL);
-        if (ft_store_run_set_owner(s, name, getpid(), run_hostname(), &err) != FT_OK ||
+        if (ft_store_run_take_over(s, name, r.pid, getpid(), run_hostname(), &err) != FT_OK ||
             ft_store_run_set_status(s, name, FT_RUN_STARTING, "TRAIN_UPDATED", "INFO", msg, NULL, &err) != FT_OK) {
             rc = cli_report("resume", &err);
         } else {

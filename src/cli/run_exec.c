@@ -549,9 +549,10 @@ static ft_status next_work(ft_store *s, char **name, bool *resume, ft_err *err) 
         }
         char full[400];
         snprintf(full, sizeof full, "%s: resuming from the latest checkpoint", msg);
-        if (ft_store_run_set_status(s, r->name, FT_RUN_STARTING, "TRAIN_UPDATED", "WARN", full, NULL, NULL) ==
-            FT_OK) {
-            ft_store_run_set_owner(s, r->name, getpid(), run_hostname(), NULL);
+        /* Ownership first, atomically: `ftune resume` may be reaching for the same run. */
+        if (ft_store_run_take_over(s, r->name, r->pid, getpid(), run_hostname(), NULL) == FT_OK &&
+            ft_store_run_set_status(s, r->name, FT_RUN_STARTING, "TRAIN_UPDATED", "WARN", full, NULL, NULL) ==
+                FT_OK) {
             *name = ft_strdup(r->name);
             *resume = true;
         }

@@ -579,6 +579,31 @@ ft_status ft_store_run_set_owner(ft_store *s, const char *name, int64_t pid, con
     return update_run(s, name, sql, &st, err);
 }
 
+ft_status ft_store_run_take_over(ft_store *s, const char *name, int64_t expected_pid, int64_t pid, const char *host,
+                                 ft_err *err) {
+    sqlite3_stmt *st;
+    FT_TRY(store_prepare(s, "UPDATE runs SET pid = ?3, host = ?4, updated = ?5 WHERE name = ?1 AND pid = ?2", &st,
+                         err));
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, expected_pid);
+    sqlite3_bind_int64(st, 3, pid);
+    store_bind_text(st, 4, host);
+    sqlite3_bind_double(st, 5, store_now());
+    int rc = sqlite3_step(st);
+    int changes = sqlite3_changes(s->db);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return store_sql_err(s, err, "taking over a run");
+    if (changes == 1)
+        return FT_OK;
+    ft_run r;
+    FT_TRY(ft_store_run_get(s, name, &r, err));
+    ft_status out = FT_ERR(err, FT_ERR_INVALID, "run %s has been taken over by process %lld on %s", name,
+                           (long long)r.pid, r.host ? r.host : "?");
+    ft_run_deinit(&r);
+    return out;
+}
+
 ft_status ft_store_run_set_progress(ft_store *s, const char *name, double progress, double eta_s, ft_err *err) {
     const char *sql = "UPDATE runs SET progress = ?2, eta_s = ?3, updated = ?4 WHERE name = ?1";
     sqlite3_stmt *st;

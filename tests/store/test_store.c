@@ -135,6 +135,14 @@ TEST(store_run_lifecycle_and_events) {
     CHECK_STR_EQ(r.host, "hostx");
     ft_run_deinit(&r);
 
+    /* take-over is compare-and-set on the owner */
+    CHECK_OK(ft_store_run_take_over(s, "chat-tiny-second", 1234, 777, "hosty", &err), &err);
+    CHECK(ft_store_run_take_over(s, "chat-tiny-second", 1234, 888, "hostz", &err) == FT_ERR_INVALID);
+    CHECK(strstr(err.msg, "777") != NULL);
+    REQUIRE_OK(ft_store_run_get(s, "chat-tiny-second", &r, &err), &err);
+    CHECK_EQ_INT(r.pid, 777);
+    ft_run_deinit(&r);
+
     CHECK_OK(ft_store_run_delete(s, path, &err), &err);
     CHECK(ft_store_run_get(s, path, &r, &err) == FT_ERR_NOT_FOUND);
     CHECK(ft_store_event_list(s, path, 0, &ev, &n, &err) == FT_ERR_NOT_FOUND);
