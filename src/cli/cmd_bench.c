@@ -15,8 +15,9 @@
 
 static const char SYNOPSIS[] = "--config small|medium [--dtype fp32] [--steps N] [--warmup N] [--threads N] [--json]";
 static const cli_opt OPTS[] = {
-    {"config", CLI_STR, "small (V 32000, C 288, L 6, 6/6 heads, F 768, tied, T 256, B 8) | medium (V 32000, C 768, "
-                        "L 12, 12/4 heads, F 2048, untied, T 512, B 4)"},
+    {"config", CLI_STR,
+     "small (V 32000, C 288, L 6, 6/6 heads, F 768, tied, T 256, B 8) | medium (V 32000, C 768, "
+     "L 12, 12/4 heads, F 2048, untied, T 512, B 4)"},
     {"dtype", CLI_STR, "fp32 (the only one on CPU for now)"},
     {"steps", CLI_INT, "N: timed steps (default 10 small, 4 medium)"},
     {"warmup", CLI_INT, "N: untimed steps first (default 1)"},
@@ -152,17 +153,18 @@ static int train_step(int argc, char **argv) {
                    "\"tokens_per_step\": %lld, \"flops_per_token\": %.0f, \"threads\": %d, \"blas_core\": \"%s\", "
                    "\"params_mb\": %.1f, \"grads_mb\": %.1f, \"optim_mb\": %.1f, \"activations_mb\": %.1f, "
                    "\"loss_first\": %.6f, \"loss_last\": %.6f, \"cpu_s_per_step\": %.3f}\n",
-                   bc->name, tps, tps * flops_tok / 1e9, ft_peak_rss_mb(), t_all / (double)steps,
-                   t_fb / (double)steps, t_opt / (double)steps, (long long)steps, (long long)N, flops_tok,
-                   ft_tensor_threads(), ft_tensor_blas_core(), mp / 1048576.0, mg / 1048576.0, mo / 1048576.0,
-                   ma / 1048576.0, loss_first, loss_last, cpu_all / (double)steps);
+                   bc->name, tps, tps * flops_tok / 1e9, ft_peak_rss_mb(), t_all / (double)steps, t_fb / (double)steps,
+                   t_opt / (double)steps, (long long)steps, (long long)N, flops_tok, ft_tensor_threads(),
+                   ft_tensor_blas_core(), mp / 1048576.0, mg / 1048576.0, mo / 1048576.0, ma / 1048576.0, loss_first,
+                   loss_last, cpu_all / (double)steps);
         else
             printf("train-step %s fp32: %.1f tokens/s, %.1f GFLOP/s, %.3f s/step (forward+backward %.3f, optimizer "
-                   "%.3f; %.2f CPU-s/step)\n  peak RSS %.0f MiB (weights %.0f, gradients %.0f, optimizer %.0f, activations %.0f MiB); "
+                   "%.3f; %.2f CPU-s/step)\n  peak RSS %.0f MiB (weights %.0f, gradients %.0f, optimizer %.0f, "
+                   "activations %.0f MiB); "
                    "%d threads, OpenBLAS %s; loss %.4f -> %.4f\n",
                    bc->name, tps, tps * flops_tok / 1e9, t_all / (double)steps, t_fb / (double)steps,
-                   t_opt / (double)steps, cpu_all / (double)steps, ft_peak_rss_mb(), mp / 1048576.0, mg / 1048576.0, mo / 1048576.0,
-                   ma / 1048576.0, ft_tensor_threads(), ft_tensor_blas_core(), loss_first, loss_last);
+                   t_opt / (double)steps, cpu_all / (double)steps, ft_peak_rss_mb(), mp / 1048576.0, mg / 1048576.0,
+                   mo / 1048576.0, ma / 1048576.0, ft_tensor_threads(), ft_tensor_blas_core(), loss_first, loss_last);
         rc = CLI_EXIT_OK;
     }
     ft_optim_free(o);

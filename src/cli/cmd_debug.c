@@ -29,7 +29,8 @@ static const cli_opt FWD_OPTS[] = {
     {NULL, 0, NULL},
 };
 
-static const char STEPS_SYNOPSIS[] = "--model M --batch FILE [--steps 10] [--optimizer adamw|lion] [--lr 1e-3] [--json]";
+static const char STEPS_SYNOPSIS[] =
+    "--model M --batch FILE [--steps 10] [--optimizer adamw|lion] [--lr 1e-3] [--json]";
 static const cli_opt STEPS_OPTS[] = {
     {"model", CLI_STR, "M: model folder, hub id org/name or registered c.s.n"},
     {"batch", CLI_STR, "FILE: a batch as for `debug forward`"},
@@ -132,8 +133,8 @@ static int debug_forward(int argc, char **argv) {
         if (cli_has(&a, "json"))
             printf("{\"loss\": %.9g, \"trainable_tokens\": %lld}\n", loss, (long long)n);
         else
-            printf("loss %.6f over %lld trainable tokens (batch %lld x %lld)\n", loss, (long long)n,
-                   (long long)b->B, (long long)b->T);
+            printf("loss %.6f over %lld trainable tokens (batch %lld x %lld)\n", loss, (long long)n, (long long)b->B,
+                   (long long)b->T);
         rc = CLI_EXIT_OK;
     }
     ft_free(logits);

@@ -16,12 +16,12 @@
 #include "internal.h"
 
 /* FTUNE_PROFILE=1: P(family, call) adds the call's wall time to m->prof[family]. */
-#define P(fam, call)                                   \
-    do {                                               \
-        double t0_ = m->profile ? prof_now(m) : 0;     \
-        call;                                          \
-        if (m->profile)                                \
-            m->prof[fam] += prof_now(m) - t0_;         \
+#define P(fam, call)                                                                                                   \
+    do {                                                                                                               \
+        double t0_ = m->profile ? prof_now(m) : 0;                                                                     \
+        call;                                                                                                          \
+        if (m->profile)                                                                                                \
+            m->prof[fam] += prof_now(m) - t0_;                                                                         \
     } while (0)
 
 /* Wall time, or with FTUNE_PROFILE=cpu the process's CPU time (steadier on a shared machine). */
@@ -67,7 +67,8 @@ static void forward_layers(ft_model *m, const ft_batch *b) {
         P(PROF_MATMUL, ft_tensor_linear_fwd(A->qkv, A->xn1, W->wqkv, N, C, QKV));
         /* q's and k's heads are adjacent in a qkv row: one RoPE pass over NH + KVH heads */
         P(PROF_ROPE, ft_tensor_rope_fwd(A->qkv, QKV, m->cos_t, m->sin_t, N, m->NH + m->KVH, m->HD));
-        P(PROF_ATTN, ft_tensor_attention_fwd(&as, A->att, A->lse, A->qkv, A->qkv + Q, A->qkv + Q + KV, b->sample_ids, m->attn_scratch));
+        P(PROF_ATTN, ft_tensor_attention_fwd(&as, A->att, A->lse, A->qkv, A->qkv + Q, A->qkv + Q + KV, b->sample_ids,
+                                             m->attn_scratch));
         /* xmid (N, C) = x + att (N, Q) Wo^T */
         P(PROF_MISC, memcpy(A->xmid, A->x, (size_t)(N * C) * sizeof(float)));
         P(PROF_MATMUL, ft_tensor_sgemm(false, true, N, C, Q, 1.0f, A->att, Q, W->wo, Q, 1.0f, A->xmid, C));
@@ -182,7 +183,8 @@ ft_status ft_model_forward_backward(ft_model *m, const ft_batch *b, double denom
         P(PROF_NORM, ft_tensor_rmsnorm_bwd(m->dx, G->ln2, m->dtmp, A->xmid, W->ln2, A->rstd2, N, C));
         /* Attention: xmid = x + att Wo^T. */
         P(PROF_MATMUL, ft_tensor_linear_bwd(m->datt, G->wo, m->dx, A->att, W->wo, N, Q, C, false, false));
-        P(PROF_ATTN, ft_tensor_attention_bwd(&as, m->dqkv, m->dqkv + Q, m->dqkv + Q + KV, m->datt, A->att, A->lse, A->qkv, A->qkv + Q, A->qkv + Q + KV, b->sample_ids, m->attn_scratch));
+        P(PROF_ATTN, ft_tensor_attention_bwd(&as, m->dqkv, m->dqkv + Q, m->dqkv + Q + KV, m->datt, A->att, A->lse,
+                                             A->qkv, A->qkv + Q, A->qkv + Q + KV, b->sample_ids, m->attn_scratch));
         P(PROF_ROPE, ft_tensor_rope_bwd(m->dqkv, QKV, m->cos_t, m->sin_t, N, m->NH + m->KVH, m->HD));
         P(PROF_MATMUL, ft_tensor_linear_bwd(m->dtmp, G->wqkv, m->dqkv, A->xn1, W->wqkv, N, C, QKV, false, false));
         /* dx = d x */

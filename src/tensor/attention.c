@@ -202,7 +202,8 @@ void ft_tensor_attention_fwd(const ft_attn_shape *s, float *out, float *lse, con
                     for (int64_t hh = 0; hh < G; hh++) /* normalise while unstacking */
                         for (int64_t r = 0; r < t.nr; r++) {
                             const float *src = Os + (hh * t.nr + r) * HD;
-                            float *dst = out + (b * Tq + t.i0 + r) * s->o_stride + (g * G + hh) * HD, f = inv[hh * t.nr + r];
+                            float *dst = out + (b * Tq + t.i0 + r) * s->o_stride + (g * G + hh) * HD,
+                                  f = inv[hh * t.nr + r];
 #pragma omp simd
                             for (int64_t d = 0; d < HD; d++)
                                 dst[d] = src[d] * f;

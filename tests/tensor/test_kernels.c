@@ -134,7 +134,8 @@ TEST(tensor_rope_rotate_half_and_gradient) {
     int32_t pos[6] = {0, 1, 2, 7, 0, 100};
     ft_tensor_rope_inv_freq(inv, &cfg);
     ft_tensor_rope_table(cs, sn, pos, inv, N, half);
-    rope_ctx c = {randn(&r, N * stride, 1), ft_calloc(N * stride, 4), randn(&r, N * stride, 1), cs, sn, N, stride, H, HD};
+    rope_ctx c = {
+        randn(&r, N * stride, 1), ft_calloc(N * stride, 4), randn(&r, N * stride, 1), cs, sn, N, stride, H, HD};
     /* forward against the formula q*cos + rotate_half(q)*sin */
     memcpy(c.x0, c.x, (size_t)(N * stride) * 4);
     ft_tensor_rope_fwd(c.x0, stride, cs, sn, N, H, HD);
@@ -321,8 +322,17 @@ static double attn_loss(void *p) {
 static void attention_case(int64_t B, int64_t T, int64_t NH, int64_t KVH, int64_t HD, bool packed, int64_t window) {
     ft_rng r;
     ft_rng_seed(&r, (uint64_t)(T * 31 + NH * 7 + KVH + window));
-    ft_attn_shape s = {.B = B, .Tq = T, .Tk = T, .NH = NH, .KVH = KVH, .HD = HD, .window = window,
-                       .q_stride = NH * HD, .k_stride = KVH * HD, .v_stride = KVH * HD, .o_stride = NH * HD};
+    ft_attn_shape s = {.B = B,
+                       .Tq = T,
+                       .Tk = T,
+                       .NH = NH,
+                       .KVH = KVH,
+                       .HD = HD,
+                       .window = window,
+                       .q_stride = NH * HD,
+                       .k_stride = KVH * HD,
+                       .v_stride = KVH * HD,
+                       .o_stride = NH * HD};
     int32_t *sid = NULL;
     if (packed) {
         sid = ft_malloc((size_t)(B * T) * 4);
@@ -330,9 +340,14 @@ static void attention_case(int64_t B, int64_t T, int64_t NH, int64_t KVH, int64_
             for (int64_t t = 0; t < T; t++)
                 sid[b * T + t] = (int32_t)(t < T / 3 ? 0 : t < T - 5 ? 1 : 2) + (int32_t)b;
     }
-    attn_ctx c = {s, randn(&r, B * T * NH * HD, 1), randn(&r, B * T * KVH * HD, 1), randn(&r, B * T * KVH * HD, 1),
-                  ft_calloc(B * T * NH * HD, 4), randn(&r, B * T * NH * HD, 1),
-                  ft_malloc(ft_tensor_attention_scratch(&s) * 4), sid};
+    attn_ctx c = {s,
+                  randn(&r, B * T * NH * HD, 1),
+                  randn(&r, B * T * KVH * HD, 1),
+                  randn(&r, B * T * KVH * HD, 1),
+                  ft_calloc(B * T * NH * HD, 4),
+                  randn(&r, B * T * NH * HD, 1),
+                  ft_malloc(ft_tensor_attention_scratch(&s) * 4),
+                  sid};
     float *lse = ft_calloc(B * NH * T, 4);
     ft_tensor_attention_fwd(&s, c.out, lse, c.q, c.k, c.v, sid, c.scratch);
     double *want = ft_malloc((size_t)(B * T * NH * HD) * sizeof(double));
@@ -349,23 +364,36 @@ static void attention_case(int64_t B, int64_t T, int64_t NH, int64_t KVH, int64_
     fd_check("attention dq", c.q, dq, B * T * NH * HD, 150, attn_loss, &c, 1e-2f, 1e-2);
     fd_check("attention dk", c.k, dk, B * T * KVH * HD, 150, attn_loss, &c, 1e-2f, 1e-2);
     fd_check("attention dv", c.v, dv, B * T * KVH * HD, 150, attn_loss, &c, 1e-2f, 1e-2);
-    free(c.q), free(c.k), free(c.v), free(c.out), free(c.R), free(c.scratch), free(lse), free(want), free(dq),
-        free(dk), free(dv), free(sid);
+    free(c.q), free(c.k), free(c.v), free(c.out), free(c.R), free(c.scratch), free(lse), free(want), free(dq), free(dk),
+        free(dv), free(sid);
 }
 
-TEST(tensor_attention_gqa_packed_multi_tile) { attention_case(2, 75, 4, 2, 8, true, 0); }
+TEST(tensor_attention_gqa_packed_multi_tile) {
+    attention_case(2, 75, 4, 2, 8, true, 0);
+}
 TEST(tensor_attention_mqa_and_mha) {
     attention_case(1, 11, 3, 1, 6, false, 0);
     attention_case(2, 9, 2, 2, 4, true, 0);
 }
-TEST(tensor_attention_sliding_window) { attention_case(1, 70, 2, 1, 4, false, 5); }
+TEST(tensor_attention_sliding_window) {
+    attention_case(1, 70, 2, 1, 4, false, 5);
+}
 
 TEST(tensor_attention_decode_offset_matches_naive) {
     /* queries 3 rows at positions 5..7 against 8 cached keys (the decode path) */
     ft_rng r;
     ft_rng_seed(&r, 6);
-    ft_attn_shape s = {.B = 1, .Tq = 3, .Tk = 8, .NH = 4, .KVH = 2, .HD = 6, .q_offset = 5,
-                       .q_stride = 24, .k_stride = 12, .v_stride = 12, .o_stride = 24};
+    ft_attn_shape s = {.B = 1,
+                       .Tq = 3,
+                       .Tk = 8,
+                       .NH = 4,
+                       .KVH = 2,
+                       .HD = 6,
+                       .q_offset = 5,
+                       .q_stride = 24,
+                       .k_stride = 12,
+                       .v_stride = 12,
+                       .o_stride = 24};
     float *q = randn(&r, 3 * 24, 1), *k = randn(&r, 8 * 12, 1), *v = randn(&r, 8 * 12, 1), *o = ft_calloc(3 * 24, 4);
     float *scratch = ft_malloc(ft_tensor_attention_scratch(&s) * 4);
     double want[3 * 24];
