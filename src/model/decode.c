@@ -18,7 +18,7 @@ struct ft_kv_cache {
     /* work buffers for DC rows */
     float *x, *xn, *qkv, *att, *gu, *h, *cos_t, *sin_t, *scratch;
     int32_t *pos;
-    float *mem;
+    ft_arena arena; /* one mapping with huge pages: the cache can be gigabytes */
 };
 
 ft_status ft_kv_cache_new(const ft_model *m, int64_t max_tokens, ft_kv_cache **out, ft_err *err) {
@@ -36,12 +36,13 @@ ft_status ft_kv_cache_new(const ft_model *m, int64_t max_tokens, ft_kv_cache **o
     size_t scratch = ft_tensor_attention_scratch(&as);
     size_t kv = (size_t)(m->L * max_tokens * m->KV);
     size_t total = 2 * kv + (size_t)DC * (size_t)(2 * m->C + m->QKV + m->Q + 3 * m->F + m->HD) + scratch + DC;
-    c->mem = ft_malloc(total * sizeof(float));
-    if (!c->mem) {
+    float *p = NULL;
+    if (ft_arena_init(&c->arena, "kv cache", total * sizeof(float) + 64, err) != FT_OK ||
+        !(p = ft_arena_alloc(&c->arena, total * sizeof(float), err))) {
+        ft_arena_deinit(&c->arena);
         ft_free(c);
-        return FT_ERR(err, FT_ERR_NOMEM, "kv cache: cannot allocate %zu bytes", total * sizeof(float));
+        return FT_ERR_NOMEM;
     }
-    float *p = c->mem;
     c->k = p, p += kv;
     c->v = p, p += kv;
     c->x = p, p += DC * m->C;
@@ -61,7 +62,7 @@ ft_status ft_kv_cache_new(const ft_model *m, int64_t max_tokens, ft_kv_cache **o
 void ft_kv_cache_free(ft_kv_cache *c) {
     if (!c)
         return;
-    ft_free(c->mem);
+    ft_arena_deinit(&c->arena);
     ft_free(c);
 }
 
