@@ -784,6 +784,7 @@ static void dict_update_from(rstate *r, const node *at, tdict *d, tv src) {
         if (pair->n != 2)
             tpl_fail(r, at, FT_ERR_INVALID, "ValueError: dictionary update sequence element has length %zu; 2 is required",
                      pair->n);
+        tpl_charge(r, at, (int64_t)d->n + 1); /* tdict_set searches linearly */
         tdict_set(r, d, pair->v[0], pair->v[1]);
     }
 }
@@ -1458,6 +1459,7 @@ tv apply_filter(rstate *r, frame *f, const node *at, const char *name, tv v, tv 
         for (size_t i = 0; i < l->n; i++) {
             tv key = sort_key(r, attr.t != TV_NONE ? attr_path(r, at, l->v[i], attr) : l->v[i], cs);
             bool dup = false;
+            tpl_charge(r, at, (int64_t)k + 1);
             for (size_t j = 0; j < k && !dup; j++)
                 dup = tv_eq(seen[j], key);
             if (!dup) {

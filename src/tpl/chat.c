@@ -268,6 +268,9 @@ ft_status ft_chat_spans(const ft_chat *c, const json_t *messages, const json_t *
         return FT_ERR(err, FT_ERR_INVALID, "messages must be a JSON array");
     size_t n = json_array_size(messages);
     text->len = 0;
+    /* buffers always have storage, so that offsets into an empty render stay defined */
+    if (ft_buf_reserve(text, 1) != FT_OK)
+        return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
     FT_TRY(ft_chat_render(c, messages, tools, false, extra, &mp.render, text, err));
     size_t last = SIZE_MAX;
     for (size_t k = 0; k < n; k++) {
@@ -277,7 +280,9 @@ ft_status ft_chat_spans(const ft_chat *c, const json_t *messages, const json_t *
     }
     ft_chat_span *out = ft_calloc(n + 1, sizeof *out);
     ft_buf P = {0}, Q = {0};
-    ft_status s = out ? FT_OK : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    ft_status s = out && ft_buf_reserve(&P, 1) == FT_OK && ft_buf_reserve(&Q, 1) == FT_OK
+                      ? FT_OK
+                      : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
     size_t ns = 0, prev_end = 0;
     const char *eos = ft_chat_token(c, "eos_token");
     for (size_t k = 0; k < n && s == FT_OK; k++) {

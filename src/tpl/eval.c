@@ -206,18 +206,19 @@ static bool as_index(tv k, int64_t *i) {
     return false;
 }
 
-static bool hashable(tv k) {
-    if (k.t == TV_DICT || k.t == TV_NS)
+static bool hashable_d(tv k, int depth) {
+    if (k.t == TV_DICT || k.t == TV_NS || depth > 400)
         return false;
     if (k.t == TV_LIST) {
         if (k.l->kind != LK_TUPLE)
             return k.l->kind == LK_GEN;
         for (size_t i = 0; i < k.l->n; i++)
-            if (!hashable(k.l->v[i]))
+            if (!hashable_d(k.l->v[i], depth + 1))
                 return false;
     }
     return true;
 }
+static bool hashable(tv k) { return hashable_d(k, 0); }
 
 /* Byte offset of code point `idx` in s (idx <= code point count). */
 size_t tpl_cp_offset(const char *s, size_t n, size_t idx) {
@@ -395,17 +396,21 @@ static tv repeat(rstate *r, const node *at, tv seq, int64_t times) {
     if (times < 0)
         times = 0;
     if (seq.t == TV_STR) {
-        if (seq.s.n && (uint64_t)times > r->lim.max_output / seq.s.n)
+        if (seq.s.n == 0 || times == 0) /* "" * 10**12 must not loop 10**12 times */
+            return tv_str("", 0);
+        if ((uint64_t)times > r->lim.max_output / seq.s.n)
             check_str_size(r, at, r->lim.max_output + 1);
         sbuf b = {0};
         for (int64_t i = 0; i < times; i++)
             sb_put(r, &b, seq.s.p, seq.s.n);
         return tv_str(b.p ? b.p : "", b.n);
     }
-    if (seq.l->n && (uint64_t)times > r->lim.max_memory / sizeof(tv) / seq.l->n)
+    if (seq.l->n == 0 || times == 0)
+        return tv_list_new(r, 0, seq.l->kind == LK_TUPLE ? LK_TUPLE : LK_LIST);
+    if ((uint64_t)times > r->lim.max_memory / sizeof(tv) / seq.l->n)
         tpl_fail(r, at, FT_ERR_LIMIT, "list repetition over the memory limit");
     tv out = tv_list_new(r, seq.l->n * (size_t)times, seq.l->kind);
-    for (int64_t i = 0; i < times; i++)
+    for (int64_t i = 0; seq.l->n && i < times; i++)
         memcpy(out.l->v + (size_t)i * seq.l->n, seq.l->v, seq.l->n * sizeof(tv));
     return out;
 }
@@ -952,6 +957,12 @@ static sbuf *capture_begin(rstate *r, sbuf **saved) {
 static tv capture_end(rstate *r, sbuf *saved, sbuf *b) {
     r->out = saved;
     return tv_str(b->p ? b->p : "", b->n);
+}
+
+void tpl_charge(rstate *r, const node *at, int64_t work) {
+    r->iterations += work;
+    if (r->iterations > r->lim.max_iterations)
+        tpl_fail(r, at, FT_ERR_LIMIT, "more than %lld loop iterations (limit)", (long long)r->lim.max_iterations);
 }
 
 static void count_iteration(rstate *r, const node *at) {

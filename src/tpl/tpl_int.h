@@ -303,6 +303,8 @@ tv tpl_binop(rstate *r, const node *at, int op, tv a, tv b);
 bool tpl_contains(rstate *r, const node *at, tv container, tv item);
 tv tpl_str_percent(rstate *r, const node *at, tv fmt, tv args); /* Python's str % args */
 size_t tpl_cp_offset(const char *s, size_t n, size_t idx);      /* byte offset of code point idx */
+/* Count `work` steps against the iteration limit (quadratic builtins: unique, dict building). */
+void tpl_charge(rstate *r, const node *at, int64_t work);
 
 /* Render a macro body with its arguments bound. */
 tv call_macro(rstate *r, const node *at, tmacro *m, tv *args, size_t nargs, const char **kwn, tv *kwv, size_t nkw);

@@ -345,7 +345,23 @@ tv tv_from_json(rstate *r, const json_t *j) {
         json_t *v;
         /* jansson keeps insertion order when iterating with json_object_foreach (>= 2.11
          * preserves order); Python dicts do too. */
-        json_object_foreach((json_t *)j, k, v) tdict_set(r, d.d, tv_cstr(k), tv_from_json(r, v));
+        json_object_foreach((json_t *)j, k, v) {
+            /* JSON object keys are unique: append without the linear search of tdict_set */
+            tv key = tv_cstr(k), val = tv_from_json(r, v);
+            if (d.d->n == d.d->cap) {
+                size_t cap = d.d->cap ? d.d->cap * 2 : 8;
+                tv *nk = ralloc(r, cap * sizeof(tv)), *nv = ralloc(r, cap * sizeof(tv));
+                if (d.d->n) {
+                    memcpy(nk, d.d->k, d.d->n * sizeof(tv));
+                    memcpy(nv, d.d->v, d.d->n * sizeof(tv));
+                }
+                d.d->k = nk;
+                d.d->v = nv;
+                d.d->cap = cap;
+            }
+            d.d->k[d.d->n] = key;
+            d.d->v[d.d->n++] = val;
+        }
         return d;
     }
     }
@@ -395,7 +411,19 @@ static bool list_like_same(tv a, tv b) {
     return ka == kb && a.l->kind != LK_GEN && b.l->kind != LK_GEN && a.l->kind <= LK_TUPLE && b.l->kind <= LK_TUPLE;
 }
 
-bool tv_eq(tv a, tv b) {
+/* Values nest as deep as a template loop makes them; past this depth equality and ordering give
+ * up (false / unordered) where Python would raise RecursionError, instead of overflowing the
+ * C stack. */
+enum { MAX_COMPARE_DEPTH = 400 };
+static bool eq_d(tv a, tv b, int depth);
+static int cmp_d(tv a, tv b, int depth);
+
+bool tv_eq(tv a, tv b) { return eq_d(a, b, 0); }
+int tv_cmp(tv a, tv b) { return cmp_d(a, b, 0); }
+
+static bool eq_d(tv a, tv b, int depth) {
+    if (depth > MAX_COMPARE_DEPTH)
+        return false;
     if (tv_is_num(a) && tv_is_num(b))
         return num_eq(a, b);
     if (a.t != b.t)
@@ -412,7 +440,7 @@ bool tv_eq(tv a, tv b) {
         if (!list_like_same(a, b) || a.l->n != b.l->n)
             return false;
         for (size_t i = 0; i < a.l->n; i++)
-            if (!tv_eq(a.l->v[i], b.l->v[i]))
+            if (!eq_d(a.l->v[i], b.l->v[i], depth + 1))
                 return false;
         return true;
     case TV_DICT:
@@ -420,7 +448,7 @@ bool tv_eq(tv a, tv b) {
             return false;
         for (size_t i = 0; i < a.d->n; i++) {
             tv *o = tdict_get(b.d, a.d->k[i]);
-            if (!o || !tv_eq(a.d->v[i], *o))
+            if (!o || !eq_d(a.d->v[i], *o, depth + 1))
                 return false;
         }
         return true;
@@ -436,7 +464,9 @@ bool tv_eq(tv a, tv b) {
     return false;
 }
 
-int tv_cmp(tv a, tv b) {
+static int cmp_d(tv a, tv b, int depth) {
+    if (depth > MAX_COMPARE_DEPTH)
+        return 2;
     if (tv_is_num(a) && tv_is_num(b)) {
         if (a.t == TV_FLOAT || b.t == TV_FLOAT) {
             double x = tv_as_double(a), y = tv_as_double(b);
@@ -456,9 +486,9 @@ int tv_cmp(tv a, tv b) {
     if (a.t == TV_LIST && b.t == TV_LIST && list_like_same(a, b)) {
         size_t m = a.l->n < b.l->n ? a.l->n : b.l->n;
         for (size_t i = 0; i < m; i++) {
-            if (tv_eq(a.l->v[i], b.l->v[i]))
+            if (eq_d(a.l->v[i], b.l->v[i], depth + 1))
                 continue;
-            return tv_cmp(a.l->v[i], b.l->v[i]);
+            return cmp_d(a.l->v[i], b.l->v[i], depth + 1);
         }
         return a.l->n < b.l->n ? -1 : a.l->n > b.l->n;
     }
