@@ -17,7 +17,7 @@
 #include "ftune/tok.h"
 #include "ftune/tpl.h"
 
-static const char SYNOPSIS[] = "chat-template --model M [--add-generation-prompt] [--mask] [--last-assistant] [--jsonl] [--json] [FILE]";
+static const char SYNOPSIS[] = "--model M [--add-generation-prompt] [--mask] [--last-assistant] [--jsonl] [--json] [FILE]";
 
 static const cli_opt OPTS[] = {
     {"model", CLI_STR, "M: folder with tokenizer_config.json (and tokenizer.json for --mask)"},
