@@ -7,6 +7,7 @@
 #include <utf8proc.h>
 
 #include "tok/tok_internal.h"
+#include "tok/unicode_post9.h"
 
 /* ---------------------------------------------------------------- Unicode classes */
 
@@ -260,7 +261,28 @@ static utf8proc_option_t unicode_opts(norm_kind k) {
  * crate's recomposition loop merges pairs (a composite "removes" what it absorbed). Each output
  * char then takes an alignment the way NormalizedString::transform assigns it: a replacing char
  * the range of the input char it replaces, an added char the range of the input char before.
- * utf8proc supplies decompositions, combining classes and pair composition. */
+ * utf8proc supplies decompositions, combining classes and pair composition; code points that
+ * Unicode 9.0 (the crate's tables) did not have are held inert (unicode_post9.h). */
+/* Assigned after Unicode 9.0 with normalization data: inert for `tokenizers` (see
+ * gen_unicode_post9.py). */
+static bool post9(int32_t cp) {
+    size_t lo = 0, hi = sizeof unicode_post9 / sizeof unicode_post9[0];
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if ((uint32_t)cp < unicode_post9[mid][0])
+            hi = mid;
+        else if ((uint32_t)cp > unicode_post9[mid][1])
+            lo = mid + 1;
+        else
+            return true;
+    }
+    return false;
+}
+
+static uint8_t ccc_of(int32_t cp) {
+    return post9(cp) ? 0 : (uint8_t)utf8proc_get_property(cp)->combining_class;
+}
+
 typedef struct cpc {
     int32_t cp;
     int32_t change;
@@ -281,7 +303,7 @@ static ft_status cpc_push(cpc_vec *a, int32_t cp, int32_t change) {
         a->v = v;
         a->cap = nc;
     }
-    a->v[a->n++] = (cpc){cp, change, (uint8_t)utf8proc_get_property(cp)->combining_class};
+    a->v[a->n++] = (cpc){cp, change, ccc_of(cp)};
     return FT_OK;
 }
 
@@ -300,9 +322,11 @@ static void sort_pending(cpc *v, size_t a, size_t n) {
 
 /* The primary composite of a + b, or -1. */
 static int32_t compose_pair(int32_t a, int32_t b) {
+    if (post9(a) || post9(b))
+        return -1;
     utf8proc_int32_t buf[2] = {a, b};
     utf8proc_ssize_t n = utf8proc_normalize_utf32(buf, 2, UTF8PROC_COMPOSE);
-    return n == 1 ? buf[0] : -1;
+    return n == 1 && !post9(buf[0]) ? buf[0] : -1;
 }
 
 static ft_status recompose(const cpc_vec *in, cpc_vec *out) {
@@ -399,14 +423,15 @@ static ft_status norm_unicode(norm_kind k, piece *p, scratch *mem) {
         cstart[n_chars++] = i;
         utf8proc_int32_t d[32];
         int bc = 0;
-        utf8proc_ssize_t dn = utf8proc_decompose_char((utf8proc_int32_t)c, d, 32,
-                                                      UTF8PROC_DECOMPOSE | (compat ? UTF8PROC_COMPAT : 0), &bc);
+        utf8proc_ssize_t dn = post9((int32_t)c) ? 0
+                                                : utf8proc_decompose_char((utf8proc_int32_t)c, d, 32,
+                                                                          UTF8PROC_DECOMPOSE | (compat ? UTF8PROC_COMPAT : 0), &bc);
         if (dn <= 0 || dn > 32) {
             d[0] = (utf8proc_int32_t)c;
             dn = 1;
         }
         for (utf8proc_ssize_t j = 0; j < dn && !s; j++) {
-            uint8_t ccc = (uint8_t)utf8proc_get_property(d[j])->combining_class;
+            uint8_t ccc = ccc_of(d[j]);
             if (ccc == 0) {
                 sort_pending(dec.v, ready, dec.n);
                 ready = dec.n;

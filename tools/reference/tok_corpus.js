@@ -176,6 +176,15 @@ function corpus() {
       (r() < 0.5 ? pick(r, EMOJI) : '') + whitespace(r, int(r, 0, 3));
     add(s);
   }
+  // normalization around code points newer than Unicode 9.0 (which `tokenizers`' tables lack)
+  const newer = ['\u1DF6', '\u1DF7', '\u1DF9', '\u0898', '\u08CA', '\u1ABF', '\u0C3C', '\u{11930}', '\u{11935}',
+    '\u{11938}', '\u{1E4EC}', '\u{10EFD}', '\u1715'];
+  const older = ['\u0301', '\u0316', '\u0308', '\u0323', '\u0302', '\u093C', 'a', 'e', 'o', '\u0915', '\u0C15'];
+  for (let i = 0; i < 60; i++) {
+    let s = '';
+    for (let k = int(r, 2, 7); k > 0; k--) s += r() < 0.5 ? pick(r, newer) : pick(r, older);
+    add(pick(r, ['', 'x', 'A', ' ']) + s + pick(r, ['', ' b', '.']));
+  }
   return out;
 }
 
