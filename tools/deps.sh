@@ -3,11 +3,15 @@
 # when everything is present. Runs apt-get only for what is missing.
 set -e
 PKGS="gcc make pkg-config libjansson-dev libonig-dev libutf8proc-dev libopenblas-dev libopenblas0-openmp libsqlite3-dev
-libmicrohttpd-dev libomp-dev clang libclang-rt-14-dev python3 python3-torch python3-numpy python3-jinja2 nodejs npm"
+libmicrohttpd-dev libomp-dev clang libclang-rt-14-dev python3 python3-torch python3-numpy python3-jinja2"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
+# Node.js and npm: use the machine's own when present (a Node.js from outside Debian conflicts
+# with Debian's npm package), else Debian's.
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
 if [ -n "$missing" ]; then
     echo "deps: installing$missing"
     SUDO=""
