@@ -56,7 +56,9 @@ ft_status ft_tpl_render(const ft_tpl *t, const json_t *vars, const ft_tpl_render
 /* A model's chat template and special tokens, from tokenizer_config.json. */
 typedef struct ft_chat ft_chat; /* opaque, immutable */
 
-/* Load `path`/tokenizer_config.json (or `path` itself when it is a file). chat_template may be
+/* Load `path`/tokenizer_config.json (or `path` itself when it is a file); a folder's
+ * chat_template.jinja, when present, replaces the config's chat_template (as transformers
+ * does). chat_template may be
  * a string or a list of {"name", "template"}; "default" is used unless tools are given and a
  * "tool_use" template exists (as transformers picks). Every *_token (a string or an object
  * with "content") and additional_special_tokens become template variables. */

@@ -111,10 +111,26 @@ ft_status ft_chat_load(const char *path, ft_chat **out, ft_err *err) {
             s = FT_ERR_AT(err, FT_ERR_PARSE, file, je.line, je.column, "invalid JSON: %s", je.text);
         ft_free(data);
     }
-    if (s == FT_OK) {
-        s = ft_chat_from_config(file, cfg, out, err);
-        json_decref(cfg);
+    if (s == FT_OK && ft_path_is_dir(path)) {
+        /* newer Hub repositories keep the template beside the config, in chat_template.jinja,
+         * which transformers prefers to the config's own chat_template */
+        char *jf = ft_path_join(path, "chat_template.jinja");
+        char *src = NULL;
+        size_t sl = 0;
+        if (jf && ft_path_exists(jf) && ft_file_read_all(jf, &src, &sl, err) == FT_OK) {
+            json_t *t = json_stringn(src, sl);
+            if (!t)
+                s = FT_ERR_AT(err, FT_ERR_PARSE, jf, 0, 0, "chat_template.jinja is not valid UTF-8");
+            else
+                json_object_set_new(cfg, "chat_template", t);
+            ft_free(src);
+        }
+        ft_free(jf);
     }
+    if (s == FT_OK)
+        s = ft_chat_from_config(file, cfg, out, err);
+    if (cfg)
+        json_decref(cfg);
     ft_free(file);
     return s;
 }

@@ -247,3 +247,30 @@ TEST(tpl_spans_cover_content_and_end_of_turn) {
     CHECK(st == FT_ERR_INVALID);
     CHECK(strstr(got, "prefix-stable") != NULL);
 }
+
+TEST(tpl_chat_load_prefers_chat_template_jinja) {
+    const char *dir = ft_test_tmpdir();
+    char path[600];
+    ft_err err;
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    const char *cfg = "{\"chat_template\": \"cfg\", \"eos_token\": {\"content\": \"</s>\"}, \"model_max_length\": "
+                      "1000000000000000019884624838656}";
+    REQUIRE_OK(ft_file_write_atomic(path, cfg, strlen(cfg), &err), &err);
+    ft_chat *c;
+    REQUIRE_OK(ft_chat_load(dir, &c, &err), &err); /* a beyond-64-bit integer in the config is fine */
+    json_t *msgs = json_pack("[]");
+    ft_buf out = {0};
+    CHECK_OK(ft_chat_render(c, msgs, NULL, false, NULL, NULL, &out, &err), &err);
+    CHECK_STR_EQ(ft_buf_cstr(&out), "cfg");
+    ft_chat_free(c);
+    snprintf(path, sizeof path, "%s/chat_template.jinja", dir);
+    const char *j = "jinja{{ eos_token }}\n";
+    REQUIRE_OK(ft_file_write_atomic(path, j, strlen(j), &err), &err);
+    REQUIRE_OK(ft_chat_load(dir, &c, &err), &err);
+    out.len = 0;
+    CHECK_OK(ft_chat_render(c, msgs, NULL, false, NULL, NULL, &out, &err), &err);
+    CHECK_STR_EQ(ft_buf_cstr(&out), "jinja</s>");
+    ft_chat_free(c);
+    ft_buf_free(&out);
+    json_decref(msgs);
+}
