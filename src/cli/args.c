@@ -13,7 +13,6 @@ static void print_usage(FILE *out, const cli_args *a, const char *synopsis) {
         const cli_opt *o = &a->opts[i];
         fprintf(out, "  --%-24s %s\n", o->name, o->help ? o->help : "");
     }
-    fprintf(out, "  --%-24s %s\n", "json", "machine-readable output");
 }
 
 static const cli_opt json_opt = {"json", CLI_FLAG, "machine-readable output"};
