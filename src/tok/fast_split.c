@@ -17,10 +17,9 @@
  *  5. within the whitespace run W starting here: up to and including its last CR or LF;
  *  6. W when it reaches the end of the text, else W without its last char if W has two or more;
  *  7. W.
- * Character classes beyond ASCII are asked of Oniguruma's own Unicode tables (its ctype for
- * \p{L}, \p{N} and \s), so a Unicode version difference cannot creep in, and
- * tests/tok/test_tok_fast_split.c checks the scanners against Oniguruma's matcher on every code
- * point and on random and corpus text. */
+ * Character classes beyond ASCII are the Unicode 16.0 ones the regexes are compiled with
+ * (unicode.c), and tests/tok/test_tok_fast_split.c checks the scanners against Oniguruma's
+ * matcher on every code point and on random and corpus text. */
 #include <string.h>
 
 #include "tok/fast_split.h"
@@ -37,22 +36,13 @@ void fast_split_detect(tok_regex *re, const char *pattern, size_t len) {
         which = FAST_LLAMA3;
     else if (len == sizeof QWEN_RE - 1 && !memcmp(pattern, QWEN_RE, len))
         which = FAST_QWEN;
-    if (!which)
-        return;
-    OnigEncoding enc = ONIG_ENCODING_UTF8;
-    static const char L[] = "L", N[] = "N";
-    int cl = ONIGENC_PROPERTY_NAME_TO_CTYPE(enc, (OnigUChar *)L, (OnigUChar *)L + 1);
-    int cn = ONIGENC_PROPERTY_NAME_TO_CTYPE(enc, (OnigUChar *)N, (OnigUChar *)N + 1);
-    if (cl < 0 || cn < 0)
-        return; /* keep Oniguruma */
-    re->ctype_l = (unsigned)cl;
-    re->ctype_n = (unsigned)cn;
     re->fast = which;
 }
 
 enum { C_L = 1, C_N = 2, C_S = 4, C_NL = 8 };
 
 static int cls_of(const tok_regex *re, uint32_t c) {
+    (void)re;
     if (c < 0x80) {
         if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z')
             return C_L;
@@ -64,12 +54,11 @@ static int cls_of(const tok_regex *re, uint32_t c) {
             return C_S;
         return 0;
     }
-    OnigEncoding enc = ONIG_ENCODING_UTF8;
-    if (ONIGENC_IS_CODE_CTYPE(enc, c, ONIGENC_CTYPE_SPACE))
+    if (tok_is_whitespace(c))
         return C_S;
-    if (ONIGENC_IS_CODE_CTYPE(enc, c, re->ctype_l))
+    if (tok_u16_in(U16_LETTER, c))
         return C_L;
-    if (ONIGENC_IS_CODE_CTYPE(enc, c, re->ctype_n))
+    if (tok_u16_in(U16_NUMBER, c))
         return C_N;
     return 0;
 }

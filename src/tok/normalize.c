@@ -18,10 +18,10 @@ bool tok_is_whitespace(uint32_t c) {
 }
 
 bool tok_is_numeric(uint32_t c) {
+    /* Rust's char::is_numeric: the N categories (Unicode 16.0, as `tokenizers` is built) */
     if (c < 0x80)
         return c >= '0' && c <= '9';
-    utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
-    return k == UTF8PROC_CATEGORY_ND || k == UTF8PROC_CATEGORY_NL || k == UTF8PROC_CATEGORY_NO;
+    return tok_u16_in(U16_NUMBER, c);
 }
 
 bool tok_is_punct(uint32_t c) {
@@ -34,23 +34,10 @@ bool tok_is_punct(uint32_t c) {
 
 bool tok_is_word_char(uint32_t c) {
     /* Rust regex's Unicode \w (what `tokenizers` uses for Whitespace and single_word):
-     * Alphabetic, marks, decimal numbers, connector punctuation, Join_Control. Alphabetic is
-     * the letters and Nl plus Other_Alphabetic; the Other_Alphabetic chars outside the marks
-     * are the circled / squared Latin letters listed here. */
+     * Alphabetic, marks, decimal numbers, connector punctuation, Join_Control (Unicode 16.0). */
     if (c < 0x80)
         return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
-    if (c == 0x200C || c == 0x200D || (c >= 0x24B6 && c <= 0x24E9) || (c >= 0x1F130 && c <= 0x1F149) ||
-        (c >= 0x1F150 && c <= 0x1F169) || (c >= 0x1F170 && c <= 0x1F189))
-        return true;
-    utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
-    switch (k) {
-    case UTF8PROC_CATEGORY_LU: case UTF8PROC_CATEGORY_LL: case UTF8PROC_CATEGORY_LT: case UTF8PROC_CATEGORY_LM:
-    case UTF8PROC_CATEGORY_LO: case UTF8PROC_CATEGORY_MN: case UTF8PROC_CATEGORY_MC: case UTF8PROC_CATEGORY_ME:
-    case UTF8PROC_CATEGORY_ND: case UTF8PROC_CATEGORY_NL: case UTF8PROC_CATEGORY_PC:
-        return true;
-    default:
-        return false;
-    }
+    return tok_u16_in(U16_WORD, c);
 }
 
 /* ---------------------------------------------------------------- building pieces */
@@ -207,7 +194,7 @@ static ft_status norm_lowercase(piece *p, scratch *mem) {
             memcpy(out, "i\xCC\x87", 3);
             on = 3;
         } else {
-            on = ft_utf8_encode((uint32_t)utf8proc_tolower((utf8proc_int32_t)c), out);
+            on = ft_utf8_encode(tok_u16_lower(c), out);
         }
         s = b_put(&b, out, (size_t)on, a, e);
         i += (size_t)cl;

@@ -35,11 +35,18 @@ ft_status tok_regex_compile(tok_regex *r, const char *pattern, size_t len, bool 
         return FT_OK;
     }
     OnigErrorInfo einfo;
+    /* \p{L} and friends with the Unicode version `tokenizers` has (unicode.c) */
+    ft_buf rw = {0};
+    if (tok_rewrite_properties(pattern, len, &rw)) {
+        ft_buf_free(&rw);
+        return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    }
     pthread_once(&onig_init_once, init_onig_once);
     pthread_mutex_lock(&onig_compile_lock);
-    int rc = onig_new(&r->re, (const OnigUChar *)pattern, (const OnigUChar *)pattern + len, ONIG_OPTION_NONE,
-                      ONIG_ENCODING_UTF8, ONIG_SYNTAX_RUBY, &einfo);
+    int rc = onig_new(&r->re, (const OnigUChar *)ft_buf_cstr(&rw), (const OnigUChar *)rw.data + rw.len,
+                      ONIG_OPTION_NONE, ONIG_ENCODING_UTF8, ONIG_SYNTAX_RUBY, &einfo);
     pthread_mutex_unlock(&onig_compile_lock);
+    ft_buf_free(&rw);
     if (rc != ONIG_NORMAL) {
         OnigUChar msg[ONIG_MAX_ERROR_MESSAGE_LEN];
         onig_error_code_to_str(msg, rc, &einfo);

@@ -61,7 +61,6 @@ typedef struct tok_regex {
     char *literal; /* the string pattern (may be empty) */
     size_t literal_len;
     int fast; /* a hand scanner proven equal to `re` (FAST_*), 0 = use Oniguruma */
-    unsigned ctype_l, ctype_n; /* Oniguruma's ctypes for \p{L} and \p{N} (fast scanners) */
 } tok_regex;
 enum { FAST_NONE = 0, FAST_LLAMA3, FAST_QWEN };
 
@@ -277,6 +276,14 @@ static inline int tok_utf8_next(const char *s, size_t n, uint32_t *cp) {
     return 4;
 }
 static inline int tok_utf8_len(unsigned char c) { return c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4; }
+
+/* unicode.c: Unicode 16.0 classes (the version `tokenizers` 0.23.2 matches with) */
+enum { U16_LETTER, U16_MARK, U16_NUMBER, U16_PUNCT, U16_SYMBOL, U16_WORD };
+bool tok_u16_in(int table, uint32_t c);
+uint32_t tok_u16_lower(uint32_t c); /* simple lowercase mapping */
+/* Copy a regex with \p{L} \p{M} \p{N} \p{P} \p{S} (and \P, \p{^..}, long names) replaced by
+ * explicit Unicode 16.0 classes. */
+ft_status tok_rewrite_properties(const char *pattern, size_t len, ft_buf *out);
 
 /* pattern matching (pretok.c): all matches as the `tokenizers` Pattern trait yields them,
  * (start, end, is_match) triples covering s. */

@@ -25,18 +25,22 @@ cp "$out"/tok/*.jsonl "$out/root/tests/fixtures/tok/"
 cp -r "$out"/tok/synth "$out/root/tests/fixtures/tok/"
 FT_TEST_ROOT="$out/root" ./build/ftune_tests tok_parity tok_synth || status=1
 # tokenizers too big to commit (Gemma 3, DeepSeek V3): the corpus through both, compared here
+# line by line; lines with code points newer than Unicode 14.0 are counted apart (Debian's
+# Oniguruma has Unicode 14.0 property tables, the library's bundled one 16.0, which ftune
+# supplies itself: src/tok/unicode.c), and both must agree.
 for m in gemma3 deepseek_v3; do
     tj=tools/npm/node_modules/@lenml/tokenizer-$m/models/tokenizer.json
     node tools/reference/tok_extra.js "$tj" "$out/$m"
     for mode in sp plain; do
         flag=; [ $mode = plain ] && flag=--no-special-tokens
         ./build/ftune tokenize --model "$tj" --jsonl $flag < "$out/tok/corpus.jsonl" > "$out/$m.ftune.$mode.jsonl"
-        if cmp -s "$out/$m.$mode.jsonl" "$out/$m.ftune.$mode.jsonl"; then
-            echo "tok.sh: $m ($mode): $(wc -l < "$out/$m.$mode.jsonl") strings identical"
-        else
-            echo "tok.sh: $m ($mode): ftune differs from tokenizers"
-            status=1
-        fi
+        res=$(paste -d'\t' "$out/$m.$mode.jsonl" "$out/$m.ftune.$mode.jsonl" | awk -F'\t' -v newer="$out/$m.newer" '
+            BEGIN { while ((getline l < newer) > 0) if (l != "") skip[l] = 1 }
+            { if (NR in skip) { nn++; if ($1 == $2) ns++ } else { n++; if ($1 == $2) s++ } }
+            END { printf "%d %d %d %d", s, n, ns, nn }')
+        set -- $res
+        echo "tok.sh: $m ($mode): $1/$2 strings identical; with code points newer than Unicode 14.0: $3/$4"
+        [ "$1" = "$2" ] && [ "$3" = "$4" ] || status=1
     done
 done
 [ $status = 0 ] && echo "tok.sh: goldens reproduce and ftune matches tokenizers@0.23.2"

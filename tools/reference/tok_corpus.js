@@ -185,6 +185,16 @@ function corpus() {
     for (let k = int(r, 2, 7); k > 0; k--) s += r() < 0.5 ? pick(r, newer) : pick(r, older);
     add(pick(r, ['', 'x', 'A', ' ']) + s + pick(r, ['', ' b', '.']));
   }
+  // characters of Unicode 15.0-17.0 (letters, marks, numbers, symbols): the library matches
+  // with Unicode 16.0 tables, so 17.0 additions must stay unassigned
+  const recent = ['\u{11F04}', '\u{11F50}', '\u{31350}', '\u{2EBF0}', '\u{13460}', '\u{10D4A}', '\u{10D40}',
+    '\u{16D40}', '\u{11BC0}', '\u{1D2C0}', '\u1C89', '\u{1E4D0}', '\u{1E4F0}', '\u{1E030}', '\u{1CC00}', '\u{10EFD}',
+    '\u{323B0}', '\u{10940}', '\u{1E6C0}', '\u31EF', '\u2FFC', '\u{1FAE9}', '\u{1FAEA}', '\u{10D50}', '\uA7CB', '\u{16E40}'];
+  for (let i = 0; i < 60; i++) {
+    let s = pick(r, ['', ' ', 'x', "'", '1']);
+    for (let k = int(r, 1, 6); k > 0; k--) s += pick(r, recent) + pick(r, ['', '', ' ', 'a', '9', '.', "'s"]);
+    add(s);
+  }
   return out;
 }
 
