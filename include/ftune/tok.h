@@ -6,6 +6,9 @@
  * pre-tokenizer, model (BPE) and, when add_special_tokens is true, the post-processor. Only
  * tokenizer.json decides the ids: tokenizer_config.json is read for information (its bos/eos
  * strings and add_bos_token/add_eos_token flags) but does not change what encode returns.
+ * The "truncation" and "padding" settings of tokenizer.json are ignored (ftune's data pipeline
+ * packs and truncates itself). Unicode data is what `tokenizers` 0.23.2 was built with: 16.0 for
+ * character classes and lowercasing, 9.0 for NFC/NFD/NFKC/NFKD.
  *
  * Threads: an ft_tok is immutable after loading; any number of threads may encode and decode
  * with one ft_tok at once, each with its own ft_tok_encoding / ft_tok_stream. Loading may run
