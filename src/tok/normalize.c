@@ -24,12 +24,27 @@ bool tok_is_numeric(uint32_t c) {
     return tok_u16_in(U16_NUMBER, c);
 }
 
+static bool in_ranges(const uint32_t (*r)[2], size_t n, uint32_t c) {
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (c < r[mid][0])
+            hi = mid;
+        else if (c > r[mid][1])
+            lo = mid + 1;
+        else
+            return true;
+    }
+    return false;
+}
+
 bool tok_is_punct(uint32_t c) {
+    /* the Punctuation pre-tokenizer: ASCII punctuation or category P as of Unicode 8.0 (the
+     * unicode_categories crate `tokenizers` uses) */
     if (c < 0x80)
         return (c >= 0x21 && c <= 0x2F) || (c >= 0x3A && c <= 0x40) || (c >= 0x5B && c <= 0x60) ||
                (c >= 0x7B && c <= 0x7E);
-    utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
-    return k >= UTF8PROC_CATEGORY_PC && k <= UTF8PROC_CATEGORY_PO;
+    return in_ranges(unicode_punct8, sizeof unicode_punct8 / sizeof unicode_punct8[0], c);
 }
 
 bool tok_is_word_char(uint32_t c) {
@@ -253,17 +268,7 @@ static utf8proc_option_t unicode_opts(norm_kind k) {
 /* Assigned after Unicode 9.0 with normalization data: inert for `tokenizers` (see
  * gen_unicode_post9.py). */
 static bool post9(int32_t cp) {
-    size_t lo = 0, hi = sizeof unicode_post9 / sizeof unicode_post9[0];
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if ((uint32_t)cp < unicode_post9[mid][0])
-            hi = mid;
-        else if ((uint32_t)cp > unicode_post9[mid][1])
-            lo = mid + 1;
-        else
-            return true;
-    }
-    return false;
+    return cp >= 0 && in_ranges(unicode_post9, sizeof unicode_post9 / sizeof unicode_post9[0], (uint32_t)cp);
 }
 
 static uint8_t ccc_of(int32_t cp) {

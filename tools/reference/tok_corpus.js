@@ -195,6 +195,14 @@ function corpus() {
     for (let k = int(r, 1, 6); k > 0; k--) s += pick(r, recent) + pick(r, ['', '', ' ', 'a', '9', '.', "'s"]);
     add(s);
   }
+  // punctuation of every Unicode age (the Punctuation pre-tokenizer's tables are Unicode 8.0)
+  const puncts = ['\u2E45', '\u{1E95E}', '\uA8FC', '\u2E3C', '\u2E42', '\u{11A3F}', '\u{1145D}', '\u2E5D', '\u{11B00}',
+    '\u0F14', '\u00A1', '\u00BF', '\u3001', '\u061F', '\u2E4F', '\u{1173C}', '\u{16FE2}', '\uFF01', '\u2010'];
+  for (let i = 0; i < 40; i++) {
+    let s = '';
+    for (let k = int(r, 2, 6); k > 0; k--) s += pick(r, ['a', 'bc', ' ', '1', '']) + pick(r, puncts);
+    add(s);
+  }
   return out;
 }
 
