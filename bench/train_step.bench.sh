@@ -11,7 +11,9 @@ FTUNE=${FTUNE:-./build/ftune}
 PY=/usr/bin/python3
 # The peer's best settings (without them PyTorch is 2-4x slower here); ftune runs under the same
 # environment (it would pick the AVX-512 kernels itself only when OPENBLAS_CORETYPE is unset).
-PEER_ENV="GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1099511627776 OPENBLAS_CORETYPE=SkylakeX OPENBLAS_THREAD_TIMEOUT=4"
+# OMP_WAIT_POLICY=PASSIVE is ftune's own default (src/cli/main.c); the peer gets it too, as it
+# helps PyTorch as much on a shared machine (small: 321 -> 588 tokens/s with ~4 busy processes).
+PEER_ENV="GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1099511627776 OPENBLAS_CORETYPE=SkylakeX OPENBLAS_THREAD_TIMEOUT=4 OMP_WAIT_POLICY=PASSIVE"
 field() { sed -n "s/.*\"$1\": \([0-9.eE+-]*\).*/\1/p"; }
 best() { awk 'BEGIN{m=0} {if ($1 > m) m = $1} END{print m}'; }
 for cfg in $CONFIGS; do
