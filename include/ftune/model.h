@@ -7,6 +7,7 @@
  * samples, position ids restart per sample, and attention never crosses a sample boundary.
  *
  * Changes since the first draft (additive): ft_batch_owned + ft_model_batch_load (JSON batches);
+ * ft_model_eval (loss and token accuracy without logits);
  * ft_model_forward's logits may be NULL (loss only, LM head on trainable rows); a
  * config.sliding_window > 0 limits attention to that many positions (Mistral). */
 #ifndef FTUNE_MODEL_H
@@ -82,7 +83,11 @@ void ft_model_zero_grad(ft_model *m);
 /* Global L2 norm of all gradients. */
 double ft_model_grad_norm(ft_model *m);
 
-/* Token accuracy support: argmax predictions of the last forward for trainable tokens. */
+/* Evaluation without logits: the loss sum and count as ft_model_forward, and *n_correct, the
+ * trainable targets that are the argmax of their logits (the first maximum, as torch.argmax):
+ * token accuracy = n_correct / n_trainable. The LM head runs on the trainable rows only. */
+ft_status ft_model_eval(ft_model *m, const ft_batch *b, double *loss_sum, int64_t *n_trainable, int64_t *n_correct,
+                        ft_err *err);
 
 /* KV-cache decoding for generation (batch 1). */
 typedef struct ft_kv_cache ft_kv_cache;

@@ -87,7 +87,7 @@ static void forward_layers(ft_model *m, const ft_batch *b) {
 
 /* LM head and cross-entropy over the trainable rows (compacted), chunk by chunk. With
  * grad_scale != 0 also dxc (trainable rows' d xf) and the head's weight gradient. */
-static double head_loss(ft_model *m, const ft_batch *b, float grad_scale, int64_t *n_valid) {
+static double head_loss(ft_model *m, const ft_batch *b, float grad_scale, int64_t *n_valid, int64_t *n_correct) {
     const int64_t N = b->B * b->T, C = m->C, V = m->V;
     int64_t nv = 0;
     if (b->targets)
@@ -105,7 +105,10 @@ static double head_loss(ft_model *m, const ft_batch *b, float grad_scale, int64_
         const float *xc = m->xc + k0 * C;
         /* logits (nc, V) = xc (nc, C) head^T */
         ft_tensor_sgemm(false, true, nc, V, C, 1.0f, xc, C, m->head, C, 0.0f, m->logits, V);
-        loss += ft_tensor_cross_entropy(m->logits, m->tgt + k0, nc, V, grad_scale, NULL, NULL);
+        int64_t right = 0;
+        loss += ft_tensor_cross_entropy(m->logits, m->tgt + k0, nc, V, grad_scale, NULL, n_correct ? &right : NULL);
+        if (n_correct)
+            *n_correct += right;
         if (grad_scale != 0.0f) {
             /* dxc (nc, C) = dlogits (nc, V) head (V, C);  dhead (V, C) += dlogits^T xc */
             ft_tensor_sgemm(false, false, nc, C, V, 1.0f, m->logits, V, m->head, C, 0.0f, m->dxc + k0 * C, C);
@@ -114,6 +117,21 @@ static double head_loss(ft_model *m, const ft_batch *b, float grad_scale, int64_
     }
     *n_valid = nv;
     return loss;
+}
+
+ft_status ft_model_eval(ft_model *m, const ft_batch *b, double *loss_sum, int64_t *n_trainable, int64_t *n_correct,
+                        ft_err *err) {
+    FT_TRY(ft_model_check_batch_(m, b, err));
+    forward_layers(m, b);
+    int64_t nv = 0, right = 0;
+    double loss = head_loss(m, b, 0.0f, &nv, &right);
+    if (loss_sum)
+        *loss_sum = loss;
+    if (n_trainable)
+        *n_trainable = nv;
+    if (n_correct)
+        *n_correct = right;
+    return FT_OK;
 }
 
 ft_status ft_model_forward(ft_model *m, const ft_batch *b, float *logits, double *loss_sum, int64_t *n_trainable,
@@ -130,7 +148,7 @@ ft_status ft_model_forward(ft_model *m, const ft_batch *b, float *logits, double
             loss = ft_tensor_cross_entropy(logits, b->targets, N, m->V, 0.0f, &nv, NULL);
         }
     } else {
-        loss = head_loss(m, b, 0.0f, &nv);
+        loss = head_loss(m, b, 0.0f, &nv, NULL);
     }
     if (loss_sum)
         *loss_sum = loss;
@@ -150,7 +168,7 @@ ft_status ft_model_forward_backward(ft_model *m, const ft_batch *b, double denom
     forward_layers(m, b);
     int64_t nv = 0;
     double loss = 0;
-    P(PROF_HEAD, loss = head_loss(m, b, (float)(1.0 / denom), &nv));
+    P(PROF_HEAD, loss = head_loss(m, b, (float)(1.0 / denom), &nv, NULL));
     if (loss_sum)
         *loss_sum = loss;
     if (n_trainable)

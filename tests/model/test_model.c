@@ -262,3 +262,48 @@ TEST(model_survives_more_threads_than_at_creation) {
     ft_free(l2);
     ft_model_free(m);
 }
+
+TEST(model_eval_counts_argmax_hits) {
+    ft_model_config c = tiny_config(true);
+    ft_model_params p = ft_model_default_params();
+    p.max_batch = 2;
+    p.max_seq = 10;
+    ft_model *m = NULL;
+    ft_err err;
+    REQUIRE_OK(ft_model_new_random(&c, 21, &p, &m, &err), &err);
+    int32_t ids[20], tgt[20], pos[20], sid[20];
+    ft_rng r;
+    ft_rng_seed(&r, 4);
+    fill_batch(&r, ids, tgt, pos, sid, 2, 10);
+    float *logits = ft_malloc(20 * 50 * sizeof(float));
+    ft_batch b = {2, 10, ids, tgt, pos, sid};
+    double l1 = 0, l2 = 0;
+    int64_t n1 = 0, n2 = 0, hits = 0, want = 0;
+    REQUIRE_OK(ft_model_forward(m, &b, logits, &l1, &n1, &err), &err);
+    /* make some targets the argmax so the count is not trivially 0 */
+    for (int i = 0; i < 20; i += 3)
+        if (tgt[i] != -100) {
+            int best = 0;
+            for (int v = 1; v < 50; v++)
+                if (logits[i * 50 + v] > logits[i * 50 + best])
+                    best = v;
+            tgt[i] = best;
+        }
+    REQUIRE_OK(ft_model_forward(m, &b, logits, &l1, &n1, &err), &err);
+    for (int i = 0; i < 20; i++) {
+        if (tgt[i] == -100)
+            continue;
+        int best = 0;
+        for (int v = 1; v < 50; v++)
+            if (logits[i * 50 + v] > logits[i * 50 + best])
+                best = v;
+        want += best == tgt[i];
+    }
+    REQUIRE_OK(ft_model_eval(m, &b, &l2, &n2, &hits, &err), &err);
+    CHECK(want > 0);
+    CHECK_EQ_INT(hits, want);
+    CHECK_EQ_INT(n2, n1);
+    CHECK_NEAR(l2, l1, 1e-6 * l1);
+    ft_free(logits);
+    ft_model_free(m);
+}
