@@ -11,8 +11,7 @@
 #include "train_internal.h"
 
 static ft_status eval_loss(train_eval_ctx *ctx, ft_eval_result *r, ft_err *err) {
-    const ft_model_config *mc = ft_model_get_config(ctx->model);
-    int64_t V = mc->vocab_size, T = ctx->T;
+    int64_t T = ctx->T;
     ft_pack_params pp;
     ft_pack_default_params(&pp, T, ctx->seed);
     pp.shuffle = false;
@@ -24,38 +23,26 @@ static ft_status eval_loss(train_eval_ctx *ctx, ft_eval_result *r, ft_err *err) 
     lp.threads = 1;
     ft_loader *ld = NULL;
     FT_TRY(ft_loader_new(ctx->eval_ds, &lp, NULL, &ld, err));
-    float *logits = ft_malloc((size_t)T * (size_t)V * sizeof(float)); /* (T, V) for one row */
-    ft_status s = logits ? FT_OK : FT_ERR(err, FT_ERR_NOMEM, "eval: out of memory for logits (%lld x %lld)",
-                                          (long long)T, (long long)V);
+    /* ft_model_eval runs the LM head on the trainable positions only and never materialises a
+     * row's (T, V) logits: with a 128K vocabulary and T = 8192 those alone would be 4 GiB. */
+    ft_status s = FT_OK;
     double loss_sum = 0;
     int64_t n_tok = 0, n_correct = 0;
-    /* One epoch of rows, one row at a time (the logits of a row are all we hold). */
     for (int64_t row = 0; s == FT_OK && row < ec.rows; row++) {
         ft_data_batch *db = NULL;
         s = ft_loader_next(ld, &db, err);
         if (s != FT_OK)
             break;
         double ls = 0;
-        int64_t nt = 0;
-        s = ft_model_forward(ctx->model, &db->batch, logits, &ls, &nt, err);
+        int64_t nt = 0, nc = 0;
+        s = ft_model_eval(ctx->model, &db->batch, &ls, &nt, &nc, err);
         if (s == FT_OK) {
             loss_sum += ls;
             n_tok += nt;
-            for (int64_t t = 0; t < T; t++) {
-                int32_t y = db->batch.targets[t];
-                if (y < 0)
-                    continue;
-                const float *l = logits + (size_t)t * (size_t)V;
-                int64_t best = 0;
-                for (int64_t v = 1; v < V; v++)
-                    if (l[v] > l[best])
-                        best = v;
-                n_correct += best == y;
-            }
+            n_correct += nc;
         }
         ft_loader_release(ld, db);
     }
-    ft_free(logits);
     ft_loader_free(ld);
     if (s == FT_OK && n_tok > 0) {
         r->has_loss = true;
