@@ -10,6 +10,7 @@
  * accumulate through sgemm's beta = 1. The LM head and the cross-entropy run on the trainable
  * rows only, in chunks of `m->chunk` rows, so the (B*T, V) logits never exist in training; the
  * softmax gradient is formed in place of each chunk's logits. */
+#include <omp.h>
 #include <string.h>
 #include <time.h>
 
@@ -85,6 +86,33 @@ static void forward_layers(ft_model *m, const ft_batch *b) {
     P(PROF_NORM, ft_tensor_rmsnorm_fwd(m->xf, m->rstdf, m->xL, m->norm, N, C, eps));
 }
 
+/* dx (nc, C) = dlogits (nc, V) head (V, C), the vocabulary split among the threads. Why: both
+ * inputs are large and the output small, so splitting the output (as ft_tensor_sgemm does) would
+ * have every thread pack all of one input again; split along V each packs only its share, and
+ * adding the partial results (nc x C) is cheap. */
+static void head_dx(ft_model *m, int64_t nc, float *dx) {
+    const int64_t C = m->C, V = m->V;
+    int nt = ft_tensor_threads();
+    if (nt > m->attn_threads)
+        nt = (int)m->attn_threads; /* the partial buffers were sized at creation */
+    if (nt <= 1 || V < 4096) {
+        ft_tensor_sgemm(false, false, nc, C, V, 1.0f, m->logits, V, m->head, C, 0.0f, dx, C);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        int t = omp_get_thread_num(), n = omp_get_num_threads();
+        int64_t v0 = V * t / n, v1 = V * (t + 1) / n;
+        float *dst = t == 0 ? dx : m->dxpart + (size_t)(t - 1) * (size_t)(nc * C);
+        ft_tensor_sgemm(false, false, nc, C, v1 - v0, 1.0f, m->logits + v0, V, m->head + v0 * C, C, 0.0f, dst, C);
+#pragma omp barrier
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < nc * C; i++)
+            for (int u = 1; u < n; u++)
+                dx[i] += m->dxpart[(size_t)(u - 1) * (size_t)(nc * C) + (size_t)i];
+    }
+}
+
 /* LM head and cross-entropy over the trainable rows (compacted), chunk by chunk. With
  * grad_scale != 0 also dxc (trainable rows' d xf) and the head's weight gradient. */
 static double head_loss(ft_model *m, const ft_batch *b, float grad_scale, int64_t *n_valid, int64_t *n_correct) {
@@ -111,7 +139,7 @@ static double head_loss(ft_model *m, const ft_batch *b, float grad_scale, int64_
             *n_correct += right;
         if (grad_scale != 0.0f) {
             /* dxc (nc, C) = dlogits (nc, V) head (V, C);  dhead (V, C) += dlogits^T xc */
-            ft_tensor_sgemm(false, false, nc, C, V, 1.0f, m->logits, V, m->head, C, 0.0f, m->dxc + k0 * C, C);
+            head_dx(m, nc, m->dxc + k0 * C);
             ft_tensor_sgemm(true, false, V, C, nc, 1.0f, m->logits, V, xc, C, 1.0f, m->g_head, C);
         }
     }

@@ -66,6 +66,7 @@ struct ft_model {
     float *datt;   /* (N, Q) */
     float *xc, *dxc; /* (N, C) compacted trainable rows of xf and their gradient */
     float *logits; /* (chunk, V) */
+    float *dxpart; /* (attn_threads - 1, chunk, C) partial LM-head input gradients */
     float *attn_scratch;
     size_t attn_scratch_n;
     int64_t attn_threads; /* threads attn_scratch is sized for */

@@ -98,7 +98,7 @@ static ft_status alloc_acts(ft_model *m, ft_err *err) {
     int64_t per_set = 5 * N * C + 2 * N + N * QKV + N * Q + N * m->NH + 2 * N * F;
     int64_t rest = 3 * N * C + N + m->HD + N * m->HD + 3 * N + N * F + m->chunk * V + (int64_t)m->attn_scratch_n;
     if (tr)
-        rest += 4 * N * C + N * QKV + N * Q;
+        rest += 4 * N * C + N * QKV + N * Q + (m->attn_threads > 1 ? m->attn_threads - 1 : 1) * m->chunk * C;
     int64_t n_bufs = 14 * sets + 40; /* alignment slack */
     size_t cap = (size_t)(sets * per_set + rest) * sizeof(float) + (size_t)n_bufs * 64 + 4096;
     FT_TRY(ft_arena_init(&m->aarena, "activations", cap, err));
@@ -146,6 +146,7 @@ static ft_status alloc_acts(ft_model *m, ft_err *err) {
         GET(m->dqkv, N * QKV);
         GET(m->datt, N * Q);
         GET(m->dxc, N * C);
+        GET(m->dxpart, (m->attn_threads > 1 ? m->attn_threads - 1 : 1) * m->chunk * C);
     }
 #undef GET
     ft_tensor_rope_inv_freq(m->inv_freq, &m->cfg);

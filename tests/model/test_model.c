@@ -307,3 +307,46 @@ TEST(model_eval_counts_argmax_hits) {
     ft_free(logits);
     ft_model_free(m);
 }
+
+TEST(model_lm_head_split_over_vocab_matches_one_thread) {
+    /* V >= 4096 with 2 threads takes the vocabulary-split path for the LM head's input gradient */
+    int saved = ft_tensor_threads();
+    ft_model_config c = tiny_config(false);
+    c.vocab_size = 5000;
+    c.hidden_size = 16;
+    c.num_attention_heads = 2;
+    c.num_key_value_heads = 1;
+    c.head_dim = 8;
+    c.num_hidden_layers = 1;
+    ft_model_params p = ft_model_default_params();
+    p.max_batch = 1;
+    p.max_seq = 12;
+    p.training = true;
+    int32_t ids[12], tgt[12];
+    for (int i = 0; i < 12; i++)
+        ids[i] = (i * 397) % 5000, tgt[i] = i == 3 ? -100 : (i * 911 + 5) % 5000;
+    ft_batch b = {1, 12, ids, tgt, NULL, NULL};
+    ft_model *m1 = NULL, *m2 = NULL;
+    ft_err err;
+    p.threads = 1;
+    REQUIRE_OK(ft_model_new_random(&c, 3, &p, &m1, &err), &err);
+    ft_model_zero_grad(m1);
+    REQUIRE_OK(ft_model_forward_backward(m1, &b, 11.0, NULL, NULL, &err), &err);
+    p.threads = 2;
+    REQUIRE_OK(ft_model_new_random(&c, 3, &p, &m2, &err), &err);
+    ft_model_zero_grad(m2);
+    REQUIRE_OK(ft_model_forward_backward(m2, &b, 11.0, NULL, NULL, &err), &err);
+    for (size_t i = 0; i < ft_model_n_params(m1); i++) {
+        ft_param *a = ft_model_param(m1, i), *q = ft_model_param(m2, i);
+        double worst = 0, mx = 0;
+        for (int64_t k = 0; k < a->numel; k++) {
+            worst = fmax(worst, fabs(a->grad[k] - q->grad[k]));
+            mx = fmax(mx, fabs(a->grad[k]));
+        }
+        if (!(worst <= 1e-5 * mx))
+            ft_test_fail_(__FILE__, __LINE__, "%s: 1 vs 2 threads differ by %g (max %g)", a->name, worst, mx);
+    }
+    ft_tensor_set_threads(saved);
+    ft_model_free(m1);
+    ft_model_free(m2);
+}
