@@ -148,6 +148,14 @@ uint64_t ft_train_config_hash(const ft_train_config *c);
 /* Estimated activation memory of one forward+backward on (B, T) rows, in bytes. */
 size_t ft_train_activation_bytes(const ft_model_config *mc, int64_t B, int64_t T);
 
+/* The run's time on this machine, for the validation summary (SPEC §3): one forward+backward of
+ * the model in `model_dir` is measured on a short row and scaled to r->rows_per_epoch x r->epochs
+ * rows of r->context_length tokens by the FLOPs per token (matmuls 6 x params, causal attention
+ * 6 x layers x width x T); the optimizer is excluded. Fills r->est_seconds (< 0 when no estimate
+ * could be made) and r->est_note (how it was made, or why not). Models whose weights would not fit
+ * comfortably in memory are not measured. */
+void ft_train_estimate(const char *model_dir, ft_data_report *r, int threads);
+
 /* ---------------------------------------------------------------- the sink
  * How a run talks to its owner (the CLI's progress bar, the SQLite store, the HTTP server).
  * Every callback is optional (NULL: ignored). A callback that returns an error stops the run

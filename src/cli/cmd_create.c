@@ -13,6 +13,10 @@
 #include "ftune/hf.h"
 #include "ftune/json.h"
 #include "ftune/train.h"
+#include "data_summary.h"
+#include "ftune/config.h"
+#include "ftune/tok.h"
+#include "ftune/tpl.h"
 #include "run_common.h"
 
 
@@ -106,9 +110,48 @@ static void print_issue(void *ctx, const ft_data_issue *is) {
             (long long)is->column, is->level == FT_ISSUE_ERROR ? "error" : "warning", is->message);
 }
 
-/* Check one data path: present, and (when the validator is built in) every record well formed.
- * Returns an exit code. */
-static int validate_data(const char *flag, const char *path, ft_task_type task) {
+/* What the validation of the inputs needs from the model: its folder, tokenizer, chat template
+ * and the context length the run will use. */
+typedef struct model_inputs {
+    char *dir;
+    ft_tok *tok;
+    ft_chat *chat;
+    int64_t T;
+} model_inputs;
+
+static void model_inputs_free(model_inputs *mi) {
+    ft_chat_free(mi->chat);
+    ft_tok_free(mi->tok);
+    ft_free(mi->dir);
+}
+
+/* Resolve the model and load what validation needs. Returns an exit code. */
+static int load_model_inputs(const ft_train_config *cfg, model_inputs *mi) {
+    ft_err err;
+    if (ft_hf_resolve(cfg->model, &mi->dir, &err) != FT_OK)
+        return cli_usage_error("create", "model", "%s", err.msg);
+    ft_model_config mc;
+    char *cp = ft_path_join(mi->dir, "config.json");
+    ft_status st = cp ? ft_model_config_load(cp, &mc, &err) : FT_ERR(&err, FT_ERR_NOMEM, "out of memory");
+    ft_free(cp);
+    if (st != FT_OK)
+        return cli_usage_error("create", "model", "%s", err.msg);
+    int64_t maxpos = mc.max_position_embeddings > 0 ? mc.max_position_embeddings : 8192;
+    mi->T = cfg->context_length > 0 ? cfg->context_length : (maxpos < 8192 ? maxpos : 8192);
+    if (mi->T > maxpos)
+        return cli_usage_error("create", "context-length", "%lld is above the model's maximum of %lld",
+                               (long long)mi->T, (long long)maxpos);
+    if (ft_tok_load(mi->dir, &mi->tok, &err) != FT_OK)
+        return cli_usage_error("create", "model", "%s", err.msg);
+    if (cfg->task_type == FT_TASK_CHAT_COMPLETION && ft_chat_load(mi->dir, &mi->chat, &err) != FT_OK) {
+        ft_err_prefix(&err, "task_type CHAT_COMPLETION needs the model's chat template");
+        return cli_usage_error("create", "model", "%s", err.msg);
+    }
+    return CLI_EXIT_OK;
+}
+
+/* A data path (Volumes mapped) exists; else the usage error naming the flag. */
+static int check_exists(const char *flag, const char *path) {
     char *mapped = ft_path_map_volumes(path);
     if (!mapped || !ft_path_exists(mapped)) {
         int rc = cli_usage_error("create", flag, "%s: no such file or folder%s%s", path,
@@ -119,28 +162,59 @@ static int validate_data(const char *flag, const char *path, ft_task_type task) 
         ft_free(mapped);
         return rc;
     }
-    int rc = CLI_EXIT_OK;
-    {
-        ft_validate_params p;
-        ft_validate_default_params(&p, task);
-        issue_printer ip = {0};
-        p.on_issue = print_issue;
-        p.on_issue_ctx = &ip;
-        ft_data_report *rep = NULL;
-        ft_err err;
-        ft_status st = ft_data_validate(mapped, &p, &rep, NULL, &err);
-        if (st != FT_OK) {
-            rc = cli_report("create", &err);
-        } else if (rep && !rep->valid) {
-            fprintf(stderr, "ftune create: --%s: %s: %lld error(s) in %lld of %lld records (see above; "
-                            "--no-validate-inputs skips this check)\n",
-                    flag, path, (long long)rep->n_errors, (long long)(rep->n_records - rep->n_valid_records),
-                    (long long)rep->n_records);
-            rc = CLI_EXIT_USAGE;
-        }
-        if (rep)
-            ft_data_report_free(rep);
+    ft_free(mapped);
+    return CLI_EXIT_OK;
+}
+
+/* Check one data path as `ftune validate` does (SPEC §3): present, every record well formed,
+ * rendered through the chat template and tokenized at the run's context length; problems are
+ * printed as file:line:column. The training data's summary (with the measured time estimate)
+ * is printed too unless quiet. Returns an exit code. */
+static int validate_data(const char *flag, const char *path, const ft_train_config *cfg, const model_inputs *mi,
+                         bool summary) {
+    int rc = check_exists(flag, path);
+    if (rc != CLI_EXIT_OK)
+        return rc;
+    char *mapped = ft_path_map_volumes(path);
+    if (!mapped)
+        return cli_usage_error("create", flag, "out of memory");
+    ft_validate_params p;
+    ft_validate_default_params(&p, cfg->task_type);
+    p.sample.task = cfg->task_type;
+    p.sample.tok = mi->tok;
+    p.sample.chat = mi->chat;
+    p.sample.context_length = mi->T;
+    p.sample.last_assistant = cfg->loss_on == FT_LOSS_LAST_ASSISTANT;
+    p.duration = cfg->training_duration;
+    p.seed = cfg->seed;
+    p.threads = cfg->threads;
+    if (cfg->global_batch_size > 0) {
+        p.global_batch_size = cfg->global_batch_size;
+    } else { /* the automatic size before the epoch-length cap (ftune/train.h) */
+        int64_t g = 65536 / mi->T;
+        p.global_batch_size = g < 1 ? 1 : g > 64 ? 64 : g;
     }
+    issue_printer ip = {0};
+    p.on_issue = print_issue;
+    p.on_issue_ctx = &ip;
+    ft_data_report *rep = NULL;
+    ft_err err;
+    ft_status st = ft_data_validate(mapped, &p, &rep, NULL, &err);
+    if (st != FT_OK) {
+        rc = cli_report("create", &err);
+    } else if (!rep->valid) {
+        fprintf(stderr, "ftune create: --%s: %s: %lld error(s) in %lld of %lld records (see above; "
+                        "--no-validate-inputs skips this check)\n",
+                flag, path, (long long)rep->n_errors, (long long)(rep->n_records - rep->n_valid_records),
+                (long long)rep->n_records);
+        rc = CLI_EXIT_USAGE;
+    } else if (summary) {
+        cli_plan_batches(rep, cfg->training_duration, cfg->global_batch_size);
+        ft_train_estimate(mi->dir, rep, cfg->threads);
+        fprintf(stderr, "%s:", path);
+        cli_print_data_summary(stderr, rep, cfg->task_type);
+    }
+    ft_data_report_free(rep);
     ft_free(mapped);
     return rc;
 }
@@ -222,18 +296,18 @@ int cmd_create(int argc, char **argv) {
 
     /* Validation before anything is recorded (SPEC §2 validate_inputs). */
     if (cfg.validate_inputs) {
-        {
-            char *dir = NULL;
-            if (ft_hf_resolve(cfg.model, &dir, &err) != FT_OK) {
-                rc = cli_usage_error("create", "model", "%s", err.msg);
-                goto done;
-            }
-            ft_free(dir);
-        }
-        if ((rc = validate_data("train-data-path", cfg.train_data_path, cfg.task_type)) != CLI_EXIT_OK)
+        /* The cheap checks first: a mistyped path is reported before the model is loaded. */
+        if ((rc = check_exists("train-data-path", cfg.train_data_path)) != CLI_EXIT_OK ||
+            (cfg.eval_data_path && (rc = check_exists("eval-data-path", cfg.eval_data_path)) != CLI_EXIT_OK))
             goto done;
-        if (cfg.eval_data_path &&
-            (rc = validate_data("eval-data-path", cfg.eval_data_path, cfg.task_type)) != CLI_EXIT_OK)
+        model_inputs mi = {0};
+        rc = load_model_inputs(&cfg, &mi);
+        if (rc == CLI_EXIT_OK)
+            rc = validate_data("train-data-path", cfg.train_data_path, &cfg, &mi, !cli_has(&a, "quiet"));
+        if (rc == CLI_EXIT_OK && cfg.eval_data_path)
+            rc = validate_data("eval-data-path", cfg.eval_data_path, &cfg, &mi, false);
+        model_inputs_free(&mi);
+        if (rc != CLI_EXIT_OK)
             goto done;
         if (cfg.custom_weights_path) {
             char *mapped = ft_path_map_volumes(cfg.custom_weights_path), *ck = NULL;

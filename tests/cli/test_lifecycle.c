@@ -291,6 +291,60 @@ TEST(lifecycle_failure_is_recorded_with_its_reason) {
     ft_free(l3);
     ft_free(bad);
     CHECK(get_run(&e, "bad3") == NULL);
+    /* The same validation as `ftune validate`: through the tokenizer at the run's context length
+     * (a user turn longer than it leaves no trainable token: an error only tokens reveal), ... */
+    char *longp = ft_path_join(ft_test_tmpdir(), "long.jsonl");
+    ft_buf lb = {0};
+    ft_buf_appendf(&lb, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"assistant\",\"content\":\"b\"}]}\n");
+    ft_buf_appendf(&lb, "{\"messages\":[{\"role\":\"user\",\"content\":\"");
+    for (int i = 0; i < 100; i++)
+        ft_buf_appendf(&lb, "word%d ", i);
+    ft_buf_appendf(&lb, "\"},{\"role\":\"assistant\",\"content\":\"b\"}]}\n");
+    ft_file_write_atomic(longp, lb.data, lb.len, NULL);
+    ft_buf_free(&lb);
+    CHECK_EQ_INT(sh(&out, "FTUNE_HOME='%s' %s create --model '%s' --train-data-path '%s' " RUN_FLAGS " --name bad4 2>&1",
+                    e.home, ft_test_ftune_bin(), e.model, longp),
+                 2);
+    char *l4 = ft_asprintf("%s:2:", longp);
+    CHECK(out && strstr(out, l4) && strstr(out, "in 1 of 2 records"));
+    free(out);
+    ft_free(l4);
+    ft_free(longp);
+    CHECK(get_run(&e, "bad4") == NULL);
+    /* ... a context length above the model's maximum (256) is refused naming the flag ... */
+    CHECK_EQ_INT(sh(&out, "FTUNE_HOME='%s' %s create --model '%s' --train-data-path '%s' --register-to main.test "
+                          "--context-length 512 --name bad5 2>&1",
+                    e.home, ft_test_ftune_bin(), e.model, e.train),
+                 2);
+    CHECK(out && strstr(out, "--context-length") && strstr(out, "256"));
+    free(out);
+    CHECK(get_run(&e, "bad5") == NULL);
+    /* ... and valid data gets the summary with the measured estimate, counting the optimizer steps
+     * as `ftune validate` does for the same settings. */
+    char *vout = NULL;
+    CHECK_EQ_INT(sh(&vout, "%s validate --model '%s' --context-length 64 --training-duration 2ep --global-batch-size 4 '%s' 2>&1",
+                    ft_test_ftune_bin(), e.model, e.train),
+                 0);
+    CHECK_EQ_INT(sh(&out, "FTUNE_HOME='%s' %s create --model '%s' --train-data-path '%s' " RUN_FLAGS
+                          " --training-duration 2ep --name ok6 2>&1",
+                    e.home, ft_test_ftune_bin(), e.model, e.train),
+                 0);
+    const char *want = vout ? strstr(vout, "optimizer steps") : NULL;
+    CHECK(want && out && strstr(out, "estimated training time: ") && !strstr(out, "estimated training time: unavailable"));
+    /* the same "N optimizer steps" figure in both summaries */
+    if (want) {
+        const char *st = want;
+        while (st > vout && st[-1] != ' ')
+            st--;
+        st--;
+        while (st > vout && st[-1] != ' ')
+            st--;
+        char steps[64];
+        snprintf(steps, sizeof steps, "%.*s", (int)(want - st + strlen("optimizer steps")), st);
+        CHECK(out && strstr(out, steps));
+    }
+    free(vout);
+    free(out);
 }
 
 /* Poll `get` until the run's status is one of `want` (|-separated) or ~60 s pass. */

@@ -1,0 +1,83 @@
+/* cli/data_summary.c: the human summary of a data validation (SPEC §3): counts, token
+ * statistics, the length histogram, the packing plan and the estimated time; printed by
+ * `ftune validate` and by `ftune create`'s validation step. */
+#include <stdio.h>
+
+#include "data_summary.h"
+
+void cli_print_data_summary(FILE *f, const ft_data_report *r, ft_task_type task) {
+    fprintf(f, "\n%s: %lld record%s in %lld file%s: %lld valid; %lld error%s, %lld warning%s\n",
+           r->valid ? "valid" : "INVALID", (long long)r->n_records, r->n_records == 1 ? "" : "s",
+           (long long)r->n_sources, r->n_sources == 1 ? "" : "s", (long long)r->n_valid_records,
+           (long long)r->n_errors, r->n_errors == 1 ? "" : "s", (long long)r->n_warnings,
+           r->n_warnings == 1 ? "" : "s");
+    if (!r->has_tokens) {
+        fprintf(f, "token statistics: need --model (the tokenizer%s)\n",
+               task == FT_TASK_CHAT_COMPLETION ? " and chat template" : "");
+        return;
+    }
+    fprintf(f, "samples %lld, tokens %lld (before truncation %lld), trainable tokens %lld\n", (long long)r->n_samples,
+           (long long)r->n_tokens, (long long)r->n_tokens_full, (long long)r->n_trainable);
+    fprintf(f, "truncated samples %lld, samples without trainable tokens %lld, longest sample %lld tokens\n",
+           (long long)r->n_truncated, (long long)r->n_no_trainable, (long long)r->max_len);
+    int64_t peak = 1;
+    for (int i = 0; i < FT_DATA_HIST_BUCKETS; i++)
+        if (r->hist[i] > peak)
+            peak = r->hist[i];
+    fprintf(f, "token lengths:\n");
+    for (int i = 0; i < FT_DATA_HIST_BUCKETS; i++) {
+        if (!r->hist[i])
+            continue;
+        char range[48];
+        if (i + 1 < FT_DATA_HIST_BUCKETS)
+            snprintf(range, sizeof range, "%lld-%lld", (long long)ft_data_hist_lower(i),
+                     (long long)ft_data_hist_lower(i + 1) - 1);
+        else
+            snprintf(range, sizeof range, "%lld+", (long long)ft_data_hist_lower(i));
+        int bar = (int)(40 * r->hist[i] / peak);
+        fprintf(f, "  %14s %8lld ", range, (long long)r->hist[i]);
+        for (int k = 0; k < (bar > 0 ? bar : 1); k++)
+            fputs("#", f);
+        fputc('\n', f);
+    }
+    fprintf(f, "context length %lld: %lld packed rows per epoch, %.1f%% padding\n", (long long)r->context_length,
+           (long long)r->rows_per_epoch, r->padding_pct);
+    fprintf(f, "tokens per epoch %lld x %.3g epochs = %lld tokens", (long long)r->tokens_per_epoch, r->epochs,
+           (long long)r->tokens_total);
+    if (r->steps_total > 0)
+        fprintf(f, ", %lld optimizer steps", (long long)r->steps_total);
+    fputc('\n', f);
+    if (r->est_seconds >= 0) {
+        char d[32];
+        ft_format_duration(r->est_seconds, d, sizeof d);
+        fprintf(f, "estimated training time: %s (%s)\n", d, r->est_note);
+    } else {
+        fprintf(f, "estimated training time: unavailable (%s)\n", r->est_note);
+    }
+}
+
+
+void cli_plan_batches(ft_data_report *r, ft_data_duration d, int64_t global_batch_size) {
+    if (!r->has_tokens || r->rows_per_epoch <= 0 || r->context_length <= 0)
+        return;
+    int64_t G = global_batch_size;
+    if (G <= 0) { /* the trainer's automatic size (ftune/train.h) */
+        G = 65536 / r->context_length;
+        G = G < 1 ? 1 : G > 64 ? 64 : G;
+        int64_t cap = r->rows_per_epoch / 8;
+        if (G > cap)
+            G = cap < 1 ? 1 : cap;
+    }
+    double rows = (double)r->rows_per_epoch;
+    switch (d.unit) {
+    case FT_DURATION_EPOCHS: r->epochs = (double)d.value; break;
+    case FT_DURATION_TOKENS:
+        r->epochs = r->tokens_per_epoch > 0 ? (double)d.value / (double)r->tokens_per_epoch : 0;
+        break;
+    case FT_DURATION_BATCHES: r->epochs = (double)d.value * (double)G / rows; break;
+    }
+    r->tokens_total = (int64_t)((double)r->tokens_per_epoch * r->epochs + 0.5);
+    r->steps_total = d.unit == FT_DURATION_BATCHES ? d.value : (int64_t)((rows * r->epochs + (double)G - 1) / (double)G);
+    if (r->steps_total < 1)
+        r->steps_total = 1;
+}
