@@ -83,6 +83,8 @@ void ft_run_deinit(ft_run *r);
 /* The run as JSON (`ftune get --json`): every field above with times as ISO 8601 and the config
  * as an object. New reference. */
 json_t *ft_run_to_json(const ft_run *r);
+/* A time (seconds since the epoch) as the store's JSON writes it: "2026-11-22T10:11:12.345Z". */
+void ft_store_format_time(double t, char *buf, size_t cap);
 
 /* Insert a new run in PENDING with a CREATED event. Fields read from `r`: name, model,
  * task_type, train_data_path, register_to, eval_data_path, custom_weights_path,

@@ -1,5 +1,6 @@
 /* cli/cmd_get.c: `ftune get RUN`: one run, its status with progress and ETA, its parameters,
- * checkpoints and registered model (SPEC §6). --json prints the run object. */
+ * checkpoints, last evaluation and registered model (SPEC §6). --json prints the run object with
+ * its checkpoints and evaluations. */
 #include <string.h>
 
 #include "ftune/json.h"
@@ -27,7 +28,7 @@ int cmd_get(int argc, char **argv) {
     if (ft_store_run_get(s, name, &r, &err) != FT_OK) {
         rc = cli_report("get", &err);
     } else if (json) {
-        run_print_json(&r);
+        run_print_json_full(s, &r);
     } else {
         char line[512], t1[32], t2[32], t3[32];
         run_status_line(&r, line, sizeof line);
@@ -71,6 +72,17 @@ int cmd_get(int argc, char **argv) {
             if (n)
                 printf("%-20s %.4f at step %lld\n", "loss", m[n - 1].value, (long long)m[n - 1].step);
             ft_free(m);
+        }
+        ft_metric *ev, *acc;
+        size_t ne, na;
+        if (ft_store_metrics_list(s, name, "eval_loss", &ev, &ne, NULL) == FT_OK) {
+            if (ne && ft_store_metrics_list(s, name, "eval_token_accuracy", &acc, &na, NULL) == FT_OK) {
+                if (na)
+                    printf("%-20s loss %.4f, token accuracy %.1f%% at step %lld (all: --json)\n", "evaluation",
+                           ev[ne - 1].value, 100.0 * acc[na - 1].value, (long long)ev[ne - 1].step);
+                ft_free(acc);
+            }
+            ft_free(ev);
         }
     }
     ft_run_deinit(&r);

@@ -61,7 +61,7 @@ int cmd_resume(int argc, char **argv) {
             rc = run_execute(s, name, &o);
             ft_run fin;
             if (json && ft_store_run_get(s, name, &fin, NULL) == FT_OK) {
-                run_print_json(&fin);
+                run_print_json_full(s, &fin);
                 ft_run_deinit(&fin);
             }
         }

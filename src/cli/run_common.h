@@ -41,6 +41,11 @@ int run_worker_loop(bool until_idle, double poll_s, bool quiet);
 void run_status_line(const ft_run *r, char *buf, size_t cap);
 /* Print a run's JSON (`get --json`) on one line of stdout. */
 void run_print_json(const ft_run *r);
+/* The same object with "checkpoints" ([{name, path, step, epoch, created}], those still on disk)
+ * and "evaluations" (the run folder's eval/ files: {step, epoch, eval_loss, eval_token_accuracy,
+ * eval_tokens, generations: [{prompt, completion}], path}, by step): `get --json`, and the
+ * final line of `create --json` and `resume --json`. */
+void run_print_json_full(ft_store *s, const ft_run *r);
 /* Local time "2026-11-22 10:11:12" into buf. */
 void run_format_time(double t, char *buf, size_t cap);
 

@@ -7,6 +7,7 @@
  * polls its status between steps (at most every half second) and stops at the next step boundary
  * after a checkpoint. Ctrl-C / SIGTERM set a flag the trainer polls the same way; a second Ctrl-C
  * kills at once (the run then resumes from its latest checkpoint). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -116,6 +117,81 @@ void run_print_json(const ft_run *r) {
     printf("%s\n", s ? s : "{}");
     fflush(stdout);
     free(s);
+    json_decref(j);
+}
+
+static int cmp_eval_step(const void *a, const void *b) {
+    json_int_t x = json_integer_value(json_object_get(*(json_t *const *)a, "step"));
+    json_int_t y = json_integer_value(json_object_get(*(json_t *const *)b, "step"));
+    return x < y ? -1 : x > y;
+}
+
+/* The evaluations kept in the run folder (eval/ep{E}-ba{B}.json, ftune/train.h), by step. */
+static json_t *run_evals_json(const char *run_dir) {
+    json_t *arr = json_array();
+    char *edir = run_dir ? ft_path_join(run_dir, "eval") : NULL;
+    DIR *d = edir ? opendir(edir) : NULL;
+    json_t **items = NULL;
+    size_t n = 0, cap = 0;
+    for (struct dirent *de; d && (de = readdir(d));) {
+        size_t len = strlen(de->d_name);
+        if (len < 6 || strcmp(de->d_name + len - 5, ".json") || de->d_name[0] == '.')
+            continue;
+        char *path = ft_path_join(edir, de->d_name);
+        json_t *j = NULL;
+        if (path && ft_json_load_file(path, &j, NULL) == FT_OK && json_is_object(j)) {
+            json_object_set_new(j, "path", json_string(path));
+            if (n == cap) {
+                size_t nc = cap ? cap * 2 : 8;
+                json_t **ni = ft_realloc(items, nc * sizeof *ni);
+                if (!ni) {
+                    json_decref(j);
+                    ft_free(path);
+                    break;
+                }
+                items = ni;
+                cap = nc;
+            }
+            items[n++] = j;
+        } else {
+            json_decref(j);
+        }
+        ft_free(path);
+    }
+    if (d)
+        closedir(d);
+    if (n)
+        qsort(items, n, sizeof *items, cmp_eval_step);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, items[i]);
+    ft_free(items);
+    ft_free(edir);
+    return arr;
+}
+
+void run_print_json_full(ft_store *s, const ft_run *r) {
+    json_t *j = ft_run_to_json(r);
+    json_t *cks = json_array();
+    ft_checkpoint_row *ck;
+    size_t n;
+    if (ft_store_checkpoint_list(s, r->name, &ck, &n, NULL) == FT_OK) {
+        for (size_t i = 0; i < n; i++) {
+            if (!ck[i].path || !ft_path_exists(ck[i].path)) /* removed by keep_checkpoints */
+                continue;
+            char t[40];
+            ft_store_format_time(ck[i].time, t, sizeof t);
+            json_array_append_new(cks, json_pack("{s:s, s:s, s:I, s:I, s:s}", "name", ck[i].name, "path", ck[i].path,
+                                                 "step", (json_int_t)ck[i].step, "epoch", (json_int_t)ck[i].epoch,
+                                                 "created", t));
+        }
+        ft_checkpoint_list_free(ck, n);
+    }
+    json_object_set_new(j, "checkpoints", cks);
+    json_object_set_new(j, "evaluations", run_evals_json(r->run_dir));
+    char *txt = ft_json_dumps(j, 0);
+    printf("%s\n", txt ? txt : "{}");
+    fflush(stdout);
+    free(txt);
     json_decref(j);
 }
 

@@ -321,6 +321,10 @@ void store_iso_time(double t, char *buf, size_t cap) {
              tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
 }
 
+void ft_store_format_time(double t, char *buf, size_t cap) {
+    store_iso_time(t, buf, cap);
+}
+
 json_t *store_time_json(double t) {
     if (t <= 0)
         return json_null();

@@ -175,6 +175,21 @@ TEST(lifecycle_create_to_completed_registered_and_usable) {
     CHECK_STR_EQ(jstr(run, "status"), "COMPLETED");
     CHECK_STR_EQ(jstr(run, "registered_model"), "main.test.ner/1");
     CHECK_NEAR(json_real_value(json_object_get(run, "progress")), 1.0, 1e-9);
+    /* the run object carries its checkpoints (every 2 of 4 steps) and evaluations (with the
+     * eval prompt's completion), as `get --json` does */
+    json_t *cks = json_object_get(run, "checkpoints"), *evs = json_object_get(run, "evaluations");
+    CHECK_EQ_INT((int64_t)json_array_size(cks), 2);
+    CHECK_EQ_INT(json_integer_value(json_object_get(json_array_get(cks, 1), "step")), 4);
+    CHECK(ft_path_exists(jstr(json_array_get(cks, 1), "path")));
+    CHECK_EQ_INT((int64_t)json_array_size(evs), 2);
+    json_t *ev_last = json_array_get(evs, 1);
+    CHECK_EQ_INT(json_integer_value(json_object_get(ev_last, "step")), 4);
+    CHECK(json_is_real(json_object_get(ev_last, "eval_loss")) && json_is_real(json_object_get(ev_last, "eval_token_accuracy")));
+    CHECK_STR_EQ(jstr(json_array_get(json_object_get(ev_last, "generations"), 0), "prompt"),
+                 "Where is Maria? Maria went to Oslo.");
+    json_decref(run);
+    run = get_run(&e, "first");
+    CHECK_EQ_INT((int64_t)json_array_size(json_object_get(run, "evaluations")), 2);
     json_decref(run);
 
     /* every event of SPEC §5 in order */
