@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "run_common.h"
 
@@ -12,6 +13,27 @@ static const cli_opt opts[] = {
     {"force", CLI_FLAG, "also delete runs that are running (their process is killed)"},
     {NULL, 0, NULL},
 };
+
+/* The default experiment path is /Users/<user>/<run>, a folder made for this run alone: once the
+ * run folder inside it is gone, remove it too when it is empty and inside ftune's own
+ * experiments folder (never a folder the user named outside it). */
+static void remove_empty_experiment(const char *run_dir) {
+    char *home = ft_home_dir();
+    char *root = home ? ft_path_join(home, "experiments") : NULL;
+    ft_free(home);
+    char *parent = ft_strdup(run_dir);
+    char *slash = parent ? strrchr(parent, '/') : NULL;
+    if (root && slash) {
+        *slash = '\0';
+        size_t n = strlen(root);
+        while (n > 1 && root[n - 1] == '/')
+            n--;
+        if (strncmp(parent, root, n) == 0 && parent[n] == '/' && parent[n + 1])
+            rmdir(parent); /* fails, harmlessly, when not empty */
+    }
+    ft_free(root);
+    ft_free(parent);
+}
 
 int cmd_delete(int argc, char **argv) {
     cli_args a;
@@ -71,6 +93,7 @@ int cmd_delete(int argc, char **argv) {
                 ft_run_deinit(&r);
                 continue;
             }
+            remove_empty_experiment(r.run_dir);
         }
         if (ft_store_run_delete(s, name, &err) != FT_OK) {
             rc = cli_report("delete", &err);

@@ -167,8 +167,16 @@ TEST(cli_queue_cancel_list_events_delete) {
     /* delete removes the record and the run folder */
     char *dir = ft_asprintf("%s/experiments/Users/tester/second/second", home);
     REQUIRE_OK(ft_mkdir_p(dir, NULL), (ft_err *)NULL);
+    char *other = ft_asprintf("%s/experiments/Users/tester/shared/other", home);
+    REQUIRE_OK(ft_mkdir_p(other, NULL), (ft_err *)NULL);
     CHECK_EQ_INT(ftune(home, false, NULL, "delete second"), 0);
     CHECK(!ft_path_exists(dir));
+    /* the run's own experiment folder (/Users/tester/second) goes too; others stay */
+    char *exp = ft_asprintf("%s/experiments/Users/tester/second", home);
+    CHECK(!ft_path_exists(exp));
+    CHECK(ft_path_is_dir(other));
+    ft_free(exp);
+    ft_free(other);
     CHECK_EQ_INT(ftune(home, true, &out, "get second"), 2);
     CHECK(out && strstr(out, "no run named"));
     free(out);
