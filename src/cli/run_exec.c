@@ -428,7 +428,10 @@ int run_execute(ft_store *s, const char *name, const run_exec_opts *o) {
          * metrics of the steps after it, which the resumed run computes again. */
         char *ck = NULL;
         int64_t step = 0, ep = 0;
-        if (ft_ckpt_find_latest(r.run_dir, false, &ck, NULL, NULL) == FT_OK) {
+        ft_buf quiet = {0}; /* skipped checkpoints are reported once, by the resume below */
+        ft_status fl = ft_ckpt_find_latest(r.run_dir, false, &ck, &quiet, NULL);
+        ft_buf_free(&quiet);
+        if (fl == FT_OK) {
             const char *b = strrchr(ck, '/');
             if (!ft_ckpt_parse_name(b ? b + 1 : ck, &ep, &step))
                 step = 0;

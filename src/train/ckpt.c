@@ -407,9 +407,10 @@ static void free_named(named *v, size_t n) {
 static void note(ft_buf *notes, const char *fmt, const char *a, const char *b) {
     char line[2400];
     snprintf(line, sizeof line, fmt, a, b);
-    FT_LOG_WARN("%s", line);
-    if (notes)
+    if (notes) /* the caller reports them (the resume turns them into a WARN event) */
         ft_buf_appendf(notes, "%s\n", line);
+    else
+        FT_LOG_WARN("%s", line);
 }
 
 ft_status ft_ckpt_find_latest(const char *run_dir, bool deep, char **out, ft_buf *notes, ft_err *err) {
@@ -430,11 +431,11 @@ ft_status ft_ckpt_find_latest(const char *run_dir, bool deep, char **out, ft_buf
         if (p) {
             char m[1600];
             ft_err_format(&e2, m, sizeof m);
-            note(notes, "%s; falling back to the newest complete checkpoint%s", m, "");
+            note(notes, "%s; looking for an older complete checkpoint%s", m, "");
         }
         ft_free(p);
     } else if (why.len) {
-        note(notes, "%s; falling back to the newest complete checkpoint%s", ft_buf_cstr(&why), "");
+        note(notes, "%s; looking for an older complete checkpoint%s", ft_buf_cstr(&why), "");
     }
     ft_buf_free(&why);
     named *v = NULL;

@@ -788,6 +788,10 @@ ft_status ft_train_resume(const char *run_dir_in, int threads, const ft_train_si
             *err = e2;
             s = fs;
         }
+        if (fs == FT_ERR_NOT_FOUND && notes.len) /* there were checkpoints, none complete */
+            ft_buf_appendf(&notes, "no complete checkpoint is left: the run starts again from step 0");
+        else if (fs == FT_OK && notes.len)
+            ft_buf_appendf(&notes, "resuming from %s", ckpt);
         if (notes.len && sink && sink->on_event) {
             /* What was skipped on the way back to a complete checkpoint. */
             char msg[2048];

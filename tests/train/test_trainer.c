@@ -4,7 +4,10 @@
  * exported folder reloading with the same logits. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
+#include "ftune/ckpt.h"
 #include "ftune/gen.h"
 #include "ftune/json.h"
 #include "test.h"
@@ -315,5 +318,62 @@ TEST(train_custom_weights_path) {
     REQUIRE_OK(ft_train_config_set(&c, "model", other, &err), &err);
     CHECK(ft_train_run(&c, NULL, &res, &err) == FT_ERR_INVALID);
     CHECK(strstr(err.msg, "intermediate_size") != NULL);
+    ft_train_config_deinit(&c);
+}
+
+typedef struct {
+    char warn[4096];
+} warn_recorder;
+static ft_status warn_event(void *u, ft_train_event t, ft_log_level l, const char *msg) {
+    warn_recorder *w = u;
+    if (t == FT_EVENT_TRAIN_UPDATED && l == FT_LOG_WARN && !w->warn[0])
+        snprintf(w->warn, sizeof w->warn, "%s", msg);
+    return FT_OK;
+}
+
+/* Resume past corrupt checkpoints says, in one WARN event, what was skipped and where the run
+ * continues: an older checkpoint, or step 0 when none is complete. */
+TEST(train_resume_reports_corrupt_checkpoints) {
+    const char *tmp = ft_test_tmpdir();
+    ft_err err;
+    char model[1024], data[1024], run_dir[1024], f[1400];
+    snprintf(model, sizeof model, "%s/model", tmp);
+    snprintf(data, sizeof data, "%s/train.jsonl", tmp);
+    REQUIRE_OK(tiny_model_write(model, 2, &err), &err);
+    REQUIRE_OK(tiny_write_ift(data, 1, &err), &err);
+    ft_train_config c = tiny_config(model, data, tmp, "corrupt");
+    REQUIRE_OK(ft_train_config_set(&c, "training_duration", "6ba", &err), &err);
+    REQUIRE_OK(ft_train_config_set(&c, "save_interval", "2ba", &err), &err);
+    recorder rec = {.stop_after = 4};
+    ft_train_sink sink = {.user = &rec, .on_step = rec_step, .should_stop = rec_stop};
+    ft_train_result res;
+    REQUIRE_OK(ft_train_run(&c, &sink, &res, &err), &err);
+    REQUIRE(res.outcome == FT_TRAIN_STOPPED && strstr(res.last_checkpoint, "-ba4"));
+    snprintf(run_dir, sizeof run_dir, "%s", res.run_dir);
+    /* the newest is truncated: back to ba2 */
+    snprintf(f, sizeof f, "%s/model.safetensors", res.last_checkpoint);
+    REQUIRE(truncate(f, 100) == 0);
+    warn_recorder w = {{0}};
+    ft_train_sink ws = {.user = &w, .on_event = warn_event};
+    REQUIRE_OK(ft_train_resume(run_dir, 0, &ws, &res, &err), &err);
+    CHECK(strstr(w.warn, "truncated") && strstr(w.warn, "resuming from") && strstr(w.warn, "-ba2"));
+    CHECK(!strstr(w.warn, "step 0"));
+    CHECK_EQ_INT(res.outcome, FT_TRAIN_COMPLETED);
+    /* every checkpoint corrupt: the run starts over, and says so */
+    for (;;) {
+        char *latest = NULL;
+        ft_buf notes = {0};
+        ft_status st = ft_ckpt_find_latest(run_dir, true, &latest, &notes, NULL);
+        ft_buf_free(&notes);
+        if (st != FT_OK)
+            break;
+        snprintf(f, sizeof f, "%s/model.safetensors", latest);
+        ft_free(latest);
+        REQUIRE(truncate(f, 100) == 0);
+    }
+    memset(&w, 0, sizeof w);
+    REQUIRE_OK(ft_train_resume(run_dir, 0, &ws, &res, &err), &err);
+    CHECK(strstr(w.warn, "no complete checkpoint is left: the run starts again from step 0") != NULL);
+    CHECK_EQ_INT(res.outcome, FT_TRAIN_COMPLETED);
     ft_train_config_deinit(&c);
 }
