@@ -187,7 +187,7 @@ typedef struct ft_model_version {
     char *run;        /* source run, NULL if registered by hand */
     char *checkpoint; /* source checkpoint folder, NULL if none */
     char *metrics_json;
-    char *tokenizer_hash; /* fnv1a64 of tokenizer.json + chat template */
+    char *tokenizer_hash; /* fnv1a64 of tokenizer.json, tokenizer_config.json, chat_template.jinja */
     double created;
 } ft_model_version;
 

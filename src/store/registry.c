@@ -91,7 +91,7 @@ static ft_status copy_tree(const char *src, const char *dst, int depth, ft_err *
 }
 
 /* FNV-1a 64 over the tokenizer files: enough to tell whether two versions share a tokenizer and
- * chat template, which is all the hash is for (not a security property). */
+ * chat template (tokenizer_config.json's, or chat_template.jinja beside it), which is all the hash is for (not a security property). */
 static void hash_file(const char *dir, const char *file, uint64_t *h, bool *any) {
     char *p = ft_path_join(dir, file), *data = NULL;
     size_t n = 0;
@@ -207,6 +207,7 @@ ft_status ft_registry_register(ft_store *s, const char *home, const char *name, 
     bool any = false;
     hash_file(src_dir, "tokenizer.json", &h, &any);
     hash_file(src_dir, "tokenizer_config.json", &h, &any);
+    hash_file(src_dir, "chat_template.jinja", &h, &any); /* replaces the config's template (tpl.h) */
     char hash[32];
     snprintf(hash, sizeof hash, "fnv1a64:%016llx", (unsigned long long)h);
 

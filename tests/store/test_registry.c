@@ -50,8 +50,20 @@ TEST(registry_versions_are_clones) {
     char *stale = ft_asprintf("%s/registry/main/demo/m/2", home);
     REQUIRE_OK(ft_mkdir_p(stale, &err), &err);
     write_file(stale, "junk", "x");
+    /* ... and gains a chat_template.jinja (which replaces the config's template): another hash */
+    char *h1 = NULL;
+    {
+        ft_model_version *vv;
+        size_t nn;
+        REQUIRE_OK(ft_registry_show(s, "main.demo.m/1", &vv, &nn, &err), &err);
+        h1 = nn ? ft_strdup(vv[0].tokenizer_hash) : NULL;
+        ft_model_version_list_free(vv, nn);
+    }
+    write_file(src, "chat_template.jinja", "{{ messages[0].content }}");
     REQUIRE_OK(ft_registry_register(s, home, "main.demo.m", src, "chat-x-ghijkl", NULL, NULL, &v, &err), &err);
     CHECK_EQ_INT(v.version, 2);
+    CHECK(h1 && v.tokenizer_hash && strcmp(h1, v.tokenizer_hash) != 0);
+    ft_free(h1);
     ft_model_version_deinit(&v);
     char *junk = ft_path_join(stale, "junk");
     CHECK(!ft_path_exists(junk));
