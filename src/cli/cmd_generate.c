@@ -15,7 +15,7 @@
 #include "ftune/json.h"
 
 static const char SYNOPSIS[] =
-    "generate --model M --prompt TEXT [--chat] [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] "
+    "--model M --prompt TEXT [--chat] [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] "
     "[--seed S]";
 
 static const cli_opt OPTS[] = {

@@ -14,7 +14,7 @@
 #include "ftune/json.h"
 #include "ftune/tok.h"
 
-static const char SYNOPSIS[] = "tokenize --model M [--no-special-tokens] [--json] [--jsonl [--file F]] [TEXT]";
+static const char SYNOPSIS[] = "--model M [--no-special-tokens] [--json] [--jsonl [--file F]] [TEXT]";
 
 static const cli_opt OPTS[] = {
     {"model", CLI_STR, "M: folder with tokenizer.json (and tokenizer_config.json), a tokenizer.json path, or a "
