@@ -14,7 +14,6 @@ typedef struct {
 
 /* Keep in the order `ftune help` shows them. */
 static const command commands[] = {
-    {"version", cmd_version, "print the version"},
     {"create", cmd_create, "fine-tune a model: create a run and run it (or --detach)"},
     {"list", cmd_list, "list runs"},
     {"get", cmd_get, "show one run: status, progress, parameters"},
@@ -30,9 +29,10 @@ static const command commands[] = {
     {"tokenize", cmd_tokenize, "token ids of a text with a model's tokenizer.json (--jsonl for many)"},
     {"chat-template", cmd_chat_template, "render conversations with a model's chat template (--mask: trainable spans and tokens)"},
     {"generate", cmd_generate, "sample a completion from a model, streamed as it is generated"},
+    {"init-model", cmd_init_model, "write a randomly initialised HF-format model (tests, benchmarks, demo)"},
     {"debug", cmd_debug, "check the numbers: debug forward (loss, logits, gradients) | debug train-steps"},
     {"bench", cmd_bench, "speed: bench train-step --config small|medium"},
-    {"init-model", cmd_init_model, "write a randomly initialised HF-format model (tests, benchmarks, demo)"},
+    {"version", cmd_version, "print the version"},
 };
 
 static void usage(FILE *out) {
