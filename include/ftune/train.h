@@ -156,6 +156,10 @@ size_t ft_train_activation_bytes(const ft_model_config *mc, int64_t B, int64_t T
  * comfortably in memory are not measured. */
 void ft_train_estimate(const char *model_dir, ft_data_report *r, int threads);
 
+/* custom_weights_path (SPEC §2): the checkpoint folder `ckpt_dir`'s config.json must describe the
+ * architecture of `want` (the run's model); FT_ERR_INVALID naming the first field that differs. */
+ft_status ft_train_check_architecture(const ft_model_config *want, const char *ckpt_dir, ft_err *err);
+
 /* ---------------------------------------------------------------- the sink
  * How a run talks to its owner (the CLI's progress bar, the SQLite store, the HTTP server).
  * Every callback is optional (NULL: ignored). A callback that returns an error stops the run

@@ -114,6 +114,7 @@ static void print_issue(void *ctx, const ft_data_issue *is) {
  * and the context length the run will use. */
 typedef struct model_inputs {
     char *dir;
+    ft_model_config mc;
     ft_tok *tok;
     ft_chat *chat;
     int64_t T;
@@ -132,10 +133,11 @@ static int load_model_inputs(const ft_train_config *cfg, model_inputs *mi) {
         return cli_usage_error("create", "model", "%s", err.msg);
     ft_model_config mc;
     char *cp = ft_path_join(mi->dir, "config.json");
-    ft_status st = cp ? ft_model_config_load(cp, &mc, &err) : FT_ERR(&err, FT_ERR_NOMEM, "out of memory");
+    ft_status st = cp ? ft_model_config_load(cp, &mi->mc, &err) : FT_ERR(&err, FT_ERR_NOMEM, "out of memory");
     ft_free(cp);
     if (st != FT_OK)
         return cli_usage_error("create", "model", "%s", err.msg);
+    mc = mi->mc;
     int64_t maxpos = mc.max_position_embeddings > 0 ? mc.max_position_embeddings : 8192;
     mi->T = cfg->context_length > 0 ? cfg->context_length : (maxpos < 8192 ? maxpos : 8192);
     if (mi->T > maxpos)
@@ -306,19 +308,19 @@ int cmd_create(int argc, char **argv) {
             rc = validate_data("train-data-path", cfg.train_data_path, &cfg, &mi, !cli_has(&a, "quiet"));
         if (rc == CLI_EXIT_OK && cfg.eval_data_path)
             rc = validate_data("eval-data-path", cfg.eval_data_path, &cfg, &mi, false);
+        if (rc == CLI_EXIT_OK && cfg.custom_weights_path) {
+            char *mapped = ft_path_map_volumes(cfg.custom_weights_path), *ck = NULL;
+            ft_status st = ft_ckpt_resolve(mapped ? mapped : cfg.custom_weights_path, &ck, &err);
+            if (st == FT_OK)
+                st = ft_train_check_architecture(&mi.mc, ck, &err);
+            ft_free(mapped);
+            ft_free(ck);
+            if (st != FT_OK)
+                rc = cli_usage_error("create", "custom-weights-path", "%s", err.msg);
+        }
         model_inputs_free(&mi);
         if (rc != CLI_EXIT_OK)
             goto done;
-        if (cfg.custom_weights_path) {
-            char *mapped = ft_path_map_volumes(cfg.custom_weights_path), *ck = NULL;
-            ft_status st = ft_ckpt_resolve(mapped ? mapped : cfg.custom_weights_path, &ck, &err);
-            ft_free(mapped);
-            ft_free(ck);
-            if (st != FT_OK) {
-                rc = cli_usage_error("create", "custom-weights-path", "%s", err.msg);
-                goto done;
-            }
-        }
     }
 
     if ((rc = run_open_store("create", &s)) != CLI_EXIT_OK)

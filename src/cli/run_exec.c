@@ -474,6 +474,8 @@ int run_execute(ft_store *s, const char *name, const run_exec_opts *o) {
             snprintf(reason, sizeof reason, "%s", res.reason[0] ? res.reason : "the trainer failed");
         fail_run(s, name, reason);
         show_line(&c, "FAILED", "ERROR", reason);
+        if (!c.show) /* quiet (or the worker's log): the reason still has to reach the user */
+            fprintf(stderr, "ftune: run %s FAILED: %s\n", name, reason);
         rc = CLI_EXIT_FAIL;
     } else if (res.outcome == FT_TRAIN_STOPPED) {
         char msg[1400];
@@ -519,6 +521,8 @@ int run_execute(ft_store *s, const char *name, const run_exec_opts *o) {
             char *full = ft_asprintf("registration failed: %s", reason);
             fail_run(s, name, full ? full : reason);
             show_line(&c, "FAILED", "ERROR", full ? full : reason);
+            if (!c.show)
+                fprintf(stderr, "ftune: run %s FAILED: %s\n", name, full ? full : reason);
             ft_free(full);
             rc = CLI_EXIT_FAIL;
         } else {

@@ -84,7 +84,7 @@ ft_status train_save_weights(ft_model *m, const char *path, ft_err *err) {
     return s;
 }
 
-ft_status train_check_architecture(const ft_model_config *want, const char *ckpt_dir, ft_err *err) {
+ft_status ft_train_check_architecture(const ft_model_config *want, const char *ckpt_dir, ft_err *err) {
     char *p = ft_path_join(ckpt_dir, "config.json");
     if (!p)
         return FT_ERR(err, FT_ERR_NOMEM, "out of memory");

@@ -40,8 +40,7 @@ ft_status train_opt_load(train_opt *o, const char *path, ft_err *err);
 
 /* Write the model's weights as safetensors with HF names (F32, streamed from the parameters). */
 ft_status train_save_weights(ft_model *m, const char *path, ft_err *err);
-/* Check that a checkpoint's config.json describes the same architecture as `want`. */
-ft_status train_check_architecture(const ft_model_config *want, const char *ckpt_dir, ft_err *err);
+/* ft_train_check_architecture: ftune/train.h. */
 
 /* ---------------------------------------------------------------- evaluation */
 

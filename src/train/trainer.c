@@ -628,7 +628,7 @@ static ft_status run_impl(const ft_train_config *cfg, const char *run_dir, const
     } else if (s == FT_OK && cfg->custom_weights_path) {
         s = ft_ckpt_resolve(cfg->custom_weights_path, &weights_dir, err);
         if (s == FT_OK)
-            s = train_check_architecture(&r.mc, weights_dir, err);
+            s = ft_train_check_architecture(&r.mc, weights_dir, err);
     }
     if (s == FT_OK) {
         ft_model_params mp = ft_model_default_params();

@@ -253,6 +253,28 @@ TEST(lifecycle_create_to_completed_registered_and_usable) {
     json_t *r1 = get_run(&e, "first");
     char *dir = ft_strdup(jstr(r1, "run_dir"));
     json_decref(r1);
+
+    /* custom_weights_path of another architecture: refused by validation (exit 2, nothing
+     * recorded); without validation the run fails, and --quiet still prints why */
+    char *other = ft_path_join(ft_test_tmpdir(), "other-model"), *tok = ft_path_join(ft_test_tmpdir(), "tok");
+    REQUIRE(sh(NULL, "%s init-model --out '%s' --vocab-size 32000 --hidden-size 32 --intermediate-size 32 --layers 1 "
+                     "--heads 2 --tie-embeddings --max-position-embeddings 256 --tokenizer '%s' --seed 1 >/dev/null 2>&1",
+               ft_test_ftune_bin(), other, tok) == 0);
+    CHECK_EQ_INT(sh(&out, "FTUNE_HOME='%s' %s create --model '%s' --train-data-path '%s' " RUN_FLAGS
+                          " --name cw --custom-weights-path '%s/checkpoints/latest' 2>&1",
+                    e.home, ft_test_ftune_bin(), other, e.train, dir),
+                 2);
+    CHECK(out && strstr(out, "--custom-weights-path") && strstr(out, "hidden_size"));
+    free(out);
+    CHECK(get_run(&e, "cw") == NULL);
+    CHECK_EQ_INT(sh(&out, "FTUNE_HOME='%s' %s create --model '%s' --train-data-path '%s' " RUN_FLAGS
+                          " --name cw2 --no-validate-inputs --quiet --custom-weights-path '%s/checkpoints/latest' 2>&1",
+                    e.home, ft_test_ftune_bin(), other, e.train, dir),
+                 1);
+    CHECK(out && strstr(out, "cw2 FAILED") && strstr(out, "hidden_size"));
+    free(out);
+    ft_free(other);
+    ft_free(tok);
     CHECK(ft_path_is_dir(dir));
     CHECK_EQ_INT(ftune(&e, NULL, "delete first"), 0);
     CHECK(!ft_path_exists(dir));
