@@ -38,6 +38,14 @@ static ft_status stream_out(void *user, const char *text, size_t len) {
     return FT_OK;
 }
 
+/* Why generation ended, in the words of Hugging Face's and OpenAI's APIs, plus "context": "stop"
+ * (a stop token), "length" (max_new_tokens), "context" (the model's context filled first). */
+static const char *finish_reason(const ft_gen_output *o, const ft_gen_params *gp) {
+    if (o->stopped)
+        return "stop";
+    return (int64_t)o->n_ids >= (int64_t)gp->max_new_tokens ? "length" : "context";
+}
+
 int cmd_generate(int argc, char **argv) {
     cli_args a;
     int rc = cli_parse(&a, "generate", SYNOPSIS, OPTS, argc, argv);
@@ -105,16 +113,20 @@ int cmd_generate(int argc, char **argv) {
             putchar('\n');
         rc = cli_report("generate", &err);
     } else if (!rc && json) {
-        json_t *o = json_pack("{s:s%, s:I, s:I, s:b, s:f, s:f}", "text", out.text, out.text_len, "prompt_tokens",
-                              (json_int_t)out.n_prompt, "new_tokens", (json_int_t)out.n_ids, "stopped", out.stopped,
-                              "seconds", out.seconds, "tokens_per_s",
-                              out.seconds > 0 ? (double)out.n_ids / out.seconds : 0.0);
+        json_t *o = json_pack("{s:s%, s:I, s:I, s:b, s:s, s:f, s:f}", "text", out.text, out.text_len,
+                              "prompt_tokens", (json_int_t)out.n_prompt, "new_tokens", (json_int_t)out.n_ids,
+                              "stopped", out.stopped, "finish_reason", finish_reason(&out, &gp), "seconds",
+                              out.seconds, "tokens_per_s", out.seconds > 0 ? (double)out.n_ids / out.seconds : 0.0);
         char *t = ft_json_dumps(o, 0);
         printf("%s\n", t ? t : "{}");
         free(t);
         json_decref(o);
     } else if (!rc) {
         putchar('\n');
+        if (!strcmp(finish_reason(&out, &gp), "context"))
+            fprintf(stderr, "ftune generate: stopped after %lld tokens: the model's context (%lld tokens with the "
+                            "prompt) is full\n",
+                    (long long)out.n_ids, (long long)(out.n_prompt + out.n_ids));
     }
     ft_gen_output_free(&out);
     ft_gen_free(g);

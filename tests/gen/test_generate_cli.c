@@ -45,8 +45,25 @@ TEST(gen_cli_generate) {
     if (j)
         CHECK_STR_EQ(json_string_value(json_object_get(j, "text")), want.text);
     CHECK_EQ_INT(json_integer_value(json_object_get(j, "new_tokens")), (long long)want.n_ids);
+    CHECK_STR_EQ(json_string_value(json_object_get(j, "finish_reason")), want.stopped ? "stop" : "length");
     json_decref(j);
     free(out);
+    /* More new tokens than the context (256 positions) holds: it says so, in both forms. If the
+     * random model happens to stop first, the case proves nothing and is skipped. */
+    snprintf(cmd, sizeof cmd, "%s generate --model %s --prompt 'Once upon' --temperature 0 --max-new-tokens 1000 --json "
+             "--threads 1", ft_test_ftune_bin(), dir);
+    CHECK_EQ_INT(ft_test_run(cmd, &out), 0);
+    j = out ? json_loads(out, 0, NULL) : NULL;
+    free(out);
+    if (!json_is_true(json_object_get(j, "stopped"))) {
+        CHECK_STR_EQ(json_string_value(json_object_get(j, "finish_reason")), "context");
+        snprintf(cmd, sizeof cmd, "%s generate --model %s --prompt 'Once upon' --temperature 0 --max-new-tokens 1000 "
+                 "--threads 1 2>&1 >/dev/null", ft_test_ftune_bin(), dir);
+        CHECK_EQ_INT(ft_test_run(cmd, &out), 0);
+        CHECK(out && strstr(out, "context") && strstr(out, "is full"));
+        free(out);
+    }
+    json_decref(j);
     /* Bad usage: exit 2, the flag named on stderr. */
     const char *bad[] = {"--top-p 0", "--temperature -1", "--max-new-tokens 0", "--top-k -2", "--chat --prompt"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
