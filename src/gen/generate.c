@@ -129,7 +129,8 @@ ft_status ft_gen_new(ft_model *m, const ft_tok *tok, const char *model_dir, int6
         char *p = ft_path_join(model_dir, "tokenizer_config.json");
         if (p && ft_path_exists(p)) {
             ft_err e2;
-            if (ft_chat_load(p, &g->chat, &e2) != FT_OK) {
+            /* the folder, not the file: a chat_template.jinja beside it wins (ftune/tpl.h) */
+            if (ft_chat_load(model_dir, &g->chat, &e2) != FT_OK) {
                 g->chat = NULL; /* no template: chat prompts will say so */
                 FT_LOG_DEBUG("no chat template in %s: %s", p, e2.msg);
             } else if (tok) {

@@ -131,7 +131,7 @@ static ft_status load_tokenizer_and_data(run *r, ft_err *err) {
     if (c->task_type == FT_TASK_CHAT_COMPLETION || c->n_eval_prompts) {
         char *p = ft_path_join(r->model_dir, "tokenizer_config.json");
         ft_err e2;
-        if (p && ft_path_exists(p) && ft_chat_load(p, &r->chat, &e2) != FT_OK) {
+        if (p && ft_path_exists(p) && ft_chat_load(r->model_dir, &r->chat, &e2) != FT_OK) {
             r->chat = NULL;
             if (c->task_type == FT_TASK_CHAT_COMPLETION) {
                 *err = e2;

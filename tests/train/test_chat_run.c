@@ -3,6 +3,7 @@
  * rendered with the template's generation prompt, and after training the chat answers come back
  * and stop at the template's end-of-turn token. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "ftune/gen.h"
 #include "ftune/json.h"
@@ -86,4 +87,50 @@ TEST(train_chat_task_and_eval_prompts) {
     ft_tok_free(tok);
     ft_model_free(m);
     ft_train_config_deinit(&c);
+}
+
+/* A model whose template lives in chat_template.jinja beside a tokenizer_config.json without
+ * one (newer Hub repositories): training and generation find it, as validation does. */
+TEST(train_chat_template_from_jinja_file) {
+    const char *tmp = ft_test_tmpdir();
+    ft_err err;
+    char model[1024], data[1024];
+    snprintf(model, sizeof model, "%s/model", tmp);
+    snprintf(data, sizeof data, "%s/chat.jsonl", tmp);
+    REQUIRE_OK(tiny_model_write(model, 8, &err), &err);
+    char *tc = ft_path_join(model, "tokenizer_config.json"), *jf = ft_path_join(model, "chat_template.jinja");
+    json_t *cfg = NULL;
+    REQUIRE_OK(ft_json_load_file(tc, &cfg, &err), &err);
+    const char *tpl = json_string_value(json_object_get(cfg, "chat_template"));
+    REQUIRE(tpl);
+    REQUIRE_OK(ft_file_write_atomic(jf, tpl, strlen(tpl), &err), &err);
+    json_object_del(cfg, "chat_template");
+    char *txt = json_dumps(cfg, JSON_INDENT(1));
+    REQUIRE_OK(ft_file_write_atomic(tc, txt, strlen(txt), &err), &err);
+    free(txt);
+    json_decref(cfg);
+    const char *line = "{\"messages\":[{\"role\":\"user\",\"content\":\"2+2=\"},{\"role\":\"assistant\",\"content\":\"4\"}]}\n";
+    REQUIRE_OK(ft_file_write_atomic(data, line, strlen(line), &err), &err);
+    ft_train_config c = tiny_config(model, data, tmp, "jinja");
+    REQUIRE_OK(ft_train_config_set(&c, "task_type", "CHAT_COMPLETION", &err), &err);
+    REQUIRE_OK(ft_train_config_set(&c, "training_duration", "1ba", &err), &err);
+    REQUIRE_OK(ft_train_config_set(&c, "global_batch_size", "1", &err), &err);
+    ft_train_result res;
+    CHECK_OK(ft_train_run(&c, NULL, &res, &err), &err);
+    CHECK_EQ_INT(res.outcome, FT_TRAIN_COMPLETED);
+    ft_model_params mp = ft_model_default_params();
+    mp.threads = 1;
+    ft_model *m = NULL;
+    ft_tok *tok = NULL;
+    ft_generator *g = NULL;
+    REQUIRE_OK(ft_model_load(model, &mp, &m, &err), &err);
+    REQUIRE_OK(ft_tok_load(model, &tok, &err), &err);
+    REQUIRE_OK(ft_gen_new(m, tok, model, 0, &g, &err), &err);
+    CHECK(ft_gen_has_chat_template(g));
+    ft_gen_free(g);
+    ft_tok_free(tok);
+    ft_model_free(m);
+    ft_train_config_deinit(&c);
+    ft_free(tc);
+    ft_free(jf);
 }
