@@ -12,7 +12,7 @@
 /* ---------------------------------------------------------------- embedding */
 
 void ft_tensor_embedding_fwd(float *out, const int32_t *ids, const float *table, int64_t N, int64_t C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 16)
     for (int64_t n = 0; n < N; n++)
         memcpy(out + n * C, table + (int64_t)ids[n] * C, (size_t)C * sizeof(float));
 }
@@ -37,7 +37,7 @@ void ft_tensor_embedding_bwd(float *dtable, const int32_t *ids, const float *dou
 /* ---------------------------------------------------------------- RMSNorm */
 
 void ft_tensor_rmsnorm_fwd(float *out, float *rstd, const float *x, const float *w, int64_t N, int64_t C, float eps) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 16)
     for (int64_t n = 0; n < N; n++) {
         const float *xr = x + n * C;
         float *o = out + n * C;
@@ -62,7 +62,7 @@ void ft_tensor_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float 
 #pragma omp parallel
     {
         /* the dw pass below reads only inputs: no barrier between the two */
-#pragma omp for schedule(static) nowait
+#pragma omp for schedule(dynamic, 16) nowait
         for (int64_t n = 0; n < N; n++) {
             const float *xr = x + n * C, *dy = dout + n * C;
             float *d = dx + n * C;
@@ -124,7 +124,7 @@ void ft_tensor_rope_inv_freq(float *inv_freq, const ft_model_config *c) {
 
 void ft_tensor_rope_table(float *cos_t, float *sin_t, const int32_t *pos, const float *inv_freq, int64_t N,
                           int64_t half) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 16)
     for (int64_t n = 0; n < N; n++) {
         float p = (float)pos[n];
         for (int64_t i = 0; i < half; i++) {
@@ -137,7 +137,7 @@ void ft_tensor_rope_table(float *cos_t, float *sin_t, const int32_t *pos, const 
 void ft_tensor_rope_fwd(float *x, int64_t stride, const float *cos_t, const float *sin_t, int64_t N, int64_t n_heads,
                         int64_t head_dim) {
     int64_t half = head_dim / 2;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 16)
     for (int64_t n = 0; n < N; n++) {
         const float *cs = cos_t + n * half, *sn = sin_t + n * half;
         for (int64_t h = 0; h < n_heads; h++) {
@@ -155,7 +155,7 @@ void ft_tensor_rope_fwd(float *x, int64_t stride, const float *cos_t, const floa
 void ft_tensor_rope_bwd(float *dx, int64_t stride, const float *cos_t, const float *sin_t, int64_t N,
                         int64_t n_heads, int64_t head_dim) {
     int64_t half = head_dim / 2;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 16)
     for (int64_t n = 0; n < N; n++) {
         const float *cs = cos_t + n * half, *sn = sin_t + n * half;
         for (int64_t h = 0; h < n_heads; h++) {
@@ -173,7 +173,7 @@ void ft_tensor_rope_bwd(float *dx, int64_t stride, const float *cos_t, const flo
 /* ---------------------------------------------------------------- SwiGLU */
 
 void ft_tensor_swiglu_fwd(float *h, const float *gu, int64_t N, int64_t F) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 16)
     for (int64_t n = 0; n < N; n++) {
         const float *g = gu + n * 2 * F, *u = g + F;
         float *o = h + n * F;
@@ -184,7 +184,7 @@ void ft_tensor_swiglu_fwd(float *h, const float *gu, int64_t N, int64_t F) {
 }
 
 void ft_tensor_swiglu_bwd(float *dgu, const float *dh, const float *gu, int64_t N, int64_t F) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 16)
     for (int64_t n = 0; n < N; n++) {
         const float *g = gu + n * 2 * F, *u = g + F, *d = dh + n * F;
         float *dg = dgu + n * 2 * F, *du = dg + F;
@@ -199,7 +199,7 @@ void ft_tensor_swiglu_bwd(float *dgu, const float *dh, const float *gu, int64_t 
 }
 
 void ft_tensor_add(float *y, const float *x, int64_t n) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(dynamic, 262144)
     for (int64_t i = 0; i < n; i++)
         y[i] += x[i];
 }

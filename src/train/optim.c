@@ -150,7 +150,7 @@ static ft_status update(ft_optim *o, double lr, float gscale, ft_err *err) {
     if (o->p.kind == FT_OPTIM_ADAMW) {
         const double bc1 = 1.0 - pow(o->p.beta1, (double)t), bc2 = 1.0 - pow(o->p.beta2, (double)t);
         const float step_size = (float)(lr / bc1), inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2)), eps = (float)o->p.eps;
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(dynamic, 262144)
         for (int64_t i = 0; i < n; i++) {
             float p = decay ? w[i] * keep : w[i];
             float gi = g[i] * gscale;
@@ -162,7 +162,7 @@ static ft_status update(ft_optim *o, double lr, float gscale, ft_err *err) {
         }
     } else {
         const float lrf = (float)lr;
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(dynamic, 262144)
         for (int64_t i = 0; i < n; i++) {
             float p = decay ? w[i] * keep : w[i];
             float gi = g[i] * gscale, m = m1[i];
@@ -201,7 +201,7 @@ double ft_optim_clip_grad_norm(ft_model *m, double max_norm) {
         for (size_t i = 0; i < ft_model_n_params(m); i++)
             n += ft_model_param(m, i)->numel;
         float *g = p0->grad;
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(dynamic, 262144)
         for (int64_t i = 0; i < n; i++)
             g[i] *= c;
     }
