@@ -8,7 +8,8 @@
 #include "run_common.h"
 
 static const cli_opt opts[] = {
-    {"follow", CLI_FLAG, "keep printing new events until the run ends"},
+    {"follow", CLI_FLAG, "keep printing new events until the run ends (with --json: one object a line)"},
+    {"json", CLI_FLAG, "a list of {seq, time, type, level, message}; with --follow one such object a line"},
     {"after", CLI_INT, "SEQ: only events after this sequence number"},
     {NULL, 0, NULL},
 };
