@@ -15,6 +15,7 @@
 #include "ftune/train.h"
 #include "data_summary.h"
 #include "ftune/config.h"
+#include "ftune/safetensors.h"
 #include "ftune/tok.h"
 #include "ftune/tpl.h"
 #include "run_common.h"
@@ -127,27 +128,42 @@ static void model_inputs_free(model_inputs *mi) {
 }
 
 /* Resolve the model and load what validation needs. Returns an exit code. */
+/* A usage error naming `flag`, with the error's file:line:column when it has one. */
+static int model_error(const char *flag, const ft_err *err) {
+    char m[2048];
+    ft_err_format(err, m, sizeof m);
+    return cli_usage_error("create", flag, "%s", m);
+}
+
 static int load_model_inputs(const ft_train_config *cfg, model_inputs *mi) {
     ft_err err;
     if (ft_hf_resolve(cfg->model, &mi->dir, &err) != FT_OK)
-        return cli_usage_error("create", "model", "%s", err.msg);
+        return model_error("model", &err);
     ft_model_config mc;
     char *cp = ft_path_join(mi->dir, "config.json");
     ft_status st = cp ? ft_model_config_load(cp, &mi->mc, &err) : FT_ERR(&err, FT_ERR_NOMEM, "out of memory");
     ft_free(cp);
     if (st != FT_OK)
-        return cli_usage_error("create", "model", "%s", err.msg);
+        return model_error("model", &err);
     mc = mi->mc;
     int64_t maxpos = mc.max_position_embeddings > 0 ? mc.max_position_embeddings : 8192;
     mi->T = cfg->context_length > 0 ? cfg->context_length : (maxpos < 8192 ? maxpos : 8192);
     if (mi->T > maxpos)
         return cli_usage_error("create", "context-length", "%lld is above the model's maximum of %lld",
                                (long long)mi->T, (long long)maxpos);
+    if (!cfg->custom_weights_path) {
+        /* The weights' headers and sizes (a cheap open: nothing is read but the headers), so a
+         * truncated or foreign file is refused here rather than failing the recorded run. */
+        ft_st_reader *rd = NULL;
+        if (ft_st_open(mi->dir, &rd, &err) != FT_OK)
+            return model_error("model", &err);
+        ft_st_close(rd);
+    }
     if (ft_tok_load(mi->dir, &mi->tok, &err) != FT_OK)
-        return cli_usage_error("create", "model", "%s", err.msg);
+        return model_error("model", &err);
     if (cfg->task_type == FT_TASK_CHAT_COMPLETION && ft_chat_load(mi->dir, &mi->chat, &err) != FT_OK) {
         ft_err_prefix(&err, "task_type CHAT_COMPLETION needs the model's chat template");
-        return cli_usage_error("create", "model", "%s", err.msg);
+        return model_error("model", &err);
     }
     return CLI_EXIT_OK;
 }
@@ -316,7 +332,7 @@ int cmd_create(int argc, char **argv) {
             ft_free(mapped);
             ft_free(ck);
             if (st != FT_OK)
-                rc = cli_usage_error("create", "custom-weights-path", "%s", err.msg);
+                rc = model_error("custom-weights-path", &err);
         }
         model_inputs_free(&mi);
         if (rc != CLI_EXIT_OK)

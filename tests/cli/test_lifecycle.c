@@ -356,6 +356,16 @@ TEST(lifecycle_failure_is_recorded_with_its_reason) {
     CHECK(out && strstr(out, "--context-length") && strstr(out, "256"));
     free(out);
     CHECK(get_run(&e, "bad5") == NULL);
+    /* ... so are truncated weights (naming --model and the file) */
+    char *mbad = ft_path_join(ft_test_tmpdir(), "model-bad");
+    REQUIRE(sh(NULL, "cp -r '%s' '%s' && truncate -s 1000 '%s/model.safetensors'", e.model, mbad, mbad) == 0);
+    CHECK_EQ_INT(sh(&out, "FTUNE_HOME='%s' %s create --model '%s' --train-data-path '%s' " RUN_FLAGS " --name bad6 2>&1",
+                    e.home, ft_test_ftune_bin(), mbad, e.train),
+                 2);
+    CHECK(out && strstr(out, "--model") && strstr(out, "model.safetensors"));
+    free(out);
+    ft_free(mbad);
+    CHECK(get_run(&e, "bad6") == NULL);
     /* ... and valid data gets the summary with the measured estimate, counting the optimizer steps
      * as `ftune validate` does for the same settings. */
     char *vout = NULL;
