@@ -384,7 +384,7 @@ int cmd_create(int argc, char **argv) {
         if (json) {
             ft_run got;
             if (ft_store_run_get(s, name, &got, &err) == FT_OK) {
-                run_print_json(&got);
+                run_print_json_full(s, &got);
                 ft_run_deinit(&got);
             }
         } else {

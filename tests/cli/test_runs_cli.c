@@ -120,6 +120,8 @@ TEST(cli_queue_cancel_list_events_delete) {
     free(out);
     CHECK_STR_EQ(json_string_value(json_object_get(j, "status")), "QUEUED");
     CHECK_STR_EQ(json_string_value(json_object_get(j, "experiment_path")), "/Users/tester/second");
+    /* the same object as `get --json`: checkpoints and evaluations, none yet */
+    CHECK(json_is_array(json_object_get(j, "checkpoints")) && json_is_array(json_object_get(j, "evaluations")));
     json_decref(j);
 
     REQUIRE(ftune(home, false, &out, "list --json --status queued") == 0);
