@@ -51,8 +51,7 @@ int cmd_version(int argc, char **argv) {
 }
 
 /* Two settings that the libraries read when they load, before main, so they are set here and the
- * process execs itself again (once: the new process finds them set; a variable the user set is
- * left alone):
+ * process execs itself again (once: the new process finds them set):
  *  - OPENBLAS_CORETYPE=SkylakeX on AVX-512 CPUs that OpenBLAS does not recognise (AMD Zen 4/5),
  *    where it would fall back to Haswell's AVX2 kernels at half the speed;
  *  - OMP_WAIT_POLICY=PASSIVE: threads waiting at the end of a parallel region sleep instead of
@@ -61,8 +60,15 @@ int cmd_version(int argc, char **argv) {
  *    the wake-up costs microseconds against regions of milliseconds. */
 static void tune_runtime_env(char **argv) {
     bool changed = false;
-    if (!getenv("OPENBLAS_CORETYPE") && __builtin_cpu_supports("avx512f")) {
-        setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
+    /* FTUNE_OPENBLAS_CORETYPE, when given, is used as is. Otherwise an AVX-512 CPU gets the
+     * SkylakeX kernels, also over an inherited OPENBLAS_CORETYPE=Haswell: environments set that
+     * to work around OpenBLAS's own mis-detection of these CPUs, and it halves matmul speed. */
+    const char *want = getenv("FTUNE_OPENBLAS_CORETYPE");
+    const char *have = getenv("OPENBLAS_CORETYPE");
+    if (!want && __builtin_cpu_supports("avx512f") && (!have || !strcmp(have, "Haswell")))
+        want = "SkylakeX";
+    if (want && *want && (!have || strcmp(have, want) != 0)) {
+        setenv("OPENBLAS_CORETYPE", want, 1);
         changed = true;
     }
     if (!getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT")) {
