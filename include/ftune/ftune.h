@@ -7,4 +7,18 @@
 #include "ftune/base.h"
 #include "ftune/json.h"
 
+#include "ftune/safetensors.h"
+#include "ftune/hf.h"
+#include "ftune/config.h"
+#include "ftune/tensor.h"
+#include "ftune/model.h"
+#include "ftune/optim.h"
+#include "ftune/tok.h"
+#include "ftune/tpl.h"
+#include "ftune/data.h"
+#include "ftune/ckpt.h"
+#include "ftune/train.h"
+#include "ftune/gen.h"
+#include "ftune/store.h"
+
 #endif

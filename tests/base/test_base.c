@@ -3,7 +3,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "ftune/json.h"
+#include "ftune/ftune.h" /* the umbrella header compiles on its own */
 #include "test.h"
 
 TEST(base_err_format_with_location) {
