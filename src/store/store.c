@@ -66,6 +66,38 @@ ft_status store_begin(ft_store *s, ft_err *err) { return store_exec(s, "BEGIN IM
 ft_status store_commit(ft_store *s, ft_err *err) { return store_exec(s, "COMMIT", err); }
 void store_rollback(ft_store *s) { sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL); }
 
+/* Ends a transaction opened with store_begin: commit when rs is FT_OK, roll back otherwise
+ * (also when the commit itself fails). Returns the final status. */
+static ft_status store_finish(ft_store *s, ft_status rs, ft_err *err) {
+    if (rs == FT_OK)
+        rs = store_commit(s, err);
+    if (rs != FT_OK)
+        store_rollback(s);
+    return rs;
+}
+
+/* Makes room for row n in a growing result array v of elem-byte rows (capacity *cap, first
+ * allocation `first` rows, then doubling). Returns the array to use, or NULL when out of memory,
+ * in which case v is untouched for the caller to free. */
+static void *store_grow(void *v, size_t *cap, size_t n, size_t elem, size_t first) {
+    if (n < *cap)
+        return v;
+    size_t nc = *cap ? *cap * 2 : first;
+    void *nv = ft_realloc(v, nc * elem);
+    if (nv)
+        *cap = nc;
+    return nv;
+}
+
+/* Steps a statement that returns no rows once and finalizes it; `what` names the action in the error. */
+static ft_status store_step_done(ft_store *s, sqlite3_stmt *st, const char *what, ft_err *err) {
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return store_sql_err(s, err, what);
+    return FT_OK;
+}
+
 /* ---------------------------------------------------------------- migrations
  * Migration k (1-based) takes the schema from version k-1 to k. Never edit a released one:
  * append a new one. Each runs in one IMMEDIATE transaction that re-reads the version first, so
@@ -447,11 +479,7 @@ ft_status ft_store_run_create(ft_store *s, const ft_run *r, ft_err *err) {
         rs = add_event_locked(s, sqlite3_last_insert_rowid(s->db), "CREATED", "INFO", msg, NULL, err);
         ft_free(msg);
     }
-    if (rs == FT_OK)
-        rs = store_commit(s, err);
-    if (rs != FT_OK)
-        store_rollback(s);
-    return rs;
+    return store_finish(s, rs, err);
 }
 
 ft_status ft_store_run_get(ft_store *s, const char *name, ft_run *out, ft_err *err) {
@@ -486,18 +514,15 @@ ft_status ft_store_run_list(ft_store *s, uint32_t status_mask, int64_t limit, ft
             ft_run_deinit(&r);
             continue;
         }
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 16;
-            ft_run *nv = ft_realloc(v, cap * sizeof *nv);
-            if (!nv) {
-                ft_run_deinit(&r);
-                ft_run_list_free(v, *n);
-                sqlite3_finalize(st);
-                *n = 0;
-                return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
-            }
-            v = nv;
+        ft_run *nv = store_grow(v, &cap, *n, sizeof *nv, 16);
+        if (!nv) {
+            ft_run_deinit(&r);
+            ft_run_list_free(v, *n);
+            sqlite3_finalize(st);
+            *n = 0;
+            return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
         }
+        v = nv;
         v[(*n)++] = r;
         if (limit > 0 && (int64_t)*n >= limit)
             break;
@@ -549,10 +574,7 @@ ft_status ft_store_run_set_status(ft_store *s, const char *name, ft_run_status t
     }
     if (rs == FT_OK && event_type && (r.status != to || strcmp(event_type, ft_run_status_str(to)) != 0))
         rs = add_event_locked(s, r.id, event_type, level, message, NULL, err);
-    if (rs == FT_OK)
-        rs = store_commit(s, err);
-    if (rs != FT_OK)
-        store_rollback(s);
+    rs = store_finish(s, rs, err);
     ft_run_deinit(&r);
     return rs;
 }
@@ -659,10 +681,8 @@ ft_status ft_store_run_claim_next(ft_store *s, int64_t pid, const char *host, ch
             sqlite3_finalize(st);
         }
     }
-    if (rs == FT_OK)
-        rs = store_commit(s, err);
+    rs = store_finish(s, rs, err);
     if (rs != FT_OK) {
-        store_rollback(s);
         ft_free(got);
         return rs;
     }
@@ -687,11 +707,7 @@ ft_status ft_store_run_delete(ft_store *s, const char *name, ft_err *err) {
             rs = store_sql_err(s, err, "deleting a run");
         sqlite3_finalize(st);
     }
-    if (rs == FT_OK)
-        rs = store_commit(s, err);
-    if (rs != FT_OK)
-        store_rollback(s);
-    return rs;
+    return store_finish(s, rs, err);
 }
 
 /* ---------------------------------------------------------------- events */
@@ -702,11 +718,7 @@ ft_status ft_store_event_add(ft_store *s, const char *run, const char *type, con
     FT_TRY(store_run_id(s, run, &id, err));
     FT_TRY(store_begin(s, err));
     ft_status rs = add_event_locked(s, id, type, level, message, seq, err);
-    if (rs == FT_OK)
-        rs = store_commit(s, err);
-    if (rs != FT_OK)
-        store_rollback(s);
-    return rs;
+    return store_finish(s, rs, err);
 }
 
 ft_status ft_store_event_list(ft_store *s, const char *run, int64_t after_seq, ft_event **events, size_t *n,
@@ -724,17 +736,14 @@ ft_status ft_store_event_list(ft_store *s, const char *run, int64_t after_seq, f
     ft_event *v = NULL;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 32;
-            ft_event *nv = ft_realloc(v, cap * sizeof *nv);
-            if (!nv) {
-                ft_event_list_free(v, *n);
-                sqlite3_finalize(st);
-                *n = 0;
-                return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
-            }
-            v = nv;
+        ft_event *nv = store_grow(v, &cap, *n, sizeof *nv, 32);
+        if (!nv) {
+            ft_event_list_free(v, *n);
+            sqlite3_finalize(st);
+            *n = 0;
+            return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
         }
+        v = nv;
         ft_event *e = &v[(*n)++];
         memset(e, 0, sizeof *e);
         e->seq = sqlite3_column_int64(st, 0);
@@ -771,8 +780,10 @@ json_t *ft_event_to_json(const ft_event *e) {
 
 /* ---------------------------------------------------------------- metrics */
 
-ft_status ft_store_metrics_add(ft_store *s, const char *run, int64_t step, const char *const *names,
-                               const double *values, size_t n, ft_err *err) {
+/* Inserts (or replaces) n metric rows of a run in one transaction, all stamped with the same
+ * time. Row i is m[i] when m is given, otherwise (step, names[i], values[i]). */
+static ft_status metrics_insert(ft_store *s, const char *run, size_t n, const ft_metric *m, int64_t step,
+                                const char *const *names, const double *values, ft_err *err) {
     int64_t id;
     FT_TRY(store_run_id(s, run, &id, err));
     FT_TRY(store_begin(s, err));
@@ -781,11 +792,12 @@ ft_status ft_store_metrics_add(ft_store *s, const char *run, int64_t step, const
                                  &st, err);
     double now = store_now();
     for (size_t i = 0; rs == FT_OK && i < n; i++) {
+        double value = m ? m[i].value : values[i];
         sqlite3_bind_int64(st, 1, id);
-        sqlite3_bind_int64(st, 2, step);
-        sqlite3_bind_text(st, 3, names[i], -1, SQLITE_TRANSIENT);
-        if (isfinite(values[i]))
-            sqlite3_bind_double(st, 4, values[i]);
+        sqlite3_bind_int64(st, 2, m ? m[i].step : step);
+        sqlite3_bind_text(st, 3, m ? m[i].name : names[i], -1, SQLITE_TRANSIENT);
+        if (isfinite(value))
+            sqlite3_bind_double(st, 4, value);
         else
             sqlite3_bind_null(st, 4); /* SQLite stores NaN as NULL anyway; say so explicitly */
         sqlite3_bind_double(st, 5, now);
@@ -794,42 +806,18 @@ ft_status ft_store_metrics_add(ft_store *s, const char *run, int64_t step, const
         sqlite3_reset(st);
     }
     sqlite3_finalize(st);
-    if (rs == FT_OK)
-        rs = store_commit(s, err);
-    if (rs != FT_OK)
-        store_rollback(s);
-    return rs;
+    return store_finish(s, rs, err);
+}
+
+ft_status ft_store_metrics_add(ft_store *s, const char *run, int64_t step, const char *const *names,
+                               const double *values, size_t n, ft_err *err) {
+    return metrics_insert(s, run, n, NULL, step, names, values, err);
 }
 
 ft_status ft_store_metrics_add_batch(ft_store *s, const char *run, const ft_metric *m, size_t n, ft_err *err) {
     if (n == 0)
         return FT_OK;
-    int64_t id;
-    FT_TRY(store_run_id(s, run, &id, err));
-    FT_TRY(store_begin(s, err));
-    sqlite3_stmt *st = NULL;
-    ft_status rs = store_prepare(s, "INSERT OR REPLACE INTO metrics (run_id, step, name, value, time) VALUES (?,?,?,?,?)",
-                                 &st, err);
-    double now = store_now();
-    for (size_t i = 0; rs == FT_OK && i < n; i++) {
-        sqlite3_bind_int64(st, 1, id);
-        sqlite3_bind_int64(st, 2, m[i].step);
-        sqlite3_bind_text(st, 3, m[i].name, -1, SQLITE_TRANSIENT);
-        if (isfinite(m[i].value))
-            sqlite3_bind_double(st, 4, m[i].value);
-        else
-            sqlite3_bind_null(st, 4);
-        sqlite3_bind_double(st, 5, now);
-        if (sqlite3_step(st) != SQLITE_DONE)
-            rs = store_sql_err(s, err, "adding a metric");
-        sqlite3_reset(st);
-    }
-    sqlite3_finalize(st);
-    if (rs == FT_OK)
-        rs = store_commit(s, err);
-    if (rs != FT_OK)
-        store_rollback(s);
-    return rs;
+    return metrics_insert(s, run, n, m, 0, NULL, NULL, err);
 }
 
 ft_status ft_store_metrics_list(ft_store *s, const char *run, const char *name, ft_metric **out, size_t *n,
@@ -849,17 +837,14 @@ ft_status ft_store_metrics_list(ft_store *s, const char *run, const char *name, 
     ft_metric *v = NULL;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 64;
-            ft_metric *nv = ft_realloc(v, cap * sizeof *nv);
-            if (!nv) {
-                ft_free(v);
-                sqlite3_finalize(st);
-                *n = 0;
-                return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
-            }
-            v = nv;
+        ft_metric *nv = store_grow(v, &cap, *n, sizeof *nv, 64);
+        if (!nv) {
+            ft_free(v);
+            sqlite3_finalize(st);
+            *n = 0;
+            return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
         }
+        v = nv;
         ft_metric *m = &v[(*n)++];
         m->step = sqlite3_column_int64(st, 0);
         snprintf(m->name, sizeof m->name, "%s", (const char *)sqlite3_column_text(st, 1));
@@ -883,11 +868,7 @@ ft_status ft_store_metrics_truncate(ft_store *s, const char *run, int64_t step, 
     FT_TRY(store_prepare(s, "DELETE FROM metrics WHERE run_id = ? AND step > ?", &st, err));
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_int64(st, 2, step);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return store_sql_err(s, err, "truncating metrics");
-    return FT_OK;
+    return store_step_done(s, st, "truncating metrics", err);
 }
 
 /* ---------------------------------------------------------------- checkpoints */
@@ -905,11 +886,7 @@ ft_status ft_store_checkpoint_add(ft_store *s, const char *run, const char *name
     sqlite3_bind_int64(st, 4, step);
     sqlite3_bind_int64(st, 5, epoch);
     sqlite3_bind_double(st, 6, store_now());
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return store_sql_err(s, err, "recording a checkpoint");
-    return FT_OK;
+    return store_step_done(s, st, "recording a checkpoint", err);
 }
 
 ft_status ft_store_checkpoint_list(ft_store *s, const char *run, ft_checkpoint_row **out, size_t *n, ft_err *err) {
@@ -925,17 +902,14 @@ ft_status ft_store_checkpoint_list(ft_store *s, const char *run, ft_checkpoint_r
     ft_checkpoint_row *v = NULL;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 8;
-            ft_checkpoint_row *nv = ft_realloc(v, cap * sizeof *nv);
-            if (!nv) {
-                ft_checkpoint_list_free(v, *n);
-                sqlite3_finalize(st);
-                *n = 0;
-                return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
-            }
-            v = nv;
+        ft_checkpoint_row *nv = store_grow(v, &cap, *n, sizeof *nv, 8);
+        if (!nv) {
+            ft_checkpoint_list_free(v, *n);
+            sqlite3_finalize(st);
+            *n = 0;
+            return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
         }
+        v = nv;
         ft_checkpoint_row *c = &v[(*n)++];
         snprintf(c->name, sizeof c->name, "%s", (const char *)sqlite3_column_text(st, 0));
         c->path = store_col_text(st, 1);
