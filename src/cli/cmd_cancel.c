@@ -22,11 +22,9 @@ int cmd_cancel(int argc, char **argv) {
     }
     bool json = cli_has(&a, "json"), wait = cli_has(&a, "wait");
     ft_store *s;
-    int rc = run_open_store("cancel", &s);
-    if (rc) {
-        cli_args_free(&a);
+    int rc = run_open_store_args("cancel", &a, &s);
+    if (rc)
         return rc;
-    }
     for (size_t i = 0; i < a.n_pos; i++) {
         const char *name = a.pos[i];
         ft_run r;

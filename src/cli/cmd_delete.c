@@ -46,11 +46,9 @@ int cmd_delete(int argc, char **argv) {
     }
     bool force = cli_has(&a, "force"), json = cli_has(&a, "json");
     ft_store *s;
-    int rc = run_open_store("delete", &s);
-    if (rc) {
-        cli_args_free(&a);
+    int rc = run_open_store_args("delete", &a, &s);
+    if (rc)
         return rc;
-    }
     json_t *done = json_array();
     for (size_t i = 0; i < a.n_pos; i++) {
         const char *name = a.pos[i];

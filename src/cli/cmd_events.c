@@ -33,19 +33,16 @@ int cmd_events(int argc, char **argv) {
     int prc = cli_parse(&a, "events", "RUN [--follow]", opts, argc, argv);
     if (prc)
         return prc < 0 ? CLI_EXIT_OK : prc;
-    if (a.n_pos != 1) {
-        cli_args_free(&a);
-        return cli_usage_error("events", NULL, "expected one run name");
-    }
+    int rc = run_expect_one_run("events", &a);
+    if (rc)
+        return rc;
     const char *name = a.pos[0];
     bool json = cli_has(&a, "json"), follow = cli_has(&a, "follow");
     int64_t after = cli_int(&a, "after", 0);
     ft_store *s;
-    int rc = run_open_store("events", &s);
-    if (rc) {
-        cli_args_free(&a);
+    rc = run_open_store_args("events", &a, &s);
+    if (rc)
         return rc;
-    }
     ft_err err;
     ft_event *ev;
     size_t n;

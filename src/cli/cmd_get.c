@@ -11,18 +11,15 @@ int cmd_get(int argc, char **argv) {
     int prc = cli_parse(&a, "get", "RUN", NULL, argc, argv);
     if (prc)
         return prc < 0 ? CLI_EXIT_OK : prc;
-    if (a.n_pos != 1) {
-        cli_args_free(&a);
-        return cli_usage_error("get", NULL, "expected one run name");
-    }
+    int rc = run_expect_one_run("get", &a);
+    if (rc)
+        return rc;
     const char *name = a.pos[0];
     bool json = cli_has(&a, "json");
     ft_store *s;
-    int rc = run_open_store("get", &s);
-    if (rc) {
-        cli_args_free(&a);
+    rc = run_open_store_args("get", &a, &s);
+    if (rc)
         return rc;
-    }
     ft_run r;
     ft_err err;
     if (ft_store_run_get(s, name, &r, &err) != FT_OK) {

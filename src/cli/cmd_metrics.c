@@ -16,16 +16,13 @@ int cmd_metrics(int argc, char **argv) {
     int prc = cli_parse(&a, "metrics", "RUN [--name NAME]", opts, argc, argv);
     if (prc)
         return prc < 0 ? CLI_EXIT_OK : prc;
-    if (a.n_pos != 1) {
-        cli_args_free(&a);
-        return cli_usage_error("metrics", NULL, "expected one run name");
-    }
-    ft_store *s;
-    int rc = run_open_store("metrics", &s);
-    if (rc) {
-        cli_args_free(&a);
+    int rc = run_expect_one_run("metrics", &a);
+    if (rc)
         return rc;
-    }
+    ft_store *s;
+    rc = run_open_store_args("metrics", &a, &s);
+    if (rc)
+        return rc;
     ft_metric *m;
     size_t n;
     ft_err err;

@@ -41,11 +41,9 @@ int cmd_registry(int argc, char **argv) {
     }
     bool json = cli_has(&a, "json");
     ft_store *s;
-    int rc = run_open_store("registry", &s);
-    if (rc) {
-        cli_args_free(&a);
+    int rc = run_open_store_args("registry", &a, &s);
+    if (rc)
         return rc;
-    }
     ft_model_version *v;
     size_t n;
     ft_err err;

@@ -17,10 +17,9 @@ int cmd_resume(int argc, char **argv) {
     int prc = cli_parse(&a, "resume", "RUN", opts, argc, argv);
     if (prc)
         return prc < 0 ? CLI_EXIT_OK : prc;
-    if (a.n_pos != 1) {
-        cli_args_free(&a);
-        return cli_usage_error("resume", NULL, "expected one run name");
-    }
+    int rc = run_expect_one_run("resume", &a);
+    if (rc)
+        return rc;
     int64_t threads = cli_int(&a, "threads", 0);
     if (threads < 0 || threads > 4096) {
         cli_args_free(&a);
@@ -29,11 +28,9 @@ int cmd_resume(int argc, char **argv) {
     const char *name = a.pos[0];
     bool json = cli_has(&a, "json");
     ft_store *s;
-    int rc = run_open_store("resume", &s);
-    if (rc) {
-        cli_args_free(&a);
+    rc = run_open_store_args("resume", &a, &s);
+    if (rc)
         return rc;
-    }
     ft_run r;
     ft_err err;
     if (ft_store_run_get(s, name, &r, &err) != FT_OK) {

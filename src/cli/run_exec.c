@@ -33,6 +33,20 @@ int run_open_store(const char *command, ft_store **s) {
     return CLI_EXIT_OK;
 }
 
+int run_open_store_args(const char *command, cli_args *a, ft_store **s) {
+    int rc = run_open_store(command, s);
+    if (rc)
+        cli_args_free(a);
+    return rc;
+}
+
+int run_expect_one_run(const char *command, cli_args *a) {
+    if (a->n_pos == 1)
+        return CLI_EXIT_OK;
+    cli_args_free(a);
+    return cli_usage_error(command, NULL, "expected one run name");
+}
+
 const char *run_hostname(void) {
     static char host[256];
     if (!host[0] && gethostname(host, sizeof host - 1) != 0)
