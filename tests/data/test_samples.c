@@ -110,26 +110,24 @@ static void check_pack(const json_t *gp, ft_dataset *ds, int64_t T) {
     ft_loader_free(l);
 }
 
-TEST(samples_ift_golden_and_packing) {
+/* The golden test of one task: its samples against golden_samples.json[key], then the dataset
+ * validated from `data` (its report checked by check_report) packed as golden_pack.json[key]. */
+static void golden_case(const char *key, const char *tok_dir, const char *data, ft_task_type task,
+                        void (*check_report)(const ft_data_report *rep)) {
     json_t *g = golden("data/golden_samples.json"), *gp = golden("data/golden_pack.json");
     REQUIRE(g && gp);
-    json_t *gi = json_object_get(g, "ift");
-    ft_tok *tok = load_tok("tok/mistral-7b-v0.1");
+    json_t *gk = json_object_get(g, key);
+    ft_tok *tok = load_tok(tok_dir);
     REQUIRE(tok);
-    check_samples(gi, FT_TASK_INSTRUCTION_FINETUNE, tok);
+    check_samples(gk, task, tok);
     ft_data_report *rep = NULL;
     ft_dataset *ds = NULL;
     ft_err err;
-    int64_t T = json_integer_value(json_object_get(gi, "T"));
-    REQUIRE_OK(prepare("data/ift.jsonl", FT_TASK_INSTRUCTION_FINETUNE, tok, T, &rep, &ds, &err), &err);
-    CHECK(rep->valid);
-    CHECK_EQ_INT(rep->n_samples, 6);
-    CHECK_EQ_INT(rep->n_truncated, 1);
-    CHECK_EQ_INT(rep->n_tokens, 28 + 11 + 24 + 32 + 12 + 5);
-    CHECK_EQ_INT(rep->n_tokens_full, 28 + 11 + 24 + 116 + 12 + 5);
-    CHECK_EQ_INT(rep->n_trainable, 9 + 4 + 4 + 27 + 10 + 3);
+    int64_t T = json_integer_value(json_object_get(gk, "T"));
+    REQUIRE_OK(prepare(data, task, tok, T, &rep, &ds, &err), &err);
+    check_report(rep);
     REQUIRE(ds);
-    check_pack(json_object_get(gp, "ift"), ds, T);
+    check_pack(json_object_get(gp, key), ds, T);
     ft_dataset_free(ds);
     ft_data_report_free(rep);
     ft_tok_free(tok);
@@ -137,29 +135,28 @@ TEST(samples_ift_golden_and_packing) {
     json_decref(gp);
 }
 
-TEST(samples_cpt_golden_and_packing) {
-    json_t *g = golden("data/golden_samples.json"), *gp = golden("data/golden_pack.json");
-    REQUIRE(g && gp);
-    json_t *gc = json_object_get(g, "cpt");
-    ft_tok *tok = load_tok("tok/llama3-instruct-rev1");
-    REQUIRE(tok);
-    check_samples(gc, FT_TASK_CONTINUED_PRETRAIN, tok);
-    ft_data_report *rep = NULL;
-    ft_dataset *ds = NULL;
-    ft_err err;
-    int64_t T = json_integer_value(json_object_get(gc, "T"));
-    REQUIRE_OK(prepare("data/cpt", FT_TASK_CONTINUED_PRETRAIN, tok, T, &rep, &ds, &err), &err);
+static void check_ift_report(const ft_data_report *rep) {
+    CHECK(rep->valid);
+    CHECK_EQ_INT(rep->n_samples, 6);
+    CHECK_EQ_INT(rep->n_truncated, 1);
+    CHECK_EQ_INT(rep->n_tokens, 28 + 11 + 24 + 32 + 12 + 5);
+    CHECK_EQ_INT(rep->n_tokens_full, 28 + 11 + 24 + 116 + 12 + 5);
+    CHECK_EQ_INT(rep->n_trainable, 9 + 4 + 4 + 27 + 10 + 3);
+}
+
+TEST(samples_ift_golden_and_packing) {
+    golden_case("ift", "tok/mistral-7b-v0.1", "data/ift.jsonl", FT_TASK_INSTRUCTION_FINETUNE, check_ift_report);
+}
+
+static void check_cpt_report(const ft_data_report *rep) {
     CHECK(rep->valid);
     CHECK_EQ_INT(rep->n_records, 2);
     CHECK_EQ_INT(rep->n_samples, 5); /* 75 tokens: 24+24+24+3; 5 tokens: 5 */
     CHECK_EQ_INT(rep->n_trainable, 23 * 3 + 2 + 4);
-    REQUIRE(ds);
-    check_pack(json_object_get(gp, "cpt"), ds, T);
-    ft_dataset_free(ds);
-    ft_data_report_free(rep);
-    ft_tok_free(tok);
-    json_decref(g);
-    json_decref(gp);
+}
+
+TEST(samples_cpt_golden_and_packing) {
+    golden_case("cpt", "tok/llama3-instruct-rev1", "data/cpt", FT_TASK_CONTINUED_PRETRAIN, check_cpt_report);
 }
 
 TEST(samples_no_trainable_token_is_an_error) {
