@@ -32,10 +32,7 @@ TEST(train_epochs_save_interval_keep_and_auto_batch) {
     const char *tmp = ft_test_tmpdir();
     ft_err err;
     char model[1024], data[1024];
-    snprintf(model, sizeof model, "%s/model", tmp);
-    snprintf(data, sizeof data, "%s/train.jsonl", tmp);
-    REQUIRE_OK(tiny_model_write(model, 2, &err), &err);
-    REQUIRE_OK(tiny_write_ift(data, 2, &err), &err);
+    REQUIRE_OK(tiny_setup(tmp, 2, 2, model, data, sizeof model, &err), &err);
     ft_train_config c = tiny_config(model, data, tmp, "epochs");
     REQUIRE_OK(ft_train_config_set(&c, "training_duration", "3ep", &err), &err);
     REQUIRE_OK(ft_train_config_set(&c, "global_batch_size", "0", &err), &err);
@@ -81,10 +78,7 @@ TEST(train_lr_per_step_follows_schedule) {
     const char *tmp = ft_test_tmpdir();
     ft_err err;
     char model[1024], data[1024];
-    snprintf(model, sizeof model, "%s/model", tmp);
-    snprintf(data, sizeof data, "%s/train.jsonl", tmp);
-    REQUIRE_OK(tiny_model_write(model, 2, &err), &err);
-    REQUIRE_OK(tiny_write_ift(data, 1, &err), &err);
+    REQUIRE_OK(tiny_setup(tmp, 2, 1, model, data, sizeof model, &err), &err);
     ft_train_config c = tiny_config(model, data, tmp, "lr");
     REQUIRE_OK(ft_train_config_set(&c, "training_duration", "10ba", &err), &err);
     REQUIRE_OK(ft_train_config_set(&c, "warmup", "20%", &err), &err);
@@ -139,10 +133,7 @@ TEST(train_runs_agree_across_micro_batch_sizes) {
     const char *tmp = ft_test_tmpdir();
     ft_err err;
     char model[1024], data[1024];
-    snprintf(model, sizeof model, "%s/model", tmp);
-    snprintf(data, sizeof data, "%s/train.jsonl", tmp);
-    REQUIRE_OK(tiny_model_write(model, 2, &err), &err);
-    REQUIRE_OK(tiny_write_ift(data, 2, &err), &err);
+    REQUIRE_OK(tiny_setup(tmp, 2, 2, model, data, sizeof model, &err), &err);
     double loss[3][8];
     const char *micro[3] = {"1", "2", "3"};
     for (int k = 0; k < 3; k++) {

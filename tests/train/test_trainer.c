@@ -212,10 +212,7 @@ TEST(train_stop_and_resume_same_losses) {
     const char *tmp = ft_test_tmpdir();
     ft_err err;
     char model[1024], data[1024];
-    snprintf(model, sizeof model, "%s/model", tmp);
-    snprintf(data, sizeof data, "%s/train.jsonl", tmp);
-    REQUIRE_OK(tiny_model_write(model, 2, &err), &err);
-    REQUIRE_OK(tiny_write_ift(data, 1, &err), &err);
+    REQUIRE_OK(tiny_setup(tmp, 2, 1, model, data, sizeof model, &err), &err);
     ft_train_config c = tiny_config(model, data, tmp, "whole");
     REQUIRE_OK(ft_train_config_set(&c, "training_duration", "12ba", &err), &err);
     REQUIRE_OK(ft_train_config_set(&c, "save_interval", "4ba", &err), &err);
@@ -248,10 +245,7 @@ TEST(train_nonfinite_stops_the_run) {
     const char *tmp = ft_test_tmpdir();
     ft_err err;
     char model[1024], data[1024];
-    snprintf(model, sizeof model, "%s/model", tmp);
-    snprintf(data, sizeof data, "%s/train.jsonl", tmp);
-    REQUIRE_OK(tiny_model_write(model, 2, &err), &err);
-    REQUIRE_OK(tiny_write_ift(data, 1, &err), &err);
+    REQUIRE_OK(tiny_setup(tmp, 2, 1, model, data, sizeof model, &err), &err);
     /* Poison the final norm: every logit, loss and gradient becomes NaN. */
     ft_model_params mp = ft_model_default_params();
     mp.threads = 1;
@@ -282,11 +276,8 @@ TEST(train_custom_weights_path) {
     const char *tmp = ft_test_tmpdir();
     ft_err err;
     char model[1024], other[1024], data[1024];
-    snprintf(model, sizeof model, "%s/model", tmp);
     snprintf(other, sizeof other, "%s/other", tmp);
-    snprintf(data, sizeof data, "%s/train.jsonl", tmp);
-    REQUIRE_OK(tiny_model_write(model, 2, &err), &err);
-    REQUIRE_OK(tiny_write_ift(data, 1, &err), &err);
+    REQUIRE_OK(tiny_setup(tmp, 2, 1, model, data, sizeof model, &err), &err);
     ft_train_config c = tiny_config(model, data, tmp, "first");
     REQUIRE_OK(ft_train_config_set(&c, "training_duration", "20ba", &err), &err);
     ft_train_result res;
@@ -337,10 +328,7 @@ TEST(train_resume_reports_corrupt_checkpoints) {
     const char *tmp = ft_test_tmpdir();
     ft_err err;
     char model[1024], data[1024], run_dir[1024], f[1400];
-    snprintf(model, sizeof model, "%s/model", tmp);
-    snprintf(data, sizeof data, "%s/train.jsonl", tmp);
-    REQUIRE_OK(tiny_model_write(model, 2, &err), &err);
-    REQUIRE_OK(tiny_write_ift(data, 1, &err), &err);
+    REQUIRE_OK(tiny_setup(tmp, 2, 1, model, data, sizeof model, &err), &err);
     ft_train_config c = tiny_config(model, data, tmp, "corrupt");
     REQUIRE_OK(ft_train_config_set(&c, "training_duration", "6ba", &err), &err);
     REQUIRE_OK(ft_train_config_set(&c, "save_interval", "2ba", &err), &err);

@@ -75,6 +75,13 @@ ft_train_config tiny_config(const char *model_dir, const char *data, const char 
     return c;
 }
 
+ft_status tiny_setup(const char *tmp, uint64_t seed, int copies, char *model, char *data, size_t cap, ft_err *err) {
+    snprintf(model, cap, "%s/model", tmp);
+    snprintf(data, cap, "%s/train.jsonl", tmp);
+    FT_TRY(tiny_model_write(model, seed, err));
+    return tiny_write_ift(data, copies, err);
+}
+
 size_t tiny_read_losses(const char *run_dir, double *loss, size_t cap) {
     char *p = ft_path_join(run_dir, "metrics.jsonl");
     char *data = NULL;

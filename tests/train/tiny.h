@@ -16,6 +16,10 @@ extern const char *const tiny_answers[];
 extern const size_t tiny_n_facts;
 /* Write the task as INSTRUCTION_FINETUNE JSONL ({"prompt", "response"}), each fact `copies` times. */
 ft_status tiny_write_ift(const char *path, int copies, ft_err *err);
+/* The common setup of a trainer test in folder tmp: the tiny model (random seed `seed`) written
+ * to tmp/model and the task (each fact `copies` times) to tmp/train.jsonl; model and data (cap
+ * bytes each) receive those two paths. */
+ft_status tiny_setup(const char *tmp, uint64_t seed, int copies, char *model, char *data, size_t cap, ft_err *err);
 /* A run config for the tiny model and task with test-sized settings (owned strings). */
 ft_train_config tiny_config(const char *model_dir, const char *data, const char *exp, const char *name);
 /* The per-step losses of metrics.jsonl (up to cap); returns the count. */
