@@ -26,15 +26,18 @@ static ft_tok *load_tok(const char *dir) {
     return t;
 }
 
-static ft_status prepare(const char *data, ft_task_type task, ft_tok *tok, int64_t T, ft_data_report **rep,
-                         ft_dataset **ds, ft_err *err) {
+/* Validate the file at path as `task` with tok and context length T, building the dataset;
+ * threads > 0 overrides the default thread count. */
+static ft_status prepare(const char *path, ft_task_type task, ft_tok *tok, int64_t T, int threads,
+                         ft_data_report **rep, ft_dataset **ds, ft_err *err) {
     ft_validate_params p;
     ft_validate_default_params(&p, task);
     p.sample.tok = tok;
     p.sample.context_length = T;
     p.build_dataset = true;
-    p.threads = 2;
-    return ft_data_validate(ft_test_fixture(data), &p, rep, ds, err);
+    if (threads > 0)
+        p.threads = threads;
+    return ft_data_validate(path, &p, rep, ds, err);
 }
 
 /* Each sample's ids and trainable flags equal the golden's (built with HF tokenizers). */
@@ -124,7 +127,7 @@ static void golden_case(const char *key, const char *tok_dir, const char *data, 
     ft_dataset *ds = NULL;
     ft_err err;
     int64_t T = json_integer_value(json_object_get(gk, "T"));
-    REQUIRE_OK(prepare(data, task, tok, T, &rep, &ds, &err), &err);
+    REQUIRE_OK(prepare(ft_test_fixture(data), task, tok, T, 2, &rep, &ds, &err), &err);
     check_report(rep);
     REQUIRE(ds);
     check_pack(json_object_get(gp, key), ds, T);
@@ -246,15 +249,10 @@ TEST(loader_deterministic_and_resumes) {
         fprintf(f, "\", \"response\": \"Answer %d\"}\n", i * 7);
     }
     fclose(f);
-    ft_validate_params p;
-    ft_validate_default_params(&p, FT_TASK_INSTRUCTION_FINETUNE);
-    p.sample.tok = tok;
-    p.sample.context_length = 64;
-    p.build_dataset = true;
     ft_data_report *rep = NULL;
     ft_dataset *ds = NULL;
     ft_err err;
-    REQUIRE_OK(ft_data_validate(path, &p, &rep, &ds, &err), &err);
+    REQUIRE_OK(prepare(path, FT_TASK_INSTRUCTION_FINETUNE, tok, 64, 0, &rep, &ds, &err), &err);
     REQUIRE(ds);
     enum { NB = 30, B = 2, T = 64 };
     static int32_t ref[NB][4][B * T];
@@ -425,15 +423,10 @@ TEST(loader_rows_match_epoch_counts) {
         fprintf(f, "\", \"completion\": \"C%d\"}\n", i);
     }
     fclose(f);
-    ft_validate_params p;
-    ft_validate_default_params(&p, FT_TASK_INSTRUCTION_FINETUNE);
-    p.sample.tok = tok;
-    p.sample.context_length = 40;
-    p.build_dataset = true;
     ft_data_report *rep = NULL;
     ft_dataset *ds = NULL;
     ft_err err;
-    REQUIRE_OK(ft_data_validate(path, &p, &rep, &ds, &err), &err);
+    REQUIRE_OK(prepare(path, FT_TASK_INSTRUCTION_FINETUNE, tok, 40, 0, &rep, &ds, &err), &err);
     REQUIRE(ds);
     ft_loader_params lp;
     ft_loader_default_params(&lp, 1, 40, 7);
