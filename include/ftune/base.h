@@ -156,6 +156,8 @@ int ft_utf8_encode(uint32_t cp, char *out);
 
 /* Read a whole file; *data is NUL-terminated and owned by the caller (ft_free). */
 ft_status ft_file_read_all(const char *path, char **data, size_t *len, ft_err *err);
+/* Write all of data to fd, retrying short writes and EINTR; `path` labels errors. */
+ft_status ft_fd_write_all(int fd, const void *data, size_t len, const char *path, ft_err *err);
 /* Write atomically: a temporary file beside `path`, fsync, rename, fsync the folder. */
 ft_status ft_file_write_atomic(const char *path, const void *data, size_t len, ft_err *err);
 ft_status ft_fsync_path(const char *path, ft_err *err);

@@ -82,7 +82,7 @@ ft_status ft_fsync_path(const char *path, ft_err *err) {
     return FT_OK;
 }
 
-static ft_status write_full(int fd, const void *data, size_t len, const char *path, ft_err *err) {
+ft_status ft_fd_write_all(int fd, const void *data, size_t len, const char *path, ft_err *err) {
     const char *p = data;
     while (len) {
         ssize_t w = write(fd, p, len);
@@ -106,7 +106,7 @@ ft_status ft_file_write_atomic(const char *path, const void *data, size_t len, f
         ft_free(tmp);
         return s;
     }
-    ft_status s = write_full(fd, data, len, tmp, err);
+    ft_status s = ft_fd_write_all(fd, data, len, tmp, err);
     if (s == FT_OK && fsync(fd) != 0)
         s = FT_ERR_AT(err, FT_ERR_IO, tmp, 0, 0, "fsync failed: %s", strerror(errno));
     close(fd);
@@ -196,7 +196,7 @@ ft_status ft_file_copy(const char *src, const char *dst, ft_err *err) {
             s = FT_ERR_AT(err, FT_ERR_IO, src, 0, 0, "read failed: %s", strerror(errno));
         if (r <= 0)
             break;
-        s = write_full(out, buf, (size_t)r, dst, err);
+        s = ft_fd_write_all(out, buf, (size_t)r, dst, err);
     }
     if (s == FT_OK && fsync(out) != 0)
         s = FT_ERR_AT(err, FT_ERR_IO, dst, 0, 0, "fsync failed: %s", strerror(errno));

@@ -414,19 +414,25 @@ static ft_status jsonl_next(ft_reader *base, ft_record *rec, bool *done, ft_err 
     }
 }
 
-static ft_status jsonl_fetch(ft_reader *base, const ft_data_loc *loc, ft_buf *scratch, ft_record *rec,
-                             ft_err *err) {
+/* Fetch one record by location: both file readers keep (source, byte range) locations. */
+static ft_status fetch_range(ft_reader *base, const ft_data_loc *loc, ft_buf *scratch, ft_record_kind kind,
+                             ft_record *rec, ft_err *err) {
     if (loc->source < 0 || (size_t)loc->source >= base->n_sources)
         return FT_ERR(err, FT_ERR_RANGE, "record location names source %d of %zu", (int)loc->source,
                       base->n_sources);
     FT_TRY(pread_range(base->source_paths[loc->source], base->source_names[loc->source], loc->a, loc->b, scratch,
                        err));
     memset(rec, 0, sizeof *rec);
-    rec->kind = FT_RECORD_JSON_TEXT;
+    rec->kind = kind;
     rec->data = scratch->data;
     rec->len = scratch->len;
     rec->loc = *loc;
     return FT_OK;
+}
+
+static ft_status jsonl_fetch(ft_reader *base, const ft_data_loc *loc, ft_buf *scratch, ft_record *rec,
+                             ft_err *err) {
+    return fetch_range(base, loc, scratch, FT_RECORD_JSON_TEXT, rec, err);
 }
 
 static ft_status jsonl_rewind(ft_reader *base, ft_err *err) {
@@ -504,17 +510,7 @@ static ft_status txt_next(ft_reader *base, ft_record *rec, bool *done, ft_err *e
 }
 
 static ft_status txt_fetch(ft_reader *base, const ft_data_loc *loc, ft_buf *scratch, ft_record *rec, ft_err *err) {
-    if (loc->source < 0 || (size_t)loc->source >= base->n_sources)
-        return FT_ERR(err, FT_ERR_RANGE, "record location names source %d of %zu", (int)loc->source,
-                      base->n_sources);
-    FT_TRY(pread_range(base->source_paths[loc->source], base->source_names[loc->source], loc->a, loc->b, scratch,
-                       err));
-    memset(rec, 0, sizeof *rec);
-    rec->kind = FT_RECORD_TEXT;
-    rec->data = scratch->data;
-    rec->len = scratch->len;
-    rec->loc = *loc;
-    return FT_OK;
+    return fetch_range(base, loc, scratch, FT_RECORD_TEXT, rec, err);
 }
 
 static ft_status txt_rewind(ft_reader *base, ft_err *err) {

@@ -156,20 +156,6 @@ static char *shard_name(const char *path, size_t i, size_t n) {
     return ft_asprintf("%.*s-%05zu-of-%05zu.safetensors", (int)stem, path, i + 1, n);
 }
 
-static ft_status write_full(int fd, const void *data, size_t len, const char *path, ft_err *err) {
-    const uint8_t *p = data;
-    while (len) {
-        ssize_t k = write(fd, p, len);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0)
-            return FT_ERR_AT(err, FT_ERR_IO, path, 0, 0, "write failed: %s", strerror(errno));
-        p += k;
-        len -= (size_t)k;
-    }
-    return FT_OK;
-}
-
 static char *build_header(const ft_st_writer *w, const wshard *sh, size_t *len) {
     json_t *root = json_object(), *meta = json_object();
     if (!root || !meta) {
@@ -220,7 +206,7 @@ static ft_status open_shard(ft_st_writer *w, wshard *sh, ft_err *err) {
     char *h = build_header(w, sh, &hl);
     if (!h)
         return FT_ERR(err, FT_ERR_NOMEM, "out of memory building a safetensors header");
-    ft_status s = write_full(sh->fd, h, hl, sh->tmp_path, err);
+    ft_status s = ft_fd_write_all(sh->fd, h, hl, sh->tmp_path, err);
     ft_free(h);
     return s;
 }
@@ -323,7 +309,7 @@ ft_status ft_st_writer_write_raw(ft_st_writer *w, const char *name, const void *
         return FT_ERR(err, FT_ERR_INTERNAL, "safetensors writer: tensor \"%s\": %zu bytes exceed its %llu", name, n,
                       (unsigned long long)t->nbytes);
     wshard *sh = &w->shards[t->shard];
-    ft_status s = write_full(sh->fd, data, n, sh->tmp_path, err);
+    ft_status s = ft_fd_write_all(sh->fd, data, n, sh->tmp_path, err);
     if (s == FT_OK) {
         w->cur_done += n;
         s = advance(w, err);
