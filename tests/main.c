@@ -16,6 +16,7 @@ typedef struct {
 static test_case *tests;
 static size_t n_tests, cap_tests;
 static int current_failed;
+static int current_skipped;
 static char tmp_root[512];
 static char cur_tmp[600];
 
@@ -37,6 +38,16 @@ void ft_test_fail_(const char *file, int line, const char *fmt, ...) {
     fputc('\n', stderr);
     va_end(ap);
     current_failed = 1;
+}
+
+void ft_test_skip_(const char *file, int line, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "  %s:%d: skipped: ", file, line);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    current_skipped = 1;
 }
 
 const char *ft_test_fixture(const char *rel) {
@@ -96,7 +107,7 @@ int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     snprintf(tmp_root, sizeof tmp_root, "%s/ftune-tests-%ld", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
              (long)getpid());
-    int passed = 0, failed = 0;
+    int passed = 0, failed = 0, skipped = 0;
     for (size_t i = 0; i < n_tests; i++) {
         test_case *t = &tests[i];
         if (!matches(t, argc, argv))
@@ -108,12 +119,16 @@ int main(int argc, char **argv) {
             return 1;
         }
         current_failed = 0;
+        current_skipped = 0;
         double t0 = ft_time_now();
         t->fn();
         double dt = ft_time_now() - t0;
         if (current_failed) {
             failed++;
             printf("FAIL %s (%s) %.2fs\n", t->name, t->file, dt);
+        } else if (current_skipped) {
+            skipped++;
+            printf("skip %s %.2fs\n", t->name, dt);
         } else {
             passed++;
             printf("ok   %s %.2fs\n", t->name, dt);
@@ -121,6 +136,6 @@ int main(int argc, char **argv) {
     }
     if (!getenv("FT_TEST_KEEP"))
         ft_rm_rf(tmp_root, NULL);
-    printf("%d passed, %d failed\n", passed, failed);
+    printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
     return failed ? 1 : 0;
 }

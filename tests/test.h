@@ -1,6 +1,7 @@
 /* tests/test.h: the ftune test framework. Tests register themselves (one binary, all modules);
  * a failed check prints file:line and the values and marks the test failed, then the test goes
- * on (CHECK) or returns (REQUIRE). The runner prints "N passed, N failed". */
+ * on (CHECK) or returns (REQUIRE); SKIP("reason") ends a test as skipped. The runner prints
+ * "N passed, N failed, N skipped". */
 #ifndef FTUNE_TEST_H
 #define FTUNE_TEST_H
 
@@ -13,6 +14,8 @@
 typedef void (*ft_test_fn)(void);
 void ft_test_register(const char *name, const char *file, ft_test_fn fn);
 void ft_test_fail_(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Mark the current test skipped with a reason (counted as skipped, never as passed). */
+void ft_test_skip_(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Repository-relative path of a fixture: "tests/fixtures/<rel>" (owned by the test runner's
  * static buffer ring; copy if kept). */
 const char *ft_test_fixture(const char *rel);
@@ -31,6 +34,13 @@ int ft_test_sanitized(void);
         ft_test_register(#name, __FILE__, name);                                         \
     }                                                                                    \
     static void name(void)
+
+/* End the test as skipped, saying why (a skip is never a pass). */
+#define SKIP(...)                                                                        \
+    do {                                                                                 \
+        ft_test_skip_(__FILE__, __LINE__, __VA_ARGS__);                                  \
+        return;                                                                          \
+    } while (0)
 
 #define CHECK(cond)                                                         \
     do {                                                                    \
