@@ -10,6 +10,12 @@ model.safetensors with F32 weights) plus
                         the loss before each of 10 optimizer steps on the same batch (global-norm
                         clipping, then DecoupledAdamW / DecoupledLionW with lr_k = peak * (1 - k/10));
                         the hyperparameters are in the file's __metadata__.
+  expected_bf16.safetensors  the same batch and weights under the bf16 mixed-precision recipe
+                        (llama_ref.py's module comment: GEMM operands rounded to bf16, activations
+                        saved in bf16, residual/norms/softmax/loss unrounded): logits, loss,
+                        n_trainable, grad.<param>; __metadata__ has loss_f64, the recipe, and how
+                        far the plain float64 results lie from these (in units of the bf16 test's
+                        tolerances), so a reader sees that the test tells bf16 from fp32.
 Everything is computed in float64 from the F32 weights, and is deterministic (fixed seeds).
 """
 import json
@@ -109,12 +115,12 @@ def make_batch(c, g):
     return ids, tgt, pos, sid
 
 
-def loss_and_grads(cfg, P, batch):
+def loss_and_grads(cfg, P, batch, bf16_mode=False, attention="saved"):
     for p in P.values():
         p.grad = None
         p.requires_grad_(True)
     ids, tgt, pos, sid = batch
-    logits = ref.forward(cfg, P, ids, pos, sid)
+    logits = ref.forward(cfg, P, ids, pos, sid, bf16_mode=bf16_mode, attention=attention)
     loss, n = ref.loss_fn(logits, tgt)
     loss.backward()
     grads = {k: p.grad.detach().clone() for k, p in P.items()}
@@ -138,6 +144,44 @@ def trajectory(cfg, W, batch, kind):
             else:
                 ref.lion_step(P, grads, state, lr, hp["peak_lr"], hp["weight_decay"])
     return torch.tensor(losses, dtype=torch.float64)
+
+
+# The bf16 test's tolerances (issue #10 item 4), used here only to describe the goldens.
+BF16_TOL = dict(loss=1e-3, logits=1e-2, grad=2e-2, cosine=0.999)
+
+
+def distance(a, b):
+    """How far result set b lies from a, each figure as a fraction of the bf16 tolerance (> 1: the
+    test would fail): loss rel error, logits max err / max|logit|, worst gradient max err / its max,
+    worst 1 - cosine."""
+    la, lo_a, ga = a
+    lb, lo_b, gb = b
+    out = {"loss": abs(lb - la) / abs(la) / BF16_TOL["loss"],
+           "logits": float((lo_b - lo_a).abs().max() / lo_a.abs().max()) / BF16_TOL["logits"], "grad": 0.0,
+           "cosine": 0.0}
+    for k in ga:
+        x, y = ga[k].flatten(), gb[k].flatten()
+        out["grad"] = max(out["grad"], float((y - x).abs().max() / x.abs().max()) / BF16_TOL["grad"])
+        cos = float(x @ y / (x.norm() * y.norm()))
+        out["cosine"] = max(out["cosine"], (1 - cos) / (1 - BF16_TOL["cosine"]))
+    return out
+
+
+def bf16_goldens(cfg, W, batch, fp64):
+    """expected_bf16 tensors and metadata; fp64 = (loss, logits, grads) of the float64 reference."""
+    logits, loss, n, grads = loss_and_grads(cfg, {k: v.clone() for k, v in W.items()}, batch, bf16_mode=True)
+    exp = {"logits": logits, "loss": torch.tensor([loss]), "n_trainable": torch.tensor([float(n)])}
+    for k, gr in grads.items():
+        exp["grad." + k] = gr
+    mine = (loss, logits, grads)
+    alt = loss_and_grads(cfg, {k: v.clone() for k, v in W.items()}, batch, bf16_mode=True, attention="autocast")
+    d64 = distance(mine, fp64)
+    dac = distance(mine, (alt[1], alt[0], alt[3]))
+    fmt = lambda d: " ".join(f"{k} {v:.3f}" for k, v in d.items())  # noqa: E731
+    meta = {"loss_f64": repr(loss), "recipe": "issue #10 bf16: GEMM operands bf16 RNE (forward, dX, dW), q/k/v and "
+            "gate/up saved in bf16, residual/norms/softmax/loss unrounded; float64 arithmetic",
+            "fp64_distance_in_tolerances": fmt(d64), "autocast_attention_distance_in_tolerances": fmt(dac)}
+    return exp, meta
 
 
 def main():
@@ -168,6 +212,7 @@ def main():
         with open(os.path.join(d, "batch.json"), "w") as f:
             json.dump(bj, f)
         logits, loss, n, grads = loss_and_grads(cfg, {k: v.clone() for k, v in W.items()}, batch)
+        fp64 = (loss, logits, grads)
         exp = {"logits": logits, "loss": torch.tensor([loss]), "n_trainable": torch.tensor([float(n)])}
         for k, gr in grads.items():
             exp["grad." + k] = gr
@@ -179,6 +224,10 @@ def main():
         save_safetensors(os.path.join(d, "expected.safetensors"), exp, meta)
         print(f"{name}: loss {loss:.6f} over {n} tokens; adamw {exp['traj_adamw'][0]:.4f} -> "
               f"{exp['traj_adamw'][-1]:.4f}; lion {exp['traj_lion'][0]:.4f} -> {exp['traj_lion'][-1]:.4f}")
+        exp16, meta16 = bf16_goldens(cfg, W, batch, fp64)
+        save_safetensors(os.path.join(d, "expected_bf16.safetensors"), exp16, meta16)
+        print(f"{name} bf16: loss {float(exp16['loss']):.6f}; float64 lies at {meta16['fp64_distance_in_tolerances']}; "
+              f"autocast attention at {meta16['autocast_attention_distance_in_tolerances']} (x the bf16 tolerances)")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,23 @@ Semantics mirrored from transformers:
   * SwiGLU MLP down(silu(gate(x)) * up(x)); tied or untied LM head
   * loss: cross-entropy summed over targets != -100, divided by their count
 Optimizers: Composer's DecoupledAdamW and DecoupledLionW, torch's global-norm clipping.
+
+bf16 mixed precision (forward(..., bf16=True)): the recipe of issue #10 item 2, which is PyTorch's
+CPU autocast recipe, with every rounding placed explicitly (the arithmetic between roundings stays
+float64, standing in for fp32 accumulation):
+  * every matrix product of the linear layers (q/k/v/o, gate/up/down, LM head) in all three training
+    forms takes operands rounded to bf16 (round-to-nearest-even, from fp32): forward x_b @ W_b^T;
+    backward dY_b @ W_b and dY_b^T @ x_b, where dY_b is the incoming gradient rounded and x_b is the
+    layer input as saved for backward (bf16);
+  * attention: q, k, v after RoPE are saved for backward in bf16, so scores, softmax and the output
+    product use the rounded q, k, v; scores, softmax and its backward stay fp32
+    (attention="autocast" also rounds the probabilities and the gradients of the two attention
+    products, as torch.matmul does under autocast);
+  * SwiGLU: gate and up are saved for backward in bf16 (the forward uses them unrounded);
+  * the residual stream, RMSNorm (input, statistics, weight), RoPE, the logits, softmax and the
+    cross-entropy are fp32 (float64 here); the embedding lookup reads the fp32 master weights,
+    while a tied LM head rounds them like any other GEMM operand.
+The weights themselves stay fp32 masters; gradients come out in fp32 (float64 here).
 """
 import math
 
@@ -77,6 +94,61 @@ def param_shapes(cfg):
     return shapes
 
 
+def bf16(x):
+    """Round to bfloat16, nearest-even, from the fp32 value (as the C code rounds its fp32 numbers);
+    returned in x's dtype."""
+    return x.to(torch.float32).to(torch.bfloat16).to(x.dtype)
+
+
+class _RoundValue(torch.autograd.Function):
+    """Forward: the value rounded to bf16 (an operand or a saved activation). Backward: the gradient
+    passes unchanged (the rounding is a storage format, not part of the function)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return bf16(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+class _RoundGrad(torch.autograd.Function):
+    """Forward: identity. Backward: the incoming gradient rounded to bf16, because it is an operand
+    of the two backward matrix products of the op that produced this value."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return bf16(g)
+
+
+class _SwiGLUSavedBf16(torch.autograd.Function):
+    """silu(g) * u from the unrounded g, u; the backward reads g and u as saved, in bf16."""
+
+    @staticmethod
+    def forward(ctx, g, u):
+        ctx.save_for_backward(bf16(g), bf16(u))
+        return torch.nn.functional.silu(g) * u
+
+    @staticmethod
+    def backward(ctx, dy):
+        g, u = ctx.saved_tensors
+        sig = torch.sigmoid(g)
+        silu = g * sig
+        return dy * u * sig * (1 + g * (1 - sig)), dy * silu
+
+
+def linear(x, w, bf16_mode):
+    """x @ w^T; in bf16 mode with operands rounded in the forward and both backward products."""
+    if not bf16_mode:
+        return x @ w.T
+    return _RoundGrad.apply(_RoundValue.apply(x) @ _RoundValue.apply(w).T)
+
+
 def rmsnorm(x, w, eps):
     return w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
 
@@ -86,8 +158,11 @@ def rotate_half(x):
     return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
 
 
-def forward(cfg, P, input_ids, position_ids, sample_ids):
-    """Returns logits (B, T, V). P: dict name -> float64 tensor."""
+def forward(cfg, P, input_ids, position_ids, sample_ids, bf16_mode=False, attention="saved"):
+    """Returns logits (B, T, V). P: dict name -> float64 tensor. bf16_mode: the mixed-precision
+    recipe in the module comment (attention: "saved" or "autocast", see there)."""
+    rv = _RoundValue.apply if bf16_mode else (lambda t: t)
+    ac = bf16_mode and attention == "autocast"
     B, T = input_ids.shape
     NH, KVH, HD = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
     eps = cfg["rms_norm_eps"]
@@ -106,24 +181,32 @@ def forward(cfg, P, input_ids, position_ids, sample_ids):
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
         h = rmsnorm(x, P[p + "input_layernorm.weight"], eps)
-        q = (h @ P[p + "self_attn.q_proj.weight"].T).view(B, T, NH, HD).transpose(1, 2)
-        k = (h @ P[p + "self_attn.k_proj.weight"].T).view(B, T, KVH, HD).transpose(1, 2)
-        v = (h @ P[p + "self_attn.v_proj.weight"].T).view(B, T, KVH, HD).transpose(1, 2)
-        q = q * cos + rotate_half(q) * sin
-        k = k * cos + rotate_half(k) * sin
+        q = linear(h, P[p + "self_attn.q_proj.weight"], bf16_mode).view(B, T, NH, HD).transpose(1, 2)
+        k = linear(h, P[p + "self_attn.k_proj.weight"], bf16_mode).view(B, T, KVH, HD).transpose(1, 2)
+        v = linear(h, P[p + "self_attn.v_proj.weight"], bf16_mode).view(B, T, KVH, HD).transpose(1, 2)
+        q = rv(q * cos + rotate_half(q) * sin)  # (B, NH, T, HD), saved in bf16
+        k = rv(k * cos + rotate_half(k) * sin)
+        v = rv(v)
         k = k.repeat_interleave(NH // KVH, dim=1)
         v = v.repeat_interleave(NH // KVH, dim=1)
-        s = q @ k.transpose(2, 3) / math.sqrt(HD) + mask
-        a = torch.softmax(s, dim=-1) @ v  # (B, NH, T, HD)
+        s = q @ k.transpose(2, 3)
+        if ac:
+            s = _RoundGrad.apply(s)
+        s = s / math.sqrt(HD) + mask
+        pr = torch.softmax(s, dim=-1)
+        a = rv(pr) @ v if ac else pr @ v  # (B, NH, T, HD)
+        if ac:
+            a = _RoundGrad.apply(a)
         a = a.transpose(1, 2).reshape(B, T, NH * HD)
-        x = x + a @ P[p + "self_attn.o_proj.weight"].T
+        x = x + linear(a, P[p + "self_attn.o_proj.weight"], bf16_mode)
         h = rmsnorm(x, P[p + "post_attention_layernorm.weight"], eps)
-        g = h @ P[p + "mlp.gate_proj.weight"].T
-        u = h @ P[p + "mlp.up_proj.weight"].T
-        x = x + (torch.nn.functional.silu(g) * u) @ P[p + "mlp.down_proj.weight"].T
+        g = linear(h, P[p + "mlp.gate_proj.weight"], bf16_mode)
+        u = linear(h, P[p + "mlp.up_proj.weight"], bf16_mode)
+        y = _SwiGLUSavedBf16.apply(g, u) if bf16_mode else torch.nn.functional.silu(g) * u
+        x = x + linear(y, P[p + "mlp.down_proj.weight"], bf16_mode)
     x = rmsnorm(x, P["model.norm.weight"], eps)
     head = P["model.embed_tokens.weight"] if cfg["tie_word_embeddings"] else P["lm_head.weight"]
-    return x @ head.T
+    return linear(x, head, bf16_mode)
 
 
 def loss_fn(logits, targets):
