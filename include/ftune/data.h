@@ -93,6 +93,9 @@ typedef struct ft_reader_params {
     size_t max_line_bytes; /* a longer JSONL line is a PROBLEM record, not an allocation (default 64 MiB) */
     size_t max_file_bytes; /* a longer .txt file is a PROBLEM record (default 1 GiB) */
     size_t chunk_bytes;    /* read size (default 1 MiB) */
+    /* Table sources (parquet, ...): the columns a task reads, NULL for the defaults "prompt",
+     * "response" (else "completion"), "messages", "text". Other columns are not decoded. */
+    const char *prompt_column, *response_column, *messages_column, *text_column;
 } ft_reader_params;
 ft_reader_params ft_reader_default_params(void);
 
