@@ -170,10 +170,23 @@ bool ft_path_exists(const char *path);
 bool ft_path_is_dir(const char *path);
 /* "a" + "b" -> "a/b" (owned by the caller). */
 char *ft_path_join(const char *a, const char *b);
-/* $FTUNE_HOME, else ~/.ftune (owned by the caller). */
+/* The absolute, canonical form of `path` (relative to the working folder): symbolic links in the
+ * part that exists are resolved, "." and ".." removed. The path need not exist. NULL on a
+ * symlink loop or out of memory. Owned by the caller. */
+char *ft_path_canonical(const char *path);
+/* Whether canonical `path` is `root` or inside it (both canonical). */
+bool ft_path_within(const char *path, const char *root);
+/* $FTUNE_HOME (made absolute and canonical), else ~/.ftune (owned by the caller). */
 char *ft_home_dir(void);
-/* Map dbfs:/Volumes/... and /Volumes/... to $FTUNE_HOME/volumes/...; other paths are copied.
- * Owned by the caller. */
+/* The canonical local path of a user path: dbfs:/Volumes/... and /Volumes/... map to
+ * $FTUNE_HOME/volumes/..., other paths are made absolute. A mapped path that leaves its root
+ * (through "..", or a symbolic link) is refused with FT_ERR_INVALID; other dbfs: paths are
+ * FT_ERR_UNSUPPORTED. *out is owned by the caller. */
+ft_status ft_path_map(const char *path, char **out, ft_err *err);
+/* `rest` under `root`, canonical; refused with FT_ERR_INVALID (naming `path`) when it leaves root
+ * or is root itself. */
+ft_status ft_path_map_root(const char *path, const char *root, const char *rest, char **out, ft_err *err);
+/* ft_path_map without the reason: NULL when refused or out of memory. */
 char *ft_path_map_volumes(const char *path);
 
 /* ---------------------------------------------------------------- logging */

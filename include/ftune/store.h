@@ -217,8 +217,10 @@ char *ft_run_name_generate(const char *task_type, const char *model, ft_rng *rng
 /* The slug of a model name: its last part, lowercased, other characters folded to '-'
  * ("meta-llama/Meta-Llama-3.1-8B-Instruct" -> "meta-llama-3-1-8b-instruct"). Caller frees. */
 char *ft_model_slug(const char *model);
-/* Where an experiment path lives on disk: workspace paths (/Users/.., /Workspace/.., /Shared/..)
- * under $FTUNE_HOME/experiments, /Volumes/.. under $FTUNE_HOME/volumes, others unchanged. */
-char *ft_experiment_dir(const char *experiment_path);
+/* Where an experiment path lives on disk, canonical (ftune/base.h ft_path_map): workspace paths
+ * (/Users/.., /Workspace/.., /Shared/.., /Repos/..) under $FTUNE_HOME/experiments, /Volumes/..
+ * under $FTUNE_HOME/volumes, others made absolute. A mapped path that leaves its root ("..",
+ * symbolic links) is refused with FT_ERR_INVALID. *out is owned by the caller. */
+ft_status ft_experiment_dir(const char *experiment_path, char **out, ft_err *err);
 
 #endif

@@ -252,6 +252,10 @@ typedef struct ft_train_result {
     char reason[512];           /* why it stopped or failed */
 } ft_train_result;
 
+/* The names a run writes in its folder (the list above, NULL-terminated): what `ftune delete`
+ * may remove there. A new file in the run folder belongs in this list. */
+extern const char *const ft_train_run_entries[];
+
 /* The run folder experiment_path/name (Volumes mapped); owned by the caller. */
 char *ft_train_run_dir(const ft_train_config *c);
 

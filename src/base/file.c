@@ -223,24 +223,169 @@ char *ft_path_join(const char *a, const char *b) {
     return ft_asprintf("%s/%s", a, b);
 }
 
+/* ---------------------------------------------------------------- canonical paths */
+
+/* Append "/comp" (len n) to b, whose content is "" for the root or "/a/b". */
+static void push_comp(ft_buf *b, const char *comp, size_t n) {
+    ft_buf_append(b, "/", 1);
+    ft_buf_append(b, comp, n);
+}
+
+static void pop_comp(ft_buf *b) {
+    while (b->len > 0 && b->data[b->len - 1] != '/')
+        b->len--;
+    if (b->len > 0)
+        b->len--; /* the slash */
+    if (b->data)
+        b->data[b->len] = 0;
+}
+
+/* Why a canonical form instead of realpath(3): the paths ftune stores (a run folder about to be
+ * made, an experiment path, a data path) need not exist yet. The existing part is resolved like
+ * the kernel does (symlinks followed, ".." taken after them); from the first missing component
+ * on, "." and ".." are taken lexically, which is all the kernel could do once it exists. */
+char *ft_path_canonical(const char *path) {
+    if (!path || !*path)
+        return NULL;
+    ft_buf rest = {0}, out = {0};
+    if (path[0] != '/') {
+        char *cwd = getcwd(NULL, 0);
+        if (!cwd)
+            return NULL;
+        ft_buf_appendf(&rest, "%s/", cwd);
+        free(cwd);
+    }
+    ft_buf_appendf(&rest, "%s", path);
+    ft_buf_append(&out, "", 0);
+    bool missing = false;
+    int links = 0;
+    size_t i = 0;
+    while (rest.data && i < rest.len) {
+        while (i < rest.len && rest.data[i] == '/')
+            i++;
+        size_t start = i;
+        while (i < rest.len && rest.data[i] != '/')
+            i++;
+        size_t n = i - start;
+        const char *comp = rest.data + start;
+        if (n == 0 || (n == 1 && comp[0] == '.'))
+            continue;
+        if (n == 2 && comp[0] == '.' && comp[1] == '.') {
+            pop_comp(&out);
+            continue;
+        }
+        size_t keep = out.len;
+        push_comp(&out, comp, n);
+        if (missing)
+            continue;
+        struct stat st;
+        if (lstat(out.data, &st) != 0) {
+            missing = true; /* ENOENT, ENOTDIR, EACCES, ENAMETOOLONG: nothing to resolve below */
+            continue;
+        }
+        if (!S_ISLNK(st.st_mode))
+            continue;
+        if (++links > 40) { /* ELOOP */
+            ft_buf_free(&rest);
+            ft_buf_free(&out);
+            return NULL;
+        }
+        char target[4096];
+        ssize_t tl = readlink(out.data, target, sizeof target - 1);
+        if (tl <= 0) {
+            missing = true;
+            continue;
+        }
+        target[tl] = 0;
+        /* Splice the link's target in front of what is left, relative to the link's folder. */
+        ft_buf next = {0};
+        ft_buf_appendf(&next, "%s/%.*s", target, (int)(rest.len - i), rest.data + i);
+        ft_buf_free(&rest);
+        rest = next;
+        i = 0;
+        out.len = target[0] == '/' ? 0 : keep;
+        out.data[out.len] = 0;
+    }
+    ft_buf_free(&rest);
+    if (out.len == 0)
+        ft_buf_append(&out, "/", 1);
+    char *r = ft_strdup(ft_buf_cstr(&out));
+    ft_buf_free(&out);
+    return r;
+}
+
+bool ft_path_within(const char *path, const char *root) {
+    size_t n = strlen(root);
+    while (n > 1 && root[n - 1] == '/')
+        n--;
+    if (n == 1 && root[0] == '/')
+        return path[0] == '/';
+    return strncmp(path, root, n) == 0 && (path[n] == 0 || path[n] == '/');
+}
+
 char *ft_home_dir(void) {
     const char *h = getenv("FTUNE_HOME");
     if (h && *h)
-        return ft_strdup(h);
+        return ft_path_canonical(h);
     const char *home = getenv("HOME");
-    return ft_asprintf("%s/.ftune", home && *home ? home : ".");
+    char *raw = ft_asprintf("%s/.ftune", home && *home ? home : ".");
+    char *out = raw ? ft_path_canonical(raw) : NULL;
+    ft_free(raw);
+    return out;
 }
 
-char *ft_path_map_volumes(const char *path) {
+/* `rest` joined under `root` (both as given), canonical, and refused when it leaves root. */
+static ft_status map_under(const char *path, const char *root_in, const char *rest, char **out, ft_err *err) {
+    char *root = ft_path_canonical(root_in);
+    char *joined = root ? ft_asprintf("%s/%s", root, rest) : NULL;
+    char *canon = joined ? ft_path_canonical(joined) : NULL;
+    ft_status s = FT_OK;
+    if (!canon)
+        s = FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0, "cannot resolve this path (too many symbolic links?)");
+    else if (!ft_path_within(canon, root) || !strcmp(canon, root))
+        s = FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0,
+                      "leaves %s (it resolves to %s): '..' and symbolic links may not lead out of it", root, canon);
+    if (s == FT_OK)
+        *out = canon;
+    else
+        ft_free(canon);
+    ft_free(joined);
+    ft_free(root);
+    return s;
+}
+
+ft_status ft_path_map_root(const char *path, const char *root, const char *rest, char **out, ft_err *err) {
+    *out = NULL;
+    return map_under(path, root, rest, out, err);
+}
+
+ft_status ft_path_map(const char *path, char **out, ft_err *err) {
+    *out = NULL;
+    if (!path || !*path)
+        return FT_ERR(err, FT_ERR_INVALID, "empty path");
     const char *rest = NULL;
     if (strncmp(path, "dbfs:/Volumes/", 14) == 0)
         rest = path + 14;
     else if (strncmp(path, "/Volumes/", 9) == 0)
         rest = path + 9;
-    if (!rest)
-        return ft_strdup(path);
+    else if (strncmp(path, "dbfs:", 5) == 0)
+        return FT_ERR_AT(err, FT_ERR_UNSUPPORTED, path, 0, 0,
+                         "only dbfs:/Volumes/catalog/schema/volume/... paths are supported");
+    if (!rest) {
+        *out = ft_path_canonical(path);
+        return *out ? FT_OK
+                    : FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0, "cannot resolve this path (too many symbolic links?)");
+    }
     char *home = ft_home_dir();
-    char *out = home ? ft_asprintf("%s/volumes/%s", home, rest) : NULL;
+    char *root = home ? ft_path_join(home, "volumes") : NULL;
+    ft_status s = root ? map_under(path, root, rest, out, err) : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
     ft_free(home);
+    ft_free(root);
+    return s;
+}
+
+char *ft_path_map_volumes(const char *path) {
+    char *out = NULL;
+    ft_path_map(path, &out, NULL);
     return out;
 }

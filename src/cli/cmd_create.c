@@ -127,7 +127,6 @@ static void model_inputs_free(model_inputs *mi) {
     ft_free(mi->dir);
 }
 
-/* Resolve the model and load what validation needs. Returns an exit code. */
 /* A usage error naming `flag`, with the error's file:line:column when it has one. */
 static int model_error(const char *flag, const ft_err *err) {
     char m[2048];
@@ -168,10 +167,45 @@ static int load_model_inputs(const ft_train_config *cfg, model_inputs *mi) {
     return CLI_EXIT_OK;
 }
 
+/* A user path as it is recorded (issue #9: a run, its resume, its worker and its deletion must
+ * act on the same files wherever they are started): absolute and canonical. /Volumes and dbfs:
+ * paths stay as given (they name a place under $FTUNE_HOME, which is itself absolute); so does a
+ * relative name that is not a local path when `may_be_name` (a hub id org/name, a registered
+ * c.s.n[/v], a table c.s.t). Caller frees; NULL only when out of memory or on a symlink loop. */
+static char *user_path(const char *p, bool may_be_name) {
+    if (!strncmp(p, "dbfs:", 5) || !strncmp(p, "/Volumes/", 9))
+        return ft_strdup(p);
+    if (p[0] != '/' && may_be_name && p[0] != '.' && !ft_path_exists(p))
+        return ft_strdup(p);
+    return ft_path_canonical(p);
+}
+
+/* Replace a path field of the config with its recorded form (user_path). Exit code. */
+static int record_path(const char *flag, char **field, bool may_be_name) {
+    if (!*field)
+        return CLI_EXIT_OK;
+    ft_err err;
+    char *mapped = NULL;
+    if (!strncmp(*field, "dbfs:", 5) || !strncmp(*field, "/Volumes/", 9)) { /* refused when it leaves volumes/ */
+        if (ft_path_map(*field, &mapped, &err) != FT_OK)
+            return model_error(flag, &err);
+        ft_free(mapped);
+    }
+    char *abs = user_path(*field, may_be_name);
+    if (!abs)
+        return cli_usage_error("create", flag, "%s: cannot resolve this path (a loop of symbolic links?)", *field);
+    ft_free(*field);
+    *field = abs;
+    return CLI_EXIT_OK;
+}
+
 /* A data path (Volumes mapped) exists; else the usage error naming the flag. */
 static int check_exists(const char *flag, const char *path) {
-    char *mapped = ft_path_map_volumes(path);
-    if (!mapped || !ft_path_exists(mapped)) {
+    ft_err err;
+    char *mapped = NULL;
+    if (ft_path_map(path, &mapped, &err) != FT_OK)
+        return model_error(flag, &err);
+    if (!ft_path_exists(mapped)) {
         int rc = cli_usage_error("create", flag, "%s: no such file or folder%s%s", path,
                                  mapped && strcmp(mapped, path) ? " (looked at " : "",
                                  mapped && strcmp(mapped, path) ? mapped : "");
@@ -297,20 +331,36 @@ int cmd_create(int argc, char **argv) {
     }
     exp_path = cli_has(&a, "experiment-path") ? ft_strdup(cfg.experiment_path)
                                               : ft_asprintf("/Users/%s/%s", user_name(), name);
-    exp_dir = exp_path ? ft_experiment_dir(exp_path) : NULL;
-    if (!name || !exp_dir) {
+    if (!name || !exp_path) {
         rc = cli_usage_error("create", NULL, "out of memory");
         goto done;
+    }
+    if (ft_experiment_dir(exp_path, &exp_dir, &err) != FT_OK) {
+        rc = model_error("experiment-path", &err);
+        goto done;
+    }
+    /* Recorded absolute: a relative experiment path means the folder it names from here. */
+    if (exp_path[0] != '/' && strncmp(exp_path, "dbfs:", 5)) {
+        ft_free(exp_path);
+        exp_path = ft_strdup(exp_dir);
     }
     ft_free(cfg.name);
     cfg.name = ft_strdup(name);
     ft_free(cfg.experiment_path);
     cfg.experiment_path = ft_strdup(exp_dir);
     run_dir = ft_path_join(exp_dir, name);
+    if ((rc = record_path("train-data-path", &cfg.train_data_path, true)) != CLI_EXIT_OK ||
+        (rc = record_path("eval-data-path", &cfg.eval_data_path, true)) != CLI_EXIT_OK ||
+        (rc = record_path("custom-weights-path", &cfg.custom_weights_path, false)) != CLI_EXIT_OK ||
+        (rc = record_path("model", &cfg.model, true)) != CLI_EXIT_OK)
+        goto done;
     if (ft_train_config_validate(&cfg, &err) != FT_OK) {
         rc = cli_usage_error("create", NULL, "%s", err.msg);
         goto done;
     }
+    /* The run folder: never FTUNE_HOME's own, never a folder that already holds something. */
+    if ((rc = run_dir_check_new("create", "experiment-path", run_dir, name)) != CLI_EXIT_OK)
+        goto done;
 
     /* Validation before anything is recorded (SPEC §2 validate_inputs). */
     if (cfg.validate_inputs) {
@@ -325,8 +375,10 @@ int cmd_create(int argc, char **argv) {
         if (rc == CLI_EXIT_OK && cfg.eval_data_path)
             rc = validate_data("eval-data-path", cfg.eval_data_path, &cfg, &mi, false);
         if (rc == CLI_EXIT_OK && cfg.custom_weights_path) {
-            char *mapped = ft_path_map_volumes(cfg.custom_weights_path), *ck = NULL;
-            ft_status st = ft_ckpt_resolve(mapped ? mapped : cfg.custom_weights_path, &ck, &err);
+            char *mapped = NULL, *ck = NULL;
+            ft_status st = ft_path_map(cfg.custom_weights_path, &mapped, &err);
+            if (st == FT_OK)
+                st = ft_ckpt_resolve(mapped, &ck, &err);
             if (st == FT_OK)
                 st = ft_train_check_architecture(&mi.mc, ck, &err);
             ft_free(mapped);
@@ -360,9 +412,24 @@ int cmd_create(int argc, char **argv) {
     r.experiment_path = exp_path;
     r.run_dir = run_dir;
     r.config_json = cjs;
-    ft_status st = ft_store_run_create(s, &r, &err);
+    /* The folder before the record, so that every recorded run has its marker; checked again
+     * (validation took a while). */
+    ft_status st = FT_OK;
+    if ((rc = run_dir_check_new("create", "experiment-path", run_dir, name)) != CLI_EXIT_OK) {
+        free(cjs);
+        goto done;
+    }
+    if ((st = run_dir_make(run_dir, name, &err)) != FT_OK) {
+        free(cjs);
+        rc = model_error("experiment-path", &err);
+        goto done;
+    }
+    st = ft_store_run_create(s, &r, &err);
     free(cjs);
     if (st != FT_OK) {
+        ft_buf note = {0};
+        run_dir_remove(run_dir, name, &note); /* takes back only what run_dir_make made */
+        ft_buf_free(&note);
         rc = st == FT_ERR_INVALID ? cli_usage_error("create", "name", "%s", err.msg) : cli_report("create", &err);
         goto done;
     }

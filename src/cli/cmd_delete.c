@@ -1,6 +1,7 @@
-/* cli/cmd_delete.c: `ftune delete RUN... [--force]`: remove runs, their records and their files
- * (the run folder with its checkpoints). A running run is refused unless --force, which kills
- * its process first. Registered versions are clones and stay. */
+/* cli/cmd_delete.c: `ftune delete RUN... [--force]`: remove runs, their records and the files
+ * ftune made for them (run_files.c: the run folder's checkpoints, evaluations, export, ...; never
+ * a file it did not create). A running run is refused unless --force, which kills its process
+ * first. Registered versions are clones and stay. */
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
@@ -13,27 +14,6 @@ static const cli_opt opts[] = {
     {"force", CLI_FLAG, "also delete runs that are running (their process is killed)"},
     {NULL, 0, NULL},
 };
-
-/* The default experiment path is /Users/<user>/<run>, a folder made for this run alone: once the
- * run folder inside it is gone, remove it too when it is empty and inside ftune's own
- * experiments folder (never a folder the user named outside it). */
-static void remove_empty_experiment(const char *run_dir) {
-    char *home = ft_home_dir();
-    char *root = home ? ft_path_join(home, "experiments") : NULL;
-    ft_free(home);
-    char *parent = ft_strdup(run_dir);
-    char *slash = parent ? strrchr(parent, '/') : NULL;
-    if (root && slash) {
-        *slash = '\0';
-        size_t n = strlen(root);
-        while (n > 1 && root[n - 1] == '/')
-            n--;
-        if (strncmp(parent, root, n) == 0 && parent[n] == '/' && parent[n + 1])
-            rmdir(parent); /* fails, harmlessly, when not empty */
-    }
-    ft_free(root);
-    ft_free(parent);
-}
 
 int cmd_delete(int argc, char **argv) {
     cli_args a;
@@ -82,17 +62,11 @@ int cmd_delete(int argc, char **argv) {
                 nanosleep(&ts, NULL);
             }
         }
-        /* Only a folder named after the run is removed: a hand-edited record cannot point the
-         * removal somewhere else. */
-        if (r.run_dir) {
-            const char *base = strrchr(r.run_dir, '/');
-            if (base && !strcmp(base + 1, name) && ft_rm_rf(r.run_dir, &err) != FT_OK) {
-                rc = cli_report("delete", &err);
-                ft_run_deinit(&r);
-                continue;
-            }
-            remove_empty_experiment(r.run_dir);
-        }
+        /* Only what ftune created for this run goes (run_files.c); the record goes in any case,
+         * even when its folder cannot be reached (a path too long, a folder made unreadable),
+         * with a note saying what stayed. */
+        ft_buf note = {0};
+        int frc = run_dir_remove(r.run_dir, name, &note);
         if (ft_store_run_delete(s, name, &err) != FT_OK) {
             rc = cli_report("delete", &err);
         } else {
@@ -100,6 +74,11 @@ int cmd_delete(int argc, char **argv) {
             if (!json)
                 printf("deleted %s\n", name);
         }
+        if (note.len)
+            fprintf(stderr, "ftune delete: %s: %s\n", name, ft_buf_cstr(&note));
+        if (frc != CLI_EXIT_OK)
+            rc = frc;
+        ft_buf_free(&note);
         ft_run_deinit(&r);
     }
     if (json) {

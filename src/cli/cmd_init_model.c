@@ -208,8 +208,10 @@ int cmd_init_model(int argc, char **argv) {
 
     init_ctx ctx = {.seed = (uint64_t)cli_int(&a, "seed", 0), .std = (float)c.initializer_range};
     const char *out = cli_str(&a, "out", NULL);
-    char *dir = ft_path_map_volumes(out);
-    ft_status s = dir ? ft_hf_export(dir, &c, fill_random, &ctx, &p, &err) : FT_ERR(&err, FT_ERR_NOMEM, "out of memory");
+    char *dir = NULL;
+    ft_status s = ft_path_map(out, &dir, &err);
+    if (s == FT_OK)
+        s = ft_hf_export(dir, &c, fill_random, &ctx, &p, &err);
     ft_free(dir);
     if (s != FT_OK) {
         cli_args_free(&a);

@@ -42,6 +42,25 @@ void run_ensure_worker(void);
 /* The worker loop (ftune worker). */
 int run_worker_loop(bool until_idle, double poll_s, bool quiet);
 
+/* ---------------------------------------------------------------- run folders (run_files.c) */
+
+/* The data fingerprint a run records when it starts (run_exec.c), in its folder. */
+#define RUN_DATA_FINGERPRINT "data_fingerprint.json"
+
+/* Why the canonical folder `dir` may not hold a run ($FTUNE_HOME, a folder holding it, or one
+ * inside it but outside experiments/ and volumes/); NULL when it may. Caller frees. */
+char *run_dir_forbidden(const char *dir);
+/* The checks on a new run's canonical folder: allowed, and absent or empty. Returns 0, or prints
+ * the usage error naming --flag and returns its exit code. */
+int run_dir_check_new(const char *command, const char *flag, const char *run_dir, const char *name);
+/* Make the run folder and its missing parents and write its marker (the run's name and the
+ * folders made), which is what `delete` trusts. */
+ft_status run_dir_make(const char *run_dir, const char *name, ft_err *err);
+/* Remove what ftune created for run `name` in `run_dir` (see run_files.c); what stays or could not
+ * be reached is described in `note`. Returns 0, or 1 when something ftune made could not be
+ * removed. */
+int run_dir_remove(const char *run_dir, const char *name, ft_buf *note);
+
 /* "RUNNING ▓▓▓▓▓▓▓▓░░░░░░░░░░░░ 45%  ETA 3m12s" into buf. */
 void run_status_line(const ft_run *r, char *buf, size_t cap);
 /* Print a run's JSON (`get --json`) on one line of stdout. */

@@ -543,9 +543,8 @@ ft_status ft_reader_open(const char *path, ft_task_type task, const ft_reader_pa
         rp.chunk_bytes = dp.chunk_bytes;
     bool cpt = task == FT_TASK_CONTINUED_PRETRAIN;
 
-    char *mapped = ft_path_map_volumes(path);
-    if (!mapped)
-        return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    char *mapped = NULL;
+    FT_TRY(ft_path_map(path, &mapped, err));
     struct stat st;
     if (stat(mapped, &st) != 0) {
         ft_status s;

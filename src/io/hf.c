@@ -221,9 +221,8 @@ ft_status ft_hf_resolve(const char *name, char **dir, ft_err *err) {
     ft_buf tried = {0};
     ft_status s;
     /* 1. A local path (with /Volumes mapped as SPEC §1 says). */
-    char *local = ft_path_map_volumes(name);
-    if (!local)
-        return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    char *local = NULL;
+    FT_TRY(ft_path_map(name, &local, err));
     if (ft_path_is_dir(local)) {
         s = check_model_dir(local, name, err);
         if (s == FT_OK)

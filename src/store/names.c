@@ -68,15 +68,19 @@ char *ft_run_name_generate(const char *task_type, const char *model, ft_rng *rng
     return name;
 }
 
-char *ft_experiment_dir(const char *experiment_path) {
+ft_status ft_experiment_dir(const char *experiment_path, char **out, ft_err *err) {
+    *out = NULL;
     static const char *const workspace[] = {"/Users/", "/Workspace/", "/Shared/", "/Repos/"};
     for (size_t i = 0; i < sizeof workspace / sizeof *workspace; i++) {
         if (strncmp(experiment_path, workspace[i], strlen(workspace[i])) == 0) {
             char *home = ft_home_dir();
-            char *out = home ? ft_asprintf("%s/experiments%s", home, experiment_path) : NULL;
+            char *root = home ? ft_path_join(home, "experiments") : NULL;
+            ft_status s = root ? ft_path_map_root(experiment_path, root, experiment_path + 1, out, err)
+                               : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
             ft_free(home);
-            return out;
+            ft_free(root);
+            return s;
         }
     }
-    return ft_path_map_volumes(experiment_path);
+    return ft_path_map(experiment_path, out, err);
 }

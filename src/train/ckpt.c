@@ -465,10 +465,10 @@ ft_status ft_ckpt_find_latest(const char *run_dir, bool deep, char **out, ft_buf
 
 ft_status ft_ckpt_resolve(const char *path_in, char **out, ft_err *err) {
     *out = NULL;
-    char *path = ft_path_map_volumes(path_in);
-    if (!path)
-        return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
-    ft_status s;
+    char *path = NULL;
+    ft_status s = ft_path_map(path_in, &path, err);
+    if (s != FT_OK)
+        return s;
     const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
     char *parent = ft_strndup(path, (size_t)(base - path) > 0 ? (size_t)(base - path) - 1 : 0);
     if (!parent) {

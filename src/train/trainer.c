@@ -16,6 +16,9 @@
 #include "train_internal.h"
 
 #define STATE_FILE "trainer_state.json"
+
+const char *const ft_train_run_entries[] = {"train_config.json", "checkpoints", "eval", "metrics.jsonl", "model",
+                                            NULL};
 #define WEIGHTS_FILE "model.safetensors"
 #define OPTIM_FILE "optimizer.safetensors"
 
@@ -167,8 +170,10 @@ static ft_status load_tokenizer_and_data(run *r, ft_err *err) {
         vp.threads = c->threads;
         vp.max_issues = 20;
         ft_data_report *rep = NULL;
-        char *mapped = ft_path_map_volumes(paths[k]);
-        ft_status s = ft_data_validate(mapped ? mapped : paths[k], &vp, &rep, dss[k], err);
+        char *mapped = NULL;
+        ft_status s = ft_path_map(paths[k], &mapped, err);
+        if (s == FT_OK)
+            s = ft_data_validate(mapped, &vp, &rep, dss[k], err);
         ft_free(mapped);
         if (s == FT_OK && (!rep->valid || !*dss[k])) {
             ft_buf b = {0};
@@ -736,9 +741,12 @@ ft_status ft_train_run(const ft_train_config *cfg, const ft_train_sink *sink, ft
     memset(res, 0, sizeof *res);
     res->outcome = FT_TRAIN_FAILED;
     ft_status s = ft_train_config_validate(cfg, err);
-    char *dir = s == FT_OK ? ft_train_run_dir(cfg) : NULL;
-    if (s == FT_OK && !dir)
+    char *exp = NULL, *dir = NULL;
+    if (s == FT_OK)
+        s = ft_path_map(cfg->experiment_path, &exp, err);
+    if (s == FT_OK && !(dir = ft_path_join(exp, cfg->name)))
         s = FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    ft_free(exp);
     if (s == FT_OK) {
         snprintf(res->run_dir, sizeof res->run_dir, "%s", dir);
         char *found = NULL;

@@ -355,10 +355,11 @@ TEST(store_run_names) {
     const char *prev = getenv("FTUNE_HOME");
     char *saved = prev ? ft_strdup(prev) : NULL;
     setenv("FTUNE_HOME", "/h", 1);
-    char *d = ft_experiment_dir("/Users/me/exp");
+    char *d = NULL;
+    CHECK_OK(ft_experiment_dir("/Users/me/exp", &d, NULL), (ft_err *)NULL);
     CHECK_STR_EQ(d, "/h/experiments/Users/me/exp");
     ft_free(d);
-    d = ft_experiment_dir("/tmp/exp");
+    CHECK_OK(ft_experiment_dir("/tmp/exp", &d, NULL), (ft_err *)NULL);
     CHECK_STR_EQ(d, "/tmp/exp");
     ft_free(d);
     if (saved)
