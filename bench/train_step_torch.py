@@ -1,26 +1,72 @@
 """The PyTorch peer of `ftune bench train-step`: the same Llama model, batch and step (zero grads,
-forward + backward, global-norm clipping at 1.0, AdamW betas 0.9/0.95), fp32 on the CPU, at its
-best settings here: torch.set_num_threads(2), and (set by bench/train_step.bench.sh)
+forward + backward, global-norm clipping at 1.0, AdamW betas 0.9/0.95) on the CPU, at its best
+settings here: torch.set_num_threads(2), and (set by bench/train_step.bench.sh)
 GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1099511627776
 OPENBLAS_CORETYPE=SkylakeX OPENBLAS_THREAD_TIMEOUT=4.
 
-usage: /usr/bin/python3 bench/train_step_torch.py --config small|medium [--steps N] [--json]
-Prints tokens/s and GFLOP/s by the same formula as ftune (6 N_matmul + 6 L T d per token).
+usage: /usr/bin/python3 bench/train_step_torch.py --config small|medium|1b [--dtype fp32|bf16]
+           [--checkpointing auto|on|off] [--steps N] [--memory-limit-gb G] [--json]
+  --dtype bf16        forward and loss under torch.autocast('cpu', dtype=torch.bfloat16): fp32 master
+                      weights, gradients and AdamW state; linear/matmul in bf16 (oneDNN), what
+                      PyTorch's CPU autocast keeps in fp32 stays fp32
+  --checkpointing     torch.utils.checkpoint around each decoder layer (auto: on for 1b only)
+  --memory-limit-gb   a watchdog thread reads this process's VmRSS and the machine's MemAvailable
+                      every 10 ms and stops the run (exit 3, {"fits": false, ...}) when the RSS passes
+                      the limit (default 21, issue #10's budget) or MemAvailable drops under 1 GiB, so
+                      a shape that does not fit is reported instead of taking a shared machine down
+Prints tokens/s and GFLOP/s by the same formula as ftune (6 N_matmul + 6 L T d per token) and peak
+RSS (VmHWM).
 """
 import argparse
 import json
 import math
+import os
 import resource
+import sys
+import threading
 import time
 
 import torch
+import torch.utils.checkpoint
 import torch.nn as nn
 import torch.nn.functional as F
 
 CONFIGS = {
     "small": dict(V=32000, C=288, L=6, NH=6, KVH=6, F=768, T=256, B=8, tied=True),
     "medium": dict(V=32000, C=768, L=12, NH=12, KVH=4, F=2048, T=512, B=4, tied=False),
+    # Llama-3.2-1B's shape (issue #10 item 5)
+    "1b": dict(V=128256, C=2048, L=16, NH=32, KVH=8, F=8192, T=2048, B=1, tied=True),
 }
+
+PHASE = ["start"]  # what the step was doing, for the watchdog's report
+
+
+def proc_kib(path, key):
+    """A 'Key:   N kB' line of a /proc file, in KiB (0 when absent)."""
+    with open(path) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def start_watchdog(limit_gib, floor_gib, out):
+    """Stop the process before the machine runs out: RSS over the limit or MemAvailable under the
+    floor ends it with exit 3 and a report. A thread is enough: torch's kernels release the GIL."""
+    def run():
+        while True:
+            rss = proc_kib("/proc/self/status", "VmRSS") / 1048576.0
+            avail = proc_kib("/proc/meminfo", "MemAvailable") / 1048576.0
+            if rss > limit_gib or avail < floor_gib:
+                why = (f"RSS {rss:.2f} GiB passed the {limit_gib:g} GiB limit" if rss > limit_gib else
+                       f"the machine's MemAvailable fell to {avail:.2f} GiB (RSS {rss:.2f} GiB)")
+                rep = dict(out, fits=False, stopped=why, phase=PHASE[0], rss_gib=round(rss, 2),
+                           peak_rss_mb=round(proc_kib("/proc/self/status", "VmHWM") / 1024.0, 1))
+                sys.stdout.write(json.dumps(rep) + "\n")
+                sys.stdout.flush()
+                os._exit(3)
+            time.sleep(0.01)
+    threading.Thread(target=run, daemon=True).start()
 
 
 class RMSNorm(nn.Module):
@@ -90,10 +136,13 @@ class Llama(nn.Module):
         T = c["T"]
         self.mask = torch.full((T, T), float("-inf")).triu(1)
 
-    def forward(self, ids):
+    def forward(self, ids, checkpointing=False):
         x = self.embed_tokens(ids)
         for layer in self.layers:
-            x = layer(x, self.cos, self.sin, self.mask)
+            if checkpointing:  # keep only the layer's input; recompute its inside in backward
+                x = torch.utils.checkpoint.checkpoint(layer, x, self.cos, self.sin, self.mask, use_reentrant=False)
+            else:
+                x = layer(x, self.cos, self.sin, self.mask)
         return self.lm_head(self.norm(x))
 
 
@@ -103,12 +152,20 @@ def main():
     ap.add_argument("--steps", type=int, default=0)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
+    ap.add_argument("--checkpointing", choices=("auto", "on", "off"), default="auto")
+    ap.add_argument("--memory-limit-gb", type=float, default=21.0)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     c = CONFIGS[a.config]
-    steps = a.steps or (10 if a.config == "small" else 4)
+    steps = a.steps or {"small": 10, "medium": 4}.get(a.config, 1)
+    ckpt = a.checkpointing == "on" or (a.checkpointing == "auto" and a.config == "1b")
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
+    out = {"config": a.config, "dtype": a.dtype, "checkpointing": ckpt, "threads": a.threads,
+           "torch": torch.__version__}
+    start_watchdog(a.memory_limit_gb, 1.0, out)
+    PHASE[0] = "init"
     model = Llama(c)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.0)
     B, T, V = c["B"], c["T"], c["V"]
@@ -119,11 +176,20 @@ def main():
         t0 = time.perf_counter()
         c0 = time.process_time()
         opt.zero_grad(set_to_none=True)
-        logits = model(ids)
-        loss = F.cross_entropy(logits.view(-1, V), tgt.view(-1))
+        PHASE[0] = f"step {k + 1} forward"
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.dtype == "bf16"):
+            logits = model(ids, ckpt)
+            loss = F.cross_entropy(logits.view(-1, V), tgt.view(-1))
+        PHASE[0] = f"step {k + 1} backward"
         loss.backward()
+        logits_dtype = logits.dtype
+        del logits
+        PHASE[0] = f"step {k + 1} optimizer"
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        if not a.json:
+            print(f"step {k + 1}/{a.warmup + steps}: loss {float(loss):.4f}, {time.perf_counter() - t0:.2f} s",
+                  file=sys.stderr)
         dt = time.perf_counter() - t0
         if k >= a.warmup:
             total += dt
@@ -133,14 +199,15 @@ def main():
     flops_tok = 6 * n_matmul + 6 * c["L"] * T * Q
     tps = B * T * steps / total
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    out = {"config": a.config, "dtype": "fp32", "tokens_per_s": round(tps, 2),
-           "gflops": round(tps * flops_tok / 1e9, 2), "peak_rss_mb": round(rss, 1), "step_s": total / steps,
-           "steps": steps, "threads": a.threads, "torch": torch.__version__, "cpu_s_per_step": round(cpu / steps, 3)}
+    out.update({"fits": True, "tokens_per_s": round(tps, 2), "gflops": round(tps * flops_tok / 1e9, 2),
+                "peak_rss_mb": round(rss, 1), "step_s": total / steps, "steps": steps,
+                "cpu_s_per_step": round(cpu / steps, 3), "logits_dtype": str(logits_dtype).replace("torch.", "")})
     if a.json:
         print(json.dumps(out))
     else:
-        print(f"pytorch train-step {a.config} fp32: {tps:.1f} tokens/s, {out['gflops']:.1f} GFLOP/s, "
-              f"{total / steps:.3f} s/step ({cpu / steps:.2f} CPU-s/step), peak RSS {rss:.0f} MiB")
+        print(f"pytorch train-step {a.config} {a.dtype}{' checkpointed' if ckpt else ''}: {tps:.1f} tokens/s, "
+              f"{out['gflops']:.1f} GFLOP/s, {total / steps:.3f} s/step ({cpu / steps:.2f} CPU-s/step), "
+              f"peak RSS {rss:.0f} MiB")
 
 
 if __name__ == "__main__":
