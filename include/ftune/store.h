@@ -209,6 +209,15 @@ ft_status ft_registry_list(ft_store *s, ft_model_version **out, size_t *n, ft_er
 /* All versions of `name`, oldest first ("c.s.n/2": that version only). FT_ERR_NOT_FOUND if none. */
 ft_status ft_registry_show(ft_store *s, const char *name, ft_model_version **out, size_t *n, ft_err *err);
 void ft_model_version_list_free(ft_model_version *v, size_t n);
+/* Delete one version, "c.s.n/3": its folder and its row. Its number is never given again.
+ * Refused (FT_ERR_INVALID) while another live ftune process is registering or deleting a version
+ * of that model, unless `force`; FT_ERR_NOT_FOUND when there is no such version. `home` NULL:
+ * $FTUNE_HOME. */
+ft_status ft_registry_delete(ft_store *s, const char *home, const char *name_version, bool force, ft_err *err);
+/* Remove the temporary folders (registry/c/s/n/.incoming-<pid>-*, .deleting-<pid>-*) that
+ * processes which are no longer alive left behind (a registration killed half-way). Those of live
+ * processes stay. `home` NULL: $FTUNE_HOME. */
+ft_status ft_registry_clean_incoming(const char *home, ft_err *err);
 
 /* ---------------------------------------------------------------- names and paths */
 

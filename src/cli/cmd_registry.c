@@ -1,6 +1,7 @@
-/* cli/cmd_registry.c: `ftune registry list` and `ftune registry show NAME[/VERSION]`: registered
- * models (SPEC §1) and their versions. --json for show:
+/* cli/cmd_registry.c: `ftune registry list`, `ftune registry show NAME[/VERSION]` and `ftune
+ * registry delete NAME/VERSION`: registered models (SPEC §1) and their versions. --json for show:
  * {"name": ..., "versions": [{"version": 1, "path": ..., "run": ..., "created": ..., ...}]}. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "ftune/json.h"
@@ -21,13 +22,63 @@ static void print_versions_human(const ft_model_version *v, size_t n, bool list)
     }
 }
 
+static const cli_opt delete_opts[] = {
+    {"force", CLI_FLAG, "delete even while another ftune process registers a version of that model"},
+    {NULL, 0, NULL},
+};
+
+/* `ftune registry delete NAME/VERSION... [--force]`: the version's files and record; its number is
+ * never given again. */
+static int registry_delete(int argc, char **argv) {
+    cli_args a;
+    int prc = cli_parse(&a, "registry delete", "NAME/VERSION... [--force]", delete_opts, argc, argv);
+    if (prc)
+        return prc < 0 ? CLI_EXIT_OK : prc;
+    if (a.n_pos == 0) {
+        cli_args_free(&a);
+        return cli_usage_error("registry delete", NULL, "expected NAME/VERSION (e.g. main.demo.model/2)");
+    }
+    bool json = cli_has(&a, "json"), force = cli_has(&a, "force");
+    ft_store *s;
+    int rc = run_open_store_args("registry", &a, &s);
+    if (rc)
+        return rc;
+    json_t *done = json_array();
+    for (size_t i = 0; i < a.n_pos; i++) {
+        ft_err err;
+        ft_status st = ft_registry_delete(s, NULL, a.pos[i], force, &err);
+        if (st == FT_OK) {
+            json_array_append_new(done, json_string(a.pos[i]));
+            if (!json)
+                printf("deleted %s\n", a.pos[i]);
+        } else {
+            int r2 = cli_report("registry delete", &err);
+            rc = rc ? rc : r2;
+        }
+    }
+    if (json) {
+        char *t = ft_json_dumps(done, 0);
+        printf("%s\n", t ? t : "[]");
+        free(t);
+    }
+    json_decref(done);
+    ft_store_close(s);
+    cli_args_free(&a);
+    return rc;
+}
+
 int cmd_registry(int argc, char **argv) {
+    if (argc >= 1 && !strcmp(argv[0], "delete"))
+        return registry_delete(argc - 1, argv + 1);
     if (argc < 1 || (strcmp(argv[0], "list") && strcmp(argv[0], "show"))) {
         if (argc >= 1 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h"))) {
-            printf("usage: ftune registry list [--json]\n       ftune registry show NAME[/VERSION] [--json]\n");
+            printf("usage: ftune registry list [--json]\n       ftune registry show NAME[/VERSION] [--json]\n"
+                   "       ftune registry delete NAME/VERSION... [--force] [--json]\n");
             return CLI_EXIT_OK;
         }
-        return cli_usage_error("registry", NULL, "expected `registry list` or `registry show NAME[/VERSION]`");
+        return cli_usage_error("registry", NULL,
+                               "expected `registry list`, `registry show NAME[/VERSION]` or `registry delete "
+                               "NAME/VERSION`");
     }
     bool show = !strcmp(argv[0], "show");
     cli_args a;

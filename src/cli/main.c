@@ -23,7 +23,7 @@ static const command commands[] = {
     {"delete", cmd_delete, "delete runs and their files"},
     {"resume", cmd_resume, "continue an interrupted run from its latest checkpoint"},
     {"models", cmd_models, "the supported models and which are present locally"},
-    {"registry", cmd_registry, "registered models: registry list | registry show NAME"},
+    {"registry", cmd_registry, "registered models: registry list | registry show NAME | registry delete NAME/VERSION"},
     {"worker", cmd_worker, "the background worker that runs queued runs"},
     {"validate", cmd_validate, "check training data: every problem with file:line:column, then a summary"},
     {"tokenize", cmd_tokenize, "token ids of a text with a model's tokenizer.json (--jsonl for many)"},

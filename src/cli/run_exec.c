@@ -30,6 +30,8 @@ int run_open_store(const char *command, ft_store **s) {
     ft_err err;
     if (ft_store_open_home(s, &err) != FT_OK)
         return cli_report(command, &err);
+    /* What killed registrations left in the registry goes at the next command (issue #9). */
+    ft_registry_clean_incoming(NULL, NULL);
     return CLI_EXIT_OK;
 }
 

@@ -2,12 +2,20 @@
  * registration a new version whose files are a clone of a run's exported HF folder under
  * $FTUNE_HOME/registry/<catalog>/<schema>/<model>/<version>/.
  *
- * Crash safety: the clone is written into a hidden temporary folder beside the versions and every
- * file fsynced; inside the IMMEDIATE transaction that picks the version number the folder is
- * renamed to that number and the row inserted. A crash before the commit leaves at most a folder
- * without a row: the next registration of that name removes it and reuses the number. */
+ * Crash safety: the clone is written into a hidden temporary folder (.incoming-<pid>-<time>)
+ * beside the versions and every file fsynced; inside the IMMEDIATE transaction that picks the
+ * version number the folder is renamed to that number (never over an existing one) and the row
+ * inserted. A crash leaves at most a temporary folder of a dead process, which the next command
+ * removes (ft_registry_clean_incoming), or a version folder without a row, which is kept.
+ *
+ * Numbering (issue #9): the next version is one above the highest the store has recorded (rows,
+ * and the highest ever given, so a deleted version's number is not reused) and the highest
+ * version folder on disk, so that an emptied or lost ftune.db can never make a registration
+ * overwrite a registered model. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,6 +114,159 @@ static void hash_file(const char *dir, const char *file, uint64_t *h, bool *any)
     ft_free(p);
 }
 
+/* ---------------------------------------------------------------- temporary folders */
+
+/* Whether `pid` is a live ftune process. A pid that is not alive, or that now belongs to a
+ * program other than ftune (a recycled pid), is not. */
+static bool ftune_pid_alive(long pid) {
+    if (pid <= 0)
+        return false;
+    if (pid == (long)getpid())
+        return true;
+    if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+        return false;
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return true; /* cannot tell: assume it is */
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0; /* argv[0] ends at the first NUL */
+    const char *base = strrchr(buf, '/');
+    return n == 0 || strstr(base ? base + 1 : buf, "ftune") != NULL;
+}
+
+/* The pid in ".incoming-<pid>-..." or ".deleting-<pid>-...", or 0 when the name is neither. */
+static long temp_pid(const char *name) {
+    const char *p = !strncmp(name, ".incoming-", 10) ? name + 10 : !strncmp(name, ".deleting-", 10) ? name + 10 : NULL;
+    if (!p || *p < '0' || *p > '9')
+        return 0;
+    return strtol(p, NULL, 10);
+}
+
+/* In one model folder: remove the temporary folders of dead processes; *busy (may be NULL) says
+ * whether a live process has one (a registration or deletion in progress). */
+static ft_status clean_model_dir(const char *dir, bool *busy, ft_err *err) {
+    if (busy)
+        *busy = false;
+    DIR *d = opendir(dir);
+    if (!d)
+        return FT_OK;
+    ft_status st = FT_OK;
+    for (struct dirent *e; (e = readdir(d));) {
+        long pid = temp_pid(e->d_name);
+        if (!pid)
+            continue;
+        if (ftune_pid_alive(pid)) {
+            if (busy)
+                *busy = true;
+            continue;
+        }
+        char *p = ft_path_join(dir, e->d_name);
+        ft_status s2 = p ? ft_rm_rf(p, err) : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+        if (s2 != FT_OK && st == FT_OK)
+            st = s2;
+        ft_free(p);
+    }
+    closedir(d);
+    return st;
+}
+
+/* The subfolders of `dir` whose names are registry name parts (caller frees with the count). */
+static char **list_parts(const char *dir, size_t *n) {
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return NULL;
+    char **v = NULL;
+    size_t cap = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (!name_part_ok(e->d_name, strlen(e->d_name)))
+            continue;
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 16;
+            char **nv = ft_realloc(v, cap * sizeof *nv);
+            if (!nv)
+                break;
+            v = nv;
+        }
+        v[*n] = ft_path_join(dir, e->d_name);
+        if (v[*n])
+            (*n)++;
+    }
+    closedir(d);
+    return v;
+}
+
+static void free_parts(char **v, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        ft_free(v[i]);
+    ft_free(v);
+}
+
+ft_status ft_registry_clean_incoming(const char *home, ft_err *err) {
+    char *home_owned = home ? NULL : ft_home_dir();
+    if (!home)
+        home = home_owned;
+    char *reg = home ? ft_path_join(home, "registry") : NULL;
+    ft_status st = reg ? FT_OK : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    size_t nc = 0, ns, nm;
+    char **cats = reg ? list_parts(reg, &nc) : NULL;
+    for (size_t i = 0; i < nc; i++) {
+        char **schemas = list_parts(cats[i], &ns);
+        for (size_t j = 0; j < ns; j++) {
+            char **models = list_parts(schemas[j], &nm);
+            for (size_t k = 0; k < nm; k++) {
+                ft_status s2 = clean_model_dir(models[k], NULL, err);
+                if (s2 != FT_OK && st == FT_OK)
+                    st = s2;
+            }
+            free_parts(models, nm);
+        }
+        free_parts(schemas, ns);
+    }
+    free_parts(cats, nc);
+    ft_free(reg);
+    ft_free(home_owned);
+    return st;
+}
+
+/* The highest numeric version folder in a model's folder (0 when none). */
+static int64_t max_version_folder(const char *root) {
+    int64_t best = 0;
+    DIR *d = opendir(root);
+    if (!d)
+        return 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        const char *p = e->d_name;
+        if (*p < '1' || *p > '9')
+            continue;
+        char *end;
+        long long v = strtoll(p, &end, 10);
+        if (*end == 0 && v > best)
+            best = v;
+    }
+    closedir(d);
+    return best;
+}
+
+/* rename(2) that never replaces: a version folder is never overwritten, not even an empty one. */
+static int rename_noreplace(const char *from, const char *to) {
+#ifdef RENAME_NOREPLACE
+    if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+        return 0;
+    if (errno != EINVAL && errno != ENOSYS) /* a file system without the flag falls through */
+        return -1;
+#endif
+    struct stat st;
+    if (lstat(to, &st) == 0) {
+        errno = EEXIST;
+        return -1;
+    }
+    return rename(from, to);
+}
+
 /* ---------------------------------------------------------------- versions */
 
 void ft_model_version_deinit(ft_model_version *v) {
@@ -201,6 +362,8 @@ ft_status ft_registry_register(ft_store *s, const char *home, const char *name, 
     if (st == FT_OK)
         st = ft_mkdir_p(root, err);
     if (st == FT_OK)
+        clean_model_dir(root, NULL, NULL); /* leftovers of killed registrations of this model */
+    if (st == FT_OK)
         st = copy_tree(src_dir, tmp, 0, err);
 
     uint64_t h = 1469598103934665603ull;
@@ -228,7 +391,10 @@ ft_status ft_registry_register(ft_store *s, const char *home, const char *name, 
         sqlite3_finalize(q);
     }
     if (st == FT_OK)
-        st = store_prepare(s, "SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE name = ?", &q, err);
+        st = store_prepare(s,
+                           "SELECT MAX((SELECT COALESCE(MAX(version), 0) FROM model_versions WHERE name = ?1),"
+                           " (SELECT last_version FROM registered_models WHERE name = ?1)) + 1",
+                           &q, err);
     if (st == FT_OK) {
         sqlite3_bind_text(q, 1, name, -1, SQLITE_TRANSIENT);
         if (sqlite3_step(q) == SQLITE_ROW)
@@ -238,14 +404,23 @@ ft_status ft_registry_register(ft_store *s, const char *home, const char *name, 
         sqlite3_finalize(q);
     }
     if (st == FT_OK) {
-        dest = root ? ft_asprintf("%s/%lld", root, (long long)version) : NULL;
-        /* A folder with this number but no row is a crashed registration's leftover. */
-        st = dest ? ft_rm_rf(dest, err) : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+        /* Folders count too: a store that was emptied or replaced must not reuse their numbers. */
+        int64_t on_disk = max_version_folder(root);
+        if (on_disk >= version)
+            version = on_disk + 1;
+        dest = ft_asprintf("%s/%lld", root, (long long)version);
+        if (!dest)
+            st = FT_ERR(err, FT_ERR_NOMEM, "out of memory");
     }
     if (st == FT_OK) {
-        if (rename(tmp, dest) != 0)
-            st = FT_ERR_AT(err, FT_ERR_IO, dest, 0, 0, "cannot move the registered copy into place: %s",
-                           strerror(errno));
+        if (rename_noreplace(tmp, dest) != 0)
+            st = errno == EEXIST || errno == ENOTEMPTY
+                     ? FT_ERR_AT(err, FT_ERR_INVALID, dest, 0, 0,
+                                 "version %lld of %s already exists on disk; a registered version is never "
+                                 "overwritten (another registration got there first: try again)",
+                                 (long long)version, name)
+                     : FT_ERR_AT(err, FT_ERR_IO, dest, 0, 0, "cannot move the registered copy into place: %s",
+                                 strerror(errno));
         else
             renamed = true;
     }
@@ -264,6 +439,16 @@ ft_status ft_registry_register(ft_store *s, const char *home, const char *name, 
         store_bind_text(q, 6, metrics_json ? metrics_json : "{}");
         store_bind_text(q, 7, any ? hash : NULL);
         sqlite3_bind_double(q, 8, now);
+        if (sqlite3_step(q) != SQLITE_DONE)
+            st = store_sql_err(s, err, "recording a version");
+        sqlite3_finalize(q);
+    }
+    if (st == FT_OK)
+        st = store_prepare(s, "UPDATE registered_models SET last_version = MAX(last_version, ?2) WHERE name = ?1", &q,
+                           err);
+    if (st == FT_OK) {
+        sqlite3_bind_text(q, 1, name, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(q, 2, version);
         if (sqlite3_step(q) != SQLITE_DONE)
             st = store_sql_err(s, err, "recording a version");
         sqlite3_finalize(q);
@@ -334,4 +519,84 @@ ft_status ft_registry_show(ft_store *s, const char *name, ft_model_version **out
     if (*n == 0)
         return FT_ERR(err, FT_ERR_NOT_FOUND, "no registered model \"%s\" (see `ftune registry list`)", name);
     return FT_OK;
+}
+
+ft_status ft_registry_delete(ft_store *s, const char *home, const char *name_version, bool force, ft_err *err) {
+    const char *slash = strchr(name_version, '/');
+    char *end = NULL;
+    long long version = slash ? strtoll(slash + 1, &end, 10) : 0;
+    if (!slash || end == slash + 1 || *end || version <= 0)
+        return FT_ERR(err, FT_ERR_INVALID, "\"%s\": expected NAME/VERSION (catalog.schema.model/3)", name_version);
+    char name[512];
+    snprintf(name, sizeof name, "%.*s", (int)(slash - name_version), name_version);
+    FT_TRY(ft_registry_check_name(name, err));
+    ft_model_version *v = NULL;
+    size_t n = 0;
+    FT_TRY(ft_registry_show(s, name_version, &v, &n, err));
+    ft_model_version_list_free(v, n);
+    char *home_owned = home ? NULL : ft_home_dir();
+    if (!home)
+        home = home_owned;
+    char *rel = name_to_rel(name);
+    char *root = home && rel ? ft_asprintf("%s/registry/%s", home, rel) : NULL;
+    char *dir = root ? ft_asprintf("%s/%lld", root, version) : NULL;
+    char *gone = root ? ft_asprintf("%s/.deleting-%ld-%lld", root, (long)getpid(), version) : NULL;
+    ft_status st = dir && gone ? FT_OK : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    bool busy = false;
+    if (st == FT_OK)
+        clean_model_dir(root, &busy, NULL);
+    if (st == FT_OK && busy && !force)
+        st = FT_ERR(err, FT_ERR_INVALID,
+                    "%s is being registered or deleted by another ftune process right now; try again when it is "
+                    "done (or use --force)",
+                    name);
+    /* Out of the resolver's sight first (a rename), then the row, then the files: a crash leaves
+     * either the version as it was or a .deleting folder the next command removes. */
+    bool moved = false;
+    if (st == FT_OK && ft_path_exists(dir)) {
+        if (rename(dir, gone) != 0)
+            st = FT_ERR_AT(err, FT_ERR_IO, dir, 0, 0, "cannot move the version aside to delete it: %s",
+                           strerror(errno));
+        else
+            moved = true;
+    }
+    bool began = false;
+    if (st == FT_OK)
+        began = (st = store_begin(s, err)) == FT_OK;
+    sqlite3_stmt *q = NULL;
+    if (st == FT_OK)
+        st = store_prepare(s, "UPDATE registered_models SET last_version = MAX(last_version, ?2) WHERE name = ?1", &q,
+                           err);
+    if (st == FT_OK) {
+        sqlite3_bind_text(q, 1, name, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(q, 2, version);
+        if (sqlite3_step(q) != SQLITE_DONE)
+            st = store_sql_err(s, err, "deleting a version");
+        sqlite3_finalize(q);
+    }
+    if (st == FT_OK)
+        st = store_prepare(s, "DELETE FROM model_versions WHERE name = ?1 AND version = ?2", &q, err);
+    if (st == FT_OK) {
+        sqlite3_bind_text(q, 1, name, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(q, 2, version);
+        if (sqlite3_step(q) != SQLITE_DONE)
+            st = store_sql_err(s, err, "deleting a version");
+        sqlite3_finalize(q);
+    }
+    if (st == FT_OK)
+        st = store_commit(s, err);
+    if (st != FT_OK) {
+        if (began)
+            store_rollback(s);
+        if (moved)
+            rename(gone, dir);
+    } else if (moved) {
+        st = ft_rm_rf(gone, err);
+    }
+    ft_free(gone);
+    ft_free(dir);
+    ft_free(root);
+    ft_free(rel);
+    ft_free(home_owned);
+    return st;
 }

@@ -135,6 +135,11 @@ static const char *const migrations[] = {
     "  name TEXT NOT NULL REFERENCES registered_models(name),"
     "  version INTEGER NOT NULL, path TEXT NOT NULL, run TEXT, checkpoint TEXT, metrics TEXT,"
     "  tokenizer_hash TEXT, created REAL NOT NULL, PRIMARY KEY (name, version)) WITHOUT ROWID;",
+    /* 2: the highest version each model ever had, so that a deleted version's number is never
+     * given again (a consumer pinned to c.s.n/3 must never get other weights) */
+    "ALTER TABLE registered_models ADD COLUMN last_version INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE registered_models SET last_version ="
+    "  (SELECT COALESCE(MAX(version), 0) FROM model_versions v WHERE v.name = registered_models.name);",
 };
 #define N_MIGRATIONS ((int64_t)(sizeof migrations / sizeof *migrations))
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "ftune/json.h"
@@ -354,4 +355,46 @@ TEST(paths_mapped_paths_cannot_leave_their_root) {
     ft_free(home);
     ft_free(tmp);
     close(lock);
+}
+
+TEST(paths_registry_delete_and_leftovers_cli) {
+    char *tmp = ft_path_canonical(ft_test_tmpdir());
+    char *home = ft_path_join(tmp, "home"), *src = ft_path_join(tmp, "export");
+    write_file(src, "config.json", "{}");
+    ft_mkdir_p(home, NULL);
+    char *db = ft_path_join(home, "ftune.db");
+    ft_store *s;
+    ft_err err;
+    REQUIRE_OK(ft_store_open(db, &s, &err), &err);
+    for (int i = 0; i < 2; i++)
+        REQUIRE_OK(ft_registry_register(s, home, "main.demo.m", src, NULL, NULL, NULL, NULL, &err), &err);
+    ft_store_close(s);
+    /* a registration killed half-way: any command cleans it */
+    pid_t child = fork();
+    if (child == 0)
+        _exit(0);
+    REQUIRE(child > 0);
+    waitpid(child, NULL, 0);
+    char *dead = ft_asprintf("%s/registry/main/demo/m/.incoming-%ld-1", home, (long)child);
+    write_file(dead, "config.json", "{}");
+    char *out;
+    CHECK_EQ_INT(ftune_in(tmp, home, NULL, "list"), 0);
+    CHECK(!ft_path_exists(dead));
+    CHECK_EQ_INT(ftune_in(tmp, home, &out, "registry delete main.demo.m"), 2);
+    CHECK(out && strstr(out, "NAME/VERSION"));
+    free(out);
+    CHECK_EQ_INT(ftune_in(tmp, home, &out, "registry delete main.demo.m/1 --json"), 0);
+    CHECK(out && strstr(out, "[\"main.demo.m/1\"]"));
+    free(out);
+    CHECK(!exists_in(home, "registry/main/demo/m/1") && exists_in(home, "registry/main/demo/m/2"));
+    CHECK_EQ_INT(ftune_in(tmp, home, &out, "registry show main.demo.m/1"), 2);
+    free(out);
+    CHECK_EQ_INT(ftune_in(tmp, home, &out, "registry delete main.demo.m/1"), 2);
+    CHECK(out && strstr(out, "main.demo.m/1"));
+    free(out);
+    ft_free(dead);
+    ft_free(db);
+    ft_free(src);
+    ft_free(home);
+    ft_free(tmp);
 }
