@@ -263,6 +263,10 @@ static json_t *state_to_json(run *r) {
                           "skipped_updates", (json_int_t)r->skipped, "nonfinite_in_a_row",
                           (json_int_t)r->nonfinite_in_a_row, "loss_spikes", (json_int_t)r->spikes, "loss_window", win,
                           "elapsed_s", r->elapsed_before + (ft_time_now() - r->t_start));
+    /* The loss of the step saved, so that a run resumed after its last step (killed before it
+     * was registered) reports the real final loss. JSON has no NaN: a non-finite one is left out. */
+    if (o && r->step > 0 && isfinite(r->res->final_loss))
+        json_object_set_new(o, "last_loss", json_real(r->res->final_loss));
     return o;
 }
 
@@ -340,6 +344,13 @@ static ft_status load_state(run *r, const char *ckpt, ft_err *err) {
         s = ft_json_get_int(j, "loss_spikes", true, &r->spikes, STATE_FILE, err);
     if (s == FT_OK)
         s = ft_json_get_double(j, "elapsed_s", false, &r->elapsed_before, STATE_FILE, err);
+    if (s == FT_OK) { /* checkpoints written before last_loss: the newest loss of the spike window */
+        json_t *ll = json_object_get(j, "last_loss"), *win = json_object_get(j, "loss_window");
+        if (!json_is_number(ll) && json_array_size(win))
+            ll = json_array_get(win, json_array_size(win) - 1);
+        if (json_is_number(ll))
+            r->res->final_loss = json_number_value(ll);
+    }
     if (s == FT_OK)
         s = ft_data_cursor_from_json(json_object_get(j, "cursor"), &r->cursor, err);
     if (s == FT_OK) {
@@ -625,6 +636,9 @@ static ft_status run_impl(const ft_train_config *cfg, const char *run_dir, const
     if (s == FT_OK && resume_from) {
         ft_data_cursor_init(&r.cursor, cfg->seed);
         s = load_state(&r, resume_from, err);
+        /* What the result says if no step is left to run: the checkpoint's own. */
+        if (s == FT_OK)
+            snprintf(res->last_checkpoint, sizeof res->last_checkpoint, "%s", resume_from);
     }
     /* Weights: the checkpoint resumed from, else custom_weights_path, else the model. */
     char *weights_dir = NULL;

@@ -560,3 +560,51 @@ TEST(lifecycle_sigkill_then_resume_and_worker_give_identical_losses) {
     CHECK(out && strstr(out, "is gone: resuming from the latest checkpoint"));
     free(out);
 }
+
+/* Issue #9 item 6: a run that trained to the end but was not registered (the registration failed,
+ * or the process was killed between TRAIN_FINISHED and REGISTERED) and is then resumed registers
+ * the real final loss, step count and checkpoint, not 0.0 and null. */
+TEST(lifecycle_resumed_registration_records_the_real_metrics) {
+    env e;
+    REQUIRE(setup(&e));
+    /* a file where the registry needs a folder: the registration after training fails */
+    char *reg = ft_path_join(e.home, "registry"), *block = ft_path_join(e.home, "registry/main");
+    ft_mkdir_p(reg, NULL);
+    REQUIRE_OK(ft_file_write_atomic(block, "x", 1, NULL), (ft_err *)NULL);
+    char *out;
+    int rc = ftune(&e, &out,
+                   "create --model '%s' --train-data-path '%s' --eval-data-path '%s' " RUN_FLAGS
+                   " --name late --training-duration 3ba --register-to main.test.late --json",
+                   e.model, e.train, e.eval);
+    json_t *run = last_json(out);
+    free(out);
+    CHECK_EQ_INT(rc, 1);
+    CHECK_STR_EQ(jstr(run, "status"), "FAILED");
+    CHECK(strstr(jstr(run, "details"), "registration failed") != NULL);
+    json_decref(run);
+    unlink(block);
+    rc = ftune(&e, &out, "resume late --json");
+    run = last_json(out);
+    free(out);
+    CHECK_EQ_INT(rc, 0);
+    CHECK_STR_EQ(jstr(run, "status"), "COMPLETED");
+    CHECK_STR_EQ(jstr(run, "registered_model"), "main.test.late/1");
+    json_decref(run);
+    double l[16];
+    REQUIRE(losses(&e, "late", l, 16) == 3);
+    REQUIRE(ftune(&e, &out, "registry show main.test.late --json") == 0);
+    json_t *j = last_json(out);
+    free(out);
+    json_t *v = json_array_get(json_object_get(j, "versions"), 0);
+    json_t *m = json_object_get(v, "metrics");
+    CHECK(json_is_number(json_object_get(m, "final_loss")));
+    CHECK(l[2] > 0);
+    CHECK_NEAR(json_number_value(json_object_get(m, "final_loss")), l[2], 1e-6 * l[2]);
+    CHECK_EQ_INT(json_integer_value(json_object_get(m, "steps")), 3);
+    CHECK(json_is_number(json_object_get(m, "eval_loss")));
+    const char *ck = jstr(v, "checkpoint");
+    CHECK(strstr(ck, "/checkpoints/ep") && strstr(ck, "-ba3"));
+    json_decref(j);
+    ft_free(reg);
+    ft_free(block);
+}
