@@ -1,7 +1,8 @@
 /* tests/test.h: the ftune test framework. Tests register themselves (one binary, all modules);
  * a failed check prints file:line and the values and marks the test failed, then the test goes
- * on (CHECK) or returns (REQUIRE); SKIP("reason") ends a test as skipped. The runner prints
- * "N passed, N failed, N skipped". */
+ * on (CHECK) or returns (REQUIRE); SKIP("reason") ends a test as skipped. The runner
+ * (tests/main.c) runs each test in its own process, so a crash or a hang fails that test only,
+ * and prints "N passed, N failed, N skipped". */
 #ifndef FTUNE_TEST_H
 #define FTUNE_TEST_H
 
@@ -12,7 +13,15 @@
 #include "ftune/base.h"
 
 typedef void (*ft_test_fn)(void);
+typedef enum {
+    FT_TEST_KIND_TEST,     /* an ordinary test */
+    FT_TEST_KIND_HELPER,   /* never run as a test: `ftune_tests --helper NAME` runs it (a process
+                            * another test starts, e.g. to kill it) */
+    FT_TEST_KIND_SELFTEST, /* the runner's own self-tests (crash, hang on purpose): run only with
+                            * FT_TEST_RUNNER_SELFTEST=1, by tests/test_runner.c */
+} ft_test_kind;
 void ft_test_register(const char *name, const char *file, ft_test_fn fn);
+void ft_test_register_kind(const char *name, const char *file, ft_test_fn fn, ft_test_kind kind);
 void ft_test_fail_(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Mark the current test skipped with a reason (counted as skipped, never as passed). */
 void ft_test_skip_(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -35,11 +44,35 @@ int ft_test_sanitized(void);
     }                                                                                    \
     static void name(void)
 
+/* A process entry that is not a test: `ftune_tests --helper name` runs it and exits 0 unless a
+ * check failed (it has no ft_test_tmpdir()). */
+#define TEST_HELPER(name)                                                                \
+    static void name(void);                                                              \
+    __attribute__((constructor)) static void ft_test_reg_##name(void) {                  \
+        ft_test_register_kind(#name, __FILE__, name, FT_TEST_KIND_HELPER);               \
+    }                                                                                    \
+    static void name(void)
+
+/* A test of the runner itself, run only when FT_TEST_RUNNER_SELFTEST=1. */
+#define TEST_SELFTEST(name)                                                              \
+    static void name(void);                                                              \
+    __attribute__((constructor)) static void ft_test_reg_##name(void) {                  \
+        ft_test_register_kind(#name, __FILE__, name, FT_TEST_KIND_SELFTEST);             \
+    }                                                                                    \
+    static void name(void)
+
 /* End the test as skipped, saying why (a skip is never a pass). */
 #define SKIP(...)                                                                        \
     do {                                                                                 \
         ft_test_skip_(__FILE__, __LINE__, __VA_ARGS__);                                  \
         return;                                                                          \
+    } while (0)
+
+/* Skip under the ASan+UBSan build, saying so and why (the optimized run covers the test). */
+#define SKIP_IF_SANITIZED(why)                                                           \
+    do {                                                                                 \
+        if (ft_test_sanitized())                                                         \
+            SKIP("not run under ASan+UBSan: %s; the optimized run covers it", why);      \
     } while (0)
 
 #define CHECK(cond)                                                         \

@@ -410,10 +410,8 @@ static bool wait_status(const env *e, const char *name, const char *want) {
 }
 
 TEST(lifecycle_cancel_a_detached_run) {
-    /* Under ASan every ftune process costs a second to start; the optimized suite covers this
-     * (the executor code is the one the other lifecycle tests run under ASan). */
-    if (ft_test_sanitized())
-        return;
+    /* The executor code is the one the other lifecycle tests run under ASan. */
+    SKIP_IF_SANITIZED("every ftune process takes about a second to start under ASan");
     env e;
     REQUIRE(setup(&e));
     char *out;
@@ -473,10 +471,8 @@ TEST(lifecycle_cancel_a_detached_run) {
 }
 
 TEST(lifecycle_ctrl_c_stops_a_foreground_run) {
-    /* Under ASan every ftune process costs a second to start; the optimized suite covers this
-     * (the executor code is the one the other lifecycle tests run under ASan). */
-    if (ft_test_sanitized())
-        return;
+    /* The executor code is the one the other lifecycle tests run under ASan. */
+    SKIP_IF_SANITIZED("every ftune process takes about a second to start under ASan");
     env e;
     REQUIRE(setup(&e));
     char args[4096];

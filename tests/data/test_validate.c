@@ -148,8 +148,10 @@ TEST(validate_empty_file_and_missing_path) {
 
 static void write_file(const char *path, const char *data, size_t n) {
     FILE *f = fopen(path, "wb");
-    if (!f)
+    if (!f) {
+        ft_test_fail_(__FILE__, __LINE__, "cannot write %s", path);
         return;
+    }
     fwrite(data, 1, n, f);
     fclose(f);
 }

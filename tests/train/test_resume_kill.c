@@ -4,9 +4,9 @@
  * uninterrupted run with the same seed and thread count.
  *
  * The training process is this test binary run again (fork + exec of /proc/self/exe, so no
- * OpenMP state crosses a fork) with FT_TRAIN_CHILD_CONFIG naming a run configuration: the test
- * train_kill_child_entry then trains it, slowed by a sleep per step so that the kill lands mid-run.
- * Without that variable, train_kill_child_entry does nothing. */
+ * OpenMP state crosses a fork) as `ftune_tests --helper train_kill_child` with
+ * FT_TRAIN_CHILD_CONFIG naming a run configuration: the helper (not a test) trains it, slowed by a
+ * sleep per step so that the kill lands mid-run. */
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -26,10 +26,9 @@ static ft_status slow_step(void *u, const ft_train_step_info *i) {
     return FT_OK;
 }
 
-TEST(train_kill_child_entry) {
+TEST_HELPER(train_kill_child) {
     const char *path = getenv("FT_TRAIN_CHILD_CONFIG");
-    if (!path)
-        return; /* only a training process started by train_resume_after_sigkill runs this */
+    REQUIRE(path);
     ft_err err;
     json_t *j = NULL;
     REQUIRE_OK(ft_json_load_file(path, &j, &err), &err);
@@ -49,8 +48,6 @@ static size_t losses_logged(const char *run_dir) {
 }
 
 TEST(train_resume_after_sigkill) {
-    if (getenv("FT_TRAIN_CHILD_CONFIG"))
-        return; /* we are the child */
     const char *tmp = ft_test_tmpdir();
     ft_err err;
     char model[1024], data[1024], cfgp[1024], run_dir[1100];
@@ -87,7 +84,7 @@ TEST(train_resume_after_sigkill) {
     REQUIRE(pid >= 0);
     if (pid == 0) {
         setenv("FT_TRAIN_CHILD_CONFIG", cfgp, 1);
-        execl("/proc/self/exe", "ftune_tests", "train_kill_child_entry", (char *)NULL);
+        execl("/proc/self/exe", "ftune_tests", "--helper", "train_kill_child", (char *)NULL);
         _exit(127);
     }
     double t0 = ft_time_now();
@@ -100,10 +97,6 @@ TEST(train_resume_after_sigkill) {
     int status = 0;
     waitpid(pid, &status, 0);
     REQUIRE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-    /* The killed test runner could not remove its temporary folder. */
-    char child_tmp[1100];
-    snprintf(child_tmp, sizeof child_tmp, "%s/ftune-tests-%ld", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (long)pid);
-    ft_rm_rf(child_tmp, NULL);
     size_t at_kill = losses_logged(run_dir);
     printf("    killed the training process after %zu of %d steps\n", at_kill, STEPS);
     REQUIRE(at_kill >= 10 && at_kill < STEPS);
