@@ -133,9 +133,18 @@ static ft_status walk_dir(walk *w, const char *root, const char *rel, int depth,
         }
         struct stat cs;
         if (stat(child, &cs) != 0) {
+            /* A data file that cannot be reached (a dangling symlink, say) must not silently
+             * shrink the data set; anything else that vanished is not data. */
+            int e = errno;
+            if (ends_with(names.rel[i], w->ext)) {
+                struct stat ls;
+                bool link = lstat(child, &ls) == 0 && S_ISLNK(ls.st_mode);
+                s = FT_ERR_AT(err, FT_ERR_NOT_FOUND, child, 0, 0, "%s: %s; fix or remove it",
+                              link ? "a symbolic link whose target does not exist" : "cannot read", strerror(e));
+            }
             ft_free(child);
             ft_free(child_rel);
-            continue; /* dangling symlink */
+            continue;
         }
         if (S_ISDIR(cs.st_mode)) {
             s = walk_dir(w, root, child_rel, depth + 1, err);
@@ -573,6 +582,13 @@ ft_status ft_reader_open(const char *path, ft_task_type task, const ft_reader_pa
             s = FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0, "no %s files in this folder (searched recursively)%s",
                           w.ext,
                           cpt ? "" : "; CONTINUED_PRETRAIN reads .txt files, chat and instruction data .jsonl");
+    } else if (!S_ISREG(st.st_mode)) {
+        /* A device (/dev/zero), pipe or socket: validation reads the data once and training
+         * reads records again by their byte offsets, and such a stream may never end. */
+        s = FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0,
+                      "not a regular file (a %s): training data must be a file or a folder of files, which "
+                      "ftune reads more than once; copy the stream to a file first",
+                      S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "device" : S_ISFIFO(st.st_mode) ? "pipe" : "socket");
     } else if (ends_with(mapped, ".parquet") || ends_with(mapped, ".arrow")) {
         s = FT_ERR_AT(err, FT_ERR_UNSUPPORTED, path, 0, 0, "reading parquet and Arrow files is not implemented yet");
     } else if (cpt && !ends_with(mapped, ".txt")) {

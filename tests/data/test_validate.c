@@ -283,6 +283,40 @@ TEST(check_record_direct) {
 }
 
 /* `ftune validate`: every problem as file:line:column, exit 2 for invalid data, 0 for valid. */
+/* Issue #9 item 9: a device or pipe never ends (/dev/zero spun forever skipping its first
+ * "line"): it is refused at open with a message, in bounded time. A dangling *.jsonl symlink in
+ * a folder is an error naming it, not a silently smaller data set. */
+TEST(reader_refuses_devices_pipes_and_dangling_links) {
+    ft_reader *r = NULL;
+    ft_err err;
+    ft_err_clear(&err);
+    CHECK_EQ_INT(ft_reader_open("/dev/zero", FT_TASK_CHAT_COMPLETION, NULL, &r, &err), FT_ERR_INVALID);
+    CHECK(r == NULL && strstr(err.msg, "not a regular file (a device)") && strstr(err.file, "/dev/zero"));
+    const char *d = ft_test_tmpdir();
+    char p[1024], cmd[2048], *out = NULL;
+    snprintf(p, sizeof p, "%s/fifo.jsonl", d);
+    REQUIRE(mkfifo(p, 0600) == 0);
+    CHECK_EQ_INT(ft_reader_open(p, FT_TASK_CHAT_COMPLETION, NULL, &r, &err), FT_ERR_INVALID);
+    CHECK(strstr(err.msg, "a pipe") != NULL);
+    /* the command the issue names returns at once with exit 2 */
+    snprintf(cmd, sizeof cmd, "timeout 20 %s validate --max-line-bytes 1000 /dev/zero 2>&1", ft_test_ftune_bin());
+    CHECK_EQ_INT(ft_test_run(cmd, &out), 2);
+    CHECK(out && strstr(out, "/dev/zero: not a regular file") != NULL);
+    free(out);
+
+    snprintf(p, sizeof p, "%s/data", d);
+    mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/data/a.jsonl", d);
+    const char *rec = "{\"prompt\": \"p\", \"response\": \"r\"}\n";
+    write_file(p, rec, strlen(rec));
+    snprintf(p, sizeof p, "%s/data/b.jsonl", d);
+    REQUIRE(symlink("/nonexistent/ftune-test/b.jsonl", p) == 0);
+    snprintf(p, sizeof p, "%s/data", d);
+    CHECK_EQ_INT(ft_reader_open(p, FT_TASK_INSTRUCTION_FINETUNE, NULL, &r, &err), FT_ERR_NOT_FOUND);
+    CHECK(strstr(err.file, "b.jsonl") && strstr(err.msg, "symbolic link whose target does not exist"));
+    ft_reader_free(r);
+}
+
 TEST(cli_validate_end_to_end) {
     char cmd[2048], *out = NULL;
     snprintf(cmd, sizeof cmd, "%s validate --max-line-bytes 4096 %s 2>&1", ft_test_ftune_bin(),
