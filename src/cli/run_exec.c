@@ -213,11 +213,21 @@ void run_print_json_full(ft_store *s, const ft_run *r) {
 
 /* ---------------------------------------------------------------- the sink */
 
-static volatile sig_atomic_t g_stop_signal; /* set by SIGINT/SIGTERM; signal handlers need a global */
+static volatile sig_atomic_t g_stop_signal; /* the SIGINT/SIGTERM/SIGHUP received; handlers need a global */
 
 static void on_stop_signal(int sig) {
-    g_stop_signal = 1;
+    g_stop_signal = sig;
     signal(sig, SIG_DFL); /* a second Ctrl-C ends the process at once */
+}
+
+/* What stopped a run, for its details and events. */
+static const char *stop_signal_desc(int sig) {
+    switch (sig) {
+    case SIGINT: return "stopped by Ctrl-C (SIGINT)";
+    case SIGHUP: return "stopped by SIGHUP (its terminal closed)";
+    case SIGTERM: return "stopped by SIGTERM";
+    default: return "stopped by a signal";
+    }
 }
 
 typedef struct sink_ctx {
@@ -361,7 +371,7 @@ static bool sink_should_stop(void *user) {
         return true;
     if (g_stop_signal) {
         c->stop_requested = true;
-        ft_store_run_set_status(c->s, c->name, FT_RUN_TERMINATING, NULL, NULL, NULL, "stopped by a signal (Ctrl-C)",
+        ft_store_run_set_status(c->s, c->name, FT_RUN_TERMINATING, NULL, NULL, NULL, stop_signal_desc(g_stop_signal),
                                 NULL);
         show_line(c, "TERMINATING", "INFO", "stopping after a checkpoint (Ctrl-C again to kill)");
         return true;
@@ -427,11 +437,18 @@ int run_execute(ft_store *s, const char *name, const run_exec_opts *o) {
         .should_stop = sink_should_stop,
     };
     g_stop_signal = 0;
-    struct sigaction sa = {0}, old_int, old_term;
+    /* SIGHUP (the terminal closed) is a request to stop like SIGTERM: record STOPPED after a
+     * checkpoint, resumable, instead of dying mid-step with the run left RUNNING. Output to a
+     * closed pipe must not kill the run either: with SIGPIPE ignored, writes just fail. */
+    struct sigaction sa = {0}, old_int, old_term, old_hup, old_pipe, ign = {0};
     sa.sa_handler = on_stop_signal;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
+    sigaction(SIGHUP, &sa, &old_hup);
+    ign.sa_handler = SIG_IGN;
+    sigemptyset(&ign.sa_mask);
+    sigaction(SIGPIPE, &ign, &old_pipe);
 
     ft_train_result res;
     memset(&res, 0, sizeof res);
@@ -478,6 +495,8 @@ int run_execute(ft_store *s, const char *name, const run_exec_opts *o) {
         ft_progress_end(&c.bar, NULL);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGHUP, &old_hup, NULL);
+    sigaction(SIGPIPE, &old_pipe, NULL);
 
     int rc = CLI_EXIT_OK;
     if (st != FT_OK || res.outcome == FT_TRAIN_FAILED) {
@@ -500,7 +519,8 @@ int run_execute(ft_store *s, const char *name, const run_exec_opts *o) {
                  res.last_checkpoint);
         ft_store_run_set_status(s, name, FT_RUN_TERMINATING, NULL, NULL, NULL, NULL, NULL);
         ft_store_run_set_status(s, name, FT_RUN_STOPPED, "STOPPED", "INFO", msg,
-                                c.stop_requested && !g_stop_signal ? "cancelled" : "stopped", NULL);
+                                c.stop_requested && !g_stop_signal ? "cancelled" : stop_signal_desc(g_stop_signal),
+                                NULL);
         show_line(&c, "STOPPED", "INFO", msg);
         rc = CLI_EXIT_FAIL;
     } else {
@@ -692,6 +712,7 @@ int run_worker_loop(bool until_idle, double poll_s, bool quiet) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL); /* a worker in a terminal that closes stops like on SIGTERM */
     g_worker_stop = 0;
     if (!quiet)
         fprintf(stderr, "ftune worker: pid %ld serving %s\n", (long)getpid(), until_idle ? "until the queue is empty" : "the queue");
@@ -740,6 +761,7 @@ int run_worker_loop(bool until_idle, double poll_s, bool quiet) {
             if (pid == 0) {
                 signal(SIGINT, SIG_DFL);
                 signal(SIGTERM, SIG_DFL);
+                signal(SIGHUP, SIG_DFL);
                 ft_store *cs;
                 if (ft_store_open_home(&cs, NULL) != FT_OK)
                     _exit(CLI_EXIT_FAIL);

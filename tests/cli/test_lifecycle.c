@@ -604,3 +604,44 @@ TEST(lifecycle_resumed_registration_records_the_real_metrics) {
     ft_free(reg);
     ft_free(block);
 }
+
+/* Issue #9 item 11: closing the terminal (SIGHUP) stops a foreground run like SIGTERM: recorded
+ * STOPPED with the reason and its last checkpoint kept (what `resume` continues from). Before, HUP
+ * killed the process mid-step and the run showed RUNNING "(its process is gone)". */
+TEST(lifecycle_sighup_stops_a_foreground_run_resumably) {
+    if (ft_test_sanitized())
+        SKIP("every ftune process costs a second to start under ASan; the optimized suite runs this");
+    env e;
+    REQUIRE(setup(&e));
+    char *cmd = ft_asprintf("FTUNE_HOME='%s' OMP_NUM_THREADS=1 exec %s create --model '%s' --train-data-path '%s' "
+                            RUN_FLAGS " --name hup --training-duration 100000ba --save-interval 5ba --quiet "
+                            ">/dev/null 2>&1",
+                            e.home, ft_test_ftune_bin(), e.model, e.train);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    ft_free(cmd);
+    bool running = wait_status(&e, "hup", "RUNNING");
+    kill(pid, SIGHUP);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    REQUIRE(running);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+    json_t *r = get_run(&e, "hup");
+    CHECK_STR_EQ(jstr(r, "status"), "STOPPED");
+    CHECK(strstr(jstr(r, "details"), "SIGHUP") != NULL);
+    char *latest = ft_asprintf("%s/checkpoints/latest.txt", jstr(r, "run_dir"));
+    CHECK(ft_path_exists(latest));
+    ft_free(latest);
+    json_decref(r);
+    char *out = NULL;
+    REQUIRE(ftune(&e, &out, "events hup --json") == 0);
+    json_t *ev = last_json(out);
+    free(out);
+    json_t *last = json_array_get(ev, json_array_size(ev) - 1);
+    CHECK_STR_EQ(jstr(last, "type"), "STOPPED");
+    json_decref(ev);
+}
