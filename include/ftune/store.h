@@ -25,6 +25,9 @@ ft_status ft_store_open(const char *db_path, ft_store **out, ft_err *err);
 /* Open $FTUNE_HOME/ftune.db, creating $FTUNE_HOME. */
 ft_status ft_store_open_home(ft_store **out, ft_err *err);
 void ft_store_close(ft_store *s);
+/* How long a write waits for another process's lock before failing with FT_ERR_IO (the default
+ * is 30 s). A trainer's bookkeeping uses a short wait and buffers instead (cli/run_exec.c). */
+void ft_store_set_busy_timeout(ft_store *s, int ms);
 /* The schema version this store is at, and the newest this build knows. */
 int64_t ft_store_schema_version(ft_store *s);
 int64_t ft_store_schema_latest(void);

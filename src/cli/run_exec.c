@@ -230,6 +230,28 @@ static const char *stop_signal_desc(int sig) {
     }
 }
 
+/* ---- bookkeeping that outlives a locked or unavailable store
+ * A run's events, metrics, progress and checkpoint rows are bookkeeping: the trainer's real work
+ * is the model and its checkpoints on disk. So while training, a write that finds ftune.db locked
+ * (another process in a long transaction), full or failing waits briefly (a short busy timeout),
+ * then goes into an in-memory queue, and training goes on. The queue is written, in order, at the
+ * next attempt that succeeds; attempts back off from 1 s to 30 s. Only when the store has been
+ * unavailable for FTUNE_STORE_OUTAGE_S seconds (default 600) does the run stop, after a
+ * checkpoint, with that reason; `ftune resume` continues it once the store is back. */
+
+#define SINK_BUSY_MS 1000          /* the wait of one attempt while training */
+#define STORE_DEFAULT_BUSY_MS 30000 /* ft_store_open's, restored for the end of the run */
+
+typedef enum { OP_EVENT, OP_STARTED, OP_CHECKPOINT } op_kind;
+
+typedef struct pending_op {
+    op_kind kind;
+    char type[32], level[8];
+    char *message;          /* events */
+    char *ck_name, *ck_path; /* checkpoints */
+    int64_t step, epoch;
+} pending_op;
+
 typedef struct sink_ctx {
     ft_store *s;
     const char *name;
@@ -245,7 +267,19 @@ typedef struct sink_ctx {
     int64_t steps, total_steps;
     double loss;
     int64_t kill_at_step; /* FTUNE_DEBUG_KILL_AT_STEP: SIGKILL this process after that step (tests) */
-    ft_err store_err; /* the last store failure (code FT_OK when none) */
+    ft_err store_err;     /* a store failure that ends the run (code FT_OK when none) */
+    /* the queue of writes the store did not take yet */
+    pending_op *ops;
+    size_t n_ops, cap_ops;
+    bool progress_dirty;
+    double progress, eta_s;
+    double outage_since;  /* > 0 while the store is unavailable: when the first write failed */
+    double next_attempt;  /* no write before this time while unavailable */
+    double backoff;       /* seconds until the next attempt, doubling to 30 */
+    double outage_limit;  /* seconds of unavailability after which the run stops */
+    size_t deferred;      /* writes that waited in the queue during the current outage */
+    bool outage_fatal;    /* the limit was reached: stop after a checkpoint, then fail */
+    ft_err outage_err;    /* the last failure of the current outage */
 } sink_ctx;
 
 static const char *level_str(ft_log_level l) {
@@ -262,11 +296,120 @@ static void show_line(sink_ctx *c, const char *type, const char *level, const ch
     fflush(stderr);
 }
 
-static ft_status flush_metrics(sink_ctx *c, ft_err *err) {
-    ft_status st = ft_store_metrics_add_batch(c->s, c->name, c->buf, c->n, err);
-    c->n = 0;
-    c->last_flush = ft_time_now();
-    return st;
+static void op_free(pending_op *op) {
+    ft_free(op->message);
+    ft_free(op->ck_name);
+    ft_free(op->ck_path);
+}
+
+static ft_status push_op(sink_ctx *c, const pending_op *op) {
+    if (c->n_ops == c->cap_ops) {
+        size_t ncap = c->cap_ops ? c->cap_ops * 2 : 16;
+        pending_op *no = ft_realloc(c->ops, ncap * sizeof *no);
+        if (!no)
+            return FT_ERR(&c->store_err, FT_ERR_NOMEM, "out of memory queueing a store write");
+        c->ops = no;
+        c->cap_ops = ncap;
+    }
+    c->ops[c->n_ops++] = *op;
+    return FT_OK;
+}
+
+/* One queued write. */
+static ft_status write_op(sink_ctx *c, const pending_op *op, ft_err *err) {
+    switch (op->kind) {
+    case OP_STARTED: {
+        ft_status st = ft_store_run_set_status(c->s, c->name, FT_RUN_RUNNING, op->type, op->level, op->message, NULL,
+                                               err);
+        /* Cancelled while starting (TERMINATING): record the event; should_stop ends the run. */
+        if (st == FT_ERR_INVALID) {
+            ft_err_clear(err);
+            st = ft_store_event_add(c->s, c->name, op->type, op->level, op->message, NULL, err);
+        }
+        return st;
+    }
+    case OP_EVENT: return ft_store_event_add(c->s, c->name, op->type, op->level, op->message, NULL, err);
+    case OP_CHECKPOINT:
+        return ft_store_checkpoint_add(c->s, c->name, op->ck_name, op->ck_path, op->step, op->epoch, err);
+    }
+    return FT_OK;
+}
+
+/* Write what is queued, in order: events and checkpoint rows, then the latest progress, then the
+ * buffered metrics (when `metrics` or when the metrics are due). While the store is unavailable
+ * this only tries when the back-off allows, unless `force`. A store that refuses for a reason
+ * other than availability (the run was deleted, a bug) is an error for the run: store_err. */
+static ft_status sink_flush(sink_ctx *c, bool force, bool metrics) {
+    double now = ft_time_now();
+    if (c->outage_since > 0 && !force && now < c->next_attempt)
+        return FT_OK;
+    ft_err e;
+    ft_err_clear(&e);
+    ft_status st = FT_OK;
+    size_t done = 0;
+    for (; done < c->n_ops && st == FT_OK; done++)
+        if ((st = write_op(c, &c->ops[done], &e)) != FT_OK)
+            break;
+    for (size_t i = 0; i < done; i++)
+        op_free(&c->ops[i]);
+    memmove(c->ops, c->ops + done, (c->n_ops - done) * sizeof *c->ops);
+    c->n_ops -= done;
+    if (st == FT_OK && c->progress_dirty) {
+        st = ft_store_run_set_progress(c->s, c->name, c->progress, c->eta_s, &e);
+        if (st == FT_OK) {
+            c->progress_dirty = false;
+            c->last_progress_write = now;
+        }
+    }
+    if (st == FT_OK && c->n > 0 && (metrics || c->outage_since > 0 || now - c->last_flush >= 2.0)) {
+        st = ft_store_metrics_add_batch(c->s, c->name, c->buf, c->n, &e);
+        if (st == FT_OK) {
+            c->n = 0;
+            c->last_flush = now;
+        }
+    }
+    if (st == FT_OK) {
+        if (c->outage_since > 0) {
+            char msg[1400];
+            snprintf(msg, sizeof msg,
+                     "the run store was unavailable for %.0f s (%s); %zu writes waited in memory meanwhile and are "
+                     "recorded now",
+                     now - c->outage_since, c->outage_err.msg, c->deferred);
+            c->outage_since = 0;
+            c->deferred = 0;
+            show_line(c, "TRAIN_UPDATED", "WARN", msg);
+            ft_store_event_add(c->s, c->name, "TRAIN_UPDATED", "WARN", msg, NULL, NULL);
+        }
+        return FT_OK;
+    }
+    if (st != FT_ERR_IO) { /* not a question of availability */
+        c->store_err = e;
+        return st;
+    }
+    /* unavailable: keep everything and try again later */
+    if (c->outage_since <= 0) {
+        c->outage_since = now;
+        c->backoff = 1.0;
+        char msg[1400];
+        snprintf(msg, sizeof msg, "the run store is unavailable (%s); training goes on, its records wait in memory",
+                 e.msg);
+        show_line(c, "TRAIN_UPDATED", "WARN", msg);
+    } else {
+        c->backoff = c->backoff * 2 > 30 ? 30 : c->backoff * 2;
+    }
+    c->outage_err = e;
+    c->next_attempt = ft_time_now() + c->backoff;
+    if (ft_time_now() - c->outage_since >= c->outage_limit)
+        c->outage_fatal = true;
+    return FT_OK;
+}
+
+/* Queue an event or checkpoint row and try to write the queue. */
+static ft_status sink_queue(sink_ctx *c, const pending_op *op) {
+    FT_TRY(push_op(c, op));
+    if (c->outage_since > 0)
+        c->deferred++;
+    return sink_flush(c, false, false);
 }
 
 static ft_status sink_event(void *user, ft_train_event type, ft_log_level level, const char *message) {
@@ -275,17 +418,10 @@ static ft_status sink_event(void *user, ft_train_event type, ft_log_level level,
     /* The final statuses are recorded once the trainer has returned, with its result. */
     if (type == FT_EVENT_STOPPED || type == FT_EVENT_FAILED)
         return FT_OK;
-    ft_status st;
-    if (type == FT_EVENT_STARTED) {
-        st = ft_store_run_set_status(c->s, c->name, FT_RUN_RUNNING, tname, level_str(level), message, NULL,
-                                     &c->store_err);
-        /* Cancelled while starting (TERMINATING): record the event; should_stop ends the run. */
-        if (st == FT_ERR_INVALID) {
-            ft_err_clear(&c->store_err);
-            st = ft_store_event_add(c->s, c->name, tname, level_str(level), message, NULL, &c->store_err);
-        }
-    } else
-        st = ft_store_event_add(c->s, c->name, tname, level_str(level), message, NULL, &c->store_err);
+    pending_op op = {.kind = type == FT_EVENT_STARTED ? OP_STARTED : OP_EVENT, .message = ft_strdup(message)};
+    snprintf(op.type, sizeof op.type, "%s", tname);
+    snprintf(op.level, sizeof op.level, "%s", level_str(level));
+    ft_status st = sink_queue(c, &op);
     /* TRAIN_UPDATED lines would drown the bar; the bar shows the same. */
     if (type != FT_EVENT_TRAIN_UPDATED || level >= FT_LOG_WARN)
         show_line(c, tname, level_str(level), message);
@@ -325,15 +461,14 @@ static ft_status sink_step(void *user, const ft_train_step_info *info) {
         snprintf(extra, sizeof extra, "loss %.4f", info->loss);
         ft_progress_update(&c->bar, info->step, extra);
     }
+    c->progress = info->progress;
+    c->eta_s = info->eta_s;
+    c->progress_dirty = true;
     ft_status st = FT_OK;
     /* Progress and metrics are committed about once a second: each commit is an fsync, and a
      * crash loses nothing that a resume does not recompute. */
-    if (now - c->last_progress_write >= 1.0 || info->step == info->total_steps) {
-        st = ft_store_run_set_progress(c->s, c->name, info->progress, info->eta_s, &c->store_err);
-        c->last_progress_write = now;
-    }
-    if (st == FT_OK && now - c->last_flush >= 2.0)
-        st = flush_metrics(c, &c->store_err);
+    if (now - c->last_progress_write >= 1.0 || info->step == info->total_steps || now - c->last_flush >= 2.0)
+        st = sink_flush(c, false, false);
     if (c->kill_at_step > 0 && info->step == c->kill_at_step)
         raise(SIGKILL); /* a crash at a known point, for the resume tests */
     return st;
@@ -343,10 +478,43 @@ static ft_status sink_checkpoint(void *user, const char *path, int64_t epoch, in
     sink_ctx *c = user;
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
-    ft_status st = flush_metrics(c, &c->store_err);
-    if (st == FT_OK)
-        st = ft_store_checkpoint_add(c->s, c->name, base, path, batch, epoch, &c->store_err);
-    return st;
+    /* the metrics up to the checkpoint first: a resume from it keeps them */
+    FT_TRY(sink_flush(c, false, true));
+    pending_op op = {.kind = OP_CHECKPOINT, .ck_name = ft_strdup(base), .ck_path = ft_strdup(path),
+                     .step = batch, .epoch = epoch};
+    return sink_queue(c, &op);
+}
+
+/* A final status change, retried with back-off while the store is unavailable (each attempt
+ * waits up to the 30 s busy timeout), for up to the outage limit. */
+static ft_status set_status_retry(sink_ctx *c, ft_run_status to, const char *type, const char *level,
+                                  const char *msg, const char *details, ft_err *err) {
+    double t0 = ft_time_now(), wait = 1;
+    for (;;) {
+        ft_status st = ft_store_run_set_status(c->s, c->name, to, type, level, msg, details, err);
+        if (st != FT_ERR_IO || ft_time_now() - t0 >= c->outage_limit)
+            return st;
+        struct timespec ts = {(time_t)wait, 0};
+        nanosleep(&ts, NULL);
+        wait = wait * 2 > 30 ? 30 : wait * 2;
+    }
+}
+
+/* After training: everything queued must reach the store before the final status. Tries with
+ * back-off until the outage limit; false (store_err set) when the store stayed unavailable. */
+static bool sink_flush_final(sink_ctx *c) {
+    for (;;) {
+        if (sink_flush(c, true, true) != FT_OK)
+            return false;
+        if (c->outage_since <= 0)
+            return true;
+        if (ft_time_now() - c->outage_since >= c->outage_limit) {
+            c->outage_fatal = true;
+            return false;
+        }
+        struct timespec ts = {(time_t)c->backoff, (long)((c->backoff - (double)(time_t)c->backoff) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
 }
 
 static ft_status sink_eval(void *user, const ft_eval_result *r) {
@@ -367,7 +535,7 @@ static ft_status sink_eval(void *user, const ft_eval_result *r) {
 
 static bool sink_should_stop(void *user) {
     sink_ctx *c = user;
-    if (c->stop_requested)
+    if (c->stop_requested || c->outage_fatal)
         return true;
     if (g_stop_signal) {
         c->stop_requested = true;
@@ -427,6 +595,8 @@ int run_execute(ft_store *s, const char *name, const run_exec_opts *o) {
     sink_ctx c = {.s = s, .name = name, .show = o->show};
     const char *kill_env = getenv("FTUNE_DEBUG_KILL_AT_STEP");
     c.kill_at_step = kill_env ? atoll(kill_env) : 0;
+    const char *outage_env = getenv("FTUNE_STORE_OUTAGE_S");
+    c.outage_limit = outage_env && atof(outage_env) > 0 ? atof(outage_env) : 600;
     ft_train_sink sink = {
         .user = &c,
         .on_event = sink_event,
@@ -471,6 +641,7 @@ int run_execute(ft_store *s, const char *name, const run_exec_opts *o) {
         }
         ft_free(ck);
         st = ft_store_metrics_truncate(s, name, step, &err);
+        ft_store_set_busy_timeout(s, SINK_BUSY_MS);
         if (st == FT_OK)
             st = ft_train_resume(r.run_dir, o->threads, &sink, &res, &err);
     } else {
@@ -481,16 +652,14 @@ int run_execute(ft_store *s, const char *name, const run_exec_opts *o) {
         json_decref(j);
         if (st == FT_OK && o->threads > 0)
             cfg.threads = o->threads;
+        ft_store_set_busy_timeout(s, SINK_BUSY_MS);
         if (st == FT_OK)
             st = ft_train_run(&cfg, &sink, &res, &err);
         ft_train_config_deinit(&cfg);
     }
-    ft_err ferr;
-    ft_status fst = flush_metrics(&c, &ferr);
-    if (st == FT_OK && fst != FT_OK) {
-        st = fst;
-        err = ferr;
-    }
+    /* Everything the store did not take during training, before the final status. */
+    ft_store_set_busy_timeout(s, STORE_DEFAULT_BUSY_MS);
+    sink_flush_final(&c);
     if (c.bar_started)
         ft_progress_end(&c.bar, NULL);
     sigaction(SIGINT, &old_int, NULL);
@@ -499,7 +668,22 @@ int run_execute(ft_store *s, const char *name, const run_exec_opts *o) {
     sigaction(SIGPIPE, &old_pipe, NULL);
 
     int rc = CLI_EXIT_OK;
-    if (st != FT_OK || res.outcome == FT_TRAIN_FAILED) {
+    if (c.outage_fatal) {
+        /* The store stayed unavailable: the checkpoints are on disk, the bookkeeping is not. */
+        char reason[1800];
+        snprintf(reason, sizeof reason,
+                 "the run store has been unavailable for more than %.0f s (%s); training stopped after step %lld "
+                 "of %lld%s%s; once ftune.db is writable again, `ftune resume %s` continues from there",
+                 c.outage_limit, c.outage_err.msg, (long long)res.steps_done, (long long)res.total_steps,
+                 res.last_checkpoint[0] ? ", its checkpoint is kept in " : "", res.last_checkpoint, name);
+        ft_err_clear(&c.store_err);
+        if (fail_run(s, name, reason) != FT_OK)
+            fprintf(stderr, "ftune: the run stays recorded as running; `ftune resume %s` continues it\n", name);
+        show_line(&c, "FAILED", "ERROR", reason);
+        if (!c.show)
+            fprintf(stderr, "ftune: run %s FAILED: %s\n", name, reason);
+        rc = CLI_EXIT_FAIL;
+    } else if (st != FT_OK || res.outcome == FT_TRAIN_FAILED || c.store_err.code != FT_OK) {
         char reason[1400];
         if (c.store_err.code != FT_OK) /* the store refused a write: that is the real reason */
             ft_err_format(&c.store_err, reason, sizeof reason);
@@ -517,10 +701,12 @@ int run_execute(ft_store *s, const char *name, const run_exec_opts *o) {
         snprintf(msg, sizeof msg, "stopped after step %lld of %lld%s%s", (long long)res.steps_done,
                  (long long)res.total_steps, res.last_checkpoint[0] ? "; last checkpoint " : "",
                  res.last_checkpoint);
-        ft_store_run_set_status(s, name, FT_RUN_TERMINATING, NULL, NULL, NULL, NULL, NULL);
-        ft_store_run_set_status(s, name, FT_RUN_STOPPED, "STOPPED", "INFO", msg,
-                                c.stop_requested && !g_stop_signal ? "cancelled" : stop_signal_desc(g_stop_signal),
-                                NULL);
+        set_status_retry(&c, FT_RUN_TERMINATING, NULL, NULL, NULL, NULL, NULL);
+        ft_err serr;
+        if (set_status_retry(&c, FT_RUN_STOPPED, "STOPPED", "INFO", msg,
+                             c.stop_requested && !g_stop_signal ? "cancelled" : stop_signal_desc(g_stop_signal),
+                             &serr) != FT_OK)
+            cli_report("run", &serr);
         show_line(&c, "STOPPED", "INFO", msg);
         rc = CLI_EXIT_FAIL;
     } else {
@@ -568,13 +754,16 @@ int run_execute(ft_store *s, const char *name, const run_exec_opts *o) {
             if (res.has_eval)
                 snprintf(msg + strlen(msg), sizeof msg - strlen(msg), ", eval loss %.4f, eval token accuracy %.1f%%",
                          res.eval_loss, 100.0 * res.eval_token_accuracy);
-            if (ft_store_run_set_status(s, name, FT_RUN_COMPLETED, "COMPLETED", "INFO", msg, NULL, &err) != FT_OK)
+            if (set_status_retry(&c, FT_RUN_COMPLETED, "COMPLETED", "INFO", msg, NULL, &err) != FT_OK)
                 rc = cli_report("run", &err);
             show_line(&c, "COMPLETED", "INFO", msg);
         }
         ft_free(reg);
     }
     ft_free(c.buf);
+    for (size_t i = 0; i < c.n_ops; i++)
+        op_free(&c.ops[i]);
+    ft_free(c.ops);
     ft_run_deinit(&r);
     return rc;
 }

@@ -27,21 +27,57 @@ double store_now(void) {
     return (double)tv.tv_sec + (double)tv.tv_usec * 1e-6;
 }
 
+/* What to do about a failed SQLite call, in words a user can act on: SQLite's own messages
+ * ("unable to open database file", "disk I/O error") say neither why nor what next. */
+static const char *store_advice(int code) {
+    switch (code & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return "another process holds a lock on it (a long transaction in another program?); try again when it "
+               "is released";
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+    case SQLITE_AUTH:
+        return "it cannot be written (read-only file, folder or file system): check the permissions of "
+               "$FTUNE_HOME and ftune.db, or point FTUNE_HOME at a writable folder";
+    case SQLITE_CANTOPEN:
+        return "it cannot be opened: check that $FTUNE_HOME exists and is a writable folder (and ftune.db a "
+               "file), or point FTUNE_HOME elsewhere";
+    case SQLITE_FULL:
+        return "the disk is full: free space (e.g. `ftune delete` old runs, or remove files) and try again";
+    case SQLITE_IOERR:
+        return "the disk refused a read or write (full disk, removed or failing device, quota): free space or "
+               "check the disk, then try again";
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+        return "the database file is damaged: move ftune.db aside (keep it: `sqlite3 ftune.db .recover` can "
+               "often save its rows), then ftune starts an empty store; run folders and the registry under "
+               "$FTUNE_HOME are kept";
+    default: return NULL;
+    }
+}
+
 ft_status store_sql_err(ft_store *s, ft_err *err, const char *what) {
-    int code = sqlite3_errcode(s->db);
+    int code = sqlite3_extended_errcode(s->db);
     ft_status st = (code == SQLITE_NOMEM) ? FT_ERR_NOMEM : FT_ERR_IO;
-    return FT_ERR(err, st, "store %s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
+    const char *advice = store_advice(code);
+    return FT_ERR(err, st, "store %s: %s: %s%s%s", s->path, what, sqlite3_errmsg(s->db), advice ? ": " : "",
+                  advice ? advice : "");
 }
 
 ft_status store_exec(ft_store *s, const char *sql, ft_err *err) {
     char *msg = NULL;
     if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        ft_status st = FT_ERR(err, FT_ERR_IO, "store %s: %s", s->path, msg ? msg : "error");
+        const char *advice = store_advice(sqlite3_extended_errcode(s->db));
+        ft_status st = FT_ERR(err, FT_ERR_IO, "store %s: %s%s%s", s->path, msg ? msg : "error", advice ? ": " : "",
+                              advice ? advice : "");
         sqlite3_free(msg);
         return st;
     }
     return FT_OK;
 }
+
+void ft_store_set_busy_timeout(ft_store *s, int ms) { sqlite3_busy_timeout(s->db, ms); }
 
 ft_status store_prepare(ft_store *s, const char *sql, sqlite3_stmt **st, ft_err *err) {
     if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) != SQLITE_OK)
@@ -164,6 +200,11 @@ int64_t ft_store_schema_version(ft_store *s) {
 }
 
 static ft_status migrate(ft_store *s, ft_err *err) {
+    /* An up-to-date store is only read here: a read-only command works on a read-only home, on a
+     * full disk and while another process holds the write lock. */
+    int64_t v0 = 0;
+    if (read_version(s, &v0, NULL) == FT_OK && v0 == N_MIGRATIONS)
+        return FT_OK;
     FT_TRY(store_exec(s, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied REAL)",
                       err));
     for (;;) {
