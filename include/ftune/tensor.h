@@ -24,6 +24,12 @@ const char *ft_tensor_blas_core(void);
 /* C (M, N) = alpha * op(A) op(B) + beta * C, op(X) = X or X^T; lda/ldb/ldc row strides. */
 void ft_tensor_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                      int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* ft_tensor_sgemm with every size passed to BLAS at most `limit` (ft_tensor_sgemm uses INT_MAX,
+ * OpenBLAS's int): larger M, N, K are split into blocks (K blocks accumulate into C); a row
+ * stride beyond it takes a plain loop. A smaller limit lets tests exercise the splitting. */
+void ft_tensor_sgemm_limited(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                             const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                             int64_t ldc, int64_t limit);
 
 /* nn.Linear without bias, weight W (out, in) as PyTorch stores it.
  * forward: y (N, out) = x (N, in) W^T. */

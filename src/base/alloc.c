@@ -1,4 +1,5 @@
 /* base/alloc.c: allocator shims with fault injection, growable buffers, arenas. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -31,7 +32,7 @@ void *ft_realloc(void *p, size_t n) { return should_fail() ? NULL : realloc(p, n
 void ft_free(void *p) { free(p); }
 
 char *ft_strndup(const char *s, size_t n) {
-    char *d = ft_malloc(n + 1);
+    char *d = n < SIZE_MAX ? ft_malloc(n + 1) : NULL;
     if (!d)
         return NULL;
     memcpy(d, s, n);
@@ -56,12 +57,17 @@ char *ft_asprintf(const char *fmt, ...) {
 
 /* ---------------------------------------------------------------- buffers */
 
+/* Why the checks: len + extra + 1 and the doubling of cap must not wrap around SIZE_MAX, or a
+ * huge request would "fit" in a small buffer and the append would write past it. */
 ft_status ft_buf_reserve(ft_buf *b, size_t extra) {
-    if (b->len + extra + 1 <= b->cap)
+    if (extra > SIZE_MAX - 1 - b->len)
+        return FT_ERR_NOMEM;
+    size_t need = b->len + extra + 1;
+    if (need <= b->cap)
         return FT_OK;
     size_t cap = b->cap ? b->cap : 64;
-    while (cap < b->len + extra + 1)
-        cap *= 2;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
     char *d = ft_realloc(b->data, cap);
     if (!d)
         return FT_ERR_NOMEM;
@@ -119,6 +125,8 @@ ft_status ft_arena_init(ft_arena *a, const char *name, size_t cap, ft_err *err) 
     a->name = name;
     if (cap == 0)
         return FT_OK;
+    if (cap > SIZE_MAX - 4095)
+        return FT_ERR(err, FT_ERR_NOMEM, "arena %s: cannot reserve %zu bytes", name, cap);
     cap = (cap + 4095) & ~(size_t)4095;
     /* Reserve address space only; pages are committed by first touch. MAP_NORESERVE keeps a
      * generous reservation from failing under strict overcommit. */

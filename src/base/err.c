@@ -79,6 +79,8 @@ void ft_err_clear(ft_err *e) {
 
 size_t ft_err_format(const ft_err *e, char *buf, size_t cap) {
     int n;
+    if (!e) /* an optional err the caller did not pass */
+        return (size_t)snprintf(buf, cap, "(no error details)");
     if (e->file[0] && e->line > 0 && e->column > 0)
         n = snprintf(buf, cap, "%s:%lld:%lld: %s", e->file, (long long)e->line, (long long)e->column, e->msg);
     else if (e->file[0] && e->line > 0)

@@ -9,6 +9,7 @@
  * often descheduled, the other spins. With panels there is one join per product, and a thread
  * that runs late just claims fewer panels. */
 #include <cblas.h>
+#include <limits.h>
 #include <omp.h>
 
 #include "ftune/tensor.h"
@@ -26,10 +27,9 @@ int ft_tensor_threads(void) { return omp_get_max_threads(); }
 
 const char *ft_tensor_blas_core(void) { return openblas_get_corename(); }
 
-void ft_tensor_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    if (M <= 0 || N <= 0)
-        return;
+/* The product when every size fits BLAS's int (ft_tensor_sgemm_limited checked). */
+static void sgemm_fits(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                       int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     if (K <= 0) {
         /* BLAS would scale C by beta; keep that meaning. */
         for (int64_t i = 0; i < M; i++)
@@ -72,6 +72,61 @@ void ft_tensor_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
         cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)m,
                     (int)nn, (int)K, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
     }
+}
+
+/* A row stride BLAS cannot take: a plain loop (float64 sums), C (M, N). */
+static void sgemm_loop(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                       int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+#pragma omp parallel for schedule(static) if (!omp_in_parallel() && (double)M * (double)N * (double)K > 1e6)
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            double acc = 0;
+            for (int64_t k = 0; k < K; k++)
+                acc += (double)(trans_a ? A[k * lda + i] : A[i * lda + k]) *
+                       (double)(trans_b ? B[j * ldb + k] : B[k * ldb + j]);
+            float *c = &C[i * ldc + j];
+            *c = (float)(alpha * acc) + (beta == 0.0f ? 0.0f : beta * *c);
+        }
+}
+
+/* Why: cblas_sgemm takes int sizes; a cast of a larger int64 would wrap to a wrong (or negative)
+ * size and read or write out of bounds. Blocks of at most `limit` keep every call in range. */
+void ft_tensor_sgemm_limited(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                             const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                             int64_t ldc, int64_t limit) {
+    if (M <= 0 || N <= 0)
+        return;
+    if (limit < 1 || limit > INT_MAX)
+        limit = INT_MAX;
+    if (lda > limit || ldb > limit || ldc > limit) {
+        sgemm_loop(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    if (M > limit) { /* rows of C and of op(A) */
+        for (int64_t i = 0; i < M; i += limit)
+            ft_tensor_sgemm_limited(trans_a, trans_b, M - i < limit ? M - i : limit, N, K, alpha,
+                                    trans_a ? A + i : A + i * lda, lda, B, ldb, beta, C + i * ldc, ldc, limit);
+        return;
+    }
+    if (N > limit) { /* columns of C and of op(B) */
+        for (int64_t j = 0; j < N; j += limit)
+            ft_tensor_sgemm_limited(trans_a, trans_b, M, N - j < limit ? N - j : limit, K, alpha, A, lda,
+                                    trans_b ? B + j * ldb : B + j, ldb, beta, C + j, ldc, limit);
+        return;
+    }
+    if (K > limit) { /* the first block scales C by beta, the others accumulate */
+        for (int64_t k = 0; k < K; k += limit)
+            ft_tensor_sgemm_limited(trans_a, trans_b, M, N, K - k < limit ? K - k : limit, alpha,
+                                    trans_a ? A + k * lda : A + k, lda, trans_b ? B + k : B + k * ldb, ldb,
+                                    k == 0 ? beta : 1.0f, C, ldc, limit);
+        return;
+    }
+    sgemm_fits(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void ft_tensor_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    ft_tensor_sgemm_limited(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, INT_MAX);
 }
 
 void ft_tensor_linear_fwd(float *y, const float *x, const float *W, int64_t N, int64_t in, int64_t out) {

@@ -749,6 +749,9 @@ static ft_status write_config(const ft_train_config *cfg, const char *run_dir, f
 }
 
 ft_status ft_train_run(const ft_train_config *cfg, const ft_train_sink *sink, ft_train_result *res, ft_err *err) {
+    ft_err local_err; /* err is optional; the reason still reaches res->reason */
+    if (!err)
+        err = &local_err;
     ft_train_result local;
     if (!res)
         res = &local;
@@ -776,13 +779,16 @@ ft_status ft_train_run(const ft_train_config *cfg, const ft_train_sink *sink, ft
     if (s == FT_OK)
         s = run_impl(cfg, dir, NULL, sink, res, err);
     else
-        snprintf(res->reason, sizeof res->reason, "%s", err ? err->msg : "invalid configuration");
+        ft_err_format(err, res->reason, sizeof res->reason);
     ft_free(dir);
     return s;
 }
 
 ft_status ft_train_resume(const char *run_dir_in, int threads, const ft_train_sink *sink, ft_train_result *res,
                           ft_err *err) {
+    ft_err local_err; /* err is optional; the reason still reaches res->reason */
+    if (!err)
+        err = &local_err;
     char run_dir[1024]; /* run_dir_in may point into *res, which is cleared below */
     snprintf(run_dir, sizeof run_dir, "%s", run_dir_in);
     ft_train_result local;
@@ -824,7 +830,7 @@ ft_status ft_train_resume(const char *run_dir_in, int threads, const ft_train_si
     if (s == FT_OK)
         s = run_impl(&cfg, run_dir, ckpt, sink, res, err);
     else
-        snprintf(res->reason, sizeof res->reason, "%s", err ? err->msg : "cannot resume");
+        ft_err_format(err, res->reason, sizeof res->reason);
     ft_free(ckpt);
     ft_buf_free(&notes);
     ft_train_config_deinit(&cfg);

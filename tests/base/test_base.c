@@ -171,3 +171,24 @@ TEST(base_duration_format) {
     ft_format_duration(3840, b, sizeof b);
     CHECK_STR_EQ(b, "1h04m");
 }
+
+/* Size arithmetic that would wrap is refused (issue #9 item 13): a request near SIZE_MAX used to
+ * wrap len + extra + 1 to a small number and "fit" in the buffer, and the append then wrote past
+ * it. */
+TEST(base_buf_reserve_refuses_wrapping_sizes) {
+    ft_buf b = {0};
+    REQUIRE(ft_buf_append(&b, "0123456789", 10) == FT_OK);
+    CHECK(ft_buf_reserve(&b, SIZE_MAX - 5) != FT_OK);
+    CHECK(ft_buf_reserve(&b, SIZE_MAX - 10) != FT_OK);
+    CHECK(ft_buf_reserve(&b, SIZE_MAX) != FT_OK);
+    CHECK_EQ_INT(b.len, 10);
+    CHECK_STR_EQ(ft_buf_cstr(&b), "0123456789");
+    /* still usable */
+    CHECK(ft_buf_append(&b, "ab", 2) == FT_OK);
+    CHECK_STR_EQ(ft_buf_cstr(&b), "0123456789ab");
+    ft_buf_free(&b);
+    CHECK(ft_strndup("x", SIZE_MAX) == NULL);
+    ft_arena a;
+    ft_err err;
+    CHECK(ft_arena_init(&a, "huge", SIZE_MAX - 100, &err) != FT_OK);
+}

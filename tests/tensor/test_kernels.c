@@ -1,6 +1,7 @@
 /* tests/tensor: the CPU kernels. Forward values against naive double-precision formulas, and
  * every backward against central finite differences of L = sum(out * R) for a random R. */
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include "ftune/tensor.h"
 #include "test.h"
@@ -402,4 +403,69 @@ TEST(tensor_attention_decode_offset_matches_naive) {
     for (int i = 0; i < 3 * 24; i++)
         CHECK_NEAR(o[i], want[i], 2e-5);
     free(q), free(k), free(v), free(o), free(scratch);
+}
+
+/* Sizes beyond BLAS's int are split (issue #9 item 13): with a small limit standing in for INT_MAX,
+ * every split (rows, columns, the inner dimension, a row stride past the limit) gives the float64
+ * product, for each transpose. */
+TEST(tensor_sgemm_splits_sizes_blas_cannot_take) {
+    enum { M = 13, N = 11, K = 17, PAD = 3 };
+    uint64_t s = 12345;
+    float A[(K + PAD) * (M + PAD)], B[(K + PAD) * (N + PAD)], C0[M * (N + PAD)], C[M * (N + PAD)];
+    for (size_t i = 0; i < sizeof A / sizeof *A; i++)
+        A[i] = (float)((double)((s = s * 6364136223846793005ull + 1442695040888963407ull) >> 40) / (1 << 24) - 0.5);
+    for (size_t i = 0; i < sizeof B / sizeof *B; i++)
+        B[i] = (float)((double)((s = s * 6364136223846793005ull + 1442695040888963407ull) >> 40) / (1 << 24) - 0.5);
+    for (size_t i = 0; i < sizeof C0 / sizeof *C0; i++)
+        C0[i] = (float)((double)((s = s * 6364136223846793005ull + 1442695040888963407ull) >> 40) / (1 << 24) - 0.5);
+    const int64_t limits[] = {1, 2, 4, 5, 12, 16, 100};
+    const float alpha = 0.75f, beta = 0.5f;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            int64_t lda = (ta ? M : K) + PAD, ldb = (tb ? K : N) + PAD, ldc = N + PAD;
+            for (size_t li = 0; li < sizeof limits / sizeof *limits; li++) {
+                memcpy(C, C0, sizeof C);
+                ft_tensor_sgemm_limited(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, limits[li]);
+                double worst = 0;
+                for (int64_t i = 0; i < M; i++)
+                    for (int64_t j = 0; j < N; j++) {
+                        double acc = 0;
+                        for (int64_t k = 0; k < K; k++)
+                            acc += (double)(ta ? A[k * lda + i] : A[i * lda + k]) *
+                                   (double)(tb ? B[j * ldb + k] : B[k * ldb + j]);
+                        double want = alpha * acc + beta * (double)C0[i * ldc + j];
+                        worst = fmax(worst, fabs(want - (double)C[i * ldc + j]));
+                    }
+                if (!(worst <= 1e-5))
+                    ft_test_fail_(__FILE__, __LINE__, "trans %d/%d, limit %lld: max error %g", ta, tb,
+                                  (long long)limits[li], worst);
+                /* the padding of C is never written */
+                for (int64_t i = 0; i < M; i++)
+                    for (int64_t j = N; j < ldc; j++)
+                        if (C[i * ldc + j] != C0[i * ldc + j])
+                            ft_test_fail_(__FILE__, __LINE__, "C[%lld][%lld] (padding) written", (long long)i,
+                                          (long long)j);
+            }
+        }
+}
+
+/* The same through ft_tensor_sgemm with a real row stride past INT_MAX (A reserved, not touched:
+ * only the rows used are written). The old int cast made it negative, and BLAS refused the call. */
+TEST(tensor_sgemm_row_stride_past_int_max) {
+    const int64_t lda = (int64_t)2147483647 + 9, M = 2, N = 2, K = 3;
+    size_t bytes = (size_t)((M - 1) * lda + K) * sizeof(float);
+    float *A = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (A == MAP_FAILED)
+        SKIP("cannot reserve %zu bytes of address space", bytes);
+    float B[3 * 2] = {1, 2, 3, 4, 5, 6}, C[4] = {0};
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t k = 0; k < K; k++)
+            A[i * lda + k] = (float)(i + 1) * (float)(k + 1); /* rows (1 2 3), (2 4 6) */
+    ft_tensor_sgemm(false, false, M, N, K, 1.0f, A, lda, B, 2, 0.0f, C, 2);
+    /* (1 2 3).B = (22 28); (2 4 6).B = (44 56) */
+    CHECK_NEAR(C[0], 22, 1e-5);
+    CHECK_NEAR(C[1], 28, 1e-5);
+    CHECK_NEAR(C[2], 44, 1e-5);
+    CHECK_NEAR(C[3], 56, 1e-5);
+    munmap(A, bytes);
 }

@@ -365,3 +365,33 @@ TEST(train_resume_reports_corrupt_checkpoints) {
     CHECK_EQ_INT(res.outcome, FT_TRAIN_COMPLETED);
     ft_train_config_deinit(&c);
 }
+
+/* err is optional (issue #9 item 13): a run or a resume that fails with err == NULL reports its
+ * reason in the result instead of writing through the NULL pointer. */
+TEST(train_failure_without_err_pointer) {
+    const char *tmp = ft_test_tmpdir();
+    char model[1024], data[1024];
+    ft_err err;
+    REQUIRE_OK(tiny_setup(tmp, 5, 1, model, data, sizeof model, &err), &err);
+    /* data that passes the configuration check but not the run's: a line that is not JSON */
+    REQUIRE_OK(ft_file_write_atomic(data, "{\"prompt\": \"a\", \"response\": \"b\"}\nnot json\n", 43, &err), &err);
+    ft_train_config c = tiny_config(model, data, tmp, "bad");
+    ft_train_result res;
+    CHECK(ft_train_run(&c, NULL, &res, NULL) != FT_OK);
+    CHECK_EQ_INT(res.outcome, FT_TRAIN_FAILED);
+    CHECK(res.reason[0] != 0 && strstr(res.reason, "invalid configuration") == NULL);
+    printf("    reason: %s\n", res.reason);
+    /* an invalid configuration: the reason says what is wrong */
+    REQUIRE_OK(ft_train_config_set(&c, "name", "bad2", &err), &err);
+    REQUIRE_OK(ft_train_config_set(&c, "experiment_path", "", &err), &err);
+    CHECK(ft_train_run(&c, NULL, &res, NULL) != FT_OK);
+    CHECK(res.reason[0] != 0 && strcmp(res.reason, "invalid configuration") != 0);
+    printf("    reason: %s\n", res.reason);
+    /* resume of a folder that is not a run */
+    char *nodir = ft_asprintf("%s/not-a-run", tmp);
+    CHECK(ft_train_resume(nodir, 0, NULL, &res, NULL) != FT_OK);
+    CHECK(res.reason[0] != 0 && strcmp(res.reason, "cannot resume") != 0);
+    printf("    reason: %s\n", res.reason);
+    ft_free(nodir);
+    ft_train_config_deinit(&c);
+}
