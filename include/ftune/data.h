@@ -27,7 +27,7 @@
 #include <jansson.h>
 
 #include "ftune/base.h"
-#include "ftune/model.h" /* ft_batch: the packed batch format the loader produces */
+#include "ftune/batch.h" /* ft_batch: the packed batch format the loader produces */
 
 #ifdef __cplusplus
 extern "C" {

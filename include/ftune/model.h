@@ -1,10 +1,11 @@
-/* ftune/model.h: the Llama-family decoder (Llama 2/3/3.x, CodeLlama, Mistral) on CPU, fp32:
- * forward, backward into accumulated gradients, and KV-cache decoding for generation.
- * Implemented in src/model/ (kernels in src/tensor/).
+/* ftune/model.h: the Llama-family decoder (Llama 2/3/3.x, CodeLlama, Mistral): forward,
+ * backward into accumulated gradients, and KV-cache decoding for generation, through the
+ * kernel table of ftune/tensor.h. Implemented in src/model/.
  *
- * Memory: parameters, gradients and activations each live in one arena sized at creation from
- * the params below, so a step allocates nothing. Batches are packed: a row holds several
- * samples, position ids restart per sample, and attention never crosses a sample boundary.
+ * Memory: the model holds the parameters (fp32 master weights) and, when training, their
+ * gradients, each in one arena; activations and scratch live in workspaces the caller creates
+ * for a (B, T), and KV caches in their own objects, so a step allocates nothing and one model
+ * serves several workspaces. Batches are packed (ftune/batch.h).
  *
  * Changes since the first draft (additive): ft_batch_owned + ft_model_batch_load (JSON batches);
  * ft_model_eval (loss and token accuracy without logits);
@@ -14,17 +15,21 @@
 #define FTUNE_MODEL_H
 
 #include "ftune/base.h"
+#include "ftune/batch.h"
 #include "ftune/config.h"
+#include "ftune/tensor.h"
 
-typedef struct ft_model ft_model; /* opaque */
+typedef struct ft_model ft_model;         /* opaque: parameters (+ gradients) */
+typedef struct ft_workspace ft_workspace; /* opaque: activations and scratch for (B, T) */
 
 typedef struct ft_model_params {
-    int64_t max_batch; /* B: rows per micro-batch the activation arena is sized for */
-    int64_t max_seq;   /* T: tokens per row */
-    bool training;     /* allocate gradients and backward activations */
-    int threads;       /* 0: all cores */
+    bool training; /* allocate gradients */
 } ft_model_params;
 ft_model_params ft_model_default_params(void);
+
+/* Bytes of the parameters and (when training) of their gradients, fp32, for a config: what a
+ * memory planner adds to ft_workspace_bytes and the optimizer's state (ftune/optim.h). */
+void ft_model_state_bytes(const ft_model_config *c, bool training, size_t *params, size_t *grads);
 
 /* Load a model folder (config.json + model.safetensors or a sharded index). `dir` is a resolved
  * folder (see ftune/hf.h for names). */
@@ -50,16 +55,6 @@ ft_param *ft_model_param(ft_model *m, size_t i);
 /* Find by HF name; NULL if absent. */
 ft_param *ft_model_find_param(ft_model *m, const char *name);
 
-/* A packed batch, all (B, T) row-major. targets[b][t] is the token to predict at t, -100 = no
- * loss. position_ids / sample_ids may be NULL (0..T-1; one sample per row). */
-typedef struct ft_batch {
-    int64_t B, T;
-    const int32_t *input_ids;
-    const int32_t *targets;
-    const int32_t *position_ids;
-    const int32_t *sample_ids;
-} ft_batch;
-
 /* A batch read from the JSON of `ftune debug forward` ({"input_ids": [[..]], "targets": [[..]],
  * "position_ids"?, "sample_ids"?}); it owns its arrays. Shapes are checked here, values against
  * the model by the forward calls. */
@@ -70,14 +65,39 @@ typedef struct ft_batch_owned {
 ft_status ft_model_batch_load(const char *path, ft_batch_owned *out, ft_err *err);
 void ft_model_batch_free(ft_batch_owned *b);
 
+/* ---------------------------------------------------------------- workspaces
+ * Activations, scratch and the LM head's logits chunk for batches of up to (max_batch, max_seq),
+ * created by the caller for a model: several workspaces can use one model at once (evaluation
+ * beside training, many requests), each from one thread at a time. A training workspace keeps
+ * what the backward needs; with checkpointing only each layer's input, the rest recomputed
+ * layer by layer in the backward (the same kernels, so fp32 gradients are bitwise the same). */
+typedef struct ft_workspace_params {
+    int64_t max_batch;  /* B: rows per micro-batch */
+    int64_t max_seq;    /* T: tokens per row */
+    bool training;      /* keep activations for ft_model_forward_backward */
+    bool checkpointing; /* training only: per-layer activation checkpointing */
+    ft_dtype dtype;     /* FT_DTYPE_FP32 (bf16: see ftune/tensor.h) */
+    int threads;        /* threads the attention scratch is sized for; 0: omp_get_max_threads() */
+} ft_workspace_params;
+ft_workspace_params ft_workspace_default_params(void);
+/* Bytes ft_workspace_new allocates for a model of config c (exact: the same layout code). */
+size_t ft_workspace_bytes(const ft_model_config *c, const ft_workspace_params *p);
+ft_status ft_workspace_new(const ft_model *m, const ft_workspace_params *p, ft_workspace **out, ft_err *err);
+void ft_workspace_free(ft_workspace *ws);
+const ft_workspace_params *ft_workspace_get_params(const ft_workspace *ws);
+/* Bytes the workspace holds (its arena's size). */
+size_t ft_workspace_size(const ft_workspace *ws);
+
+/* ---------------------------------------------------------------- passes */
+
 /* Forward only. *loss_sum gets the sum of cross-entropy over trainable tokens (double),
  * *n_trainable their count; logits (B, T, V) are copied to `logits` when non-NULL. */
-ft_status ft_model_forward(ft_model *m, const ft_batch *b, float *logits, double *loss_sum, int64_t *n_trainable,
-                           ft_err *err);
-/* Forward and backward. Gradients ACCUMULATE (+=) d(loss_sum / denom)/dparam, so a global batch
- * split into micro-batches gives exactly the gradient of (total CE / global trainable tokens)
- * when every call passes the same denom. */
-ft_status ft_model_forward_backward(ft_model *m, const ft_batch *b, double denom, double *loss_sum,
+ft_status ft_model_forward(ft_model *m, ft_workspace *ws, const ft_batch *b, float *logits, double *loss_sum,
+                           int64_t *n_trainable, ft_err *err);
+/* Forward and backward (a training model and workspace). Gradients ACCUMULATE (+=)
+ * d(loss_sum / denom)/dparam, so a global batch split into micro-batches gives exactly the
+ * gradient of (total CE / global trainable tokens) when every call passes the same denom. */
+ft_status ft_model_forward_backward(ft_model *m, ft_workspace *ws, const ft_batch *b, double denom, double *loss_sum,
                                     int64_t *n_trainable, ft_err *err);
 void ft_model_zero_grad(ft_model *m);
 /* Global L2 norm of all gradients. */
@@ -86,8 +106,8 @@ double ft_model_grad_norm(ft_model *m);
 /* Evaluation without logits: the loss sum and count as ft_model_forward, and *n_correct, the
  * trainable targets that are the argmax of their logits (the first maximum, as torch.argmax):
  * token accuracy = n_correct / n_trainable. The LM head runs on the trainable rows only. */
-ft_status ft_model_eval(ft_model *m, const ft_batch *b, double *loss_sum, int64_t *n_trainable, int64_t *n_correct,
-                        ft_err *err);
+ft_status ft_model_eval(ft_model *m, ft_workspace *ws, const ft_batch *b, double *loss_sum, int64_t *n_trainable,
+                        int64_t *n_correct, ft_err *err);
 
 /* KV-cache decoding for generation (batch 1). */
 typedef struct ft_kv_cache ft_kv_cache;
@@ -101,7 +121,25 @@ ft_status ft_model_decode(ft_model *m, ft_kv_cache *c, const int32_t *tokens, in
 
 /* Save all parameters as safetensors with HF names (F32, or BF16 when `bf16`). */
 ft_status ft_model_save_weights(ft_model *m, const char *path, bool bf16, ft_err *err);
-/* Peak bytes of each arena (params, grads, activations) for memory reports. */
-void ft_model_memory(const ft_model *m, size_t *params, size_t *grads, size_t *acts);
+/* Bytes of the parameters and gradients the model holds, for memory reports. */
+void ft_model_memory(const ft_model *m, size_t *params, size_t *grads);
+
+/* ---------------------------------------------------------------- architecture as data
+ * Each decoder layer described by kinds and its tensors, so variants (LayerNorm, a fused QKV
+ * weight, QKV clipping, a sparse-MoE MLP) are new kinds, not new layer bodies. Today: Llama's
+ * pre-norm RMSNorm layer with grouped-query attention and a SwiGLU MLP. */
+typedef enum ft_norm_kind { FT_NORM_RMS = 0 } ft_norm_kind;
+typedef enum ft_mlp_kind { FT_MLP_SWIGLU = 0 } ft_mlp_kind;
+typedef struct ft_layer_desc {
+    ft_norm_kind norm;
+    int64_t n_heads, n_kv_heads, head_dim;
+    int64_t window;   /* sliding window (Mistral); 0: none */
+    ft_mlp_kind mlp;
+    int64_t ffn;      /* MLP width F */
+    size_t first_param, n_params; /* its tensors: ft_model_param(m, first_param + i) */
+} ft_layer_desc;
+const ft_layer_desc *ft_model_layer(const ft_model *m, int64_t layer);
+/* The kernel table the model runs on (ftune/tensor.h); the optimizer uses the same. */
+const ft_backend *ft_model_backend(const ft_model *m);
 
 #endif

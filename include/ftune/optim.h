@@ -35,6 +35,10 @@ const char *ft_optim_kind_name(ft_optim_kind kind);
 
 typedef struct ft_optim ft_optim; /* opaque */
 
+/* Bytes of an optimizer's state for a model of config c (fp32 exp_avg, and exp_avg_sq for AdamW):
+ * a memory planner's third term beside ft_model_state_bytes and ft_workspace_bytes. */
+size_t ft_optim_state_bytes(const ft_model_config *c, ft_optim_kind kind);
+
 /* An optimizer over all parameters of a model created with training = true. */
 ft_status ft_optim_new(ft_model *m, const ft_optim_params *p, ft_optim **out, ft_err *err);
 void ft_optim_free(ft_optim *o);

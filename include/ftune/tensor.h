@@ -10,12 +10,29 @@
 #define FTUNE_TENSOR_H
 
 #include "ftune/base.h"
-#include "ftune/config.h"
 
-/* ---------------------------------------------------------------- threads and BLAS */
+/* ---------------------------------------------------------------- dtypes */
+
+/* What the GEMM operands and saved activations are stored as. Master weights, gradients and
+ * optimizer state are fp32 in both. */
+typedef enum ft_dtype { FT_DTYPE_FP32 = 0, FT_DTYPE_BF16 } ft_dtype;
+/* "fp32" | "bf16" -> dtype; false when unknown. */
+bool ft_dtype_parse(const char *name, ft_dtype *out);
+const char *ft_dtype_name(ft_dtype d);
+
+/* ---------------------------------------------------------------- runtime, threads and BLAS */
+
+/* The process-wide tuning a program using the library calls once, first thing in main (the
+ * ftune CLI does): on x86 CPUs with AVX-512 that OpenBLAS does not recognise (AMD Zen 4/5) it
+ * re-executes the program with OPENBLAS_CORETYPE=SkylakeX so OpenBLAS loads its AVX-512 kernels
+ * (the variable is read when the library loads, hence the re-exec; FTUNE_OPENBLAS_CORETYPE
+ * overrides), and sets OMP_WAIT_POLICY=passive unless set. argv must be main's; returns only when
+ * no re-exec was needed (or it failed). Model and workspace setup never change process state. */
+void ft_runtime_init(char **argv);
 
 /* Threads kernels use: omp_get_max_threads() unless set (n <= 0 restores all cores). Also sets
- * OpenBLAS's count. Process-wide, like the OpenMP setting it wraps. */
+ * OpenBLAS's count. Process-wide, like the OpenMP setting it wraps: a program's choice (the CLI's
+ * --threads, a run's `threads`), never made by creating a model. */
 void ft_tensor_set_threads(int n);
 int ft_tensor_threads(void);
 /* The OpenBLAS core kernel in use ("SkylakeX", "Haswell", ...). */
@@ -57,9 +74,17 @@ void ft_tensor_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float 
  * Hugging Face's rotate-half layout: a head vector of HD values is split into halves; the pair
  * (i, i + HD/2) rotates by angle pos * inv_freq[i]. */
 
+/* RoPE's frequencies as plain numbers (from a model config by the model). */
+typedef struct ft_rope_params {
+    int64_t head_dim;
+    double theta;
+    bool llama3; /* transformers' llama3 scaling with the four numbers below */
+    double factor, low_freq_factor, high_freq_factor;
+    int64_t original_max_position_embeddings;
+} ft_rope_params;
 /* inv_freq (HD/2): 1 / theta^(2i/HD) in fp32 as transformers computes it, with llama3
- * scaling when the config asks for it. */
-void ft_tensor_rope_inv_freq(float *inv_freq, const ft_model_config *c);
+ * scaling when asked. */
+void ft_tensor_rope_inv_freq(float *inv_freq, const ft_rope_params *p);
 /* cos, sin (N, HD/2) for the positions pos (N). */
 void ft_tensor_rope_table(float *cos_t, float *sin_t, const int32_t *pos, const float *inv_freq, int64_t N,
                           int64_t half);
@@ -118,5 +143,66 @@ void ft_tensor_attention_fwd(const ft_attn_shape *s, float *out, float *lse, con
 void ft_tensor_attention_bwd(const ft_attn_shape *s, float *dq, float *dk, float *dv, const float *dout,
                              const float *out, const float *lse, const float *q, const float *k, const float *v,
                              const int32_t *sample_ids, float *scratch);
+
+/* ---------------------------------------------------------------- optimizer updates
+ * One fused pass over n parameters (w), their gradients read as g * gscale (fused clipping), and
+ * the state; see ftune/optim.h for the definitions. keep: the decoupled weight-decay factor
+ * (1 when no decay). */
+typedef struct ft_optim_update {
+    float keep, lr, beta1, beta2, eps;
+    float one_minus_beta1, one_minus_beta2; /* rounded from double, as PyTorch's scalars are */
+    float step_size, inv_sqrt_bc2; /* AdamW: lr / (1 - b1^t), 1 / sqrt(1 - b2^t) */
+    float gscale;
+} ft_optim_update;
+void ft_tensor_adamw(float *w, float *m1, float *m2, const float *g, int64_t n, const ft_optim_update *u);
+void ft_tensor_lion(float *w, float *m1, const float *g, int64_t n, const ft_optim_update *u);
+
+/* ---------------------------------------------------------------- casts */
+
+/* dst (n) = src rounded to bfloat16, round-to-nearest-even, kept as fp32 values (NaN stays NaN);
+ * dst may be src. */
+void ft_tensor_round_bf16(float *dst, const float *src, int64_t n);
+
+/* ---------------------------------------------------------------- backend table
+ * The operations the model and the optimizer run, as one table, so that another backend (CUDA:
+ * src/tensor/cuda/) implements the table without touching model code. Every entry has the
+ * meaning and arguments of the ft_tensor_* function of the same name above; the model never
+ * calls a kernel except through its table. */
+typedef struct ft_backend {
+    const char *name;
+    /* GEMM: the general form and its three training uses (forward, input and weight gradients) */
+    void (*sgemm)(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                  int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+    void (*linear_fwd)(float *y, const float *x, const float *W, int64_t N, int64_t in, int64_t out);
+    void (*linear_bwd)(float *dx, float *dW, const float *dy, const float *x, const float *W, int64_t N, int64_t in,
+                       int64_t out, bool dx_accumulate, bool dW_zero);
+    void (*embedding_fwd)(float *out, const int32_t *ids, const float *table, int64_t N, int64_t C);
+    void (*embedding_bwd)(float *dtable, const int32_t *ids, const float *dout, int64_t N, int64_t C);
+    void (*rmsnorm_fwd)(float *out, float *rstd, const float *x, const float *w, int64_t N, int64_t C, float eps);
+    void (*rmsnorm_bwd)(float *dx, float *dw, const float *dout, const float *x, const float *w, const float *rstd,
+                        int64_t N, int64_t C);
+    void (*rope_table)(float *cos_t, float *sin_t, const int32_t *pos, const float *inv_freq, int64_t N,
+                       int64_t half);
+    void (*rope_fwd)(float *x, int64_t stride, const float *cos_t, const float *sin_t, int64_t N, int64_t n_heads,
+                     int64_t head_dim);
+    void (*rope_bwd)(float *dx, int64_t stride, const float *cos_t, const float *sin_t, int64_t N, int64_t n_heads,
+                     int64_t head_dim);
+    void (*swiglu_fwd)(float *h, const float *gu, int64_t N, int64_t F);
+    void (*swiglu_bwd)(float *dgu, const float *dh, const float *gu, int64_t N, int64_t F);
+    void (*add)(float *y, const float *x, int64_t n);
+    double (*cross_entropy)(float *logits, const int32_t *targets, int64_t N, int64_t V, float grad_scale,
+                            int64_t *n_valid, int64_t *correct);
+    size_t (*attention_scratch)(const ft_attn_shape *s);
+    void (*attention_fwd)(const ft_attn_shape *s, float *out, float *lse, const float *q, const float *k,
+                          const float *v, const int32_t *sample_ids, float *scratch);
+    void (*attention_bwd)(const ft_attn_shape *s, float *dq, float *dk, float *dv, const float *dout,
+                          const float *out, const float *lse, const float *q, const float *k, const float *v,
+                          const int32_t *sample_ids, float *scratch);
+    void (*adamw)(float *w, float *m1, float *m2, const float *g, int64_t n, const ft_optim_update *u);
+    void (*lion)(float *w, float *m1, const float *g, int64_t n, const ft_optim_update *u);
+    void (*round_bf16)(float *dst, const float *src, int64_t n);
+} ft_backend;
+/* The CPU implementation (OpenBLAS + OpenMP). */
+const ft_backend *ft_backend_cpu(void);
 
 #endif

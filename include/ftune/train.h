@@ -32,6 +32,43 @@
 #include "ftune/base.h"
 #include "ftune/config.h"
 #include "ftune/data.h" /* ft_task_type, ft_data_duration */
+#include "ftune/model.h"
+#include "ftune/optim.h"
+
+/* ---------------------------------------------------------------- the training step
+ * THE optimizer step, used by the trainer, `ftune bench` and `ftune debug`, so the benchmark
+ * measures exactly what training runs:
+ *   zero the gradients; the batch's rows as ceil(B / micro) forward/backward passes each adding
+ *   d(CE_sum / denom); the gradient-reduction hook (identity in one process: a data-parallel run
+ *   sums gradients, loss and token counts across processes there); the global gradient norm;
+ *   then, when loss and norm are finite, clipping to max_norm fused into the optimizer update.
+ * A non-finite loss or norm skips the update (result.updated false) and is not an error: the
+ * caller decides (the trainer counts them). */
+typedef struct ft_grad_reduce {
+    /* NULL: identity. Called once per step after the local accumulation. */
+    ft_status (*fn)(void *ctx, ft_model *m, double *loss_sum, int64_t *n_trainable, ft_err *err);
+    void *ctx;
+} ft_grad_reduce;
+
+typedef struct ft_train_step_params {
+    int64_t micro;   /* rows per forward/backward pass; 0: the whole batch at once */
+    double denom;    /* the loss denominator (the global batch's trainable tokens); 0: this batch's */
+    double lr;       /* learning rate of this update */
+    double max_norm; /* gradient clipping; 0: none */
+    ft_grad_reduce reduce;
+} ft_train_step_params;
+
+typedef struct ft_train_step_result {
+    double loss_sum;     /* summed cross-entropy over the trainable tokens */
+    int64_t n_trainable; /* their count */
+    double loss;         /* loss_sum / denom; NaN when no token was trainable */
+    double grad_norm;    /* before clipping; NaN when not computed */
+    bool updated;        /* false: non-finite loss or norm, or nothing trainable */
+} ft_train_step_result;
+
+/* One step on batch b (rows up to the workspace's max_batch per pass). */
+ft_status ft_train_step(ft_model *m, ft_workspace *ws, ft_optim *o, const ft_batch *b, const ft_train_step_params *p,
+                        ft_train_step_result *r, ft_err *err);
 
 /* ---------------------------------------------------------------- durations */
 

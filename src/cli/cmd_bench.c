@@ -1,6 +1,7 @@
-/* cli/cmd_bench.c: `ftune bench train-step --config small|medium [--dtype fp32] [--steps N]
- * [--json]` (issue #2 item 9): times full training steps (zero grads, forward + backward,
- * clipping fused into DecoupledAdamW) of a randomly initialised model on random tokens, and prints
+/* cli/cmd_bench.c: `ftune bench train-step --config small|medium|1b [--dtype fp32] [--steps N]
+ * [--json]` (issue #2 item 9): times full training steps (ft_train_step, the trainer's step: zero
+ * grads, forward + backward, clipping fused into DecoupledAdamW) of a randomly initialised model
+ * on random tokens, and prints
  * tokens/s, GFLOP/s by the formula 6 N_matmul + 6 L T d per token (N_matmul: weights used in
  * matrix products, the LM head included; d = heads * head_dim) and peak memory.
  * bench/train_step.bench.sh runs it beside the PyTorch peer (bench/train_step_torch.py). */
@@ -12,13 +13,19 @@
 #include "ftune/model.h"
 #include "ftune/optim.h"
 #include "ftune/tensor.h"
+#include "ftune/train.h"
 
-static const char SYNOPSIS[] = "--config small|medium [--dtype fp32] [--steps N] [--warmup N] [--threads N] [--json]";
+static const char SYNOPSIS[] = "--config small|medium|1b [--dtype fp32] [--activation-checkpointing auto|on|off] "
+                               "[--steps N] [--warmup N] [--threads N] [--json]";
 static const cli_opt OPTS[] = {
     {"config", CLI_STR,
      "small (V 32000, C 288, L 6, 6/6 heads, F 768, tied, T 256, B 8) | medium (V 32000, C 768, "
-     "L 12, 12/4 heads, F 2048, untied, T 512, B 4)"},
+     "L 12, 12/4 heads, F 2048, untied, T 512, B 4) | 1b (Llama-3.2-1B's shape: V 128256, C 2048, L 16, 32/8 "
+     "heads, F 8192, tied, T 2048, B 1)"},
     {"dtype", CLI_STR, "fp32 (the only one on CPU for now)"},
+    {"activation-checkpointing", CLI_STR,
+     "auto (default: on when the full activations would take more than a quarter of the available memory) | on "
+     "| off"},
     {"steps", CLI_INT, "N: timed steps (default 10 small, 4 medium)"},
     {"warmup", CLI_INT, "N: untimed steps first (default 1)"},
     {"threads", CLI_INT, "N: threads (default: all cores)"},
@@ -35,7 +42,21 @@ typedef struct bench_cfg {
 static const bench_cfg CONFIGS[] = {
     {"small", 32000, 288, 6, 6, 6, 768, 256, 8, true},
     {"medium", 32000, 768, 12, 12, 4, 2048, 512, 4, false},
+    {"1b", 128256, 2048, 16, 32, 8, 8192, 2048, 1, true},
 };
+
+/* MemAvailable from /proc/meminfo (bytes); 8 GiB when unreadable. */
+static size_t mem_available(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    size_t kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %zu kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb ? kb * 1024 : (size_t)8 << 30;
+}
 
 /* User + system CPU seconds of this process: with the wall time it shows how much of the machine
  * the run actually had (the bench machine may be shared). */
@@ -59,11 +80,15 @@ static int train_step(int argc, char **argv) {
             bc = &CONFIGS[i];
     ft_optim_kind kind = FT_OPTIM_ADAMW;
     int64_t steps = 0, warmup = cli_int(&a, "warmup", 1);
+    const char *ckpt = cli_str(&a, "activation-checkpointing", "auto");
     if (!bc)
-        rc = cli_usage_error(cmd, "config", "must be small or medium");
+        rc = cli_usage_error(cmd, "config", "must be small, medium or 1b");
+    else if (strcmp(ckpt, "auto") && strcmp(ckpt, "on") && strcmp(ckpt, "off"))
+        rc = cli_usage_error(cmd, "activation-checkpointing", "must be auto, on or off");
     else if (strcmp(dtype, "fp32") != 0)
         rc = cli_usage_error(cmd, "dtype", "\"%s\" is not supported on the CPU backend (fp32 only)", dtype);
-    else if ((steps = cli_int(&a, "steps", !strcmp(bc->name, "small") ? 10 : 4)) <= 0 || steps > 100000)
+    else if ((steps = cli_int(&a, "steps", !strcmp(bc->name, "small") ? 10 : !strcmp(bc->name, "1b") ? 2 : 4)) <= 0 ||
+             steps > 100000)
         rc = cli_usage_error(cmd, "steps", "must be between 1 and 100000");
     else if (warmup < 0 || warmup > 1000)
         rc = cli_usage_error(cmd, "warmup", "must be between 0 and 1000");
@@ -88,18 +113,26 @@ static int train_step(int argc, char **argv) {
     c.max_position_embeddings = bc->T;
     c.rms_norm_eps = 1e-5;
     ft_model_params p = ft_model_default_params();
-    p.max_batch = bc->B;
-    p.max_seq = bc->T;
     p.training = true;
-    p.threads = (int)cli_int(&a, "threads", 0);
+    int threads = (int)cli_int(&a, "threads", 0);
+    if (threads > 0)
+        ft_tensor_set_threads(threads);
+    ft_workspace_params wp = ft_workspace_default_params();
+    wp.max_batch = bc->B;
+    wp.max_seq = bc->T;
+    wp.training = true;
+    wp.checkpointing = !strcmp(ckpt, "on") || (!strcmp(ckpt, "auto") && ft_workspace_bytes(&c, &wp) > mem_available() / 4);
     ft_err err = {0};
     ft_model *m = NULL;
+    ft_workspace *ws = NULL;
     ft_optim *o = NULL;
     int64_t N = bc->B * bc->T;
     int32_t *ids = ft_malloc((size_t)N * sizeof(int32_t)), *tgt = ft_malloc((size_t)N * sizeof(int32_t));
     ft_status s = ids && tgt ? FT_OK : FT_ERR(&err, FT_ERR_NOMEM, "out of memory");
     if (s == FT_OK)
         s = ft_model_new_random(&c, 1234, &p, &m, &err);
+    if (s == FT_OK)
+        s = ft_workspace_new(m, &wp, &ws, &err);
     if (s == FT_OK) {
         ft_optim_params op = ft_optim_default_params(kind);
         op.peak_lr = 1e-4;
@@ -112,28 +145,24 @@ static int train_step(int argc, char **argv) {
     for (int64_t i = 0; i < N; i++) /* next token; the last of each row a random one */
         tgt[i] = (i + 1) % bc->T ? ids[i + 1] : (int32_t)ft_rng_below(&r, (uint64_t)bc->V);
     ft_batch b = {bc->B, bc->T, ids, tgt, NULL, NULL};
-    double loss_first = 0, loss_last = 0, t_fb = 0, t_opt = 0, t_all = 0, cpu_all = 0;
+    double loss_first = 0, loss_last = 0, t_all = 0, cpu_all = 0;
+    ft_train_step_params sp = {.micro = bc->B, .denom = (double)N, .lr = 1e-4, .max_norm = 1.0};
     for (int64_t k = 0; s == FT_OK && k < warmup + steps; k++) {
-        double t0 = ft_time_now(), c0 = cpu_seconds(), ls = 0;
-        ft_model_zero_grad(m);
-        s = ft_model_forward_backward(m, &b, (double)N, &ls, NULL, &err);
-        double t1 = ft_time_now();
-        if (s == FT_OK)
-            s = ft_optim_step_clipped(o, 1e-4, 1.0, NULL, &err);
+        double t0 = ft_time_now(), c0 = cpu_seconds();
+        ft_train_step_result sr;
+        s = ft_train_step(m, ws, o, &b, &sp, &sr, &err);
         double t2 = ft_time_now();
         if (k == 0)
-            loss_first = ls / (double)N;
-        loss_last = ls / (double)N;
+            loss_first = sr.loss;
+        loss_last = sr.loss;
         if (k >= warmup) {
-            t_fb += t1 - t0;
-            t_opt += t2 - t1;
             t_all += t2 - t0;
             cpu_all += cpu_seconds() - c0;
         }
         if (!json)
             fprintf(stderr, "%s step %lld/%lld: loss %.4f, %.2f s\n", k < warmup ? "warmup" : "timed",
                     (long long)(k < warmup ? k + 1 : k - warmup + 1), (long long)(k < warmup ? warmup : steps),
-                    ls / (double)N, t2 - t0);
+                    sr.loss, t2 - t0);
     }
     if (s != FT_OK) {
         rc = cli_report(cmd, &err);
@@ -144,30 +173,30 @@ static int train_step(int argc, char **argv) {
                           (double)c.vocab_size * (double)c.hidden_size;
         double flops_tok = 6.0 * n_matmul + 6.0 * (double)c.num_hidden_layers * (double)bc->T * (double)Q;
         double tps = (double)(N * steps) / t_all;
-        size_t mp, mg, ma;
-        ft_model_memory(m, &mp, &mg, &ma);
+        size_t mp, mg, ma = ft_workspace_size(ws);
+        ft_model_memory(m, &mp, &mg);
         double mo = (double)(ft_optim_n_state(o) > 1 ? (kind == FT_OPTIM_ADAMW ? 2 : 1) * mp : 0);
         if (json)
-            printf("{\"config\": \"%s\", \"dtype\": \"fp32\", \"tokens_per_s\": %.2f, \"gflops\": %.2f, "
-                   "\"peak_rss_mb\": %.1f, \"step_s\": %.4f, \"fwd_bwd_s\": %.4f, \"optim_s\": %.4f, \"steps\": %lld, "
+            printf("{\"config\": \"%s\", \"dtype\": \"fp32\", \"activation_checkpointing\": %s, \"tokens_per_s\": %.2f, "
+                   "\"gflops\": %.2f, \"peak_rss_mb\": %.1f, \"step_s\": %.4f, \"steps\": %lld, "
                    "\"tokens_per_step\": %lld, \"flops_per_token\": %.0f, \"threads\": %d, \"blas_core\": \"%s\", "
                    "\"params_mb\": %.1f, \"grads_mb\": %.1f, \"optim_mb\": %.1f, \"activations_mb\": %.1f, "
                    "\"loss_first\": %.6f, \"loss_last\": %.6f, \"cpu_s_per_step\": %.3f}\n",
-                   bc->name, tps, tps * flops_tok / 1e9, ft_peak_rss_mb(), t_all / (double)steps, t_fb / (double)steps,
-                   t_opt / (double)steps, (long long)steps, (long long)N, flops_tok, ft_tensor_threads(),
+                   bc->name, wp.checkpointing ? "true" : "false", tps, tps * flops_tok / 1e9, ft_peak_rss_mb(),
+                   t_all / (double)steps, (long long)steps, (long long)N, flops_tok, ft_tensor_threads(),
                    ft_tensor_blas_core(), mp / 1048576.0, mg / 1048576.0, mo / 1048576.0, ma / 1048576.0, loss_first,
                    loss_last, cpu_all / (double)steps);
         else
-            printf("train-step %s fp32: %.1f tokens/s, %.1f GFLOP/s, %.3f s/step (forward+backward %.3f, optimizer "
-                   "%.3f; %.2f CPU-s/step)\n  peak RSS %.0f MiB (weights %.0f, gradients %.0f, optimizer %.0f, "
-                   "activations %.0f MiB); "
+            printf("train-step %s fp32%s: %.1f tokens/s, %.1f GFLOP/s, %.3f s/step (%.2f CPU-s/step)\n  peak RSS "
+                   "%.0f MiB (weights %.0f, gradients %.0f, optimizer %.0f, activations %.0f MiB); "
                    "%d threads, OpenBLAS %s; loss %.4f -> %.4f\n",
-                   bc->name, tps, tps * flops_tok / 1e9, t_all / (double)steps, t_fb / (double)steps,
-                   t_opt / (double)steps, cpu_all / (double)steps, ft_peak_rss_mb(), mp / 1048576.0, mg / 1048576.0,
+                   bc->name, wp.checkpointing ? ", activation checkpointing" : "", tps, tps * flops_tok / 1e9,
+                   t_all / (double)steps, cpu_all / (double)steps, ft_peak_rss_mb(), mp / 1048576.0, mg / 1048576.0,
                    mo / 1048576.0, ma / 1048576.0, ft_tensor_threads(), ft_tensor_blas_core(), loss_first, loss_last);
         rc = CLI_EXIT_OK;
     }
     ft_optim_free(o);
+    ft_workspace_free(ws);
     ft_model_free(m);
     ft_free(ids);
     ft_free(tgt);

@@ -18,6 +18,7 @@
 #include "ftune/model.h"
 #include "ftune/optim.h"
 #include "ftune/safetensors.h"
+#include "ftune/train.h"
 
 static const char FWD_SYNOPSIS[] = "--model M --batch FILE [--logits-out F] [--grads-out F] [--json]";
 static const cli_opt FWD_OPTS[] = {
@@ -41,21 +42,30 @@ static const cli_opt STEPS_OPTS[] = {
     {NULL, 0, NULL},
 };
 
-/* Resolve the name, read the batch, load the model sized for it. */
+/* Resolve the name, read the batch, load the model and a workspace sized for the batch. */
 static ft_status open_model(const char *name, const char *batch_path, bool training, int threads, ft_batch_owned *bo,
-                            ft_model **m, ft_err *err) {
+                            ft_model **m, ft_workspace **ws, ft_err *err) {
     char *dir = NULL;
     FT_TRY(ft_hf_resolve(name, &dir, err));
+    if (threads > 0)
+        ft_tensor_set_threads(threads);
     ft_status s = ft_model_batch_load(batch_path, bo, err);
     if (s == FT_OK) {
         ft_model_params p = ft_model_default_params();
-        p.max_batch = bo->b.B;
-        p.max_seq = bo->b.T;
         p.training = training;
-        p.threads = threads;
         s = ft_model_load(dir, &p, m, err);
-        if (s != FT_OK)
-            ft_model_batch_free(bo);
+    }
+    if (s == FT_OK) {
+        ft_workspace_params wp = ft_workspace_default_params();
+        wp.max_batch = bo->b.B;
+        wp.max_seq = bo->b.T;
+        wp.training = training;
+        s = ft_workspace_new(*m, &wp, ws, err);
+    }
+    if (s != FT_OK) {
+        ft_model_free(*m);
+        *m = NULL;
+        ft_model_batch_free(bo);
     }
     ft_free(dir);
     return s;
@@ -96,8 +106,9 @@ static int debug_forward(int argc, char **argv) {
     ft_err err = {0};
     ft_batch_owned bo = {0};
     ft_model *m = NULL;
+    ft_workspace *ws = NULL;
     float *logits = NULL;
-    ft_status s = open_model(model, batch, grads_out != NULL, (int)cli_int(&a, "threads", 0), &bo, &m, &err);
+    ft_status s = open_model(model, batch, grads_out != NULL, (int)cli_int(&a, "threads", 0), &bo, &m, &ws, &err);
     double loss_sum = 0;
     int64_t n = 0;
     const ft_batch *b = &bo.b;
@@ -106,7 +117,7 @@ static int debug_forward(int argc, char **argv) {
         if (logits_out && !(logits = ft_malloc((size_t)(b->B * b->T * V) * sizeof(float))))
             s = FT_ERR(&err, FT_ERR_NOMEM, "logits: out of memory");
         if (s == FT_OK)
-            s = ft_model_forward(m, b, logits, &loss_sum, &n, &err);
+            s = ft_model_forward(m, ws, b, logits, &loss_sum, &n, &err);
         if (s == FT_OK && logits_out) {
             const char *names[1] = {"logits"};
             int ndims[1] = {3};
@@ -122,7 +133,7 @@ static int debug_forward(int argc, char **argv) {
             cnt += b->targets[i] != -100;
         ft_model_zero_grad(m);
         /* gradient of the mean; with no trainable token every gradient is 0 */
-        s = ft_model_forward_backward(m, b, cnt > 0 ? (double)cnt : 1.0, &loss_sum, &n, &err);
+        s = ft_model_forward_backward(m, ws, b, cnt > 0 ? (double)cnt : 1.0, &loss_sum, &n, &err);
         if (s == FT_OK)
             s = write_grads(m, grads_out, &err);
     }
@@ -138,6 +149,7 @@ static int debug_forward(int argc, char **argv) {
         rc = CLI_EXIT_OK;
     }
     ft_free(logits);
+    ft_workspace_free(ws);
     ft_model_free(m);
     ft_model_batch_free(&bo);
     cli_args_free(&a);
@@ -170,8 +182,9 @@ static int debug_train_steps(int argc, char **argv) {
     ft_err err = {0};
     ft_batch_owned bo = {0};
     ft_model *m = NULL;
+    ft_workspace *ws = NULL;
     ft_optim *o = NULL;
-    ft_status s = open_model(model, batch, true, (int)cli_int(&a, "threads", 0), &bo, &m, &err);
+    ft_status s = open_model(model, batch, true, (int)cli_int(&a, "threads", 0), &bo, &m, &ws, &err);
     if (s == FT_OK) {
         ft_optim_params op = ft_optim_default_params(kind);
         op.peak_lr = lr;
@@ -184,19 +197,21 @@ static int debug_train_steps(int argc, char **argv) {
         s = FT_ERR(&err, FT_ERR_INVALID, "%s: the batch has no trainable target", batch);
     if (json && s == FT_OK)
         printf("{\"losses\": [");
+    /* The trainer's step (ft_train_step): the whole batch, the mean loss, clipping at 1.0. */
+    ft_train_step_params sp = {.micro = bo.b.B, .denom = (double)cnt, .lr = lr, .max_norm = 1.0};
     for (int64_t k = 0; s == FT_OK && k < steps; k++) {
-        double ls = 0;
         double t0 = ft_time_now();
-        ft_model_zero_grad(m);
-        s = ft_model_forward_backward(m, &bo.b, (double)cnt, &ls, NULL, &err);
+        ft_train_step_result sr;
+        s = ft_train_step(m, ws, o, &bo.b, &sp, &sr, &err);
         if (s != FT_OK)
             break;
-        double norm = 0;
-        s = ft_optim_step_clipped(o, lr, 1.0, &norm, &err);
+        if (!sr.updated)
+            s = FT_ERR(&err, FT_ERR_NUMERIC, "step %lld: the loss (%g) or the gradient norm (%g) is not finite",
+                       (long long)k + 1, sr.loss, sr.grad_norm);
         if (json)
-            printf(k ? ", %.9g" : "%.9g", ls / (double)cnt);
+            printf(k ? ", %.9g" : "%.9g", sr.loss);
         else
-            printf("step %3lld  loss %.6f  grad-norm %.4f  %.0f ms\n", (long long)k + 1, ls / (double)cnt, norm,
+            printf("step %3lld  loss %.6f  grad-norm %.4f  %.0f ms\n", (long long)k + 1, sr.loss, sr.grad_norm,
                    (ft_time_now() - t0) * 1e3);
         fflush(stdout);
     }
@@ -204,6 +219,7 @@ static int debug_train_steps(int argc, char **argv) {
         printf("], \"optimizer\": \"%s\", \"lr\": %g}\n", ft_optim_kind_name(kind), lr);
     rc = s == FT_OK ? CLI_EXIT_OK : cli_report(cmd, &err);
     ft_optim_free(o);
+    ft_workspace_free(ws);
     ft_model_free(m);
     ft_model_batch_free(&bo);
     cli_args_free(&a);

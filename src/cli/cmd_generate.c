@@ -89,10 +89,9 @@ int cmd_generate(int argc, char **argv) {
     ft_gen_output out = {0};
     ft_status s = ft_hf_resolve(name, &dir, &err);
     if (s == FT_OK) {
-        ft_model_params mp = ft_model_default_params();
-        mp.max_batch = 1;
-        mp.max_seq = 1; /* decoding uses the KV cache's own buffers */
-        mp.threads = (int)threads;
+        if (threads > 0)
+            ft_tensor_set_threads((int)threads);
+        ft_model_params mp = ft_model_default_params(); /* decoding uses the KV cache's own buffers */
         s = ft_model_load(dir, &mp, &m, &err);
     }
     if (s == FT_OK)

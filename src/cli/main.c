@@ -50,38 +50,8 @@ int cmd_version(int argc, char **argv) {
     return CLI_EXIT_OK;
 }
 
-/* Two settings that the libraries read when they load, before main, so they are set here and the
- * process execs itself again (once: the new process finds them set):
- *  - OPENBLAS_CORETYPE=SkylakeX on AVX-512 CPUs that OpenBLAS does not recognise (AMD Zen 4/5),
- *    where it would fall back to Haswell's AVX2 kernels at half the speed;
- *  - OMP_WAIT_POLICY=PASSIVE: threads waiting at the end of a parallel region sleep instead of
- *    spinning. On a shared machine a spinning thread burns the time slice its partner needs (a
- *    training step ran 1.5x faster with 2 threads and ~4 other busy processes); on an idle one
- *    the wake-up costs microseconds against regions of milliseconds. */
-static void tune_runtime_env(char **argv) {
-    bool changed = false;
-    /* FTUNE_OPENBLAS_CORETYPE, when given, is used as is. Otherwise an AVX-512 CPU gets the
-     * SkylakeX kernels, also over an inherited OPENBLAS_CORETYPE=Haswell: environments set that
-     * to work around OpenBLAS's own mis-detection of these CPUs, and it halves matmul speed. */
-    const char *want = getenv("FTUNE_OPENBLAS_CORETYPE");
-    const char *have = getenv("OPENBLAS_CORETYPE");
-    if (!want && __builtin_cpu_supports("avx512f") && (!have || !strcmp(have, "Haswell")))
-        want = "SkylakeX";
-    if (want && *want && (!have || strcmp(have, want) != 0)) {
-        setenv("OPENBLAS_CORETYPE", want, 1);
-        changed = true;
-    }
-    if (!getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT")) {
-        setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-        changed = true;
-    }
-    if (changed)
-        execv("/proc/self/exe", argv);
-    /* exec failed: carry on with the libraries' defaults */
-}
-
 int main(int argc, char **argv) {
-    tune_runtime_env(argv);
+    ft_runtime_init(argv); /* may re-exec this program once (ftune/tensor.h) */
     if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;

@@ -2,7 +2,8 @@
  * keys (after RoPE) and values for the tokens seen so far; ft_model_decode appends tokens,
  * running them through the model in chunks of up to DC rows (a long prompt is prefilled DC
  * tokens at a time, so the work buffers stay small), with attention over the cache
- * (query i at position len + i sees keys 0..len + i). Same kernels as training. */
+ * (query i at position len + i sees keys 0..len + i). The same layer body as training
+ * (model_layer_forward). A cache is a decoding workspace: any number of them can use one model. */
 #include <omp.h>
 #include <string.h>
 
@@ -70,15 +71,16 @@ void ft_kv_cache_reset(ft_kv_cache *c) { c->len = 0; }
 
 int64_t ft_kv_cache_len(const ft_kv_cache *c) { return c->len; }
 
-/* Run n <= DC tokens at positions c->len.. through the model; leaves model.norm(x) of the last
- * row in c->xn. */
+/* Run n <= DC tokens at positions c->len.. through the model (the layer body of forward.c, its
+ * residual stream in place in c->x); leaves model.norm(x) of the last row in c->xn. */
 static void decode_chunk(ft_model *m, ft_kv_cache *c, const int32_t *tokens, int64_t n) {
-    const int64_t C = m->C, F = m->F, Q = m->Q, KV = m->KV, QKV = m->QKV, T0 = c->len;
+    const ft_backend *be = m->be;
+    const int64_t C = m->C, Q = m->Q, KV = m->KV, QKV = m->QKV, T0 = c->len;
     const float eps = (float)m->cfg.rms_norm_eps;
     for (int64_t i = 0; i < n; i++)
         c->pos[i] = (int32_t)(T0 + i);
-    ft_tensor_rope_table(c->cos_t, c->sin_t, c->pos, m->inv_freq, n, m->HD / 2);
-    ft_tensor_embedding_fwd(c->x, tokens, m->embed, n, C);
+    be->rope_table(c->cos_t, c->sin_t, c->pos, m->inv_freq, n, m->HD / 2);
+    be->embedding_fwd(c->x, tokens, m->embed, n, C);
     ft_attn_shape as = {.B = 1,
                         .Tq = n,
                         .Tk = T0 + n,
@@ -92,25 +94,15 @@ static void decode_chunk(ft_model *m, ft_kv_cache *c, const int32_t *tokens, int
                         .v_stride = KV,
                         .o_stride = Q,
                         .threads = c->threads};
+    /* No statistics kept, one normed buffer for both norms, the residual updated in place. */
+    layer_acts A = {.x = c->x, .xn1 = c->xn, .qkv = c->qkv, .att = c->att, .xmid = c->x, .xn2 = c->xn, .gu = c->gu,
+                    .h = c->h};
     for (int64_t l = 0; l < m->L; l++) {
-        const layer_w *W = &m->w[l];
-        float *kc = c->k + l * c->max_tokens * KV, *vc = c->v + l * c->max_tokens * KV;
-        ft_tensor_rmsnorm_fwd(c->xn, NULL, c->x, W->ln1, n, C, eps);
-        ft_tensor_linear_fwd(c->qkv, c->xn, W->wqkv, n, C, QKV);
-        ft_tensor_rope_fwd(c->qkv, QKV, c->cos_t, c->sin_t, n, m->NH + m->KVH, m->HD); /* q and k heads */
-        for (int64_t i = 0; i < n; i++) {
-            memcpy(kc + (T0 + i) * KV, c->qkv + i * QKV + Q, (size_t)KV * sizeof(float));
-            memcpy(vc + (T0 + i) * KV, c->qkv + i * QKV + Q + KV, (size_t)KV * sizeof(float));
-        }
-        ft_tensor_attention_fwd(&as, c->att, NULL, c->qkv, kc, vc, NULL, c->scratch);
-        ft_tensor_sgemm(false, true, n, C, Q, 1.0f, c->att, Q, W->wo, Q, 1.0f, c->x, C);
-        ft_tensor_rmsnorm_fwd(c->xn, NULL, c->x, W->ln2, n, C, eps);
-        ft_tensor_linear_fwd(c->gu, c->xn, W->wgu, n, C, 2 * F);
-        ft_tensor_swiglu_fwd(c->h, c->gu, n, F);
-        ft_tensor_sgemm(false, true, n, C, F, 1.0f, c->h, F, W->wd, F, 1.0f, c->x, C);
+        layer_kv kv = {.k = c->k + l * c->max_tokens * KV, .v = c->v + l * c->max_tokens * KV, .stride = KV, .at = T0};
+        model_layer_forward(m, l, &A, c->x, &as, NULL, c->cos_t, c->sin_t, n, &kv, c->scratch, NULL, false);
     }
     c->len += n;
-    ft_tensor_rmsnorm_fwd(c->xn, NULL, c->x + (n - 1) * C, m->norm, 1, C, eps);
+    be->rmsnorm_fwd(c->xn, NULL, c->x + (n - 1) * C, m->norm, 1, C, eps);
 }
 
 ft_status ft_model_decode(ft_model *m, ft_kv_cache *c, const int32_t *tokens, int64_t n, float *logits_last,
@@ -129,6 +121,6 @@ ft_status ft_model_decode(ft_model *m, ft_kv_cache *c, const int32_t *tokens, in
     for (int64_t i = 0; i < n; i += DC)
         decode_chunk(m, c, tokens + i, n - i < DC ? n - i : DC);
     if (logits_last) /* logits (V) = head (V, C) xf (C) */
-        ft_tensor_sgemm(false, true, 1, m->V, m->C, 1.0f, c->xn, m->C, m->head, m->C, 0.0f, logits_last, m->V);
+        m->be->sgemm(false, true, 1, m->V, m->C, 1.0f, c->xn, m->C, m->head, m->C, 0.0f, logits_last, m->V);
     return FT_OK;
 }

@@ -1,5 +1,6 @@
-/* model/internal.h (internal to src/model/): the ft_model struct shared by model.c (creation,
- * weights, parameters), forward.c (forward/backward) and decode.c (KV cache). */
+/* model/internal.h (internal to src/model/): the ft_model and ft_workspace structs shared by
+ * model.c (creation, weights, parameters), workspace.c (activation layout), forward.c (the layer
+ * body, forward and backward) and decode.c (KV cache). */
 #ifndef FTUNE_MODEL_INTERNAL_H
 #define FTUNE_MODEL_INTERNAL_H
 
@@ -18,18 +19,21 @@ typedef struct layer_w {
     float *wd;   /* (C, F) */
 } layer_w;
 
-/* What one layer keeps from the forward for the backward; N = B*T rows. */
+/* What one layer's forward writes (and a training workspace keeps for the backward); N rows.
+ * Without training every layer shares one set; with checkpointing each layer has its own x and
+ * shares the rest, which the backward recomputes layer by layer. */
 typedef struct layer_acts {
     float *x;     /* (N, C) layer input (residual stream) */
     float *xn1;   /* (N, C) input_layernorm(x) */
-    float *rstd1; /* (N) */
+    float *rstd1; /* (N) or NULL */
     float *qkv;   /* (N, Q + 2 KV) q, k after RoPE, v */
     float *att;   /* (N, Q) attention output before o_proj */
-    float *lse;   /* (B, NH, T) softmax log-sum-exp */
-    float *xmid;  /* (N, C) x + o_proj(att) */
+    float *lse;   /* (B, NH, T) softmax log-sum-exp, or NULL */
+    float *xmid;  /* (N, C) x + o_proj(att); may be x (in place) */
     float *xn2;   /* (N, C) post_attention_layernorm(xmid) */
-    float *rstd2; /* (N) */
+    float *rstd2; /* (N) or NULL */
     float *gu;    /* (N, 2F) [gate | up] */
+    float *h;     /* (N, F) silu(gate) * up (scratch, not kept) */
 } layer_acts;
 
 enum { PROF_EMBED, PROF_NORM, PROF_MATMUL, PROF_ROPE, PROF_ATTN, PROF_SWIGLU, PROF_HEAD, PROF_MISC, PROF_COUNT };
@@ -37,47 +41,67 @@ enum { PROF_EMBED, PROF_NORM, PROF_MATMUL, PROF_ROPE, PROF_ATTN, PROF_SWIGLU, PR
 struct ft_model {
     ft_model_config cfg;
     ft_model_params p;
+    const ft_backend *be;
     int64_t C, F, Q, KV, QKV, V, L, NH, KVH, HD;
 
     size_t n_params;
     ft_tensor_spec *specs; /* names and shapes, HF order */
     ft_param *params;
+    ft_layer_desc *layers; /* (L) the architecture as data */
 
-    ft_arena warena, garena, aarena; /* weights, gradients, activations */
-    layer_w *w, *g;                  /* (L) */
-    float *embed, *norm, *head;      /* head == embed when tied */
+    ft_arena warena, garena;    /* weights, gradients */
+    layer_w *w, *g;             /* (L) */
+    float *embed, *norm, *head; /* head == embed when tied */
     float *g_embed, *g_norm, *g_head;
+    float *inv_freq; /* (HD/2) RoPE frequencies */
+};
 
-    int64_t N; /* rows the activations are sized for */
-    int64_t chunk; /* rows of logits per LM-head chunk */
-    layer_acts *acts; /* (L); all alias one set when not training */
-    float *xL;     /* (N, C) final residual */
-    float *xf;     /* (N, C) model.norm(xL) */
-    float *rstdf;  /* (N) */
-    float *inv_freq; /* (HD/2) */
+struct ft_workspace {
+    const ft_model *m;
+    ft_workspace_params p;
+    int64_t N;            /* rows the activations are sized for */
+    int64_t chunk;        /* rows of logits per LM-head chunk */
+    int64_t attn_threads; /* threads attn_scratch is sized for */
+    ft_arena arena;
+    layer_acts *acts; /* (L) */
+    float *xL;        /* (N, C) final residual */
+    float *xf;        /* (N, C) model.norm(xL) */
+    float *rstdf;     /* (N) */
     float *cos_t, *sin_t; /* (N, HD/2) */
     int32_t *pos;     /* (N) */
     int32_t *rows;    /* (N) indices of trainable rows */
     int32_t *tgt;     /* (N) their targets */
-    float *hbuf;   /* (N, F) SwiGLU output; backward: h then dh */
-    float *dx;     /* (N, C) residual gradient */
-    float *dtmp;   /* (N, C) */
-    float *dqkv;   /* (N, Q + 2 KV) */
-    float *datt;   /* (N, Q) */
-    float *xc, *dxc; /* (N, C) compacted trainable rows of xf and their gradient */
-    float *logits; /* (chunk, V) */
-    float *dxpart; /* (attn_threads - 1, chunk, C) partial LM-head input gradients */
+    float *dx;        /* (N, C) residual gradient */
+    float *dtmp;      /* (N, C) */
+    float *dqkv;      /* (N, Q + 2 KV) */
+    float *datt;      /* (N, Q) */
+    float *xc, *dxc;  /* (N, C) compacted trainable rows of xf and their gradient */
+    float *logits;    /* (chunk, V) */
+    float *dxpart;    /* (attn_threads - 1, chunk, C) partial LM-head input gradients */
     float *attn_scratch;
-    size_t attn_scratch_n;
-    int64_t attn_threads; /* threads attn_scratch is sized for */
 
-    /* FTUNE_PROFILE=1: wall time per kernel family, printed to stderr when the model is freed
-     * (a developer's tool for the speed work). */
+    /* FTUNE_PROFILE=1: wall time per kernel family, printed to stderr when the workspace is
+     * freed (a developer's tool for the speed work; FTUNE_PROFILE=cpu: process CPU time). */
     bool profile, profile_cpu;
     double prof[PROF_COUNT];
 };
 
-/* Check a batch against the model and its arenas; errors name the offending value. */
-ft_status ft_model_check_batch_(const ft_model *m, const ft_batch *b, ft_err *err);
+/* Check a batch against the model and a workspace; errors name the offending value. */
+ft_status model_check_batch(const ft_model *m, const ft_workspace *ws, const ft_batch *b, ft_err *err);
+
+/* Where a layer's attention finds its keys and values when they are not in A->qkv: a KV cache's
+ * rows for this layer, `stride` floats apart; the N new rows are written at row `at`. */
+typedef struct layer_kv {
+    float *k, *v;
+    int64_t stride, at;
+} layer_kv;
+
+/* THE layer body, used by training's forward, the backward's recompute (checkpointing) and KV-cache
+ * decoding. Reads A->x (N rows), writes the fields of A, and the layer's output into `next`
+ * (N, C; may be A->x or A->xmid), or stops after the MLP's SwiGLU when next is NULL (what the
+ * backward needs). kv: NULL for training. prof: FTUNE_PROFILE's counters or NULL. */
+void model_layer_forward(const ft_model *m, int64_t layer, layer_acts *A, float *next, const ft_attn_shape *as,
+                         const int32_t *sample_ids, const float *cos_t, const float *sin_t, int64_t N,
+                         const layer_kv *kv, float *attn_scratch, double *prof, bool prof_cpu);
 
 #endif

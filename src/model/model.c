@@ -1,7 +1,7 @@
-/* model/model.c: the Llama-family model object: parameter layout in HF order, the three arenas
- * (weights, gradients, activations) sized once at creation, random initialisation, loading and
- * saving Hugging Face safetensors, and gradient utilities. The numerics are in forward.c and
- * decode.c. */
+/* model/model.c: the Llama-family model object: parameter layout in HF order, the layers'
+ * description as data, the two arenas (weights, gradients) sized once at creation, random
+ * initialisation, loading and saving Hugging Face safetensors, and gradient utilities.
+ * Activations live in workspaces (workspace.c); the numerics are in forward.c and decode.c. */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -11,7 +11,7 @@
 #include "internal.h"
 
 ft_model_params ft_model_default_params(void) {
-    return (ft_model_params){.max_batch = 1, .max_seq = 512, .training = false, .threads = 0};
+    return (ft_model_params){.training = false};
 }
 
 /* ---------------------------------------------------------------- layout */
@@ -25,7 +25,9 @@ static ft_status layout(ft_model *m, ft_err *err) {
     m->params = ft_calloc(m->n_params, sizeof *m->params);
     m->w = ft_calloc((size_t)m->L, sizeof *m->w);
     m->g = ft_calloc((size_t)m->L, sizeof *m->g);
-    if (!m->specs || !m->params || !m->w || !m->g)
+    m->layers = ft_calloc((size_t)m->L, sizeof *m->layers);
+    m->inv_freq = ft_calloc((size_t)(m->HD / 2 + 1), sizeof *m->inv_freq);
+    if (!m->specs || !m->params || !m->w || !m->g || !m->layers || !m->inv_freq)
         return FT_ERR(err, FT_ERR_NOMEM, "model: out of memory");
     ft_model_config_tensors(c, m->specs, m->n_params);
     int64_t total = 0;
@@ -69,6 +71,15 @@ static ft_status layout(ft_model *m, ft_err *err) {
         FT_ASSERT(P[7].data == P[6].data + P[6].numel);
         *w = (layer_w){P[0].data, P[1].data, P[4].data, P[5].data, P[6].data, P[8].data};
         *g = (layer_w){P[0].grad, P[1].grad, P[4].grad, P[5].grad, P[6].grad, P[8].grad};
+        m->layers[l] = (ft_layer_desc){.norm = FT_NORM_RMS,
+                                       .n_heads = m->NH,
+                                       .n_kv_heads = m->KVH,
+                                       .head_dim = m->HD,
+                                       .window = c->sliding_window,
+                                       .mlp = FT_MLP_SWIGLU,
+                                       .ffn = m->F,
+                                       .first_param = i,
+                                       .n_params = 9};
         i += 9;
     }
     m->norm = m->params[i].data;
@@ -84,83 +95,10 @@ static ft_status layout(ft_model *m, ft_err *err) {
     return FT_OK;
 }
 
-/* Activations for N = max_batch * max_seq rows; training keeps one set per layer. */
-static ft_status alloc_acts(ft_model *m, ft_err *err) {
-    const int64_t N = m->N, C = m->C, F = m->F, Q = m->Q, QKV = m->QKV, V = m->V, L = m->L;
-    const bool tr = m->p.training;
-    int64_t chunk = (int64_t)((64u << 20) / ((size_t)V * sizeof(float)));
-    m->chunk = chunk < 16 ? 16 : chunk > N ? N : chunk;
-    m->attn_threads = omp_get_max_threads();
-    ft_attn_shape as = {.B = m->p.max_batch, .Tq = m->p.max_seq, .Tk = m->p.max_seq, .NH = m->NH, .KVH = m->KVH,
-                        .HD = m->HD, .threads = m->attn_threads};
-    m->attn_scratch_n = ft_tensor_attention_scratch(&as);
-    int64_t sets = tr ? L : 1;
-    int64_t per_set = 5 * N * C + 2 * N + N * QKV + N * Q + N * m->NH + 2 * N * F;
-    int64_t rest = 3 * N * C + N + m->HD + N * m->HD + 3 * N + N * F + m->chunk * V + (int64_t)m->attn_scratch_n;
-    if (tr)
-        rest += 4 * N * C + N * QKV + N * Q + (m->attn_threads > 1 ? m->attn_threads - 1 : 1) * m->chunk * C;
-    int64_t n_bufs = 14 * sets + 40; /* alignment slack */
-    size_t cap = (size_t)(sets * per_set + rest) * sizeof(float) + (size_t)n_bufs * 64 + 4096;
-    FT_TRY(ft_arena_init(&m->aarena, "activations", cap, err));
-    m->acts = ft_calloc((size_t)L, sizeof *m->acts);
-    if (!m->acts)
-        return FT_ERR(err, FT_ERR_NOMEM, "model: out of memory");
-    ft_arena *a = &m->aarena;
-#define GET(ptr, count)                                                   \
-    do {                                                                  \
-        (ptr) = ft_arena_alloc(a, (size_t)(count) * sizeof *(ptr), err);  \
-        if (!(ptr))                                                       \
-            return FT_ERR_NOMEM;                                          \
-    } while (0)
-    for (int64_t l = 0; l < sets; l++) {
-        layer_acts *s = &m->acts[l];
-        GET(s->x, N * C);
-        GET(s->xn1, N * C);
-        GET(s->rstd1, N);
-        GET(s->qkv, N * QKV);
-        GET(s->att, N * Q);
-        GET(s->lse, N * m->NH);
-        GET(s->xmid, N * C);
-        GET(s->xn2, N * C);
-        GET(s->rstd2, N);
-        GET(s->gu, N * 2 * F);
-    }
-    for (int64_t l = sets; l < L; l++)
-        m->acts[l] = m->acts[0];
-    GET(m->xL, N * C);
-    GET(m->xf, N * C);
-    GET(m->rstdf, N);
-    GET(m->inv_freq, m->HD / 2 + 1);
-    GET(m->cos_t, N * (m->HD / 2));
-    GET(m->sin_t, N * (m->HD / 2));
-    GET(m->pos, N);
-    GET(m->rows, N);
-    GET(m->tgt, N);
-    GET(m->hbuf, N * F);
-    GET(m->xc, N * C);
-    GET(m->logits, m->chunk * V);
-    GET(m->attn_scratch, m->attn_scratch_n);
-    if (tr) {
-        GET(m->dx, N * C);
-        GET(m->dtmp, N * C);
-        GET(m->dqkv, N * QKV);
-        GET(m->datt, N * Q);
-        GET(m->dxc, N * C);
-        GET(m->dxpart, (m->attn_threads > 1 ? m->attn_threads - 1 : 1) * m->chunk * C);
-    }
-#undef GET
-    ft_tensor_rope_inv_freq(m->inv_freq, &m->cfg);
-    return FT_OK;
-}
-
 static ft_status model_create(const ft_model_config *c, const ft_model_params *p, ft_model **out, ft_err *err) {
     *out = NULL;
     FT_TRY(ft_model_config_validate(c, err));
     ft_model_params pp = p ? *p : ft_model_default_params();
-    if (pp.max_batch <= 0 || pp.max_seq <= 0)
-        return FT_ERR(err, FT_ERR_INVALID, "model params: max_batch and max_seq must be positive");
-    if (pp.max_batch * pp.max_seq > ((int64_t)1 << 31))
-        return FT_ERR(err, FT_ERR_INVALID, "model params: max_batch * max_seq is too large");
     ft_model *m = ft_calloc(1, sizeof *m);
     if (!m)
         return FT_ERR(err, FT_ERR_NOMEM, "model: out of memory");
@@ -176,19 +114,20 @@ static ft_status model_create(const ft_model_config *c, const ft_model_params *p
     m->QKV = m->Q + 2 * m->KV;
     m->V = c->vocab_size;
     m->L = c->num_hidden_layers;
-    m->N = pp.max_batch * pp.max_seq;
-    const char *prof = getenv("FTUNE_PROFILE");
-    m->profile = prof && *prof && strcmp(prof, "0") != 0;
-    m->profile_cpu = prof && !strcmp(prof, "cpu");
-    if (pp.threads > 0)
-        ft_tensor_set_threads(pp.threads);
+    m->be = ft_backend_cpu();
     ft_status s = layout(m, err);
-    if (s == FT_OK)
-        s = alloc_acts(m, err);
     if (s != FT_OK) {
         ft_model_free(m);
         return s;
     }
+    ft_rope_params rp = {.head_dim = m->HD,
+                         .theta = c->rope_theta,
+                         .llama3 = c->rope_scaling == FT_ROPE_LLAMA3,
+                         .factor = c->rope_factor,
+                         .low_freq_factor = c->rope_low_freq_factor,
+                         .high_freq_factor = c->rope_high_freq_factor,
+                         .original_max_position_embeddings = c->rope_original_max_position_embeddings};
+    ft_tensor_rope_inv_freq(m->inv_freq, &rp);
     *out = m;
     return FT_OK;
 }
@@ -196,23 +135,14 @@ static ft_status model_create(const ft_model_config *c, const ft_model_params *p
 void ft_model_free(ft_model *m) {
     if (!m)
         return;
-    if (m->profile) {
-        static const char *const names[PROF_COUNT] = {"embedding", "rmsnorm", "matmul", "rope",
-                                                      "attention", "swiglu", "head+loss", "copies"};
-        double total = 0;
-        for (int i = 0; i < PROF_COUNT; i++)
-            total += m->prof[i];
-        for (int i = 0; i < PROF_COUNT; i++)
-            fprintf(stderr, "profile %-10s %8.3f s %5.1f%%\n", names[i], m->prof[i], 100 * m->prof[i] / total);
-    }
     ft_arena_deinit(&m->warena);
     ft_arena_deinit(&m->garena);
-    ft_arena_deinit(&m->aarena);
     ft_free(m->specs);
     ft_free(m->params);
     ft_free(m->w);
     ft_free(m->g);
-    ft_free(m->acts);
+    ft_free(m->layers);
+    ft_free(m->inv_freq);
     ft_free(m);
 }
 
@@ -332,22 +262,45 @@ double ft_model_grad_norm(ft_model *m) {
     return sqrt(ss);
 }
 
-void ft_model_memory(const ft_model *m, size_t *params, size_t *grads, size_t *acts) {
+void ft_model_memory(const ft_model *m, size_t *params, size_t *grads) {
     if (params)
         *params = m->warena.peak;
     if (grads)
         *grads = m->garena.peak;
-    if (acts)
-        *acts = m->aarena.peak;
 }
 
-ft_status ft_model_check_batch_(const ft_model *m, const ft_batch *b, ft_err *err) {
+void ft_model_state_bytes(const ft_model_config *c, bool training, size_t *params, size_t *grads) {
+    /* As layout() sizes the arenas: all tensors back to back, plus the arena's slack. */
+    size_t n = 0, cnt = ft_model_config_tensors(c, NULL, 0);
+    ft_tensor_spec *specs = ft_calloc(cnt, sizeof *specs);
+    if (specs) {
+        ft_model_config_tensors(c, specs, cnt);
+        for (size_t i = 0; i < cnt; i++)
+            n += (size_t)ft_tensor_spec_numel(&specs[i]);
+    }
+    ft_free(specs);
+    size_t bytes = n * sizeof(float) + 64;
+    if (params)
+        *params = bytes;
+    if (grads)
+        *grads = training ? bytes : 0;
+}
+
+const ft_layer_desc *ft_model_layer(const ft_model *m, int64_t layer) {
+    return layer >= 0 && layer < m->L ? &m->layers[layer] : NULL;
+}
+
+const ft_backend *ft_model_backend(const ft_model *m) { return m->be; }
+
+ft_status model_check_batch(const ft_model *m, const ft_workspace *ws, const ft_batch *b, ft_err *err) {
+    if (ws->m != m)
+        return FT_ERR(err, FT_ERR_INVALID, "the workspace belongs to another model");
     if (b->B <= 0 || b->T <= 0)
         return FT_ERR(err, FT_ERR_INVALID, "batch: B and T must be positive (got %lld x %lld)", (long long)b->B,
                       (long long)b->T);
-    if (b->T > m->p.max_seq || b->B * b->T > m->N)
-        return FT_ERR(err, FT_ERR_RANGE, "batch %lld x %lld exceeds the model's %lld x %lld", (long long)b->B,
-                      (long long)b->T, (long long)m->p.max_batch, (long long)m->p.max_seq);
+    if (b->T > ws->p.max_seq || b->B * b->T > ws->N)
+        return FT_ERR(err, FT_ERR_RANGE, "batch %lld x %lld exceeds the workspace's %lld x %lld", (long long)b->B,
+                      (long long)b->T, (long long)ws->p.max_batch, (long long)ws->p.max_seq);
     int64_t N = b->B * b->T;
     for (int64_t n = 0; n < N; n++) {
         int64_t bb = n / b->T, t = n % b->T;

@@ -11,8 +11,55 @@
 #include <cblas.h>
 #include <limits.h>
 #include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "ftune/tensor.h"
+
+/* Two settings that the libraries read when they load, before main, so they are set here and the
+ * process execs itself again (once: the new process finds them set):
+ *  - OPENBLAS_CORETYPE=SkylakeX on AVX-512 CPUs that OpenBLAS does not recognise (AMD Zen 4/5),
+ *    where it would fall back to Haswell's AVX2 kernels at half the speed;
+ *  - OMP_WAIT_POLICY=PASSIVE: threads waiting at the end of a parallel region sleep instead of
+ *    spinning. On a shared machine a spinning thread burns the time slice its partner needs (a
+ *    training step ran 1.5x faster with 2 threads and ~4 other busy processes); on an idle one
+ *    the wake-up costs microseconds against regions of milliseconds. */
+void ft_runtime_init(char **argv) {
+    bool changed = false;
+    /* FTUNE_OPENBLAS_CORETYPE, when given, is used as is. Otherwise an AVX-512 CPU gets the
+     * SkylakeX kernels, also over an inherited OPENBLAS_CORETYPE=Haswell: environments set that
+     * to work around OpenBLAS's own mis-detection of these CPUs, and it halves matmul speed. */
+    const char *want = getenv("FTUNE_OPENBLAS_CORETYPE");
+    const char *have = getenv("OPENBLAS_CORETYPE");
+#if defined(__x86_64__) || defined(__i386__)
+    if (!want && __builtin_cpu_supports("avx512f") && (!have || !strcmp(have, "Haswell")))
+        want = "SkylakeX";
+#endif
+    if (want && *want && (!have || strcmp(have, want) != 0)) {
+        setenv("OPENBLAS_CORETYPE", want, 1);
+        changed = true;
+    }
+    if (!getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT")) {
+        setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+        changed = true;
+    }
+    if (changed && argv)
+        execv("/proc/self/exe", argv);
+    /* exec failed: carry on with the libraries' defaults */
+}
+
+bool ft_dtype_parse(const char *name, ft_dtype *out) {
+    if (!strcmp(name, "fp32") || !strcmp(name, "float32"))
+        *out = FT_DTYPE_FP32;
+    else if (!strcmp(name, "bf16") || !strcmp(name, "bfloat16"))
+        *out = FT_DTYPE_BF16;
+    else
+        return false;
+    return true;
+}
+
+const char *ft_dtype_name(ft_dtype d) { return d == FT_DTYPE_BF16 ? "bf16" : "fp32"; }
 
 void ft_tensor_set_threads(int n) {
     if (n <= 0)

@@ -92,24 +92,24 @@ void ft_tensor_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float 
 
 /* ---------------------------------------------------------------- RoPE */
 
-void ft_tensor_rope_inv_freq(float *inv_freq, const ft_model_config *c) {
+void ft_tensor_rope_inv_freq(float *inv_freq, const ft_rope_params *c) {
     int64_t HD = c->head_dim, half = HD / 2;
-    float theta = (float)c->rope_theta;
+    float theta = (float)c->theta;
     /* transformers: 1.0 / (base ** (arange(0, dim, 2).float() / dim)), all fp32. */
     for (int64_t i = 0; i < half; i++) {
         float e = (float)(2 * i) / (float)HD;
         inv_freq[i] = 1.0f / powf(theta, e);
     }
-    if (c->rope_scaling != FT_ROPE_LLAMA3)
+    if (!c->llama3)
         return;
     /* transformers' _compute_llama3_parameters, elementwise and in fp32 like its tensors:
      * long wavelengths are divided by `factor`, short ones kept, the band between smoothed. */
-    float factor = (float)c->rope_factor;
-    float low = (float)c->rope_low_freq_factor, high = (float)c->rope_high_freq_factor;
-    float old_ctx = (float)c->rope_original_max_position_embeddings;
-    float low_wavelen = (float)((double)c->rope_original_max_position_embeddings / c->rope_low_freq_factor);
-    float high_wavelen = (float)((double)c->rope_original_max_position_embeddings / c->rope_high_freq_factor);
-    float band = (float)(c->rope_high_freq_factor - c->rope_low_freq_factor);
+    float factor = (float)c->factor;
+    float low = (float)c->low_freq_factor, high = (float)c->high_freq_factor;
+    float old_ctx = (float)c->original_max_position_embeddings;
+    float low_wavelen = (float)((double)c->original_max_position_embeddings / c->low_freq_factor);
+    float high_wavelen = (float)((double)c->original_max_position_embeddings / c->high_freq_factor);
+    float band = (float)(c->high_freq_factor - c->low_freq_factor);
     for (int64_t i = 0; i < half; i++) {
         float f = inv_freq[i];
         float wavelen = (float)(2.0 * M_PI) / f;

@@ -512,14 +512,10 @@ char *ft_train_run_dir(const ft_train_config *c) {
 /* ---------------------------------------------------------------- memory estimate */
 
 size_t ft_train_activation_bytes(const ft_model_config *mc, int64_t B, int64_t T) {
-    /* Per token and layer, what a backward keeps: the residual input, two norm outputs, q, k, v,
-     * the attention output, the output projection, and the MLP's gate, up, product (x2 for the
-     * backward's scratch); per token the logits (V) twice (probabilities and their gradient), plus
-     * the attention scores of one head at a time (T floats per token). */
-    double C = (double)mc->hidden_size, F = (double)mc->intermediate_size, L = (double)mc->num_hidden_layers;
-    double HD = mc->head_dim > 0 ? (double)mc->head_dim : C / (double)(mc->num_attention_heads ? mc->num_attention_heads : 1);
-    double kv = (double)mc->num_key_value_heads * HD;
-    double per_layer = 4 * C + C + 2 * kv + C + 3 * F * 2;
-    double per_token = L * per_layer + 2.0 * (double)mc->vocab_size + 4 * C + (double)T;
-    return (size_t)(per_token * (double)B * (double)T * sizeof(float));
+    /* Exactly what a training workspace without checkpointing allocates. */
+    ft_workspace_params wp = ft_workspace_default_params();
+    wp.max_batch = B;
+    wp.max_seq = T;
+    wp.training = true;
+    return ft_workspace_bytes(mc, &wp);
 }

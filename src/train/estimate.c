@@ -32,18 +32,28 @@ void ft_train_estimate(const char *dir, ft_data_report *r, int threads) {
         return;
     }
     int64_t Tm = r->context_length < 128 ? r->context_length : 128;
+    if (threads > 0)
+        ft_tensor_set_threads(threads);
     ft_model_params mp = ft_model_default_params();
-    mp.max_batch = 1;
-    mp.max_seq = Tm;
     mp.training = true;
-    mp.threads = threads;
     ft_model *m = NULL;
     if ((s = ft_model_load(dir, &mp, &m, &e)) != FT_OK) {
         snprintf(r->est_note, sizeof r->est_note, "no estimate: cannot load the model: %s", e.msg);
         return;
     }
+    ft_workspace_params wp = ft_workspace_default_params();
+    wp.max_batch = 1;
+    wp.max_seq = Tm;
+    wp.training = true;
+    ft_workspace *ws = NULL;
+    if ((s = ft_workspace_new(m, &wp, &ws, &e)) != FT_OK) {
+        ft_model_free(m);
+        snprintf(r->est_note, sizeof r->est_note, "no estimate: %s", e.msg);
+        return;
+    }
     int32_t *buf = ft_malloc((size_t)Tm * 4 * sizeof *buf);
     if (!buf) {
+        ft_workspace_free(ws);
         ft_model_free(m);
         snprintf(r->est_note, sizeof r->est_note, "no estimate: out of memory");
         return;
@@ -60,11 +70,12 @@ void ft_train_estimate(const char *dir, ft_data_report *r, int threads) {
         double loss;
         int64_t nt;
         double t0 = ft_time_now();
-        s = ft_model_forward_backward(m, &b, (double)Tm, &loss, &nt, &e);
+        s = ft_model_forward_backward(m, ws, &b, (double)Tm, &loss, &nt, &e);
         double dt = ft_time_now() - t0;
         if (rep > 0 && (best < 0 || dt < best))
             best = dt;
     }
+    ft_workspace_free(ws);
     ft_model_free(m);
     ft_free(buf);
     if (s != FT_OK || best <= 0) {

@@ -35,7 +35,7 @@ static ft_status eval_loss(train_eval_ctx *ctx, ft_eval_result *r, ft_err *err) 
             break;
         double ls = 0;
         int64_t nt = 0, nc = 0;
-        s = ft_model_eval(ctx->model, &db->batch, &ls, &nt, &nc, err);
+        s = ft_model_eval(ctx->model, ctx->ws, &db->batch, &ls, &nt, &nc, err);
         if (s == FT_OK) {
             loss_sum += ls;
             n_tok += nt;

@@ -1,5 +1,5 @@
-/* train/opt_seam.c: the trainer's view of the optimizer (ftune/optim.h): clipping plus one update
- * per step, and the state tensors written to and read from a checkpoint's optimizer.safetensors
+/* train/opt_seam.c: the trainer's view of the optimizer (ftune/optim.h): the optimizer ft_train_step
+ * updates with, and the state tensors written to and read from a checkpoint's optimizer.safetensors
  * under their ftune/optim.h names ("<param>.exp_avg", "<param>.exp_avg_sq", "step"), streamed
  * from the optimizer's arena. */
 #include <string.h>
@@ -38,10 +38,7 @@ void train_opt_free(train_opt *t) {
     ft_free(t);
 }
 
-ft_status train_opt_step(train_opt *t, double lr, double max_norm, ft_err *err) {
-    ft_optim_clip_grad_norm(t->m, max_norm);
-    return ft_optim_step(t->o, lr, err);
-}
+ft_optim *train_opt_optim(train_opt *t) { return t->o; }
 
 ft_status train_opt_save(train_opt *t, const char *path, ft_err *err) {
     ft_st_writer *w = NULL;

@@ -108,6 +108,19 @@ ft_status ft_optim_new(ft_model *m, const ft_optim_params *p, ft_optim **out, ft
     return FT_OK;
 }
 
+size_t ft_optim_state_bytes(const ft_model_config *c, ft_optim_kind kind) {
+    size_t n = 0, cnt = ft_model_config_tensors(c, NULL, 0);
+    ft_tensor_spec *specs = ft_calloc(cnt, sizeof *specs);
+    if (!specs)
+        return 0;
+    ft_model_config_tensors(c, specs, cnt);
+    for (size_t i = 0; i < cnt; i++)
+        n += (size_t)ft_tensor_spec_numel(&specs[i]);
+    ft_free(specs);
+    int nbuf = kind == FT_OPTIM_ADAMW ? 2 : 1;
+    return (n * (size_t)nbuf + 16) * sizeof(float);
+}
+
 void ft_optim_free(ft_optim *o) {
     if (!o)
         return;
@@ -140,39 +153,22 @@ static ft_status update(ft_optim *o, double lr, float gscale, ft_err *err) {
         return FT_ERR(err, FT_ERR_INVALID, "optimizer: learning rate %g is not a finite number >= 0", lr);
     int64_t t = ft_optim_step_count(o) + 1;
     ft_optim_set_step_count(o, t);
-    const int64_t n = o->n;
-    float *w = o->w, *m1 = o->m1, *m2 = o->m2;
-    const float *g = o->g;
-    const float keep = (float)(1.0 - (lr / o->p.peak_lr) * o->p.weight_decay);
-    const bool decay = o->p.weight_decay != 0.0;
-    const float b1 = (float)o->p.beta1, b2 = (float)o->p.beta2;
-    const float a1 = (float)(1.0 - o->p.beta1), a2 = (float)(1.0 - o->p.beta2);
-    if (o->p.kind == FT_OPTIM_ADAMW) {
-        const double bc1 = 1.0 - pow(o->p.beta1, (double)t), bc2 = 1.0 - pow(o->p.beta2, (double)t);
-        const float step_size = (float)(lr / bc1), inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2)), eps = (float)o->p.eps;
-#pragma omp parallel for simd schedule(dynamic, 262144)
-        for (int64_t i = 0; i < n; i++) {
-            float p = decay ? w[i] * keep : w[i];
-            float gi = g[i] * gscale;
-            float m = m1[i] * b1 + gi * a1;
-            float v = m2[i] * b2 + gi * gi * a2;
-            m1[i] = m;
-            m2[i] = v;
-            w[i] = p - step_size * (m / (sqrtf(v) * inv_sqrt_bc2 + eps));
-        }
-    } else {
-        const float lrf = (float)lr;
-#pragma omp parallel for simd schedule(dynamic, 262144)
-        for (int64_t i = 0; i < n; i++) {
-            float p = decay ? w[i] * keep : w[i];
-            float gi = g[i] * gscale, m = m1[i];
-            float c = m + a1 * (gi - m); /* lerp(m, g, 1 - b1) */
-            float sgn = (float)(c > 0.0f) - (float)(c < 0.0f);
-            w[i] = p - lrf * sgn;
-            m1[i] = m + a2 * (gi - m); /* lerp(m, g, 1 - b2) */
-        }
-        (void)b1, (void)b2;
-    }
+    const double bc1 = 1.0 - pow(o->p.beta1, (double)t), bc2 = 1.0 - pow(o->p.beta2, (double)t);
+    ft_optim_update u = {.keep = o->p.weight_decay != 0.0 ? (float)(1.0 - (lr / o->p.peak_lr) * o->p.weight_decay) : 1.0f,
+                         .lr = (float)lr,
+                         .beta1 = (float)o->p.beta1,
+                         .beta2 = (float)o->p.beta2,
+                         .eps = (float)o->p.eps,
+                         .one_minus_beta1 = (float)(1.0 - o->p.beta1),
+                         .one_minus_beta2 = (float)(1.0 - o->p.beta2),
+                         .step_size = (float)(lr / bc1),
+                         .inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2)),
+                         .gscale = gscale};
+    const ft_backend *be = ft_model_backend(o->m);
+    if (o->p.kind == FT_OPTIM_ADAMW)
+        be->adamw(o->w, o->m1, o->m2, o->g, o->n, &u);
+    else
+        be->lion(o->w, o->m1, o->g, o->n, &u);
     return FT_OK;
 }
 

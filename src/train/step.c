@@ -1,6 +1,7 @@
-/* train/step.c: one optimizer step's gradient (gradient accumulation over micro-batches with the
- * loss divided by the global batch's trainable tokens), and the model files a checkpoint holds
- * (weights streamed as HF-named safetensors, the architecture check of custom_weights_path). */
+/* train/step.c: THE training step (ft_train_step: gradient accumulation over micro-batches with
+ * the loss divided by the global batch's trainable tokens, the gradient-reduction hook, clipping
+ * fused into the optimizer update), and the model files a checkpoint holds (weights streamed as
+ * HF-named safetensors, the architecture check of custom_weights_path). */
 #include <math.h>
 #include <string.h>
 
@@ -18,12 +19,15 @@ ft_batch train_batch_rows(const ft_batch *b, int64_t r0, int64_t r1) {
     return s;
 }
 
-ft_status train_accumulate(ft_model *m, const ft_batch *b, int64_t micro, double denom, double *loss_sum,
-                           int64_t *n_trainable, ft_err *err) {
+ft_status train_accumulate(ft_model *m, ft_workspace *ws, const ft_batch *b, int64_t micro, double denom,
+                           double *loss_sum, int64_t *n_trainable, ft_err *err) {
     *loss_sum = 0;
     *n_trainable = 0;
     if (micro <= 0)
         micro = b->B;
+    int64_t fit = ft_workspace_get_params(ws)->max_batch;
+    if (micro > fit)
+        micro = fit;
     ft_model_zero_grad(m);
     /* (B, T) -> ceil(B / micro) passes of (<= micro, T); each adds d(CE_sum / denom). */
     for (int64_t r0 = 0; r0 < b->B; r0 += micro) {
@@ -31,10 +35,46 @@ ft_status train_accumulate(ft_model *m, const ft_batch *b, int64_t micro, double
         ft_batch mb = train_batch_rows(b, r0, r1);
         double ls = 0;
         int64_t nt = 0;
-        FT_TRY(ft_model_forward_backward(m, &mb, denom, &ls, &nt, err));
+        FT_TRY(ft_model_forward_backward(m, ws, &mb, denom, &ls, &nt, err));
         *loss_sum += ls;
         *n_trainable += nt;
     }
+    return FT_OK;
+}
+
+ft_status ft_train_step(ft_model *m, ft_workspace *ws, ft_optim *o, const ft_batch *b, const ft_train_step_params *p,
+                        ft_train_step_result *r, ft_err *err) {
+    *r = (ft_train_step_result){.loss = NAN, .grad_norm = NAN};
+    double denom = p->denom;
+    if (denom <= 0) {
+        int64_t n = 0;
+        for (int64_t i = 0; b->targets && i < b->B * b->T; i++)
+            n += b->targets[i] != -100;
+        denom = (double)n;
+    }
+    if (denom <= 0) { /* nothing to learn from: no update, not an error */
+        ft_model_zero_grad(m);
+        return FT_OK;
+    }
+    FT_TRY(train_accumulate(m, ws, b, p->micro, denom, &r->loss_sum, &r->n_trainable, err));
+    if (p->reduce.fn)
+        FT_TRY(p->reduce.fn(p->reduce.ctx, m, &r->loss_sum, &r->n_trainable, err));
+    r->loss = r->loss_sum / denom;
+    if (!isfinite(r->loss)) {
+        r->grad_norm = ft_model_grad_norm(m);
+        return FT_OK;
+    }
+    ft_err e2;
+    ft_err_clear(&e2);
+    ft_status s = ft_optim_step_clipped(o, p->lr, p->max_norm, &r->grad_norm, &e2);
+    if (s == FT_ERR_NUMERIC) /* a non-finite gradient norm: skipped, the caller decides */
+        return FT_OK;
+    if (s != FT_OK) {
+        if (err)
+            *err = e2;
+        return s;
+    }
+    r->updated = true;
     return FT_OK;
 }
 

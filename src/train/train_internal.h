@@ -15,8 +15,8 @@
  * `micro` rows, every pass dividing by `denom` (the global batch's trainable tokens), so the
  * accumulated gradient is that of the mean loss over the whole global batch whatever `micro`
  * is. Gradients are zeroed first. *loss_sum gets the summed CE, *n_trainable the count. */
-ft_status train_accumulate(ft_model *m, const ft_batch *b, int64_t micro, double denom, double *loss_sum,
-                           int64_t *n_trainable, ft_err *err);
+ft_status train_accumulate(ft_model *m, ft_workspace *ws, const ft_batch *b, int64_t micro, double denom,
+                           double *loss_sum, int64_t *n_trainable, ft_err *err);
 /* Rows [r0, r1) of a batch, as a batch of their own (pointers into b). */
 ft_batch train_batch_rows(const ft_batch *b, int64_t r0, int64_t r1);
 
@@ -30,8 +30,8 @@ typedef struct train_opt train_opt;
 ft_status train_opt_new(ft_model *m, ft_optimizer_kind kind, double weight_decay, double peak_lr, train_opt **out,
                         ft_err *err);
 void train_opt_free(train_opt *o);
-/* Clip the gradients to max_norm (0: no clipping), then one update at `lr`. */
-ft_status train_opt_step(train_opt *o, double lr, double max_norm, ft_err *err);
+/* The optimizer inside, for ft_train_step. */
+ft_optim *train_opt_optim(train_opt *o);
 /* Save / load every state tensor ("<param>.<state>") and the step count, F32 safetensors. */
 ft_status train_opt_save(train_opt *o, const char *path, ft_err *err);
 ft_status train_opt_load(train_opt *o, const char *path, ft_err *err);
@@ -46,6 +46,7 @@ ft_status train_save_weights(ft_model *m, const char *path, ft_err *err);
 
 typedef struct train_eval_ctx {
     ft_model *model;
+    ft_workspace *ws;      /* the run's (training) workspace, used one row at a time */
     const ft_tok *tok;
     const char *model_dir; /* generation_config.json / tokenizer_config.json */
     ft_dataset *eval_ds;   /* NULL: no eval loss */

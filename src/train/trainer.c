@@ -35,6 +35,8 @@ typedef struct run {
     ft_chat *chat;
     ft_dataset *ds, *eval_ds;
     ft_model *model;
+    ft_workspace *ws; /* the training workspace (micro, T); evaluation uses it too */
+    bool checkpointing;
     train_opt *opt;
     ft_loader *loader;
     train_eval_ctx ev;
@@ -124,6 +126,9 @@ static void choose_batch_sizes(run *r) {
         m = G;
     r->G = G;
     r->micro = m;
+    /* Activation checkpointing when even this micro-batch's full activations would not fit the
+     * budget: each layer then keeps only its input and recomputes the rest in the backward. */
+    r->checkpointing = ft_train_activation_bytes(&r->mc, m, r->T) > mem_available_bytes() / 4;
 }
 
 /* ---------------------------------------------------------------- set-up */
@@ -494,19 +499,20 @@ static ft_status train_loop(run *r, ft_err *err) {
         int64_t batch_epoch = db->epoch;
         bool epoch_ended = db->epoch_ended;
         int64_t n_tok = db->n_tokens, n_train = db->n_trainable;
-        double loss_sum = 0;
-        int64_t nt = 0;
+        double lr = ft_schedule_lr(&r->sched, r->step);
+        ft_train_step_result sr = {.loss = NAN, .grad_norm = NAN};
         ft_status s = FT_OK;
-        if (n_train > 0)
-            s = train_accumulate(r->model, &db->batch, r->micro, (double)n_train, &loss_sum, &nt, err);
+        if (n_train > 0) {
+            ft_train_step_params sp = {.micro = r->micro, .denom = (double)n_train, .lr = lr,
+                                       .max_norm = r->cfg->grad_clip};
+            s = ft_train_step(r->model, r->ws, train_opt_optim(r->opt), &db->batch, &sp, &sr, err);
+        }
         r->cursor = db->cursor;
         ft_loader_release(r->loader, db);
         if (s != FT_OK)
             return s;
-        double loss = n_train > 0 ? loss_sum / (double)n_train : NAN;
-        double gnorm = n_train > 0 ? ft_model_grad_norm(r->model) : NAN;
-        double lr = ft_schedule_lr(&r->sched, r->step);
-        bool skipped = !isfinite(loss) || !isfinite(gnorm);
+        double loss = sr.loss, gnorm = sr.grad_norm;
+        bool skipped = !sr.updated;
         r->step++;
         r->tokens_seen += n_tok;
         /* Epochs completed: those before the cursor's (a big batch over a small dataset may end
@@ -529,7 +535,6 @@ static ft_status train_loop(run *r, ft_err *err) {
                               (long long)r->nonfinite_in_a_row, (long long)r->step);
         } else {
             r->nonfinite_in_a_row = 0;
-            FT_TRY(train_opt_step(r->opt, lr, r->cfg->grad_clip, err));
             double z;
             if (spike_check(r, loss, &z)) {
                 r->spikes++;
@@ -593,6 +598,7 @@ static void run_free(run *r) {
         ft_gen_free(r->ev.gen);
     ft_loader_free(r->loader);
     train_opt_free(r->opt);
+    ft_workspace_free(r->ws);
     ft_model_free(r->model);
     ft_dataset_free(r->ds);
     ft_dataset_free(r->eval_ds);
@@ -650,12 +656,19 @@ static ft_status run_impl(const ft_train_config *cfg, const char *run_dir, const
             s = ft_train_check_architecture(&r.mc, weights_dir, err);
     }
     if (s == FT_OK) {
+        if (cfg->threads > 0) /* the run's choice, process-wide */
+            ft_tensor_set_threads(cfg->threads);
         ft_model_params mp = ft_model_default_params();
-        mp.max_batch = r.micro;
-        mp.max_seq = r.T;
         mp.training = true;
-        mp.threads = cfg->threads;
         s = ft_model_load(weights_dir ? weights_dir : r.model_dir, &mp, &r.model, err);
+    }
+    if (s == FT_OK) {
+        ft_workspace_params wp = ft_workspace_default_params();
+        wp.max_batch = r.micro;
+        wp.max_seq = r.T;
+        wp.training = true;
+        wp.checkpointing = r.checkpointing;
+        s = ft_workspace_new(r.model, &wp, &r.ws, err);
     }
     if (s == FT_OK)
         s = train_opt_new(r.model, cfg->optimizer, cfg->weight_decay, cfg->learning_rate, &r.opt, err);
@@ -691,6 +704,7 @@ static ft_status run_impl(const ft_train_config *cfg, const char *run_dir, const
         r.res->steps_done = r.step;
         r.last_saved_step = resume_from ? r.step : -1;
         r.ev = (train_eval_ctx){.model = r.model,
+                                .ws = r.ws,
                                 .tok = r.tok,
                                 .model_dir = r.model_dir,
                                 .eval_ds = r.eval_ds,

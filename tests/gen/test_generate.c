@@ -29,14 +29,17 @@ TEST(gen_greedy_matches_full_forward) {
     snprintf(p, sizeof p, "%s/generation_config.json", dir);
     REQUIRE_OK(ft_file_write_atomic(p, "{}", 2, &err), &err);
     ft_model_params mp = ft_model_default_params();
-    mp.threads = 1;
-    mp.max_seq = 48;
+    ft_tensor_set_threads(1);
     ft_model *m = NULL;
     ft_tok *tok = NULL;
     ft_generator *g = NULL;
     REQUIRE_OK(ft_model_load(dir, &mp, &m, &err), &err);
     REQUIRE_OK(ft_tok_load(dir, &tok, &err), &err);
     REQUIRE_OK(ft_gen_new(m, tok, NULL, 48, &g, &err), &err);
+    ft_workspace_params wp = ft_workspace_default_params();
+    wp.max_seq = 48;
+    ft_workspace *ws = NULL;
+    REQUIRE_OK(ft_workspace_new(m, &wp, &ws, &err), &err);
     size_t nstop;
     ft_gen_stop_ids(g, &nstop);
     int32_t prompt[] = {256, 104, 105, 32, 116, 104, 101, 114, 101};
@@ -64,7 +67,7 @@ TEST(gen_greedy_matches_full_forward) {
         ft_batch b = {.B = 1, .T = (int64_t)n, .input_ids = seq, .targets = tg};
         double ls;
         int64_t nt;
-        REQUIRE_OK(ft_model_forward(m, &b, logits, &ls, &nt, &err), &err);
+        REQUIRE_OK(ft_model_forward(m, ws, &b, logits, &ls, &nt, &err), &err);
         const float *l = logits + (n - 1) * V;
         int32_t best = 0;
         for (int32_t v = 1; v < V; v++)
@@ -89,6 +92,7 @@ TEST(gen_greedy_matches_full_forward) {
     ft_gen_output_free(&out);
     ft_gen_free(g);
     ft_tok_free(tok);
+    ft_workspace_free(ws);
     ft_model_free(m);
 }
 
@@ -97,8 +101,7 @@ TEST(gen_stop_ids_from_configs_and_seeding) {
     ft_err err;
     REQUIRE_OK(tiny_model_write(dir, 4, &err), &err);
     ft_model_params mp = ft_model_default_params();
-    mp.threads = 1;
-    mp.max_seq = 16;
+    ft_tensor_set_threads(1);
     ft_model *m = NULL;
     ft_tok *tok = NULL;
     REQUIRE_OK(ft_model_load(dir, &mp, &m, &err), &err);

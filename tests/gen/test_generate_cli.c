@@ -14,7 +14,7 @@ TEST(gen_cli_generate) {
     REQUIRE_OK(tiny_model_write(dir, 6, &err), &err);
     /* The library's greedy answer. */
     ft_model_params mp = ft_model_default_params();
-    mp.threads = 1;
+    ft_tensor_set_threads(1);
     ft_model *m = NULL;
     ft_tok *tok = NULL;
     ft_generator *g = NULL;

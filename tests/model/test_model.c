@@ -24,14 +24,31 @@ static ft_model_config tiny_config(bool tied) {
     return c;
 }
 
+/* A random model of config c and a workspace for (B, T) (threads: the workspace's; 0: all). */
+static ft_status tiny_model(const ft_model_config *c, uint64_t seed, bool training, int64_t B, int64_t T, int threads,
+                            ft_model **m, ft_workspace **ws, ft_err *err) {
+    ft_model_params p = ft_model_default_params();
+    p.training = training;
+    FT_TRY(ft_model_new_random(c, seed, &p, m, err));
+    ft_workspace_params wp = ft_workspace_default_params();
+    wp.max_batch = B;
+    wp.max_seq = T;
+    wp.training = training;
+    wp.threads = threads;
+    ft_status s = ft_workspace_new(*m, &wp, ws, err);
+    if (s != FT_OK) {
+        ft_model_free(*m);
+        *m = NULL;
+    }
+    return s;
+}
+
 TEST(model_decode_matches_full_forward) {
     ft_model_config c = tiny_config(false);
-    ft_model_params p = ft_model_default_params();
-    p.max_batch = 1;
-    p.max_seq = 80;
     ft_model *m = NULL;
+    ft_workspace *ws = NULL;
     ft_err err;
-    REQUIRE_OK(ft_model_new_random(&c, 7, &p, &m, &err), &err);
+    REQUIRE_OK(tiny_model(&c, 7, false, 1, 80, 0, &m, &ws, &err), &err);
     int32_t ids[80];
     ft_rng r;
     ft_rng_seed(&r, 3);
@@ -39,7 +56,7 @@ TEST(model_decode_matches_full_forward) {
         ids[i] = (int32_t)ft_rng_below(&r, 50);
     float *full = ft_malloc(80 * 50 * sizeof(float));
     ft_batch b = {1, 80, ids, NULL, NULL, NULL};
-    REQUIRE_OK(ft_model_forward(m, &b, full, NULL, NULL, &err), &err);
+    REQUIRE_OK(ft_model_forward(m, ws, &b, full, NULL, NULL, &err), &err);
     ft_kv_cache *kv = NULL;
     REQUIRE_OK(ft_kv_cache_new(m, 80, &kv, &err), &err);
     float logits[50];
@@ -62,6 +79,7 @@ TEST(model_decode_matches_full_forward) {
         CHECK_NEAR(logits[v], full[v], 1e-4);
     ft_kv_cache_free(kv);
     ft_free(full);
+    ft_workspace_free(ws);
     ft_model_free(m);
 }
 
@@ -80,14 +98,11 @@ static void fill_batch(ft_rng *r, int32_t *ids, int32_t *tgt, int32_t *pos, int3
 
 TEST(model_microbatch_accumulation_equals_full_batch) {
     ft_model_config c = tiny_config(true);
-    ft_model_params p = ft_model_default_params();
-    p.max_batch = 4;
-    p.max_seq = 10;
-    p.training = true;
     ft_model *a = NULL, *b1 = NULL;
+    ft_workspace *wa = NULL, *wb = NULL;
     ft_err err;
-    REQUIRE_OK(ft_model_new_random(&c, 11, &p, &a, &err), &err);
-    REQUIRE_OK(ft_model_new_random(&c, 11, &p, &b1, &err), &err);
+    REQUIRE_OK(tiny_model(&c, 11, true, 4, 10, 0, &a, &wa, &err), &err);
+    REQUIRE_OK(tiny_model(&c, 11, true, 2, 10, 0, &b1, &wb, &err), &err);
     int32_t ids[40], tgt[40], pos[40], sid[40];
     ft_rng r;
     ft_rng_seed(&r, 5);
@@ -98,11 +113,11 @@ TEST(model_microbatch_accumulation_equals_full_batch) {
     ft_batch full = {4, 10, ids, tgt, pos, sid};
     double l1 = 0, l2 = 0, l3 = 0;
     ft_model_zero_grad(a);
-    REQUIRE_OK(ft_model_forward_backward(a, &full, (double)n, &l1, NULL, &err), &err);
+    REQUIRE_OK(ft_model_forward_backward(a, wa, &full, (double)n, &l1, NULL, &err), &err);
     ft_batch h1 = {2, 10, ids, tgt, pos, sid}, h2 = {2, 10, ids + 20, tgt + 20, pos + 20, sid + 20};
     ft_model_zero_grad(b1);
-    REQUIRE_OK(ft_model_forward_backward(b1, &h1, (double)n, &l2, NULL, &err), &err);
-    REQUIRE_OK(ft_model_forward_backward(b1, &h2, (double)n, &l3, NULL, &err), &err);
+    REQUIRE_OK(ft_model_forward_backward(b1, wb, &h1, (double)n, &l2, NULL, &err), &err);
+    REQUIRE_OK(ft_model_forward_backward(b1, wb, &h2, (double)n, &l3, NULL, &err), &err);
     CHECK_NEAR(l1, l2 + l3, 1e-5 * l1);
     double worst = 0, gmax = 0;
     for (size_t i = 0; i < ft_model_n_params(a); i++) {
@@ -115,6 +130,8 @@ TEST(model_microbatch_accumulation_equals_full_batch) {
     CHECK(gmax > 0);
     CHECK(worst <= 1e-5 * gmax);
     CHECK_NEAR(ft_model_grad_norm(a), ft_model_grad_norm(b1), 1e-5 * ft_model_grad_norm(a));
+    ft_workspace_free(wa);
+    ft_workspace_free(wb);
     ft_model_free(a);
     ft_model_free(b1);
 }
@@ -122,13 +139,10 @@ TEST(model_microbatch_accumulation_equals_full_batch) {
 TEST(model_finite_differences_through_the_model) {
     ft_model_config c = tiny_config(false);
     c.num_hidden_layers = 1;
-    ft_model_params p = ft_model_default_params();
-    p.max_batch = 2;
-    p.max_seq = 10;
-    p.training = true;
     ft_model *m = NULL;
+    ft_workspace *ws = NULL;
     ft_err err;
-    REQUIRE_OK(ft_model_new_random(&c, 2, &p, &m, &err), &err);
+    REQUIRE_OK(tiny_model(&c, 2, true, 2, 10, 0, &m, &ws, &err), &err);
     int32_t ids[20], tgt[20], pos[20], sid[20];
     ft_rng r;
     ft_rng_seed(&r, 8);
@@ -136,7 +150,7 @@ TEST(model_finite_differences_through_the_model) {
     ft_batch b = {2, 10, ids, tgt, pos, sid};
     ft_model_zero_grad(m);
     double loss = 0;
-    REQUIRE_OK(ft_model_forward_backward(m, &b, 1.0, &loss, NULL, &err), &err);
+    REQUIRE_OK(ft_model_forward_backward(m, ws, &b, 1.0, &loss, NULL, &err), &err);
     /* a few entries of every parameter */
     for (size_t i = 0; i < ft_model_n_params(m); i++) {
         ft_param *t = ft_model_param(m, i);
@@ -148,26 +162,26 @@ TEST(model_finite_differences_through_the_model) {
             float x0 = t->data[k];
             double lp, lm;
             t->data[k] = x0 + 1e-2f;
-            ft_model_forward(m, &b, NULL, &lp, NULL, &err);
+            ft_model_forward(m, ws, &b, NULL, &lp, NULL, &err);
             t->data[k] = x0 - 1e-2f;
-            ft_model_forward(m, &b, NULL, &lm, NULL, &err);
+            ft_model_forward(m, ws, &b, NULL, &lm, NULL, &err);
             t->data[k] = x0;
             worst = fmax(worst, fabs((lp - lm) / 2e-2 - t->grad[k]));
         }
         if (!(worst <= 2e-2 * gmax + 1e-3))
             ft_test_fail_(__FILE__, __LINE__, "%s: finite differences off by %g (max |grad| %g)", t->name, worst, gmax);
     }
+    ft_workspace_free(ws);
     ft_model_free(m);
 }
 
 TEST(model_save_load_round_trip_and_bad_batches) {
     ft_model_config c = tiny_config(true);
     ft_model_params p = ft_model_default_params();
-    p.max_batch = 1;
-    p.max_seq = 8;
     ft_model *m = NULL, *m2 = NULL;
+    ft_workspace *ws = NULL;
     ft_err err;
-    REQUIRE_OK(ft_model_new_random(&c, 4, &p, &m, &err), &err);
+    REQUIRE_OK(tiny_model(&c, 4, false, 1, 8, 0, &m, &ws, &err), &err);
     const char *dir = ft_test_tmpdir();
     char path[600];
     snprintf(path, sizeof path, "%s/config.json", dir);
@@ -193,19 +207,29 @@ TEST(model_save_load_round_trip_and_bad_batches) {
     int32_t ids[8] = {1, 2, 3, 4, 5, 6, 7, 8}, tgt[8] = {2, 3, 4, 5, 6, 7, 8, -100};
     ft_batch b = {1, 8, ids, tgt, NULL, NULL};
     ids[3] = 50;
-    CHECK(ft_model_forward(m, &b, NULL, NULL, NULL, &err) == FT_ERR_INVALID);
+    CHECK(ft_model_forward(m, ws, &b, NULL, NULL, NULL, &err) == FT_ERR_INVALID);
     ids[3] = 4;
     tgt[2] = -5;
-    CHECK(ft_model_forward(m, &b, NULL, NULL, NULL, &err) == FT_ERR_INVALID);
+    CHECK(ft_model_forward(m, ws, &b, NULL, NULL, NULL, &err) == FT_ERR_INVALID);
     tgt[2] = 4;
     ft_batch big = {2, 8, ids, tgt, NULL, NULL};
-    CHECK(ft_model_forward(m, &big, NULL, NULL, NULL, &err) == FT_ERR_RANGE);
-    CHECK(ft_model_forward_backward(m, &b, 1.0, NULL, NULL, &err) == FT_ERR_INVALID); /* not training */
+    CHECK(ft_model_forward(m, ws, &big, NULL, NULL, NULL, &err) == FT_ERR_RANGE);
+    CHECK(ft_model_forward_backward(m, ws, &b, 1.0, NULL, NULL, &err) == FT_ERR_INVALID); /* not training */
     double ls = 0;
     int64_t nt = 0;
-    CHECK_OK(ft_model_forward(m, &b, NULL, &ls, &nt, &err), &err);
+    CHECK_OK(ft_model_forward(m, ws, &b, NULL, &ls, &nt, &err), &err);
     CHECK_EQ_INT(nt, 7);
     CHECK(ls > 0);
+    /* a workspace works only with its own model; a training one needs a training model */
+    REQUIRE_OK(ft_model_load(dir, &p, &m2, &err), &err);
+    CHECK(ft_model_forward(m2, ws, &b, NULL, NULL, NULL, &err) == FT_ERR_INVALID);
+    ft_workspace_params wp = ft_workspace_default_params();
+    wp.training = true;
+    ft_workspace *w2 = NULL;
+    CHECK(ft_workspace_new(m2, &wp, &w2, &err) == FT_ERR_INVALID);
+    CHECK(w2 == NULL);
+    ft_model_free(m2);
+    ft_workspace_free(ws);
     ft_model_free(m);
 }
 
@@ -240,37 +264,34 @@ TEST(model_survives_more_threads_than_at_creation) {
      * module). The kernels must stay within the scratch (ASan checks) and give the same logits. */
     int saved = ft_tensor_threads();
     ft_model_config c = tiny_config(false);
-    ft_model_params p = ft_model_default_params();
-    p.max_batch = 2;
-    p.max_seq = 70;
-    p.threads = 1;
     ft_model *m = NULL;
+    ft_workspace *ws = NULL;
     ft_err err;
-    REQUIRE_OK(ft_model_new_random(&c, 9, &p, &m, &err), &err);
+    ft_tensor_set_threads(1);
+    REQUIRE_OK(tiny_model(&c, 9, false, 2, 70, 1, &m, &ws, &err), &err);
     int32_t ids[140];
     for (int i = 0; i < 140; i++)
         ids[i] = (i * 7) % 50;
     ft_batch b = {2, 70, ids, NULL, NULL, NULL};
     float *l1 = ft_malloc(140 * 50 * sizeof(float)), *l2 = ft_malloc(140 * 50 * sizeof(float));
-    REQUIRE_OK(ft_model_forward(m, &b, l1, NULL, NULL, &err), &err);
+    REQUIRE_OK(ft_model_forward(m, ws, &b, l1, NULL, NULL, &err), &err);
     ft_tensor_set_threads(4);
-    REQUIRE_OK(ft_model_forward(m, &b, l2, NULL, NULL, &err), &err);
+    REQUIRE_OK(ft_model_forward(m, ws, &b, l2, NULL, NULL, &err), &err);
     for (int i = 0; i < 140 * 50; i++)
         CHECK_NEAR(l2[i], l1[i], 1e-5);
     ft_tensor_set_threads(saved);
     ft_free(l1);
     ft_free(l2);
+    ft_workspace_free(ws);
     ft_model_free(m);
 }
 
 TEST(model_eval_counts_argmax_hits) {
     ft_model_config c = tiny_config(true);
-    ft_model_params p = ft_model_default_params();
-    p.max_batch = 2;
-    p.max_seq = 10;
     ft_model *m = NULL;
+    ft_workspace *ws = NULL;
     ft_err err;
-    REQUIRE_OK(ft_model_new_random(&c, 21, &p, &m, &err), &err);
+    REQUIRE_OK(tiny_model(&c, 21, false, 2, 10, 0, &m, &ws, &err), &err);
     int32_t ids[20], tgt[20], pos[20], sid[20];
     ft_rng r;
     ft_rng_seed(&r, 4);
@@ -279,7 +300,7 @@ TEST(model_eval_counts_argmax_hits) {
     ft_batch b = {2, 10, ids, tgt, pos, sid};
     double l1 = 0, l2 = 0;
     int64_t n1 = 0, n2 = 0, hits = 0, want = 0;
-    REQUIRE_OK(ft_model_forward(m, &b, logits, &l1, &n1, &err), &err);
+    REQUIRE_OK(ft_model_forward(m, ws, &b, logits, &l1, &n1, &err), &err);
     /* make some targets the argmax so the count is not trivially 0 */
     for (int i = 0; i < 20; i += 3)
         if (tgt[i] != -100) {
@@ -289,7 +310,7 @@ TEST(model_eval_counts_argmax_hits) {
                     best = v;
             tgt[i] = best;
         }
-    REQUIRE_OK(ft_model_forward(m, &b, logits, &l1, &n1, &err), &err);
+    REQUIRE_OK(ft_model_forward(m, ws, &b, logits, &l1, &n1, &err), &err);
     for (int i = 0; i < 20; i++) {
         if (tgt[i] == -100)
             continue;
@@ -299,12 +320,13 @@ TEST(model_eval_counts_argmax_hits) {
                 best = v;
         want += best == tgt[i];
     }
-    REQUIRE_OK(ft_model_eval(m, &b, &l2, &n2, &hits, &err), &err);
+    REQUIRE_OK(ft_model_eval(m, ws, &b, &l2, &n2, &hits, &err), &err);
     CHECK(want > 0);
     CHECK_EQ_INT(hits, want);
     CHECK_EQ_INT(n2, n1);
     CHECK_NEAR(l2, l1, 1e-6 * l1);
     ft_free(logits);
+    ft_workspace_free(ws);
     ft_model_free(m);
 }
 
@@ -318,24 +340,21 @@ TEST(model_lm_head_split_over_vocab_matches_one_thread) {
     c.num_key_value_heads = 1;
     c.head_dim = 8;
     c.num_hidden_layers = 1;
-    ft_model_params p = ft_model_default_params();
-    p.max_batch = 1;
-    p.max_seq = 12;
-    p.training = true;
     int32_t ids[12], tgt[12];
     for (int i = 0; i < 12; i++)
         ids[i] = (i * 397) % 5000, tgt[i] = i == 3 ? -100 : (i * 911 + 5) % 5000;
     ft_batch b = {1, 12, ids, tgt, NULL, NULL};
     ft_model *m1 = NULL, *m2 = NULL;
+    ft_workspace *w1 = NULL, *w2 = NULL;
     ft_err err;
-    p.threads = 1;
-    REQUIRE_OK(ft_model_new_random(&c, 3, &p, &m1, &err), &err);
+    ft_tensor_set_threads(1);
+    REQUIRE_OK(tiny_model(&c, 3, true, 1, 12, 1, &m1, &w1, &err), &err);
     ft_model_zero_grad(m1);
-    REQUIRE_OK(ft_model_forward_backward(m1, &b, 11.0, NULL, NULL, &err), &err);
-    p.threads = 2;
-    REQUIRE_OK(ft_model_new_random(&c, 3, &p, &m2, &err), &err);
+    REQUIRE_OK(ft_model_forward_backward(m1, w1, &b, 11.0, NULL, NULL, &err), &err);
+    ft_tensor_set_threads(2);
+    REQUIRE_OK(tiny_model(&c, 3, true, 1, 12, 2, &m2, &w2, &err), &err);
     ft_model_zero_grad(m2);
-    REQUIRE_OK(ft_model_forward_backward(m2, &b, 11.0, NULL, NULL, &err), &err);
+    REQUIRE_OK(ft_model_forward_backward(m2, w2, &b, 11.0, NULL, NULL, &err), &err);
     for (size_t i = 0; i < ft_model_n_params(m1); i++) {
         ft_param *a = ft_model_param(m1, i), *q = ft_model_param(m2, i);
         double worst = 0, mx = 0;
@@ -347,6 +366,67 @@ TEST(model_lm_head_split_over_vocab_matches_one_thread) {
             ft_test_fail_(__FILE__, __LINE__, "%s: 1 vs 2 threads differ by %g (max %g)", a->name, worst, mx);
     }
     ft_tensor_set_threads(saved);
+    ft_workspace_free(w1);
+    ft_workspace_free(w2);
     ft_model_free(m1);
     ft_model_free(m2);
+}
+
+TEST(model_workspaces_sizes_and_sharing) {
+    /* ft_workspace_bytes is exactly what a workspace maps (the memory planner relies on it);
+     * checkpointing keeps far less; two workspaces of different shapes use one model in turn
+     * and each gives what a workspace of its own would. */
+    ft_model_config c = tiny_config(false);
+    ft_model *m = NULL;
+    ft_workspace *big = NULL;
+    ft_err err;
+    REQUIRE_OK(tiny_model(&c, 5, true, 3, 40, 0, &m, &big, &err), &err);
+    ft_workspace_params wp = *ft_workspace_get_params(big);
+    CHECK_EQ_INT(ft_workspace_bytes(&c, &wp), ft_workspace_size(big));
+    wp.checkpointing = true;
+    size_t ck = ft_workspace_bytes(&c, &wp);
+    ft_workspace *wck = NULL;
+    REQUIRE_OK(ft_workspace_new(m, &wp, &wck, &err), &err);
+    CHECK_EQ_INT(ck, ft_workspace_size(wck));
+    c.num_hidden_layers = 8; /* deeper: checkpointing saves more */
+    wp.checkpointing = false;
+    size_t full8 = ft_workspace_bytes(&c, &wp);
+    wp.checkpointing = true;
+    CHECK(ft_workspace_bytes(&c, &wp) * 2 < full8);
+    c.num_hidden_layers = 2;
+    ft_workspace_params sp = ft_workspace_default_params();
+    sp.max_batch = 1;
+    sp.max_seq = 12;
+    ft_workspace *small = NULL;
+    REQUIRE_OK(ft_workspace_new(m, &sp, &small, &err), &err);
+    CHECK_EQ_INT(ft_workspace_bytes(&c, &sp), ft_workspace_size(small));
+    CHECK(ft_workspace_size(small) < ft_workspace_size(big));
+    int32_t ids[120], tgt[120];
+    for (int i = 0; i < 120; i++)
+        ids[i] = (i * 13) % 50, tgt[i] = (i * 7 + 1) % 50;
+    ft_batch b1 = {3, 40, ids, tgt, NULL, NULL}, b2 = {1, 12, ids + 5, tgt + 5, NULL, NULL};
+    double l1 = 0, l2 = 0, l1b = 0, l2b = 0;
+    CHECK_OK(ft_model_forward(m, big, &b1, NULL, &l1, NULL, &err), &err);
+    CHECK_OK(ft_model_forward(m, small, &b2, NULL, &l2, NULL, &err), &err);
+    CHECK_OK(ft_model_forward(m, big, &b1, NULL, &l1b, NULL, &err), &err);
+    CHECK_OK(ft_model_forward(m, wck, &b2, NULL, &l2b, NULL, &err), &err);
+    CHECK(l1 == l1b);
+    CHECK(l2 == l2b);
+    CHECK(ft_model_forward(m, small, &b1, NULL, NULL, NULL, &err) == FT_ERR_RANGE);
+    CHECK(strstr(err.msg, "workspace") != NULL);
+    CHECK(ft_model_forward_backward(m, small, &b2, 1.0, NULL, NULL, &err) == FT_ERR_INVALID);
+    /* the layer description */
+    const ft_layer_desc *d = ft_model_layer(m, 1);
+    REQUIRE(d);
+    CHECK(d->norm == FT_NORM_RMS && d->mlp == FT_MLP_SWIGLU);
+    CHECK_EQ_INT(d->n_heads, 4);
+    CHECK_EQ_INT(d->n_kv_heads, 2);
+    CHECK_EQ_INT(d->ffn, 40);
+    CHECK_EQ_INT(d->n_params, 9);
+    CHECK(strcmp(ft_model_param(m, d->first_param)->name, "model.layers.1.input_layernorm.weight") == 0);
+    CHECK(ft_model_layer(m, 2) == NULL);
+    ft_workspace_free(small);
+    ft_workspace_free(wck);
+    ft_workspace_free(big);
+    ft_model_free(m);
 }

@@ -8,6 +8,7 @@
 #include "ftune/model.h"
 #include "ftune/optim.h"
 #include "ftune/safetensors.h"
+#include "ftune/train.h"
 #include "test.h"
 
 static const char *ref_dir(const char *name, char *buf, size_t cap) {
@@ -47,9 +48,10 @@ static double max_diff(const float *a, const float *b, int64_t n) {
     return m;
 }
 
-/* Ten steps on the golden batch, as gen_goldens.py does them; returns the losses. */
-static void trajectory(ft_model *m, const ft_batch *b, ft_optim_kind kind, double peak, double wd, double clip,
-                       double *losses) {
+/* Ten steps on the golden batch, as gen_goldens.py does them, through ft_train_step (the
+ * trainer's step); returns the losses. */
+static void trajectory(ft_model *m, ft_workspace *ws, const ft_batch *b, ft_optim_kind kind, double peak, double wd,
+                       double clip, double *losses) {
     ft_err err;
     ft_optim_params op = ft_optim_default_params(kind);
     op.peak_lr = peak;
@@ -60,12 +62,11 @@ static void trajectory(ft_model *m, const ft_batch *b, ft_optim_kind kind, doubl
     for (int64_t i = 0; i < N; i++)
         n += b->targets[i] != -100;
     for (int k = 0; k < 10; k++) {
-        double ls = 0;
-        ft_model_zero_grad(m);
-        CHECK_OK(ft_model_forward_backward(m, b, (double)n, &ls, NULL, &err), &err);
-        losses[k] = ls / (double)n;
-        ft_optim_clip_grad_norm(m, clip);
-        CHECK_OK(ft_optim_step(o, peak * (1.0 - k / 10.0), &err), &err);
+        ft_train_step_params sp = {.micro = b->B, .denom = (double)n, .lr = peak * (1.0 - k / 10.0), .max_norm = clip};
+        ft_train_step_result sr;
+        CHECK_OK(ft_train_step(m, ws, o, b, &sp, &sr, &err), &err);
+        CHECK(sr.updated);
+        losses[k] = sr.loss;
     }
     CHECK_EQ_INT(ft_optim_step_count(o), 10);
     ft_optim_free(o);
@@ -81,11 +82,17 @@ static void check_config(const char *name) {
     REQUIRE_OK(ft_model_batch_load(path, &bo, &err), &err);
     const ft_batch *b = &bo.b;
     ft_model_params mp = ft_model_default_params();
-    mp.max_batch = b->B;
-    mp.max_seq = b->T;
     mp.training = true;
     ft_model *m = NULL;
     REQUIRE_OK(ft_model_load(dir, &mp, &m, &err), &err);
+    ft_workspace_params wp = ft_workspace_default_params();
+    wp.max_batch = b->B;
+    wp.max_seq = b->T;
+    wp.training = true;
+    ft_workspace *ws = NULL, *wck = NULL;
+    REQUIRE_OK(ft_workspace_new(m, &wp, &ws, &err), &err);
+    wp.checkpointing = true;
+    REQUIRE_OK(ft_workspace_new(m, &wp, &wck, &err), &err);
     ft_st_reader *r = NULL;
     snprintf(path, sizeof path, "%s/expected.safetensors", dir);
     REQUIRE_OK(ft_st_open(path, &r, &err), &err);
@@ -101,20 +108,34 @@ static void check_config(const char *name) {
     float *logits = ft_malloc((size_t)(N * V) * sizeof(float));
     double ls = 0;
     int64_t nt = 0;
-    CHECK_OK(ft_model_forward(m, b, logits, &ls, &nt, &err), &err);
+    CHECK_OK(ft_model_forward(m, ws, b, logits, &ls, &nt, &err), &err);
     double logit_err = max_diff(logits, want_logits, N * V) / max_abs(want_logits, N * V);
     double loss_err = fabs(ls / (double)nt - wl) / fabs(wl);
     CHECK(logit_err <= 1e-4);
     CHECK(loss_err <= 1e-5);
     /* the loss-only path (LM head on trainable rows) agrees */
     double ls2 = 0;
-    CHECK_OK(ft_model_forward(m, b, NULL, &ls2, NULL, &err), &err);
+    CHECK_OK(ft_model_forward(m, ws, b, NULL, &ls2, NULL, &err), &err);
     CHECK_NEAR(ls2, ls, 1e-6 * fabs(ls));
 
     /* backward: every gradient of the mean loss */
+    /* activation checkpointing first: its gradients must be bitwise those of the plain path */
+    size_t n_par = ft_model_n_params(m), n_all = 0;
+    for (size_t i = 0; i < n_par; i++)
+        n_all += (size_t)ft_model_param(m, i)->numel;
     ft_model_zero_grad(m);
-    CHECK_OK(ft_model_forward_backward(m, b, (double)nt, &ls2, NULL, &err), &err);
+    double ls_ck = 0;
+    CHECK_OK(ft_model_forward_backward(m, wck, b, (double)nt, &ls_ck, NULL, &err), &err);
+    float *g_ck = ft_malloc(n_all * sizeof(float));
+    REQUIRE(g_ck);
+    memcpy(g_ck, ft_model_param(m, 0)->grad, n_all * sizeof(float));
+    ft_model_zero_grad(m);
+    CHECK_OK(ft_model_forward_backward(m, ws, b, (double)nt, &ls2, NULL, &err), &err);
     CHECK_NEAR(ls2 / nt, wl, 1e-5 * fabs(wl));
+    CHECK(ls_ck == ls2);
+    if (memcmp(g_ck, ft_model_param(m, 0)->grad, n_all * sizeof(float)) != 0)
+        ft_test_fail_(__FILE__, __LINE__, "%s: checkpointed gradients differ from the plain path's", name);
+    ft_free(g_ck);
     double grad_err = 0;
     char worst[128] = "";
     for (size_t i = 0; i < ft_model_n_params(m); i++) {
@@ -135,6 +156,8 @@ static void check_config(const char *name) {
             ft_test_fail_(__FILE__, __LINE__, "%s: gradient of %s off by %.3g relative", name, p->name, e);
         ft_free(want);
     }
+    ft_workspace_free(wck);
+    ft_workspace_free(ws);
     ft_model_free(m);
 
     /* trajectories, each from the saved weights */
@@ -149,8 +172,10 @@ static void check_config(const char *name) {
         const char *clip = ft_st_metadata(r, "grad_clip");
         REQUIRE(pl && wd && clip);
         REQUIRE_OK(ft_model_load(dir, &mp, &m, &err), &err);
+        wp.checkpointing = false;
+        REQUIRE_OK(ft_workspace_new(m, &wp, &ws, &err), &err);
         double got[10];
-        trajectory(m, b, k == 0 ? FT_OPTIM_ADAMW : FT_OPTIM_LION, strtod(pl, NULL), strtod(wd, NULL),
+        trajectory(m, ws, b, k == 0 ? FT_OPTIM_ADAMW : FT_OPTIM_LION, strtod(pl, NULL), strtod(wd, NULL),
                    strtod(clip, NULL), got);
         for (int s = 0; s < 10; s++) {
             double e = fabs(got[s] - want[s]) / fabs(want[s]);
@@ -160,6 +185,7 @@ static void check_config(const char *name) {
                               want[s]);
         }
         CHECK(got[9] < got[0]); /* it learns */
+        ft_workspace_free(ws);
         ft_model_free(m);
         ft_free(want);
     }

@@ -84,17 +84,14 @@ TEST(tensor_rmsnorm_matches_formula_and_gradients) {
 /* ---------------------------------------------------------------- RoPE */
 
 TEST(tensor_rope_inv_freq_default_and_llama3) {
-    ft_model_config c;
-    ft_model_config_default(&c);
-    c.head_dim = 16;
-    c.rope_theta = 500000.0;
+    ft_rope_params c = {.head_dim = 16, .theta = 500000.0};
     float f[8];
     ft_tensor_rope_inv_freq(f, &c);
     for (int i = 0; i < 8; i++)
         CHECK_NEAR(f[i], 1.0 / pow(500000.0, 2.0 * i / 16), 1e-6 * f[i]);
-    c.rope_scaling = FT_ROPE_LLAMA3;
-    c.rope_factor = 8, c.rope_low_freq_factor = 1, c.rope_high_freq_factor = 4;
-    c.rope_original_max_position_embeddings = 8192;
+    c.llama3 = true;
+    c.factor = 8, c.low_freq_factor = 1, c.high_freq_factor = 4;
+    c.original_max_position_embeddings = 8192;
     float g[8];
     ft_tensor_rope_inv_freq(g, &c);
     for (int i = 0; i < 8; i++) {
@@ -128,9 +125,7 @@ TEST(tensor_rope_rotate_half_and_gradient) {
     ft_rng r;
     ft_rng_seed(&r, 2);
     int64_t N = 6, H = 3, HD = 8, stride = 30, half = HD / 2;
-    ft_model_config cfg;
-    ft_model_config_default(&cfg);
-    cfg.head_dim = HD;
+    ft_rope_params cfg = {.head_dim = HD, .theta = 10000.0}; /* LlamaConfig's default theta */
     float inv[4], cs[6 * 4], sn[6 * 4];
     int32_t pos[6] = {0, 1, 2, 7, 0, 100};
     ft_tensor_rope_inv_freq(inv, &cfg);

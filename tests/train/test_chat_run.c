@@ -63,7 +63,7 @@ TEST(train_chat_task_and_eval_prompts) {
     json_decref(j);
     /* Greedy chat answers of the exported model. */
     ft_model_params mp = ft_model_default_params();
-    mp.threads = 1;
+    ft_tensor_set_threads(1);
     ft_model *m = NULL;
     ft_tok *tok = NULL;
     ft_generator *gen = NULL;
@@ -119,7 +119,7 @@ TEST(train_chat_template_from_jinja_file) {
     CHECK_OK(ft_train_run(&c, NULL, &res, &err), &err);
     CHECK_EQ_INT(res.outcome, FT_TRAIN_COMPLETED);
     ft_model_params mp = ft_model_default_params();
-    mp.threads = 1;
+    ft_tensor_set_threads(1);
     ft_model *m = NULL;
     ft_tok *tok = NULL;
     ft_generator *g = NULL;

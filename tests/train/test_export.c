@@ -26,10 +26,17 @@ static void check_same_model(ft_model *a, ft_model *b) {
     float *la = malloc(sizeof(float) * T * V), *lb = malloc(sizeof(float) * T * V);
     double sa, sb;
     ft_err err;
-    REQUIRE_OK(ft_model_forward(a, &bt, la, &sa, &na, &err), &err);
-    REQUIRE_OK(ft_model_forward(b, &bt, lb, &sb, &nb, &err), &err);
+    ft_workspace_params wp = ft_workspace_default_params();
+    wp.max_seq = T;
+    ft_workspace *wa = NULL, *wb = NULL;
+    REQUIRE_OK(ft_workspace_new(a, &wp, &wa, &err), &err);
+    REQUIRE_OK(ft_workspace_new(b, &wp, &wb, &err), &err);
+    REQUIRE_OK(ft_model_forward(a, wa, &bt, la, &sa, &na, &err), &err);
+    REQUIRE_OK(ft_model_forward(b, wb, &bt, lb, &sb, &nb, &err), &err);
     CHECK(memcmp(la, lb, sizeof(float) * T * V) == 0);
     CHECK(sa == sb);
+    ft_workspace_free(wa);
+    ft_workspace_free(wb);
     free(la);
     free(lb);
 }
@@ -47,8 +54,7 @@ TEST(train_export_reloads_exactly) {
     const char *gc = "{\"bos_token_id\": 256, \"eos_token_id\": [257, 258], \"do_sample\": true}\n";
     REQUIRE_OK(ft_file_write_atomic(p, gc, strlen(gc), &err), &err);
     ft_model_params mp = ft_model_default_params();
-    mp.threads = 1;
-    mp.max_seq = 16;
+    ft_tensor_set_threads(1);
     ft_model *m = NULL, *r = NULL;
     REQUIRE_OK(ft_model_load(src, &mp, &m, &err), &err);
     /* Nudge the weights so the export is not just a copy of the source files. */

@@ -10,7 +10,7 @@ static ft_model *tiny(uint64_t seed) {
     c.vocab_size = 20, c.hidden_size = 8, c.intermediate_size = 12, c.num_hidden_layers = 1;
     c.num_attention_heads = 2, c.num_key_value_heads = 1, c.head_dim = 4, c.max_position_embeddings = 16;
     ft_model_params p = ft_model_default_params();
-    p.max_batch = 1, p.max_seq = 6, p.training = true;
+    p.training = true;
     ft_model *m = NULL;
     ft_err err;
     if (ft_model_new_random(&c, seed, &p, &m, &err) != FT_OK)

@@ -18,14 +18,17 @@ TEST(train_gradients_equal_across_micro_batch_sizes) {
     ft_err err;
     REQUIRE_OK(tiny_model_write(dir, 3, &err), &err);
     enum { B = 4, T = 16 };
+    ft_tensor_set_threads(1);
     ft_model_params mp = ft_model_default_params();
-    mp.threads = 1;
-    mp.max_batch = B;
-    mp.max_seq = T;
     mp.training = true;
-    mp.threads = 1;
     ft_model *m = NULL;
     REQUIRE_OK(ft_model_load(dir, &mp, &m, &err), &err);
+    ft_workspace_params wp = ft_workspace_default_params();
+    wp.max_batch = B;
+    wp.max_seq = T;
+    wp.training = true;
+    ft_workspace *ws = NULL;
+    REQUIRE_OK(ft_workspace_new(m, &wp, &ws, &err), &err);
     int32_t in[B * T], tg[B * T];
     ft_rng r;
     ft_rng_seed(&r, 11);
@@ -45,7 +48,7 @@ TEST(train_gradients_equal_across_micro_batch_sizes) {
     for (size_t k = 0; k < 4; k++) {
         double ls;
         int64_t nt;
-        REQUIRE_OK(train_accumulate(m, &batch, micros[k], (double)n_train, &ls, &nt, &err), &err);
+        REQUIRE_OK(train_accumulate(m, ws, &batch, micros[k], (double)n_train, &ls, &nt, &err), &err);
         CHECK_EQ_INT(nt, n_train);
         if (k == 0) {
             loss_ref = ls;
@@ -77,6 +80,7 @@ TEST(train_gradients_equal_across_micro_batch_sizes) {
     for (size_t i = 0; i < np; i++)
         free(ref[i]);
     free(ref);
+    ft_workspace_free(ws);
     ft_model_free(m);
 }
 
@@ -84,8 +88,7 @@ TEST(train_gradients_equal_across_micro_batch_sizes) {
 static size_t greedy_correct(const char *model_dir, bool print) {
     ft_err err;
     ft_model_params mp = ft_model_default_params();
-    mp.threads = 1;
-    mp.max_seq = 64;
+    ft_tensor_set_threads(1);
     ft_model *m = NULL;
     ft_tok *tok = NULL;
     ft_generator *g = NULL;
@@ -248,7 +251,7 @@ TEST(train_nonfinite_stops_the_run) {
     REQUIRE_OK(tiny_setup(tmp, 2, 1, model, data, sizeof model, &err), &err);
     /* Poison the final norm: every logit, loss and gradient becomes NaN. */
     ft_model_params mp = ft_model_default_params();
-    mp.threads = 1;
+    ft_tensor_set_threads(1);
     ft_model *m = NULL;
     REQUIRE_OK(ft_model_load(model, &mp, &m, &err), &err);
     ft_param *norm = ft_model_find_param(m, "model.norm.weight");
@@ -300,7 +303,7 @@ TEST(train_custom_weights_path) {
     REQUIRE_OK(ft_model_config_load(cp, &mc, &err), &err);
     mc.intermediate_size = 64;
     ft_model_params mp = ft_model_default_params();
-    mp.threads = 1;
+    ft_tensor_set_threads(1);
     ft_model *m = NULL;
     REQUIRE_OK(ft_model_new_random(&mc, 1, &mp, &m, &err), &err);
     REQUIRE_OK(train_export(m, model, other, false, 0, &err), &err);

@@ -30,8 +30,7 @@ ft_status tiny_model_write(const char *dir, uint64_t seed, ft_err *err) {
     c.n_eos = 1;
     c.initializer_range = 0.05;
     ft_model_params mp = ft_model_default_params();
-    mp.threads = 1;
-    mp.max_seq = 64;
+    ft_tensor_set_threads(1);
     ft_model *m = NULL;
     FT_TRY(ft_model_new_random(&c, seed, &mp, &m, err));
     ft_status s = train_export(m, ft_test_fixture("train/tinytok"), dir, false, 0, err);
