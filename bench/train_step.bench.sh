@@ -20,7 +20,7 @@ PEER_MEMORY_GB=${PEER_MEMORY_GB:-21}
 PY=/usr/bin/python3
 # The peer's best settings (without them PyTorch is 2-4x slower here); ftune runs under the same
 # environment (it would pick the AVX-512 kernels itself only when OPENBLAS_CORETYPE is unset).
-# OMP_WAIT_POLICY=PASSIVE is ftune's own default (src/cli/main.c); the peer gets it too, as it
+# OMP_WAIT_POLICY=PASSIVE is ftune's own default (ft_runtime_init, src/tensor/blas.c); the peer gets it too, as it
 # helps PyTorch as much on a shared machine (small: 321 -> 588 tokens/s with ~4 busy processes).
 PEER_ENV="GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1099511627776 OPENBLAS_CORETYPE=SkylakeX OPENBLAS_THREAD_TIMEOUT=4 OMP_WAIT_POLICY=PASSIVE"
 THREADS=$(nproc)
