@@ -189,6 +189,21 @@ ft_status ft_path_map_root(const char *path, const char *root, const char *rest,
 /* ft_path_map without the reason: NULL when refused or out of memory. */
 char *ft_path_map_volumes(const char *path);
 
+/* ---------------------------------------------------------------- SHA-256 */
+
+typedef struct ft_sha256 {
+    uint32_t h[8];
+    uint64_t n; /* bytes hashed */
+    uint8_t buf[64];
+    size_t fill;
+} ft_sha256;
+void ft_sha256_init(ft_sha256 *c);
+void ft_sha256_update(ft_sha256 *c, const void *data, size_t len);
+/* The digest as 64 lowercase hex digits (what `sha256sum` prints). */
+void ft_sha256_final(ft_sha256 *c, char hex[65]);
+/* A whole file's digest; *size (may be NULL) gets the bytes read. */
+ft_status ft_sha256_file(const char *path, char hex[65], int64_t *size, ft_err *err);
+
 /* ---------------------------------------------------------------- logging */
 
 typedef enum ft_log_level { FT_LOG_DEBUG, FT_LOG_INFO, FT_LOG_WARN, FT_LOG_ERROR, FT_LOG_OFF } ft_log_level;

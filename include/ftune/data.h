@@ -267,6 +267,17 @@ ft_status ft_data_validate(const char *path, const ft_validate_params *p, ft_dat
 int64_t ft_data_check_record(ft_task_type task, const char *file, int64_t line, const char *data, size_t len,
                              json_t **parsed, ft_data_issue_fn fn, void *ctx);
 
+/* ---------------------------------------------------------------- fingerprints
+ * What a data path is made of now: {"path": path, "files": [{"path", "size", "mtime" (seconds
+ * since the epoch), "sha256"}]}, one entry per file its reader opens, in reading order. A run
+ * records it when it starts so that a resume can tell whether the data changed (issue #9). */
+ft_status ft_data_fingerprint(const char *path, ft_task_type task, json_t **out, ft_err *err);
+/* Describe every difference between two fingerprints in `changes`, one line per file (size,
+ * modification time, content hash; files gone or new). Returns how many files differ in content
+ * (size or hash, or gone or new); a file only touched (same content, new time) is described but
+ * not counted. */
+int ft_data_fingerprint_compare(const json_t *before, const json_t *now, ft_buf *changes);
+
 /* ---------------------------------------------------------------- dataset index */
 
 int64_t ft_dataset_n_records(const ft_dataset *ds); /* records that make samples */

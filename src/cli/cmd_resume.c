@@ -9,6 +9,7 @@
 static const cli_opt opts[] = {
     {"threads", CLI_INT, "N: threads (the losses match an uninterrupted run with the same count)"},
     {"quiet", CLI_FLAG, "no progress bar or event lines"},
+    {"allow-changed-data", CLI_FLAG, "resume even though the data changed since the run started (a WARN event)"},
     {NULL, 0, NULL},
 };
 
@@ -37,6 +38,9 @@ int cmd_resume(int argc, char **argv) {
         rc = cli_report("resume", &err);
         goto out;
     }
+    bool allow = cli_has(&a, "allow-changed-data");
+    int data_changed = -1;
+    ft_buf changes = {0};
     if (r.status == FT_RUN_COMPLETED) {
         fprintf(stderr, "ftune resume: %s has already completed\n", name);
         rc = CLI_EXIT_USAGE;
@@ -45,6 +49,21 @@ int cmd_resume(int argc, char **argv) {
         fprintf(stderr, "ftune resume: %s is %s in process %lld on %s\n", name, ft_run_status_str(r.status),
                 (long long)r.pid, r.host ? r.host : "?");
         rc = CLI_EXIT_FAIL;
+    } else if (!allow && (data_changed = run_data_check(&r, &changes, NULL)) > 0) {
+        /* Refused before anything changes: the run keeps its status. */
+        fprintf(stderr,
+                "ftune resume: %s: the data changed since the run started, so the resumed steps would "
+                "train on other data than the steps before:\n",
+                name);
+        for (const char *line = ft_buf_cstr(&changes); *line;) {
+            const char *nl = strchr(line, '\n');
+            int len = nl ? (int)(nl - line) : (int)strlen(line);
+            fprintf(stderr, "  %.*s\n", len, line);
+            line += len + (nl != NULL);
+        }
+        fprintf(stderr, "Restore the data, or resume with --allow-changed-data to continue on the data as it is now "
+                        "(recorded as a WARN event).\n");
+        rc = CLI_EXIT_USAGE;
     } else {
         char msg[256];
         snprintf(msg, sizeof msg, "resuming %s run from its latest checkpoint", ft_run_status_str(r.status));
@@ -54,7 +73,12 @@ int cmd_resume(int argc, char **argv) {
             ft_store_run_set_status(s, name, FT_RUN_STARTING, "TRAIN_UPDATED", "INFO", msg, NULL, &err) != FT_OK) {
             rc = cli_report("resume", &err);
         } else {
-            run_exec_opts o = {.resume = true, .show = !cli_has(&a, "quiet"), .threads = (int)threads};
+            run_exec_opts o = {.resume = true,
+                               .show = !cli_has(&a, "quiet"),
+                               .threads = (int)threads,
+                               .allow_changed_data = allow,
+                               /* checked above and found identical: not hashed twice */
+                               .data_checked = data_changed == 0 && changes.len == 0};
             rc = run_execute(s, name, &o);
             ft_run fin;
             if (json && ft_store_run_get(s, name, &fin, NULL) == FT_OK) {
@@ -63,6 +87,7 @@ int cmd_resume(int argc, char **argv) {
             }
         }
     }
+    ft_buf_free(&changes);
     ft_run_deinit(&r);
 out:
     ft_store_close(s);

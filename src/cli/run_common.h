@@ -29,7 +29,15 @@ typedef struct run_exec_opts {
     bool resume;     /* continue from the latest checkpoint (else: start fresh unless there is one) */
     bool show;       /* progress bar and event lines on stderr */
     int threads;     /* > 0: override the configured thread count */
+    bool allow_changed_data; /* resume even when the data changed since the start (a WARN event) */
+    bool data_checked;       /* the caller found the data unchanged (run_data_check): skip checking again */
 } run_exec_opts;
+
+/* Compare a run's data now with what it recorded when it started (RUN_DATA_FINGERPRINT): returns
+ * the number of files whose content changed (or 1 when the data cannot be read now), 0 when none,
+ * -1 when nothing was recorded; `changes` describes each difference (also mere touches). *now
+ * (may be NULL) gets the current fingerprint. */
+int run_data_check(const ft_run *r, ft_buf *changes, json_t **now);
 
 /* Execute the run `name`, which the caller has moved to STARTING: take ownership (pid, host),
  * train with the store as sink, register the exported model, and leave the run COMPLETED,

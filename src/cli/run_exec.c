@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "ftune/ckpt.h"
+#include "ftune/data.h"
 #include "ftune/json.h"
 #include "ftune/train.h"
 #include "run_common.h"
@@ -559,6 +560,75 @@ static bool sink_should_stop(void *user) {
     return c->stop_requested;
 }
 
+/* ---------------------------------------------------------------- the data a run read (issue #9) */
+
+/* {"train": fingerprint, "eval": fingerprint} of the run's data as it is now. */
+static ft_status data_now(const ft_run *r, json_t **out, ft_err *err) {
+    *out = NULL;
+    ft_task_type task;
+    FT_TRY(ft_task_type_parse(r->task_type ? r->task_type : "", &task, err));
+    json_t *o = json_object(), *fp = NULL;
+    ft_status s = ft_data_fingerprint(r->train_data_path ? r->train_data_path : "", task, &fp, err);
+    if (s == FT_OK)
+        json_object_set_new(o, "train", fp);
+    if (s == FT_OK && r->eval_data_path && *r->eval_data_path) {
+        s = ft_data_fingerprint(r->eval_data_path, task, &fp, err);
+        if (s == FT_OK)
+            json_object_set_new(o, "eval", fp);
+    }
+    if (s == FT_OK)
+        *out = o;
+    else
+        json_decref(o);
+    return s;
+}
+
+static void data_record(const ft_run *r, const json_t *fp) {
+    char *p = r->run_dir ? ft_path_join(r->run_dir, RUN_DATA_FINGERPRINT) : NULL;
+    char *text = p ? json_dumps(fp, JSON_INDENT(1) | JSON_REAL_PRECISION(17)) : NULL;
+    if (text)
+        ft_file_write_atomic(p, text, strlen(text), NULL);
+    free(text);
+    ft_free(p);
+}
+
+int run_data_check(const ft_run *r, ft_buf *changes, json_t **now_out) {
+    if (now_out)
+        *now_out = NULL;
+    char *p = r->run_dir ? ft_path_join(r->run_dir, RUN_DATA_FINGERPRINT) : NULL;
+    json_t *before = NULL;
+    bool recorded = p && ft_path_exists(p) && ft_json_load_file(p, &before, NULL) == FT_OK;
+    ft_free(p);
+    json_t *now = NULL;
+    ft_err err;
+    int changed;
+    if (data_now(r, &now, &err) != FT_OK) {
+        char m[1200];
+        ft_err_format(&err, m, sizeof m);
+        ft_buf_appendf(changes, "the data cannot be read now: %s", m);
+        changed = recorded ? 1 : -1;
+    } else if (!recorded) {
+        changed = -1;
+    } else {
+        static const char *const parts[] = {"train", "eval"};
+        changed = 0;
+        for (int i = 0; i < 2; i++) {
+            json_t *a = json_object_get(before, parts[i]), *b = json_object_get(now, parts[i]);
+            if (!a && !b)
+                continue;
+            json_t *empty = json_object();
+            changed += ft_data_fingerprint_compare(a ? a : empty, b ? b : empty, changes);
+            json_decref(empty);
+        }
+    }
+    json_decref(before);
+    if (now_out)
+        *now_out = now;
+    else
+        json_decref(now);
+    return changed;
+}
+
 /* ---------------------------------------------------------------- executing a run */
 
 
@@ -592,6 +662,45 @@ int run_execute(ft_store *s, const char *name, const run_exec_opts *o) {
         return cli_report("run", &err);
     }
 
+    /* The data: recorded at the start, checked at a resume (a resumed run must train on what the
+     * steps before it trained on). */
+    char *cfg_path = r.run_dir ? ft_path_join(r.run_dir, "train_config.json") : NULL;
+    bool have_folder = cfg_path && ft_path_exists(cfg_path);
+    ft_free(cfg_path);
+    if (!o->data_checked) {
+        ft_buf changes = {0};
+        json_t *now = NULL;
+        int changed = have_folder ? run_data_check(&r, &changes, &now) : -1;
+        if (!have_folder && data_now(&r, &now, NULL) != FT_OK)
+            now = NULL; /* unreadable data: the trainer says why */
+        if (changed > 0 && !o->allow_changed_data) {
+            char *reason = ft_asprintf("the data changed since the run started: %s; restore it, or run "
+                                       "`ftune resume %s --allow-changed-data` to continue on the data as it is now",
+                                       ft_buf_cstr(&changes), name);
+            fail_run(s, name, reason ? reason : "the data changed since the run started");
+            fprintf(stderr, "ftune: run %s FAILED: %s\n", name, reason ? reason : "the data changed");
+            ft_free(reason);
+            ft_buf_free(&changes);
+            json_decref(now);
+            ft_run_deinit(&r);
+            return CLI_EXIT_FAIL;
+        }
+        if (changed > 0 || (changed == 0 && changes.len)) {
+            char *msg = ft_asprintf("%s: %s", changed > 0 ? "resuming on changed data (--allow-changed-data)"
+                                                          : "data files touched, content unchanged",
+                                    ft_buf_cstr(&changes));
+            ft_store_event_add(s, name, "TRAIN_UPDATED", changed > 0 ? "WARN" : "INFO", msg ? msg : "data changed",
+                               NULL, NULL);
+            if (o->show)
+                fprintf(stderr, "%-18s %s%s\n", "TRAIN_UPDATED", changed > 0 ? "WARN " : "", msg ? msg : "");
+            ft_free(msg);
+        }
+        if (now && (changed != 0 || changes.len || !have_folder))
+            data_record(&r, now); /* what this attempt reads */
+        ft_buf_free(&changes);
+        json_decref(now);
+    }
+
     sink_ctx c = {.s = s, .name = name, .show = o->show};
     const char *kill_env = getenv("FTUNE_DEBUG_KILL_AT_STEP");
     c.kill_at_step = kill_env ? atoll(kill_env) : 0;
@@ -623,9 +732,6 @@ int run_execute(ft_store *s, const char *name, const run_exec_opts *o) {
     ft_train_result res;
     memset(&res, 0, sizeof res);
     ft_status st = FT_OK;
-    char *cfg_path = r.run_dir ? ft_path_join(r.run_dir, "train_config.json") : NULL;
-    bool have_folder = cfg_path && ft_path_exists(cfg_path);
-    ft_free(cfg_path);
     if (have_folder) {
         /* The run has been started before: continue from its latest checkpoint, and forget the
          * metrics of the steps after it, which the resumed run computes again. */

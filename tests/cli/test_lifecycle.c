@@ -7,6 +7,7 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -807,4 +808,66 @@ TEST(lifecycle_long_store_outage_fails_the_run_with_its_reason) {
     char *latest = latest_checkpoint(&e, "outage");
     CHECK(latest != NULL);
     ft_free(latest);
+}
+
+/* Issue #9 item 3: a resumed run must see the data its first steps saw. Changed content is refused
+ * by `ftune resume` (naming the file and what changed, the run left as it was) and fails the run
+ * when the worker finds it; --allow-changed-data continues with a WARN event. A file only touched
+ * (same bytes) is no reason to refuse. */
+TEST(lifecycle_resume_refuses_changed_data) {
+    env e;
+    REQUIRE(setup(&e));
+    create_killed(&e, "touched");
+    create_killed(&e, "changed");
+    create_killed(&e, "changed2");
+    /* touched: same bytes, another time */
+    struct timeval tv[2] = {{1000000000, 0}, {1000000000, 0}};
+    REQUIRE(utimes(e.train, tv) == 0);
+    char *out;
+    CHECK_EQ_INT(ftune(&e, &out, "resume touched --json"), 0);
+    free(out);
+    REQUIRE(ftune(&e, &out, "events touched --json") == 0);
+    CHECK(out && strstr(out, "content unchanged"));
+    free(out);
+    /* changed: one more record */
+    char *data = NULL;
+    size_t len = 0;
+    REQUIRE_OK(ft_file_read_all(e.train, &data, &len, NULL), (ft_err *)NULL);
+    ft_buf b = {0};
+    ft_buf_append(&b, data, len);
+    ft_buf_appendf(&b, "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"},{\"role\":\"assistant\",\"content\":\"Oslo\"}]}\n");
+    REQUIRE_OK(ft_file_write_atomic(e.train, b.data, b.len, NULL), (ft_err *)NULL);
+    ft_buf_free(&b);
+    ft_free(data);
+    CHECK_EQ_INT(sh(&out, "FTUNE_HOME='%s' %s resume changed 2>&1", e.home, ft_test_ftune_bin()), 2);
+    CHECK(out && strstr(out, e.train) && strstr(out, "size") && strstr(out, "sha256") &&
+          strstr(out, "--allow-changed-data"));
+    free(out);
+    json_t *r = get_run(&e, "changed");
+    CHECK_STR_EQ(jstr(r, "status"), "RUNNING"); /* untouched by the refusal */
+    json_decref(r);
+    /* the worker fails such runs, saying why */
+    CHECK_EQ_INT(ftune(&e, NULL, "worker --until-idle --quiet"), 0);
+    r = get_run(&e, "changed2");
+    CHECK_STR_EQ(jstr(r, "status"), "FAILED");
+    CHECK(strstr(jstr(r, "details"), "changed since the run started") != NULL);
+    json_decref(r);
+    /* the explicit override: continues, recorded as a WARN event */
+    CHECK_EQ_INT(ftune(&e, &out, "resume changed --allow-changed-data --json"), 0);
+    r = last_json(out);
+    free(out);
+    CHECK_STR_EQ(jstr(r, "status"), "COMPLETED");
+    json_decref(r);
+    REQUIRE(ftune(&e, &out, "events changed --json") == 0);
+    json_t *ev = last_json(out);
+    free(out);
+    bool warned = false;
+    for (size_t i = 0; i < json_array_size(ev); i++) {
+        json_t *x = json_array_get(ev, i);
+        if (!strcmp(jstr(x, "level"), "WARN") && strstr(jstr(x, "message"), "--allow-changed-data") &&
+            strstr(jstr(x, "message"), e.train))
+            warned = true;
+    }
+    CHECK(warned);
+    json_decref(ev);
 }
