@@ -149,6 +149,12 @@ typedef struct ft_train_config {
     char dtype[16];            /* "fp32" (the only one on CPU today) */
     char device[16];           /* "cpu" */
     int threads;               /* 0: all cores */
+    /* Memory (ftune/memplan.h): the run's predicted peak must fit memory_limit ("20G", "80%";
+     * "": FT_MEMPLAN_DEFAULT_SHARE of the available memory), or it is refused before it starts;
+     * the automatic micro-batch and activation_checkpointing ("auto" | "on" | "off") are chosen
+     * within it. Neither changes the hash. */
+    char memory_limit[32];
+    char activation_checkpointing[8];
     /* Evaluation generation settings (SPEC §2 fixes them; tests may shrink max_new_tokens) */
     int64_t eval_max_new_tokens; /* 100 */
     /* Numerical safety */

@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 
 #include "cli.h"
+#include "ftune/memplan.h"
 #include "ftune/model.h"
 #include "ftune/optim.h"
 #include "ftune/tensor.h"
@@ -24,12 +25,12 @@ static const cli_opt OPTS[] = {
      "heads, F 8192, tied, T 2048, B 1)"},
     {"dtype", CLI_STR, "fp32 (the only one on CPU for now)"},
     {"activation-checkpointing", CLI_STR,
-     "auto (default: on when the full activations would take more than a quarter of the available memory) | on "
-     "| off"},
+     "auto (default: on only when the memory planner says the step does not fit without it) | on | off"},
     {"steps", CLI_INT, "N: timed steps (default 10 small, 4 medium)"},
     {"warmup", CLI_INT, "N: untimed steps first (default 1)"},
     {"threads", CLI_INT, "N: threads (default: all cores)"},
     {"optimizer", CLI_STR, "adamw (default) | lion"},
+    {"memory-limit", CLI_STR, "20G | 80%: the predicted peak must fit (default 90% of the available memory)"},
     {NULL, 0, NULL},
 };
 
@@ -44,19 +45,6 @@ static const bench_cfg CONFIGS[] = {
     {"medium", 32000, 768, 12, 12, 4, 2048, 512, 4, false},
     {"1b", 128256, 2048, 16, 32, 8, 8192, 2048, 1, true},
 };
-
-/* MemAvailable from /proc/meminfo (bytes); 8 GiB when unreadable. */
-static size_t mem_available(void) {
-    FILE *f = fopen("/proc/meminfo", "r");
-    char line[256];
-    size_t kb = 0;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "MemAvailable: %zu kB", &kb) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return kb ? kb * 1024 : (size_t)8 << 30;
-}
 
 /* User + system CPU seconds of this process: with the wall time it shows how much of the machine
  * the run actually had (the bench machine may be shared). */
@@ -121,8 +109,30 @@ static int train_step(int argc, char **argv) {
     wp.max_batch = bc->B;
     wp.max_seq = bc->T;
     wp.training = true;
-    wp.checkpointing = !strcmp(ckpt, "on") || (!strcmp(ckpt, "auto") && ft_workspace_bytes(&c, &wp) > mem_available() / 4);
     ft_err err = {0};
+    /* The memory planner: checkpointing (auto: only if needed) within the limit; a step that
+     * cannot fit is refused before anything is allocated. */
+    ft_memplan_machine mm;
+    ft_memplan_machine_read(&mm);
+    uint64_t limit = mm.available ? (uint64_t)((double)mm.available * FT_MEMPLAN_DEFAULT_SHARE) : UINT64_MAX / 2;
+    if (cli_has(&a, "memory-limit") &&
+        ft_memplan_parse_limit(cli_str(&a, "memory-limit", ""), &mm, &limit, &err) != FT_OK) {
+        cli_args_free(&a);
+        return cli_usage_error(cmd, "memory-limit", "%s", err.msg);
+    }
+    ft_memplan_params mpp = ft_memplan_default_params(&c);
+    mpp.optimizer = kind;
+    mpp.micro_batch = bc->B;
+    mpp.context_length = bc->T;
+    mpp.threads = threads;
+    ft_memplan_ckpt mck = FT_MEMPLAN_CKPT_AUTO;
+    ft_memplan_ckpt_parse(ckpt, &mck);
+    ft_memplan_choice plan;
+    if (ft_memplan_fit(&mpp, 0, mck, limit, &plan, &err) != FT_OK) {
+        cli_args_free(&a);
+        return cli_usage_error(cmd, NULL, "%s", err.msg);
+    }
+    wp.checkpointing = plan.checkpointing;
     ft_model *m = NULL;
     ft_workspace *ws = NULL;
     ft_optim *o = NULL;
@@ -181,17 +191,19 @@ static int train_step(int argc, char **argv) {
                    "\"gflops\": %.2f, \"peak_rss_mb\": %.1f, \"step_s\": %.4f, \"steps\": %lld, "
                    "\"tokens_per_step\": %lld, \"flops_per_token\": %.0f, \"threads\": %d, \"blas_core\": \"%s\", "
                    "\"params_mb\": %.1f, \"grads_mb\": %.1f, \"optim_mb\": %.1f, \"activations_mb\": %.1f, "
-                   "\"loss_first\": %.6f, \"loss_last\": %.6f, \"cpu_s_per_step\": %.3f}\n",
+                   "\"loss_first\": %.6f, \"loss_last\": %.6f, \"cpu_s_per_step\": %.3f, \"predicted_peak_mb\": %.1f, "
+                   "\"memory_limit_mb\": %.1f}\n",
                    bc->name, wp.checkpointing ? "true" : "false", tps, tps * flops_tok / 1e9, ft_peak_rss_mb(),
                    t_all / (double)steps, (long long)steps, (long long)N, flops_tok, ft_tensor_threads(),
                    ft_tensor_blas_core(), mp / 1048576.0, mg / 1048576.0, mo / 1048576.0, ma / 1048576.0, loss_first,
-                   loss_last, cpu_all / (double)steps);
+                   loss_last, cpu_all / (double)steps, (double)plan.plan.total / 1048576.0, (double)limit / 1048576.0);
         else
             printf("train-step %s fp32%s: %.1f tokens/s, %.1f GFLOP/s, %.3f s/step (%.2f CPU-s/step)\n  peak RSS "
-                   "%.0f MiB (weights %.0f, gradients %.0f, optimizer %.0f, activations %.0f MiB); "
+                   "%.0f MiB, predicted %.0f MiB (weights %.0f, gradients %.0f, optimizer %.0f, activations %.0f MiB); "
                    "%d threads, OpenBLAS %s; loss %.4f -> %.4f\n",
                    bc->name, wp.checkpointing ? ", activation checkpointing" : "", tps, tps * flops_tok / 1e9,
-                   t_all / (double)steps, cpu_all / (double)steps, ft_peak_rss_mb(), mp / 1048576.0, mg / 1048576.0,
+                   t_all / (double)steps, cpu_all / (double)steps, ft_peak_rss_mb(), (double)plan.plan.total / 1048576.0,
+                   mp / 1048576.0, mg / 1048576.0,
                    mo / 1048576.0, ma / 1048576.0, ft_tensor_threads(), ft_tensor_blas_core(), loss_first, loss_last);
         rc = CLI_EXIT_OK;
     }

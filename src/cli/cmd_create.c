@@ -28,6 +28,7 @@ static const char *const param_flags[] = {
     "data-prep-cluster-id", "seed",      "global-batch-size", "micro-batch-size", "optimizer",
     "weight-decay",   "warmup",          "grad-clip",         "loss-on",          "save-interval",
     "keep-checkpoints", "dtype",         "device",            "threads",          "eval-max-new-tokens",
+    "memory-limit",   "activation-checkpointing",
 };
 
 static const cli_opt opts[] = {
@@ -59,6 +60,9 @@ static const cli_opt opts[] = {
     {"device", CLI_STR, "cpu"},
     {"threads", CLI_STR, "N (default all cores)"},
     {"eval-max-new-tokens", CLI_STR, "N tokens per eval prompt (default 100)"},
+    {"memory-limit", CLI_STR,
+     "20G | 80%: the run's predicted peak memory must fit (default 90% of the available memory)"},
+    {"activation-checkpointing", CLI_STR, "auto (default: only when needed to fit) | on | off"},
     {"detach", CLI_FLAG, "queue the run for the background worker and return its name at once"},
     {"quiet", CLI_FLAG, "no progress bar or event lines"},
     {NULL, 0, NULL},
@@ -386,7 +390,24 @@ int cmd_create(int argc, char **argv) {
             if (st != FT_OK)
                 rc = model_error("custom-weights-path", &err);
         }
+        /* The memory plan: refused here, before anything is recorded, when it cannot fit. */
+        if (rc == CLI_EXIT_OK)
+            rc = cli_memory_plan(cli_has(&a, "quiet") ? NULL : stderr, "create", &cfg, &mi.mc, mi.T, 0, NULL);
         model_inputs_free(&mi);
+        if (rc != CLI_EXIT_OK)
+            goto done;
+    } else {
+        /* Without validation the memory plan still runs when the model's config can be read. */
+        char *dir = NULL, *cp = NULL;
+        ft_model_config mc;
+        if (ft_hf_resolve(cfg.model, &dir, &err) == FT_OK && (cp = ft_path_join(dir, "config.json")) &&
+            ft_model_config_load(cp, &mc, &err) == FT_OK) {
+            int64_t maxpos = mc.max_position_embeddings > 0 ? mc.max_position_embeddings : 8192;
+            int64_t T = cfg.context_length > 0 ? cfg.context_length : (maxpos < 8192 ? maxpos : 8192);
+            rc = cli_memory_plan(NULL, "create", &cfg, &mc, T, 0, NULL);
+        }
+        ft_free(cp);
+        ft_free(dir);
         if (rc != CLI_EXIT_OK)
             goto done;
     }

@@ -31,6 +31,11 @@ static const cli_opt opts[] = {
     {"threads", CLI_INT, "N: worker threads (default: all cores)"},
     {"max-errors", CLI_INT, "N: problems listed in --json output (default 1000; all are counted)"},
     {"no-estimate", CLI_FLAG, "skip the measured training step"},
+    {"micro-batch-size", CLI_STR, "N: rows per forward/backward for the memory plan (default automatic)"},
+    {"optimizer", CLI_STR, "adamw (default) | lion, for the memory plan"},
+    {"dtype", CLI_STR, "the run's dtype, for the memory plan (default fp32)"},
+    {"memory-limit", CLI_STR, "20G | 80%: the limit a run must fit (default 90% of the available memory)"},
+    {"activation-checkpointing", CLI_STR, "auto (default) | on | off, for the memory plan"},
     {NULL, 0, NULL},
 };
 
@@ -78,7 +83,22 @@ int cmd_validate(int argc, char **argv) {
         cli_args_free(&a);
         return cli_usage_error("validate", "global-batch-size", "must be at least 1");
     }
+    /* The run's memory settings, checked as create checks them. */
+    ft_train_config rc_cfg = ft_train_default_config();
+    static const char *const mem_flags[] = {"micro-batch-size", "optimizer", "dtype", "memory-limit",
+                                            "activation-checkpointing"};
+    for (size_t i = 0; i < sizeof mem_flags / sizeof *mem_flags; i++) {
+        const char *v = cli_str(&a, mem_flags[i], NULL);
+        if (v && ft_train_config_set(&rc_cfg, mem_flags[i], v, &err) != FT_OK) {
+            ft_train_config_deinit(&rc_cfg);
+            cli_args_free(&a);
+            return cli_usage_error("validate", mem_flags[i], "%s", err.msg);
+        }
+    }
+    rc_cfg.global_batch_size = cli_int(&a, "global-batch-size", 0);
     const char *model = cli_str(&a, "model", NULL);
+    ft_model_config mcfg;
+    bool have_mcfg = false;
     char *dir = NULL;
     ft_tok *tok = NULL;
     ft_chat *chat = NULL;
@@ -93,8 +113,11 @@ int cmd_validate(int argc, char **argv) {
         ft_model_config cfg;
         char *cp = ft_path_join(dir, "config.json");
         int64_t model_max = 0;
-        if (cp && ft_model_config_load(cp, &cfg, &err) == FT_OK)
+        if (cp && ft_model_config_load(cp, &cfg, &err) == FT_OK) {
             model_max = cfg.max_position_embeddings;
+            mcfg = cfg;
+            have_mcfg = true;
+        }
         ft_free(cp);
         T = model_max > 0 && model_max < 8192 ? model_max : 8192;
         if (cli_has(&a, "context-length")) {
@@ -139,17 +162,28 @@ int cmd_validate(int argc, char **argv) {
         ft_train_estimate(dir, rep, vp.threads);
     else
         snprintf(rep->est_note, sizeof rep->est_note, "the data is not valid");
+    /* The memory plan of the run these settings would make (validate exits 2 when it cannot fit). */
+    json_t *mem_json = NULL;
+    int mem_rc = CLI_EXIT_OK;
+    if (have_mcfg && rep->valid && !json_out)
+        cli_print_data_summary(stdout, rep, task);
+    if (have_mcfg && rep->valid)
+        mem_rc = cli_memory_plan(json_out ? NULL : stdout, "validate", &rc_cfg, &mcfg, T, rep->rows_per_epoch,
+                                 json_out ? &mem_json : NULL);
     if (json_out) {
         json_t *j = ft_data_report_to_json(rep, vp.max_issues);
+        if (mem_json)
+            json_object_set_new(j, "memory", mem_json);
         char *s = ft_json_dumps(j, 2);
         printf("%s\n", s ? s : "{}");
         free(s);
         json_decref(j);
-    } else {
+    } else if (!(have_mcfg && rep->valid)) {
         cli_print_data_summary(stdout, rep, task);
     }
-    exit_code = rep->valid ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+    exit_code = rep->valid && mem_rc == CLI_EXIT_OK ? CLI_EXIT_OK : CLI_EXIT_USAGE;
 out:
+    ft_train_config_deinit(&rc_cfg);
     ft_data_report_free(rep);
     ft_chat_free(chat);
     ft_tok_free(tok);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ftune/json.h"
+#include "ftune/memplan.h"
 #include "ftune/train.h"
 
 /* ---------------------------------------------------------------- durations */
@@ -98,6 +99,7 @@ ft_train_config ft_train_default_config(void) {
     c.loss_on = FT_LOSS_ALL_ASSISTANT;
     snprintf(c.dtype, sizeof c.dtype, "fp32");
     snprintf(c.device, sizeof c.device, "cpu");
+    snprintf(c.activation_checkpointing, sizeof c.activation_checkpointing, "auto");
     c.eval_max_new_tokens = 100;
     c.max_nonfinite_in_a_row = 3;
     c.spike_window = 50;
@@ -334,6 +336,24 @@ ft_status ft_train_config_set(ft_train_config *c, const char *key_in, const char
         snprintf(c->device, sizeof c->device, "cpu");
         return FT_OK;
     }
+    if (!strcmp(key, "memory_limit")) {
+        /* the syntax here; a percentage is taken of the memory available when the run is planned */
+        ft_memplan_machine any = {.available = (uint64_t)1 << 40};
+        uint64_t bytes;
+        if (*v)
+            FT_TRY(ft_memplan_parse_limit(v, &any, &bytes, err));
+        if (strlen(v) >= sizeof c->memory_limit)
+            return FT_ERR(err, FT_ERR_INVALID, "memory_limit \"%s\": too long", v);
+        snprintf(c->memory_limit, sizeof c->memory_limit, "%s", v);
+        return FT_OK;
+    }
+    if (!strcmp(key, "activation_checkpointing")) {
+        ft_memplan_ckpt k;
+        if (!ft_memplan_ckpt_parse(v, &k))
+            return FT_ERR(err, FT_ERR_INVALID, "activation_checkpointing \"%s\": expected auto, on or off", v);
+        snprintf(c->activation_checkpointing, sizeof c->activation_checkpointing, "%s", v);
+        return FT_OK;
+    }
     if (!strcmp(key, "threads")) {
         FT_TRY(parse_int("threads", v, 0, 4096, &n, err));
         c->threads = (int)n;
@@ -435,6 +455,8 @@ static json_t *to_json(const ft_train_config *c, bool trajectory_only) {
     put_duration(o, "save_interval", c->save_interval);
     json_object_set_new(o, "keep_checkpoints", json_integer(c->keep_checkpoints));
     json_object_set_new(o, "threads", json_integer(c->threads));
+    json_object_set_new(o, "memory_limit", json_string(c->memory_limit));
+    json_object_set_new(o, "activation_checkpointing", json_string(c->activation_checkpointing));
     json_object_set_new(o, "eval_max_new_tokens", json_integer(c->eval_max_new_tokens));
     json_object_set_new(o, "spike_window", json_integer(c->spike_window));
     json_object_set_new(o, "spike_zscore", json_real(c->spike_zscore));

@@ -12,6 +12,7 @@
 #include "ftune/data.h"
 #include "ftune/hf.h"
 #include "ftune/json.h"
+#include "ftune/memplan.h"
 #include "ftune/safetensors.h"
 #include "train_internal.h"
 
@@ -37,6 +38,7 @@ typedef struct run {
     ft_model *model;
     ft_workspace *ws; /* the training workspace (micro, T); evaluation uses it too */
     bool checkpointing;
+    uint64_t predicted_peak; /* the memory planner's prediction, bytes */
     train_opt *opt;
     ft_loader *loader;
     train_eval_ctx ev;
@@ -92,20 +94,7 @@ static bool stop_requested(run *r) { return r->sink && r->sink->should_stop && r
 
 /* ---------------------------------------------------------------- memory and batch sizes */
 
-static size_t mem_available_bytes(void) {
-    FILE *f = fopen("/proc/meminfo", "r");
-    if (!f)
-        return (size_t)8 << 30;
-    char line[256];
-    size_t kb = 0;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "MemAvailable: %zu kB", &kb) == 1)
-            break;
-    fclose(f);
-    return kb ? kb * 1024 : (size_t)8 << 30;
-}
-
-static void choose_batch_sizes(run *r) {
+static ft_status choose_batch_sizes(run *r, ft_err *err) {
     const ft_train_config *c = r->cfg;
     int64_t G = c->global_batch_size;
     if (G <= 0) {
@@ -115,20 +104,16 @@ static void choose_batch_sizes(run *r) {
         if (G > cap)
             G = cap < 1 ? 1 : cap;
     }
-    int64_t m = c->micro_batch_size;
-    if (m <= 0) {
-        size_t budget = mem_available_bytes() / 4;
-        m = G < 8 ? G : 8;
-        while (m > 1 && ft_train_activation_bytes(&r->mc, m, r->T) > budget)
-            m--;
-    }
-    if (m > G)
-        m = G;
+    /* The memory planner: the micro-batch (given, or the largest up to min(G, 8)) and activation
+     * checkpointing (preferred off) within the run's memory limit; a run that cannot fit stops
+     * here, before the model is loaded, saying what would fit. */
+    ft_memplan_choice ch;
+    FT_TRY(ft_memplan_for_run(c, &r->mc, r->T, G, NULL, &ch, NULL, err));
     r->G = G;
-    r->micro = m;
-    /* Activation checkpointing when even this micro-batch's full activations would not fit the
-     * budget: each layer then keeps only its input and recomputes the rest in the backward. */
-    r->checkpointing = ft_train_activation_bytes(&r->mc, m, r->T) > mem_available_bytes() / 4;
+    r->micro = ch.micro_batch;
+    r->checkpointing = ch.checkpointing;
+    r->predicted_peak = ch.plan.total;
+    return FT_OK;
 }
 
 /* ---------------------------------------------------------------- set-up */
@@ -635,10 +620,10 @@ static ft_status run_impl(const ft_train_config *cfg, const char *run_dir, const
     ft_free(cfg_path);
     if (s == FT_OK)
         s = load_tokenizer_and_data(&r, err);
-    if (s == FT_OK) {
-        choose_batch_sizes(&r);
+    if (s == FT_OK)
+        s = choose_batch_sizes(&r, err);
+    if (s == FT_OK)
         s = plan_schedule(&r, err);
-    }
     if (s == FT_OK && resume_from) {
         ft_data_cursor_init(&r.cursor, cfg->seed);
         s = load_state(&r, resume_from, err);
@@ -677,15 +662,17 @@ static ft_status run_impl(const ft_train_config *cfg, const char *run_dir, const
         s = po ? train_opt_load(r.opt, po, err) : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
         ft_free(po);
     }
+    char peak_buf[32];
     if (s == FT_OK)
         s = emit(&r, FT_EVENT_MODEL_INITIALIZED, FT_LOG_INFO,
                  "%s from %s: %lld parameters; %lld steps (warmup %lld), global batch %lld x %lld tokens, micro-batch "
-                 "%lld, %s, peak lr %g%s",
+                 "%lld%s, %s, peak lr %g; predicted peak memory %s%s",
                  r.mc.architecture, weights_dir ? weights_dir : r.model_dir,
                  (long long)ft_model_config_n_params(&r.mc), (long long)r.sched.total_steps,
                  (long long)r.sched.warmup_steps, (long long)r.G, (long long)r.T, (long long)r.micro,
+                 r.checkpointing ? " with activation checkpointing" : "",
                  cfg->optimizer == FT_OPTIMIZER_LION ? "lion" : "adamw", cfg->learning_rate,
-                 resume_from ? "; resuming" : "");
+                 ft_memplan_format_bytes(r.predicted_peak, peak_buf, sizeof peak_buf), resume_from ? "; resuming" : "");
     ft_free(weights_dir);
     res->total_steps = r.sched.total_steps;
     res->global_batch_size = r.G;

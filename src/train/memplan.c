@@ -1,0 +1,440 @@
+/* train/memplan.c: the memory planner of ftune/memplan.h (issue #10 item 3): a run's peak
+ * resident memory predicted from the engine's own sizing functions, the machine's available
+ * memory (/proc/meminfo, cgroup v2 and v1 limits), and the automatic micro-batch and
+ * checkpointing choices within a limit, with a refusal that says what would fit. */
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ftune/memplan.h"
+#include "ftune/model.h"
+#include "train_internal.h"
+
+#define MIB ((uint64_t)1 << 20)
+#define GIB ((uint64_t)1 << 30)
+
+/* ---------------------------------------------------------------- the machine */
+
+/* The value of "Key: N kB" in a /proc-style file, in bytes; 0 when absent. */
+static uint64_t kv_kib(const char *path, const char *key) {
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    char line[256];
+    size_t kl = strlen(key);
+    uint64_t v = 0;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, key, kl) && line[kl] == ':') {
+            v = strtoull(line + kl + 1, NULL, 10) * 1024;
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
+/* The value of "key N" in a cgroup memory.stat; 0 when absent. */
+static uint64_t stat_value(const char *path, const char *key) {
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    char line[256];
+    size_t kl = strlen(key);
+    uint64_t v = 0;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, key, kl) && line[kl] == ' ') {
+            v = strtoull(line + kl + 1, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
+/* One number from a file ("max" and unreadable files: 0). */
+static uint64_t file_number(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    char buf[64] = "";
+    bool ok = fgets(buf, sizeof buf, f) != NULL;
+    fclose(f);
+    if (!ok || !isdigit((unsigned char)buf[0]))
+        return 0;
+    return strtoull(buf, NULL, 10);
+}
+
+/* This process's cgroup v2 path ("0::/a/b" in /proc/self/cgroup) into buf; false if none. */
+static bool cgroup2_path(char *buf, size_t cap) {
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    if (!f)
+        return false;
+    char line[1024];
+    bool found = false;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "0::", 3)) {
+            line[strcspn(line, "\n")] = 0;
+            snprintf(buf, cap, "%s", line + 3);
+            found = true;
+            break;
+        }
+    fclose(f);
+    return found;
+}
+
+/* The tightest limit on the way from this process's cgroup up to the root (a parent's limit
+ * binds its children too), with that cgroup's usage less inactive file cache (reclaimable). */
+static void read_cgroup(ft_memplan_machine *m) {
+    char rel[1024], dir[1200], path[1300];
+    if (cgroup2_path(rel, sizeof rel)) {
+        for (;;) {
+            snprintf(dir, sizeof dir, "/sys/fs/cgroup%s", strcmp(rel, "/") ? rel : "");
+            snprintf(path, sizeof path, "%s/memory.max", dir);
+            uint64_t lim = file_number(path);
+            if (lim && (!m->cgroup_limit || lim < m->cgroup_limit)) {
+                m->cgroup_limit = lim;
+                snprintf(path, sizeof path, "%s/memory.current", dir);
+                uint64_t cur = file_number(path);
+                snprintf(path, sizeof path, "%s/memory.stat", dir);
+                uint64_t inactive = stat_value(path, "inactive_file");
+                m->cgroup_used = cur > inactive ? cur - inactive : 0;
+            }
+            char *slash = strrchr(rel, '/');
+            if (!slash || !strcmp(rel, "/"))
+                break;
+            if (slash == rel)
+                strcpy(rel, "/");
+            else
+                *slash = 0;
+        }
+        return;
+    }
+    /* cgroup v1 */
+    uint64_t lim = file_number("/sys/fs/cgroup/memory/memory.limit_in_bytes");
+    if (lim && lim < ((uint64_t)1 << 60)) { /* v1's "no limit" is a huge number */
+        m->cgroup_limit = lim;
+        uint64_t cur = file_number("/sys/fs/cgroup/memory/memory.usage_in_bytes");
+        uint64_t inactive = stat_value("/sys/fs/cgroup/memory/memory.stat", "total_inactive_file");
+        m->cgroup_used = cur > inactive ? cur - inactive : 0;
+    }
+}
+
+void ft_memplan_machine_read(ft_memplan_machine *m) {
+    memset(m, 0, sizeof *m);
+    m->mem_total = kv_kib("/proc/meminfo", "MemTotal");
+    m->mem_available = kv_kib("/proc/meminfo", "MemAvailable");
+    read_cgroup(m);
+    char a[32], b[32];
+    if (m->mem_available) {
+        m->available = m->mem_available;
+        snprintf(m->source, sizeof m->source, "MemAvailable %s of %s", ft_memplan_format_bytes(m->mem_available, a, 32),
+                 ft_memplan_format_bytes(m->mem_total, b, 32));
+    } else if (m->mem_total) {
+        m->available = m->mem_total;
+        snprintf(m->source, sizeof m->source, "MemTotal %s", ft_memplan_format_bytes(m->mem_total, a, 32));
+    }
+    if (m->cgroup_limit) {
+        uint64_t room = m->cgroup_limit > m->cgroup_used ? m->cgroup_limit - m->cgroup_used : 0;
+        if (!m->available || room < m->available) {
+            m->available = room;
+            snprintf(m->source, sizeof m->source, "the cgroup's limit %s less %s in use",
+                     ft_memplan_format_bytes(m->cgroup_limit, a, 32), ft_memplan_format_bytes(m->cgroup_used, b, 32));
+        }
+    }
+}
+
+const char *ft_memplan_format_bytes(uint64_t bytes, char *buf, size_t cap) {
+    if (bytes >= ((uint64_t)1 << 50))
+        snprintf(buf, cap, "%.1f PiB", (double)bytes / (double)((uint64_t)1 << 50));
+    else if (bytes >= ((uint64_t)1 << 40))
+        snprintf(buf, cap, "%.1f TiB", (double)bytes / (double)((uint64_t)1 << 40));
+    else if (bytes >= GIB)
+        snprintf(buf, cap, "%.2f GiB", (double)bytes / (double)GIB);
+    else
+        snprintf(buf, cap, bytes < 10 * MIB ? "%.1f MiB" : "%.0f MiB", (double)bytes / (double)MIB);
+    return buf;
+}
+
+ft_status ft_memplan_parse_limit(const char *s, const ft_memplan_machine *m, uint64_t *out, ft_err *err) {
+    const char *what = "expected a size such as 20G, 1.5T, 900M or 80% (of the available memory); K, M, G, T are "
+                       "powers of 1024";
+    if (!s || !*s)
+        return FT_ERR(err, FT_ERR_INVALID, "memory_limit: empty: %s", what);
+    char *end = NULL;
+    double v = strtod(s, &end);
+    if (end == s || !isfinite(v) || v <= 0)
+        return FT_ERR(err, FT_ERR_INVALID, "memory_limit \"%s\": %s", s, what);
+    double mult = 1;
+    if (*end == '%') {
+        if (end[1] || v > 100)
+            return FT_ERR(err, FT_ERR_INVALID, "memory_limit \"%s\": a percentage is 1..100%% of the available memory",
+                          s);
+        if (!m || !m->available)
+            return FT_ERR(err, FT_ERR_INVALID, "memory_limit \"%s\": the available memory is unknown here; give a size",
+                          s);
+        *out = (uint64_t)((double)m->available * v / 100.0);
+        return FT_OK;
+    }
+    switch (toupper((unsigned char)*end)) {
+    case 'K': mult = 1024.0; end++; break;
+    case 'M': mult = 1024.0 * 1024; end++; break;
+    case 'G': mult = 1024.0 * 1024 * 1024; end++; break;
+    case 'T': mult = 1024.0 * 1024 * 1024 * 1024; end++; break;
+    default: break;
+    }
+    if (mult > 1 && (*end == 'i' || *end == 'I'))
+        end++;
+    if (*end == 'B' || *end == 'b')
+        end++;
+    if (*end)
+        return FT_ERR(err, FT_ERR_INVALID, "memory_limit \"%s\": %s", s, what);
+    double bytes = v * mult;
+    if (bytes < 16.0 * 1024 * 1024 || bytes > 1e18)
+        return FT_ERR(err, FT_ERR_INVALID, "memory_limit \"%s\": must be between 16 MiB and an exabyte", s);
+    *out = (uint64_t)bytes;
+    return FT_OK;
+}
+
+/* ---------------------------------------------------------------- the prediction */
+
+bool ft_memplan_ckpt_parse(const char *s, ft_memplan_ckpt *out) {
+    if (!s)
+        return false;
+    if (!strcmp(s, "auto"))
+        *out = FT_MEMPLAN_CKPT_AUTO;
+    else if (!strcmp(s, "on"))
+        *out = FT_MEMPLAN_CKPT_ON;
+    else if (!strcmp(s, "off"))
+        *out = FT_MEMPLAN_CKPT_OFF;
+    else
+        return false;
+    return true;
+}
+
+ft_memplan_params ft_memplan_default_params(const ft_model_config *c) {
+    ft_memplan_params p;
+    memset(&p, 0, sizeof p);
+    if (c)
+        p.model = *c;
+    p.dtype = FT_DTYPE_FP32;
+    p.optimizer = FT_OPTIM_ADAMW;
+    p.training = true;
+    p.micro_batch = 1;
+    p.context_length = 2048;
+    return p;
+}
+
+/* The process's own resident memory beside the engine's arenas: measured with `ftune bench
+ * train-step` (peak RSS less the arenas: 8-16 MiB on 2 threads; the prediction is 3-4% above the
+ * measured peak on the small config, within 0.1% on medium) plus, for a run, the tokenizer, chat
+ * template, SQLite and loader threads (a generous 32 MiB: a run of the tiny test model peaks at
+ * 63 MiB in all), and the OpenBLAS/OpenMP per-thread buffers and stacks. */
+static uint64_t process_bytes(const ft_memplan_params *p, int threads) {
+    uint64_t b = 16 * MIB + (uint64_t)threads * 4 * MIB;
+    if (p->run)
+        b += 32 * MIB;
+    return b;
+}
+
+void ft_memplan_estimate(const ft_memplan_params *p, ft_memplan *out) {
+    memset(out, 0, sizeof *out);
+    const int threads = p->threads > 0 ? p->threads : ft_tensor_threads();
+    size_t params = 0, grads = 0;
+    ft_model_state_bytes(&p->model, p->training, &params, &grads);
+    out->params = params;
+    out->grads = p->training ? grads : 0;
+    out->optimizer = p->training ? ft_optim_state_bytes(&p->model, p->optimizer) : 0;
+    ft_workspace_params wp = ft_workspace_default_params();
+    wp.max_batch = p->micro_batch > 0 ? p->micro_batch : 1;
+    wp.max_seq = p->context_length > 0 ? p->context_length : 1;
+    wp.training = p->training;
+    wp.checkpointing = p->training && p->checkpointing;
+    wp.dtype = p->dtype;
+    wp.threads = threads;
+    out->workspace = ft_workspace_bytes(&p->model, &wp);
+    /* the loader's batches: input ids, targets, positions, sample ids (int32) for each of
+     * `prefetch` batches of global_batch rows (double: a huge batch must not wrap) */
+    double G = (double)(p->global_batch > 0 ? p->global_batch : wp.max_batch);
+    double batches = (double)(p->prefetch > 0 ? p->prefetch : 0) * 4.0 * sizeof(int32_t) * G * (double)wp.max_seq;
+    out->batches = batches > 1.8e19 ? UINT64_MAX / 2 : (uint64_t)batches;
+    out->process = process_bytes(p, threads);
+    double total = (double)out->params + (double)out->grads + (double)out->optimizer + (double)out->workspace +
+                   (double)out->batches + (double)out->process;
+    out->total = total > 1.8e19 ? UINT64_MAX / 2 : (uint64_t)total;
+}
+
+void ft_memplan_describe(const ft_memplan_params *p, const ft_memplan *m, char *buf, size_t cap) {
+    char t[32], w[32], g[32], o[32], a[32], b[32], pr[32];
+    snprintf(buf, cap, "%s = weights %s%s%s%s%s + activations %s (micro-batch %lld x %lld tokens%s, %s)%s%s + process %s",
+             ft_memplan_format_bytes(m->total, t, 32), ft_memplan_format_bytes(m->params, w, 32),
+             p->training ? " + gradients " : "", p->training ? ft_memplan_format_bytes(m->grads, g, 32) : "",
+             p->training ? (p->optimizer == FT_OPTIM_LION ? " + Lion state " : " + AdamW state ") : "",
+             p->training ? ft_memplan_format_bytes(m->optimizer, o, 32) : "", ft_memplan_format_bytes(m->workspace, a, 32),
+             (long long)p->micro_batch, (long long)p->context_length,
+             p->training && p->checkpointing ? ", checkpointed" : "", ft_dtype_name(p->dtype),
+             m->batches ? " + loader batches " : "", m->batches ? ft_memplan_format_bytes(m->batches, b, 32) : "",
+             ft_memplan_format_bytes(m->process, pr, 32));
+}
+
+/* ---------------------------------------------------------------- choices within a limit */
+
+static uint64_t total_for(const ft_memplan_params *base, int64_t micro, bool ckpt, int64_t T, ft_optim_kind opt,
+                          ft_memplan *plan) {
+    ft_memplan_params q = *base;
+    q.micro_batch = micro;
+    q.checkpointing = ckpt;
+    q.context_length = T;
+    q.optimizer = opt;
+    ft_memplan m;
+    ft_memplan_estimate(&q, plan ? plan : &m);
+    return plan ? plan->total : m.total;
+}
+
+/* What would make a plan fit, appended to msg: each change alone, with its prediction. */
+static void suggestions(const ft_memplan_params *p, bool ckpt_allowed, uint64_t limit, char *msg, size_t cap) {
+    size_t n = strlen(msg);
+    char x[32], y[32];
+    int k = 0;
+#define SUGGEST(...)                                                                              \
+    do {                                                                                          \
+        if (n < cap) {                                                                            \
+            n += (size_t)snprintf(msg + n, cap - n, "%s", k++ ? "; " : " To fit: ");              \
+            if (n < cap)                                                                          \
+                n += (size_t)snprintf(msg + n, cap - n, __VA_ARGS__);                             \
+        }                                                                                         \
+    } while (0)
+    const bool ck = p->checkpointing;
+    const int64_t T = p->context_length;
+    if (p->micro_batch > 1 && total_for(p, 1, ck, T, p->optimizer, NULL) <= limit)
+        SUGGEST("--micro-batch-size 1 (%s)", ft_memplan_format_bytes(total_for(p, 1, ck, T, p->optimizer, NULL), x, 32));
+    if (!ck && ckpt_allowed && p->training) {
+        uint64_t t = total_for(p, p->micro_batch, true, T, p->optimizer, NULL);
+        SUGGEST("--activation-checkpointing on (%s)", ft_memplan_format_bytes(t, x, 32));
+    }
+    if (p->training && p->optimizer == FT_OPTIM_ADAMW) {
+        uint64_t t = total_for(p, 1, ck || ckpt_allowed, T, FT_OPTIM_LION, NULL);
+        if (t <= limit)
+            SUGGEST("--optimizer lion, whose state is half of AdamW's (%s)", ft_memplan_format_bytes(t, x, 32));
+    }
+    /* the data loader's batches: the largest global batch that fits */
+    if (p->prefetch > 0 && p->global_batch > 1) {
+        ft_memplan_params q = *p;
+        int64_t glo = 0, ghi = p->global_batch - 1;
+        while (glo < ghi) {
+            int64_t mid = glo + (ghi - glo + 1) / 2;
+            q.global_batch = mid;
+            if (total_for(&q, mid < p->micro_batch ? mid : p->micro_batch, ck, T, p->optimizer, NULL) <= limit)
+                glo = mid;
+            else
+                ghi = mid - 1;
+        }
+        if (glo >= 1)
+            SUGGEST("--global-batch-size %lld or less (the loader keeps %lld batches of it ready)", (long long)glo,
+                    (long long)p->prefetch);
+    }
+    /* the longest context that fits with micro-batch 1 (and checkpointing when allowed) */
+    int64_t lo = 0, hi = T;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo + 1) / 2;
+        if (total_for(p, 1, ck || ckpt_allowed, mid, p->optimizer, NULL) <= limit)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    if (lo >= 2 && lo < T)
+        SUGGEST("--context-length %lld or less", (long long)lo);
+    ft_memplan fl;
+    if (total_for(p, 1, ck || ckpt_allowed, 2, p->optimizer, &fl) > limit)
+        SUGGEST("even 2 tokens a row need %s (the weights%s alone %s): a smaller model",
+                ft_memplan_format_bytes(fl.total, x, 32), p->training ? ", gradients and optimizer state" : "",
+                ft_memplan_format_bytes(fl.params + fl.grads + fl.optimizer, y, 32));
+    SUGGEST("a larger --memory-limit, if the machine has it");
+    if (n < cap)
+        snprintf(msg + n, cap - n, ".");
+#undef SUGGEST
+}
+
+static ft_status fit(const ft_memplan_params *p, int64_t micro_max, ft_memplan_ckpt ckpt, uint64_t limit,
+                     const char *limit_src, ft_memplan_choice *out, ft_err *err) {
+    memset(out, 0, sizeof *out);
+    const bool can_off = ckpt != FT_MEMPLAN_CKPT_ON, can_on = p->training && ckpt != FT_MEMPLAN_CKPT_OFF;
+    int64_t lo = micro_max > 0 ? 1 : p->micro_batch, hi = micro_max > 0 ? micro_max : p->micro_batch;
+    /* no checkpointing first (faster), the largest micro-batch that fits, then the same with it */
+    for (int pass = 0; pass < 2; pass++) {
+        bool ck = pass == 1;
+        if ((ck && !can_on) || (!ck && !can_off))
+            continue;
+        for (int64_t m = hi; m >= lo; m--) {
+            ft_memplan plan;
+            if (total_for(p, m, ck, p->context_length, p->optimizer, &plan) <= limit) {
+                out->micro_batch = m;
+                out->checkpointing = ck;
+                out->plan = plan;
+                return FT_OK;
+            }
+        }
+    }
+    /* nothing fits: report the smallest plan allowed */
+    ft_memplan_params q = *p;
+    q.micro_batch = lo;
+    q.checkpointing = can_on;
+    ft_memplan_estimate(&q, &out->plan);
+    out->micro_batch = lo;
+    out->checkpointing = q.checkpointing;
+    char desc[600], l[32], msg[1500];
+    ft_memplan_describe(&q, &out->plan, desc, sizeof desc);
+    snprintf(msg, sizeof msg, "does not fit in memory: the run needs an estimated %s, above the limit of %s%s%s%s.",
+             desc, ft_memplan_format_bytes(limit, l, 32), limit_src ? " (" : "", limit_src ? limit_src : "",
+             limit_src ? ")" : "");
+    suggestions(&q, can_on, limit, msg, sizeof msg);
+    return FT_ERR(err, FT_ERR_INVALID, "%s", msg);
+}
+
+ft_status ft_memplan_fit(const ft_memplan_params *p, int64_t micro_max, ft_memplan_ckpt ckpt, uint64_t limit,
+                         ft_memplan_choice *out, ft_err *err) {
+    return fit(p, micro_max, ckpt, limit, NULL, out, err);
+}
+
+/* ---------------------------------------------------------------- a training run */
+
+ft_status ft_memplan_for_run(const ft_train_config *c, const ft_model_config *mc, int64_t T, int64_t G,
+                             const ft_memplan_machine *machine, ft_memplan_choice *out, uint64_t *limit_out,
+                             ft_err *err) {
+    ft_memplan_machine mm;
+    if (!machine) {
+        ft_memplan_machine_read(&mm);
+        machine = &mm;
+    }
+    char src[300], a[32];
+    uint64_t limit = 0;
+    if (c->memory_limit[0]) {
+        FT_TRY(ft_memplan_parse_limit(c->memory_limit, machine, &limit, err));
+        snprintf(src, sizeof src, "--memory-limit %s", c->memory_limit);
+    } else if (machine->available) {
+        limit = (uint64_t)((double)machine->available * FT_MEMPLAN_DEFAULT_SHARE);
+        snprintf(src, sizeof src, "the default, %.0f%% of the %s available: %s", 100 * FT_MEMPLAN_DEFAULT_SHARE,
+                 ft_memplan_format_bytes(machine->available, a, 32), machine->source);
+    } else {
+        limit = UINT64_MAX / 2; /* unknown machine: no refusal */
+        snprintf(src, sizeof src, "no limit (the available memory is unknown)");
+    }
+    if (limit_out)
+        *limit_out = limit;
+    ft_memplan_params p = ft_memplan_default_params(mc);
+    if (!ft_dtype_parse(c->dtype, &p.dtype))
+        p.dtype = FT_DTYPE_FP32;
+    p.optimizer = c->optimizer == FT_OPTIMIZER_LION ? FT_OPTIM_LION : FT_OPTIM_ADAMW;
+    p.context_length = T;
+    p.threads = c->threads;
+    p.global_batch = G;
+    p.prefetch = FT_MEMPLAN_RUN_PREFETCH;
+    p.run = true;
+    int64_t micro_max = 0;
+    if (c->micro_batch_size > 0)
+        p.micro_batch = c->micro_batch_size < G ? c->micro_batch_size : G;
+    else
+        micro_max = G < 8 ? G : 8;
+    ft_memplan_ckpt ck = FT_MEMPLAN_CKPT_AUTO;
+    ft_memplan_ckpt_parse(c->activation_checkpointing, &ck);
+    return fit(&p, micro_max, ck, limit, src, out, err);
+}
