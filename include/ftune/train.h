@@ -20,9 +20,9 @@
  * Automatic batch sizes (0 in the config), chosen when the data has been packed:
  *   global_batch_size = clamp(65536 / context_length, 1, 64) sequences (about 64K tokens a
  *                       step), then lowered so that an epoch has at least 8 steps (never below 1).
- *   micro_batch_size  = the largest m <= min(global_batch_size, 8) whose estimated activation
- *                       memory (ft_train_activation_bytes) fits a quarter of the memory available
- *                       now (MemAvailable), at least 1.
+ *   micro_batch_size  = the largest m <= min(global_batch_size, 8) with which the memory planner
+ *                       (ftune/memplan.h) predicts the run fits memory_limit, without activation
+ *                       checkpointing if possible; a run that cannot fit at all is refused.
  * Explicit values always win; a micro-batch larger than the global batch is an error. */
 #ifndef FTUNE_TRAIN_H
 #define FTUNE_TRAIN_H
