@@ -5,7 +5,7 @@ GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1099511627776
 OPENBLAS_CORETYPE=SkylakeX OPENBLAS_THREAD_TIMEOUT=4.
 
 usage: /usr/bin/python3 bench/train_step_torch.py --config small|medium|1b [--dtype fp32|bf16]
-           [--checkpointing auto|on|off] [--steps N] [--memory-limit-gb G] [--json]
+           [--checkpointing auto|on|off] [--steps N] [--memory-limit-gb G] [--layers L] [--json]
   --dtype bf16        forward and loss under torch.autocast('cpu', dtype=torch.bfloat16): fp32 master
                       weights, gradients and AdamW state; linear/matmul in bf16 (oneDNN), what
                       PyTorch's CPU autocast keeps in fp32 stays fp32
@@ -155,14 +155,18 @@ def main():
     ap.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
     ap.add_argument("--checkpointing", choices=("auto", "on", "off"), default="auto")
     ap.add_argument("--memory-limit-gb", type=float, default=21.0)
+    ap.add_argument("--layers", type=int, default=0,
+                    help="override the config's layer count (to extrapolate a shape that does not fit)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    c = CONFIGS[a.config]
+    c = dict(CONFIGS[a.config])
+    if a.layers > 0:
+        c["L"] = a.layers
     steps = a.steps or {"small": 10, "medium": 4}.get(a.config, 1)
     ckpt = a.checkpointing == "on" or (a.checkpointing == "auto" and a.config == "1b")
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    out = {"config": a.config, "dtype": a.dtype, "checkpointing": ckpt, "threads": a.threads,
+    out = {"config": a.config, "layers": c["L"], "dtype": a.dtype, "checkpointing": ckpt, "threads": a.threads,
            "torch": torch.__version__}
     start_watchdog(a.memory_limit_gb, 1.0, out)
     PHASE[0] = "init"
