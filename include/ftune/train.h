@@ -150,7 +150,7 @@ typedef struct ft_train_config {
     char device[16];           /* "cpu" */
     int threads;               /* 0: all cores */
     /* Memory (ftune/memplan.h): the run's predicted peak must fit memory_limit ("20G", "80%";
-     * "": FT_MEMPLAN_DEFAULT_SHARE of the available memory), or it is refused before it starts;
+     * "": ft_memplan_default_limit, 95% of the available memory), or it is refused before it starts;
      * the automatic micro-batch and activation_checkpointing ("auto" | "on" | "off") are chosen
      * within it. Neither changes the hash. */
     char memory_limit[32];

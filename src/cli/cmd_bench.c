@@ -30,7 +30,7 @@ static const cli_opt OPTS[] = {
     {"warmup", CLI_INT, "N: untimed steps first (default 1)"},
     {"threads", CLI_INT, "N: threads (default: all cores)"},
     {"optimizer", CLI_STR, "adamw (default) | lion"},
-    {"memory-limit", CLI_STR, "20G | 80%: the predicted peak must fit (default 90% of the available memory)"},
+    {"memory-limit", CLI_STR, "20G | 80%: the predicted peak must fit (default 95% of the available memory)"},
     {NULL, 0, NULL},
 };
 
@@ -114,7 +114,7 @@ static int train_step(int argc, char **argv) {
      * cannot fit is refused before anything is allocated. */
     ft_memplan_machine mm;
     ft_memplan_machine_read(&mm);
-    uint64_t limit = mm.available ? (uint64_t)((double)mm.available * FT_MEMPLAN_DEFAULT_SHARE) : UINT64_MAX / 2;
+    uint64_t limit = mm.available ? ft_memplan_default_limit(&mm) : UINT64_MAX / 2;
     if (cli_has(&a, "memory-limit") &&
         ft_memplan_parse_limit(cli_str(&a, "memory-limit", ""), &mm, &limit, &err) != FT_OK) {
         cli_args_free(&a);

@@ -61,7 +61,7 @@ static const cli_opt opts[] = {
     {"threads", CLI_STR, "N (default all cores)"},
     {"eval-max-new-tokens", CLI_STR, "N tokens per eval prompt (default 100)"},
     {"memory-limit", CLI_STR,
-     "20G | 80%: the run's predicted peak memory must fit (default 90% of the available memory)"},
+     "20G | 80%: the run's predicted peak memory must fit (default 95% of the available memory)"},
     {"activation-checkpointing", CLI_STR, "auto (default: only when needed to fit) | on | off"},
     {"detach", CLI_FLAG, "queue the run for the background worker and return its name at once"},
     {"quiet", CLI_FLAG, "no progress bar or event lines"},

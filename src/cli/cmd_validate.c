@@ -34,7 +34,7 @@ static const cli_opt opts[] = {
     {"micro-batch-size", CLI_STR, "N: rows per forward/backward for the memory plan (default automatic)"},
     {"optimizer", CLI_STR, "adamw (default) | lion, for the memory plan"},
     {"dtype", CLI_STR, "the run's dtype, for the memory plan (default fp32)"},
-    {"memory-limit", CLI_STR, "20G | 80%: the limit a run must fit (default 90% of the available memory)"},
+    {"memory-limit", CLI_STR, "20G | 80%: the limit a run must fit (default 95% of the available memory)"},
     {"activation-checkpointing", CLI_STR, "auto (default) | on | off, for the memory plan"},
     {NULL, 0, NULL},
 };

@@ -143,6 +143,12 @@ void ft_memplan_machine_read(ft_memplan_machine *m) {
     }
 }
 
+uint64_t ft_memplan_default_limit(const ft_memplan_machine *m) {
+    uint64_t share = (uint64_t)((double)m->available * 0.95), headroom = 512 * MIB;
+    uint64_t below = m->available > headroom ? m->available - headroom : 0;
+    return share < below ? share : below;
+}
+
 const char *ft_memplan_format_bytes(uint64_t bytes, char *buf, size_t cap) {
     if (bytes >= ((uint64_t)1 << 50))
         snprintf(buf, cap, "%.1f PiB", (double)bytes / (double)((uint64_t)1 << 50));
@@ -411,8 +417,8 @@ ft_status ft_memplan_for_run(const ft_train_config *c, const ft_model_config *mc
         FT_TRY(ft_memplan_parse_limit(c->memory_limit, machine, &limit, err));
         snprintf(src, sizeof src, "--memory-limit %s", c->memory_limit);
     } else if (machine->available) {
-        limit = (uint64_t)((double)machine->available * FT_MEMPLAN_DEFAULT_SHARE);
-        snprintf(src, sizeof src, "the default, %.0f%% of the %s available: %s", 100 * FT_MEMPLAN_DEFAULT_SHARE,
+        limit = ft_memplan_default_limit(machine);
+        snprintf(src, sizeof src, "the default, 95%% of the %s available, at least 512 MiB below it: %s",
                  ft_memplan_format_bytes(machine->available, a, 32), machine->source);
     } else {
         limit = UINT64_MAX / 2; /* unknown machine: no refusal */

@@ -54,6 +54,11 @@ TEST(memplan_parse_limit) {
     }
     ft_memplan_machine unknown = {0};
     CHECK(ft_memplan_parse_limit("50%", &unknown, &v, &err) == FT_ERR_INVALID);
+    /* the default: 95%, and at least 512 MiB of headroom */
+    CHECK(ft_memplan_default_limit(&m) == (uint64_t)((double)((uint64_t)10 << 30) * 0.95));
+    ft_memplan_machine small = {.available = (uint64_t)4 << 30};
+    CHECK(ft_memplan_default_limit(&small) == ((uint64_t)4 << 30) - ((uint64_t)512 << 20));
+    CHECK(ft_memplan_default_limit(&unknown) == 0);
 }
 
 TEST(memplan_machine_reads_proc) {
