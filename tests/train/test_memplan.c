@@ -260,10 +260,10 @@ TEST(memplan_validate_create_and_trainer_refuse) {
     /* create: refused, nothing recorded */
     snprintf(cmd, sizeof cmd,
              "FTUNE_HOME='%s/home' %s create --model '%s' --train-data-path '%s' --register-to c.s --task-type "
-             "INSTRUCTION_FINETUNE --name toolarge --experiment-path '%s/exp' --memory-limit 64M --quiet 2>&1",
+             "INSTRUCTION_FINETUNE --name toolarge --experiment-path '%s/exp' --memory-limit 32M --quiet 2>&1",
              tmp, bin, model, data, tmp);
     CHECK_EQ_INT(ft_test_run(cmd, &out), 2);
-    CHECK(out && strstr(out, "does not fit in memory") && strstr(out, "64 MiB") && strstr(out, "To fit:"));
+    CHECK(out && strstr(out, "does not fit in memory") && strstr(out, "32 MiB") && strstr(out, "To fit:"));
     free(out);
     snprintf(cmd, sizeof cmd, "FTUNE_HOME='%s/home' %s get toolarge 2>&1", tmp, bin);
     CHECK(ft_test_run(cmd, &out) != 0);
