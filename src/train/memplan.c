@@ -64,59 +64,70 @@ static uint64_t file_number(const char *path) {
     return strtoull(buf, NULL, 10);
 }
 
-/* This process's cgroup v2 path ("0::/a/b" in /proc/self/cgroup) into buf; false if none. */
-static bool cgroup2_path(char *buf, size_t cap) {
+/* This process's path in one cgroup hierarchy from /proc/self/cgroup: v2's "0::/a/b" (controllers
+ * "") or v1's "4:memory:/a/b" (controllers "memory"); false if absent. */
+static bool cgroup_path(const char *controllers, char *buf, size_t cap) {
     FILE *f = fopen("/proc/self/cgroup", "r");
     if (!f)
         return false;
     char line[1024];
     bool found = false;
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, "0::", 3)) {
-            line[strcspn(line, "\n")] = 0;
-            snprintf(buf, cap, "%s", line + 3);
+    while (!found && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (!c2)
+            continue;
+        *c2 = 0;
+        bool match = !strcmp(c1 + 1, controllers);
+        char *save = NULL;
+        for (char *t = strtok_r(c1 + 1, ",", &save); !match && *controllers && t; t = strtok_r(NULL, ",", &save))
+            match = !strcmp(t, controllers);
+        if (match) {
+            snprintf(buf, cap, "%s", c2 + 1);
             found = true;
-            break;
         }
+    }
     fclose(f);
     return found;
 }
 
-/* The tightest limit on the way from this process's cgroup up to the root (a parent's limit
- * binds its children too), with that cgroup's usage less inactive file cache (reclaimable). */
-static void read_cgroup(ft_memplan_machine *m) {
+/* Walk from this process's cgroup up to the root of one hierarchy (a parent's limit binds its
+ * children too), keeping the tightest limit and that cgroup's usage less its inactive file cache
+ * (reclaimable). v1 writes "no limit" as a huge number. */
+static void walk_cgroups(ft_memplan_machine *m, const char *root, const char *rel_in, const char *limit_file,
+                         const char *usage_file, const char *inactive_key) {
     char rel[1024], dir[1200], path[1300];
-    if (cgroup2_path(rel, sizeof rel)) {
-        for (;;) {
-            snprintf(dir, sizeof dir, "/sys/fs/cgroup%s", strcmp(rel, "/") ? rel : "");
-            snprintf(path, sizeof path, "%s/memory.max", dir);
-            uint64_t lim = file_number(path);
-            if (lim && (!m->cgroup_limit || lim < m->cgroup_limit)) {
-                m->cgroup_limit = lim;
-                snprintf(path, sizeof path, "%s/memory.current", dir);
-                uint64_t cur = file_number(path);
-                snprintf(path, sizeof path, "%s/memory.stat", dir);
-                uint64_t inactive = stat_value(path, "inactive_file");
-                m->cgroup_used = cur > inactive ? cur - inactive : 0;
-            }
-            char *slash = strrchr(rel, '/');
-            if (!slash || !strcmp(rel, "/"))
-                break;
-            if (slash == rel)
-                strcpy(rel, "/");
-            else
-                *slash = 0;
+    snprintf(rel, sizeof rel, "%s", rel_in);
+    for (;;) {
+        snprintf(dir, sizeof dir, "%s%s", root, strcmp(rel, "/") ? rel : "");
+        snprintf(path, sizeof path, "%s/%s", dir, limit_file);
+        uint64_t lim = file_number(path);
+        if (lim && lim < ((uint64_t)1 << 60) && (!m->cgroup_limit || lim < m->cgroup_limit)) {
+            m->cgroup_limit = lim;
+            snprintf(path, sizeof path, "%s/%s", dir, usage_file);
+            uint64_t cur = file_number(path);
+            snprintf(path, sizeof path, "%s/memory.stat", dir);
+            uint64_t inactive = stat_value(path, inactive_key);
+            m->cgroup_used = cur > inactive ? cur - inactive : 0;
         }
-        return;
+        char *slash = strrchr(rel, '/');
+        if (!slash || !strcmp(rel, "/"))
+            break;
+        if (slash == rel)
+            strcpy(rel, "/");
+        else
+            *slash = 0;
     }
-    /* cgroup v1 */
-    uint64_t lim = file_number("/sys/fs/cgroup/memory/memory.limit_in_bytes");
-    if (lim && lim < ((uint64_t)1 << 60)) { /* v1's "no limit" is a huge number */
-        m->cgroup_limit = lim;
-        uint64_t cur = file_number("/sys/fs/cgroup/memory/memory.usage_in_bytes");
-        uint64_t inactive = stat_value("/sys/fs/cgroup/memory/memory.stat", "total_inactive_file");
-        m->cgroup_used = cur > inactive ? cur - inactive : 0;
-    }
+}
+
+/* Both hierarchies (a hybrid system has the memory controller in v1 beside an empty v2). */
+static void read_cgroup(ft_memplan_machine *m) {
+    char rel[1024];
+    if (cgroup_path("", rel, sizeof rel))
+        walk_cgroups(m, "/sys/fs/cgroup", rel, "memory.max", "memory.current", "inactive_file");
+    if (cgroup_path("memory", rel, sizeof rel))
+        walk_cgroups(m, "/sys/fs/cgroup/memory", rel, "memory.limit_in_bytes", "memory.usage_in_bytes",
+                     "total_inactive_file");
 }
 
 void ft_memplan_machine_read(ft_memplan_machine *m) {
