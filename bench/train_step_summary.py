@@ -1,7 +1,8 @@
 """Summary of bench/train_step.bench.sh: reads its results file (one line per run:
 "<peak|ftune|pytorch> <config> <dtype> <json>") and prints, per config and dtype, the best
 tokens/s of ftune and PyTorch across the alternated rounds, their ratio, ftune's GFLOP/s as a share
-of the best measured fp32 FMA peak, peak RSS, and the issue #10 targets where there is one.
+of the best measured fp32 FMA peak, peak RSS (ftune's beside the memory planner's prediction), and
+the issue #10 targets where there is one.
 
 usage: /usr/bin/python3 bench/train_step_summary.py RESULTS
 """
@@ -39,7 +40,11 @@ def main():
         if f:
             share = f["gflops"] / peak if peak else 0.0
             line += (f" ftune {f['tokens_per_s']:.1f} tokens/s, {f['gflops']:.0f} GFLOP/s = {100 * share:.0f}% of "
-                     f"peak, peak RSS {f['peak_rss_mb'] / GIB:.2f} GiB;")
+                     f"peak, peak RSS {f['peak_rss_mb'] / GIB:.2f} GiB")
+            if f.get("predicted_peak_mb"):
+                err = (f["predicted_peak_mb"] - f["peak_rss_mb"]) / f["peak_rss_mb"]
+                line += f" (planner predicted {f['predicted_peak_mb'] / GIB:.2f} GiB, {100 * err:+.1f}%)"
+            line += ";"
             if (cfg, dt) in SHARE_TARGET:
                 line += f" (target >= {100 * SHARE_TARGET[(cfg, dt)]:.0f}% of peak)"
         else:
