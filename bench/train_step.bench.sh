@@ -9,12 +9,15 @@
 # <= 21 GiB and >= 20 tokens/s, with PyTorch's figures at that shape or that it does not fit.
 #   CONFIGS="small medium" DTYPES="fp32 bf16" ROUNDS=1 sh bench/train_step.bench.sh
 #   CONFIGS=1b DTYPES_1B=bf16 sh bench/train_step.bench.sh
-# PEER_MEMORY_GB (default 21) is the RSS at which the peer's watchdog stops PyTorch.
+# PEER_MEMORY_GB (default 21) is the RSS at which the peer's watchdog stops PyTorch; FTUNE_ARGS are
+# added to ftune's command line (e.g. FTUNE_ARGS="--memory-limit 21G" where other processes hold
+# memory, as ftune refuses a step its memory planner says does not fit the default limit).
 set -e
 CONFIGS=${CONFIGS:-"small medium 1b"}
 DTYPES=${DTYPES:-"fp32 bf16"}
 DTYPES_1B=${DTYPES_1B:-"bf16"}
 ROUNDS=${ROUNDS:-1}
+FTUNE_ARGS=${FTUNE_ARGS:-}
 FTUNE=${FTUNE:-./build/ftune}
 PEER_MEMORY_GB=${PEER_MEMORY_GB:-21}
 PY=/usr/bin/python3
@@ -40,7 +43,7 @@ for cfg in $CONFIGS; do
             echo "peak    round $r: $p"
             echo "peak - - $p" >>"$tmp/results"
             f=$(env $PEER_ENV "$FTUNE" bench train-step --config "$cfg" --dtype "$dt" --threads "$THREADS" --json \
-                2>"$tmp/ftune.err") || f=""
+                $FTUNE_ARGS 2>"$tmp/ftune.err") || f=""
             if [ -z "$f" ]; then
                 f="{\"error\": \"$(tail -n 3 "$tmp/ftune.err" | tr '\n"\\' " ' ")\"}"
             fi
