@@ -63,6 +63,8 @@ typedef struct ft_batch_owned {
     int32_t *input_ids, *targets, *position_ids, *sample_ids;
 } ft_batch_owned;
 ft_status ft_model_batch_load(const char *path, ft_batch_owned *out, ft_err *err);
+/* The same from text already read (`path` names it in errors). */
+ft_status ft_model_batch_parse(const char *path, const char *text, size_t len, ft_batch_owned *out, ft_err *err);
 void ft_model_batch_free(ft_batch_owned *b);
 
 /* ---------------------------------------------------------------- workspaces

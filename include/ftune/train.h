@@ -302,6 +302,24 @@ extern const char *const ft_train_run_entries[];
 /* The run folder experiment_path/name (Volumes mapped); owned by the caller. */
 char *ft_train_run_dir(const ft_train_config *c);
 
+/* A checkpoint's trainer_state.json: the counters and the batch plan a resume continues from.
+ * ft_train_state_parse refuses a state no resume could continue from (negative counters, a
+ * micro-batch larger than the global batch, a step past the planned total, ...), naming the field. */
+typedef struct ft_train_state {
+    int64_t step, epoch, total_steps, warmup_steps;
+    int64_t global_batch_size, micro_batch_size, context_length;
+    int64_t tokens_seen, skipped_updates, nonfinite_in_a_row, loss_spikes;
+    double elapsed_s;      /* 0 when absent */
+    bool has_last_loss;    /* last_loss, else the newest loss of the window (older checkpoints) */
+    double last_loss;
+    char config_hash[17];  /* 16 hex digits */
+    ft_data_cursor cursor;
+    double *loss_window;   /* owned: ft_train_state_deinit */
+    int64_t n_loss_window;
+} ft_train_state;
+ft_status ft_train_state_parse(const char *path, const char *text, size_t len, ft_train_state *st, ft_err *err);
+void ft_train_state_deinit(ft_train_state *st);
+
 /* Start a run: write train_config.json in the run folder, read and pack the data, load the model
  * (or custom_weights_path), train, checkpoint, evaluate, export. Returns FT_OK when the run
  * COMPLETED or STOPPED (res->outcome says which); an error otherwise (res->outcome FAILED, the

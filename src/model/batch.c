@@ -60,8 +60,18 @@ static ft_status read_matrix(const json_t *root, const char *key, bool required,
 
 ft_status ft_model_batch_load(const char *path, ft_batch_owned *out, ft_err *err) {
     memset(out, 0, sizeof *out);
+    char *text = NULL;
+    size_t len = 0;
+    FT_TRY(ft_file_read_all(path, &text, &len, err));
+    ft_status s = ft_model_batch_parse(path, text, len, out, err);
+    ft_free(text);
+    return s;
+}
+
+ft_status ft_model_batch_parse(const char *path, const char *text, size_t len, ft_batch_owned *out, ft_err *err) {
+    memset(out, 0, sizeof *out);
     json_t *root;
-    FT_TRY(ft_json_load_file(path, &root, err));
+    FT_TRY(ft_json_load_buf(path, text, len, &root, err));
     ft_status s = FT_OK;
     if (!json_is_object(root))
         s = FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0, "batch: expected a JSON object");

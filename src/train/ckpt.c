@@ -291,7 +291,9 @@ ft_status ft_ckpt_verify(const char *dir, bool deep, ft_err *err) {
             const char *name = json_string_value(json_object_get(f, "name"));
             const char *hx = json_string_value(json_object_get(f, "hash"));
             json_t *sz = json_object_get(f, "size");
-            if (!name || !hx || !json_is_integer(sz) || strchr(name, '/')) {
+            /* a plain file name of this folder: never "", ".", ".." or a path */
+            if (!name || !hx || !json_is_integer(sz) || !*name || strchr(name, '/') || !strcmp(name, ".") ||
+                !strcmp(name, "..")) {
                 s = FT_ERR_AT(err, FT_ERR_PARSE, dir, 0, 0, MANIFEST " entry %zu is malformed", i);
                 break;
             }
@@ -334,7 +336,8 @@ static char *read_latest_name(const char *cdir, ft_buf *why) {
         const char *base = strrchr(target, '/') ? strrchr(target, '/') + 1 : target;
         if (ft_ckpt_parse_name(base, NULL, NULL))
             return ft_strdup(base);
-        ft_buf_appendf(why, "latest points to \"%s\", which is not a checkpoint name", target);
+        if (why) /* optional: ft_ckpt_prune passes none */
+            ft_buf_appendf(why, "latest points to \"%s\", which is not a checkpoint name", target);
     }
     snprintf(p, sizeof p, "%s/latest.txt", cdir);
     char *text = NULL;

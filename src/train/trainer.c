@@ -300,77 +300,151 @@ static ft_status save_checkpoint(run *r, ft_err *err) {
     return ft_ckpt_prune(r->run_dir, r->cfg->keep_checkpoints, err);
 }
 
+/* Why a separate parser: trainer_state.json is read back from disk, where it may be damaged or
+ * written by hand; every value resume trusts (divisions by the micro-batch, the schedule, the
+ * spike window) is checked here, and the parser can be fuzzed on its own. */
+ft_status ft_train_state_parse(const char *path, const char *text, size_t len, ft_train_state *st, ft_err *err) {
+    memset(st, 0, sizeof *st);
+    json_t *j = NULL;
+    FT_TRY(ft_json_load_buf(path, text, len, &j, err));
+    ft_status s = FT_OK;
+    if (!json_is_object(j))
+        s = FT_ERR_AT(err, FT_ERR_PARSE, path, 0, 0, "expected a JSON object");
+    const char *hash = NULL;
+    struct {
+        const char *key;
+        int64_t *dst, min;
+    } ints[] = {{"step", &st->step, 0},
+                {"epoch", &st->epoch, 0},
+                {"global_batch_size", &st->global_batch_size, 1},
+                {"micro_batch_size", &st->micro_batch_size, 1},
+                {"context_length", &st->context_length, 1},
+                {"total_steps", &st->total_steps, 1},
+                {"warmup_steps", &st->warmup_steps, 0},
+                {"tokens_seen", &st->tokens_seen, 0},
+                {"skipped_updates", &st->skipped_updates, 0},
+                {"nonfinite_in_a_row", &st->nonfinite_in_a_row, 0},
+                {"loss_spikes", &st->loss_spikes, 0}};
+    for (size_t i = 0; i < sizeof ints / sizeof *ints && s == FT_OK; i++) {
+        s = ft_json_get_int(j, ints[i].key, true, ints[i].dst, path, err);
+        if (s == FT_OK && *ints[i].dst < ints[i].min)
+            s = FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0, "\"%s\" is %lld; it must be at least %lld", ints[i].key,
+                          (long long)*ints[i].dst, (long long)ints[i].min);
+    }
+    if (s == FT_OK && st->micro_batch_size > st->global_batch_size)
+        s = FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0, "\"micro_batch_size\" %lld is larger than \"global_batch_size\" %lld",
+                      (long long)st->micro_batch_size, (long long)st->global_batch_size);
+    if (s == FT_OK && st->step > st->total_steps)
+        s = FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0, "\"step\" %lld is past \"total_steps\" %lld",
+                      (long long)st->step, (long long)st->total_steps);
+    if (s == FT_OK && st->warmup_steps > st->total_steps)
+        s = FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0, "\"warmup_steps\" %lld is past \"total_steps\" %lld",
+                      (long long)st->warmup_steps, (long long)st->total_steps);
+    if (s == FT_OK)
+        s = ft_json_get_str(j, "config_hash", true, &hash, path, err);
+    if (s == FT_OK) {
+        size_t n = strlen(hash);
+        if (n != 16 || strspn(hash, "0123456789abcdef") != n)
+            s = FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0, "\"config_hash\" must be 16 hex digits");
+        else
+            memcpy(st->config_hash, hash, 17);
+    }
+    if (s == FT_OK)
+        s = ft_json_get_double(j, "elapsed_s", false, &st->elapsed_s, path, err);
+    if (s == FT_OK && !(st->elapsed_s >= 0 && isfinite(st->elapsed_s)))
+        s = FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0, "\"elapsed_s\" must be a non-negative number");
+    json_t *win = s == FT_OK ? json_object_get(j, "loss_window") : NULL;
+    if (win && !json_is_array(win))
+        s = FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0, "\"loss_window\" must be a list of numbers");
+    if (s == FT_OK && win && json_array_size(win)) {
+        size_t n = json_array_size(win);
+        st->loss_window = ft_malloc(n * sizeof *st->loss_window);
+        if (!st->loss_window)
+            s = FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+        for (size_t i = 0; i < n && s == FT_OK; i++) {
+            json_t *v = json_array_get(win, i);
+            if (!json_is_number(v))
+                s = FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0, "\"loss_window\"[%zu] must be a number", i);
+            else
+                st->loss_window[st->n_loss_window++] = json_number_value(v);
+        }
+    }
+    if (s == FT_OK) { /* checkpoints written before last_loss: the newest loss of the spike window */
+        json_t *ll = json_object_get(j, "last_loss");
+        if (json_is_number(ll)) {
+            st->has_last_loss = true;
+            st->last_loss = json_number_value(ll);
+        } else if (st->n_loss_window) {
+            st->has_last_loss = true;
+            st->last_loss = st->loss_window[st->n_loss_window - 1];
+        }
+    }
+    if (s == FT_OK) {
+        s = ft_data_cursor_from_json(json_object_get(j, "cursor"), &st->cursor, err);
+        if (s != FT_OK)
+            ft_err_prefix(err, "%s: ", path);
+    }
+    json_decref(j);
+    if (s != FT_OK) {
+        ft_train_state_deinit(st);
+        if (err && !err->msg[0])
+            FT_ERR_AT(err, s, path, 0, 0, "invalid trainer state");
+    }
+    return s;
+}
+
+void ft_train_state_deinit(ft_train_state *st) {
+    ft_free(st->loss_window);
+    st->loss_window = NULL;
+    st->n_loss_window = 0;
+}
+
 static ft_status load_state(run *r, const char *ckpt, ft_err *err) {
     char *p = ft_path_join(ckpt, STATE_FILE);
-    json_t *j = NULL;
-    ft_status s = p ? ft_json_load_file(p, &j, err) : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    char *text = NULL;
+    size_t len = 0;
+    ft_status s = p ? ft_file_read_all(p, &text, &len, err) : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    ft_train_state st;
+    memset(&st, 0, sizeof st);
+    if (s == FT_OK)
+        s = ft_train_state_parse(p, text, len, &st, err);
+    ft_free(text);
     ft_free(p);
     if (s != FT_OK)
         return s;
-    const char *hash = NULL;
-    int64_t G = 0, micro = 0, T = 0, total = 0, warm = 0;
-    s = ft_json_get_int(j, "step", true, &r->step, STATE_FILE, err);
-    if (s == FT_OK)
-        s = ft_json_get_int(j, "epoch", true, &r->epoch, STATE_FILE, err);
-    if (s == FT_OK)
-        s = ft_json_get_str(j, "config_hash", true, &hash, STATE_FILE, err);
-    if (s == FT_OK)
-        s = ft_json_get_int(j, "global_batch_size", true, &G, STATE_FILE, err);
-    if (s == FT_OK)
-        s = ft_json_get_int(j, "micro_batch_size", true, &micro, STATE_FILE, err);
-    if (s == FT_OK)
-        s = ft_json_get_int(j, "context_length", true, &T, STATE_FILE, err);
-    if (s == FT_OK)
-        s = ft_json_get_int(j, "total_steps", true, &total, STATE_FILE, err);
-    if (s == FT_OK)
-        s = ft_json_get_int(j, "warmup_steps", true, &warm, STATE_FILE, err);
-    if (s == FT_OK)
-        s = ft_json_get_int(j, "tokens_seen", true, &r->tokens_seen, STATE_FILE, err);
-    if (s == FT_OK)
-        s = ft_json_get_int(j, "skipped_updates", true, &r->skipped, STATE_FILE, err);
-    if (s == FT_OK)
-        s = ft_json_get_int(j, "nonfinite_in_a_row", true, &r->nonfinite_in_a_row, STATE_FILE, err);
-    if (s == FT_OK)
-        s = ft_json_get_int(j, "loss_spikes", true, &r->spikes, STATE_FILE, err);
-    if (s == FT_OK)
-        s = ft_json_get_double(j, "elapsed_s", false, &r->elapsed_before, STATE_FILE, err);
-    if (s == FT_OK) { /* checkpoints written before last_loss: the newest loss of the spike window */
-        json_t *ll = json_object_get(j, "last_loss"), *win = json_object_get(j, "loss_window");
-        if (!json_is_number(ll) && json_array_size(win))
-            ll = json_array_get(win, json_array_size(win) - 1);
-        if (json_is_number(ll))
-            r->res->final_loss = json_number_value(ll);
-    }
-    if (s == FT_OK)
-        s = ft_data_cursor_from_json(json_object_get(j, "cursor"), &r->cursor, err);
+    char want[24];
+    snprintf(want, sizeof want, "%016llx", (unsigned long long)r->config_hash);
+    if (strcmp(st.config_hash, want))
+        s = FT_ERR_AT(err, FT_ERR_INVALID, ckpt, 0, 0,
+                      "this checkpoint was written with a different configuration (hash %s, the run's is %s)",
+                      st.config_hash, want);
+    else if (st.context_length != r->T)
+        s = FT_ERR_AT(err, FT_ERR_INVALID, ckpt, 0, 0, "context length %lld differs from the run's %lld",
+                      (long long)st.context_length, (long long)r->T);
     if (s == FT_OK) {
-        char want[24];
-        snprintf(want, sizeof want, "%016llx", (unsigned long long)r->config_hash);
-        if (strcmp(hash, want))
-            s = FT_ERR_AT(err, FT_ERR_INVALID, ckpt, 0, 0,
-                          "this checkpoint was written with a different configuration (hash %s, the run's is %s)",
-                          hash, want);
-        else if (T != r->T)
-            s = FT_ERR_AT(err, FT_ERR_INVALID, ckpt, 0, 0, "context length %lld differs from the run's %lld",
-                          (long long)T, (long long)r->T);
-    }
-    if (s == FT_OK) {
+        r->step = st.step;
+        r->epoch = st.epoch;
+        r->tokens_seen = st.tokens_seen;
+        r->skipped = st.skipped_updates;
+        r->nonfinite_in_a_row = st.nonfinite_in_a_row;
+        r->spikes = st.loss_spikes;
+        r->elapsed_before = st.elapsed_s;
+        if (st.has_last_loss)
+            r->res->final_loss = st.last_loss;
+        r->cursor = st.cursor;
         /* The plan as it was: automatic sizes depend on free memory, which may have changed. */
-        r->G = G;
-        r->micro = micro;
-        r->sched.total_steps = total;
-        r->sched.warmup_steps = warm;
-        json_t *win = json_object_get(j, "loss_window");
-        size_t i;
-        json_t *v;
-        json_array_foreach(win, i, v) {
-            r->loss_window[r->window_pos] = json_number_value(v);
+        r->G = st.global_batch_size;
+        r->micro = st.micro_batch_size;
+        r->sched.total_steps = st.total_steps;
+        r->sched.warmup_steps = st.warmup_steps;
+        for (int64_t i = 0; i < st.n_loss_window; i++) {
+            r->loss_window[r->window_pos] = st.loss_window[i];
             r->window_pos = (r->window_pos + 1) % r->cfg->spike_window;
             if (r->n_window < r->cfg->spike_window)
                 r->n_window++;
         }
     }
-    json_decref(j);
+    ft_train_state_deinit(&st);
     return s;
 }
 

@@ -232,3 +232,42 @@ TEST(ckpt_prune_keeps_latest) {
     CHECK(p && ends_with(p, "ep0-ba5"));
     ft_free(p);
 }
+
+/* Found by fuzz_ckpt_manifest (issue #9): ft_ckpt_prune, which passes no notes buffer, crashed on a
+ * `latest` symlink whose target is not a checkpoint name. */
+TEST(ckpt_prune_with_a_bad_latest_symlink) {
+    const char *run = ft_test_tmpdir();
+    ft_err err;
+    for (int b = 1; b <= 3; b++)
+        make_ckpt(run, 0, b);
+    char f[1100];
+    snprintf(f, sizeof f, "%s/checkpoints/latest", run);
+    unlink(f);
+    REQUIRE(symlink("../../etc", f) == 0);
+    CHECK_OK(ft_ckpt_prune(run, 1, &err), &err);
+    char *p = NULL;
+    CHECK_OK(ft_ckpt_find_latest(run, false, &p, NULL, NULL), &err);
+    CHECK(p && ends_with(p, "ep0-ba3"));
+    ft_free(p);
+}
+
+/* A manifest entry must name a file of the checkpoint's own folder: "", "." and ".." are refused
+ * like paths. */
+TEST(ckpt_manifest_names_stay_in_the_folder) {
+    const char *run = ft_test_tmpdir();
+    make_ckpt(run, 0, 1);
+    char dir[1100], mp[1200];
+    snprintf(dir, sizeof dir, "%s/checkpoints/ep0-ba1", run);
+    snprintf(mp, sizeof mp, "%s/MANIFEST.json", dir);
+    const char *names[] = {"", ".", "..", "../ep0-ba1", "/etc/passwd"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        char text[512];
+        snprintf(text, sizeof text, "{\"format\": 1, \"files\": [{\"name\": \"%s\", \"size\": 4096, "
+                 "\"hash\": \"0000000000000000\"}]}", names[i]);
+        put(mp, text);
+        ft_err err;
+        ft_status s = ft_ckpt_verify(dir, false, &err);
+        if (s == FT_OK || !strstr(err.msg, "malformed"))
+            ft_test_fail_(__FILE__, __LINE__, "name \"%s\": %s", names[i], s == FT_OK ? "accepted" : err.msg);
+    }
+}

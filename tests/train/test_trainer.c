@@ -398,3 +398,84 @@ TEST(train_failure_without_err_pointer) {
     ft_free(nodir);
     ft_train_config_deinit(&c);
 }
+
+/* trainer_state.json is checked before resume trusts it (issue #9: found while writing
+ * fuzz_trainer_state): each damaged field is refused by name. A micro-batch of 0 used to reach
+ * the trainer's divisions. */
+TEST(train_state_parse_refuses_damaged_states) {
+    const char *tmp = ft_test_tmpdir();
+    ft_err err;
+    char model[1024], data[1024];
+    REQUIRE_OK(tiny_setup(tmp, 2, 1, model, data, sizeof model, &err), &err);
+    ft_train_config c = tiny_config(model, data, tmp, "st");
+    REQUIRE_OK(ft_train_config_set(&c, "training_duration", "4ba", &err), &err);
+    REQUIRE_OK(ft_train_config_set(&c, "save_interval", "2ba", &err), &err);
+    ft_train_result res;
+    recorder rec = {.stop_after = 2};
+    ft_train_sink sink = {.user = &rec, .on_step = rec_step, .should_stop = rec_stop, .on_event = rec_event};
+    REQUIRE_OK(ft_train_run(&c, &sink, &res, &err), &err);
+    char *ckpt = NULL;
+    REQUIRE_OK(ft_ckpt_find_latest(res.run_dir, true, &ckpt, NULL, &err), &err);
+    char *sp = ft_path_join(ckpt, "trainer_state.json");
+    char *text = NULL;
+    size_t len = 0;
+    REQUIRE_OK(ft_file_read_all(sp, &text, &len, &err), &err);
+    ft_train_state st;
+    REQUIRE_OK(ft_train_state_parse(sp, text, len, &st, &err), &err);
+    CHECK_EQ_INT(st.step, 2);
+    CHECK_EQ_INT(st.micro_batch_size, 1);
+    CHECK(st.n_loss_window == 2 && st.has_last_loss && st.last_loss == st.loss_window[1]);
+    ft_train_state_deinit(&st);
+    const struct {
+        const char *key, *value, *says;
+    } bad[] = {{"micro_batch_size", "0", "micro_batch_size"},   {"micro_batch_size", "5", "larger than"},
+               {"global_batch_size", "-1", "global_batch_size"}, {"step", "99", "past"},
+               {"step", "-3", "step"},                          {"total_steps", "0", "total_steps"},
+               {"warmup_steps", "100", "warmup_steps"},         {"config_hash", "\"../x\"", "config_hash"},
+               {"loss_window", "[1, \"x\"]", "loss_window"},     {"elapsed_s", "-1", "elapsed_s"},
+               {"cursor", "{}", "cursor"},                       {"tokens_seen", "1.5", "tokens_seen"}};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        json_t *j = json_loads(text, 0, NULL);
+        REQUIRE(j);
+        json_object_set_new(j, bad[i].key, json_loads(bad[i].value, JSON_DECODE_ANY, NULL));
+        char *t2 = json_dumps(j, 0);
+        json_decref(j);
+        ft_status s = ft_train_state_parse(sp, t2, strlen(t2), &st, &err);
+        if (s == FT_OK || !strstr(err.msg, bad[i].says))
+            ft_test_fail_(__FILE__, __LINE__, "%s = %s: %s", bad[i].key, bad[i].value, s == FT_OK ? "accepted" : err.msg);
+        ft_train_state_deinit(&st);
+        if (i == 0) { /* the same damage through a real resume (the manifest updated to match) */
+            REQUIRE_OK(ft_file_write_atomic(sp, t2, strlen(t2), &err), &err);
+            uint64_t h;
+            int64_t size;
+            REQUIRE_OK(ft_ckpt_hash_file(sp, &h, &size, &err), &err);
+            char *mp = ft_path_join(ckpt, "MANIFEST.json");
+            json_t *m = NULL;
+            REQUIRE_OK(ft_json_load_file(mp, &m, &err), &err);
+            size_t k;
+            json_t *f;
+            json_array_foreach(json_object_get(m, "files"), k, f) {
+                if (!strcmp(json_string_value(json_object_get(f, "name")), "trainer_state.json")) {
+                    char hx[24];
+                    snprintf(hx, sizeof hx, "%016llx", (unsigned long long)h);
+                    json_object_set_new(f, "hash", json_string(hx));
+                    json_object_set_new(f, "size", json_integer(size));
+                }
+            }
+            char *mt = json_dumps(m, 0);
+            json_decref(m);
+            REQUIRE_OK(ft_file_write_atomic(mp, mt, strlen(mt), &err), &err);
+            free(mt);
+            ft_free(mp);
+            ft_train_result res2;
+            CHECK(ft_train_resume(res.run_dir, 0, NULL, &res2, &err) != FT_OK);
+            CHECK(strstr(err.msg, "micro_batch_size") != NULL);
+            printf("    resume with micro_batch_size 0: %s\n", err.msg);
+        }
+        free(t2);
+    }
+    ft_free(text);
+    ft_free(sp);
+    ft_free(ckpt);
+    ft_train_config_deinit(&c);
+}
