@@ -233,7 +233,7 @@ TEST(ckpt_prune_keeps_latest) {
     ft_free(p);
 }
 
-/* Found by fuzz_ckpt_manifest (issue #9): ft_ckpt_prune, which passes no notes buffer, crashed on a
+/* Found while writing fuzz_ckpt_manifest (issue #9): ft_ckpt_prune, which passes no notes buffer, crashed on a
  * `latest` symlink whose target is not a checkpoint name. */
 TEST(ckpt_prune_with_a_bad_latest_symlink) {
     const char *run = ft_test_tmpdir();
