@@ -43,7 +43,7 @@ static const cli_opt opts[] = {
     {"learning-rate", CLI_STR, "peak learning rate (default 5e-7)"},
     {"context-length", CLI_STR, "N tokens (default min(8192, model max))"},
     {"no-validate-inputs", CLI_FLAG, "skip checking paths and every record before queueing"},
-    {"experiment-path", CLI_STR, "P: where checkpoints and metrics go (default /Users/<user>/<run>)"},
+    {"experiment-path", CLI_STR, "P: where checkpoints and metrics go (default /Users/<user>/<run>); the run folder P/<name> must be new or empty (docs/runs.md)"},
     {"data-prep-cluster-id", CLI_STR, "accepted for compatibility, unused"},
     {"name", CLI_STR, "the run name (default <task>-<model>-<6 letters>)"},
     {"seed", CLI_STR, "N (default 17)"},
