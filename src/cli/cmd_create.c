@@ -343,8 +343,13 @@ int cmd_create(int argc, char **argv) {
         rc = model_error("experiment-path", &err);
         goto done;
     }
-    /* Recorded absolute: a relative experiment path means the folder it names from here. */
-    if (exp_path[0] != '/' && strncmp(exp_path, "dbfs:", 5)) {
+    /* Recorded absolute and canonical (a relative experiment path means the folder it names from
+     * here); the mapped forms (/Users/.., /Volumes/.., dbfs:..) are kept as the user wrote them. */
+    static const char *const mapped_prefixes[] = {"/Users/", "/Workspace/", "/Shared/", "/Repos/", "/Volumes/", "dbfs:"};
+    bool mapped_form = false;
+    for (size_t i = 0; i < sizeof mapped_prefixes / sizeof *mapped_prefixes; i++)
+        mapped_form |= !strncmp(exp_path, mapped_prefixes[i], strlen(mapped_prefixes[i]));
+    if (!mapped_form) {
         ft_free(exp_path);
         exp_path = ft_strdup(exp_dir);
     }

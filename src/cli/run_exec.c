@@ -662,6 +662,19 @@ int run_execute(ft_store *s, const char *name, const run_exec_opts *o) {
         return cli_report("run", &err);
     }
 
+    /* A folder recorded relative (by an ftune before issue #9) names different files from every
+     * working folder: refuse rather than train, checkpoint or register in the wrong place. */
+    if (r.run_dir && r.run_dir[0] != '/') {
+        char *reason = ft_asprintf("the run folder was recorded as the relative path \"%s\", which names a different "
+                                   "folder from every working folder; create the run again",
+                                   r.run_dir);
+        fail_run(s, name, reason ? reason : "the run folder was recorded as a relative path");
+        fprintf(stderr, "ftune: run %s FAILED: %s\n", name, reason ? reason : "relative run folder");
+        ft_free(reason);
+        ft_run_deinit(&r);
+        return CLI_EXIT_FAIL;
+    }
+
     /* The data: recorded at the start, checked at a resume (a resumed run must train on what the
      * steps before it trained on). */
     char *cfg_path = r.run_dir ? ft_path_join(r.run_dir, "train_config.json") : NULL;
@@ -914,7 +927,6 @@ void run_ensure_worker(void) {
     self[n] = 0;
     char *home = ft_home_dir();
     char *log = home ? ft_path_join(home, "worker.log") : NULL;
-    ft_free(home);
     pid_t pid = fork();
     if (pid == 0) {
         setsid();
@@ -923,6 +935,8 @@ void run_ensure_worker(void) {
         int nul = open("/dev/null", O_RDONLY);
         if (nul >= 0)
             dup2(nul, 0);
+        if (home) /* the worker serves this home whatever folder it runs in */
+            setenv("FTUNE_HOME", home, 1);
         int out = log ? open(log, O_WRONLY | O_CREAT | O_APPEND, 0644) : -1;
         if (out >= 0) {
             dup2(out, 1);
@@ -934,6 +948,7 @@ void run_ensure_worker(void) {
     if (pid > 0)
         waitpid(pid, NULL, 0);
     ft_free(log);
+    ft_free(home);
 }
 
 static volatile sig_atomic_t g_worker_stop;

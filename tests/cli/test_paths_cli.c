@@ -398,3 +398,36 @@ TEST(paths_registry_delete_and_leftovers_cli) {
     ft_free(home);
     ft_free(tmp);
 }
+
+TEST(paths_relative_folders_of_old_records_are_refused_not_guessed) {
+    char *tmp = ft_path_canonical(ft_test_tmpdir());
+    char *home = ft_path_join(tmp, "home");
+    ft_mkdir_p(home, NULL);
+    legacy_record(home, "rel", "relexp/rel");
+    write_file(tmp, "relexp/rel/precious.txt", "not the run's");
+    char *out;
+    CHECK_EQ_INT(ftune_in(tmp, home, &out, "resume rel"), 1);
+    CHECK(out && strstr(out, "relative"));
+    free(out);
+    CHECK_EQ_INT(ftune_in(tmp, home, &out, "get rel --json"), 0);
+    CHECK(out && strstr(out, "FAILED"));
+    free(out);
+    CHECK(!exists_in(tmp, "relexp/rel/train_config.json"));
+    CHECK_EQ_INT(ftune_in(tmp, home, &out, "delete rel"), 0);
+    CHECK(out && strstr(out, "relative"));
+    free(out);
+    CHECK(exists_in(tmp, "relexp/rel/precious.txt"));
+    /* an absolute experiment path is recorded canonical */
+    int lock = hold_worker_lock(home);
+    REQUIRE(ftune_in(tmp, home, &out, "create " QUEUE_FLAGS " --experiment-path '%s//new/./exp/' --name c --json",
+                     tmp) == 0);
+    json_t *j = last_json(out);
+    free(out);
+    char *exp = ft_path_join(tmp, "new/exp");
+    CHECK_STR_EQ(json_string_value(json_object_get(j, "experiment_path")), exp);
+    json_decref(j);
+    close(lock);
+    ft_free(exp);
+    ft_free(home);
+    ft_free(tmp);
+}
