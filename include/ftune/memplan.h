@@ -86,6 +86,7 @@ void ft_memplan_describe(const ft_memplan_params *p, const ft_memplan *m, char *
 typedef struct ft_memplan_choice {
     int64_t micro_batch;
     bool checkpointing;
+    ft_dtype dtype; /* planned for (a run's "auto": the dtype that needs more) */
     ft_memplan plan;
 } ft_memplan_choice;
 

@@ -119,8 +119,7 @@ int cli_memory_plan(FILE *f, const char *command, const ft_train_config *c, cons
     if (f) {
         char desc[700], l[32], a[32];
         ft_memplan_params p = ft_memplan_default_params(mc);
-        if (!ft_dtype_parse(c->dtype, &p.dtype))
-            p.dtype = FT_DTYPE_FP32;
+        p.dtype = ch.dtype;
         p.optimizer = c->optimizer == FT_OPTIMIZER_LION ? FT_OPTIM_LION : FT_OPTIM_ADAMW;
         p.micro_batch = ch.micro_batch;
         p.context_length = T;

@@ -384,6 +384,7 @@ static ft_status fit(const ft_memplan_params *p, int64_t micro_max, ft_memplan_c
         for (int64_t m = hi; m >= lo; m--) {
             ft_memplan plan;
             if (total_for(p, m, ck, p->context_length, p->optimizer, &plan) <= limit) {
+                out->dtype = p->dtype;
                 out->micro_batch = m;
                 out->checkpointing = ck;
                 out->plan = plan;
@@ -396,6 +397,7 @@ static ft_status fit(const ft_memplan_params *p, int64_t micro_max, ft_memplan_c
     q.micro_batch = lo;
     q.checkpointing = can_on;
     ft_memplan_estimate(&q, &out->plan);
+    out->dtype = p->dtype;
     out->micro_batch = lo;
     out->checkpointing = q.checkpointing;
     char desc[600], l[32], msg[1500];
@@ -438,11 +440,19 @@ ft_status ft_memplan_for_run(const ft_train_config *c, const ft_model_config *mc
     if (limit_out)
         *limit_out = limit;
     ft_memplan_params p = ft_memplan_default_params(mc);
-    if (!ft_dtype_parse(c->dtype, &p.dtype))
-        p.dtype = FT_DTYPE_FP32;
     p.optimizer = c->optimizer == FT_OPTIMIZER_LION ? FT_OPTIM_LION : FT_OPTIM_ADAMW;
     p.context_length = T;
     p.threads = c->threads;
+    if (!ft_dtype_parse(c->dtype, &p.dtype)) {
+        /* "auto": the run picks a dtype by measuring; plan for the one that needs more (bf16
+         * keeps rounded copies of a layer's weights and of the LM head) */
+        ft_memplan a16, a32;
+        p.dtype = FT_DTYPE_BF16;
+        ft_memplan_estimate(&p, &a16);
+        p.dtype = FT_DTYPE_FP32;
+        ft_memplan_estimate(&p, &a32);
+        p.dtype = a16.total > a32.total ? FT_DTYPE_BF16 : FT_DTYPE_FP32;
+    }
     p.global_batch = G;
     p.prefetch = FT_MEMPLAN_RUN_PREFETCH;
     p.run = true;
