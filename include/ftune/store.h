@@ -24,6 +24,9 @@ typedef struct ft_store ft_store;
 ft_status ft_store_open(const char *db_path, ft_store **out, ft_err *err);
 /* Open $FTUNE_HOME/ftune.db, creating $FTUNE_HOME. */
 ft_status ft_store_open_home(ft_store **out, ft_err *err);
+/* For commands that only read (list, get, events, registry list...): $FTUNE_HOME/ftune.db when it
+ * exists, otherwise an empty store in memory, so that nothing is created on disk. */
+ft_status ft_store_open_home_existing(ft_store **out, ft_err *err);
 void ft_store_close(ft_store *s);
 /* How long a write waits for another process's lock before failing with FT_ERR_IO (the default
  * is 30 s). A trainer's bookkeeping uses a short wait and buffers instead (cli/run_exec.c). */

@@ -2,10 +2,99 @@
  * Accepts "--flag value" and "--flag=value"; "--" ends flags. */
 #include <errno.h>
 #include <math.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "ftune/json.h"
+
+/* ---------------------------------------------------------------- errors
+ * Every error a command reports goes through here: "ftune CMD: why" on stderr and, when the
+ * command line has --json, also {"error": {...}} on stdout, so a program reading stdout always
+ * gets JSON. The one flag is process state the CLI owns (set once by main before dispatch). */
+
+static bool g_json_errors;
+
+void cli_set_json_errors(bool on) { g_json_errors = on; }
+
+static const char *status_code_name(ft_status s) {
+    switch (s) {
+    case FT_OK: return "OK";
+    case FT_ERR_NOMEM: return "NOMEM";
+    case FT_ERR_IO: return "IO";
+    case FT_ERR_PARSE: return "PARSE";
+    case FT_ERR_INVALID: return "INVALID";
+    case FT_ERR_UNSUPPORTED: return "UNSUPPORTED";
+    case FT_ERR_NOT_FOUND: return "NOT_FOUND";
+    case FT_ERR_RANGE: return "RANGE";
+    case FT_ERR_NUMERIC: return "NUMERIC";
+    case FT_ERR_CANCELLED: return "CANCELLED";
+    case FT_ERR_LIMIT: return "LIMIT";
+    case FT_ERR_INTERNAL: return "INTERNAL";
+    }
+    return "UNKNOWN";
+}
+
+/* s as a JSON string; bytes that are not UTF-8 (a user's path, say) become U+FFFD. */
+static json_t *json_string_lossy(const char *s) {
+    json_t *j = json_string(s);
+    if (j)
+        return j;
+    ft_buf b = {0};
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        size_t k = ft_utf8_valid_prefix(s + i, n - i);
+        ft_buf_append(&b, s + i, k);
+        i += k;
+        if (i < n) {
+            ft_buf_append(&b, "\xEF\xBF\xBD", 3);
+            i++;
+        }
+    }
+    j = json_stringn(b.data ? b.data : "", b.len);
+    ft_buf_free(&b);
+    return j;
+}
+
+/* {"error": {"code", "message", "command", "exit_code"[, "flag"][, "file", "line", "column"]}} */
+static void json_error(const char *command, const char *code, const char *flag, const char *message,
+                       const ft_err *err, int exit_code) {
+    if (!g_json_errors)
+        return;
+    json_t *e = json_object();
+    json_object_set_new(e, "code", json_string(code));
+    json_object_set_new(e, "message", json_string_lossy(message));
+    json_object_set_new(e, "command", json_string(command));
+    json_object_set_new(e, "exit_code", json_integer(exit_code));
+    if (flag)
+        json_object_set_new(e, "flag", json_string(flag));
+    if (err && err->file[0]) {
+        json_object_set_new(e, "file", json_string_lossy(err->file));
+        if (err->line > 0)
+            json_object_set_new(e, "line", json_integer(err->line));
+        if (err->column > 0)
+            json_object_set_new(e, "column", json_integer(err->column));
+    }
+    json_t *o = json_pack("{s:o}", "error", e);
+    char *t = ft_json_dumps(o, 0);
+    fflush(stdout);
+    printf("%s\n", t ? t : "{\"error\": {}}");
+    fflush(stdout);
+    free(t);
+    json_decref(o);
+}
+
+int cli_fail(const char *command, int exit_code, const char *fmt, ...) {
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "ftune %s: %s\n", command, msg);
+    json_error(command, exit_code == CLI_EXIT_USAGE ? "INVALID" : "FAILED", NULL, msg, NULL, exit_code);
+    return exit_code;
+}
 
 static void print_usage(FILE *out, const cli_args *a, const char *synopsis) {
     fprintf(out, "usage: ftune %s %s\n", a->command, synopsis ? synopsis : "");
@@ -30,10 +119,15 @@ int cli_usage_error(const char *command, const char *flag, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    while (flag && *flag == '-') /* "--model" and "model" both name --model */
+        flag++;
     if (flag)
         fprintf(stderr, "ftune %s: --%s: %s\n", command, flag, msg);
     else
         fprintf(stderr, "ftune %s: %s\n", command, msg);
+    char full[1200];
+    snprintf(full, sizeof full, "%s%s%s%s", flag ? "--" : "", flag ? flag : "", flag ? ": " : "", msg);
+    json_error(command, "USAGE", flag, full, NULL, CLI_EXIT_USAGE);
     return CLI_EXIT_USAGE;
 }
 
@@ -171,12 +265,69 @@ int cli_report(const char *command, const ft_err *err) {
     char msg[2048];
     ft_err_format(err, msg, sizeof msg);
     fprintf(stderr, "ftune %s: %s\n", command, msg);
+    int rc;
     switch (err->code) {
     case FT_ERR_PARSE:
     case FT_ERR_INVALID:
     case FT_ERR_NOT_FOUND:
     case FT_ERR_UNSUPPORTED:
-    case FT_ERR_RANGE: return CLI_EXIT_USAGE;
-    default: return CLI_EXIT_FAIL;
+    case FT_ERR_RANGE: rc = CLI_EXIT_USAGE; break;
+    default: rc = CLI_EXIT_FAIL; break;
+    }
+    json_error(command, status_code_name(err->code), NULL, err->msg, err, rc);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- input files */
+
+FILE *cli_open_input(const char *path, ft_err *err) {
+    if (!path || !strcmp(path, "-"))
+        return stdin;
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        FT_ERR_AT(err, errno == ENOENT ? FT_ERR_NOT_FOUND : FT_ERR_IO, path, 0, 0, "cannot open: %s", strerror(errno));
+        return NULL;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0, "is a folder: give a file (or nothing to read stdin)");
+        return NULL;
+    }
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        FT_ERR_AT(err, FT_ERR_IO, path, 0, 0, "cannot open: %s", strerror(errno));
+    return f;
+}
+
+/* Whitespace-only lines, the UTF-8 BOM at the start of line 1 and the CR of CRLF are what the
+ * data reader (src/data/reader.c) skips too, so `validate` and these commands agree on a file. */
+bool cli_jsonl_line(const char *line, size_t len, int64_t lineno, const char **start, size_t *n) {
+    if (lineno == 1 && len >= 3 && memcmp(line, "\xEF\xBB\xBF", 3) == 0) {
+        line += 3;
+        len -= 3;
+    }
+    if (len && line[len - 1] == '\n')
+        len--;
+    if (len && line[len - 1] == '\r')
+        len--;
+    *start = line;
+    *n = len;
+    for (size_t i = 0; i < len; i++)
+        if (line[i] != ' ' && line[i] != '\t' && line[i] != '\r' && line[i] != '\f' && line[i] != '\v')
+            return true;
+    return false;
+}
+
+/* ---------------------------------------------------------------- one-line output */
+
+void cli_put_oneline(FILE *out, const char *s) {
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+        if (*p == '\n')
+            fputs("\\n", out);
+        else if (*p == '\r')
+            fputs("\\r", out);
+        else if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+            fprintf(out, "\\x%02x", *p);
+        else
+            fputc(*p, out);
     }
 }

@@ -54,9 +54,25 @@ double cli_float(const cli_args *a, const char *name, double dflt);
 const char **cli_list(const cli_args *a, const char *name, size_t *n);
 /* Exit with a usage error naming the flag: prints and returns CLI_EXIT_USAGE. */
 int cli_usage_error(const char *command, const char *flag, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Print "ftune CMD: message" on stderr and return exit_code (an error without an ft_err). */
+int cli_fail(const char *command, int exit_code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* With --json on the command line, errors are also printed on stdout as
+ * {"error": {"code", "message", "command", "exit_code", ...}} (main sets this before dispatch). */
+void cli_set_json_errors(bool on);
 /* Print an ft_err as "ftune CMD: file:line:col: message" and return the exit code that fits its
  * status (2 for invalid input / parse errors / not found, 1 otherwise). */
 int cli_report(const char *command, const ft_err *err);
+
+/* An input file named on the command line, or stdin for NULL or "-". NULL (err set) when it
+ * cannot be opened or is a folder. The caller fcloses what is not stdin. */
+FILE *cli_open_input(const char *path, ft_err *err);
+/* One line of a JSONL input as the data reader sees it: without the BOM (line 1), the newline
+ * and a CR before it. Returns false for a line to skip (empty or only whitespace). */
+bool cli_jsonl_line(const char *line, size_t len, int64_t lineno, const char **start, size_t *n);
+
+/* Print s on one line: newlines as \\n, CR as \\r and other control bytes as \\xNN, so that a
+ * line-oriented listing (events, get) keeps one entry a line whatever a message holds. */
+void cli_put_oneline(FILE *out, const char *s);
 
 /* The commands. Each takes argv after the command name. */
 typedef int (*cli_cmd_fn)(int argc, char **argv);

@@ -134,8 +134,15 @@ int cmd_chat_template(int argc, char **argv) {
     bool jsonl = cli_has(&a, "jsonl");
     const char *model = cli_str(&a, "model", NULL);
     if (!model) {
+        bool dir = a.n_pos == 1 && ft_path_is_dir(a.pos[0]);
+        int urc = dir ? cli_usage_error("chat-template", "--model",
+                                        "required: the model folder (with tokenizer_config.json) is given with "
+                                        "--model; the argument \"%s\" is the conversations FILE",
+                                        a.pos[0])
+                      : cli_usage_error("chat-template", "--model",
+                                        "required: a model folder with tokenizer_config.json");
         cli_args_free(&a);
-        return cli_usage_error("chat-template", "--model", "a model folder is required");
+        return urc;
     }
     if (a.n_pos > 1) {
         cli_args_free(&a);
@@ -163,9 +170,8 @@ int cmd_chat_template(int argc, char **argv) {
         ft_free(tj);
     }
     const char *path = a.n_pos ? a.pos[0] : NULL;
-    FILE *in = path ? fopen(path, "rb") : stdin;
+    FILE *in = cli_open_input(path, &err);
     if (!in) {
-        FT_ERR_AT(&err, FT_ERR_NOT_FOUND, path, 0, 0, "cannot open the input file");
         ft_chat_free(c.chat);
         ft_tok_free(c.tok);
         cli_args_free(&a);
@@ -184,15 +190,14 @@ int cmd_chat_template(int argc, char **argv) {
         bool any_error = false;
         while ((len = getline(&line, &cap, in)) >= 0) {
             lineno++;
-            size_t l = (size_t)len;
-            while (l && (line[l - 1] == '\n' || line[l - 1] == '\r'))
-                l--;
-            if (!l)
+            const char *lp;
+            size_t l;
+            if (!cli_jsonl_line(line, (size_t)len, lineno, &lp, &l))
                 continue;
             json_t *conv = NULL, *res = NULL;
             char label[600];
             snprintf(label, sizeof label, "%s:%lld", where, (long long)lineno);
-            if (ft_json_load_buf(where, line, l, &conv, &err) != FT_OK) {
+            if (ft_json_load_buf(where, lp, l, &conv, &err) != FT_OK) {
                 err.line = lineno;
                 char msg[1600];
                 ft_err_format(&err, msg, sizeof msg);
@@ -238,7 +243,7 @@ int cmd_chat_template(int argc, char **argv) {
         ft_buf_free(&all);
         ft_free(spans);
     }
-    if (path)
+    if (in != stdin)
         fclose(in);
     ft_buf_free(&text);
     ft_chat_free(c.chat);

@@ -87,20 +87,28 @@ static bool run_name_ok(const char *n) {
     return true;
 }
 
-/* register_to: "catalog.schema" or "catalog.schema.name". */
-static bool register_to_ok(const char *v) {
+/* register_to: "catalog.schema" or "catalog.schema.name"; err says what is wrong. */
+static bool register_to_ok(const char *v, ft_err *err) {
     int dots = 0;
     for (const char *p = v; *p; p++)
         dots += *p == '.';
-    if (dots == 2)
-        return ft_registry_check_name(v, NULL) == FT_OK;
-    if (dots == 1) {
+    if (dots == 1) { /* the run's name completes it; check the two given parts with a stand-in */
         char *full = ft_asprintf("%s.x", v);
-        bool ok = full && ft_registry_check_name(full, NULL) == FT_OK;
+        ft_err e2;
+        bool ok = full && ft_registry_check_name(full, &e2) == FT_OK;
         ft_free(full);
+        if (!ok) {
+            const char *why = strstr(e2.msg, " name: ");
+            FT_ERR(err, FT_ERR_INVALID, "\"%.60s%s\": %s", v, strlen(v) > 60 ? "..." : "", why ? why + 7 : e2.msg);
+        }
         return ok;
     }
-    return false;
+    if (dots != 2) {
+        FT_ERR(err, FT_ERR_INVALID, "\"%.60s%s\": expected catalog.schema or catalog.schema.name", v,
+               strlen(v) > 60 ? "..." : "");
+        return false;
+    }
+    return ft_registry_check_name(v, err) == FT_OK;
 }
 
 typedef struct issue_printer {
@@ -311,10 +319,8 @@ int cmd_create(int argc, char **argv) {
             goto done;
         }
     cfg.validate_inputs = !cli_has(&a, "no-validate-inputs");
-    if (!register_to_ok(cfg.register_to)) {
-        rc = cli_usage_error("create", "register-to",
-                             "\"%s\": expected catalog.schema or catalog.schema.name (letters, digits, _ and -)",
-                             cfg.register_to);
+    if (!register_to_ok(cfg.register_to, &err)) {
+        rc = cli_usage_error("create", "register-to", "%s", err.msg);
         goto done;
     }
 

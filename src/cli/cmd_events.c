@@ -24,7 +24,9 @@ static void print_event(const ft_event *e, bool json) {
     } else {
         char when[32];
         run_format_time(e->time, when, sizeof when);
-        printf("%4lld  %s  %-18s %-5s %s\n", (long long)e->seq, when, e->type, e->level, e->message ? e->message : "");
+        printf("%4lld  %s  %-18s %-5s ", (long long)e->seq, when, e->type, e->level);
+        cli_put_oneline(stdout, e->message);
+        putchar('\n');
     }
 }
 

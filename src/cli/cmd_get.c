@@ -34,8 +34,11 @@ int cmd_get(int argc, char **argv) {
         run_format_time(r.finished, t3, sizeof t3);
         printf("%-20s %s\n", "name", r.name);
         printf("%-20s %s\n", "status", line);
-        if (r.details)
-            printf("%-20s %s\n", "details", r.details);
+        if (r.details) {
+            printf("%-20s ", "details");
+            cli_put_oneline(stdout, r.details);
+            putchar('\n');
+        }
         printf("%-20s %s\n", "model", r.model ? r.model : "");
         printf("%-20s %s\n", "task_type", r.task_type ? r.task_type : "");
         printf("%-20s %s\n", "train_data_path", r.train_data_path ? r.train_data_path : "");
@@ -60,8 +63,19 @@ int cmd_get(int argc, char **argv) {
         ft_checkpoint_row *ck;
         size_t n;
         if (ft_store_checkpoint_list(s, name, &ck, &n, NULL) == FT_OK) {
-            if (n)
-                printf("%-20s %s (%zu in all)\n", "latest checkpoint", ck[n - 1].path, n);
+            /* keep_checkpoints removes older ones: count what is on disk, not what was saved */
+            size_t kept = 0, last = 0;
+            for (size_t i = 0; i < n; i++)
+                if (ck[i].path && ft_path_exists(ck[i].path)) {
+                    kept++;
+                    last = i;
+                }
+            if (kept == n && n)
+                printf("%-20s %s (%zu kept)\n", "latest checkpoint", ck[last].path, kept);
+            else if (kept)
+                printf("%-20s %s (%zu kept of %zu saved)\n", "latest checkpoint", ck[last].path, kept, n);
+            else if (n)
+                printf("%-20s none on disk (%zu saved, since removed)\n", "latest checkpoint", n);
             ft_checkpoint_list_free(ck, n);
         }
         ft_metric *m;

@@ -37,7 +37,7 @@ int cmd_list(int argc, char **argv) {
     bool json = cli_has(&a, "json");
     cli_args_free(&a);
     ft_store *s;
-    int rc = run_open_store("list", &s);
+    int rc = run_open_store_existing("list", &s);
     if (rc)
         return rc;
     ft_run *runs;

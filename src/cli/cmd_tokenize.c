@@ -34,7 +34,7 @@ static void print_ids(FILE *f, const ft_tok_encoding *e) {
 }
 
 /* Read all lines of the input; returns texts (owned) and their lengths. */
-static int read_jsonl(FILE *in, char ***texts, size_t **lens, size_t *n, size_t *bytes, ft_err *err) {
+static int read_jsonl(FILE *in, const char *where, char ***texts, size_t **lens, size_t *n, size_t *bytes, ft_err *err) {
     char *line = NULL;
     size_t cap = 0, cnt = 0, tcap = 0;
     ssize_t len;
@@ -44,10 +44,12 @@ static int read_jsonl(FILE *in, char ***texts, size_t **lens, size_t *n, size_t 
     *bytes = 0;
     while ((len = getline(&line, &cap, in)) >= 0) {
         lineno++;
-        if (len == 0 || (len == 1 && line[0] == '\n'))
+        const char *p;
+        size_t pn;
+        if (!cli_jsonl_line(line, (size_t)len, lineno, &p, &pn))
             continue;
         json_t *j;
-        if (ft_json_load_buf("<stdin>", line, (size_t)len, &j, err)) {
+        if (ft_json_load_buf(where, p, pn, &j, err)) {
             err->line = lineno;
             free(line);
             return -1;
@@ -56,7 +58,7 @@ static int read_jsonl(FILE *in, char ***texts, size_t **lens, size_t *n, size_t 
         if (!json_is_string(t)) {
             json_decref(j);
             free(line);
-            FT_ERR_AT(err, FT_ERR_INVALID, "<stdin>", lineno, 1, "expected {\"text\": \"...\"}");
+            FT_ERR_AT(err, FT_ERR_INVALID, where, lineno, 1, "expected {\"text\": \"...\"}");
             return -1;
         }
         if (cnt == tcap) {
@@ -87,12 +89,12 @@ static double cpu_seconds(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static int run_stats(const char *cmd, ft_tok *tok, FILE *in, bool special, int64_t threads) {
+static int run_stats(const char *cmd, ft_tok *tok, FILE *in, const char *where, bool special, int64_t threads) {
     ft_err err;
     ft_err_clear(&err);
     char **texts;
     size_t *lens, n, bytes;
-    if (read_jsonl(in, &texts, &lens, &n, &bytes, &err))
+    if (read_jsonl(in, where, &texts, &lens, &n, &bytes, &err))
         return cli_report(cmd, &err);
     size_t tokens = 0;
     double t0 = ft_time_now(), c0 = cpu_seconds();
@@ -125,7 +127,7 @@ static int run_stats(const char *cmd, ft_tok *tok, FILE *in, bool special, int64
     return CLI_EXIT_OK;
 }
 
-static int run_jsonl(const char *cmd, ft_tok *tok, FILE *in, bool special) {
+static int run_jsonl(const char *cmd, ft_tok *tok, FILE *in, const char *where, bool special) {
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
@@ -134,13 +136,15 @@ static int run_jsonl(const char *cmd, ft_tok *tok, FILE *in, bool special) {
     ft_tok_encoding e = {0};
     while ((len = getline(&line, &cap, in)) >= 0) {
         lineno++;
-        if (len == 0 || (len == 1 && line[0] == '\n'))
+        const char *p;
+        size_t pn;
+        if (!cli_jsonl_line(line, (size_t)len, lineno, &p, &pn))
             continue;
         ft_err err;
         ft_err_clear(&err);
         json_t *j;
         const json_t *t;
-        if (ft_json_load_buf("<stdin>", line, (size_t)len, &j, &err)) {
+        if (ft_json_load_buf(where, p, pn, &j, &err)) {
             fprintf(stderr, "ftune %s: line %lld: %s\n", cmd, (long long)lineno, err.msg);
             printf("{\"error\":\"line %lld: invalid JSON\"}\n", (long long)lineno);
             rc = CLI_EXIT_USAGE;
@@ -213,16 +217,21 @@ int cmd_tokenize(int argc, char **argv) {
         cli_args_free(&a);
         return cli_report("tokenize", &err);
     }
-    FILE *in = stdin;
     const char *file = cli_str(&a, "file", NULL);
-    if (file && !(in = fopen(file, "rb"))) {
+    FILE *in = cli_open_input(file, &err);
+    if (!in) {
         ft_tok_free(tok);
         cli_args_free(&a);
-        FT_ERR(&err, FT_ERR_NOT_FOUND, "cannot open %s", file);
         return cli_report("tokenize", &err);
     }
+    const char *where = file ? file : "<stdin>";
     if (jsonl) {
-        rc = cli_has(&a, "stats") ? run_stats("tokenize", tok, in, special, threads) : run_jsonl("tokenize", tok, in, special);
+        rc = cli_has(&a, "stats") ? run_stats("tokenize", tok, in, where, special, threads)
+                                  : run_jsonl("tokenize", tok, in, where, special);
+        if (rc == CLI_EXIT_OK && ferror(in)) {
+            FT_ERR_AT(&err, FT_ERR_IO, where, 0, 0, "read failed");
+            rc = cli_report("tokenize", &err);
+        }
     } else {
         ft_tok_encoding e = {0};
         const char *text = a.pos[0];

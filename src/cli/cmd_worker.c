@@ -19,6 +19,6 @@ int cmd_worker(int argc, char **argv) {
     bool until_idle = cli_has(&a, "until-idle"), quiet = cli_has(&a, "quiet");
     cli_args_free(&a);
     if (!(poll > 0 && poll <= 3600))
-        return cli_usage_error("worker", "poll", "must be between 0 and 3600 seconds");
+        return cli_usage_error("worker", "poll", "must be more than 0 and at most 3600 seconds, got %g", poll);
     return run_worker_loop(until_idle, poll, quiet);
 }

@@ -41,6 +41,16 @@ static void usage(FILE *out) {
             FTUNE_VERSION);
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         fprintf(out, "  %-16s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\nexit codes:\n"
+                 "  0   success\n"
+                 "  1   failure: a run that failed or was stopped, a file or the store that could not be\n"
+                 "      read or written, an unavailable resource\n"
+                 "  2   bad usage or invalid input: an unknown or bad flag, invalid data or config, a run,\n"
+                 "      model or file that does not exist\n"
+                 "  128+N  killed by signal N before ftune could record anything (130: Ctrl-C); a run in\n"
+                 "      progress instead stops after a checkpoint on Ctrl-C, SIGTERM or SIGHUP and exits 1\n"
+                 "\nWith --json, errors are also printed on stdout as {\"error\": {\"code\", \"message\", ...}}.\n"
+                 "FTUNE_HOME (default ~/.ftune) holds ftune.db, the runs' folders and the model registry.\n");
 }
 
 int cmd_version(int argc, char **argv) {
@@ -58,12 +68,15 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "--version"))
         return cmd_version(0, NULL);
+    for (int i = 2; i < argc && strcmp(argv[i], "--"); i++)
+        if (!strcmp(argv[i], "--json"))
+            cli_set_json_errors(true);
     /* Two-word commands ("debug forward", "bench train-step", "registry list") are dispatched
      * by their first word; the command parses the second. */
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         if (!strcmp(argv[1], commands[i].name))
             return commands[i].fn(argc - 2, argv + 2);
-    fprintf(stderr, "ftune: unknown command \"%s\"\n\n", argv[1]);
     usage(stderr);
-    return CLI_EXIT_USAGE;
+    fprintf(stderr, "\n");
+    return cli_fail(argv[1], CLI_EXIT_USAGE, "unknown command (`ftune help` lists them)");
 }

@@ -11,7 +11,11 @@
 
 /* Open $FTUNE_HOME/ftune.db; on failure prints "ftune CMD: why" and returns the exit code. */
 int run_open_store(const char *command, ft_store **s);
-/* The same for a command that still holds its parsed arguments: on failure also frees a. */
+/* The same for a command that works on existing runs: when there is no ftune.db yet, an empty
+ * store in memory (no folder is created for `list`, `get`, ... with a new FTUNE_HOME). */
+int run_open_store_existing(const char *command, ft_store **s);
+/* run_open_store_existing for a command that still holds its parsed arguments: on failure also
+ * frees a. */
 int run_open_store_args(const char *command, cli_args *a, ft_store **s);
 /* The usage check of the commands on exactly one RUN (get, resume, events, metrics): 0 when there
  * is one; otherwise frees a, prints the usage error and returns its exit code. */

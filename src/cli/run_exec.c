@@ -36,8 +36,16 @@ int run_open_store(const char *command, ft_store **s) {
     return CLI_EXIT_OK;
 }
 
+int run_open_store_existing(const char *command, ft_store **s) {
+    ft_err err;
+    if (ft_store_open_home_existing(s, &err) != FT_OK)
+        return cli_report(command, &err);
+    ft_registry_clean_incoming(NULL, NULL);
+    return CLI_EXIT_OK;
+}
+
 int run_open_store_args(const char *command, cli_args *a, ft_store **s) {
-    int rc = run_open_store(command, s);
+    int rc = run_open_store_existing(command, s);
     if (rc)
         cli_args_free(a);
     return rc;

@@ -37,16 +37,53 @@ static bool name_part_ok(const char *p, size_t n) {
     return true;
 }
 
+/* Why `name` is not catalog.schema.model (NULL when it is), into buf. */
+static const char *name_problem(const char *name, char *buf, size_t cap) {
+    static const char *const part_names[] = {"catalog", "schema", "model"};
+    size_t parts = 1;
+    for (const char *p = name; *p; p++)
+        parts += *p == '.';
+    if (parts != 3) {
+        snprintf(buf, cap, "it has %zu part%s separated by '.', not 3", parts, parts == 1 ? "" : "s");
+        return buf;
+    }
+    const char *p = name;
+    for (int k = 0; k < 3; k++) {
+        const char *e = strchr(p, '.');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (n == 0) {
+            snprintf(buf, cap, "the %s part is empty", part_names[k]);
+            return buf;
+        }
+        if (n > 128) {
+            snprintf(buf, cap, "the %s part is %zu characters long; at most 128 are allowed", part_names[k], n);
+            return buf;
+        }
+        for (size_t i = 0; i < n; i++) {
+            unsigned char c = (unsigned char)p[i];
+            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+                  c == '-')) {
+                if (c > 32 && c < 127)
+                    snprintf(buf, cap, "the %s part has the character '%c'", part_names[k], c);
+                else
+                    snprintf(buf, cap, "the %s part has the byte 0x%02X", part_names[k], c);
+                return buf;
+            }
+        }
+        p += n + 1;
+    }
+    return NULL;
+}
+
 ft_status ft_registry_check_name(const char *name, ft_err *err) {
-    const char *d1 = strchr(name, '.');
-    const char *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
-    if (!d1 || !d2 || strchr(d2 + 1, '.') || !name_part_ok(name, (size_t)(d1 - name)) ||
-        !name_part_ok(d1 + 1, (size_t)(d2 - d1 - 1)) || !name_part_ok(d2 + 1, strlen(d2 + 1)))
-        return FT_ERR(err, FT_ERR_INVALID,
-                      "\"%s\" is not a registered model name: expected catalog.schema.model, each part of letters, "
-                      "digits, '_' or '-'",
-                      name);
-    return FT_OK;
+    char why[160];
+    if (!name_problem(name, why, sizeof why))
+        return FT_OK;
+    size_t len = strlen(name);
+    return FT_ERR(err, FT_ERR_INVALID,
+                  "\"%.60s%s\" is not a registered model name: %s (expected catalog.schema.model, each part 1 to "
+                  "128 letters, digits, '_' or '-')",
+                  name, len > 60 ? "..." : "", why);
 }
 
 /* "c.s.n" -> "c/s/n" (caller frees). */
@@ -497,17 +534,16 @@ ft_status ft_registry_show(ft_store *s, const char *name, ft_model_version **out
     char base[512];
     int64_t version = 0;
     const char *slash = strchr(name, '/');
+    /* the name first: "../../etc" is a bad name, not a bad version */
+    snprintf(base, sizeof base, "%.*s", (int)(slash ? (size_t)(slash - name) : strlen(name)), name);
+    FT_TRY(ft_registry_check_name(base, err));
     if (slash) {
         char *end;
         long long v = strtoll(slash + 1, &end, 10);
         if (end == slash + 1 || *end || v <= 0)
             return FT_ERR(err, FT_ERR_INVALID, "\"%s\": the version after '/' must be a positive number", name);
         version = v;
-        snprintf(base, sizeof base, "%.*s", (int)(slash - name), name);
-    } else {
-        snprintf(base, sizeof base, "%s", name);
     }
-    FT_TRY(ft_registry_check_name(base, err));
     sqlite3_stmt *st;
     FT_TRY(store_prepare(s,
                          "SELECT " VERSION_COLS " FROM model_versions WHERE name = ?1 AND (?2 = 0 OR version = ?2) "

@@ -282,6 +282,18 @@ ft_status ft_store_open_home(ft_store **out, ft_err *err) {
     return st;
 }
 
+ft_status ft_store_open_home_existing(ft_store **out, ft_err *err) {
+    char *home = ft_home_dir();
+    char *db = home ? ft_path_join(home, "ftune.db") : NULL;
+    ft_free(home);
+    if (!db)
+        return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    /* No store yet: an empty one in memory answers "no runs" without creating folders. */
+    ft_status st = ft_store_open(ft_path_exists(db) ? db : ":memory:", out, err);
+    ft_free(db);
+    return st;
+}
+
 void ft_store_close(ft_store *s) {
     if (!s)
         return;
