@@ -190,6 +190,12 @@ uint64_t ft_train_config_hash(const ft_train_config *c);
 
 /* Estimated activation memory of one forward+backward on (B, T) rows, in bytes. */
 size_t ft_train_activation_bytes(const ft_model_config *mc, int64_t B, int64_t T);
+/* Refuse (FT_ERR_INVALID, with the numbers and the largest global batch that fits) a run whose
+ * memory need exceeds this machine's physical memory: the batches the loader keeps in flight
+ * (4 x G x T tokens x 16 bytes), fp32 weights + gradients + AdamW moments (16 bytes a parameter)
+ * and the activations of one micro-batch (micro <= 0: one row). Checked by `create` before it
+ * records a run and by the trainer before it allocates. */
+ft_status ft_train_check_memory(const ft_model_config *mc, int64_t G, int64_t micro, int64_t T, ft_err *err);
 
 /* The run's time on this machine, for the validation summary (SPEC §3): one forward+backward of
  * the model in `model_dir` is measured on a short row and scaled to r->rows_per_epoch x r->epochs

@@ -317,17 +317,19 @@ bool cli_jsonl_line(const char *line, size_t len, int64_t lineno, const char **s
     return false;
 }
 
-/* ---------------------------------------------------------------- one-line output */
+/* ---------------------------------------------------------------- multi-line messages */
 
-void cli_put_oneline(FILE *out, const char *s) {
+void cli_put_indented(FILE *out, const char *s, int indent) {
     for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-        if (*p == '\n')
-            fputs("\\n", out);
-        else if (*p == '\r')
+        if (*p == '\n') {
+            if (p[1])
+                fprintf(out, "\n%*s", indent, "");
+        } else if (*p == '\r') {
             fputs("\\r", out);
-        else if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+        } else if ((*p < 0x20 && *p != '\t') || *p == 0x7f) {
             fprintf(out, "\\x%02x", *p);
-        else
+        } else {
             fputc(*p, out);
+        }
     }
 }

@@ -70,9 +70,10 @@ FILE *cli_open_input(const char *path, ft_err *err);
  * and a CR before it. Returns false for a line to skip (empty or only whitespace). */
 bool cli_jsonl_line(const char *line, size_t len, int64_t lineno, const char **start, size_t *n);
 
-/* Print s on one line: newlines as \\n, CR as \\r and other control bytes as \\xNN, so that a
- * line-oriented listing (events, get) keeps one entry a line whatever a message holds. */
-void cli_put_oneline(FILE *out, const char *s);
+/* Print s with every line after the first indented by `indent` spaces (a trailing newline
+ * dropped) and control bytes other than tab escaped (\\r, \\xNN), so that in a listing (events,
+ * get) an entry's own lines never look like the start of another entry. */
+void cli_put_indented(FILE *out, const char *s, int indent);
 
 /* The commands. Each takes argv after the command name. */
 typedef int (*cli_cmd_fn)(int argc, char **argv);

@@ -162,6 +162,9 @@ static int load_model_inputs(const ft_train_config *cfg, model_inputs *mi) {
     if (mi->T > maxpos)
         return cli_usage_error("create", "context-length", "%lld is above the model's maximum of %lld",
                                (long long)mi->T, (long long)maxpos);
+    if (cfg->global_batch_size > 0 &&
+        ft_train_check_memory(&mc, cfg->global_batch_size, cfg->micro_batch_size, mi->T, &err) != FT_OK)
+        return cli_usage_error("create", "global-batch-size", "%s", err.msg);
     if (!cfg->custom_weights_path) {
         /* The weights' headers and sizes (a cheap open: nothing is read but the headers), so a
          * truncated or foreign file is refused here rather than failing the recorded run. */
@@ -295,6 +298,27 @@ int cmd_create(int argc, char **argv) {
     ft_store *s = NULL;
     char *name = NULL, *exp_path = NULL, *exp_dir = NULL, *run_dir = NULL;
     bool json = cli_has(&a, "json");
+
+    /* The run's settings are recorded as JSON, which holds only UTF-8: a path or prompt in
+     * another encoding would be lost on the way (refused as "required", or dropped). */
+    for (size_t k = 0; k < a.n_opts; k++) {
+        if (!a.given[k] || (a.opts[k].kind != CLI_STR && a.opts[k].kind != CLI_STR_LIST))
+            continue;
+        size_t nv = a.opts[k].kind == CLI_STR ? 1 : a.list_n[k];
+        for (size_t i = 0; i < nv; i++) {
+            const char *v = a.opts[k].kind == CLI_STR ? a.str[k] : a.list[k][i];
+            size_t len = strlen(v), ok = ft_utf8_valid_prefix(v, len);
+            if (ok < len) {
+                rc = cli_usage_error("create", a.opts[k].name,
+                                     "is not valid UTF-8 (byte 0x%02X at offset %zu); ftune records a run's settings "
+                                     "as JSON text: rename the file or folder (or link it under a UTF-8 name)%s",
+                                     (unsigned char)v[ok], ok,
+                                     a.opts[k].kind == CLI_STR_LIST ? ", or write the text in UTF-8" : "");
+                cli_args_free(&a);
+                return rc;
+            }
+        }
+    }
 
     static const char *const required[] = {"model", "train-data-path", "register-to"};
     for (size_t i = 0; i < 3; i++)

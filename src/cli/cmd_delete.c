@@ -81,7 +81,7 @@ int cmd_delete(int argc, char **argv) {
         ft_buf_free(&note);
         ft_run_deinit(&r);
     }
-    if (json) {
+    if (json && (rc == CLI_EXIT_OK || json_array_size(done) > 0)) { /* all failed: the errors were the output */
         char *t = json_dumps(done, JSON_COMPACT);
         printf("%s\n", t ? t : "[]");
         free(t);

@@ -25,7 +25,7 @@ static void print_event(const ft_event *e, bool json) {
         char when[32];
         run_format_time(e->time, when, sizeof when);
         printf("%4lld  %s  %-18s %-5s ", (long long)e->seq, when, e->type, e->level);
-        cli_put_oneline(stdout, e->message);
+        cli_put_indented(stdout, e->message, 52);
         putchar('\n');
     }
 }

@@ -36,7 +36,7 @@ int cmd_get(int argc, char **argv) {
         printf("%-20s %s\n", "status", line);
         if (r.details) {
             printf("%-20s ", "details");
-            cli_put_oneline(stdout, r.details);
+            cli_put_indented(stdout, r.details, 21);
             putchar('\n');
         }
         printf("%-20s %s\n", "model", r.model ? r.model : "");

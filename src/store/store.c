@@ -13,6 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 #include <sys/time.h>
 
 #include "ftune/json.h"
@@ -242,6 +245,62 @@ static ft_status migrate(ft_store *s, ft_err *err) {
     }
 }
 
+/* Whether the file system of db_path has less than 1 MiB left for this user. */
+static bool store_disk_nearly_full(const char *db_path) {
+    if (!strcmp(db_path, ":memory:"))
+        return false;
+    char *dir = ft_strdup(db_path);
+    if (!dir)
+        return false;
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *(slash == dir ? slash + 1 : slash) = 0;
+    struct statvfs v;
+    bool full = statvfs(slash ? dir : ".", &v) == 0 && (uint64_t)v.f_bavail * (uint64_t)v.f_frsize < ((uint64_t)1 << 20);
+    ft_free(dir);
+    return full;
+}
+
+/* A store in a folder that cannot be written (a read-only mount, a folder without write
+ * permission): WAL mode cannot create its ftune.db-shm there, so SQLite cannot even read. When
+ * the store was closed cleanly (no ftune.db-wal, or an empty one), the file alone holds every
+ * commit, and it is opened as immutable: read-only, without locks or -shm. Writes then fail with
+ * "readonly database", which store_advice explains. Returns whether it reopened s. */
+static bool reopen_immutable(ft_store *s) {
+    char *dir = ft_strdup(s->path), *wal = ft_asprintf("%s-wal", s->path);
+    char *slash = dir ? strrchr(dir, '/') : NULL;
+    if (slash)
+        *(slash == dir ? slash + 1 : slash) = 0;
+    struct stat ws;
+    bool ok = dir && wal && access(slash ? dir : ".", W_OK) != 0 && ft_path_exists(s->path) &&
+              (stat(wal, &ws) != 0 || ws.st_size == 0);
+    ft_free(dir);
+    ft_free(wal);
+    if (!ok)
+        return false;
+    /* the path as a URI: percent-encode what a URI would read otherwise */
+    ft_buf uri = {0};
+    ft_buf_appendf(&uri, "file:");
+    for (const char *p = s->path; *p; p++) {
+        if (*p == '%' || *p == '?' || *p == '#')
+            ft_buf_appendf(&uri, "%%%02X", (unsigned char)*p);
+        else
+            ft_buf_append(&uri, p, 1);
+    }
+    ft_buf_appendf(&uri, "?immutable=1");
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open_v2(ft_buf_cstr(&uri), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX,
+                             NULL);
+    ft_buf_free(&uri);
+    if (rc != SQLITE_OK) {
+        sqlite3_close_v2(db);
+        return false;
+    }
+    sqlite3_close_v2(s->db);
+    s->db = db;
+    return true;
+}
+
 ft_status ft_store_open(const char *db_path, ft_store **out, ft_err *err) {
     *out = NULL;
     ft_store *s = ft_calloc(1, sizeof *s);
@@ -258,7 +317,20 @@ ft_status ft_store_open(const char *db_path, ft_store **out, ft_err *err) {
     /* A long busy timeout: a run's writer holds the lock for milliseconds, but a slow disk's
      * fsync under load can take seconds. journal_mode needs the lock too, hence after it. */
     sqlite3_busy_timeout(s->db, 30000);
-    ft_status st = store_exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", err);
+    ft_status st = FT_OK;
+    /* On a full disk the shared-memory index of WAL mode (ftune.db-shm, 32 KiB) cannot be
+     * created, and every command would fail with "disk I/O error", also `list` and the `delete`
+     * that would free space. In exclusive locking mode SQLite keeps that index in memory instead;
+     * the cost, other processes waiting while this one has the store open, is what a full disk
+     * calls for. */
+    if (store_disk_nearly_full(db_path))
+        st = store_exec(s, "PRAGMA locking_mode=EXCLUSIVE", err);
+    if (st == FT_OK)
+        st = store_exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", err);
+    if (st != FT_OK && reopen_immutable(s)) {
+        ft_err_clear(err);
+        st = store_exec(s, "PRAGMA foreign_keys=ON", err);
+    }
     if (st == FT_OK)
         st = migrate(s, err);
     if (st != FT_OK) {

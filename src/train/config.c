@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ftune/json.h"
 #include "ftune/memplan.h"
@@ -540,4 +541,48 @@ size_t ft_train_activation_bytes(const ft_model_config *mc, int64_t B, int64_t T
     wp.max_seq = T;
     wp.training = true;
     return ft_workspace_bytes(mc, &wp);
+}
+
+/* The loader keeps this many global batches in flight (data/loader.c's default prefetch), each
+ * four int32 arrays of (G, T): ids, targets, positions, sample ids. */
+#define LOADER_BATCHES 4
+#define LOADER_BYTES_PER_TOKEN (4 * sizeof(int32_t))
+
+static void format_gib(double bytes, char *buf, size_t cap) {
+    if (bytes >= (double)(1ull << 30))
+        snprintf(buf, cap, "%.1f GiB", bytes / (double)(1ull << 30));
+    else
+        snprintf(buf, cap, "%.0f MiB", bytes / (double)(1ull << 20));
+}
+
+ft_status ft_train_check_memory(const ft_model_config *mc, int64_t G, int64_t micro, int64_t T, ft_err *err) {
+    double phys = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGE_SIZE);
+    if (phys <= 0 || G <= 0 || T <= 0)
+        return FT_OK;
+    double per_batch = (double)LOADER_BATCHES * (double)LOADER_BYTES_PER_TOKEN * (double)T;
+    double batches = per_batch * (double)G;
+    /* weights, gradients and AdamW's two moments in fp32 */
+    double model = 16.0 * (double)ft_model_config_n_params(mc);
+    double act = (double)ft_train_activation_bytes(mc, micro > 0 ? micro : 1, T);
+    double need = batches + model + act;
+    if (need <= phys)
+        return FT_OK;
+    char nb[32], bb[32], mb[32], ab[32], pb[32];
+    format_gib(need, nb, sizeof nb);
+    format_gib(batches, bb, sizeof bb);
+    format_gib(model, mb, sizeof mb);
+    format_gib(act, ab, sizeof ab);
+    format_gib(phys, pb, sizeof pb);
+    double room = phys - model - act;
+    long long fits = room > per_batch ? (long long)(room / per_batch) : 0;
+    if (fits > 0)
+        return FT_ERR(err, FT_ERR_INVALID,
+                      "global batch size %lld at context length %lld needs about %s of memory (%s for the %d batches "
+                      "in flight, %s for the weights, gradients and optimizer state, %s for activations), more "
+                      "than this machine's %s: use a global batch size of at most %lld (or a shorter context)",
+                      (long long)G, (long long)T, nb, bb, LOADER_BATCHES, mb, ab, pb, fits);
+    return FT_ERR(err, FT_ERR_INVALID,
+                  "this model at context length %lld needs about %s of memory (%s for the weights, gradients and "
+                  "optimizer state, %s for activations, %s for %lld-row batches), more than this machine's %s",
+                  (long long)T, nb, mb, ab, bb, (long long)G, pb);
 }

@@ -705,6 +705,8 @@ static ft_status run_impl(const ft_train_config *cfg, const char *run_dir, const
         if (s == FT_OK)
             snprintf(res->last_checkpoint, sizeof res->last_checkpoint, "%s", resume_from);
     }
+    if (s == FT_OK) /* a clear refusal rather than an allocation of more than the machine has */
+        s = ft_train_check_memory(&r.mc, r.G, r.micro, r.T, err);
     /* Weights: the checkpoint resumed from, else custom_weights_path, else the model. */
     char *weights_dir = NULL;
     if (s == FT_OK && resume_from) {
