@@ -112,6 +112,13 @@ TEST(paths_create_refuses_a_folder_with_user_files_and_ftune_home) {
     char *home = ft_path_join(tmp, "home");
     int lock = hold_worker_lock(home);
     REQUIRE(lock >= 0);
+    /* a store that exists (read-only commands no longer create one): it must survive */
+    char *db = ft_path_join(home, "ftune.db");
+    ft_store *st;
+    ft_err e;
+    REQUIRE_OK(ft_store_open(db, &st, &e), &e);
+    ft_store_close(st);
+    ft_free(db);
     /* the user's project, where the run folder would go */
     char *proj = ft_path_join(tmp, "x/proj");
     write_file(proj, "src/main.c", "int main(void) { return 0; }\n");
