@@ -36,7 +36,7 @@ cfg = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "add_bos_t
        "chat_template": open(sys.argv[2]).read().strip()}
 json.dump(cfg, open(sys.argv[1], "w"), indent=2)
 EOF
-"$FTUNE" init-model --out "$WORK/base-model" --vocab-size 32000 --hidden-size 64 --intermediate-size 192 \
+"$FTUNE" init-model --force --out "$WORK/base-model" --vocab-size 32000 --hidden-size 64 --intermediate-size 192 \
     --layers 2 --heads 4 --max-position-embeddings 512 --tokenizer "$WORK/tok" --seed 1
 
 step "2. The task: extract the person and the city (held-out eval split)"

@@ -62,7 +62,8 @@ static ft_status fill_random(void *ctx, size_t index, const ft_tensor_spec *t, i
 }
 
 static const cli_opt opts[] = {
-    {"out", CLI_STR, "DIR: folder to write (created; files in it are replaced)"},
+    {"out", CLI_STR, "DIR: folder to write (created; one that holds a model is refused without --force)"},
+    {"force", CLI_FLAG, "replace the model files in an --out folder that already holds a model"},
     {"vocab-size", CLI_INT, "N: vocabulary size (V)"},
     {"hidden-size", CLI_INT, "N: model width (C)"},
     {"intermediate-size", CLI_INT, "N: SwiGLU width (F)"},
@@ -210,6 +211,24 @@ int cmd_init_model(int argc, char **argv) {
     const char *out = cli_str(&a, "out", NULL);
     char *dir = NULL;
     ft_status s = ft_path_map(out, &dir, &err);
+    /* Random weights written over a real model's files would destroy it: a folder that already
+     * holds a model (config.json or weights) is only replaced on request. */
+    if (s == FT_OK && !cli_has(&a, "force")) {
+        char *cfg = ft_path_join(dir, "config.json"), *w = ft_path_join(dir, "model.safetensors"),
+             *wi = ft_path_join(dir, "model.safetensors.index.json");
+        bool has = (cfg && ft_path_exists(cfg)) || (w && ft_path_exists(w)) || (wi && ft_path_exists(wi));
+        ft_free(cfg);
+        ft_free(w);
+        ft_free(wi);
+        if (has) {
+            ft_free(dir);
+            cli_args_free(&a);
+            return cli_usage_error("init-model", "out",
+                                   "%s already holds a model (config.json or model.safetensors): writing random "
+                                   "weights there would replace it; choose a new folder, or add --force",
+                                   out);
+        }
+    }
     if (s == FT_OK)
         s = ft_hf_export(dir, &c, fill_random, &ctx, &p, &err);
     ft_free(dir);

@@ -399,3 +399,38 @@ TEST(messages_full_disk_and_read_only_home) {
     ft_free(home);
     ft_free(mnt);
 }
+
+/* Found in the hostile pass: `init-model --out` into a folder holding a real model replaced its
+ * weights with random ones. It is refused unless --force. */
+TEST(messages_init_model_does_not_overwrite_a_model) {
+    char *model = tiny_model();
+    REQUIRE(model);
+    char *w = ft_path_join(model, "model.safetensors");
+    char *before = NULL, *after = NULL;
+    size_t nb = 0, na = 0;
+    REQUIRE_OK(ft_file_read_all(w, &before, &nb, NULL), (ft_err *)NULL);
+    char *err = NULL;
+    char *home = home_in_tmp("home");
+    CHECK_EQ_INT(run2(home, NULL, &err,
+                      "init-model --out '%s' --vocab-size 300 --hidden-size 8 --intermediate-size 16 --layers 1 "
+                      "--heads 2 --seed 2",
+                      model),
+                 2);
+    CHECK(err && strstr(err, "--out") && strstr(err, "already holds a model") && strstr(err, "--force"));
+    free(err);
+    REQUIRE_OK(ft_file_read_all(w, &after, &na, NULL), (ft_err *)NULL);
+    CHECK(na == nb && memcmp(before, after, nb) == 0);
+    ft_free(after);
+    CHECK_EQ_INT(run2(home, NULL, NULL,
+                      "init-model --out '%s' --vocab-size 300 --hidden-size 8 --intermediate-size 16 --layers 1 "
+                      "--heads 2 --seed 2 --force",
+                      model),
+                 0);
+    REQUIRE_OK(ft_file_read_all(w, &after, &na, NULL), (ft_err *)NULL);
+    CHECK(na == nb && memcmp(before, after, nb) != 0);
+    ft_free(after);
+    ft_free(before);
+    ft_free(w);
+    ft_free(model);
+    ft_free(home);
+}
