@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "data/data_internal.h"
+#include "data/tables.h"
 
 ft_reader_params ft_reader_default_params(void) {
     return (ft_reader_params){
@@ -552,6 +553,9 @@ ft_status ft_reader_open(const char *path, ft_task_type task, const ft_reader_pa
         rp.chunk_bytes = dp.chunk_bytes;
     bool cpt = task == FT_TASK_CONTINUED_PRETRAIN;
 
+    /* Delta tables, Hugging Face datasets, Arrow and Parquet files (data/tables.c) */
+    if (src_is_table_path(path))
+        return src_reader_open(path, task, &rp, out, err);
     char *mapped = NULL;
     FT_TRY(ft_path_map(path, &mapped, err));
     struct stat st;
@@ -578,6 +582,12 @@ ft_status ft_reader_open(const char *path, ft_task_type task, const ft_reader_pa
     bool is_dir = S_ISDIR(st.st_mode);
     if (is_dir) {
         s = walk_dir(&w, mapped, "", 0, err);
+        if (s == FT_OK && w.files.n == 0 && src_folder_has_tables(mapped)) { /* a folder of Parquet/Arrow files */
+            ft_free(w.seen);
+            list_free(&w.files);
+            ft_free(mapped);
+            return src_reader_open(path, task, &rp, out, err);
+        }
         if (s == FT_OK && w.files.n == 0)
             s = FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0, "no %s files in this folder (searched recursively)%s",
                           w.ext,

@@ -140,6 +140,17 @@ static void check_ift(chk *c, const json_t *o) {
     extra_keys(c, o, 0, allowed, "");
 }
 
+/* A table row for CONTINUED_PRETRAIN: {"text": string}. */
+static void check_text_row(chk *c, const json_t *o) {
+    json_t *t = json_object_get(o, "text");
+    if (!t)
+        emit(c, FT_ISSUE_ERROR, vpos(c, 0), "missing \"text\"");
+    else if (!json_is_string(t))
+        emit(c, FT_ISSUE_ERROR, vpos(c, 0), "\"text\" must be a string, found %s", jtype(t));
+    else if (blank_str(t))
+        emit(c, FT_ISSUE_WARNING, vpos(c, 0), "\"text\" is empty");
+}
+
 static bool known_role(const char *r) {
     return !strcmp(r, "system") || !strcmp(r, "user") || !strcmp(r, "assistant");
 }
@@ -447,6 +458,8 @@ static void process(scan_ctx *sc, const rec_in *in, rec_out *out, int tid) {
         parsed = json_incref(rec->value);
         if (p->task == FT_TASK_CHAT_COMPLETION)
             check_chat(&c, parsed);
+        else if (p->task == FT_TASK_CONTINUED_PRETRAIN)
+            check_text_row(&c, parsed);
         else
             check_ift(&c, parsed);
         break;
@@ -550,6 +563,8 @@ ft_status ft_data_validate(const char *path, const ft_validate_params *p, ft_dat
             }
             in[n].rec = rec;
             in[n].data_off = bytes.len;
+            if (rec.kind == FT_RECORD_JSON_VALUE) /* borrowed until the reader's next call: hold it */
+                json_incref(rec.value);
             /* the record borrows from the reader until its next call: keep a copy */
             if (rec.kind == FT_RECORD_JSON_TEXT || rec.kind == FT_RECORD_TEXT)
                 s = ft_buf_append(&bytes, rec.data, rec.len);
@@ -619,6 +634,10 @@ ft_status ft_data_validate(const char *path, const ft_validate_params *p, ft_dat
                 goto done;
         }
         for (size_t i = 0; i < n; i++) {
+            if (in[i].rec.kind == FT_RECORD_JSON_VALUE) {
+                json_decref(in[i].rec.value);
+                in[i].rec.value = NULL;
+            }
             for (size_t k = 0; k < out[i].n_iss; k++)
                 ft_free((char *)out[i].iss[k].message);
             ft_free(out[i].iss);
@@ -659,6 +678,9 @@ ft_status ft_data_validate(const char *path, const ft_validate_params *p, ft_dat
         snprintf(r->est_note, sizeof r->est_note, "no training step was measured");
 
 done:
+    for (size_t i = 0; in && i < BATCH_RECORDS; i++)
+        if (in[i].rec.kind == FT_RECORD_JSON_VALUE)
+            json_decref(in[i].rec.value);
     for (size_t i = 0; out && i < BATCH_RECORDS; i++) {
         for (size_t k = 0; k < out[i].n_iss; k++)
             ft_free((char *)out[i].iss[k].message);

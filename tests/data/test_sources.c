@@ -1,0 +1,691 @@
+/* tests/data/test_sources.c: table sources (src/data/arrow.c, delta.c, delta_dv.c, hf.c, tables.c)
+ * against files written by others: Arrow IPC from npm apache-arrow (expected rows from
+ * apache-arrow's own reading, tools/reference/arrow_fixtures.mjs), the Delta project's golden
+ * tables (expected rows read from their expected/ Parquet files by DuckDB,
+ * tools/reference/delta_fixtures.mjs), delta-kernel-rs test tables, and hub / datasets caches
+ * laid out here. */
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "data/parquet.h"
+#include "data/sources.h"
+#include "data/tables.h"
+#include "test.h"
+
+/* ---------------------------------------------------------------- helpers */
+
+static char *slurp(const char *path) {
+    char *d = NULL;
+    size_t n;
+    return ft_file_read_all(path, &d, &n, NULL) == FT_OK ? d : NULL;
+}
+
+/* A canonical text of a JSON value for multiset comparison: keys sorted, numbers compared as
+ * doubles to 6 significant digits (float32 columns print their shortest float32 form, other
+ * readers the widened double), timestamps without their UTC marker (writers disagree on the
+ * Parquet isAdjustedToUTC flag of the same instants). */
+static void canon(const json_t *v, ft_buf *o) {
+    if (json_is_object(v)) {
+        const char *keys[256];
+        size_t n = 0;
+        const char *k;
+        json_t *x;
+        json_object_foreach((json_t *)v, k, x) if (n < 256) keys[n++] = k;
+        for (size_t i = 1; i < n; i++)
+            for (size_t j = i; j > 0 && strcmp(keys[j - 1], keys[j]) > 0; j--) {
+                const char *t = keys[j];
+                keys[j] = keys[j - 1];
+                keys[j - 1] = t;
+            }
+        ft_buf_putc(o, '{');
+        for (size_t i = 0; i < n; i++) {
+            ft_buf_appendf(o, "%s:", keys[i]);
+            canon(json_object_get(v, keys[i]), o);
+            ft_buf_putc(o, ',');
+        }
+        ft_buf_putc(o, '}');
+    } else if (json_is_array(v)) {
+        ft_buf_putc(o, '[');
+        size_t i;
+        json_t *x;
+        json_array_foreach((json_t *)v, i, x) {
+            canon(x, o);
+            ft_buf_putc(o, ',');
+        }
+        ft_buf_putc(o, ']');
+    } else if (json_is_number(v)) {
+        ft_buf_appendf(o, "%.6g", json_number_value(v) + 0.0); /* -0 == 0 (JSON.stringify(-0) is "0") */
+    } else if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        size_t n = strlen(s);
+        if (n == 27 && s[10] == 'T' && s[26] == 'Z')
+            n = 26;
+        ft_buf_appendf(o, "\"%.*s\"", (int)n, s);
+    } else {
+        char *t = json_dumps(v, JSON_ENCODE_ANY);
+        ft_buf_appendf(o, "%s", t ? t : "?");
+        free(t);
+    }
+}
+
+static int cmp_cstr(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+typedef struct rowset {
+    char **v;
+    size_t n, cap;
+} rowset;
+
+static void rowset_add(rowset *r, const json_t *row) {
+    ft_buf b = {0};
+    canon(row, &b);
+    ft_buf_putc(&b, 0);
+    if (r->n == r->cap) {
+        r->cap = r->cap ? r->cap * 2 : 64;
+        r->v = ft_realloc(r->v, r->cap * sizeof *r->v);
+    }
+    r->v[r->n++] = b.data;
+}
+
+static void rowset_free(rowset *r) {
+    for (size_t i = 0; i < r->n; i++)
+        ft_free(r->v[i]);
+    ft_free(r->v);
+    memset(r, 0, sizeof *r);
+}
+
+/* Rows of a JSON Lines file (integers read as reals: u64 extremes do not fit jansson's int). */
+static bool rowset_from_jsonl(rowset *r, const char *path) {
+    char *text = slurp(path);
+    if (!text)
+        return false;
+    char *save = NULL;
+    for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        json_error_t je;
+        json_t *v = json_loads(l, JSON_DECODE_INT_AS_REAL, &je);
+        if (!v) {
+            ft_free(text);
+            return false;
+        }
+        rowset_add(r, v);
+        json_decref(v);
+    }
+    ft_free(text);
+    return true;
+}
+
+/* Every row of a source, all columns, as `data head` would print them: JSON text per cell,
+ * assembled into an object and parsed back (integers as reals, as above). */
+static ft_status rowset_from_source(rowset *r, const char *spec, int64_t version, ft_buf *first_line, ft_err *err) {
+    src_set *set;
+    FT_TRY(src_set_open(spec, version, &set, err));
+    /* the columns: the Delta schema, else the first file's */
+    const char *cols[256];
+    size_t nc = 0;
+    arrow_file *af = NULL;
+    pq_file *pf = NULL;
+    ft_status s = FT_OK;
+    if (set->delta) {
+        for (size_t i = 0; i < set->delta->n_fields && nc < 256; i++)
+            cols[nc++] = set->delta->fields[i].name;
+    } else if (set->n && set->files[0].kind == SRC_ARROW) {
+        s = arrow_open(set->files[0].path, set->files[0].name, &af, err);
+        for (size_t i = 0; s == FT_OK && i < arrow_n_columns(af) && nc < 256; i++)
+            cols[nc++] = arrow_column_name(af, i);
+    } else if (set->n) {
+        s = pq_open(set->files[0].path, set->files[0].name, &pf, err);
+        const pq_node *root = s == FT_OK ? pq_node_at(pf, 0) : NULL;
+        for (int32_t i = 0; root && i < root->n_children && nc < 256; i++)
+            cols[nc++] = pq_node_at(pf, root->children[i])->name;
+    }
+    src_cursor *c = NULL;
+    if (s == FT_OK)
+        s = src_cursor_open(set, cols, nc, &c, err);
+    ft_buf line = {0};
+    while (s == FT_OK) {
+        const data_value *cells;
+        src_pos pos;
+        bool done;
+        s = src_cursor_next(c, &cells, &pos, &done, err);
+        if (s != FT_OK || done)
+            break;
+        line.len = 0;
+        ft_buf_putc(&line, '{');
+        for (size_t i = 0; s == FT_OK && i < nc; i++) {
+            ft_buf_appendf(&line, "%s\"%s\":", i ? "," : "", cols[i]);
+            s = data_value_write_json(&line, &cells[i], err);
+        }
+        ft_buf_putc(&line, '}');
+        if (first_line && first_line->len == 0) {
+            ft_buf_append(first_line, line.data, line.len);
+            ft_buf_putc(first_line, 0);
+        }
+        json_error_t je;
+        json_t *v = json_loadb(line.data, line.len, JSON_DECODE_INT_AS_REAL, &je);
+        if (!v) {
+            s = FT_ERR(err, FT_ERR_PARSE, "data head's JSON does not parse: %s: %.*s", je.text, (int)line.len,
+                       line.data);
+            break;
+        }
+        rowset_add(r, v);
+        json_decref(v);
+    }
+    ft_buf_free(&line);
+    src_cursor_free(c);
+    arrow_close(af);
+    pq_close(pf);
+    src_set_free(set);
+    return s;
+}
+
+/* Multiset equality; prints the first differences. */
+static bool rowsets_equal(rowset *a, rowset *b, const char *what) {
+    qsort(a->v, a->n, sizeof *a->v, cmp_cstr);
+    qsort(b->v, b->n, sizeof *b->v, cmp_cstr);
+    bool eq = a->n == b->n;
+    for (size_t i = 0; eq && i < a->n; i++)
+        eq = strcmp(a->v[i], b->v[i]) == 0;
+    if (!eq) {
+        fprintf(stderr, "  %s: %zu rows read, %zu expected\n", what, a->n, b->n);
+        for (size_t i = 0, shown = 0; i < a->n && i < b->n && shown < 3; i++)
+            if (strcmp(a->v[i], b->v[i]) != 0) {
+                fprintf(stderr, "    read:     %.300s\n    expected: %.300s\n", a->v[i], b->v[i]);
+                shown++;
+            }
+    }
+    return eq;
+}
+
+static bool parquet_available(void) {
+    pq_file *f = NULL;
+    ft_err e;
+    ft_err_clear(&e);
+    ft_status s = pq_open(ft_test_fixture("data/delta/simple_table/part-00000-2befed33-c358-4768-a43c-3eda0d2a499d-c000.snappy.parquet"),
+                          "probe", &f, &e);
+    pq_close(f);
+    return s != FT_ERR_UNSUPPORTED;
+}
+
+/* ---------------------------------------------------------------- Arrow IPC */
+
+static void arrow_case(const char *file, const char *expected) {
+    rowset got = {0}, want = {0};
+    ft_err err;
+    ft_err_clear(&err);
+    ft_buf first = {0};
+    CHECK_OK(rowset_from_source(&got, ft_test_fixture(file), -1, &first, &err), &err);
+    REQUIRE(rowset_from_jsonl(&want, ft_test_fixture(expected)));
+    CHECK(want.n >= 5);
+    CHECK(rowsets_equal(&got, &want, file));
+    /* integers are exact at any width (the multiset compares them as doubles) */
+    CHECK(first.data && strstr(first.data, "\"u64\":18446744073709551615"));
+    CHECK(first.data && strstr(first.data, "\"i64\":-9223372036854775808"));
+    CHECK(first.data && strstr(first.data, "\"tsu\":\"2021-09-08T11:11:11.000000Z\""));
+    ft_buf_free(&first);
+    rowset_free(&got);
+    rowset_free(&want);
+}
+
+TEST(arrow_stream_every_type_as_apache_arrow_reads_it) {
+    arrow_case("data/arrow/types.stream.arrow", "data/arrow/types.stream.expected.jsonl");
+}
+
+TEST(arrow_file_format_every_type_as_apache_arrow_reads_it) {
+    arrow_case("data/arrow/types.file.arrow", "data/arrow/types.file.expected.jsonl");
+}
+
+TEST(arrow_damaged_files_are_errors_not_crashes) {
+    char *data = NULL;
+    size_t n;
+    ft_err err;
+    ft_err_clear(&err);
+    REQUIRE(ft_file_read_all(ft_test_fixture("data/arrow/types.stream.arrow"), &data, &n, &err) == FT_OK);
+    int64_t rows;
+    CHECK_OK(arrow_decode_memory((const uint8_t *)data, n, &rows, &err), &err);
+    CHECK_EQ_INT(rows, 10);
+    /* every truncation, and flipped bytes all over: an error or rows, never a crash */
+    for (size_t cut = 0; cut < n; cut += 7)
+        (void)arrow_decode_memory((const uint8_t *)data, cut, &rows, NULL);
+    for (size_t i = 0; i < n; i += 3) {
+        uint8_t *m = ft_malloc(n);
+        memcpy(m, data, n);
+        m[i] ^= 0x5A;
+        (void)arrow_decode_memory(m, n, &rows, NULL);
+        ft_free(m);
+    }
+    /* not Arrow at all */
+    ft_status s = arrow_decode_memory((const uint8_t *)"hello world, not arrow", 22, &rows, &err);
+    CHECK(s == FT_ERR_PARSE);
+    ft_free(data);
+}
+
+static ft_data_report *validate_path(const char *path, ft_task_type task) {
+    ft_validate_params p;
+    ft_validate_default_params(&p, task);
+    p.threads = 1;
+    ft_data_report *r = NULL;
+    ft_err err;
+    ft_err_clear(&err);
+    ft_status s = ft_data_validate(path, &p, &r, NULL, &err);
+    if (s != FT_OK) {
+        char m[1600];
+        ft_err_format(&err, m, sizeof m);
+        ft_test_fail_(__FILE__, __LINE__, "validate %s: %s", path, m);
+    }
+    return r;
+}
+
+TEST(arrow_training_rows_for_each_task_with_bad_rows_located) {
+    static const ft_task_type tasks[] = {FT_TASK_CHAT_COMPLETION, FT_TASK_INSTRUCTION_FINETUNE,
+                                         FT_TASK_CONTINUED_PRETRAIN};
+    for (int t = 0; t < 3; t++) {
+        ft_data_report *r = validate_path(ft_test_fixture("data/arrow/train.arrow"), tasks[t]);
+        REQUIRE(r);
+        CHECK(r->valid);
+        CHECK_EQ_INT(r->n_records, 3);
+        CHECK_EQ_INT(r->n_valid_records, 3);
+        ft_data_report_free(r);
+        /* row 2 is bad for every task: chat without an answer, a null prompt, a null text */
+        r = validate_path(ft_test_fixture("data/arrow/train_bad.arrow"), tasks[t]);
+        REQUIRE(r);
+        CHECK(!r->valid);
+        CHECK_EQ_INT(r->n_valid_records, 2);
+        REQUIRE(r->n_issues >= 1);
+        CHECK_EQ_INT(r->issues[0].line, 2);
+        CHECK(strstr(r->issues[0].file, "train_bad.arrow") != NULL);
+        ft_data_report_free(r);
+    }
+}
+
+/* ---------------------------------------------------------------- deletion vectors */
+
+TEST(delta_dv_inline_vector_of_delta_kernel) {
+    /* delta-kernel-rs's inline test vector: deletes rows {3, 4, 7, 11, 18, 29} */
+    const char *z = "^Bg9^0rr910000000000iXQKl0rr91000f55c8Xg0@@D72lkbi5=-{L";
+    delta_snapshot s = {.root = "/", .display = "t"};
+    delta_file f = {.rel = "x.parquet", .has_dv = true,
+                    .dv = {.storage = 'i', .path_or_inline = (char *)z, .offset = -1, .size = 44, .cardinality = 6}};
+    uint64_t *rows;
+    size_t n;
+    ft_err err;
+    ft_err_clear(&err);
+    REQUIRE_OK(delta_dv_rows(&s, &f, &rows, &n, &err), &err);
+    static const uint64_t want[] = {3, 4, 7, 11, 18, 29};
+    REQUIRE(n == 6);
+    for (size_t i = 0; i < 6; i++)
+        CHECK_EQ_INT(rows[i], want[i]);
+    ft_free(rows);
+    /* a wrong cardinality is an error, not silently other rows */
+    f.dv.cardinality = 5;
+    CHECK(delta_dv_rows(&s, &f, &rows, &n, &err) == FT_ERR_PARSE);
+}
+
+TEST(delta_dv_file_crc_checked) {
+    ft_err err;
+    ft_err_clear(&err);
+    delta_snapshot *s = NULL;
+    const char *root = ft_test_fixture("data/delta/table-with-dv-small");
+    REQUIRE_OK(delta_snapshot_load(root, "dv-small", -1, &s, &err), &err);
+    REQUIRE(s->n_files == 1 && s->files[0].has_dv);
+    uint64_t *rows;
+    size_t n;
+    REQUIRE_OK(delta_dv_rows(s, &s->files[0], &rows, &n, &err), &err);
+    CHECK_EQ_INT(n, 2); /* the log's cardinality, checked inside too */
+    ft_free(rows);
+    /* a damaged copy: the CRC catches it */
+    const char *tmp = ft_test_tmpdir();
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "cp -r %s %s/t && f=$(ls %s/t/deletion_vector_*.bin) && printf '\\377' | dd of=$f bs=1 seek=12 conv=notrunc 2>/dev/null",
+             root, tmp, tmp);
+    REQUIRE(system(cmd) == 0);
+    char copy[1024];
+    snprintf(copy, sizeof copy, "%s/t", tmp);
+    delta_snapshot *s2 = NULL;
+    REQUIRE_OK(delta_snapshot_load(copy, "dv-small-copy", -1, &s2, &err), &err);
+    ft_status st = delta_dv_rows(s2, &s2->files[0], &rows, &n, &err);
+    CHECK(st == FT_ERR_PARSE);
+    CHECK(strstr(err.msg, "CRC") != NULL);
+    delta_snapshot_free(s2);
+    delta_snapshot_free(s);
+}
+
+/* ---------------------------------------------------------------- Delta log replay */
+
+TEST(delta_must_fail_tables_give_clear_errors) {
+    static const struct {
+        const char *table, *msg;
+    } cases[] = {
+        {"deltalog-invalid-protocol-version", "reader version 99"},
+        {"deltalog-state-reconstruction-without-metadata", "no metaData action"},
+        {"data-reader-absolute-paths-escaped-chars", "no metaData action"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char rel[256];
+        snprintf(rel, sizeof rel, "data/delta/golden/%s/delta", cases[i].table);
+        delta_snapshot *s = NULL;
+        ft_err err;
+        ft_err_clear(&err);
+        ft_status st = delta_snapshot_load(ft_test_fixture(rel), cases[i].table, -1, &s, &err);
+        CHECK(st != FT_OK);
+        if (!strstr(err.msg, cases[i].msg))
+            ft_test_fail_(__FILE__, __LINE__, "%s: got \"%s\", want \"%s\"", cases[i].table, err.msg, cases[i].msg);
+        delta_snapshot_free(s);
+    }
+    /* a folder that is not a table */
+    delta_snapshot *s = NULL;
+    ft_err err;
+    ft_err_clear(&err);
+    CHECK(delta_snapshot_load(ft_test_fixture("data/arrow"), "arrow", -1, &s, &err) == FT_ERR_NOT_FOUND);
+    CHECK(strstr(err.msg, "_delta_log") != NULL);
+}
+
+/* The checkpoint-missing-metadata/protocol tables need their Parquet checkpoint read. */
+TEST(delta_must_fail_checkpoint_tables) {
+    if (!parquet_available())
+        SKIP("the Parquet reader is not in this build yet (checkpoints are Parquet files)");
+    static const struct {
+        const char *table, *msg;
+    } cases[] = {
+        {"deltalog-state-reconstruction-from-checkpoint-missing-metadata", "no metaData action"},
+        {"deltalog-state-reconstruction-from-checkpoint-missing-protocol", "no protocol action"},
+    };
+    for (size_t i = 0; i < 2; i++) {
+        char rel[256];
+        snprintf(rel, sizeof rel, "data/delta/golden/%s/delta", cases[i].table);
+        delta_snapshot *s = NULL;
+        ft_err err;
+        ft_err_clear(&err);
+        CHECK(delta_snapshot_load(ft_test_fixture(rel), cases[i].table, -1, &s, &err) != FT_OK);
+        if (!strstr(err.msg, cases[i].msg))
+            ft_test_fail_(__FILE__, __LINE__, "%s: got \"%s\", want \"%s\"", cases[i].table, err.msg, cases[i].msg);
+        delta_snapshot_free(s);
+    }
+}
+
+TEST(delta_log_gaps_versions_and_keys) {
+    const char *tmp = ft_test_tmpdir();
+    char cmd[2048], t[1024];
+    /* simple_table: versions 0..4, JSON commits only */
+    snprintf(t, sizeof t, "%s/simple", tmp);
+    snprintf(cmd, sizeof cmd, "cp -r %s %s", ft_test_fixture("data/delta/simple_table"), t);
+    REQUIRE(system(cmd) == 0);
+    ft_err err;
+    ft_err_clear(&err);
+    delta_snapshot *s = NULL;
+    REQUIRE_OK(delta_snapshot_load(t, "simple", -1, &s, &err), &err);
+    CHECK_EQ_INT(s->version, 4);
+    size_t latest_files = s->n_files;
+    CHECK(latest_files > 0);
+    delta_snapshot_free(s);
+    /* an older version; one past the end is an error naming the latest */
+    REQUIRE_OK(delta_snapshot_load(t, "simple", 0, &s, &err), &err);
+    CHECK_EQ_INT(s->version, 0);
+    delta_snapshot_free(s);
+    s = NULL;
+    CHECK(delta_snapshot_load(t, "simple", 9, &s, &err) == FT_ERR_NOT_FOUND);
+    CHECK(strstr(err.msg, "latest version is 4") != NULL);
+    /* a gap */
+    snprintf(cmd, sizeof cmd, "rm %s/_delta_log/00000000000000000002.json", t);
+    REQUIRE(system(cmd) == 0);
+    CHECK(delta_snapshot_load(t, "simple", -1, &s, &err) == FT_ERR_INVALID);
+    CHECK(strstr(err.msg, "commit 2 is missing") != NULL);
+    /* the version before the gap still reads */
+    CHECK_OK(delta_snapshot_load(t, "simple", 1, &s, &err), &err);
+    delta_snapshot_free(s);
+    /* a broken commit names its file and line */
+    snprintf(cmd, sizeof cmd, "printf '{\"add\": \\n' > %s/_delta_log/00000000000000000001.json", t);
+    REQUIRE(system(cmd) == 0);
+    s = NULL;
+    CHECK(delta_snapshot_load(t, "simple", 1, &s, &err) == FT_ERR_PARSE);
+    CHECK(strstr(err.file, "00000000000000000001.json") != NULL);
+    CHECK_EQ_INT(err.line, 1);
+    /* an unknown reader feature */
+    snprintf(t, sizeof t, "%s/feat", tmp);
+    snprintf(cmd, sizeof cmd, "%s/_delta_log", t);
+    REQUIRE(ft_mkdir_p(cmd, NULL) == FT_OK);
+    snprintf(cmd, sizeof cmd, "%s/_delta_log/00000000000000000000.json", t);
+    FILE *fp = fopen(cmd, "w");
+    REQUIRE(fp);
+    fputs("{\"protocol\":{\"minReaderVersion\":3,\"minWriterVersion\":7,\"readerFeatures\":[\"deletionVectors\","
+          "\"futureThing\"]}}\n{\"metaData\":{\"id\":\"x\",\"format\":{\"provider\":\"parquet\"},\"schemaString\":"
+          "\"{\\\"type\\\":\\\"struct\\\",\\\"fields\\\":[]}\",\"partitionColumns\":[],\"configuration\":{}}}\n",
+          fp);
+    fclose(fp);
+    CHECK(delta_snapshot_load(t, "feat", -1, &s, &err) == FT_ERR_UNSUPPORTED);
+    if (!strstr(err.msg, "futureThing"))
+        fprintf(stderr, "  unknown feature: %s\n", err.msg);
+    CHECK(strstr(err.msg, "futureThing") != NULL);
+}
+
+TEST(delta_add_remove_keyed_by_path_and_dv) {
+    /* log-replay-dv-key-cases: the same file re-added with successive deletion vectors */
+    ft_err err;
+    ft_err_clear(&err);
+    delta_snapshot *s = NULL;
+    REQUIRE_OK(delta_snapshot_load(ft_test_fixture("data/delta/golden/log-replay-dv-key-cases/delta"), "dv-keys", -1,
+                                   &s, &err),
+               &err);
+    CHECK_EQ_INT(s->n_files, 1);
+    if (s->n_files == 1)
+        CHECK(s->files[0].has_dv);
+    delta_snapshot_free(s);
+    /* URI-decoded paths: a path with %20 and %23 */
+    REQUIRE_OK(delta_snapshot_load(ft_test_fixture("data/delta/golden/log-replay-special-characters/delta"), "special",
+                                   -1, &s, &err),
+               &err);
+    for (size_t i = 0; i < s->n_files; i++)
+        CHECK(strchr(s->files[i].rel, '%') == NULL);
+    delta_snapshot_free(s);
+}
+
+TEST(delta_fuzz_entry_accepts_any_bytes) {
+    static const char *inputs[] = {"", "\n\n", "{", "[]", "{\"add\":{}}", "{\"add\":{\"path\":\"a\",\"deletionVector\":{}}}",
+                                   "{\"remove\":{\"path\":\"%zz\"}}", "{\"sidecar\":{\"path\":\"x\"}}", "null\n1\n\"s\""};
+    for (size_t i = 0; i < sizeof inputs / sizeof *inputs; i++)
+        (void)delta_check_commit(inputs[i], strlen(inputs[i]), NULL);
+    uint64_t *rows;
+    size_t n;
+    static const uint8_t junk[] = {0xD1, 0x3A, 0x3A, 0x64, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x3B, 0x30, 0, 0};
+    CHECK(delta_dv_decode(junk, sizeof junk, &rows, &n, NULL) != FT_OK);
+}
+
+/* ---------------------------------------------------------------- golden tables */
+
+/* Golden tables that are not a plain latest-snapshot comparison (refs/README.md) or that
+ * must fail (tested above). */
+static bool golden_skipped(const char *name) {
+    static const char *const skip[] = {"data-reader-partition-values",
+                                       "parquet-all-types",
+                                       "parquet-all-types-legacy-format",
+                                       "log-replay-special-characters-b",
+                                       "delete-re-add-same-file-different-transactions",
+                                       "data-skipping-basic-stats-all-types-columnmapping-id",
+                                       NULL};
+    for (size_t i = 0; skip[i]; i++)
+        if (!strcmp(skip[i], name))
+            return true;
+    return strncmp(name, "canonicalized-paths-", 20) == 0;
+}
+
+TEST(delta_golden_tables_equal_expected) {
+    if (!parquet_available())
+        SKIP("the Parquet reader is not in this build yet (Delta data files are Parquet)");
+    const char *dir = ft_test_fixture("data/delta/golden");
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "ls %s", dir);
+    char *list = NULL;
+    REQUIRE(ft_test_run(cmd, &list) == 0);
+    int same = 0, differ = 0, failed = 0;
+    char *save = NULL;
+    for (char *name = strtok_r(list, "\n", &save); name; name = strtok_r(NULL, "\n", &save)) {
+        char exp[1024], tbl[1024];
+        snprintf(exp, sizeof exp, "%s/%s/expected.jsonl", dir, name);
+        snprintf(tbl, sizeof tbl, "%s/%s/delta", dir, name);
+        if (access(exp, R_OK) != 0 || golden_skipped(name))
+            continue;
+        rowset got = {0}, want = {0};
+        ft_err err;
+        ft_err_clear(&err);
+        ft_status s = rowset_from_source(&got, tbl, -1, NULL, &err);
+        if (s != FT_OK) {
+            char m[1600];
+            ft_err_format(&err, m, sizeof m);
+            fprintf(stderr, "  golden %s: %s\n", name, m);
+            failed++;
+        } else if (!rowset_from_jsonl(&want, exp)) {
+            fprintf(stderr, "  golden %s: cannot read expected rows\n", name);
+            failed++;
+        } else if (rowsets_equal(&got, &want, name)) {
+            same++;
+        } else {
+            differ++;
+        }
+        rowset_free(&got);
+        rowset_free(&want);
+    }
+    ft_free(list);
+    fprintf(stderr, "  golden tables: %d read identically, %d differ, %d failed\n", same, differ, failed);
+    CHECK(same > 30);
+    CHECK_EQ_INT(differ, 0);
+    CHECK_EQ_INT(failed, 0);
+}
+
+/* ---------------------------------------------------------------- Hugging Face caches */
+
+static void put(const char *root, const char *rel, const char *src_or_text, bool copy) {
+    char path[2048], cmd[4096];
+    snprintf(path, sizeof path, "%s/%s", root, rel);
+    char *slash = strrchr(path, '/');
+    *slash = 0;
+    ft_mkdir_p(path, NULL);
+    *slash = '/';
+    if (copy) {
+        snprintf(cmd, sizeof cmd, "cp '%s' '%s'", src_or_text, path);
+        if (system(cmd) != 0)
+            ft_test_fail_(__FILE__, __LINE__, "cp failed");
+    } else {
+        FILE *f = fopen(path, "w");
+        fputs(src_or_text, f);
+        fclose(f);
+    }
+}
+
+static size_t hf_count(const char *spec, char *where, size_t cap, ft_err *err) {
+    hf_split_files f = {0};
+    ft_status s = hf_resolve(spec, &f, err);
+    size_t n = s == FT_OK ? f.n : (size_t)-1;
+    if (where)
+        snprintf(where, cap, "%s", s == FT_OK ? f.where : err->msg);
+    hf_split_files_free(&f);
+    return n;
+}
+
+TEST(hf_hub_cache_split_rules_and_datasets_cache) {
+    const char *tmp = ft_test_tmpdir();
+    char hub[1024], dsc[1024];
+    snprintf(hub, sizeof hub, "%s/hub", tmp);
+    snprintf(dsc, sizeof dsc, "%s/datasets", tmp);
+    setenv("HF_HUB_CACHE", hub, 1);
+    setenv("HF_DATASETS_CACHE", dsc, 1);
+    const char *arrow = ft_test_fixture("data/arrow/train.arrow");
+    char a[1024];
+    snprintf(a, sizeof a, "%s", arrow);
+    ft_err err;
+    ft_err_clear(&err);
+    char where[2048];
+    /* sharded names with a hash suffix */
+    put(hub, "datasets--org--sharded/refs/main", "abc123\n", false);
+    put(hub, "datasets--org--sharded/snapshots/abc123/data/train-00000-of-00002-1a2b3c.arrow", a, true);
+    put(hub, "datasets--org--sharded/snapshots/abc123/data/train-00001-of-00002-4d5e6f.arrow", a, true);
+    put(hub, "datasets--org--sharded/snapshots/abc123/data/test-00000-of-00001-777777.arrow", a, true);
+    put(hub, "datasets--org--sharded/snapshots/abc123/README.md", "---\nlicense: mit\n---\n# card\n", false);
+    CHECK_EQ_INT(hf_count("org/sharded", where, sizeof where, &err), 2);
+    CHECK_EQ_INT(hf_count("org/sharded/test", NULL, 0, &err), 1);
+    CHECK(strstr(where, "abc123") != NULL);
+    /* README configs win over names */
+    put(hub, "datasets--org--card/refs/main", "r1", false);
+    put(hub, "datasets--org--card/snapshots/r1/README.md",
+        "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: sft/*.arrow\n  - split: "
+        "test\n    path:\n    - evalset/a.arrow\n---\n",
+        false);
+    put(hub, "datasets--org--card/snapshots/r1/sft/x.arrow", a, true);
+    put(hub, "datasets--org--card/snapshots/r1/sft/y.arrow", a, true);
+    put(hub, "datasets--org--card/snapshots/r1/evalset/a.arrow", a, true);
+    put(hub, "datasets--org--card/snapshots/r1/train.arrow", a, true); /* not in the card: ignored */
+    CHECK_EQ_INT(hf_count("org/card/train", NULL, 0, &err), 2);
+    CHECK_EQ_INT(hf_count("org/card/test", NULL, 0, &err), 1);
+    /* keywords: folder names first, then file names ("valid" but not "validity") */
+    put(hub, "datasets--org--kw/refs/main", "r2", false);
+    put(hub, "datasets--org--kw/snapshots/r2/my_train.arrow", a, true);
+    put(hub, "datasets--org--kw/snapshots/r2/dev-1.arrow", a, true);
+    put(hub, "datasets--org--kw/snapshots/r2/validity.arrow", a, true);
+    CHECK_EQ_INT(hf_count("org/kw", NULL, 0, &err), 1);
+    CHECK_EQ_INT(hf_count("org/kw/validation", NULL, 0, &err), 1);
+    /* the Parquet conversion branch when main has nothing readable */
+    put(hub, "datasets--org--conv/refs/main", "m", false);
+    put(hub, "datasets--org--conv/snapshots/m/data.csv", "a,b\n", false);
+    put(hub, "datasets--org--conv/refs/convert/parquet", "p", false);
+    put(hub, "datasets--org--conv/snapshots/p/default/train/0000.parquet", a, true);
+    CHECK_EQ_INT(hf_count("org/conv", where, sizeof where, &err), 1);
+    CHECK(strstr(where, "convert/parquet") != NULL);
+    /* the datasets cache: the newest folder */
+    put(dsc, "org___cached/default/0.0.0/old/cached-train.arrow", a, true);
+    put(dsc, "org___cached/default/0.0.0/new/cached-train-00000-of-00002.arrow", a, true);
+    put(dsc, "org___cached/default/0.0.0/new/cached-train-00001-of-00002.arrow", a, true);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "touch -d '2020-01-01' %s/org___cached/default/0.0.0/old", dsc);
+    CHECK(system(cmd) == 0);
+    CHECK_EQ_INT(hf_count("org/cached/train", where, sizeof where, &err), 2);
+    CHECK(strstr(where, "new") != NULL);
+    /* not there: where ftune looked and how to download */
+    CHECK_EQ_INT(hf_count("org/missing/train", NULL, 0, &err), (size_t)-1);
+    CHECK(err.code == FT_ERR_NOT_FOUND);
+    CHECK(strstr(err.msg, "huggingface-cli download --repo-type dataset org/missing") != NULL);
+    CHECK(strstr(err.msg, "datasets--org--missing") != NULL);
+    /* and through the reader, for training */
+    ft_data_report *r = validate_path("org/sharded/train", FT_TASK_CHAT_COMPLETION);
+    if (r) {
+        CHECK(r->valid);
+        CHECK_EQ_INT(r->n_records, 6);
+        CHECK(strstr(r->sources[0], "org/sharded/train: data/train-00000-of-00002-1a2b3c.arrow") != NULL);
+        ft_data_report_free(r);
+    }
+    unsetenv("HF_HUB_CACHE");
+    unsetenv("HF_DATASETS_CACHE");
+}
+
+TEST(table_names_map_under_ftune_home) {
+    const char *tmp = ft_test_tmpdir();
+    char home[1024], cmd[2048];
+    snprintf(home, sizeof home, "%s/home", tmp);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/tables/main/default && cp -r %s %s/tables/main/default/dv", home,
+             ft_test_fixture("data/delta/table-with-dv-small"), home);
+    REQUIRE(system(cmd) == 0);
+    const char *old = getenv("FTUNE_HOME");
+    char *saved = old ? ft_strdup(old) : NULL;
+    setenv("FTUNE_HOME", home, 1);
+    src_set *set = NULL;
+    ft_err err;
+    ft_err_clear(&err);
+    CHECK_OK(src_set_open("main.default.dv", -1, &set, &err), &err);
+    if (set) {
+        CHECK_EQ_INT(set->n, 1);
+        CHECK(strstr(set->summary, "version 1") != NULL);
+        CHECK(strstr(set->files[0].name, "main.default.dv@v1/part-00000") == set->files[0].name);
+    }
+    src_set_free(set);
+    set = NULL;
+    CHECK_OK(src_set_open("main.default.dv@0", -1, &set, &err), &err);
+    if (set)
+        CHECK_EQ_INT(set->delta->version, 0);
+    src_set_free(set);
+    set = NULL;
+    CHECK(src_set_open("main.default.nope", -1, &set, &err) == FT_ERR_NOT_FOUND);
+    CHECK(strstr(err.msg, "tables/main/default/nope") != NULL);
+    if (saved) {
+        setenv("FTUNE_HOME", saved, 1);
+        ft_free(saved);
+    } else {
+        unsetenv("FTUNE_HOME");
+    }
+}
