@@ -13,14 +13,12 @@
  * time, bounded by max_file_bytes). The dataset index keeps 40 bytes per record, never the
  * text or the tokens; the loader holds two shuffle windows of tokenized samples plus the queue.
  *
- * Later sources (Delta tables `catalog.schema.table`, Hugging Face datasets `org/name/split`
- * as parquet or Arrow files in the local cache, parquet files) plug in as new ft_reader
- * implementations: a reader yields records of kind FT_RECORD_JSON_VALUE (a row converted to a
+ * Table sources (Delta tables `catalog.schema.table`, Hugging Face datasets `org/name/split`
+ * as Parquet or Arrow files in the local caches, Parquet and Arrow files and folders) are
+ * ft_readers too: they yield records of kind FT_RECORD_JSON_VALUE (a row's task columns as a
  * JSON object: {"messages": [...]} or {"prompt": .., "response": ..}, or {"text": ..} for CPT)
- * and locates them by an ft_data_loc whose meaning it alone knows (row group and row for
- * parquet, file and row for Delta). Validation, sample building, the index, packing, the cursor
- * and the loader only see records and locations, so nothing downstream changes. Until then
- * ft_reader_open answers FT_ERR_UNSUPPORTED for such paths, naming what was recognised. */
+ * located by (data file, 1-based row). Validation, sample building, the index, packing, the
+ * cursor and the loader only see records and locations. */
 #ifndef FTUNE_DATA_H
 #define FTUNE_DATA_H
 
@@ -125,10 +123,19 @@ struct ft_reader {
  * (CHAT_COMPLETION, INSTRUCTION_FINETUNE), a folder searched recursively for *.txt or one .txt
  * file (CONTINUED_PRETRAIN; other files ignored; symlinked folders followed once, loops safe).
  * `dbfs:/Volumes/...` and `/Volumes/...` map to $FTUNE_HOME/volumes/... A missing path is
- * FT_ERR_NOT_FOUND; a folder without matching files is FT_ERR_INVALID; a Delta table name,
- * an HF dataset id or a parquet file is FT_ERR_UNSUPPORTED (for now). `p` may be NULL. */
+ * FT_ERR_NOT_FOUND; a folder without matching files is FT_ERR_INVALID. Table sources
+ * (ft_data_path_is_table): a Delta table (`catalog.schema.table` under $FTUNE_HOME/tables, or a
+ * folder with _delta_log/; `@N` reads version N), `org/name[/split]` from the local Hugging Face
+ * caches, a .parquet or .arrow file, or a folder of them. `p` may be NULL. */
 ft_status ft_reader_open(const char *path, ft_task_type task, const ft_reader_params *p, ft_reader **out,
                          ft_err *err);
+/* Does ft_reader_open read `path` as a table source (a Delta table or its name, with or without
+ * `@N`; an HF dataset id that is not a local path; a .parquet or .arrow file)? Such a path need
+ * not exist as a file. */
+bool ft_data_path_is_table(const char *path);
+/* "Delta table a.b.c, version 3: 2 data files", "Hugging Face dataset org/name (hub cache, ...)",
+ * ... when r reads a table source, else NULL (borrowed from r). */
+const char *ft_reader_summary(const ft_reader *r);
 static inline ft_status ft_reader_next(ft_reader *r, ft_record *rec, bool *done, ft_err *err) {
     return r->vt->next(r, rec, done, err);
 }
@@ -218,6 +225,7 @@ typedef struct ft_data_report {
     bool valid;         /* no errors */
     int64_t n_sources;  /* files read */
     char **sources;     /* their names (issues' `file` points here) */
+    char *source_summary; /* table sources: what was read ("Delta table a.b.c, version 3: ..."), else NULL */
     int64_t n_records;  /* records seen (lines that are not blank, files for CPT) */
     int64_t n_valid_records;
     int64_t n_errors, n_warnings;

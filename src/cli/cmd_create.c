@@ -33,10 +33,12 @@ static const char *const param_flags[] = {
 
 static const cli_opt opts[] = {
     {"model", CLI_STR, "M: model folder, hub id org/name, or registered c.s.n[/version] (required)"},
-    {"train-data-path", CLI_STR, "P: JSONL file or folder (chat, IFT), folder of .txt (CPT) (required)"},
+    {"train-data-path", CLI_STR, "P: JSONL file or folder (chat, IFT), folder of .txt (CPT), a Delta table "
+                                 "c.s.t, an HF dataset org/name/split, Parquet/Arrow files (required)"},
     {"register-to", CLI_STR, "c.s[.n]: where the result is registered (required)"},
     {"task-type", CLI_STR, "CHAT_COMPLETION (default) | INSTRUCTION_FINETUNE | CONTINUED_PRETRAIN"},
     {"eval-data-path", CLI_STR, "P: evaluation data, same format"},
+    {"table-version", CLI_INT, "N: read the Delta table of --train-data-path at version N (also: table@N)"},
     {"eval-prompt", CLI_STR_LIST, "TEXT: a prompt sampled at every checkpoint (repeatable)"},
     {"custom-weights-path", CLI_STR, "P: start from an earlier run's checkpoint"},
     {"training-duration", CLI_STR, "Nep | Ntok | Nba (default 1ep)"},
@@ -206,9 +208,24 @@ static int record_path(const char *flag, char **field, bool may_be_name) {
             return model_error(flag, &err);
         ft_free(mapped);
     }
+    /* a table version suffix (`table@N`) stays as written after the folder's recorded form */
+    char *at = strrchr(*field, '@');
+    size_t nd = at ? strspn(at + 1, "0123456789") : 0;
+    bool suffix = at && at != *field && nd > 0 && at[1 + nd] == 0 && ft_data_path_is_table(*field);
+    if (suffix)
+        *at = 0;
     char *abs = user_path(*field, may_be_name);
+    if (suffix)
+        *at = '@';
     if (!abs)
         return cli_usage_error("create", flag, "%s: cannot resolve this path (a loop of symbolic links?)", *field);
+    if (suffix) {
+        char *v = ft_asprintf("%s%s", abs, at);
+        ft_free(abs);
+        abs = v;
+        if (!abs)
+            return cli_usage_error("create", flag, "out of memory");
+    }
     ft_free(*field);
     *field = abs;
     return CLI_EXIT_OK;
@@ -216,6 +233,8 @@ static int record_path(const char *flag, char **field, bool may_be_name) {
 
 /* A data path (Volumes mapped) exists; else the usage error naming the flag. */
 static int check_exists(const char *flag, const char *path) {
+    if (ft_data_path_is_table(path)) /* a Delta table name, an HF dataset id: validation opens it */
+        return CLI_EXIT_OK;
     ft_err err;
     char *mapped = NULL;
     if (ft_path_map(path, &mapped, &err) != FT_OK)
@@ -242,7 +261,7 @@ static int validate_data(const char *flag, const char *path, const ft_train_conf
     int rc = check_exists(flag, path);
     if (rc != CLI_EXIT_OK)
         return rc;
-    char *mapped = ft_path_map_volumes(path);
+    char *mapped = ft_data_path_is_table(path) ? ft_strdup(path) : ft_path_map_volumes(path);
     if (!mapped)
         return cli_usage_error("create", flag, "out of memory");
     ft_validate_params p;
@@ -342,6 +361,20 @@ int cmd_create(int argc, char **argv) {
             rc = cli_usage_error("create", "eval-prompt", "%s", err.msg);
             goto done;
         }
+    if (cli_has(&a, "table-version")) {
+        int64_t v = cli_int(&a, "table-version", -1);
+        char *p = v >= 0 ? ft_asprintf("%s@%lld", cfg.train_data_path, (long long)v) : NULL;
+        if (v < 0 || strchr(cfg.train_data_path, '@') || !ft_data_path_is_table(p ? p : "")) {
+            ft_free(p);
+            rc = cli_usage_error("create", "table-version",
+                                 v < 0 ? "must be a version number (0, 1, ...)"
+                                       : "applies to a Delta table given once (catalog.schema.table or a table folder, "
+                                         "without @N)");
+            goto done;
+        }
+        ft_free(cfg.train_data_path);
+        cfg.train_data_path = p;
+    }
     cfg.validate_inputs = !cli_has(&a, "no-validate-inputs");
     if (!register_to_ok(cfg.register_to, &err)) {
         rc = cli_usage_error("create", "register-to", "%s", err.msg);

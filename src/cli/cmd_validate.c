@@ -36,6 +36,7 @@ static const cli_opt opts[] = {
     {"dtype", CLI_STR, "the run's dtype, for the memory plan (default fp32)"},
     {"memory-limit", CLI_STR, "20G | 80%: the limit a run must fit (default 95% of the available memory)"},
     {"activation-checkpointing", CLI_STR, "auto (default) | on | off, for the memory plan"},
+    {"table-version", CLI_INT, "N: read a Delta table at version N (also: PATH@N)"},
     {NULL, 0, NULL},
 };
 
@@ -56,7 +57,9 @@ int cmd_validate(int argc, char **argv) {
     ft_task_type task = FT_TASK_CHAT_COMPLETION;
     if (a.n_pos != 1) {
         cli_args_free(&a);
-        return cli_usage_error("validate", NULL, "expected one data path (a JSONL file or a folder)");
+        return cli_usage_error("validate", NULL,
+                               "expected one data path (a JSONL file or folder, a Delta table, an HF dataset org/name/split, "
+                               "Parquet/Arrow files)");
     }
     if (cli_has(&a, "task-type") && ft_task_type_parse(cli_str(&a, "task-type", NULL), &task, &err) != FT_OK) {
         cli_args_free(&a);
@@ -148,7 +151,17 @@ int cmd_validate(int argc, char **argv) {
         vp.on_issue = print_issue;
         vp.max_issues = 1; /* printed as found; the report only counts */
     }
-    if (ft_data_validate(a.pos[0], &vp, &rep, NULL, &err) != FT_OK) {
+    char *data_path = cli_has(&a, "table-version")
+                          ? ft_asprintf("%s@%lld", a.pos[0], (long long)cli_int(&a, "table-version", 0))
+                          : ft_strdup(a.pos[0]);
+    if (cli_has(&a, "table-version") && (cli_int(&a, "table-version", -1) < 0 || strchr(a.pos[0], '@'))) {
+        ft_free(data_path);
+        exit_code = cli_usage_error("validate", "table-version", "must be a version number, given once (not with PATH@N)");
+        goto out;
+    }
+    ft_status vs = data_path ? ft_data_validate(data_path, &vp, &rep, NULL, &err) : FT_ERR(&err, FT_ERR_NOMEM, "out of memory");
+    ft_free(data_path);
+    if (vs != FT_OK) {
         exit_code = cli_report("validate", &err);
         goto out;
     }

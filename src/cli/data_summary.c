@@ -13,6 +13,8 @@ void cli_print_data_summary(FILE *f, const ft_data_report *r, ft_task_type task)
            (long long)r->n_sources, r->n_sources == 1 ? "" : "s", (long long)r->n_valid_records,
            (long long)r->n_errors, r->n_errors == 1 ? "" : "s", (long long)r->n_warnings,
            r->n_warnings == 1 ? "" : "s");
+    if (r->source_summary)
+        fprintf(f, "read: %s\n", r->source_summary);
     if (!r->has_tokens) {
         fprintf(f, "token statistics: need --model (the tokenizer%s)\n",
                task == FT_TASK_CHAT_COMPLETION ? " and chat template" : "");

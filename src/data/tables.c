@@ -756,6 +756,10 @@ ft_status src_reader_open(const char *path, ft_task_type task, const ft_reader_p
     return FT_OK;
 }
 
+bool ft_data_path_is_table(const char *path) { return src_is_table_path(path); }
+
+const char *ft_reader_summary(const ft_reader *r) { return src_reader_summary(r); }
+
 const char *src_reader_summary(const ft_reader *r) {
     if (!r || r->vt != &table_vt)
         return NULL;

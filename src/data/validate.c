@@ -330,6 +330,7 @@ void ft_data_report_free(ft_data_report *r) {
     for (int64_t i = 0; i < r->n_sources; i++)
         ft_free(r->sources[i]);
     ft_free(r->sources);
+    ft_free(r->source_summary);
     ft_free(r);
 }
 
@@ -354,6 +355,8 @@ json_t *ft_data_report_to_json(const ft_data_report *r, size_t max_list) {
                         json_integer(r->n_issues_omitted + (int64_t)(r->n_issues - shown)));
     json_t *s = json_object();
     json_object_set_new(s, "files", json_integer(r->n_sources));
+    if (r->source_summary)
+        json_object_set_new(s, "source", json_string(r->source_summary));
     json_object_set_new(s, "records", json_integer(r->n_records));
     json_object_set_new(s, "valid_records", json_integer(r->n_valid_records));
     json_object_set_new(s, "errors", json_integer(r->n_errors));
@@ -535,6 +538,10 @@ ft_status ft_data_validate(const char *path, const ft_validate_params *p, ft_dat
     r->n_sources = (int64_t)reader->n_sources;
     r->sources = ft_calloc(reader->n_sources, sizeof *r->sources);
     if (!r->sources) {
+        s = FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    if (ft_reader_summary(reader) && !(r->source_summary = ft_strdup(ft_reader_summary(reader)))) {
         s = FT_ERR(err, FT_ERR_NOMEM, "out of memory");
         goto done;
     }

@@ -689,3 +689,44 @@ TEST(table_names_map_under_ftune_home) {
         unsetenv("FTUNE_HOME");
     }
 }
+
+/* ---------------------------------------------------------------- the command line */
+
+static int ftune_cmd(char **out, const char *env, const char *args) {
+    char *bin = ft_path_canonical(ft_test_ftune_bin());
+    char *cmd = ft_asprintf("%s '%s' %s 2>&1", env, bin, args);
+    int rc = ft_test_run(cmd, out);
+    ft_free(cmd);
+    ft_free(bin);
+    return rc;
+}
+
+TEST(cli_validate_table_sources) {
+    char *o = NULL;
+    char args[2048];
+    /* an Arrow file for each task; the summary says what was read */
+    static const char *const tasks[] = {"CHAT_COMPLETION", "INSTRUCTION_FINETUNE", "CONTINUED_PRETRAIN"};
+    for (int t = 0; t < 3; t++) {
+        snprintf(args, sizeof args, "validate --task-type %s %s", tasks[t], ft_test_fixture("data/arrow/train.arrow"));
+        CHECK_EQ_INT(ftune_cmd(&o, "", args), 0);
+        CHECK(o && strstr(o, "valid: 3 records in 1 file") && strstr(o, "read: file "));
+        free(o);
+        /* bad rows: file:row, exit 2 */
+        snprintf(args, sizeof args, "validate --task-type %s %s", tasks[t],
+                 ft_test_fixture("data/arrow/train_bad.arrow"));
+        CHECK_EQ_INT(ftune_cmd(&o, "", args), 2);
+        CHECK(o && strstr(o, "train_bad.arrow:2:"));
+        free(o);
+    }
+    /* a table version for something that is not a Delta table */
+    snprintf(args, sizeof args, "validate --table-version 1 %s", ft_test_fixture("data/arrow/train.arrow"));
+    CHECK(ftune_cmd(&o, "", args) != 0);
+    CHECK(o && strstr(o, "not a Delta table"));
+    free(o);
+    /* an HF dataset id not in the caches: where ftune looked and how to download */
+    char env[1024];
+    snprintf(env, sizeof env, "HF_HUB_CACHE='%s/hub' HF_DATASETS_CACHE='%s/ds'", ft_test_tmpdir(), ft_test_tmpdir());
+    CHECK(ftune_cmd(&o, env, "validate someorg/somedata/train") != 0);
+    CHECK(o && strstr(o, "huggingface-cli download --repo-type dataset someorg/somedata"));
+    free(o);
+}
