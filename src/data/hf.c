@@ -666,8 +666,8 @@ ft_status hf_resolve(const char *spec, hf_split_files *out, ft_err *err) {
     }
     if (!done)
         s = FT_ERR_AT(err, FT_ERR_NOT_FOUND, spec, 0, 0,
-                      "Hugging Face dataset %s, split '%s', is not in the local caches (ftune works offline). Looked "
-                      "at:%s\nOn a machine with internet, download it with\n  huggingface-cli download --repo-type "
+                      "no local file or folder of this name, and Hugging Face dataset %s, split '%s', is not in the "
+                      "local caches (ftune works offline). Looked at:%s\nOn a machine with internet, download it with\n  huggingface-cli download --repo-type "
                       "dataset %s\nor\n  python3 -c 'import datasets; datasets.load_dataset(\"%s\", split=\"%s\")'\n"
                       "then copy ~/.cache/huggingface/hub/datasets--%s--%s (or the datasets cache) to this machine, "
                       "under $HF_HUB_CACHE or $HF_HOME",

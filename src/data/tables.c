@@ -496,6 +496,12 @@ static ft_status missing_column(src_cursor *c, const src_file *f, const char *co
 
 static ft_status open_file(src_cursor *c, ft_err *err) {
     const src_file *f = &c->set->files[c->cur];
+    if (c->set->delta && !ft_path_exists(f->path))
+        return FT_ERR_AT(err, FT_ERR_NOT_FOUND, f->name, 0, 0,
+                         "data file %s of Delta table %s version %lld is missing (looked at %s): the table's files "
+                         "were deleted or not copied with its _delta_log",
+                         f->df ? f->df->rel : f->name, c->set->delta->display, (long long)c->set->delta->version,
+                         f->path);
     if (f->kind == SRC_ARROW)
         FT_TRY(arrow_open(f->path, f->name, &c->af, err));
     else
@@ -614,6 +620,7 @@ typedef struct table_reader {
     ft_reader base;
     src_set *set;
     src_cursor *cur;
+    ft_task_type task;
     data_task_columns cols;
     data_spill spill;
     json_t *value;
@@ -667,13 +674,17 @@ static ft_status tr_next(ft_reader *base, ft_record *rec, bool *done, ft_err *er
         rec->problem_offset = -1;
         return FT_OK;
     }
-    char *txt = json_dumps(t->value, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (!txt)
+    /* the loader fetches what JSONL and .txt readers give: the record's JSON text, CPT the text */
+    json_t *text = json_object_get(t->value, "text");
+    bool cpt = t->task == FT_TASK_CONTINUED_PRETRAIN && json_is_string(text);
+    char *txt = cpt ? NULL : json_dumps(t->value, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!cpt && !txt)
         return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    size_t len = cpt ? json_string_length(text) : strlen(txt);
     int64_t off;
-    ft_status s = data_spill_append(&t->spill, txt, strlen(txt), &off, err);
+    ft_status s = data_spill_append(&t->spill, cpt ? json_string_value(text) : txt, len, &off, err);
     rec->loc.a = off;
-    rec->loc.b = (int64_t)strlen(txt);
+    rec->loc.b = (int64_t)len;
     free(txt);
     FT_TRY(s);
     rec->kind = FT_RECORD_JSON_VALUE;
@@ -688,7 +699,7 @@ static ft_status tr_fetch(ft_reader *base, const ft_data_loc *loc, ft_buf *scrat
                       base->n_sources);
     FT_TRY(data_spill_read(&t->spill, loc->a, loc->b, scratch, err));
     memset(rec, 0, sizeof *rec);
-    rec->kind = FT_RECORD_JSON_TEXT;
+    rec->kind = t->task == FT_TASK_CONTINUED_PRETRAIN ? FT_RECORD_TEXT : FT_RECORD_JSON_TEXT;
     rec->data = scratch->data;
     rec->len = scratch->len;
     rec->loc = *loc;
@@ -697,7 +708,7 @@ static ft_status tr_fetch(ft_reader *base, const ft_data_loc *loc, ft_buf *scrat
 
 static ft_status tr_rewind(ft_reader *base, ft_err *err) {
     table_reader *t = (table_reader *)base;
-    data_spill_reset(&t->spill);
+    /* the spill keeps what it has: records already indexed still point into it */
     return src_cursor_rewind(t->cur, err);
 }
 
@@ -731,6 +742,7 @@ ft_status src_reader_open(const char *path, ft_task_type task, const ft_reader_p
     }
     t->base.vt = &table_vt;
     t->set = set;
+    t->task = task;
     data_spill_init(&t->spill);
     data_task_columns_get(task, p, has_column_cb, set, &t->cols);
     ft_status s = src_cursor_open(set, t->cols.column, t->cols.n, &t->cur, err);

@@ -161,7 +161,9 @@ static ft_status load_tokenizer_and_data(run *r, ft_err *err) {
         vp.max_issues = 20;
         ft_data_report *rep = NULL;
         char *mapped = NULL;
-        ft_status s = ft_path_map(paths[k], &mapped, err);
+        /* a table name or an HF dataset id is not a path: the reader resolves it */
+        ft_status s = ft_data_path_is_table(paths[k]) ? ((mapped = ft_strdup(paths[k])) ? FT_OK : FT_ERR_NOMEM)
+                                                      : ft_path_map(paths[k], &mapped, err);
         if (s == FT_OK)
             s = ft_data_validate(mapped, &vp, &rep, dss[k], err);
         ft_free(mapped);

@@ -730,3 +730,231 @@ TEST(cli_validate_table_sources) {
     CHECK(o && strstr(o, "huggingface-cli download --repo-type dataset someorg/somedata"));
     free(o);
 }
+
+/* ---------------------------------------------------------------- delta-kernel-rs tables */
+
+static int64_t count_rows(const char *spec, int64_t version, int64_t *n_null_first, ft_err *err) {
+    src_set *set;
+    if (src_set_open(spec, version, &set, err) != FT_OK)
+        return -1;
+    const char *col = set->delta && set->delta->n_fields ? set->delta->fields[0].name : NULL;
+    src_cursor *c = NULL;
+    int64_t n = 0;
+    if (n_null_first)
+        *n_null_first = 0;
+    if (!col || src_cursor_open(set, &col, 1, &c, err) != FT_OK)
+        n = -1;
+    while (n >= 0) {
+        const data_value *cells;
+        src_pos pos;
+        bool done;
+        if (src_cursor_next(c, &cells, &pos, &done, err) != FT_OK) {
+            n = -1;
+            break;
+        }
+        if (done)
+            break;
+        n++;
+        if (n_null_first && cells[0].kind == DATA_V_NULL)
+            (*n_null_first)++;
+    }
+    src_cursor_free(c);
+    src_set_free(set);
+    return n;
+}
+
+/* Rows the writer says the live files hold: numRecords of each add minus its deletion vector's
+ * cardinality (both from the log, written by Spark). */
+static int64_t rows_by_stats(const char *spec) {
+    src_set *set;
+    if (src_set_open(spec, -1, &set, NULL) != FT_OK)
+        return -2;
+    int64_t n = 0;
+    for (size_t i = 0; i < set->delta->n_files; i++) {
+        const delta_file *f = &set->delta->files[i];
+        if (f->n_records < 0) {
+            n = -3;
+            break;
+        }
+        n += f->n_records - (f->has_dv ? f->dv.cardinality : 0);
+    }
+    src_set_free(set);
+    return n;
+}
+
+TEST(delta_kernel_tables) {
+    if (!parquet_available())
+        SKIP("the Parquet reader is not in this build yet (Delta data files are Parquet)");
+    ft_err err;
+    ft_err_clear(&err);
+    static const char *const by_stats[] = {"with-short-dv", "table-without-dv-small", "mixed-nulls",
+                                           "basic_partitioned", "compacted-log-files-table", NULL};
+    for (size_t i = 0; by_stats[i]; i++) {
+        char rel[256];
+        snprintf(rel, sizeof rel, "data/delta/kernel/%s", by_stats[i]);
+        const char *t = ft_test_fixture(rel);
+        int64_t want = rows_by_stats(t), nulls = 0;
+        int64_t got = count_rows(t, -1, by_stats[i][0] == 'b' ? &nulls : NULL, &err);
+        if (got != want || want <= 0)
+            ft_test_fail_(__FILE__, __LINE__, "%s: %lld rows read, the log's stats say %lld (%s)", by_stats[i],
+                          (long long)got, (long long)want, err.msg);
+        if (by_stats[i][0] == 'b') /* the __HIVE_DEFAULT_PARTITION__ partition: letter is null */
+            CHECK(nulls >= 1);
+    }
+    /* v2 checkpoints with JSON and Parquet sidecars: delta-kernel-rs expects ids {0 x3} + 0..29 +
+     * 0..99 + 0..99 + 0..999 (its generate_sidecar_expected_data) */
+    static const char *const v2[] = {"v2-checkpoints-json-with-sidecars", "v2-checkpoints-parquet-with-sidecars"};
+    for (int k = 0; k < 2; k++) {
+        char rel[256];
+        snprintf(rel, sizeof rel, "data/delta/kernel/%s", v2[k]);
+        rowset got = {0}, want = {0};
+        CHECK_OK(rowset_from_source(&got, ft_test_fixture(rel), -1, NULL, &err), &err);
+        static const int ranges[] = {1, 1, 1, 30, 100, 100, 1000};
+        for (int r = 0; r < 7; r++)
+            for (int id = 0; id < ranges[r]; id++) {
+                json_t *o = json_pack("{s:f}", "id", (double)id);
+                rowset_add(&want, o);
+                json_decref(o);
+            }
+        CHECK(rowsets_equal(&got, &want, v2[k]));
+        rowset_free(&got);
+        rowset_free(&want);
+    }
+    /* a multi-part checkpoint (3 parts); a checkpoint without _last_checkpoint */
+    delta_snapshot *s = NULL;
+    CHECK_OK(delta_snapshot_load(ft_test_fixture("data/delta/kernel/v1-multi-part-struct-stats-only"), "mp", -1, &s,
+                                 &err),
+             &err);
+    if (s)
+        CHECK_EQ_INT(s->version, 5);
+    delta_snapshot_free(s);
+    s = NULL;
+    CHECK_OK(delta_snapshot_load(ft_test_fixture("data/delta/kernel/with_checkpoint_no_last_checkpoint"), "nolc", -1,
+                                 &s, &err),
+             &err);
+    if (s) {
+        CHECK_EQ_INT(s->version, 3);
+        CHECK(s->n_files >= 1);
+    }
+    delta_snapshot_free(s);
+    /* a missing checkpoint part: with the commits before it gone too, an error naming the part */
+    const char *tmp = ft_test_tmpdir();
+    char cmd[2048], t[1024];
+    snprintf(t, sizeof t, "%s/mp", tmp);
+    snprintf(cmd, sizeof cmd, "cp -r %s %s && rm %s/_delta_log/00000000000000000005.checkpoint.0000000002.0000000003.parquet %s/_delta_log/00000000000000000000.json",
+             ft_test_fixture("data/delta/kernel/v1-multi-part-struct-stats-only"), t, t, t);
+    REQUIRE(system(cmd) == 0);
+    s = NULL;
+    CHECK(delta_snapshot_load(t, "mp", -1, &s, &err) == FT_ERR_INVALID);
+    CHECK(strstr(err.msg, "missing part 2 of 3") != NULL);
+    /* column mapping of partition columns (logs only): physical names resolve */
+    static const char *const cm[] = {"id", "name", "none"};
+    for (int k = 0; k < 3; k++) {
+        char rel[256];
+        snprintf(rel, sizeof rel, "data/delta/kernel/partition_cm/%s", cm[k]);
+        s = NULL;
+        CHECK_OK(delta_snapshot_load(ft_test_fixture(rel), cm[k], -1, &s, &err), &err);
+        if (s)
+            CHECK_EQ_INT(s->cm_mode, k == 0 ? 2 : k == 1 ? 1 : 0);
+        delta_snapshot_free(s);
+    }
+}
+
+/* ---------------------------------------------------------------- ftune create on every source */
+
+#include "train/tiny.h"
+
+TEST(cli_create_from_delta_hf_and_parquet_folder_each_task) {
+    if (!parquet_available())
+        SKIP("the Parquet reader is not in this build yet (these sources hold Parquet files)");
+    if (ft_test_sanitized())
+        SKIP("nine training runs: the optimized build runs them");
+    const char *tmp = ft_test_tmpdir();
+    char home[1024], model[1024], cmd[4096], hub[1024], folder[1024];
+    snprintf(home, sizeof home, "%s/home", tmp);
+    snprintf(model, sizeof model, "%s/model", tmp);
+    snprintf(hub, sizeof hub, "%s/hub", tmp);
+    snprintf(folder, sizeof folder, "%s/pq", tmp);
+    ft_err err;
+    ft_err_clear(&err);
+    REQUIRE_OK(tiny_model_write(model, 3, &err), &err);
+    const char *table = ft_test_fixture("data/delta/train_table");
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p %s/tables/main/default %s/datasets--org--tiny/refs %s/datasets--org--tiny/snapshots/r1/data %s "
+             "&& cp -r %s %s/tables/main/default/train && printf r1 > %s/datasets--org--tiny/refs/main "
+             "&& cp %s/part-00001.parquet %s/datasets--org--tiny/snapshots/r1/data/train-00000-of-00001.parquet "
+             "&& cp %s/part-00001.parquet %s/a.parquet && cp %s/part-00001.parquet %s/b.parquet",
+             home, hub, hub, folder, table, home, hub, table, hub, table, folder, table, folder);
+    REQUIRE(system(cmd) == 0);
+    char *bin = ft_path_canonical(ft_test_ftune_bin());
+    static const char *const tasks[] = {"CHAT_COMPLETION", "INSTRUCTION_FINETUNE", "CONTINUED_PRETRAIN"};
+    const char *sources[] = {"main.default.train", "org/tiny/train", folder};
+    for (int s = 0; s < 3; s++)
+        for (int t = 0; t < 3; t++) {
+            char *out = NULL;
+            snprintf(cmd, sizeof cmd,
+                     "FTUNE_HOME='%s' HF_HUB_CACHE='%s' USER=tester '%s' create --model '%s' --train-data-path '%s' "
+                     "--task-type %s --register-to main.test --learning-rate 1e-3 --global-batch-size 2 "
+                     "--micro-batch-size 2 --context-length 64 --threads 1 --training-duration 1ba --name run%d%d "
+                     "--data-prep-cluster-id 0123-abc --json 2>&1",
+                     home, hub, bin, model, sources[s], tasks[t], s, t);
+            int rc = ft_test_run(cmd, &out);
+            /* the chat rows of the table's version 2 hold one bad row (row 6 of part-00000): refused, located */
+            if (s == 0 && t == 0) {
+                CHECK(rc != 0);
+                CHECK(out && strstr(out, "main.default.train@v2/part-00000.parquet:6:"));
+            } else if (rc != 0 || !out || !strstr(out, "\"COMPLETED\"")) {
+                ft_test_fail_(__FILE__, __LINE__, "create from %s as %s: rc %d: %.2000s", sources[s], tasks[t], rc,
+                              out ? out : "");
+            }
+            free(out);
+        }
+    /* chat from the version before the bad row appeared is refused too (rows 5 and 6), and
+     * --table-version reads it */
+    char *out = NULL;
+    snprintf(cmd, sizeof cmd,
+             "FTUNE_HOME='%s' USER=tester '%s' validate --table-version 0 main.default.train 2>&1", home, bin);
+    CHECK_EQ_INT(ft_test_run(cmd, &out), 2);
+    CHECK(out && strstr(out, "main.default.train@v0/part-00000.parquet:5:") &&
+          strstr(out, "main.default.train@v0/part-00000.parquet:6:"));
+    free(out);
+    ft_free(bin);
+}
+
+/* The same through Arrow files in the hub cache (no Parquet needed): table names and HF ids reach
+ * the trainer's reader as they are, not as paths. */
+TEST(cli_create_from_hf_arrow_each_task) {
+    if (ft_test_sanitized())
+        SKIP("three training runs: the optimized build runs them");
+    const char *tmp = ft_test_tmpdir();
+    char home[1024], model[1024], cmd[4096], hub[1024];
+    snprintf(home, sizeof home, "%s/home", tmp);
+    snprintf(model, sizeof model, "%s/model", tmp);
+    snprintf(hub, sizeof hub, "%s/hub", tmp);
+    ft_err err;
+    ft_err_clear(&err);
+    REQUIRE_OK(tiny_model_write(model, 3, &err), &err);
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p %s/datasets--org--tinyarrow/refs %s/datasets--org--tinyarrow/snapshots/r1/data && printf r1 > "
+             "%s/datasets--org--tinyarrow/refs/main && cp %s %s/datasets--org--tinyarrow/snapshots/r1/data/"
+             "train-00000-of-00001.arrow",
+             hub, hub, hub, ft_test_fixture("data/arrow/train.arrow"), hub);
+    REQUIRE(system(cmd) == 0);
+    char *bin = ft_path_canonical(ft_test_ftune_bin());
+    static const char *const tasks[] = {"CHAT_COMPLETION", "INSTRUCTION_FINETUNE", "CONTINUED_PRETRAIN"};
+    for (int t = 0; t < 3; t++) {
+        char *out = NULL;
+        snprintf(cmd, sizeof cmd,
+                 "FTUNE_HOME='%s' HF_HUB_CACHE='%s' USER=tester '%s' create --model '%s' --train-data-path "
+                 "org/tinyarrow/train --task-type %s --register-to main.test --learning-rate 1e-3 --global-batch-size 2 "
+                 "--micro-batch-size 2 --context-length 64 --threads 1 --training-duration 1ba --name arrow%d "
+                 "--data-prep-cluster-id 0123-abc --json 2>&1",
+                 home, hub, bin, model, tasks[t], t);
+        int rc = ft_test_run(cmd, &out);
+        if (rc != 0 || !out || !strstr(out, "\"COMPLETED\""))
+            ft_test_fail_(__FILE__, __LINE__, "create from org/tinyarrow/train as %s: rc %d: %.2000s", tasks[t], rc,
+                          out ? out : "");
+        free(out);
+    }
+    ft_free(bin);
+}
