@@ -72,13 +72,21 @@ void ft_model_batch_free(ft_batch_owned *b);
  * created by the caller for a model: several workspaces can use one model at once (evaluation
  * beside training, many requests), each from one thread at a time. A training workspace keeps
  * what the backward needs; with checkpointing only each layer's input, the rest recomputed
- * layer by layer in the backward (the same kernels, so fp32 gradients are bitwise the same). */
+ * layer by layer in the backward (the same kernels, so fp32 gradients are bitwise the same).
+ *
+ * bf16 mixed precision (PyTorch CPU autocast's recipe): parameters, gradients and optimizer state
+ * stay fp32; every linear-layer product (q/k/v, o, gate/up, down, LM head) in its three training
+ * forms takes operands rounded to bf16 (nearest-even) with fp32 accumulation; the activations saved
+ * for the backward (norm outputs, q/k/v after RoPE, gate/up, the SwiGLU output) are kept rounded;
+ * the residual stream, norm statistics, softmax and loss stay fp32. Rounded values are stored as
+ * fp32 numbers, so one GEMM route is OpenBLAS sgemm on bf16-valued operands (exact products).
+ * KV-cache decoding is fp32. */
 typedef struct ft_workspace_params {
     int64_t max_batch;  /* B: rows per micro-batch */
     int64_t max_seq;    /* T: tokens per row */
     bool training;      /* keep activations for ft_model_forward_backward */
     bool checkpointing; /* training only: per-layer activation checkpointing */
-    ft_dtype dtype;     /* FT_DTYPE_FP32 (bf16: see ftune/tensor.h) */
+    ft_dtype dtype;     /* FT_DTYPE_FP32, or FT_DTYPE_BF16: mixed precision (below) */
     int threads;        /* threads the attention scratch is sized for; 0: omp_get_max_threads() */
 } ft_workspace_params;
 ft_workspace_params ft_workspace_default_params(void);

@@ -19,6 +19,15 @@ typedef enum ft_dtype { FT_DTYPE_FP32 = 0, FT_DTYPE_BF16 } ft_dtype;
 /* "fp32" | "bf16" -> dtype; false when unknown. */
 bool ft_dtype_parse(const char *name, ft_dtype *out);
 const char *ft_dtype_name(ft_dtype d);
+/* bf16's GEMM route: "sgemm-bf16" (OpenBLAS sgemm on operands rounded to bf16 and stored as fp32:
+ * exact products, fp32 accumulation, fp32 speed). FTUNE_GEMM= may name it; another value is
+ * refused by ft_tensor_gemm_route's caller. A faster bf16 route (oneDNN's AVX512-BF16/AMX
+ * matmul) is not in this build. */
+const char *ft_tensor_gemm_route(ft_dtype d);
+/* What `auto` means on this build and machine: fp32 unless a bf16 GEMM route is faster than
+ * fp32 sgemm; with only the sgemm route that is never (bf16 adds the roundings), so fp32.
+ * *why (may be NULL) gets a sentence for the run's log. */
+ft_dtype ft_tensor_auto_dtype(const char **why);
 
 /* ---------------------------------------------------------------- runtime, threads and BLAS */
 

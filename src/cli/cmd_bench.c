@@ -1,4 +1,4 @@
-/* cli/cmd_bench.c: `ftune bench train-step --config small|medium|1b [--dtype fp32] [--steps N]
+/* cli/cmd_bench.c: `ftune bench train-step --config small|medium|1b [--dtype fp32|bf16|auto] [--steps N]
  * [--json]` (issue #2 item 9): times full training steps (ft_train_step, the trainer's step: zero
  * grads, forward + backward, clipping fused into DecoupledAdamW) of a randomly initialised model
  * on random tokens, and prints
@@ -16,14 +16,14 @@
 #include "ftune/tensor.h"
 #include "ftune/train.h"
 
-static const char SYNOPSIS[] = "--config small|medium|1b [--dtype fp32] [--activation-checkpointing auto|on|off] "
+static const char SYNOPSIS[] = "--config small|medium|1b [--dtype fp32|bf16|auto] [--activation-checkpointing auto|on|off] "
                                "[--steps N] [--warmup N] [--threads N] [--json]";
 static const cli_opt OPTS[] = {
     {"config", CLI_STR,
      "small (V 32000, C 288, L 6, 6/6 heads, F 768, tied, T 256, B 8) | medium (V 32000, C 768, "
      "L 12, 12/4 heads, F 2048, untied, T 512, B 4) | 1b (Llama-3.2-1B's shape: V 128256, C 2048, L 16, 32/8 "
      "heads, F 8192, tied, T 2048, B 1)"},
-    {"dtype", CLI_STR, "fp32 (the only one on CPU for now)"},
+    {"dtype", CLI_STR, "fp32 (default) | bf16 (mixed precision: bf16 GEMM operands, fp32 masters) | auto"},
     {"activation-checkpointing", CLI_STR,
      "auto (default: on only when the memory planner says the step does not fit without it) | on | off"},
     {"steps", CLI_INT, "N: timed steps (default 10 small, 4 medium)"},
@@ -67,14 +67,15 @@ static int train_step(int argc, char **argv) {
         if (!strcmp(name, CONFIGS[i].name))
             bc = &CONFIGS[i];
     ft_optim_kind kind = FT_OPTIM_ADAMW;
+    ft_dtype dt = FT_DTYPE_FP32;
     int64_t steps = 0, warmup = cli_int(&a, "warmup", 1);
     const char *ckpt = cli_str(&a, "activation-checkpointing", "auto");
     if (!bc)
         rc = cli_usage_error(cmd, "config", "must be small, medium or 1b");
     else if (strcmp(ckpt, "auto") && strcmp(ckpt, "on") && strcmp(ckpt, "off"))
         rc = cli_usage_error(cmd, "activation-checkpointing", "must be auto, on or off");
-    else if (strcmp(dtype, "fp32") != 0)
-        rc = cli_usage_error(cmd, "dtype", "\"%s\" is not supported on the CPU backend (fp32 only)", dtype);
+    else if (strcmp(dtype, "auto") && !ft_dtype_parse(dtype, &dt))
+        rc = cli_usage_error(cmd, "dtype", "must be fp32, bf16 or auto, not \"%s\"", dtype);
     else if ((steps = cli_int(&a, "steps", !strcmp(bc->name, "small") ? 10 : !strcmp(bc->name, "1b") ? 2 : 4)) <= 0 ||
              steps > 100000)
         rc = cli_usage_error(cmd, "steps", "must be between 1 and 100000");
@@ -87,6 +88,8 @@ static int train_step(int argc, char **argv) {
         return rc;
     }
     bool json = cli_has(&a, "json");
+    if (!strcmp(dtype, "auto"))
+        dt = ft_tensor_auto_dtype(NULL);
 
     ft_model_config c;
     ft_model_config_default(&c);
@@ -109,6 +112,7 @@ static int train_step(int argc, char **argv) {
     wp.max_batch = bc->B;
     wp.max_seq = bc->T;
     wp.training = true;
+    wp.dtype = dt;
     ft_err err = {0};
     /* The memory planner: checkpointing (auto: only if needed) within the limit; a step that
      * cannot fit is refused before anything is allocated. */
@@ -122,6 +126,7 @@ static int train_step(int argc, char **argv) {
     }
     ft_memplan_params mpp = ft_memplan_default_params(&c);
     mpp.optimizer = kind;
+    mpp.dtype = dt;
     mpp.micro_batch = bc->B;
     mpp.context_length = bc->T;
     mpp.threads = threads;
@@ -187,21 +192,24 @@ static int train_step(int argc, char **argv) {
         ft_model_memory(m, &mp, &mg);
         double mo = (double)(ft_optim_n_state(o) > 1 ? (kind == FT_OPTIM_ADAMW ? 2 : 1) * mp : 0);
         if (json)
-            printf("{\"config\": \"%s\", \"dtype\": \"fp32\", \"activation_checkpointing\": %s, \"tokens_per_s\": %.2f, "
+            printf("{\"config\": \"%s\", \"dtype\": \"%s\", \"gemm_route\": \"%s\", \"activation_checkpointing\": %s, "
+                   "\"tokens_per_s\": %.2f, "
                    "\"gflops\": %.2f, \"peak_rss_mb\": %.1f, \"step_s\": %.4f, \"steps\": %lld, "
                    "\"tokens_per_step\": %lld, \"flops_per_token\": %.0f, \"threads\": %d, \"blas_core\": \"%s\", "
                    "\"params_mb\": %.1f, \"grads_mb\": %.1f, \"optim_mb\": %.1f, \"activations_mb\": %.1f, "
                    "\"loss_first\": %.6f, \"loss_last\": %.6f, \"cpu_s_per_step\": %.3f, \"predicted_peak_mb\": %.1f, "
                    "\"memory_limit_mb\": %.1f}\n",
-                   bc->name, wp.checkpointing ? "true" : "false", tps, tps * flops_tok / 1e9, ft_peak_rss_mb(),
+                   bc->name, ft_dtype_name(dt), ft_tensor_gemm_route(dt), wp.checkpointing ? "true" : "false", tps,
+                   tps * flops_tok / 1e9, ft_peak_rss_mb(),
                    t_all / (double)steps, (long long)steps, (long long)N, flops_tok, ft_tensor_threads(),
                    ft_tensor_blas_core(), mp / 1048576.0, mg / 1048576.0, mo / 1048576.0, ma / 1048576.0, loss_first,
                    loss_last, cpu_all / (double)steps, (double)plan.plan.total / 1048576.0, (double)limit / 1048576.0);
         else
-            printf("train-step %s fp32%s: %.1f tokens/s, %.1f GFLOP/s, %.3f s/step (%.2f CPU-s/step)\n  peak RSS "
+            printf("train-step %s %s (GEMM %s)%s: %.1f tokens/s, %.1f GFLOP/s, %.3f s/step (%.2f CPU-s/step)\n  peak RSS "
                    "%.0f MiB, predicted %.0f MiB (weights %.0f, gradients %.0f, optimizer %.0f, activations %.0f MiB); "
                    "%d threads, OpenBLAS %s; loss %.4f -> %.4f\n",
-                   bc->name, wp.checkpointing ? ", activation checkpointing" : "", tps, tps * flops_tok / 1e9,
+                   bc->name, ft_dtype_name(dt), ft_tensor_gemm_route(dt),
+                   wp.checkpointing ? ", activation checkpointing" : "", tps, tps * flops_tok / 1e9,
                    t_all / (double)steps, cpu_all / (double)steps, ft_peak_rss_mb(), (double)plan.plan.total / 1048576.0,
                    mp / 1048576.0, mg / 1048576.0,
                    mo / 1048576.0, ma / 1048576.0, ft_tensor_threads(), ft_tensor_blas_core(), loss_first, loss_last);

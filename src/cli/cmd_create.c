@@ -58,7 +58,7 @@ static const cli_opt opts[] = {
     {"loss-on", CLI_STR, "all_assistant (default) | last_assistant"},
     {"save-interval", CLI_STR, "Nba | Nep (default every epoch and at the end)"},
     {"keep-checkpoints", CLI_STR, "N newest to keep (default all)"},
-    {"dtype", CLI_STR, "fp32"},
+    {"dtype", CLI_STR, "fp32 (default) | bf16 (mixed precision: bf16 GEMM operands, fp32 master weights, gradients and optimizer state) | auto (the fastest on this machine)"},
     {"device", CLI_STR, "cpu"},
     {"threads", CLI_STR, "N (default all cores)"},
     {"eval-max-new-tokens", CLI_STR, "N tokens per eval prompt (default 100)"},

@@ -1,6 +1,6 @@
 /* cli/cmd_debug.c: `ftune debug SUBCOMMAND`, tools for checking ftune's numbers by hand.
  *
- *   ftune debug forward --model M --batch FILE [--logits-out F] [--grads-out F] [--json]
+ *   ftune debug forward --model M --batch FILE [--dtype fp32|bf16|auto] [--logits-out F] [--grads-out F] [--json]
  *     (issue #2 item 7; keep it stable). FILE: {"input_ids": [[..]], "targets": [[..]],
  *     "position_ids"?, "sample_ids"?}. Prints the mean cross-entropy over trainable targets;
  *     --json: {"loss": x, "trainable_tokens": n}. --logits-out: safetensors with "logits"
@@ -20,10 +20,12 @@
 #include "ftune/safetensors.h"
 #include "ftune/train.h"
 
-static const char FWD_SYNOPSIS[] = "--model M --batch FILE [--logits-out F] [--grads-out F] [--json]";
+static const char FWD_SYNOPSIS[] =
+    "--model M --batch FILE [--dtype fp32|bf16|auto] [--logits-out F] [--grads-out F] [--json]";
 static const cli_opt FWD_OPTS[] = {
     {"model", CLI_STR, "M: model folder, hub id org/name or registered c.s.n"},
     {"batch", CLI_STR, "FILE: {\"input_ids\": [[..]], \"targets\": [[..]], \"position_ids\"?, \"sample_ids\"?}"},
+    {"dtype", CLI_STR, "fp32 (default) | bf16 (mixed precision, as training runs it) | auto"},
     {"logits-out", CLI_STR, "F: write the logits (B, T, V) as safetensors tensor \"logits\""},
     {"grads-out", CLI_STR, "F: write d(mean loss)/d(param) for every parameter, HF names, F32"},
     {"threads", CLI_INT, "N: threads (default: all cores)"},
@@ -43,8 +45,8 @@ static const cli_opt STEPS_OPTS[] = {
 };
 
 /* Resolve the name, read the batch, load the model and a workspace sized for the batch. */
-static ft_status open_model(const char *name, const char *batch_path, bool training, int threads, ft_batch_owned *bo,
-                            ft_model **m, ft_workspace **ws, ft_err *err) {
+static ft_status open_model(const char *name, const char *batch_path, bool training, int threads, ft_dtype dtype,
+                            ft_batch_owned *bo, ft_model **m, ft_workspace **ws, ft_err *err) {
     char *dir = NULL;
     FT_TRY(ft_hf_resolve(name, &dir, err));
     if (threads > 0)
@@ -60,6 +62,7 @@ static ft_status open_model(const char *name, const char *batch_path, bool train
         wp.max_batch = bo->b.B;
         wp.max_seq = bo->b.T;
         wp.training = training;
+        wp.dtype = dtype;
         s = ft_workspace_new(*m, &wp, ws, err);
     }
     if (s != FT_OK) {
@@ -98,8 +101,15 @@ static int debug_forward(int argc, char **argv) {
         return rc < 0 ? CLI_EXIT_OK : rc;
     const char *model = cli_str(&a, "model", NULL), *batch = cli_str(&a, "batch", NULL);
     const char *logits_out = cli_str(&a, "logits-out", NULL), *grads_out = cli_str(&a, "grads-out", NULL);
-    if (!model || !batch) {
+    const char *dts = cli_str(&a, "dtype", "fp32");
+    ft_dtype dt = FT_DTYPE_FP32;
+    if (!model || !batch)
         rc = cli_usage_error(cmd, model ? "batch" : "model", "is required");
+    else if (!strcmp(dts, "auto"))
+        dt = ft_tensor_auto_dtype(NULL);
+    else if (!ft_dtype_parse(dts, &dt))
+        rc = cli_usage_error(cmd, "dtype", "must be fp32, bf16 or auto, not \"%s\"", dts);
+    if (rc) {
         cli_args_free(&a);
         return rc;
     }
@@ -108,7 +118,7 @@ static int debug_forward(int argc, char **argv) {
     ft_model *m = NULL;
     ft_workspace *ws = NULL;
     float *logits = NULL;
-    ft_status s = open_model(model, batch, grads_out != NULL, (int)cli_int(&a, "threads", 0), &bo, &m, &ws, &err);
+    ft_status s = open_model(model, batch, grads_out != NULL, (int)cli_int(&a, "threads", 0), dt, &bo, &m, &ws, &err);
     double loss_sum = 0;
     int64_t n = 0;
     const ft_batch *b = &bo.b;
@@ -184,7 +194,7 @@ static int debug_train_steps(int argc, char **argv) {
     ft_model *m = NULL;
     ft_workspace *ws = NULL;
     ft_optim *o = NULL;
-    ft_status s = open_model(model, batch, true, (int)cli_int(&a, "threads", 0), &bo, &m, &ws, &err);
+    ft_status s = open_model(model, batch, true, (int)cli_int(&a, "threads", 0), FT_DTYPE_FP32, &bo, &m, &ws, &err);
     if (s == FT_OK) {
         ft_optim_params op = ft_optim_default_params(kind);
         op.peak_lr = lr;

@@ -99,7 +99,9 @@ static void decode_chunk(ft_model *m, ft_kv_cache *c, const int32_t *tokens, int
                     .h = c->h};
     for (int64_t l = 0; l < m->L; l++) {
         layer_kv kv = {.k = c->k + l * c->max_tokens * KV, .v = c->v + l * c->max_tokens * KV, .stride = KV, .at = T0};
-        model_layer_forward(m, l, &A, c->x, &as, NULL, c->cos_t, c->sin_t, n, &kv, c->scratch, NULL, false);
+        layer_run run = {.W = &m->w[l], .as = &as, .cos_t = c->cos_t, .sin_t = c->sin_t, .kv = &kv,
+                         .attn_scratch = c->scratch};
+        model_layer_forward(m, l, &A, c->x, n, &run);
     }
     c->len += n;
     be->rmsnorm_fwd(c->xn, NULL, c->x + (n - 1) * C, m->norm, 1, C, eps);

@@ -56,22 +56,30 @@ static ft_attn_shape attn_shape(const ft_model *m, const ft_workspace *ws, int64
 
 /* ---------------------------------------------------------------- the layer body */
 
-void model_layer_forward(const ft_model *m, int64_t layer, layer_acts *A, float *next, const ft_attn_shape *as,
-                         const int32_t *sample_ids, const float *cos_t, const float *sin_t, int64_t N,
-                         const layer_kv *kv, float *attn_scratch, double *prof, bool prof_cpu) {
+void model_layer_forward(const ft_model *m, int64_t layer, layer_acts *A, float *next, int64_t N, const layer_run *r) {
     const ft_backend *be = m->be;
     const ft_layer_desc *d = &m->layers[layer];
-    const layer_w *W = &m->w[layer];
+    const layer_w *W = r->W;
     const int64_t C = m->C, F = d->ffn, Q = m->Q, KV = m->KV, QKV = m->QKV;
     const float eps = (float)m->cfg.rms_norm_eps;
+    const bool bf = r->bf16;
+    double *prof = r->prof;
+    const bool prof_cpu = r->prof_cpu;
     FT_ASSERT(d->norm == FT_NORM_RMS && d->mlp == FT_MLP_SWIGLU);
-    /* Attention block. */
+    /* Attention block. bf16: the norm's output is only a GEMM operand, so it is rounded in place
+     * (and kept so for the weight gradient); q, k after RoPE and v are saved rounded, and
+     * attention reads them so. */
     P(PROF_NORM, be->rmsnorm_fwd(A->xn1, A->rstd1, A->x, W->ln1, N, C, eps));
+    if (bf)
+        P(PROF_MISC, be->round_bf16(A->xn1, A->xn1, N * C));
     /* (N, Q + 2 KV) */
     P(PROF_MATMUL, be->linear_fwd(A->qkv, A->xn1, W->wqkv, N, C, QKV));
     /* q's and k's heads are adjacent in a qkv row: one RoPE pass over NH + KVH heads */
-    P(PROF_ROPE, be->rope_fwd(A->qkv, QKV, cos_t, sin_t, N, d->n_heads + d->n_kv_heads, d->head_dim));
+    P(PROF_ROPE, be->rope_fwd(A->qkv, QKV, r->cos_t, r->sin_t, N, d->n_heads + d->n_kv_heads, d->head_dim));
+    if (bf)
+        P(PROF_MISC, be->round_bf16(A->qkv, A->qkv, N * QKV));
     const float *k = A->qkv + Q, *v = A->qkv + Q + KV;
+    const layer_kv *kv = r->kv;
     if (kv) { /* decoding: append this chunk's keys and values to the cache, attend over it */
         for (int64_t i = 0; i < N; i++) {
             memcpy(kv->k + (kv->at + i) * kv->stride, A->qkv + i * QKV + Q, (size_t)KV * sizeof(float));
@@ -79,23 +87,72 @@ void model_layer_forward(const ft_model *m, int64_t layer, layer_acts *A, float 
         }
         k = kv->k, v = kv->v;
     }
-    P(PROF_ATTN, be->attention_fwd(as, A->att, A->lse, A->qkv, k, v, sample_ids, attn_scratch));
-    /* xmid (N, C) = x + att (N, Q) Wo^T */
+    P(PROF_ATTN, be->attention_fwd(r->as, A->att, A->lse, A->qkv, k, v, r->sample_ids, r->attn_scratch));
+    /* xmid (N, C) = x + att (N, Q) Wo^T. bf16: att stays fp32 (attention's backward reads it),
+     * its rounded copy is the GEMM operand. */
+    const float *att = A->att;
+    if (bf) {
+        P(PROF_MISC, be->round_bf16(r->abuf, A->att, N * Q));
+        att = r->abuf;
+    }
     if (A->xmid != A->x)
         P(PROF_MISC, memcpy(A->xmid, A->x, (size_t)(N * C) * sizeof(float)));
-    P(PROF_MATMUL, be->sgemm(false, true, N, C, Q, 1.0f, A->att, Q, W->wo, Q, 1.0f, A->xmid, C));
+    P(PROF_MATMUL, be->sgemm(false, true, N, C, Q, 1.0f, att, Q, W->wo, Q, 1.0f, A->xmid, C));
     /* MLP block. */
     P(PROF_NORM, be->rmsnorm_fwd(A->xn2, A->rstd2, A->xmid, W->ln2, N, C, eps));
+    if (bf)
+        P(PROF_MISC, be->round_bf16(A->xn2, A->xn2, N * C));
     /* (N, 2F) */
     P(PROF_MATMUL, be->linear_fwd(A->gu, A->xn2, W->wgu, N, C, 2 * F));
-    if (!next)
-        return; /* the backward's recompute: it forms h itself */
+    if (!next && !bf)
+        return; /* fp32 recompute: the backward forms h itself */
+    /* h = silu(gate) * up from the unrounded gate and up; bf16 then keeps h rounded (down_proj's
+     * operand and saved input) and gate | up rounded (SwiGLU's saved inputs). */
     P(PROF_SWIGLU, be->swiglu_fwd(A->h, A->gu, N, F));
+    if (bf) {
+        P(PROF_MISC, be->round_bf16(A->h, A->h, N * F));
+        P(PROF_MISC, be->round_bf16(A->gu, A->gu, N * 2 * F));
+    }
+    if (!next)
+        return;
     /* next (N, C) = xmid + h (N, F) Wd^T. Without training all layers share one set, so `next`
      * may be A->x, which is no longer needed here. */
     if (next != A->xmid)
         P(PROF_MISC, memcpy(next, A->xmid, (size_t)(N * C) * sizeof(float)));
     P(PROF_MATMUL, be->sgemm(false, true, N, C, F, 1.0f, A->h, F, W->wd, F, 1.0f, next, C));
+}
+
+/* bf16: the GEMM weights of layer l rounded into ws->wbuf; *out gets views of them, with the norm
+ * weights left pointing at the fp32 masters. fp32: the masters themselves. */
+static void layer_weights(const ft_model *m, ft_workspace *ws, int64_t l, layer_w *out) {
+    *out = m->w[l];
+    if (ws->p.dtype != FT_DTYPE_BF16)
+        return;
+    const int64_t C = m->C, Q = m->Q, QKV = m->QKV, F = m->layers[l].ffn;
+    float *p = ws->wbuf;
+    const float *src[4] = {m->w[l].wqkv, m->w[l].wo, m->w[l].wgu, m->w[l].wd};
+    float **dst[4] = {&out->wqkv, &out->wo, &out->wgu, &out->wd};
+    const int64_t n[4] = {QKV * C, C * Q, 2 * F * C, C * F};
+    for (int i = 0; i < 4; i++) {
+        m->be->round_bf16(p, src[i], n[i]);
+        *dst[i] = p;
+        p += n[i];
+    }
+}
+
+static layer_run run_of(const ft_model *m, ft_workspace *ws, const layer_w *W, const ft_attn_shape *as,
+                        const ft_batch *b) {
+    (void)m;
+    return (layer_run){.W = W,
+                       .bf16 = ws->p.dtype == FT_DTYPE_BF16,
+                       .abuf = ws->abuf,
+                       .as = as,
+                       .sample_ids = b->sample_ids,
+                       .cos_t = ws->cos_t,
+                       .sin_t = ws->sin_t,
+                       .attn_scratch = ws->attn_scratch,
+                       .prof = ws->profile ? ws->prof : NULL,
+                       .prof_cpu = ws->profile_cpu};
 }
 
 /* ---------------------------------------------------------------- forward */
@@ -111,12 +168,23 @@ static void forward_layers(ft_model *m, ft_workspace *ws, const ft_batch *b) {
     P(PROF_ROPE, be->rope_table(ws->cos_t, ws->sin_t, ws->pos, m->inv_freq, N, m->HD / 2));
     ft_attn_shape as = attn_shape(m, ws, B, T);
     P(PROF_EMBED, be->embedding_fwd(ws->acts[0].x, b->input_ids, m->embed, N, C));
+    layer_w W;
+    layer_run run = run_of(m, ws, &W, &as, b);
     for (int64_t l = 0; l < m->L; l++) {
         float *next = l + 1 < m->L ? ws->acts[l + 1].x : ws->xL;
-        model_layer_forward(m, l, &ws->acts[l], next, &as, b->sample_ids, ws->cos_t, ws->sin_t, N, NULL,
-                            ws->attn_scratch, prof, prof_cpu);
+        P(PROF_MISC, layer_weights(m, ws, l, &W));
+        model_layer_forward(m, l, &ws->acts[l], next, N, &run);
     }
     P(PROF_NORM, be->rmsnorm_fwd(ws->xf, ws->rstdf, ws->xL, m->norm, N, C, eps));
+    if (run.bf16) { /* the LM head's operands: xf (only ever a GEMM operand) and the head */
+        P(PROF_MISC, be->round_bf16(ws->xf, ws->xf, N * C));
+        P(PROF_MISC, be->round_bf16(ws->head_b, m->head, m->V * C));
+    }
+}
+
+/* The LM head as the GEMMs read it: rounded in bf16. */
+static const float *head_of(const ft_model *m, const ft_workspace *ws) {
+    return ws->p.dtype == FT_DTYPE_BF16 ? ws->head_b : m->head;
 }
 
 /* dx (nc, C) = dlogits (nc, V) head (V, C), the vocabulary split among the threads. Why: both
@@ -129,8 +197,9 @@ static void head_dx(ft_model *m, ft_workspace *ws, int64_t nc, float *dx) {
     int nt = ft_tensor_threads();
     if (nt > ws->attn_threads)
         nt = (int)ws->attn_threads; /* the partial buffers were sized at creation */
+    const float *head = head_of(m, ws);
     if (nt <= 1 || V < 4096) {
-        be->sgemm(false, false, nc, C, V, 1.0f, ws->logits, V, m->head, C, 0.0f, dx, C);
+        be->sgemm(false, false, nc, C, V, 1.0f, ws->logits, V, head, C, 0.0f, dx, C);
         return;
     }
 #pragma omp parallel num_threads(nt)
@@ -138,7 +207,7 @@ static void head_dx(ft_model *m, ft_workspace *ws, int64_t nc, float *dx) {
         int t = omp_get_thread_num(), n = omp_get_num_threads();
         int64_t v0 = V * t / n, v1 = V * (t + 1) / n;
         float *dst = t == 0 ? dx : ws->dxpart + (size_t)(t - 1) * (size_t)(nc * C);
-        be->sgemm(false, false, nc, C, v1 - v0, 1.0f, ws->logits + v0, V, m->head + v0 * C, C, 0.0f, dst, C);
+        be->sgemm(false, false, nc, C, v1 - v0, 1.0f, ws->logits + v0, V, head + v0 * C, C, 0.0f, dst, C);
 #pragma omp barrier
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < nc * C; i++)
@@ -168,12 +237,15 @@ static double head_loss(ft_model *m, ft_workspace *ws, const ft_batch *b, float 
         int64_t nc = nv - k0 < ws->chunk ? nv - k0 : ws->chunk;
         const float *xc = ws->xc + k0 * C;
         /* logits (nc, V) = xc (nc, C) head^T */
-        be->sgemm(false, true, nc, V, C, 1.0f, xc, C, m->head, C, 0.0f, ws->logits, V);
+        be->sgemm(false, true, nc, V, C, 1.0f, xc, C, head_of(m, ws), C, 0.0f, ws->logits, V);
         int64_t right = 0;
         loss += be->cross_entropy(ws->logits, ws->tgt + k0, nc, V, grad_scale, NULL, n_correct ? &right : NULL);
         if (n_correct)
             *n_correct += right;
         if (grad_scale != 0.0f) {
+            /* bf16: dlogits are only GEMM operands: rounded in place */
+            if (ws->p.dtype == FT_DTYPE_BF16)
+                be->round_bf16(ws->logits, ws->logits, nc * V);
             /* dxc (nc, C) = dlogits (nc, V) head (V, C);  dhead (V, C) += dlogits^T xc */
             head_dx(m, ws, nc, ws->dxc + k0 * C);
             be->sgemm(true, false, V, C, nc, 1.0f, ws->logits, V, xc, C, 1.0f, m->g_head, C);
@@ -206,7 +278,7 @@ ft_status ft_model_forward(ft_model *m, ft_workspace *ws, const ft_batch *b, flo
     double loss = 0.0;
     int64_t nv = 0;
     if (logits) {
-        m->be->sgemm(false, true, N, m->V, m->C, 1.0f, ws->xf, m->C, m->head, m->C, 0.0f, logits, m->V);
+        m->be->sgemm(false, true, N, m->V, m->C, 1.0f, ws->xf, m->C, head_of(m, ws), m->C, 0.0f, logits, m->V);
         if (b->targets) {
             /* The kernel skips -100 rows; the logits stay untouched with grad_scale 0. */
             loss = m->be->cross_entropy(logits, b->targets, N, m->V, 0.0f, &nv, NULL);
@@ -254,36 +326,53 @@ ft_status ft_model_forward_backward(ft_model *m, ft_workspace *ws, const ft_batc
     P(PROF_NORM, be->rmsnorm_bwd(ws->dx, m->g_norm, ws->dtmp, ws->xL, m->norm, ws->rstdf, N, C));
 
     ft_attn_shape as = attn_shape(m, ws, B, T);
+    layer_w W;
+    layer_run run = run_of(m, ws, &W, &as, b);
+    const bool bf = run.bf16;
     for (int64_t l = m->L - 1; l >= 0; l--) {
         layer_acts *A = &ws->acts[l];
-        const layer_w *W = &m->w[l];
         const layer_w *G = &m->g[l];
+        P(PROF_MISC, layer_weights(m, ws, l, &W));
         /* Checkpointing: this layer's activations again from its saved input, by the same body
          * and kernels as the forward, so everything below sees bitwise the same values. The last
          * layer's are still there from the forward. */
         if (ws->p.checkpointing && l < m->L - 1)
-            model_layer_forward(m, l, A, NULL, &as, b->sample_ids, ws->cos_t, ws->sin_t, N, NULL, ws->attn_scratch,
-                                prof, prof_cpu);
+            model_layer_forward(m, l, A, NULL, N, &run);
+        /* bf16: the incoming gradient of a linear layer is rounded as the operand of both its
+         * backward products; the saved inputs are rounded already. */
+        const float *dy = ws->dx, *att = A->att;
+        if (bf) {
+            P(PROF_MISC, be->round_bf16(ws->gbuf, ws->dx, N * C));
+            P(PROF_MISC, be->round_bf16(ws->abuf, A->att, N * Q));
+            dy = ws->gbuf, att = ws->abuf;
+        }
         /* MLP: x_next = xmid + h Wd^T, dx holds d x_next. */
-        /* h (N, F) */
-        P(PROF_SWIGLU, be->swiglu_fwd(A->h, A->gu, N, F));
-        /* dWd += dx^T h */
-        P(PROF_MATMUL, be->linear_bwd(NULL, G->wd, ws->dx, A->h, W->wd, N, F, C, false, false));
-        /* dh = dx Wd */
-        P(PROF_MATMUL, be->linear_bwd(A->h, NULL, ws->dx, NULL, W->wd, N, F, C, false, false));
+        /* h (N, F); bf16 kept it (rounded) from the forward */
+        if (!bf)
+            P(PROF_SWIGLU, be->swiglu_fwd(A->h, A->gu, N, F));
+        /* dWd += dy^T h */
+        P(PROF_MATMUL, be->linear_bwd(NULL, G->wd, dy, A->h, W.wd, N, F, C, false, false));
+        /* dh = dy Wd, into h's place */
+        P(PROF_MATMUL, be->linear_bwd(A->h, NULL, dy, NULL, W.wd, N, F, C, false, false));
         /* d[gate|up], in place */
         P(PROF_SWIGLU, be->swiglu_bwd(A->gu, A->h, A->gu, N, F));
-        P(PROF_MATMUL, be->linear_bwd(ws->dtmp, G->wgu, A->gu, A->xn2, W->wgu, N, C, 2 * F, false, false));
+        if (bf)
+            P(PROF_MISC, be->round_bf16(A->gu, A->gu, N * 2 * F));
+        P(PROF_MATMUL, be->linear_bwd(ws->dtmp, G->wgu, A->gu, A->xn2, W.wgu, N, C, 2 * F, false, false));
         /* dx = d xmid */
-        P(PROF_NORM, be->rmsnorm_bwd(ws->dx, G->ln2, ws->dtmp, A->xmid, W->ln2, A->rstd2, N, C));
+        P(PROF_NORM, be->rmsnorm_bwd(ws->dx, G->ln2, ws->dtmp, A->xmid, W.ln2, A->rstd2, N, C));
         /* Attention: xmid = x + att Wo^T. */
-        P(PROF_MATMUL, be->linear_bwd(ws->datt, G->wo, ws->dx, A->att, W->wo, N, Q, C, false, false));
+        if (bf)
+            P(PROF_MISC, be->round_bf16(ws->gbuf, ws->dx, N * C));
+        P(PROF_MATMUL, be->linear_bwd(ws->datt, G->wo, dy, att, W.wo, N, Q, C, false, false));
         P(PROF_ATTN, be->attention_bwd(&as, ws->dqkv, ws->dqkv + Q, ws->dqkv + Q + KV, ws->datt, A->att, A->lse,
                                        A->qkv, A->qkv + Q, A->qkv + Q + KV, b->sample_ids, ws->attn_scratch));
         P(PROF_ROPE, be->rope_bwd(ws->dqkv, QKV, ws->cos_t, ws->sin_t, N, m->NH + m->KVH, m->HD));
-        P(PROF_MATMUL, be->linear_bwd(ws->dtmp, G->wqkv, ws->dqkv, A->xn1, W->wqkv, N, C, QKV, false, false));
+        if (bf)
+            P(PROF_MISC, be->round_bf16(ws->dqkv, ws->dqkv, N * QKV));
+        P(PROF_MATMUL, be->linear_bwd(ws->dtmp, G->wqkv, ws->dqkv, A->xn1, W.wqkv, N, C, QKV, false, false));
         /* dx = d x */
-        P(PROF_NORM, be->rmsnorm_bwd(ws->dx, G->ln1, ws->dtmp, A->x, W->ln1, A->rstd1, N, C));
+        P(PROF_NORM, be->rmsnorm_bwd(ws->dx, G->ln1, ws->dtmp, A->x, W.ln1, A->rstd1, N, C));
     }
     P(PROF_EMBED, be->embedding_bwd(m->g_embed, b->input_ids, ws->dx, N, C));
     return FT_OK;

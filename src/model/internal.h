@@ -33,7 +33,7 @@ typedef struct layer_acts {
     float *xn2;   /* (N, C) post_attention_layernorm(xmid) */
     float *rstd2; /* (N) or NULL */
     float *gu;    /* (N, 2F) [gate | up] */
-    float *h;     /* (N, F) silu(gate) * up (scratch, not kept) */
+    float *h;     /* (N, F) silu(gate) * up: fp32 scratch; bf16: kept, rounded (down_proj's saved input) */
 } layer_acts;
 
 enum { PROF_EMBED, PROF_NORM, PROF_MATMUL, PROF_ROPE, PROF_ATTN, PROF_SWIGLU, PROF_HEAD, PROF_MISC, PROF_COUNT };
@@ -79,6 +79,11 @@ struct ft_workspace {
     float *logits;    /* (chunk, V) */
     float *dxpart;    /* (attn_threads - 1, chunk, C) partial LM-head input gradients */
     float *attn_scratch;
+    /* bf16 only: GEMM operands rounded to bf16 (fp32 storage of bf16 values) */
+    float *wbuf;   /* one layer's rounded wqkv | wo | wgu | wd */
+    float *head_b; /* (V, C) the LM head rounded, refreshed by every forward */
+    float *abuf;   /* (N, Q) the attention output rounded for o_proj */
+    float *gbuf;   /* (N, C) the residual gradient rounded for down_proj's and o_proj's backward */
 
     /* FTUNE_PROFILE=1: wall time per kernel family, printed to stderr when the workspace is
      * freed (a developer's tool for the speed work; FTUNE_PROFILE=cpu: process CPU time). */
@@ -98,10 +103,20 @@ typedef struct layer_kv {
 
 /* THE layer body, used by training's forward, the backward's recompute (checkpointing) and KV-cache
  * decoding. Reads A->x (N rows), writes the fields of A, and the layer's output into `next`
- * (N, C; may be A->x or A->xmid), or stops after the MLP's SwiGLU when next is NULL (what the
- * backward needs). kv: NULL for training. prof: FTUNE_PROFILE's counters or NULL. */
-void model_layer_forward(const ft_model *m, int64_t layer, layer_acts *A, float *next, const ft_attn_shape *as,
-                         const int32_t *sample_ids, const float *cos_t, const float *sin_t, int64_t N,
-                         const layer_kv *kv, float *attn_scratch, double *prof, bool prof_cpu);
+ * (N, C; may be A->x or A->xmid), or stops before down_proj when next is NULL (what the
+ * backward's recompute needs). */
+typedef struct layer_run {
+    const layer_w *W;         /* the weights the GEMMs use (bf16: rounded views; norms fp32 masters) */
+    bool bf16;                /* round GEMM operands and saved activations (see forward.c) */
+    float *abuf;              /* bf16: (N, Q) scratch for the rounded attention output */
+    const ft_attn_shape *as;
+    const int32_t *sample_ids;
+    const float *cos_t, *sin_t;
+    const layer_kv *kv;       /* NULL for training */
+    float *attn_scratch;
+    double *prof;             /* FTUNE_PROFILE counters or NULL */
+    bool prof_cpu;
+} layer_run;
+void model_layer_forward(const ft_model *m, int64_t layer, layer_acts *A, float *next, int64_t N, const layer_run *r);
 
 #endif

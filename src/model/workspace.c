@@ -85,10 +85,21 @@ static size_t lay_out(ft_workspace *ws, const ft_model_config *c, const ft_works
         if (ck) /* each layer's own input, the checkpoint */
             GET(ws->acts[l].x, N * C);
     }
-    float *h;
-    GET(h, N * F);
-    for (int64_t l = 0; l < L; l++)
+    /* h: shared scratch, except that bf16 training without checkpointing keeps each layer's */
+    const bool bf = p->dtype == FT_DTYPE_BF16;
+    float *h = NULL;
+    for (int64_t l = 0; l < L; l++) {
+        if (l == 0 || (bf && tr && !ck))
+            GET(h, N * F);
         ws->acts[l].h = h;
+    }
+    if (bf) {
+        GET(ws->wbuf, QKV * C + C * Q + 3 * F * C);
+        GET(ws->head_b, d.V * C);
+        GET(ws->abuf, N * Q);
+        if (tr)
+            GET(ws->gbuf, N * C);
+    }
     GET(ws->xL, N * C);
     GET(ws->xf, N * C);
     GET(ws->rstdf, N);
@@ -121,9 +132,8 @@ static ft_status check_params(const ft_workspace_params *p, ft_err *err) {
                       (long long)p->max_batch, (long long)p->max_seq);
     if (p->max_batch * p->max_seq > ((int64_t)1 << 31))
         return FT_ERR(err, FT_ERR_INVALID, "workspace: max_batch * max_seq is too large");
-    if (p->dtype != FT_DTYPE_FP32)
-        return FT_ERR(err, FT_ERR_UNSUPPORTED, "workspace: dtype %s is not supported yet (fp32 only)",
-                      ft_dtype_name(p->dtype));
+    if (p->dtype != FT_DTYPE_FP32 && p->dtype != FT_DTYPE_BF16)
+        return FT_ERR(err, FT_ERR_INVALID, "workspace: unknown dtype %d", (int)p->dtype);
     return FT_OK;
 }
 

@@ -326,9 +326,13 @@ ft_status ft_train_config_set(ft_train_config *c, const char *key_in, const char
     if (!strcmp(key, "keep_checkpoints"))
         return parse_int("keep_checkpoints", v, 0, INT64_MAX, &c->keep_checkpoints, err);
     if (!strcmp(key, "dtype")) {
-        if (strcmp(v, "fp32") && strcmp(v, "float32"))
-            return FT_ERR(err, FT_ERR_UNSUPPORTED, "dtype \"%s\": only fp32 is supported on this build", v);
-        snprintf(c->dtype, sizeof c->dtype, "fp32");
+        ft_dtype d;
+        if (!strcmp(v, "auto"))
+            snprintf(c->dtype, sizeof c->dtype, "auto");
+        else if (ft_dtype_parse(v, &d))
+            snprintf(c->dtype, sizeof c->dtype, "%s", ft_dtype_name(d));
+        else
+            return FT_ERR(err, FT_ERR_INVALID, "dtype \"%s\": expected fp32, bf16 or auto", v);
         return FT_OK;
     }
     if (!strcmp(key, "device")) {

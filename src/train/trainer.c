@@ -39,6 +39,8 @@ typedef struct run {
     ft_workspace *ws; /* the training workspace (micro, T); evaluation uses it too */
     bool checkpointing;
     uint64_t predicted_peak; /* the memory planner's prediction, bytes */
+    ft_dtype dtype;          /* the config's, `auto` resolved */
+    const char *dtype_why;   /* how auto chose, or NULL */
     train_opt *opt;
     ft_loader *loader;
     train_eval_ctx ev;
@@ -719,6 +721,10 @@ static ft_status run_impl(const ft_train_config *cfg, const char *run_dir, const
             s = ft_train_check_architecture(&r.mc, weights_dir, err);
     }
     if (s == FT_OK) {
+        if (!strcmp(cfg->dtype, "auto"))
+            r.dtype = ft_tensor_auto_dtype(&r.dtype_why);
+        else
+            ft_dtype_parse(cfg->dtype, &r.dtype);
         if (cfg->threads > 0) /* the run's choice, process-wide */
             ft_tensor_set_threads(cfg->threads);
         ft_model_params mp = ft_model_default_params();
@@ -731,6 +737,7 @@ static ft_status run_impl(const ft_train_config *cfg, const char *run_dir, const
         wp.max_seq = r.T;
         wp.training = true;
         wp.checkpointing = r.checkpointing;
+        wp.dtype = r.dtype;
         s = ft_workspace_new(r.model, &wp, &r.ws, err);
     }
     if (s == FT_OK)
@@ -744,13 +751,15 @@ static ft_status run_impl(const ft_train_config *cfg, const char *run_dir, const
     if (s == FT_OK)
         s = emit(&r, FT_EVENT_MODEL_INITIALIZED, FT_LOG_INFO,
                  "%s from %s: %lld parameters; %lld steps (warmup %lld), global batch %lld x %lld tokens, micro-batch "
-                 "%lld%s, %s, peak lr %g; predicted peak memory %s%s",
+                 "%lld, %s, peak lr %g; dtype %s (GEMM route %s%s%s), activation checkpointing %s; predicted peak "
+                 "memory %s%s",
                  r.mc.architecture, weights_dir ? weights_dir : r.model_dir,
                  (long long)ft_model_config_n_params(&r.mc), (long long)r.sched.total_steps,
                  (long long)r.sched.warmup_steps, (long long)r.G, (long long)r.T, (long long)r.micro,
-                 r.checkpointing ? " with activation checkpointing" : "",
-                 cfg->optimizer == FT_OPTIMIZER_LION ? "lion" : "adamw", cfg->learning_rate,
-                 ft_memplan_format_bytes(r.predicted_peak, peak_buf, sizeof peak_buf), resume_from ? "; resuming" : "");
+                 cfg->optimizer == FT_OPTIMIZER_LION ? "lion" : "adamw", cfg->learning_rate, ft_dtype_name(r.dtype),
+                 ft_tensor_gemm_route(r.dtype), r.dtype_why ? "; " : "", r.dtype_why ? r.dtype_why : "",
+                 r.checkpointing ? "on" : "off", ft_memplan_format_bytes(r.predicted_peak, peak_buf, sizeof peak_buf),
+                 resume_from ? "; resuming" : "");
     ft_free(weights_dir);
     res->total_steps = r.sched.total_steps;
     res->global_batch_size = r.G;

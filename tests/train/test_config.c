@@ -88,6 +88,10 @@ TEST(train_config_set_and_errors) {
     CHECK_EQ_INT(c.n_eval_prompts, 2);
     CHECK_OK(ft_train_config_set(&c, "task_type", "INSTRUCTION_FINETUNE", &err), &err);
     CHECK_OK(ft_train_config_set(&c, "save_interval", "5ba", &err), &err);
+    CHECK_OK(ft_train_config_set(&c, "dtype", "bfloat16", &err), &err);
+    CHECK_STR_EQ(c.dtype, "bf16");
+    CHECK_OK(ft_train_config_set(&c, "dtype", "auto", &err), &err);
+    CHECK_STR_EQ(c.dtype, "auto");
 
     struct {
         const char *k, *v, *needle;
@@ -96,7 +100,7 @@ TEST(train_config_set_and_errors) {
         {"optimizer", "sgd", "adamw or lion"},           {"task_type", "CHAT", "CHAT_COMPLETION"},
         {"global_batch_size", "-3", "global_batch_size"}, {"save_interval", "100tok", "Nba or Nep"},
         {"warmup", "abc", "warmup"},                      {"nonsense", "1", "unknown parameter"},
-        {"loss_on", "some", "all_assistant"},             {"dtype", "bf16", "only fp32"},
+        {"loss_on", "some", "all_assistant"},             {"dtype", "fp16", "fp32, bf16 or auto"},
         {"context_length", "1", "at least 2"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
