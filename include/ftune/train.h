@@ -146,7 +146,7 @@ typedef struct ft_train_config {
     ft_loss_on loss_on;        /* all_assistant */
     ft_duration save_interval; /* value 0: every epoch and at the end */
     int64_t keep_checkpoints;  /* 0: keep all */
-    char dtype[16];            /* "fp32" | "bf16" (mixed precision, ftune/model.h) | "auto" (ft_gemm_auto_dtype) */
+    char dtype[16];            /* "fp32" | "bf16" (mixed precision, ftune/model.h) | "auto" (ft_tensor_auto_dtype) */
     char device[16];           /* "cpu" */
     int threads;               /* 0: all cores */
     /* Memory (ftune/memplan.h): the run's predicted peak must fit memory_limit ("20G", "80%";
