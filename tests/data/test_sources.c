@@ -180,8 +180,10 @@ static ft_status rowset_from_source(rowset *r, const char *spec, int64_t version
 
 /* Multiset equality; prints the first differences. */
 static bool rowsets_equal(rowset *a, rowset *b, const char *what) {
-    qsort(a->v, a->n, sizeof *a->v, cmp_cstr);
-    qsort(b->v, b->n, sizeof *b->v, cmp_cstr);
+    if (a->n > 1) /* qsort(NULL, 0) is undefined (UBSan): a table may have no rows */
+        qsort(a->v, a->n, sizeof *a->v, cmp_cstr);
+    if (b->n > 1)
+        qsort(b->v, b->n, sizeof *b->v, cmp_cstr);
     bool eq = a->n == b->n;
     for (size_t i = 0; eq && i < a->n; i++)
         eq = strcmp(a->v[i], b->v[i]) == 0;
