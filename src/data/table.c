@@ -93,7 +93,9 @@ static void fmt_clock(char *buf, size_t cap, int64_t us_of_day) {
 static void fmt_timestamp(char *buf, size_t cap, int64_t v, int unit, bool utc) {
     int64_t us = to_micros(v, unit);
     int64_t day = floordiv(us, 86400000000LL);
-    int64_t rem = us - day * 86400000000LL;
+    int64_t rem = us % 86400000000LL; /* not us - day * 86400000000: that wraps near INT64_MIN */
+    if (rem < 0)
+        rem += 86400000000LL;
     char date[40], clock[40];
     fmt_date(date, sizeof date, day);
     fmt_clock(clock, sizeof clock, rem);
