@@ -22,6 +22,10 @@ ft_status ft_data_fingerprint(const char *path, ft_task_type task, json_t **out,
             s = FT_ERR_AT(err, FT_ERR_IO, p, 0, 0, "cannot stat the data file");
             break;
         }
+        if (!S_ISREG(st.st_mode)) { /* /dev/zero, a FIFO: no end to hash */
+            s = FT_ERR_AT(err, FT_ERR_UNSUPPORTED, p, 0, 0, "not a regular file: its content cannot be fingerprinted");
+            break;
+        }
         char hex[65];
         int64_t size = 0;
         s = ft_sha256_file(p, hex, &size, err);
