@@ -41,7 +41,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         return 0;
     ft_err err;
     bool is_latest = data[0] & 1;
-    if (ft_file_write_atomic(is_latest ? latest : manifest, data + 1, size - 1, &err) != FT_OK)
+    /* a plain write: the atomic writer's fsync would make each run a thousand times slower */
+    FILE *f = fopen(is_latest ? latest : manifest, "wb");
+    if (!f || fwrite(data + 1, 1, size - 1, f) != size - 1 || fclose(f) != 0)
         abort();
     if (is_latest) {
         char *found = NULL;
