@@ -40,7 +40,13 @@ def main():
         if f:
             share = f["gflops"] / peak if peak else 0.0
             line += (f" ftune {f['tokens_per_s']:.1f} tokens/s, {f['gflops']:.0f} GFLOP/s = {100 * share:.0f}% of "
-                     f"peak, peak RSS {f['peak_rss_mb'] / GIB:.2f} GiB")
+                     f"peak")
+            # The same by CPU time (FLOPs per CPU-second x threads): what the step reaches while it
+            # has the cores, comparable with the peak (measured the same way) on a shared machine.
+            if f.get("cpu_s_per_step") and f.get("flops_per_token") and f.get("tokens_per_step") and peak:
+                cpu_rate = f["flops_per_token"] * f["tokens_per_step"] / f["cpu_s_per_step"] * f.get("threads", 1)
+                line += f" ({100 * cpu_rate / 1e9 / peak:.0f}% by CPU time)"
+            line += f", peak RSS {f['peak_rss_mb'] / GIB:.2f} GiB"
             if f.get("predicted_peak_mb"):
                 err = (f["predicted_peak_mb"] - f["peak_rss_mb"]) / f["peak_rss_mb"]
                 line += f" (planner predicted {f['predicted_peak_mb'] / GIB:.2f} GiB, {100 * err:+.1f}%)"
