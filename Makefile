@@ -49,6 +49,10 @@ $(BUILD)/obj/%.o: %.c
 
 $(BUILD)/obj/tests/%.o: CPPFLAGS += -Itests
 
+# The web UI's files are assembled into the server (src/server/assets.c includes them).
+WEB_ASSETS := $(wildcard src/server/web/*)
+$(BUILD)/obj/src/server/assets.o: $(WEB_ASSETS)
+
 $(BUILD)/libftune.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
@@ -100,6 +104,8 @@ FUZZ_FLAGS   := -g -O1 -std=c11 -march=native -fopenmp=libgomp -fno-omit-frame-p
                 -fsanitize=address,undefined -fno-sanitize-recover=undefined -Wno-unknown-pragmas
 
 fuzz: $(FUZZ_TARGETS)
+
+$(FUZZ_DIR)/obj/src/server/assets.o: $(WEB_ASSETS)
 
 $(FUZZ_DIR)/obj/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -20,5 +20,7 @@
 #include "ftune/train.h"
 #include "ftune/gen.h"
 #include "ftune/store.h"
+#include "ftune/runs.h"
+#include "ftune/server.h"
 
 #endif

@@ -90,6 +90,7 @@ int cmd_resume(int argc, char **argv);
 int cmd_models(int argc, char **argv);
 int cmd_registry(int argc, char **argv);
 int cmd_worker(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 int cmd_init_model(int argc, char **argv);
 int cmd_debug(int argc, char **argv);
 int cmd_bench(int argc, char **argv);

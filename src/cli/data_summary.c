@@ -6,6 +6,7 @@
 #include "cli.h"
 #include "data_summary.h"
 #include "ftune/memplan.h"
+#include "ftune/runs.h"
 
 void cli_print_data_summary(FILE *f, const ft_data_report *r, ft_task_type task) {
     fprintf(f, "\n%s: %lld record%s in %lld file%s: %lld valid; %lld error%s, %lld warning%s\n",
@@ -62,28 +63,7 @@ void cli_print_data_summary(FILE *f, const ft_data_report *r, ft_task_type task)
 
 
 void cli_plan_batches(ft_data_report *r, ft_data_duration d, int64_t global_batch_size) {
-    if (!r->has_tokens || r->rows_per_epoch <= 0 || r->context_length <= 0)
-        return;
-    int64_t G = global_batch_size;
-    if (G <= 0) { /* the trainer's automatic size (ftune/train.h) */
-        G = 65536 / r->context_length;
-        G = G < 1 ? 1 : G > 64 ? 64 : G;
-        int64_t cap = r->rows_per_epoch / 8;
-        if (G > cap)
-            G = cap < 1 ? 1 : cap;
-    }
-    double rows = (double)r->rows_per_epoch;
-    switch (d.unit) {
-    case FT_DURATION_EPOCHS: r->epochs = (double)d.value; break;
-    case FT_DURATION_TOKENS:
-        r->epochs = r->tokens_per_epoch > 0 ? (double)d.value / (double)r->tokens_per_epoch : 0;
-        break;
-    case FT_DURATION_BATCHES: r->epochs = (double)d.value * (double)G / rows; break;
-    }
-    r->tokens_total = (int64_t)((double)r->tokens_per_epoch * r->epochs + 0.5);
-    r->steps_total = d.unit == FT_DURATION_BATCHES ? d.value : (int64_t)((rows * r->epochs + (double)G - 1) / (double)G);
-    if (r->steps_total < 1)
-        r->steps_total = 1;
+    ft_runs_plan_batches(r, d, global_batch_size);
 }
 
 int cli_memory_plan(FILE *f, const char *command, const ft_train_config *c, const ft_model_config *mc, int64_t T,

@@ -24,6 +24,7 @@ static const command commands[] = {
     {"resume", cmd_resume, "continue an interrupted run from its latest checkpoint"},
     {"models", cmd_models, "the supported models and which are present locally"},
     {"registry", cmd_registry, "registered models: registry list | registry show NAME | registry delete NAME/VERSION"},
+    {"serve", cmd_serve, "the web UI and REST API: ftune serve [--host H] [--port 8080] [--token-file F]"},
     {"worker", cmd_worker, "the background worker that runs queued runs"},
     {"validate", cmd_validate, "check training data: every problem with file:line:column, then a summary"},
     {"tokenize", cmd_tokenize, "token ids of a text with a model's tokenizer.json (--jsonl for many)"},

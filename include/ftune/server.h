@@ -1,0 +1,43 @@
+/* ftune/server.h: `ftune serve` (SPEC §6b): one HTTP daemon (libmicrohttpd) serving the web UI at
+ * `/`, the REST API under `/api/` and `/health`. Implemented in src/server/.
+ *
+ * Security: the daemon binds loopback by default. Any other address needs a bearer token (start
+ * fails without one); with a token every route except `/health` and the static UI files needs
+ * `Authorization: Bearer <token>` (compared in constant time). Without a token, requests whose
+ * Host header is not a loopback name are refused (DNS rebinding), and requests that change state
+ * must carry `Content-Type: application/json` (a cross-site form cannot send it without a CORS
+ * preflight, which the server never grants).
+ *
+ * The API's lists are `{"data": [...]}`; errors are `{"error": {"code", "message", "field"?,
+ * "location"?}}` with the HTTP status that fits. The OpenAPI document is at /api/openapi.json. */
+#ifndef FTUNE_SERVER_H
+#define FTUNE_SERVER_H
+
+#include "ftune/base.h"
+
+typedef struct ft_server ft_server;
+
+typedef struct ft_server_params {
+    const char *host;  /* address to bind (default "127.0.0.1"; "::1", "localhost", "0.0.0.0", ...) */
+    int port;          /* default 8080; 0: any free port (ft_server_port says which) */
+    const char *token; /* bearer token; NULL or "": none (then only loopback may be bound) */
+    int workers;       /* runs the server executes at once (default 1) */
+    size_t max_body;   /* largest request body accepted, bytes (default 1 MiB) */
+    const char *home;  /* $FTUNE_HOME to serve (NULL: the environment's) */
+    double poll_s;     /* how often event streams look for new events (default 0.25 s) */
+} ft_server_params;
+
+void ft_server_default_params(ft_server_params *p);
+
+/* Whether `host` names a loopback address (127.0.0.0/8, ::1, "localhost"). */
+bool ft_server_host_is_loopback(const char *host);
+
+/* Bind and start serving in background threads. FT_ERR_INVALID when a non-loopback host has no
+ * token; FT_ERR_IO when the address cannot be bound. Stop and free with ft_server_stop. */
+ft_status ft_server_start(const ft_server_params *p, ft_server **out, ft_err *err);
+/* The port it listens on (the chosen one when params.port was 0). */
+int ft_server_port(const ft_server *s);
+/* Stop: event streams end, open requests finish, the daemon closes. NULL is a no-op. */
+void ft_server_stop(ft_server *s);
+
+#endif
