@@ -297,8 +297,20 @@ static void runs_list(srv_ctx *c, const srv_request *rq, srv_response *rs) {
             to = from + (size_t)limit;
     }
     json_t *arr = json_array();
-    for (size_t i = from; i < to; i++)
-        json_array_append_new(arr, ft_run_to_json(&runs[i]));
+    for (size_t i = from; i < to; i++) {
+        /* The list adds the run's last recorded training loss (the runs table shows it). */
+        json_t *o = ft_run_to_json(&runs[i]);
+        ft_metric *m;
+        size_t nm;
+        double last = NAN;
+        if (ft_store_metrics_list(s, runs[i].name, "loss", &m, &nm, NULL) == FT_OK) {
+            if (nm)
+                last = m[nm - 1].value;
+            ft_free(m);
+        }
+        json_object_set_new(o, "final_loss", isfinite(last) ? json_real(last) : json_null());
+        json_array_append_new(arr, o);
+    }
     bool more = after ? from > lo : to < hi;
     srv_json(rs, 200, json_pack("{s:o, s:b}", "data", arr, "has_more", more));
     ft_run_list_free(runs, n);
