@@ -4,7 +4,7 @@
 set -e
 PKGS="gcc make pkg-config libjansson-dev libonig-dev libutf8proc-dev unicode-data libopenblas-dev libopenblas0-openmp libsqlite3-dev
 libmicrohttpd-dev libomp-dev clang libclang-rt-14-dev python3 python3-torch python3-numpy python3-jinja2
-libsnappy-dev zlib1g-dev libzstd-dev liblz4-dev libbrotli-dev"
+libsnappy-dev zlib1g-dev libzstd-dev liblz4-dev libbrotli-dev chromium"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -20,8 +20,10 @@ if [ -n "$missing" ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
-# npm peers for the tokenizer reference and benchmark (pinned in tools/npm/package.json).
-if [ -f tools/npm/package.json ] && [ ! -d tools/npm/node_modules/tokenizers ]; then
+# npm peers for the tokenizer reference and benchmark, and playwright-core for the web UI's
+# browser tests (it drives Debian's chromium above; it never downloads a browser). Pinned in
+# tools/npm/package.json.
+if [ -f tools/npm/package.json ] && { [ ! -d tools/npm/node_modules/tokenizers ] || [ ! -d tools/npm/node_modules/playwright-core ]; }; then
     echo "deps: installing npm reference packages"
     (cd tools/npm && npm install --no-audit --no-fund --silent >/dev/null)
 fi

@@ -151,6 +151,14 @@ async function followEvents(name, after, onEvent, onEnd, signal) {
 
 /* ---------------------------------------------------------------- charts */
 
+/* A tick label with as many decimals as the tick spacing needs. */
+function tickLabel(v, step) {
+  if (v === 0) return '0';
+  const a = Math.abs(v);
+  if (a < 1e-3 || a >= 1e5) return v.toExponential(Math.max(0, Math.min(4, Math.round(Math.log10(a) - Math.log10(step)))));
+  return v.toFixed(Math.max(0, Math.min(8, Math.ceil(-Math.log10(step) + 1e-9))));
+}
+
 function niceTicks(lo, hi, n) {
   if (!(hi > lo)) { hi = lo + 1; }
   const raw = (hi - lo) / n;
@@ -176,7 +184,7 @@ function drawChart(box, points, color, yLabel) {
   g.setTransform(dpr, 0, 0, dpr, 0, 0);
   g.clearRect(0, 0, W, H);
   if (!points.length) return;
-  const L = 58, R = 12, T = 10, B = 30;
+  const L = 70, R = 12, T = 10, B = 30;
   const xs = points.map((p) => p[0]), ys = points.map((p) => p[1]);
   let x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
   if (x1 === x0) { x0 -= 1; x1 += 1; }
@@ -191,10 +199,12 @@ function drawChart(box, points, color, yLabel) {
   g.lineWidth = 1;
   g.textAlign = 'right';
   g.textBaseline = 'middle';
-  for (const t of niceTicks(y0, y1, 4)) {
+  const yt = niceTicks(y0, y1, 4);
+  const ystep = yt.length > 1 ? yt[1] - yt[0] : Math.abs(y1 - y0) || 1;
+  for (const t of yt) {
     if (t < y0 || t > y1) continue;
     g.beginPath(); g.moveTo(L, Y(t)); g.lineTo(W - R, Y(t)); g.stroke();
-    g.fillText(fmtNum(t, Math.abs(t) < 10 ? 3 : 1), L - 6, Y(t));
+    g.fillText(tickLabel(t, ystep), L - 6, Y(t));
   }
   g.textAlign = 'center';
   g.textBaseline = 'top';
@@ -207,9 +217,9 @@ function drawChart(box, points, color, yLabel) {
   g.beginPath(); g.moveTo(L, T); g.lineTo(L, H - B); g.lineTo(W - R, H - B); g.stroke();
   g.fillText('step', (L + W - R) / 2, H - 13);
   g.save();
-  g.translate(11, (T + H - B) / 2);
+  g.translate(4, (T + H - B) / 2);
   g.rotate(-Math.PI / 2);
-  g.fillText(yLabel, 0, -6);
+  g.fillText(yLabel, 0, 0);
   g.restore();
   g.strokeStyle = color;
   g.lineWidth = 2;
@@ -318,13 +328,13 @@ async function pageRun(name, signal) {
   };
   const render = (r) => {
     head.replaceChildren(h('span', { class: 'mono', id: 'run-name' }, r.name), badge(r.status));
-    actions.replaceChildren(
+    actions.replaceChildren(...[
       !FINAL.has(r.status) ? h('button', { id: 'cancel-run', class: 'danger', onclick: () => act('Cancel', 'POST', `/api/runs/${enc(r.name)}/cancel`) }, 'Cancel') : null,
       r.status === 'FAILED' || r.status === 'STOPPED' ? h('button', { id: 'resume-run', onclick: () => act('Resume', 'POST', `/api/runs/${enc(r.name)}/resume`) }, 'Resume') : null,
       FINAL.has(r.status) ? h('button', { id: 'delete-run', class: 'danger', onclick: () => {
         if (confirm(`Delete run ${r.name} and its files? Registered versions stay.`))
           act('Delete', 'DELETE', `/api/runs/${enc(r.name)}`, () => { location.hash = '#/runs'; });
-      } }, 'Delete') : null);
+      } }, 'Delete') : null].filter(Boolean));
     status.replaceChildren(
       h('div', { class: 'progress' }, progressBar(r, true)),
       h('dl', { class: 'kv' },
@@ -449,6 +459,7 @@ function clearErrors(form) {
   for (const el of form.querySelectorAll('.field .error')) { el.hidden = true; el.textContent = ''; }
   for (const el of form.querySelectorAll('.field.invalid')) el.classList.remove('invalid');
   $('#form-error').hidden = true;
+  $('#check-result').replaceChildren();
 }
 
 function issueLine(i) { return `${i.file}:${i.line}:${i.column}: ${i.level || 'error'}: ${i.message}`; }
