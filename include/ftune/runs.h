@@ -31,6 +31,28 @@ const ft_catalogue_entry *ft_runs_catalogue(size_t *n);
  * default_learning_rate, present, path}] with where each is in the local Hugging Face cache. */
 json_t *ft_runs_models_json(void);
 
+/* ---------------------------------------------------------------- processes and actions */
+
+/* This machine's host name (static buffer). */
+const char *ft_runs_hostname(void);
+/* Whether the run's recorded process is alive. A run owned by another host counts as alive (it
+ * cannot be checked from here); a pid of 0 as dead; a zombie or a recycled pid (not an ftune) as
+ * dead. */
+bool ft_runs_process_alive(const ft_run *r);
+/* STARTING, RUNNING or TERMINATING whose process is gone (SIGKILL, power cut, OOM). */
+bool ft_runs_is_orphaned(const ft_run *r);
+
+/* Cancel (SPEC §5): a pending or queued run (or one whose process is gone) stops at once; a
+ * running one moves to TERMINATING, and its process stops at the next step boundary after a
+ * checkpoint, then records STOPPED. *what (may be NULL) says which ("stopped", "stopping after
+ * its next checkpoint", "already finished"). FT_ERR_NOT_FOUND for an unknown run. */
+ft_status ft_runs_cancel(ft_store *s, const char *name, const char **what, ft_err *err);
+/* Hand a stopped, failed or orphaned run back to this machine's worker, which continues it from
+ * its latest checkpoint: the run moves to STARTING owned by no process here, which the worker
+ * takes over (`ftune resume` does the same in the foreground). FT_ERR_INVALID when the run has
+ * completed, is queued, or its process is alive. */
+ft_status ft_runs_request_resume(ft_store *s, const char *name, ft_err *err);
+
 /* ---------------------------------------------------------------- validation (SPEC §3) */
 
 typedef struct ft_runs_validate_params {

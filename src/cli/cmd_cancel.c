@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "ftune/runs.h"
 #include "run_common.h"
 
 static const cli_opt opts[] = {
@@ -33,21 +34,8 @@ int cmd_cancel(int argc, char **argv) {
             rc = cli_report("cancel", &err);
             continue;
         }
-        ft_status st = FT_OK;
-        const char *what;
-        if (ft_run_status_is_final(r.status)) {
-            what = "already finished";
-        } else if (r.status == FT_RUN_PENDING || r.status == FT_RUN_QUEUED || run_is_orphaned(&r)) {
-            st = ft_store_run_set_status(s, name, FT_RUN_STOPPED, "STOPPED", "INFO",
-                                         r.status == FT_RUN_PENDING || r.status == FT_RUN_QUEUED
-                                             ? "cancelled before it started"
-                                             : "cancelled (its process was gone)",
-                                         "cancelled", &err);
-            what = "stopped";
-        } else {
-            st = ft_store_run_set_status(s, name, FT_RUN_TERMINATING, NULL, NULL, NULL, "cancelled", &err);
-            what = "stopping after its next checkpoint";
-        }
+        const char *what = NULL;
+        ft_status st = ft_runs_cancel(s, name, &what, &err);
         if (st != FT_OK) {
             rc = cli_report("cancel", &err);
             ft_run_deinit(&r);

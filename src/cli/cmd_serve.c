@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "ftune/server.h"
@@ -12,7 +13,7 @@ static const cli_opt opts[] = {
     {"host", CLI_STR, "H: address to bind (default 127.0.0.1; anything but loopback needs --token-file)"},
     {"port", CLI_INT, "N: port (default 8080; 0: any free port, printed at start)"},
     {"token-file", CLI_STR, "F: file holding the bearer token that every API request must carry"},
-    {"workers", CLI_INT, "N: runs executed at once (default 1)"},
+    {"workers", CLI_INT, "N: runs executed at once (only 1 for now)"},
     {"max-body", CLI_INT, "BYTES: largest request body accepted (default 1048576)"},
     {NULL, 0, NULL},
 };
@@ -67,8 +68,9 @@ int cmd_serve(int argc, char **argv) {
         rc = cli_usage_error("serve", "port", "must be 0..65535");
         goto done;
     }
-    if (p.workers < 1 || p.workers > 64) {
-        rc = cli_usage_error("serve", "workers", "must be 1..64");
+    if (p.workers != 1) {
+        rc = cli_usage_error("serve", "workers", "must be 1: one worker executes this FTUNE_HOME's runs, one at a "
+                                                 "time (several at once is not supported yet)");
         goto done;
     }
     if (cli_has(&a, "max-body") && cli_int(&a, "max-body", 0) < 1024) {
@@ -78,6 +80,13 @@ int cmd_serve(int argc, char **argv) {
     if (cli_has(&a, "token-file") && (rc = read_token(cli_str(&a, "token-file", ""), &token)) != CLI_EXIT_OK)
         goto done;
     p.token = token;
+    /* The server supervises `ftune worker` and creates and deletes runs through this binary. */
+    char self[4096];
+    ssize_t sn = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (sn > 0) {
+        self[sn] = 0;
+        p.exe = self;
+    }
     if (!token && !ft_server_host_is_loopback(p.host)) {
         rc = cli_usage_error("serve", "host", "%s is not a loopback address: serving it needs --token-file FILE "
                                               "(every API request then carries Authorization: Bearer <token>)", p.host);

@@ -22,6 +22,7 @@
 #include "ftune/ckpt.h"
 #include "ftune/data.h"
 #include "ftune/json.h"
+#include "ftune/runs.h"
 #include "ftune/train.h"
 #include "run_common.h"
 
@@ -58,50 +59,11 @@ int run_expect_one_run(const char *command, cli_args *a) {
     return cli_usage_error(command, NULL, "expected one run name");
 }
 
-const char *run_hostname(void) {
-    static char host[256];
-    if (!host[0] && gethostname(host, sizeof host - 1) != 0)
-        snprintf(host, sizeof host, "localhost");
-    return host;
-}
+const char *run_hostname(void) { return ft_runs_hostname(); }
 
-bool run_process_alive(const ft_run *r) {
-    if (r->pid <= 0)
-        return false;
-    if (r->host && strcmp(r->host, run_hostname()) != 0)
-        return true;
-    if (kill((pid_t)r->pid, 0) != 0 && errno == ESRCH)
-        return false;
-    /* A zombie (exited, not yet reaped) is gone for our purposes. */
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%lld/stat", (long long)r->pid);
-    FILE *f = fopen(path, "r");
-    if (f) {
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[n] = 0;
-        const char *rp = strrchr(buf, ')');
-        if (rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'))
-            return false;
-    }
-    /* A recycled pid: the process there now is not an ftune. */
-    snprintf(path, sizeof path, "/proc/%lld/cmdline", (long long)r->pid);
-    f = fopen(path, "r");
-    if (f) {
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[n] = 0; /* argv[0] ends at the first NUL */
-        const char *base = strrchr(buf, '/');
-        if (n > 0 && !strstr(base ? base + 1 : buf, "ftune"))
-            return false;
-    }
-    return true;
-}
+bool run_process_alive(const ft_run *r) { return ft_runs_process_alive(r); }
 
-bool run_is_orphaned(const ft_run *r) {
-    bool active = r->status == FT_RUN_STARTING || r->status == FT_RUN_RUNNING || r->status == FT_RUN_TERMINATING;
-    return active && !run_process_alive(r);
-}
+bool run_is_orphaned(const ft_run *r) { return ft_runs_is_orphaned(r); }
 
 void run_format_time(double t, char *buf, size_t cap) {
     if (t <= 0) {
@@ -145,74 +107,8 @@ void run_print_json(const ft_run *r) {
     json_decref(j);
 }
 
-static int cmp_eval_step(const void *a, const void *b) {
-    json_int_t x = json_integer_value(json_object_get(*(json_t *const *)a, "step"));
-    json_int_t y = json_integer_value(json_object_get(*(json_t *const *)b, "step"));
-    return x < y ? -1 : x > y;
-}
-
-/* The evaluations kept in the run folder (eval/ep{E}-ba{B}.json, ftune/train.h), by step. */
-static json_t *run_evals_json(const char *run_dir) {
-    json_t *arr = json_array();
-    char *edir = run_dir ? ft_path_join(run_dir, "eval") : NULL;
-    DIR *d = edir ? opendir(edir) : NULL;
-    json_t **items = NULL;
-    size_t n = 0, cap = 0;
-    for (struct dirent *de; d && (de = readdir(d));) {
-        size_t len = strlen(de->d_name);
-        if (len < 6 || strcmp(de->d_name + len - 5, ".json") || de->d_name[0] == '.')
-            continue;
-        char *path = ft_path_join(edir, de->d_name);
-        json_t *j = NULL;
-        if (path && ft_json_load_file(path, &j, NULL) == FT_OK && json_is_object(j)) {
-            json_object_set_new(j, "path", json_string(path));
-            if (n == cap) {
-                size_t nc = cap ? cap * 2 : 8;
-                json_t **ni = ft_realloc(items, nc * sizeof *ni);
-                if (!ni) {
-                    json_decref(j);
-                    ft_free(path);
-                    break;
-                }
-                items = ni;
-                cap = nc;
-            }
-            items[n++] = j;
-        } else {
-            json_decref(j);
-        }
-        ft_free(path);
-    }
-    if (d)
-        closedir(d);
-    if (n)
-        qsort(items, n, sizeof *items, cmp_eval_step);
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, items[i]);
-    ft_free(items);
-    ft_free(edir);
-    return arr;
-}
-
 void run_print_json_full(ft_store *s, const ft_run *r) {
-    json_t *j = ft_run_to_json(r);
-    json_t *cks = json_array();
-    ft_checkpoint_row *ck;
-    size_t n;
-    if (ft_store_checkpoint_list(s, r->name, &ck, &n, NULL) == FT_OK) {
-        for (size_t i = 0; i < n; i++) {
-            if (!ck[i].path || !ft_path_exists(ck[i].path)) /* removed by keep_checkpoints */
-                continue;
-            char t[40];
-            ft_store_format_time(ck[i].time, t, sizeof t);
-            json_array_append_new(cks, json_pack("{s:s, s:s, s:I, s:I, s:s}", "name", ck[i].name, "path", ck[i].path,
-                                                 "step", (json_int_t)ck[i].step, "epoch", (json_int_t)ck[i].epoch,
-                                                 "created", t));
-        }
-        ft_checkpoint_list_free(ck, n);
-    }
-    json_object_set_new(j, "checkpoints", cks);
-    json_object_set_new(j, "evaluations", run_evals_json(r->run_dir));
+    json_t *j = ft_runs_run_json_full(s, r);
     char *txt = ft_json_dumps(j, 0);
     printf("%s\n", txt ? txt : "{}");
     fflush(stdout);

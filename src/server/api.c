@@ -188,7 +188,7 @@ static bool parse_body(const srv_request *rq, srv_response *rs, json_t **out) {
     return true;
 }
 
-typedef enum field_type { F_STR, F_INT, F_BOOL } field_type;
+typedef enum field_type { F_STR, F_INT, F_BOOL, F_NUM, F_STRLIST } field_type;
 typedef struct body_field {
     const char *name;
     field_type type;
@@ -213,10 +213,24 @@ static bool check_fields(json_t *j, const body_field *fields, srv_response *rs) 
         }
         if (json_is_null(v))
             continue;
-        bool ok = f->type == F_STR ? json_is_string(v) : f->type == F_INT ? json_is_integer(v) : json_is_boolean(v);
+        bool ok = false;
+        switch (f->type) {
+        case F_STR: ok = json_is_string(v); break;
+        case F_INT: ok = json_is_integer(v); break;
+        case F_BOOL: ok = json_is_boolean(v); break;
+        case F_NUM: ok = json_is_number(v) || json_is_string(v); break;
+        case F_STRLIST: {
+            ok = json_is_array(v);
+            size_t i;
+            json_t *x;
+            json_array_foreach(v, i, x) ok = ok && json_is_string(x);
+            break;
+        }
+        }
         if (!ok) {
-            srv_error(rs, 400, "invalid_type", key, NULL, "field \"%s\" must be %s", key,
-                      f->type == F_STR ? "a string" : f->type == F_INT ? "an integer" : "true or false");
+            static const char *const want[] = {"a string", "an integer", "true or false", "a number",
+                                               "a list of strings"};
+            srv_error(rs, 400, "invalid_type", key, NULL, "field \"%s\" must be %s", key, want[f->type]);
             return false;
         }
     }
@@ -575,6 +589,310 @@ out:
     json_decref(j);
 }
 
+
+/* ---------------------------------------------------------------- routes: actions on runs */
+
+/* The run as GET /api/runs/{name} answers it, with `status` as the HTTP status. */
+static void run_reply(srv_ctx *c, const char *name, int status, srv_response *rs) {
+    ft_store *s;
+    ft_run r;
+    if (!load_run(c, rs, name, &s, &r))
+        return;
+    srv_json(rs, status, ft_runs_run_json_full(s, &r));
+    ft_run_deinit(&r);
+    ft_store_close(s);
+}
+
+static void run_cancel(srv_ctx *c, const char *name, srv_response *rs) {
+    ft_store *s;
+    ft_run r;
+    if (!load_run(c, rs, name, &s, &r))
+        return;
+    ft_run_deinit(&r);
+    const char *what = NULL;
+    ft_err err;
+    ft_status st = ft_runs_cancel(s, name, &what, &err);
+    ft_store_close(s);
+    if (st != FT_OK)
+        return error_from(rs, &err, NULL);
+    if (!strcmp(what, "already finished"))
+        return srv_error(rs, 409, "conflict", NULL, NULL, "%s has already finished", name);
+    run_reply(c, name, 200, rs);
+}
+
+static void run_resume(srv_ctx *c, const char *name, srv_response *rs) {
+    if (!c->exe)
+        return srv_error(rs, 501, "not_implemented", NULL, NULL, "this server executes no runs (started without the "
+                                                                  "ftune binary): use `ftune resume %s`", name);
+    ft_store *s;
+    ft_run r;
+    if (!load_run(c, rs, name, &s, &r))
+        return;
+    ft_run_deinit(&r);
+    ft_err err;
+    ft_status st = ft_runs_request_resume(s, name, &err);
+    ft_store_close(s);
+    if (st == FT_ERR_INVALID)
+        return srv_error(rs, 409, "conflict", NULL, NULL, "%s", err.msg);
+    if (st != FT_OK)
+        return error_from(rs, &err, NULL);
+    run_reply(c, name, 200, rs);
+}
+
+/* The last line of a buffer that parses as JSON (a command's --json output), or NULL. */
+static json_t *last_json_line(ft_buf *b) {
+    const char *all = ft_buf_cstr(b);
+    const char *end = all + b->len;
+    while (end > all && (end[-1] == '\n' || end[-1] == '\r'))
+        end--;
+    const char *start = end;
+    while (start > all && start[-1] != '\n')
+        start--;
+    return json_loadb(start, (size_t)(end - start), 0, NULL);
+}
+
+/* The errors `ftune create` printed (stderr) as an API error: "ftune create: --flag: message"
+ * names the field; "file:line:column: error: message" lines are the data's problems. */
+static void create_error(const char *stderr_text, srv_response *rs) {
+    json_t *issues = json_array();
+    char field[64] = "", message[2048] = "";
+    const char *p = stderr_text;
+    while (*p) {
+        const char *e = strchr(p, '\n');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        char line[4096];
+        snprintf(line, sizeof line, "%.*s", (int)(n < sizeof line ? n : sizeof line - 1), p);
+        p += n + (e ? 1 : 0);
+        bool continuation = message[0] && strncmp(line, "ftune ", 6) && !strstr(line, ": error: ") &&
+                            !strstr(line, ": warning: ");
+        if (continuation) { /* a message's further lines ("looked at:\n  /a\n  /b") */
+            size_t ml = strlen(message);
+            snprintf(message + ml, sizeof message - ml, "\n%s", line);
+            continue;
+        }
+        if (!strncmp(line, "ftune create: ", 14)) {
+            const char *m = line + 14;
+            field[0] = 0;
+            if (!strncmp(m, "--", 2)) {
+                const char *colon = strstr(m, ": ");
+                if (colon && (size_t)(colon - m - 2) < sizeof field) {
+                    snprintf(field, sizeof field, "%.*s", (int)(colon - m - 2), m + 2);
+                    for (char *q = field; *q; q++)
+                        if (*q == '-')
+                            *q = '_';
+                    m = colon + 2;
+                }
+            }
+            snprintf(message, sizeof message, "%s", m);
+            continue;
+        }
+        /* file:line:column: error|warning: message (the file name may itself hold ':') */
+        const char *lv = strstr(line, ": error: ");
+        const char *lw = strstr(line, ": warning: ");
+        const char *l = lv ? lv : lw;
+        if (!l)
+            continue;
+        const char *c2 = l, *c1 = NULL;
+        while (c2 > line && c2[-1] != ':')
+            c2--;
+        if (c2 > line + 1)
+            for (c1 = c2 - 2; c1 > line && c1[-1] != ':'; c1--)
+                ;
+        if (!c1 || c1 <= line)
+            continue;
+        long long ln = strtoll(c1, NULL, 10), col = strtoll(c2, NULL, 10);
+        json_t *f = json_stringn(line, (size_t)(c1 - 1 - line));
+        json_t *m = json_string(l + (lv ? 9 : 11));
+        json_array_append_new(issues, json_pack("{s:o, s:I, s:I, s:s, s:o}", "file", f ? f : json_string("?"), "line",
+                                                (json_int_t)ln, "column", (json_int_t)col, "level",
+                                                lv ? "error" : "warning", "message", m ? m : json_string("?")));
+    }
+    if (!message[0])
+        snprintf(message, sizeof message, "the run was not created");
+    /* The CLI's pointer to its own output, said for the API. */
+    char *see = strstr(message, "(see above; --no-validate-inputs skips this check)");
+    if (see)
+        snprintf(see, sizeof message - (size_t)(see - message),
+                 "(listed in \"errors\"; \"validate_inputs\": false skips this check)");
+    ft_err loc;
+    ft_err_clear(&loc);
+    json_t *first = json_array_get(issues, 0);
+    if (first) {
+        snprintf(loc.file, sizeof loc.file, "%s", json_string_value(json_object_get(first, "file")));
+        loc.line = json_integer_value(json_object_get(first, "line"));
+        loc.column = json_integer_value(json_object_get(first, "column"));
+    }
+    srv_error(rs, 400, json_array_size(issues) ? "invalid_data" : "invalid_value", field[0] ? field : NULL,
+              first ? &loc : NULL, "%s", message);
+    if (json_array_size(issues)) { /* the errors go into the error object */
+        json_t *j = json_loadb(rs->body.data, rs->body.len, 0, NULL);
+        json_object_set(json_object_get(j, "error"), "errors", issues);
+        srv_json(rs, 400, j);
+    }
+    json_decref(issues);
+}
+
+static void runs_create(srv_ctx *c, const srv_request *rq, srv_response *rs) {
+    static const body_field fields[] = {
+        {"model", F_STR},           {"train_data_path", F_STR},   {"register_to", F_STR},
+        {"task_type", F_STR},       {"eval_data_path", F_STR},    {"eval_prompts", F_STRLIST},
+        {"custom_weights_path", F_STR}, {"training_duration", F_STR}, {"learning_rate", F_NUM},
+        {"context_length", F_INT},  {"validate_inputs", F_BOOL},  {"experiment_path", F_STR},
+        {"data_prep_cluster_id", F_STR}, {"name", F_STR},         {"seed", F_INT},
+        {"global_batch_size", F_INT}, {"micro_batch_size", F_INT}, {"optimizer", F_STR},
+        {"weight_decay", F_NUM},    {"warmup", F_STR},            {"grad_clip", F_NUM},
+        {"loss_on", F_STR},         {"save_interval", F_STR},     {"keep_checkpoints", F_INT},
+        {"dtype", F_STR},           {"device", F_STR},            {"threads", F_INT},
+        {"eval_max_new_tokens", F_INT}, {NULL, 0},
+    };
+    if (!c->exe)
+        return srv_error(rs, 501, "not_implemented", NULL, NULL,
+                         "this server creates no runs (started without the ftune binary): use `ftune create`");
+    json_t *j;
+    if (!parse_body(rq, rs, &j))
+        return;
+    if (!check_fields(j, fields, rs)) {
+        json_decref(j);
+        return;
+    }
+    static const char *const required[] = {"model", "train_data_path", "register_to"};
+    for (size_t i = 0; i < 3; i++) {
+        const char *v = json_string_value(json_object_get(j, required[i]));
+        if (!v || !*v) {
+            srv_error(rs, 400, "missing_field", required[i], NULL, "%s is required", required[i]);
+            json_decref(j);
+            return;
+        }
+    }
+    const char *nm = json_string_value(json_object_get(j, "name"));
+    if (nm && !run_name_ok(nm, strlen(nm))) {
+        srv_error(rs, 400, "invalid_name", "name", NULL,
+                  "\"%.200s\": use letters, digits, '-', '_' and '.' (at most 128, not starting with '.' or '-')", nm);
+        json_decref(j);
+        return;
+    }
+    /* The body as `ftune create` flags: the CLI validates, records and queues. */
+    enum { MAX_ARGS = 256 };
+    char *argv[MAX_ARGS + 8];
+    char *owned[MAX_ARGS];
+    size_t na = 0, no = 0;
+    argv[na++] = (char *)"ftune";
+    argv[na++] = (char *)"create";
+    argv[na++] = (char *)"--detach";
+    argv[na++] = (char *)"--json";
+    argv[na++] = (char *)"--quiet";
+    const char *key;
+    json_t *v;
+    bool too_many = false;
+    json_object_foreach(j, key, v) {
+        if (json_is_null(v))
+            continue;
+        if (na + 2 >= MAX_ARGS || no + 2 >= MAX_ARGS) {
+            too_many = true;
+            break;
+        }
+        if (!strcmp(key, "validate_inputs")) {
+            if (json_is_false(v))
+                argv[na++] = (char *)"--no-validate-inputs";
+            continue;
+        }
+        char *flag = ft_asprintf("--%s", !strcmp(key, "eval_prompts") ? "eval-prompt" : key);
+        for (char *q = flag + 2; q && *q; q++)
+            if (*q == '_')
+                *q = '-';
+        owned[no++] = flag;
+        if (json_is_array(v)) {
+            size_t i;
+            json_t *x;
+            json_array_foreach(v, i, x) {
+                if (na + 2 >= MAX_ARGS) {
+                    too_many = true;
+                    break;
+                }
+                argv[na++] = flag;
+                argv[na++] = (char *)json_string_value(x);
+            }
+            continue;
+        }
+        char *val = json_is_string(v)    ? ft_strdup(json_string_value(v))
+                    : json_is_integer(v) ? ft_asprintf("%lld", (long long)json_integer_value(v))
+                                         : ft_asprintf("%.17g", json_number_value(v));
+        owned[no++] = val;
+        argv[na++] = flag;
+        argv[na++] = val;
+    }
+    argv[na] = NULL;
+    if (too_many) {
+        srv_error(rs, 400, "invalid_value", "eval_prompts", NULL, "too many values (at most %d)", MAX_ARGS / 2);
+    } else {
+        ft_buf out = {0}, errb = {0};
+        int code;
+        ft_err err;
+        if (srv_run_command(c, argv, &out, &errb, &code, &err) != FT_OK) {
+            error_from(rs, &err, NULL);
+        } else if (code == 0) {
+            json_t *run = last_json_line(&out);
+            if (run)
+                srv_json(rs, 201, run);
+            else
+                srv_error(rs, 500, "internal", NULL, NULL, "ftune create printed no run: %.500s", ft_buf_cstr(&errb));
+        } else if (code == 2) {
+            create_error(ft_buf_cstr(&errb), rs);
+        } else {
+            srv_error(rs, 500, "internal", NULL, NULL, "ftune create failed (exit %d): %.1000s", code, ft_buf_cstr(&errb));
+        }
+        ft_buf_free(&out);
+        ft_buf_free(&errb);
+    }
+    for (size_t i = 0; i < no; i++)
+        ft_free(owned[i]);
+    json_decref(j);
+}
+
+static void run_delete(srv_ctx *c, const char *name, srv_response *rs) {
+    if (!c->exe)
+        return srv_error(rs, 501, "not_implemented", NULL, NULL, "this server deletes no runs: use `ftune delete %s`",
+                         name);
+    ft_store *s;
+    ft_run r;
+    if (!load_run(c, rs, name, &s, &r))
+        return;
+    bool active = !ft_run_status_is_final(r.status) && r.status != FT_RUN_PENDING && r.status != FT_RUN_QUEUED &&
+                  ft_runs_process_alive(&r);
+    ft_run_deinit(&r);
+    ft_store_close(s);
+    if (active)
+        return srv_error(rs, 409, "conflict", NULL, NULL, "%s is running: cancel it first", name);
+    char *argv[] = {(char *)"ftune", (char *)"delete", (char *)"--json", (char *)name, NULL};
+    ft_buf out = {0}, errb = {0};
+    int code;
+    ft_err err;
+    if (srv_run_command(c, argv, &out, &errb, &code, &err) != FT_OK) {
+        error_from(rs, &err, NULL);
+    } else {
+        /* The note says what stayed on disk (files ftune did not create). */
+        const char *note = ft_buf_cstr(&errb);
+        size_t pl = strlen("ftune delete: ") + strlen(name) + 2;
+        if (strlen(note) > pl)
+            note += pl;
+        json_t *o = json_pack("{s:s}", "deleted", name);
+        if (errb.len) {
+            json_t *n = json_stringn(note, strcspn(note, "\n"));
+            if (n)
+                json_object_set_new(o, "note", n);
+        }
+        if (code == 0)
+            srv_json(rs, 200, o);
+        else {
+            json_decref(o);
+            srv_error(rs, code == 2 ? 400 : 500, code == 2 ? "invalid_value" : "internal", NULL, NULL,
+                      "ftune delete: %.1000s", ft_buf_cstr(&errb));
+        }
+    }
+    ft_buf_free(&out);
+    ft_buf_free(&errb);
+}
+
 /* ---------------------------------------------------------------- auth */
 
 bool srv_token_equal(const char *given, const char *expected) {
@@ -648,7 +966,7 @@ static void route_run(srv_ctx *c, const srv_request *rq, srv_response *rs, const
         if (is(rq, "GET"))
             run_get(c, name, rs);
         else if (is(rq, "DELETE"))
-            not_yet(rs, "DELETE /api/runs/{name}");
+            run_delete(c, name, rs);
         else
             method_not_allowed(rs, "GET or DELETE");
         return;
@@ -669,8 +987,12 @@ static void route_run(srv_ctx *c, const srv_request *rq, srv_response *rs, const
     if (!strcmp(sub, "cancel") || !strcmp(sub, "resume")) {
         if (!is(rq, "POST"))
             method_not_allowed(rs, "POST");
-        else if (json_content_type(rq, rs))
-            not_yet(rs, !strcmp(sub, "cancel") ? "POST /api/runs/{name}/cancel" : "POST /api/runs/{name}/resume");
+        else if (json_content_type(rq, rs)) {
+            if (!strcmp(sub, "cancel"))
+                run_cancel(c, name, rs);
+            else
+                run_resume(c, name, rs);
+        }
         return;
     }
     srv_error(rs, 404, "not_found", NULL, NULL, "no route /api/runs/%s/%.100s", name, sub);
@@ -743,7 +1065,7 @@ void srv_handle(srv_ctx *c, const srv_request *rq, srv_response *rs) {
             runs_list(c, rq, rs);
         else if (is(rq, "POST")) {
             if (json_content_type(rq, rs))
-                not_yet(rs, "POST /api/runs (create a run with `ftune create --detach`)");
+                runs_create(c, rq, rs);
         } else
             method_not_allowed(rs, "GET or POST");
         return;
@@ -826,6 +1148,9 @@ ft_status srv_ctx_init(srv_ctx *c, const ft_server_params *p, ft_err *err) {
     c->workers = p->workers > 0 ? p->workers : 1;
     c->poll_s = p->poll_s > 0 ? p->poll_s : 0.25;
     atomic_init(&c->stopping, false);
+    atomic_init(&c->worker_pid, 0);
+    c->exe = p->exe ? ft_strdup(p->exe) : NULL;
+    c->stop_grace_s = p->stop_grace_s > 0 ? p->stop_grace_s : 300;
     if (!c->db_path)
         return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
     /* Create the store (and its schema) once here, so that requests only open it. */
@@ -837,6 +1162,7 @@ ft_status srv_ctx_init(srv_ctx *c, const ft_server_params *p, ft_err *err) {
 
 void srv_ctx_deinit(srv_ctx *c) {
     ft_free(c->home);
+    ft_free(c->exe);
     ft_free(c->db_path);
     if (c->token) {
         memset(c->token, 0, strlen(c->token));

@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -21,6 +22,8 @@ struct ft_server {
     struct MHD_Daemon *d;
     srv_ctx ctx;
     int port;
+    pthread_t supervisor;
+    bool supervising;
 };
 
 void ft_server_default_params(ft_server_params *p) {
@@ -30,6 +33,7 @@ void ft_server_default_params(ft_server_params *p) {
     p->workers = 1;
     p->max_body = 1 << 20;
     p->poll_s = 0.25;
+    p->stop_grace_s = 300;
 }
 
 bool ft_server_host_is_loopback(const char *host) {
@@ -309,6 +313,8 @@ ft_status ft_server_start(const ft_server_params *p, ft_server **out, ft_err *er
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
     s->port = info ? info->port : p->port;
+    if (s->ctx.exe && pthread_create(&s->supervisor, NULL, srv_supervise, &s->ctx) == 0)
+        s->supervising = true;
     *out = s;
     return FT_OK;
 }
@@ -319,6 +325,10 @@ void ft_server_stop(ft_server *s) {
     if (!s)
         return;
     atomic_store(&s->ctx.stopping, true);
+    /* The worker first: its running run checkpoints and stops (resumable); the API keeps
+     * answering meanwhile. */
+    if (s->supervising)
+        pthread_join(s->supervisor, NULL);
     /* Wait for the connection threads: event streams end within a poll interval. */
     MHD_stop_daemon(s->d);
     srv_ctx_deinit(&s->ctx);

@@ -1,0 +1,203 @@
+/* server/spawn.c: the processes `ftune serve` runs: the worker it supervises (`ftune worker`, which
+ * executes queued runs one at a time, each in its own process, and resumes runs whose process
+ * died), and the `ftune create --detach` / `ftune delete` commands behind POST /api/runs and
+ * DELETE /api/runs/{name}, so that the API validates, records and removes exactly as the CLI does.
+ *
+ * Children are started with posix_spawn (the server is multithreaded: no fork without exec), with
+ * the default signal dispositions and an empty mask (the server blocks SIGINT/SIGTERM for its
+ * sigwait), in their own process group (a Ctrl-C at the terminal reaches the server, which stops
+ * the worker in order), and FTUNE_HOME set to the served home. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server_internal.h"
+
+extern char **environ;
+
+/* environ with FTUNE_HOME replaced (caller frees the array and its first entry). */
+static char **child_env(const srv_ctx *c) {
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **env = ft_calloc(n + 2, sizeof *env);
+    if (!env)
+        return NULL;
+    env[0] = ft_asprintf("FTUNE_HOME=%s", c->home);
+    size_t k = 1;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "FTUNE_HOME=", 11))
+            env[k++] = environ[i];
+    return env;
+}
+
+static void free_env(char **env) {
+    if (env) {
+        ft_free(env[0]);
+        ft_free(env);
+    }
+}
+
+static int spawn(const srv_ctx *c, char *const argv[], posix_spawn_file_actions_t *fa, pid_t *pid) {
+    posix_spawnattr_t at;
+    posix_spawnattr_init(&at);
+    sigset_t none, def;
+    sigemptyset(&none);
+    sigemptyset(&def);
+    sigaddset(&def, SIGINT);
+    sigaddset(&def, SIGTERM);
+    sigaddset(&def, SIGPIPE);
+    sigaddset(&def, SIGCHLD);
+    posix_spawnattr_setsigmask(&at, &none);
+    posix_spawnattr_setsigdefault(&at, &def);
+    posix_spawnattr_setpgroup(&at, 0);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+    char **env = child_env(c);
+    int rc = env ? posix_spawn(pid, c->exe, fa, &at, argv, env) : ENOMEM;
+    free_env(env);
+    posix_spawnattr_destroy(&at);
+    return rc;
+}
+
+ft_status srv_run_command(const srv_ctx *c, char *const argv[], ft_buf *out, ft_buf *errb, int *exit_code,
+                          ft_err *err) {
+    *exit_code = -1;
+    if (!c->exe)
+        return FT_ERR(err, FT_ERR_UNSUPPORTED, "this server was started without the ftune binary");
+    int po[2], pe[2];
+    if (pipe2(po, O_CLOEXEC) != 0)
+        return FT_ERR(err, FT_ERR_IO, "pipe: %s", strerror(errno));
+    if (pipe2(pe, O_CLOEXEC) != 0) {
+        close(po[0]);
+        close(po[1]);
+        return FT_ERR(err, FT_ERR_IO, "pipe: %s", strerror(errno));
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, po[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, pe[1], 2);
+    pid_t pid;
+    int rc = spawn(c, argv, &fa, &pid);
+    posix_spawn_file_actions_destroy(&fa);
+    close(po[1]);
+    close(pe[1]);
+    if (rc != 0) {
+        close(po[0]);
+        close(pe[0]);
+        return FT_ERR(err, FT_ERR_IO, "cannot start %s: %s", c->exe, strerror(rc));
+    }
+    struct pollfd p[2] = {{po[0], POLLIN, 0}, {pe[0], POLLIN, 0}};
+    int open_fds = 2;
+    while (open_fds > 0) {
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        for (int i = 0; i < 2; i++) {
+            if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            char buf[8192];
+            ssize_t r = read(p[i].fd, buf, sizeof buf);
+            if (r > 0) {
+                ft_buf *b = i == 0 ? out : errb;
+                if (b->len < (4u << 20)) /* keep at most 4 MiB of each */
+                    ft_buf_append(b, buf, (size_t)r);
+            } else if (r == 0 || errno != EINTR) {
+                close(p[i].fd);
+                p[i].fd = -1;
+                open_fds--;
+            }
+        }
+    }
+    for (int i = 0; i < 2; i++)
+        if (p[i].fd >= 0)
+            close(p[i].fd);
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    return FT_OK;
+}
+
+/* ---------------------------------------------------------------- the supervised worker */
+
+static pid_t start_worker(const srv_ctx *c) {
+    char *log = ft_path_join(c->home, "worker.log");
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    if (log) {
+        posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    }
+    char *argv[] = {(char *)"ftune", (char *)"worker", (char *)"--poll", (char *)"0.5", NULL};
+    pid_t pid = -1;
+    if (spawn(c, argv, &fa, &pid) != 0)
+        pid = -1;
+    posix_spawn_file_actions_destroy(&fa);
+    ft_free(log);
+    return pid;
+}
+
+static void nap(double s) {
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
+/* Keep one worker running while the server serves: restart it when it ends (a crash, or it found
+ * another worker holding this home's lock: then that one serves the queue, and we look again in
+ * a few seconds). On stop, SIGTERM: the worker's running run stops after a checkpoint (STOPPED,
+ * resumable) and the worker exits; SIGKILL only after `stop_grace_s`. */
+void *srv_supervise(void *arg) {
+    srv_ctx *c = arg;
+    pid_t pid = -1;
+    double started = 0;
+    while (!atomic_load(&c->stopping)) {
+        if (pid <= 0) {
+            pid = start_worker(c);
+            started = ft_time_now();
+            atomic_store(&c->worker_pid, (int64_t)pid);
+            if (pid <= 0) {
+                FT_LOG_WARN("serve: cannot start the worker (%s worker)", c->exe);
+                nap(5);
+                continue;
+            }
+        }
+        int status;
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        if (w == pid) {
+            pid = -1;
+            atomic_store(&c->worker_pid, 0);
+            /* a worker that ends at once found another one serving this home: wait longer */
+            double ran = ft_time_now() - started;
+            for (double t = 0; t < (ran < 2 ? 5.0 : 1.0) && !atomic_load(&c->stopping); t += 0.1)
+                nap(0.1);
+            continue;
+        }
+        nap(0.1);
+    }
+    if (pid > 0) {
+        kill(pid, SIGTERM);
+        double t0 = ft_time_now();
+        int status;
+        while (waitpid(pid, &status, WNOHANG) == 0) {
+            if (ft_time_now() - t0 > c->stop_grace_s) {
+                kill(pid, SIGKILL);
+                waitpid(pid, &status, 0);
+                break;
+            }
+            nap(0.05);
+        }
+        atomic_store(&c->worker_pid, 0);
+    }
+    return NULL;
+}
