@@ -164,7 +164,7 @@ async function main() {
     check(await page.$('#delete-run') !== null && await page.$('#cancel-run') === null, 'actions of a completed run');
     await shot(page, 'ui-run.png');
 
-    // Create form: an invalid data file shows its file:line:column inline
+    // Create form: an invalid data file shows its file:line:column inline (Check the data)
     await page.goto(`${base}/#/create`);
     await page.waitForSelector('#create-form');
     await page.fill('#f-model', path.join(work, 'model'));
@@ -181,6 +181,71 @@ async function main() {
     check((await page.$eval('#error-register_to', (e) => e.textContent)).includes('required'), 'required field error');
     await page.click('#advanced summary');
     await shot(page, 'ui-create.png');
+
+    // Create a run through the form and watch it complete; its chart equals the API's metrics
+    await page.goto(`${base}/#/registry`);
+    await page.waitForSelector('#registry-table');
+    await page.goto(`${base}/#/create`);
+    await page.waitForSelector('#create-form');
+    await page.fill('#f-model', path.join(work, 'model'));
+    await page.fill('#f-train_data_path', path.join(work, 'train.jsonl'));
+    await page.fill('#f-register_to', 'main.test.form');
+    await page.fill('#f-eval_data_path', path.join(work, 'eval.jsonl'));
+    await page.fill('#f-eval_prompts', 'Where is Maria? Maria went to Oslo.');
+    await page.fill('#f-training_duration', '8ba');
+    await page.fill('#f-learning_rate', 'abc');
+    await page.fill('#f-context_length', '64');
+    await page.$eval('#advanced', (d) => { d.open = true; });
+    await page.fill('#f-name', 'form-run');
+    await page.fill('#f-global_batch_size', '4');
+    await page.fill('#f-micro_batch_size', '2');
+    await page.fill('#f-threads', '1');
+    await page.fill('#f-save_interval', '4ba');
+    await page.fill('#f-eval_max_new_tokens', '4');
+    await page.click('#create-submit');
+    // an invalid value comes back from the API's (the CLI's) validation, under its field
+    await page.waitForSelector('#error-learning_rate:not([hidden])', { timeout: 20000 });
+    const lrErr = await page.$eval('#error-learning_rate', (e) => e.textContent);
+    check(lrErr.includes('abc'), `inline learning rate error: ${lrErr}`);
+    await shot(page, 'ui-create-error.png');
+    await page.fill('#f-learning_rate', '1e-3');
+    await page.click('#create-submit');
+    await page.waitForFunction(() => location.hash === '#/runs/form-run', null, { timeout: 30000 });
+    await page.waitForSelector('#run-name');
+    await page.waitForSelector('.badge[data-status="COMPLETED"]', { timeout: 120000 });
+    await page.waitForFunction(() => {
+      const c = document.querySelector('#chart-loss canvas');
+      return c && c.dataset.points && JSON.parse(c.dataset.points).length === 8;
+    }, null, { timeout: 15000 });
+    const fm = (await getJSON(base, '/api/runs/form-run/metrics?name=loss')).data.map((m) => [m.step, m.value]);
+    const fg = JSON.parse(await page.$eval('#chart-loss canvas', (c) => c.dataset.points));
+    check(JSON.stringify(fm) === JSON.stringify(fg), `form run chart ${JSON.stringify(fg)} != API ${JSON.stringify(fm)}`);
+    check(await paintedPixels(page, '#chart-loss canvas') > 2000, 'the form run\'s loss chart is blank');
+    const fe = (await getJSON(base, '/api/runs/form-run/events')).data.map((e) => `${e.seq} ${e.type}`);
+    await page.waitForFunction((n) => document.querySelectorAll('#events-table tr').length >= n, fe.length);
+    const fu = await page.$$eval('#events-table tr', (rows) => rows.map((r) => `${r.dataset.seq} ${r.children[2].textContent}`));
+    check(JSON.stringify(fu.slice().reverse()) === JSON.stringify(fe), `form run events ${fu} != API ${fe}`);
+    await shot(page, 'ui-run-created.png');
+
+    // Cancel a running run from its page
+    const long = await fetch(`${base}/api/runs`, { method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ model: path.join(work, 'model'), train_data_path: path.join(work, 'train.jsonl'),
+        register_to: 'main.test', name: 'long-run', training_duration: '2000ba', learning_rate: 1e-3, context_length: 64,
+        global_batch_size: 4, micro_batch_size: 2, threads: 1, save_interval: '10ba', keep_checkpoints: 1 }) });
+    check(long.status === 201, `POST /api/runs: ${long.status}`);
+    await page.goto(`${base}/#/runs/long-run`);
+    await page.waitForSelector('.badge[data-status="RUNNING"]', { timeout: 60000 });
+    await page.waitForFunction(() => {
+      const c = document.querySelector('#chart-loss canvas');
+      return c && c.dataset.points && JSON.parse(c.dataset.points).length >= 3;
+    }, null, { timeout: 30000 });
+    await shot(page, 'ui-run-live.png');
+    await page.click('#cancel-run');
+    await page.waitForSelector('.badge[data-status="STOPPED"]', { timeout: 60000 });
+    check(await page.$('#resume-run') !== null, 'a stopped run offers resume');
+    const lr = await getJSON(base, '/api/runs/long-run');
+    check(lr.status === 'STOPPED' && lr.details === 'cancelled', `long-run after cancel: ${lr.status} ${lr.details}`);
+    await shot(page, 'ui-run-cancelled.png');
 
     // Registry
     await page.goto(`${base}/#/registry/main.test.browser`);

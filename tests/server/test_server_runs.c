@@ -1,0 +1,320 @@
+/* tests/server: the routes that change runs, end to end through the real binary (`ftune serve`
+ * supervising `ftune worker`): POST /api/runs validates as `ftune create` does (data errors with
+ * file:line:column, bad values naming their field), the queued run executes to COMPLETED and is
+ * registered; cancel, resume and delete; SIGTERM stops the running run after a checkpoint and a
+ * restarted server resumes it to the end. A tiny model (1 layer, hidden 16) keeps each run short. */
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ftune/json.h"
+#include "ftune/store.h"
+#include "http_client.h"
+#include "test.h"
+
+static const char TEMPLATE[] =
+    "{% for message in messages %}{% if message['role'] == 'user' %}"
+    "{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}"
+    "{{ message['content'] + eos_token }}{% endif %}{% endfor %}";
+
+typedef struct env {
+    char home[1024], model[1024], train[1024], bad[1024];
+} env;
+
+static bool setup(env *e) {
+    const char *tmp = ft_test_tmpdir();
+    snprintf(e->home, sizeof e->home, "%s/home", tmp);
+    snprintf(e->model, sizeof e->model, "%s/model", tmp);
+    snprintf(e->train, sizeof e->train, "%s/train.jsonl", tmp);
+    snprintf(e->bad, sizeof e->bad, "%s/bad.jsonl", tmp);
+    char tok[1100];
+    snprintf(tok, sizeof tok, "%s/tok", tmp);
+    ft_mkdir_p(tok, NULL);
+    char *src = ft_path_join(ft_test_fixture("tok/mistral-7b-v0.1"), "tokenizer.json");
+    char *dst = ft_path_join(tok, "tokenizer.json");
+    ft_status st = ft_file_copy(src, dst, NULL);
+    ft_free(src);
+    ft_free(dst);
+    if (st != FT_OK)
+        return false;
+    json_t *cfg = json_pack("{s:s, s:s, s:s, s:b, s:b, s:s}", "bos_token", "<s>", "eos_token", "</s>", "unk_token",
+                            "<unk>", "add_bos_token", 1, "add_eos_token", 0, "chat_template", TEMPLATE);
+    char *text = json_dumps(cfg, 0);
+    char *cpath = ft_path_join(tok, "tokenizer_config.json");
+    ft_file_write_atomic(cpath, text, strlen(text), NULL);
+    free(text);
+    ft_free(cpath);
+    json_decref(cfg);
+    char *cmd = ft_asprintf("%s init-model --out '%s' --vocab-size 32000 --hidden-size 16 --intermediate-size 32 "
+                            "--layers 1 --heads 2 --tie-embeddings --max-position-embeddings 256 --tokenizer '%s' "
+                            "--seed 1 >/dev/null 2>&1",
+                            ft_test_ftune_bin(), e->model, tok);
+    int rc = ft_test_run(cmd, NULL);
+    ft_free(cmd);
+    if (rc != 0)
+        return false;
+    static const char *const people[] = {"Maria", "John", "Aisha", "Kenji"};
+    static const char *const cities[] = {"Paris", "Lima", "Oslo", "Rome"};
+    ft_buf b = {0};
+    for (int i = 0; i < 48; i++)
+        ft_buf_appendf(&b,
+                       "{\"messages\":[{\"role\":\"user\",\"content\":\"Where is %s? %s went to %s.\"},"
+                       "{\"role\":\"assistant\",\"content\":\"%s\"}]}\n",
+                       people[i % 4], people[i % 4], cities[(i / 4) % 4], cities[(i / 4) % 4]);
+    ft_file_write_atomic(e->train, b.data, b.len, NULL);
+    ft_buf_free(&b);
+    const char *bad = "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"assistant\",\"content\":\"b\"}]}\n"
+                      "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}\n";
+    ft_file_write_atomic(e->bad, bad, strlen(bad), NULL);
+    return true;
+}
+
+/* Start `ftune serve --port 0` on e->home; the port from its first stdout line. */
+static pid_t serve(const env *e, int *port) {
+    int fds[2];
+    if (pipe(fds) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        int nul = open("/dev/null", O_WRONLY);
+        if (nul >= 0)
+            dup2(nul, 2);
+        setenv("FTUNE_HOME", e->home, 1);
+        setenv("USER", "tester", 1);
+        setenv("OMP_NUM_THREADS", "1", 1);
+        execl(ft_test_ftune_bin(), "ftune", "serve", "--port", "0", (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    char line[128] = {0};
+    size_t n = 0;
+    while (n < sizeof line - 1) {
+        struct pollfd p = {fds[0], POLLIN, 0};
+        if (poll(&p, 1, 60000) <= 0 || read(fds[0], line + n, 1) <= 0 || line[n] == '\n')
+            break;
+        n++;
+    }
+    close(fds[0]);
+    *port = 0;
+    if (sscanf(line, "listening %d", port) != 1) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        return -1;
+    }
+    return pid;
+}
+
+static int stop(pid_t pid) {
+    kill(pid, SIGTERM);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static char *create_body(const env *e, const char *name, const char *duration, const char *extra) {
+    return ft_asprintf("{\"model\": \"%s\", \"train_data_path\": \"%s\", \"register_to\": \"main.api\", \"name\": \"%s\","
+                       " \"training_duration\": \"%s\", \"learning_rate\": 0.001, \"context_length\": 64,"
+                       " \"global_batch_size\": 4, \"micro_batch_size\": 2, \"threads\": 1, \"seed\": 5%s}",
+                       e->model, e->train, name, duration, extra ? extra : "");
+}
+
+/* Poll GET /api/runs/{name} until its status is one of `want` ("RUNNING|COMPLETED"); the status. */
+static char *wait_status(int port, const char *name, const char *want, double timeout_s) {
+    char path[256];
+    snprintf(path, sizeof path, "/api/runs/%s", name);
+    double t0 = ft_time_now();
+    char *last = NULL;
+    while (ft_time_now() - t0 < timeout_s) {
+        int st;
+        json_t *j = get_json(port, path, NULL, &st);
+        const char *s = json_string_value(json_object_get(j, "status"));
+        ft_free(last);
+        last = s ? ft_strdup(s) : NULL;
+        json_decref(j);
+        if (last && strstr(want, last))
+            return last;
+        usleep(50 * 1000);
+    }
+    return last;
+}
+
+TEST(server_api_creates_a_run_that_executes_and_registers) {
+    env e;
+    REQUIRE(setup(&e));
+    int port;
+    pid_t pid = serve(&e, &port);
+    REQUIRE(pid > 0);
+    int st;
+    char *body = create_body(&e, "api-one", "6ba", ", \"eval_prompts\": [\"Where is Maria?\"], \"eval_max_new_tokens\": 3");
+    json_t *j = post_json(port, "/api/runs", body, &st);
+    ft_free(body);
+    CHECK_EQ_INT(st, 201);
+    CHECK_STR_EQ(json_string_value(json_object_get(j, "name")), "api-one");
+    json_decref(j);
+    /* its events to the end, as a client of the stream sees them */
+    sse_client c;
+    REQUIRE(sse_open(&c, port, "api-one", -1));
+    int64_t id, last = 0;
+    char type[32] = "";
+    while ((id = sse_next(&c, type, sizeof type)) > 0) {
+        CHECK_EQ_INT(id, last + 1);
+        last = id;
+    }
+    sse_close(&c);
+    CHECK_EQ_INT(id, -1);
+    CHECK_STR_EQ(type, "COMPLETED");
+    j = get_json(port, "/api/runs/api-one", NULL, &st);
+    CHECK_STR_EQ(json_string_value(json_object_get(j, "status")), "COMPLETED");
+    CHECK_STR_EQ(json_string_value(json_object_get(j, "registered_model")), "main.api.api-one/1");
+    json_decref(j);
+    j = get_json(port, "/api/runs/api-one/metrics?name=loss", NULL, &st);
+    CHECK_EQ_INT(json_array_size(json_object_get(j, "data")), 6);
+    json_decref(j);
+    j = get_json(port, "/api/registry/main.api.api-one", NULL, &st);
+    CHECK_EQ_INT(st, 200);
+    json_decref(j);
+
+    /* the CLI's validation, as API errors */
+    static const struct {
+        const char *extra, *code, *field;
+    } bad[] = {
+        {", \"learning_rate\": \"abc\"", "invalid_value", "learning_rate"},
+        {", \"optimizer\": \"sgd\"", "invalid_value", "optimizer"},
+        {", \"context_length\": 100000", "invalid_value", "context_length"},
+        {", \"register_to\": \"main\"", "invalid_value", "register_to"},
+        {", \"seed\": \"5\"", "invalid_type", "seed"},
+        {", \"eval_prompts\": [1]", "invalid_type", "eval_prompts"},
+        {", \"bogus\": 1", "unknown_field", "bogus"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char *b = create_body(&e, "api-bad", "1ba", bad[i].extra);
+        /* the extra key repeats one of the body's: parsed without JSON_REJECT_DUPLICATES the
+         * later one wins, and the body goes out with each key once */
+        json_t *bj = json_loads(b, 0, NULL);
+        ft_free(b);
+        char *bs = bj ? json_dumps(bj, 0) : NULL;
+        json_decref(bj);
+        j = post_json(port, "/api/runs", bs ? bs : "{}", &st);
+        free(bs);
+        const char *code = err_code(j), *field = err_field(j);
+        if (st != 400 || !code || strcmp(code, bad[i].code) || !field || strcmp(field, bad[i].field))
+            ft_test_fail_(__FILE__, __LINE__, "%s: status %d code %s field %s", bad[i].extra, st, code, field);
+        json_decref(j);
+    }
+    /* data errors carry every problem with file:line:column */
+    char *b2 = ft_asprintf("{\"model\": \"%s\", \"train_data_path\": \"%s\", \"register_to\": \"main.api\"}", e.model, e.bad);
+    j = post_json(port, "/api/runs", b2, &st);
+    ft_free(b2);
+    CHECK_EQ_INT(st, 400);
+    CHECK_STR_EQ(err_code(j), "invalid_data");
+    CHECK_STR_EQ(err_field(j), "train_data_path");
+    json_t *errs = json_object_get(json_object_get(j, "error"), "errors");
+    CHECK_EQ_INT(json_array_size(errs), 1);
+    CHECK_EQ_INT(json_integer_value(json_object_get(json_array_get(errs, 0), "line")), 2);
+    CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(json_object_get(j, "error"), "location"), "line")), 2);
+    json_decref(j);
+    /* a taken name, a missing required field */
+    body = create_body(&e, "api-one", "1ba", NULL);
+    j = post_json(port, "/api/runs", body, &st);
+    ft_free(body);
+    CHECK_EQ_INT(st, 400);
+    CHECK_STR_EQ(err_field(j), "name");
+    json_decref(j);
+    j = post_json(port, "/api/runs", "{\"model\": \"m\", \"train_data_path\": \"d\"}", &st);
+    CHECK_EQ_INT(st, 400);
+    CHECK_STR_EQ(err_field(j), "register_to");
+    json_decref(j);
+    /* delete: gone from the API, its folder gone */
+    j = delete_json(port, "/api/runs/api-one", &st);
+    CHECK_EQ_INT(st, 200);
+    json_decref(j);
+    j = get_json(port, "/api/runs/api-one", NULL, &st);
+    CHECK_EQ_INT(st, 404);
+    json_decref(j);
+    j = delete_json(port, "/api/runs/api-one", &st);
+    CHECK_EQ_INT(st, 404);
+    json_decref(j);
+    CHECK_EQ_INT(stop(pid), 0);
+}
+
+TEST(server_api_cancel_resume_and_sigterm) {
+    env e;
+    REQUIRE(setup(&e));
+    int port;
+    pid_t pid = serve(&e, &port);
+    REQUIRE(pid > 0);
+    int st;
+    /* long enough to be caught running; a checkpoint every 5 steps */
+    char *body = create_body(&e, "api-long", ft_test_sanitized() ? "200ba" : "400ba", ", \"save_interval\": \"5ba\", \"keep_checkpoints\": 2");
+    json_t *j = post_json(port, "/api/runs", body, &st);
+    ft_free(body);
+    CHECK_EQ_INT(st, 201);
+    json_decref(j);
+    char *s = wait_status(port, "api-long", "RUNNING", 60);
+    CHECK_STR_EQ(s, "RUNNING");
+    ft_free(s);
+    /* a running run is not deleted */
+    j = delete_json(port, "/api/runs/api-long", &st);
+    CHECK_EQ_INT(st, 409);
+    json_decref(j);
+    j = post_json(port, "/api/runs/api-long/cancel", "{}", &st);
+    CHECK_EQ_INT(st, 200);
+    json_decref(j);
+    s = wait_status(port, "api-long", "STOPPED|FAILED|COMPLETED", 60);
+    CHECK_STR_EQ(s, "STOPPED");
+    ft_free(s);
+    j = post_json(port, "/api/runs/api-long/cancel", "{}", &st);
+    CHECK_EQ_INT(st, 409);
+    json_decref(j);
+    j = get_json(port, "/api/runs/api-long/checkpoints", NULL, &st);
+    CHECK(json_array_size(json_object_get(j, "data")) >= 1);
+    json_decref(j);
+    /* resume: the worker continues it */
+    j = post_json(port, "/api/runs/api-long/resume", "{}", &st);
+    CHECK_EQ_INT(st, 200);
+    json_decref(j);
+    s = wait_status(port, "api-long", "RUNNING", 60);
+    CHECK_STR_EQ(s, "RUNNING");
+    ft_free(s);
+    j = post_json(port, "/api/runs/api-long/resume", "{}", &st);
+    CHECK_EQ_INT(st, 409);
+    json_decref(j);
+    /* SIGTERM: the server stops the run after a checkpoint and exits cleanly */
+    CHECK_EQ_INT(stop(pid), 0);
+    char *db = ft_path_join(e.home, "ftune.db");
+    ft_store *store;
+    ft_err err;
+    REQUIRE_OK(ft_store_open(db, &store, &err), &err);
+    ft_run r;
+    REQUIRE_OK(ft_store_run_get(store, "api-long", &r, &err), &err);
+    CHECK_EQ_INT(r.status, FT_RUN_STOPPED);
+    ft_run_deinit(&r);
+    ft_store_close(store);
+    ft_free(db);
+    /* a new server resumes it to the end, with a loss for every step once */
+    pid = serve(&e, &port);
+    REQUIRE(pid > 0);
+    j = post_json(port, "/api/runs/api-long/resume", "{}", &st);
+    CHECK_EQ_INT(st, 200);
+    json_decref(j);
+    s = wait_status(port, "api-long", "COMPLETED|FAILED", 300);
+    CHECK_STR_EQ(s, "COMPLETED");
+    ft_free(s);
+    j = get_json(port, "/api/runs/api-long/metrics?name=loss", NULL, &st);
+    json_t *data = json_object_get(j, "data");
+    CHECK_EQ_INT(json_array_size(data), ft_test_sanitized() ? 200 : 400);
+    for (size_t i = 0; i < json_array_size(data); i++)
+        if (json_integer_value(json_object_get(json_array_get(data, i), "step")) != (json_int_t)i + 1) {
+            ft_test_fail_(__FILE__, __LINE__, "metric %zu has step %lld", i,
+                          (long long)json_integer_value(json_object_get(json_array_get(data, i), "step")));
+            break;
+        }
+    json_decref(j);
+    CHECK_EQ_INT(stop(pid), 0);
+}
