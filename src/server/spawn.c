@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
@@ -18,7 +19,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ftune/runs.h"
+#include "ftune/store.h"
 #include "server_internal.h"
+
+/* What a run stopped by the server's shutdown says in its details; the next `ftune serve` on this
+ * home resumes exactly those runs. */
+#define SHUTDOWN_DETAILS "stopped by ftune serve's shutdown after a checkpoint; it resumes when the server starts again"
 
 extern char **environ;
 
@@ -157,10 +164,95 @@ static void nap(double s) {
  * another worker holding this home's lock: then that one serves the queue, and we look again in
  * a few seconds). On stop, SIGTERM: the worker's running run stops after a checkpoint (STOPPED,
  * resumable) and the worker exits; SIGKILL only after `stop_grace_s`. */
+/* The parent of process `pid` (0 when unknown). */
+static pid_t parent_of(int64_t pid) {
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%lld/stat", (long long)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *rp = strrchr(buf, ')');
+    long long pp = 0;
+    if (!rp || sscanf(rp + 1, " %*c %lld", &pp) != 1)
+        return 0;
+    return (pid_t)pp;
+}
+
+/* Names of this host's runs in `mask` statuses (NULL-terminated, caller frees each and the array),
+ * only those whose details equal `details` when given, and only those whose process is a child of
+ * `parent` when it is > 0. */
+static char **runs_of_host(const srv_ctx *c, uint32_t mask, const char *details, pid_t parent) {
+    ft_store *s;
+    if (ft_store_open(c->db_path, &s, NULL) != FT_OK)
+        return NULL;
+    ft_run *runs;
+    size_t n = 0;
+    char **names = NULL;
+    if (ft_store_run_list(s, mask, 0, &runs, &n, NULL) == FT_OK) {
+        names = ft_calloc(n + 1, sizeof *names);
+        size_t k = 0;
+        for (size_t i = 0; names && i < n; i++) {
+            const ft_run *r = &runs[i];
+            if (r->host && strcmp(r->host, ft_runs_hostname()))
+                continue;
+            if (details && (!r->details || strcmp(r->details, details)))
+                continue;
+            if (parent > 0 && (r->pid <= 0 || parent_of(r->pid) != parent))
+                continue;
+            names[k++] = ft_strdup(r->name);
+        }
+        ft_run_list_free(runs, n);
+    }
+    ft_store_close(s);
+    return names;
+}
+
+static void free_names(char **names) {
+    for (size_t i = 0; names && names[i]; i++)
+        ft_free(names[i]);
+    ft_free(names);
+}
+
+/* At start: hand the runs the last shutdown stopped back to the worker. */
+static void resume_after_shutdown(const srv_ctx *c) {
+    char **names = runs_of_host(c, 1u << FT_RUN_STOPPED, SHUTDOWN_DETAILS, 0);
+    ft_store *s;
+    if (names && names[0] && ft_store_open(c->db_path, &s, NULL) == FT_OK) {
+        for (size_t i = 0; names[i]; i++) {
+            ft_err err;
+            if (ft_runs_request_resume(s, names[i], &err) != FT_OK)
+                FT_LOG_WARN("serve: cannot resume %s: %s", names[i], err.msg);
+        }
+        ft_store_close(s);
+    }
+    free_names(names);
+}
+
+/* At stop, after the worker has gone: the runs it was running when asked to stop (now STOPPED
+ * with the worker's plain "stopped") say why, which is what resume_after_shutdown looks for. */
+static void mark_shutdown_stops(const srv_ctx *c, char **was_running) {
+    ft_store *s;
+    if (!was_running || !was_running[0] || ft_store_open(c->db_path, &s, NULL) != FT_OK)
+        return;
+    for (size_t i = 0; was_running[i]; i++) {
+        ft_run r;
+        if (ft_store_run_get(s, was_running[i], &r, NULL) != FT_OK)
+            continue;
+        if (r.status == FT_RUN_STOPPED && r.details && !strcmp(r.details, "stopped"))
+            ft_store_run_set_status(s, was_running[i], FT_RUN_STOPPED, NULL, NULL, NULL, SHUTDOWN_DETAILS, NULL);
+        ft_run_deinit(&r);
+    }
+    ft_store_close(s);
+}
+
 void *srv_supervise(void *arg) {
     srv_ctx *c = arg;
     pid_t pid = -1;
     double started = 0;
+    resume_after_shutdown(c);
     while (!atomic_load(&c->stopping)) {
         if (pid <= 0) {
             pid = start_worker(c);
@@ -186,6 +278,7 @@ void *srv_supervise(void *arg) {
         nap(0.1);
     }
     if (pid > 0) {
+        char **was_running = runs_of_host(c, (1u << FT_RUN_STARTING) | (1u << FT_RUN_RUNNING), NULL, pid);
         kill(pid, SIGTERM);
         double t0 = ft_time_now();
         int status;
@@ -198,6 +291,8 @@ void *srv_supervise(void *arg) {
             nap(0.05);
         }
         atomic_store(&c->worker_pid, 0);
+        mark_shutdown_stops(c, was_running);
+        free_names(was_running);
     }
     return NULL;
 }

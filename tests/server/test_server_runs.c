@@ -5,6 +5,7 @@
  * restarted server resumes it to the end. A tiny model (1 layer, hidden 16) keeps each run short. */
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -294,15 +295,13 @@ TEST(server_api_cancel_resume_and_sigterm) {
     ft_run r;
     REQUIRE_OK(ft_store_run_get(store, "api-long", &r, &err), &err);
     CHECK_EQ_INT(r.status, FT_RUN_STOPPED);
+    CHECK(r.details && strstr(r.details, "shutdown"));
     ft_run_deinit(&r);
     ft_store_close(store);
     ft_free(db);
-    /* a new server resumes it to the end, with a loss for every step once */
+    /* a new server resumes it on its own, to the end, with a loss for every step once */
     pid = serve(&e, &port);
     REQUIRE(pid > 0);
-    j = post_json(port, "/api/runs/api-long/resume", "{}", &st);
-    CHECK_EQ_INT(st, 200);
-    json_decref(j);
     s = wait_status(port, "api-long", "COMPLETED|FAILED", 300);
     CHECK_STR_EQ(s, "COMPLETED");
     ft_free(s);
@@ -316,5 +315,91 @@ TEST(server_api_cancel_resume_and_sigterm) {
             break;
         }
     json_decref(j);
+    CHECK_EQ_INT(stop(pid), 0);
+}
+
+/* ---------------------------------------------------------------- load: 20 clients and a real run */
+
+enum { N_CLIENTS = 20 };
+
+typedef struct load_client {
+    int port;
+    int64_t events, lists, errors, last;
+    bool ordered, ended;
+    double first_event_s;
+} load_client;
+
+static void *load_main(void *arg) {
+    load_client *c = arg;
+    c->ordered = true;
+    double t0 = ft_time_now();
+    for (int k = 0; k < 10; k++) {
+        int st;
+        json_t *j = get_json(c->port, k % 2 ? "/api/runs?status=RUNNING,QUEUED,STARTING" : "/api/runs", NULL, &st);
+        if (st == 200 && json_is_array(json_object_get(j, "data")))
+            c->lists++;
+        else
+            c->errors++;
+        json_decref(j);
+    }
+    sse_client s;
+    if (!sse_open(&s, c->port, "api-load", -1)) {
+        c->errors++;
+        return NULL;
+    }
+    int64_t id;
+    while ((id = sse_next(&s, NULL, 0)) > 0) {
+        if (!c->events)
+            c->first_event_s = ft_time_now() - t0;
+        if (id != c->last + 1)
+            c->ordered = false;
+        c->last = id;
+        c->events++;
+    }
+    c->ended = id == -1;
+    sse_close(&s);
+    return NULL;
+}
+
+TEST(server_twenty_clients_list_and_follow_a_training_run) {
+    env e;
+    REQUIRE(setup(&e));
+    int port;
+    pid_t pid = serve(&e, &port);
+    REQUIRE(pid > 0);
+    int st;
+    char *body = create_body(&e, "api-load", ft_test_sanitized() ? "60ba" : "150ba", ", \"save_interval\": \"50ba\"");
+    json_t *j = post_json(port, "/api/runs", body, &st);
+    ft_free(body);
+    CHECK_EQ_INT(st, 201);
+    json_decref(j);
+    double t0 = ft_time_now();
+    pthread_t th[N_CLIENTS];
+    load_client c[N_CLIENTS];
+    for (int i = 0; i < N_CLIENTS; i++) {
+        memset(&c[i], 0, sizeof c[i]);
+        c[i].port = port;
+        pthread_create(&th[i], NULL, load_main, &c[i]);
+    }
+    int64_t events = 0, lists = 0;
+    for (int i = 0; i < N_CLIENTS; i++) {
+        pthread_join(th[i], NULL);
+        CHECK_EQ_INT(c[i].errors, 0);
+        CHECK(c[i].ordered);
+        CHECK(c[i].ended);
+        events += c[i].events;
+        lists += c[i].lists;
+    }
+    double dt = ft_time_now() - t0;
+    /* every client saw every event of the run, from CREATED to COMPLETED */
+    j = get_json(port, "/api/runs/api-load/events", NULL, &st);
+    size_t n = json_array_size(json_object_get(j, "data"));
+    const char *last_type = json_string_value(json_object_get(json_array_get(json_object_get(j, "data"), n - 1), "type"));
+    CHECK_STR_EQ(last_type, "COMPLETED");
+    for (int i = 0; i < N_CLIENTS; i++)
+        CHECK_EQ_INT(c[i].last, (int64_t)n);
+    json_decref(j);
+    fprintf(stderr, "  [load] %d clients while a run trained: %lld list requests, %lld streamed events in %.1f s\n",
+            N_CLIENTS, (long long)lists, (long long)events, dt);
     CHECK_EQ_INT(stop(pid), 0);
 }

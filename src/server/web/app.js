@@ -561,7 +561,7 @@ async function pageRegistry(name, signal) {
     h('table', {}, h('thead', {}, h('tr', {}, ...['Version', 'Metrics', 'Source run', 'Checkpoint', 'Path', 'Registered', ''].map((c) => h('th', {}, c)))),
       h('tbody', {}, ...m.versions.map((v) => h('tr', {},
         h('td', { class: 'num' }, v.version),
-        h('td', { class: 'mono' }, Object.entries(v.metrics || {}).map(([k, x]) => `${k} ${typeof x === 'number' ? fmtNum(x) : x}`).join(' · ') || '–'),
+        h('td', { class: 'mono' }, Object.entries(v.metrics || {}).map(([k, x]) => `${k} ${typeof x === 'number' && !Number.isInteger(x) ? fmtNum(x) : x}`).join(' · ') || '–'),
         h('td', {}, v.run ? h('a', { href: `#/runs/${enc(v.run)}` }, v.run) : '–'),
         h('td', { class: 'mono' }, v.checkpoint ? v.checkpoint.split('/').pop() : '–'),
         h('td', { class: 'mono' }, v.path),
