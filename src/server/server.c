@@ -205,8 +205,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         *con_cls = c;
         /* A declared body over the limit is refused before it is read. */
         const char *cl = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Content-Length");
-        if (cl && strtoull(cl, NULL, 10) > srv->ctx.max_body)
-            c->too_large = true;
+        if (cl && strtoull(cl, NULL, 10) > srv->ctx.max_body) {
+            /* Answered before the body is read: MHD then closes the connection. */
+            srv_response rs;
+            memset(&rs, 0, sizeof rs);
+            srv_error(&rs, 413, "too_large", NULL, NULL, "the request body is larger than %zu bytes", srv->ctx.max_body);
+            enum MHD_Result ret = send_response(mc, &srv->ctx, &rs);
+            srv_response_deinit(&rs);
+            return ret;
+        }
         return MHD_YES;
     }
     if (*upload_size) {

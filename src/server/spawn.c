@@ -232,7 +232,8 @@ static void resume_after_shutdown(const srv_ctx *c) {
 }
 
 /* At stop, after the worker has gone: the runs it was running when asked to stop (now STOPPED
- * with the worker's plain "stopped") say why, which is what resume_after_shutdown looks for. */
+ * by our SIGTERM, not cancelled by a user meanwhile) say why, which is what
+ * resume_after_shutdown looks for. */
 static void mark_shutdown_stops(const srv_ctx *c, char **was_running) {
     ft_store *s;
     if (!was_running || !was_running[0] || ft_store_open(c->db_path, &s, NULL) != FT_OK)
@@ -241,7 +242,7 @@ static void mark_shutdown_stops(const srv_ctx *c, char **was_running) {
         ft_run r;
         if (ft_store_run_get(s, was_running[i], &r, NULL) != FT_OK)
             continue;
-        if (r.status == FT_RUN_STOPPED && r.details && !strcmp(r.details, "stopped"))
+        if (r.status == FT_RUN_STOPPED && !(r.details && !strcmp(r.details, "cancelled")))
             ft_store_run_set_status(s, was_running[i], FT_RUN_STOPPED, NULL, NULL, NULL, SHUTDOWN_DETAILS, NULL);
         ft_run_deinit(&r);
     }
