@@ -667,7 +667,7 @@ static void create_error(const char *stderr_text, srv_response *rs) {
                             !strstr(line, ": warning: ");
         if (continuation) { /* a message's further lines ("looked at:\n  /a\n  /b") */
             size_t ml = strlen(message);
-            snprintf(message + ml, sizeof message - ml, "\n%s", line);
+            snprintf(message + ml, sizeof message - ml, "%s%s", strcmp(line, ")") ? "\n" : "", line);
             continue;
         }
         if (!strncmp(line, "ftune create: ", 14)) {
