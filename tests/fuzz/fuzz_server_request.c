@@ -16,12 +16,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static srv_ctx g_ctx;
 static char g_data[256];
+static char g_home[64];
 static bool g_ready;
+
+static void cleanup(void) {
+    ft_rm_rf(g_home, NULL);
+}
 
 static void setup(void) {
     char home[] = "/tmp/ftune-fuzz-server-XXXXXX";
     if (!mkdtemp(home))
         abort();
+    snprintf(g_home, sizeof g_home, "%s", home);
+    atexit(cleanup);
     ft_server_params p;
     ft_server_default_params(&p);
     p.home = home;
