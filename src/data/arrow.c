@@ -823,7 +823,8 @@ static ft_status handle_dictionary(arrow_file *f, fb meta, size_t db, int64_t bo
         d->values = nv;
         d->cap = cap;
     }
-    memcpy(d->values + d->n, vals, (size_t)n * sizeof *vals);
+    if (n > 0) /* an empty dictionary batch: no copy (values may still be NULL) */
+        memcpy(d->values + d->n, vals, (size_t)n * sizeof *vals);
     d->n += n;
     return FT_OK;
 }
