@@ -165,50 +165,7 @@ static ft_status walk_dir(walk *w, const char *root, const char *rel, int depth,
 
 /* ---------------------------------------------------------------- path kinds */
 
-static bool is_name_char(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
-           c == '.';
-}
-
-/* `catalog.schema.table`: three dot-separated names, no slash. */
-static bool looks_like_table(const char *s) {
-    int dots = 0;
-    size_t seg = 0;
-    for (const char *p = s; *p; p++) {
-        if (!is_name_char(*p))
-            return false;
-        if (*p == '.') {
-            if (seg == 0)
-                return false;
-            dots++;
-            seg = 0;
-        } else {
-            seg++;
-        }
-    }
-    return dots == 2 && seg > 0;
-}
-
-/* `org/name/split` (optionally `org/name`): relative, slash-separated names. */
-static bool looks_like_hf_dataset(const char *s) {
-    if (s[0] == '/' || s[0] == '.')
-        return false;
-    int slashes = 0;
-    size_t seg = 0;
-    for (const char *p = s; *p; p++) {
-        if (*p == '/') {
-            if (seg == 0)
-                return false;
-            slashes++;
-            seg = 0;
-        } else if (!is_name_char(*p)) {
-            return false;
-        } else {
-            seg++;
-        }
-    }
-    return (slashes == 1 || slashes == 2) && seg > 0;
-}
+/* Table names and HF dataset ids are recognised by data/tables.c (src_looks_like_*). */
 
 /* ---------------------------------------------------------------- the reader common part */
 
@@ -561,11 +518,11 @@ ft_status ft_reader_open(const char *path, ft_task_type task, const ft_reader_pa
     struct stat st;
     if (stat(mapped, &st) != 0) {
         ft_status s;
-        if (looks_like_table(path))
+        if (src_looks_like_table_name(path))
             s = FT_ERR_AT(err, FT_ERR_UNSUPPORTED, path, 0, 0,
                           "reading Delta tables (catalog.schema.table) is not implemented yet; export the table "
                           "to JSONL under /Volumes");
-        else if (looks_like_hf_dataset(path))
+        else if (src_looks_like_hf_dataset(path))
             s = FT_ERR_AT(err, FT_ERR_UNSUPPORTED, path, 0, 0,
                           "no such file or folder, and reading Hugging Face datasets (org/name/split) is not "
                           "implemented yet");
