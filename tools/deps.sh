@@ -20,11 +20,16 @@ if [ -n "$missing" ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
-# npm peers for the tokenizer reference and benchmark, and playwright-core for the web UI's
-# browser tests (it drives Debian's chromium above; it never downloads a browser). Pinned in
-# tools/npm/package.json.
-if [ -f tools/npm/package.json ] && { [ ! -d tools/npm/node_modules/tokenizers ] || [ ! -d tools/npm/node_modules/playwright-core ]; }; then
-    echo "deps: installing npm reference packages"
-    (cd tools/npm && npm install --no-audit --no-fund --silent >/dev/null)
+# npm peers for the references, fixtures and benchmarks, and playwright-core for the web UI's browser
+# tests (it drives Debian's chromium above; it never downloads a browser); pinned in tools/npm/package.json,
+# installed again whenever package.json changes (a stamp of its hash in node_modules).
+if [ -f tools/npm/package.json ]; then
+    want=$(cksum < tools/npm/package.json)
+    have=$(cat tools/npm/node_modules/.ftune-package-stamp 2>/dev/null || true)
+    if [ "$want" != "$have" ]; then
+        echo "deps: installing npm reference packages"
+        (cd tools/npm && npm install --no-audit --no-fund --silent >/dev/null) &&
+            printf '%s\n' "$want" > tools/npm/node_modules/.ftune-package-stamp
+    fi
 fi
 exit 0

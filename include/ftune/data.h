@@ -61,7 +61,9 @@ typedef struct ft_data_duration {
  * the loader after a shuffle). */
 
 /* Where a record is. `source` indexes the reader's sources (files); `a` and `b` belong to the
- * reader: JSONL: byte offset and length of the line; .txt: 0 and the file size. */
+ * reader: JSONL: byte offset and length of the line; .txt: 0 and the file size; table sources
+ * (parquet): `line` is the 1-based row in the file, `a`/`b` locate the record's copy in the
+ * reader's spill file. */
 typedef struct ft_data_loc {
     int32_t source;
     int64_t line; /* 1-based line (JSONL) or row; 0 for a whole file */
@@ -109,6 +111,10 @@ typedef struct ft_reader_vtable {
     /* Start again from the first record. */
     ft_status (*rewind)(ft_reader *r, ft_err *err);
     void (*free)(ft_reader *r);
+    /* Optional (NULL for JSONL and .txt): where a record is, in the reader's words ("row group
+     * 2, row 17"), written into buf; validation prefixes the record's problems with it. Called
+     * between `next` calls, never concurrently with them. */
+    const char *(*where)(ft_reader *r, const ft_data_loc *loc, char *buf, size_t cap);
 } ft_reader_vtable;
 
 /* Every reader starts with this header; implementations embed it first. */
@@ -121,7 +127,9 @@ struct ft_reader {
 
 /* Open a data path for a task: a JSONL file or a folder searched recursively for *.jsonl
  * (CHAT_COMPLETION, INSTRUCTION_FINETUNE), a folder searched recursively for *.txt or one .txt
- * file (CONTINUED_PRETRAIN; other files ignored; symlinked folders followed once, loops safe).
+ * file (CONTINUED_PRETRAIN; other files ignored; symlinked folders followed once, loops safe),
+ * or, for every task, a .parquet file or a folder of .parquet files (kind "parquet": columns
+ * messages | prompt + response/completion | text, see ft_reader_params).
  * `dbfs:/Volumes/...` and `/Volumes/...` map to $FTUNE_HOME/volumes/... A missing path is
  * FT_ERR_NOT_FOUND; a folder without matching files is FT_ERR_INVALID. Table sources
  * (ft_data_path_is_table): a Delta table (`catalog.schema.table` under $FTUNE_HOME/tables, or a
@@ -145,6 +153,25 @@ static inline ft_status ft_reader_fetch(ft_reader *r, const ft_data_loc *loc, ft
 }
 static inline ft_status ft_reader_rewind(ft_reader *r, ft_err *err) { return r->vt->rewind(r, err); }
 void ft_reader_free(ft_reader *r); /* NULL is a no-op */
+
+/* ---------------------------------------------------------------- looking at table sources
+ * `ftune data head`: the rows of a table source (a .parquet file or a folder of them; later
+ * Arrow, Delta tables, Hugging Face datasets) as JSON Lines, columns by name, values mapped as
+ * docs/data.md "Values as JSON" says (exact integers, decimals as strings with their scale,
+ * ISO dates and timestamps, base64 binary, maps as [{"key","value"}]). */
+typedef struct ft_data_head_params {
+    int64_t limit;              /* rows (default 10; < 0: all) */
+    const char *const *columns; /* names of top-level columns to show (NULL: all), in this order */
+    size_t n_columns;
+    int64_t table_version; /* Delta: the snapshot to read (-1: the latest) */
+} ft_data_head_params;
+void ft_data_head_default_params(ft_data_head_params *p);
+/* Called with each row's JSON text (no newline); return false to stop. */
+typedef bool (*ft_data_row_fn)(void *ctx, const char *json, size_t len);
+/* Read the first rows of `source` (files in sorted order) and hand each to fn. An unknown
+ * column name is FT_ERR_INVALID listing the columns there are. */
+ft_status ft_data_head(const char *source, const ft_data_head_params *p, ft_data_row_fn fn, void *ctx,
+                       ft_err *err);
 
 /* ---------------------------------------------------------------- samples
  * A sample is a token sequence with a trainable flag per token: trainable[i] = 1 means token i

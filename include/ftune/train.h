@@ -134,6 +134,9 @@ typedef struct ft_train_config {
     bool validate_inputs;      /* true */
     char *experiment_path;     /* the run folder is experiment_path/name */
     char *data_prep_cluster_id; /* accepted and ignored */
+    /* Table sources (parquet): the columns to read (NULL: "prompt", "response" or "completion",
+     * "messages", "text"); see ft_reader_params. */
+    char *prompt_column, *response_column, *messages_column, *text_column;
     /* Beyond the original (SPEC §2) */
     char *name;                /* the run name; required by ft_train_run */
     uint64_t seed;             /* 17 */

@@ -95,6 +95,7 @@ int cmd_init_model(int argc, char **argv);
 int cmd_debug(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_validate(int argc, char **argv);
+int cmd_data(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_chat_template(int argc, char **argv);
 

@@ -29,6 +29,7 @@ static const char *const param_flags[] = {
     "weight-decay",   "warmup",          "grad-clip",         "loss-on",          "save-interval",
     "keep-checkpoints", "dtype",         "device",            "threads",          "eval-max-new-tokens",
     "memory-limit",   "activation-checkpointing",
+    "prompt-column",  "response-column", "messages-column",   "text-column",
 };
 
 static const cli_opt opts[] = {
@@ -47,6 +48,10 @@ static const cli_opt opts[] = {
     {"no-validate-inputs", CLI_FLAG, "skip checking paths and every record before queueing"},
     {"experiment-path", CLI_STR, "P: where checkpoints and metrics go (default /Users/<user>/<run>); the run folder P/<name> must be new or empty (docs/runs.md)"},
     {"data-prep-cluster-id", CLI_STR, "accepted for compatibility, unused"},
+    {"prompt-column", CLI_STR, "NAME: Parquet column of IFT prompts (default prompt)"},
+    {"response-column", CLI_STR, "NAME: Parquet column of IFT responses (default response, else completion)"},
+    {"messages-column", CLI_STR, "NAME: Parquet column of chat messages (default messages)"},
+    {"text-column", CLI_STR, "NAME: Parquet column of CPT documents (default text)"},
     {"name", CLI_STR, "the run name (default <task>-<model>-<6 letters>)"},
     {"seed", CLI_STR, "N (default 17)"},
     {"global-batch-size", CLI_STR, "sequences per optimizer step (default automatic)"},
@@ -271,6 +276,10 @@ static int validate_data(const char *flag, const char *path, const ft_train_conf
     p.sample.chat = mi->chat;
     p.sample.context_length = mi->T;
     p.sample.last_assistant = cfg->loss_on == FT_LOSS_LAST_ASSISTANT;
+    p.reader.prompt_column = cfg->prompt_column;
+    p.reader.response_column = cfg->response_column;
+    p.reader.messages_column = cfg->messages_column;
+    p.reader.text_column = cfg->text_column;
     p.duration = cfg->training_duration;
     p.seed = cfg->seed;
     p.threads = cfg->threads;

@@ -37,6 +37,10 @@ static const cli_opt opts[] = {
     {"memory-limit", CLI_STR, "20G | 80%: the limit a run must fit (default 95% of the available memory)"},
     {"activation-checkpointing", CLI_STR, "auto (default) | on | off, for the memory plan"},
     {"table-version", CLI_INT, "N: read a Delta table at version N (also: PATH@N)"},
+    {"prompt-column", CLI_STR, "NAME: Parquet column of IFT prompts (default prompt)"},
+    {"response-column", CLI_STR, "NAME: Parquet column of IFT responses (default response, else completion)"},
+    {"messages-column", CLI_STR, "NAME: Parquet column of chat messages (default messages)"},
+    {"text-column", CLI_STR, "NAME: Parquet column of CPT documents (default text)"},
     {NULL, 0, NULL},
 };
 
@@ -75,6 +79,10 @@ int cmd_validate(int argc, char **argv) {
     vp.global_batch_size = cli_int(&a, "global-batch-size", 16);
     vp.seed = (uint64_t)cli_int(&a, "seed", 17);
     vp.threads = (int)cli_int(&a, "threads", 0);
+    vp.reader.prompt_column = cli_str(&a, "prompt-column", NULL);
+    vp.reader.response_column = cli_str(&a, "response-column", NULL);
+    vp.reader.messages_column = cli_str(&a, "messages-column", NULL);
+    vp.reader.text_column = cli_str(&a, "text-column", NULL);
     if (cli_has(&a, "max-line-bytes")) {
         if (cli_int(&a, "max-line-bytes", 0) < 16) {
             cli_args_free(&a);

@@ -2,6 +2,7 @@
  * statistics, the length histogram, the packing plan and the estimated time; printed by
  * `ftune validate` and by `ftune create`'s validation step. */
 #include <stdio.h>
+#include <string.h>
 
 #include "cli.h"
 #include "data_summary.h"
@@ -16,6 +17,14 @@ void cli_print_data_summary(FILE *f, const ft_data_report *r, ft_task_type task)
            r->n_warnings == 1 ? "" : "s");
     if (r->source_summary)
         fprintf(f, "read: %s\n", r->source_summary);
+    if (r->n_sources > 1 || (r->n_sources == 1 && r->sources[0] && strstr(r->sources[0], ".parquet"))) {
+        fprintf(f, "files read:");
+        for (int64_t i = 0; i < r->n_sources && i < 8; i++)
+            fprintf(f, " %s%s", r->sources[i], i + 1 < r->n_sources ? "," : "");
+        if (r->n_sources > 8)
+            fprintf(f, " ... and %lld more", (long long)(r->n_sources - 8));
+        fprintf(f, "\n");
+    }
     if (!r->has_tokens) {
         fprintf(f, "token statistics: need --model (the tokenizer%s)\n",
                task == FT_TASK_CHAT_COMPLETION ? " and chat template" : "");

@@ -27,6 +27,7 @@ static const command commands[] = {
     {"serve", cmd_serve, "the web UI and REST API: ftune serve [--host H] [--port 8080] [--token-file F]"},
     {"worker", cmd_worker, "the background worker that runs queued runs"},
     {"validate", cmd_validate, "check training data: every problem with file:line:column, then a summary"},
+    {"data", cmd_data, "look at table data: data head SOURCE [--limit N] [--columns a,b] (rows as JSON Lines)"},
     {"tokenize", cmd_tokenize, "token ids of a text with a model's tokenizer.json (--jsonl for many)"},
     {"chat-template", cmd_chat_template, "render conversations with a model's chat template (--mask: trainable spans and tokens)"},
     {"generate", cmd_generate, "sample a completion from a model, streamed as it is generated"},

@@ -39,6 +39,22 @@ int32_t json_loc_child(const json_loc *loc, int32_t node, int64_t i);
  * token it stopped at). */
 int64_t json_loc_token_start(const char *text, size_t len, int64_t pos);
 
+/* ---------------------------------------------------------------- readers */
+
+/* Free a reader's source_names and source_paths. */
+void data_reader_names_free(ft_reader *r);
+/* The files under `path` (a file or a folder searched recursively, hidden entries skipped,
+ * sorted) whose names end with `ext`: *names as the user would write them (path + relative
+ * part), *paths as opened (dbfs:/Volumes mapped). An empty folder gives *n = 0. Free each and
+ * the arrays. */
+ft_status data_list_files(const char *path, const char *ext, char ***names, char ***paths, size_t *n, ft_err *err);
+/* The parquet reader over these files (takes the arrays). */
+ft_status data_parquet_reader_new(char **names, char **paths, size_t n, ft_task_type task, const ft_reader_params *p,
+                                  ft_reader **out, ft_err *err);
+/* `data head` over these parquet files. */
+ft_status data_parquet_head(char **names, char **paths, size_t n, const ft_data_head_params *p, ft_data_row_fn fn,
+                            void *ctx, ft_err *err);
+
 /* ---------------------------------------------------------------- the dataset index */
 
 typedef struct ds_entry {

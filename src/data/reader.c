@@ -122,7 +122,7 @@ static ft_status walk_dir(walk *w, const char *root, const char *rel, int depth,
         s = list_push(&names, ft_strdup(de->d_name), err);
     }
     closedir(d);
-    if (s == FT_OK)
+    if (s == FT_OK && names.n > 1)
         qsort(names.rel, names.n, sizeof *names.rel, cmp_str);
     for (size_t i = 0; s == FT_OK && i < names.n; i++) {
         char *child_rel = rel[0] ? ft_asprintf("%s/%s", rel, names.rel[i]) : ft_strdup(names.rel[i]);
@@ -169,7 +169,7 @@ static ft_status walk_dir(walk *w, const char *root, const char *rel, int depth,
 
 /* ---------------------------------------------------------------- the reader common part */
 
-static void names_free(ft_reader *r) {
+void data_reader_names_free(ft_reader *r) {
     for (size_t i = 0; i < r->n_sources; i++) {
         ft_free(r->source_names[i]);
         ft_free(r->source_paths[i]);
@@ -181,6 +181,105 @@ static void names_free(ft_reader *r) {
 void ft_reader_free(ft_reader *r) {
     if (r)
         r->vt->free(r);
+}
+
+ft_status data_list_files(const char *path, const char *ext, char ***names_out, char ***paths_out, size_t *n_out,
+                          ft_err *err) {
+    *names_out = *paths_out = NULL;
+    *n_out = 0;
+    char *mapped = NULL;
+    FT_TRY(ft_path_map(path, &mapped, err));
+    struct stat st;
+    if (stat(mapped, &st) != 0) {
+        ft_free(mapped);
+        return FT_ERR_AT(err, FT_ERR_NOT_FOUND, path, 0, 0, "no such file or folder");
+    }
+    walk w = {.ext = ext};
+    ft_status s = FT_OK;
+    if (S_ISDIR(st.st_mode))
+        s = walk_dir(&w, mapped, "", 0, err);
+    else
+        s = list_push(&w.files, ft_strdup(""), err);
+    ft_free(w.seen);
+    if (s == FT_OK && w.files.n > 1)
+        qsort(w.files.rel, w.files.n, sizeof *w.files.rel, cmp_str);
+    char **names = NULL, **paths = NULL;
+    if (s == FT_OK && w.files.n) {
+        names = ft_calloc(w.files.n, sizeof *names);
+        paths = ft_calloc(w.files.n, sizeof *paths);
+        if (!names || !paths)
+            s = FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    }
+    size_t plen = strlen(path);
+    bool slash = plen > 0 && path[plen - 1] == '/';
+    for (size_t i = 0; s == FT_OK && i < w.files.n; i++) {
+        const char *rel = w.files.rel[i];
+        names[i] = rel[0] ? ft_asprintf("%s%s%s", path, slash ? "" : "/", rel) : ft_strdup(path);
+        paths[i] = rel[0] ? ft_path_join(mapped, rel) : ft_strdup(mapped);
+        if (!names[i] || !paths[i])
+            s = FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    }
+    size_t n = w.files.n;
+    list_free(&w.files);
+    ft_free(mapped);
+    if (s != FT_OK) {
+        for (size_t i = 0; i < n && names; i++) {
+            ft_free(names[i]);
+            ft_free(paths[i]);
+        }
+        ft_free(names);
+        ft_free(paths);
+        return s;
+    }
+    *names_out = names;
+    *paths_out = paths;
+    *n_out = n;
+    return FT_OK;
+}
+
+/* A .parquet file, or a folder with .parquet files and none of the task's own kind. */
+static ft_status try_parquet(const char *path, const char *mapped, bool is_dir, const char *own_ext, ft_task_type task,
+                             const ft_reader_params *rp, ft_reader **out, bool *taken, ft_err *err) {
+    *taken = false;
+    struct stat st;
+    if (!is_dir && (!ends_with(mapped, ".parquet") || stat(mapped, &st) != 0 || !S_ISREG(st.st_mode)))
+        return FT_OK; /* not parquet, or a device/pipe named *.parquet: refused below */
+    char **names, **paths;
+    size_t n;
+    FT_TRY(data_list_files(path, ".parquet", &names, &paths, &n, err));
+    if (n == 0)
+        return FT_OK;
+    ft_status s = FT_OK;
+    if (is_dir) {
+        char **on, **op;
+        size_t m;
+        s = data_list_files(path, own_ext, &on, &op, &m, err);
+        if (s == FT_OK && m > 0)
+            s = FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0,
+                          "this folder has both %s and .parquet files (%zu and %zu): point at a folder with one kind",
+                          own_ext, m, n);
+        for (size_t i = 0; i < m; i++) {
+            ft_free(on[i]);
+            ft_free(op[i]);
+        }
+        if (m) {
+            ft_free(on);
+            ft_free(op);
+        }
+    }
+    if (s == FT_OK) {
+        s = data_parquet_reader_new(names, paths, n, task, rp, out, err);
+        *taken = s == FT_OK;
+    }
+    if (s != FT_OK) {
+        for (size_t i = 0; i < n; i++) {
+            ft_free(names[i]);
+            ft_free(paths[i]);
+        }
+        ft_free(names);
+        ft_free(paths);
+    }
+    return s;
 }
 
 /* Read [off, off+len) of a file into scratch (NUL-terminated). */
@@ -414,11 +513,11 @@ static void jsonl_free(ft_reader *base) {
     jsonl_reader *r = (jsonl_reader *)base;
     jsonl_close_file(r);
     ft_free(r->buf);
-    names_free(base);
+    data_reader_names_free(base);
     ft_free(r);
 }
 
-static const ft_reader_vtable jsonl_vt = {"jsonl", jsonl_next, jsonl_fetch, jsonl_rewind, jsonl_free};
+static const ft_reader_vtable jsonl_vt = {"jsonl", jsonl_next, jsonl_fetch, jsonl_rewind, jsonl_free, NULL};
 
 /* ---------------------------------------------------------------- .txt documents */
 
@@ -489,11 +588,11 @@ static ft_status txt_rewind(ft_reader *base, ft_err *err) {
 static void txt_free(ft_reader *base) {
     txt_reader *r = (txt_reader *)base;
     ft_buf_free(&r->buf);
-    names_free(base);
+    data_reader_names_free(base);
     ft_free(r);
 }
 
-static const ft_reader_vtable txt_vt = {"txt", txt_next, txt_fetch, txt_rewind, txt_free};
+static const ft_reader_vtable txt_vt = {"txt", txt_next, txt_fetch, txt_rewind, txt_free, NULL};
 
 /* ---------------------------------------------------------------- open */
 
@@ -537,17 +636,21 @@ ft_status ft_reader_open(const char *path, ft_task_type task, const ft_reader_pa
     walk w = {.ext = cpt ? ".txt" : ".jsonl"};
     ft_status s = FT_OK;
     bool is_dir = S_ISDIR(st.st_mode);
+    bool taken = false;
+    if (is_dir && src_folder_has_arrow(mapped)) { /* Arrow files (and Parquet beside them): data/tables.c */
+        ft_free(mapped);
+        return src_reader_open(path, task, &rp, out, err);
+    }
+    s = try_parquet(path, mapped, is_dir, w.ext, task, &rp, out, &taken, err);
+    if (s != FT_OK || taken) {
+        ft_free(mapped);
+        return s;
+    }
     if (is_dir) {
         s = walk_dir(&w, mapped, "", 0, err);
-        if (s == FT_OK && w.files.n == 0 && src_folder_has_tables(mapped)) { /* a folder of Parquet/Arrow files */
-            ft_free(w.seen);
-            list_free(&w.files);
-            ft_free(mapped);
-            return src_reader_open(path, task, &rp, out, err);
-        }
         if (s == FT_OK && w.files.n == 0)
-            s = FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0, "no %s files in this folder (searched recursively)%s",
-                          w.ext,
+            s = FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0,
+                          "no %s or .parquet files in this folder (searched recursively)%s", w.ext,
                           cpt ? "" : "; CONTINUED_PRETRAIN reads .txt files, chat and instruction data .jsonl");
     } else if (!S_ISREG(st.st_mode)) {
         /* A device (/dev/zero), pipe or socket: validation reads the data once and training
@@ -556,8 +659,8 @@ ft_status ft_reader_open(const char *path, ft_task_type task, const ft_reader_pa
                       "not a regular file (a %s): training data must be a file or a folder of files, which "
                       "ftune reads more than once; copy the stream to a file first",
                       S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "device" : S_ISFIFO(st.st_mode) ? "pipe" : "socket");
-    } else if (ends_with(mapped, ".parquet") || ends_with(mapped, ".arrow")) {
-        s = FT_ERR_AT(err, FT_ERR_UNSUPPORTED, path, 0, 0, "reading parquet and Arrow files is not implemented yet");
+    } else if (ends_with(mapped, ".arrow")) {
+        s = FT_ERR_AT(err, FT_ERR_UNSUPPORTED, path, 0, 0, "reading Arrow files is not implemented yet");
     } else if (cpt && !ends_with(mapped, ".txt")) {
         s = FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0,
                       "CONTINUED_PRETRAIN reads a folder of .txt files (or one .txt file)");
@@ -614,4 +717,43 @@ ft_status ft_reader_open(const char *path, ft_task_type task, const ft_reader_pa
     }
     *out = r;
     return FT_OK;
+}
+
+/* ---------------------------------------------------------------- data head */
+
+ft_status ft_data_head(const char *source, const ft_data_head_params *p, ft_data_row_fn fn, void *ctx, ft_err *err) {
+    ft_data_head_params dp;
+    if (!p) {
+        ft_data_head_default_params(&dp);
+        p = &dp;
+    }
+    /* Delta tables, HF datasets, Arrow files and folders holding them (data/tables.c) */
+    if (src_is_table_path(source) || p->table_version >= 0)
+        return src_head(source, p, fn, ctx, err);
+    char *mapped = NULL;
+    FT_TRY(ft_path_map(source, &mapped, err));
+    struct stat st;
+    bool exists = stat(mapped, &st) == 0;
+    if (exists && S_ISDIR(st.st_mode) && src_folder_has_arrow(mapped)) {
+        ft_free(mapped);
+        return src_head(source, p, fn, ctx, err);
+    }
+    ft_free(mapped);
+    if (!exists) /* table names and HF ids went to src_head above */
+        return FT_ERR_AT(err, FT_ERR_NOT_FOUND, source, 0, 0, "no such file or folder");
+    char **names, **paths;
+    size_t n;
+    FT_TRY(data_list_files(source, ".parquet", &names, &paths, &n, err));
+    ft_status s;
+    if (n == 0)
+        s = FT_ERR_AT(err, FT_ERR_INVALID, source, 0, 0, "not a .parquet file or a folder with .parquet files");
+    else
+        s = data_parquet_head(names, paths, n, p, fn, ctx, err);
+    for (size_t i = 0; i < n; i++) {
+        ft_free(names[i]);
+        ft_free(paths[i]);
+    }
+    ft_free(names);
+    ft_free(paths);
+    return s;
 }

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,7 +240,8 @@ static ft_status put_base64(ft_buf *out, const uint8_t *p, size_t n) {
     return FT_OK;
 }
 
-static ft_status write_json(ft_buf *out, const data_value *v, int depth, ft_err *err) {
+/* record: the rules of training records (strings must be UTF-8; binary is text when it is UTF-8). */
+static ft_status write_json(ft_buf *out, const data_value *v, int depth, bool record, ft_err *err) {
     if (depth > 256)
         return FT_ERR(err, FT_ERR_LIMIT, "values nested more than 256 deep");
     char b[96];
@@ -260,8 +262,23 @@ static ft_status write_json(ft_buf *out, const data_value *v, int depth, ft_err 
             s = ft_buf_append(out, b, strlen(b));
         }
         break;
-    case DATA_V_STRING: s = put_string(out, v->bytes, v->n); break;
-    case DATA_V_BINARY: s = put_base64(out, v->bytes, v->n); break;
+    case DATA_V_STRING:
+    case DATA_V_BINARY:
+        if (record) {
+            size_t ok = ft_utf8_valid_prefix((const char *)v->bytes, v->n);
+            if (ok < v->n) {
+                ft_status e = FT_ERR(err, FT_ERR_INVALID, "%s: byte 0x%02X at byte %zu of the value",
+                                     v->kind == DATA_V_STRING ? "invalid UTF-8" : "binary value that is not UTF-8 text",
+                                     v->bytes[ok], ok);
+                if (err)
+                    err->offset = (int64_t)ok;
+                return e;
+            }
+            s = put_string(out, v->bytes, v->n);
+        } else {
+            s = v->kind == DATA_V_STRING ? put_string(out, v->bytes, v->n) : put_base64(out, v->bytes, v->n);
+        }
+        break;
     case DATA_V_DECIMAL: return fmt_decimal(out, v, err);
     case DATA_V_DATE:
         fmt_date(b, sizeof b, v->i);
@@ -282,7 +299,7 @@ static ft_status write_json(ft_buf *out, const data_value *v, int depth, ft_err 
         for (uint32_t k = 0; s == FT_OK && k < v->n; k++) {
             if (k)
                 s = ft_buf_putc(out, ',');
-            if (s == FT_OK && (s = write_json(out, &v->items[k], depth + 1, err)) != FT_OK)
+            if (s == FT_OK && (s = write_json(out, &v->items[k], depth + 1, record, err)) != FT_OK)
                 return s;
         }
         s = s ? s : ft_buf_putc(out, ']');
@@ -295,7 +312,7 @@ static ft_status write_json(ft_buf *out, const data_value *v, int depth, ft_err 
             const char *name = v->names ? v->names[k] : "";
             s = s ? s : put_string(out, (const uint8_t *)name, strlen(name));
             s = s ? s : ft_buf_putc(out, ':');
-            if (s == FT_OK && (s = write_json(out, &v->items[k], depth + 1, err)) != FT_OK)
+            if (s == FT_OK && (s = write_json(out, &v->items[k], depth + 1, record, err)) != FT_OK)
                 return s;
         }
         s = s ? s : ft_buf_putc(out, '}');
@@ -304,10 +321,10 @@ static ft_status write_json(ft_buf *out, const data_value *v, int depth, ft_err 
         s = ft_buf_putc(out, '[');
         for (uint32_t k = 0; s == FT_OK && k < v->n; k++) {
             s = ft_buf_append(out, k ? ",{\"key\":" : "{\"key\":", k ? 8 : 7);
-            if (s == FT_OK && (s = write_json(out, &v->items[2 * k], depth + 1, err)) != FT_OK)
+            if (s == FT_OK && (s = write_json(out, &v->items[2 * k], depth + 1, record, err)) != FT_OK)
                 return s;
             s = s ? s : ft_buf_append(out, ",\"value\":", 9);
-            if (s == FT_OK && (s = write_json(out, &v->items[2 * k + 1], depth + 1, err)) != FT_OK)
+            if (s == FT_OK && (s = write_json(out, &v->items[2 * k + 1], depth + 1, record, err)) != FT_OK)
                 return s;
             s = s ? s : ft_buf_putc(out, '}');
         }
@@ -318,7 +335,7 @@ static ft_status write_json(ft_buf *out, const data_value *v, int depth, ft_err 
     return s ? FT_ERR(err, FT_ERR_NOMEM, "out of memory") : FT_OK;
 }
 
-ft_status data_value_write_json(ft_buf *out, const data_value *v, ft_err *err) { return write_json(out, v, 0, err); }
+ft_status data_value_write_json(ft_buf *out, const data_value *v, ft_err *err) { return write_json(out, v, 0, false, err); }
 
 /* ---------------------------------------------------------------- values as jansson */
 
@@ -339,6 +356,10 @@ static ft_status to_json(const data_value *v, int depth, json_t **out, ft_err *e
     case DATA_V_DOUBLE:
         if (isfinite(v->f))
             j = json_real(v->f);
+        break;
+    case DATA_V_BINARY: /* unannotated byte arrays: text when they are UTF-8 (old writers' strings) */
+        if (ft_utf8_valid_prefix((const char *)v->bytes, v->n) == v->n)
+            j = json_stringn_nocheck((const char *)v->bytes, v->n);
         break;
     case DATA_V_STRING: {
         size_t ok = ft_utf8_valid_prefix((const char *)v->bytes, v->n);
@@ -404,7 +425,7 @@ static ft_status to_json(const data_value *v, int depth, json_t **out, ft_err *e
                v->kind == DATA_V_TIME || v->kind == DATA_V_TIMESTAMP)) {
         /* the text form of `data head`, as a JSON string */
         ft_buf b = {0};
-        ft_status s = write_json(&b, v, depth, err);
+        ft_status s = write_json(&b, v, depth, false, err);
         if (s != FT_OK) {
             ft_buf_free(&b);
             return s;
@@ -449,6 +470,11 @@ void data_task_columns_get(ft_task_type task, const ft_reader_params *p,
         else if (has_column && !has_column(ctx, "response") && has_column(ctx, "completion")) {
             out->column[1] = "completion";
             out->key[1] = "completion";
+        } else if (has_column && has_column(ctx, "response") && has_column(ctx, "completion")) {
+            out->n = 3;
+            out->column[1] = "response";
+            out->column[2] = out->key[2] = "completion";
+            out->optional[1] = out->optional[2] = true;
         } else
             out->column[1] = "response";
         break;
@@ -461,6 +487,8 @@ ft_status data_row_to_record(const data_task_columns *cols, const data_value *ce
     if (!o)
         return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < cols->n; i++) {
+        if (cols->optional[i] && cells[i].kind == DATA_V_NULL)
+            continue;
         json_t *v = NULL;
         ft_status s = to_json(&cells[i], 0, &v, err);
         if (s != FT_OK) {
@@ -478,11 +506,34 @@ ft_status data_row_to_record(const data_task_columns *cols, const data_value *ce
     return FT_OK;
 }
 
+ft_status data_row_to_record_text(const data_task_columns *cols, const data_value *cells, ft_buf *out, ft_err *err) {
+    out->len = 0;
+    FT_TRY(ft_buf_putc(out, '{'));
+    bool first = true;
+    for (size_t i = 0; i < cols->n; i++) {
+        if (cols->optional[i] && cells[i].kind == DATA_V_NULL)
+            continue;
+        if (!first)
+            FT_TRY(ft_buf_putc(out, ','));
+        first = false;
+        FT_TRY(put_string(out, (const uint8_t *)cols->key[i], strlen(cols->key[i])));
+        FT_TRY(ft_buf_putc(out, ':'));
+        ft_status s = write_json(out, &cells[i], 0, true, err);
+        if (s != FT_OK) {
+            if (err)
+                ft_err_prefix(err, "column \"%s\": ", cols->column[i]);
+            return s;
+        }
+    }
+    return ft_buf_putc(out, '}');
+}
+
 /* ---------------------------------------------------------------- the record spill */
 
 void data_spill_init(data_spill *s) {
+    memset(s, 0, sizeof *s);
     s->fd = -1;
-    s->end = 0;
+    pthread_mutex_init(&s->lock, NULL);
 }
 
 static int open_tmp(void) {
@@ -504,14 +555,16 @@ static int open_tmp(void) {
     return fd2;
 }
 
-ft_status data_spill_append(data_spill *s, const void *data, size_t len, int64_t *off, ft_err *err) {
+/* Write the buffered bytes (caller holds the lock). */
+static ft_status spill_flush_locked(data_spill *s, ft_err *err) {
+    if (s->pending.len == 0)
+        return FT_OK;
     if (s->fd < 0 && (s->fd = open_tmp()) < 0)
         return FT_ERR(err, FT_ERR_IO, "cannot create a temporary file for table records (TMPDIR): %s",
                       strerror(errno));
-    *off = s->end;
     size_t done = 0;
-    while (done < len) {
-        ssize_t w = pwrite(s->fd, (const char *)data + done, len - done, (off_t)(s->end + (int64_t)done));
+    while (done < s->pending.len) {
+        ssize_t w = pwrite(s->fd, s->pending.data + done, s->pending.len - done, (off_t)(s->flushed + (int64_t)done));
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
@@ -519,14 +572,35 @@ ft_status data_spill_append(data_spill *s, const void *data, size_t len, int64_t
                           w < 0 ? strerror(errno) : "no space");
         done += (size_t)w;
     }
-    s->end += (int64_t)len;
+    s->flushed += (int64_t)s->pending.len;
+    s->pending.len = 0;
     return FT_OK;
 }
 
-ft_status data_spill_read(const data_spill *s, int64_t off, int64_t len, ft_buf *scratch, ft_err *err) {
+ft_status data_spill_append(data_spill *s, const void *data, size_t len, int64_t *off, ft_err *err) {
+    pthread_mutex_lock(&s->lock);
+    *off = s->end;
+    ft_status st = FT_OK;
+    if (s->pending.len + len > ((size_t)1 << 20))
+        st = spill_flush_locked(s, err);
+    if (st == FT_OK && ft_buf_append(&s->pending, data, len) != FT_OK)
+        st = FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    if (st == FT_OK)
+        s->end += (int64_t)len;
+    pthread_mutex_unlock(&s->lock);
+    return st;
+}
+
+ft_status data_spill_read(data_spill *s, int64_t off, int64_t len, ft_buf *scratch, ft_err *err) {
     scratch->len = 0;
-    if (s->fd < 0 || off < 0 || len < 0 || off + len > s->end)
+    if (off < 0 || len < 0 || off + len > s->end)
         return FT_ERR(err, FT_ERR_RANGE, "bad record location");
+    if (off + len > s->flushed) { /* still buffered: write it out once */
+        pthread_mutex_lock(&s->lock);
+        ft_status st = spill_flush_locked(s, err);
+        pthread_mutex_unlock(&s->lock);
+        FT_TRY(st);
+    }
     FT_TRY(ft_buf_reserve(scratch, (size_t)len + 1));
     size_t got = 0;
     while (got < (size_t)len) {
@@ -543,16 +617,11 @@ ft_status data_spill_read(const data_spill *s, int64_t off, int64_t len, ft_buf 
     return FT_OK;
 }
 
-void data_spill_reset(data_spill *s) {
-    if (s->fd >= 0 && ftruncate(s->fd, 0) != 0) {
-        close(s->fd);
-        s->fd = -1;
-    }
-    s->end = 0;
-}
-
 void data_spill_deinit(data_spill *s) {
     if (s->fd >= 0)
         close(s->fd);
-    data_spill_init(s);
+    ft_buf_free(&s->pending);
+    pthread_mutex_destroy(&s->lock);
+    s->fd = -1;
+    s->end = s->flushed = 0;
 }

@@ -11,6 +11,7 @@
 #define FTUNE_DATA_TABLE_H
 
 #include <jansson.h>
+#include <pthread.h>
 
 #include "ftune/data.h"
 
@@ -74,13 +75,15 @@ ft_status data_value_to_json(const data_value *v, json_t **out, ft_err *err);
  * column); CONTINUED_PRETRAIN: "text". The --*-column options rename them (ft_reader_params). */
 typedef struct data_task_columns {
     size_t n;
-    const char *column[2]; /* column names in the table */
-    const char *key[2];    /* record keys: "messages", "prompt", "response", "completion", "text" */
-    bool optional[2];      /* IFT: "response" may be absent when "completion" is there */
+    const char *column[3]; /* column names in the table */
+    const char *key[3];    /* record keys: "messages", "prompt", "response", "completion", "text" */
+    bool optional[3];      /* a null value leaves the key out of the record (IFT tables with both
+                              response and completion columns: each row uses the one it has) */
 } data_task_columns;
 
 /* The columns of `task` given `p` (column names may be NULL for the defaults). `has_column`
- * (may be NULL) says whether the table has a column, to choose between response and completion. */
+ * (may be NULL) says whether the table has a column, to choose between response and completion
+ * (a table with both reads both, as optional columns). */
 void data_task_columns_get(ft_task_type task, const ft_reader_params *p,
                            bool (*has_column)(void *ctx, const char *name), void *ctx, data_task_columns *out);
 
@@ -88,6 +91,9 @@ void data_task_columns_get(ft_task_type task, const ft_reader_params *p,
  * cols->column[i]). A string that is not UTF-8 or a value that cannot be a record field is a
  * problem for the row: FT_ERR_INVALID with a message naming the column. */
 ft_status data_row_to_record(const data_task_columns *cols, const data_value *cells, json_t **out, ft_err *err);
+/* The same record as compact JSON text in *out (replaced), without building jansson values:
+ * what readers yield as FT_RECORD_JSON_TEXT so validation parses rows on all its threads. */
+ft_status data_row_to_record_text(const data_task_columns *cols, const data_value *cells, ft_buf *out, ft_err *err);
 
 /* ---------------------------------------------------------------- the record spill
  * A table reader's records are fetched again later in shuffled order (the loader). Decoding a
@@ -95,15 +101,17 @@ ft_status data_row_to_record(const data_task_columns *cols, const data_value *ce
  * record's JSON text (CPT: the text) to an unlinked temporary file as `next` yields it, and
  * `fetch` reads that range back with pread (thread-safe). Disk, not memory, grows with the data. */
 typedef struct data_spill {
-    int fd;      /* -1 until the first append */
-    int64_t end; /* bytes written */
+    int fd;          /* -1 until the first flush */
+    int64_t end;     /* bytes appended */
+    int64_t flushed; /* bytes written to the file; the rest wait in `pending` (1 MiB at most) */
+    ft_buf pending;
+    pthread_mutex_t lock;
 } data_spill;
 void data_spill_init(data_spill *s);
 /* Append bytes; *off gets where they start. */
 ft_status data_spill_append(data_spill *s, const void *data, size_t len, int64_t *off, ft_err *err);
-/* Read [off, off+len) into scratch (NUL-terminated). */
-ft_status data_spill_read(const data_spill *s, int64_t off, int64_t len, ft_buf *scratch, ft_err *err);
-void data_spill_reset(data_spill *s); /* truncate (rewind) */
+/* Read [off, off+len) into scratch (NUL-terminated); safe from several threads at once. */
+ft_status data_spill_read(data_spill *s, int64_t off, int64_t len, ft_buf *scratch, ft_err *err);
 void data_spill_deinit(data_spill *s);
 
 #endif

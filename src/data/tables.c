@@ -175,14 +175,17 @@ static ft_status list_table_files(const char *dir, const char *rel, int depth, c
     return s;
 }
 
-bool src_folder_has_tables(const char *dir) {
+bool src_folder_has_arrow(const char *dir) {
     char **files = NULL;
     size_t n = 0, cap = 0;
     ft_status s = list_table_files(dir, "", 0, &files, &n, &cap, NULL);
-    for (size_t i = 0; i < n; i++)
+    bool any = false;
+    for (size_t i = 0; i < n; i++) {
+        any = any || ends_with(files[i], ".arrow");
         ft_free(files[i]);
+    }
     ft_free(files);
-    return s == FT_OK && n > 0;
+    return s == FT_OK && any;
 }
 
 static ft_status open_folder(const char *spec, const char *dir, src_set *set, ft_err *err) {
@@ -370,7 +373,7 @@ bool src_is_table_path(const char *path) {
         if (S_ISDIR(st.st_mode))
             r = delta_is_table(mapped) || v >= 0;
         else
-            r = ends_with(mapped, ".arrow") || ends_with(mapped, ".parquet");
+            r = ends_with(mapped, ".arrow"); /* .parquet files: the Parquet reader (data/parquet_reader.c) */
     } else if (base) {
         r = src_looks_like_table_name(base) || src_looks_like_hf_dataset(base);
     }
@@ -623,7 +626,6 @@ typedef struct table_reader {
     ft_task_type task;
     data_task_columns cols;
     data_spill spill;
-    json_t *value;
     ft_buf text;
     char problem[1024];
 } table_reader;
@@ -652,10 +654,17 @@ static bool has_column_cb(void *ctx, const char *name) {
     return r;
 }
 
+static void tr_problem(table_reader *t, ft_record *rec, const char *msg) {
+    snprintf(t->problem, sizeof t->problem, "%s", msg);
+    rec->kind = FT_RECORD_PROBLEM;
+    rec->problem = t->problem;
+    rec->problem_offset = -1;
+}
+
+/* Rows become records as the Parquet reader makes them (data/parquet_reader.c): the JSON text of
+ * the task's columns (CPT: the text itself), spilled for the loader's fetch. */
 static ft_status tr_next(ft_reader *base, ft_record *rec, bool *done, ft_err *err) {
     table_reader *t = (table_reader *)base;
-    json_decref(t->value);
-    t->value = NULL;
     const data_value *cells;
     src_pos pos;
     FT_TRY(src_cursor_next(t->cur, &cells, &pos, done, err));
@@ -665,31 +674,61 @@ static ft_status tr_next(ft_reader *base, ft_record *rec, bool *done, ft_err *er
     rec->loc = (ft_data_loc){pos.file, pos.row + 1, 0, 0};
     ft_err e;
     ft_err_clear(&e);
-    if (data_row_to_record(&t->cols, cells, &t->value, &e) != FT_OK) {
-        if (e.code == FT_ERR_NOMEM)
-            return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
-        snprintf(t->problem, sizeof t->problem, "%s", e.msg);
-        rec->kind = FT_RECORD_PROBLEM;
-        rec->problem = t->problem;
-        rec->problem_offset = -1;
-        return FT_OK;
+    ft_status s;
+    bool cpt = t->task == FT_TASK_CONTINUED_PRETRAIN;
+    if (cpt) {
+        const data_value *v = &cells[0];
+        char msg[300];
+        if (v->kind != DATA_V_STRING && v->kind != DATA_V_BINARY) {
+            snprintf(msg, sizeof msg, "column \"%s\": %s, not text", t->cols.column[0],
+                     v->kind == DATA_V_NULL ? "null" : "a value of another type");
+            tr_problem(t, rec, msg);
+            return FT_OK;
+        }
+        size_t ok = ft_utf8_valid_prefix((const char *)v->bytes, v->n);
+        if (ok < v->n || v->n == 0) {
+            if (v->n == 0)
+                snprintf(msg, sizeof msg, "column \"%s\": empty text", t->cols.column[0]);
+            else
+                snprintf(msg, sizeof msg, "column \"%s\": invalid UTF-8: byte 0x%02X at byte %zu of the value",
+                         t->cols.column[0], v->bytes[ok], ok);
+            tr_problem(t, rec, msg);
+            return FT_OK;
+        }
+        t->text.len = 0;
+        s = ft_buf_append(&t->text, v->bytes, v->n);
+    } else {
+        s = data_row_to_record_text(&t->cols, cells, &t->text, &e);
+        if (s != FT_OK && s != FT_ERR_NOMEM) {
+            tr_problem(t, rec, e.msg);
+            return FT_OK;
+        }
     }
-    /* the loader fetches what JSONL and .txt readers give: the record's JSON text, CPT the text */
-    json_t *text = json_object_get(t->value, "text");
-    bool cpt = t->task == FT_TASK_CONTINUED_PRETRAIN && json_is_string(text);
-    char *txt = cpt ? NULL : json_dumps(t->value, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (!cpt && !txt)
+    if (s != FT_OK)
         return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
-    size_t len = cpt ? json_string_length(text) : strlen(txt);
-    int64_t off;
-    ft_status s = data_spill_append(&t->spill, cpt ? json_string_value(text) : txt, len, &off, err);
+    int64_t off = 0;
+    FT_TRY(data_spill_append(&t->spill, t->text.data, t->text.len, &off, err));
+    rec->kind = cpt ? FT_RECORD_TEXT : FT_RECORD_JSON_TEXT;
+    rec->data = t->text.data;
+    rec->len = t->text.len;
     rec->loc.a = off;
-    rec->loc.b = (int64_t)len;
-    free(txt);
-    FT_TRY(s);
-    rec->kind = FT_RECORD_JSON_VALUE;
-    rec->value = t->value;
+    rec->loc.b = (int64_t)t->text.len;
     return FT_OK;
+}
+
+/* "Delta table a.b.c version 3, data file part-0.parquet, row 17" / "Hugging Face dataset
+ * org/name, split train, file data/x.parquet, row 17" / "row 17". */
+static const char *tr_where(ft_reader *base, const ft_data_loc *loc, char *buf, size_t cap) {
+    table_reader *t = (table_reader *)base;
+    if (loc->source < 0 || (size_t)loc->source >= t->set->n || loc->line <= 0)
+        return NULL;
+    const src_file *f = &t->set->files[loc->source];
+    if (t->set->delta)
+        snprintf(buf, cap, "Delta table %s version %lld, data file %s, row %lld", t->set->delta->display,
+                 (long long)t->set->delta->version, f->df ? f->df->rel : f->name, (long long)loc->line);
+    else
+        snprintf(buf, cap, "row %lld", (long long)loc->line);
+    return buf;
 }
 
 static ft_status tr_fetch(ft_reader *base, const ft_data_loc *loc, ft_buf *scratch, ft_record *rec, ft_err *err) {
@@ -720,7 +759,6 @@ static void tr_free(ft_reader *base) {
     }
     ft_free(base->source_names);
     ft_free(base->source_paths);
-    json_decref(t->value);
     src_cursor_free(t->cur);
     src_set_free(t->set);
     data_spill_deinit(&t->spill);
@@ -728,7 +766,7 @@ static void tr_free(ft_reader *base) {
     ft_free(t);
 }
 
-static const ft_reader_vtable table_vt = {"table", tr_next, tr_fetch, tr_rewind, tr_free};
+static const ft_reader_vtable table_vt = {"table", tr_next, tr_fetch, tr_rewind, tr_free, tr_where};
 
 ft_status src_reader_open(const char *path, ft_task_type task, const ft_reader_params *p, ft_reader **out,
                           ft_err *err) {
@@ -776,4 +814,69 @@ const char *src_reader_summary(const ft_reader *r) {
     if (!r || r->vt != &table_vt)
         return NULL;
     return ((const table_reader *)r)->set->summary;
+}
+
+/* ---------------------------------------------------------------- data head */
+
+ft_status src_head(const char *source, const ft_data_head_params *p, ft_data_row_fn fn, void *ctx, ft_err *err) {
+    src_set *set;
+    FT_TRY(src_set_open(source, p->table_version, &set, err));
+    /* the columns: as asked, else the Delta schema's, else the first file's */
+    const char **cols = NULL;
+    size_t nc = 0;
+    arrow_file *af = NULL;
+    pq_file *pf = NULL;
+    ft_status s = FT_OK;
+    if (p->columns) {
+        nc = p->n_columns;
+        cols = ft_calloc(nc ? nc : 1, sizeof *cols);
+        for (size_t i = 0; cols && i < nc; i++)
+            cols[i] = p->columns[i];
+    } else if (set->delta) {
+        nc = set->delta->n_fields;
+        cols = ft_calloc(nc ? nc : 1, sizeof *cols);
+        for (size_t i = 0; cols && i < nc; i++)
+            cols[i] = set->delta->fields[i].name;
+    } else if (set->n && set->files[0].kind == SRC_ARROW) {
+        s = arrow_open(set->files[0].path, set->files[0].name, &af, err);
+        nc = s == FT_OK ? arrow_n_columns(af) : 0;
+        cols = ft_calloc(nc ? nc : 1, sizeof *cols);
+        for (size_t i = 0; cols && i < nc; i++)
+            cols[i] = arrow_column_name(af, i);
+    } else if (set->n) {
+        s = pq_open(set->files[0].path, set->files[0].name, &pf, err);
+        const pq_node *root = s == FT_OK ? pq_node_at(pf, 0) : NULL;
+        nc = root ? (size_t)root->n_children : 0;
+        cols = ft_calloc(nc ? nc : 1, sizeof *cols);
+        for (size_t i = 0; cols && i < nc; i++)
+            cols[i] = pq_node_at(pf, root->children[i])->name;
+    }
+    if (s == FT_OK && !cols)
+        s = FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    src_cursor *c = NULL;
+    if (s == FT_OK)
+        s = src_cursor_open(set, cols, nc, &c, err);
+    ft_buf line = {0};
+    int64_t left = p->limit < 0 ? INT64_MAX : p->limit;
+    while (s == FT_OK && left-- > 0) {
+        const data_value *cells;
+        src_pos pos;
+        bool done;
+        s = src_cursor_next(c, &cells, &pos, &done, err);
+        if (s != FT_OK || done)
+            break;
+        data_value row = {.kind = DATA_V_STRUCT, .n = (uint32_t)nc, .items = cells, .names = cols};
+        line.len = 0;
+        if ((s = data_value_write_json(&line, &row, err)) != FT_OK)
+            break;
+        if (!fn(ctx, line.data, line.len))
+            break;
+    }
+    ft_buf_free(&line);
+    src_cursor_free(c);
+    ft_free(cols);
+    arrow_close(af);
+    pq_close(pf);
+    src_set_free(set);
+    return s;
 }

@@ -29,11 +29,11 @@ void src_set_free(src_set *s);
 src_kind src_kind_of(const char *path);
 bool src_looks_like_table_name(const char *s);
 bool src_looks_like_hf_dataset(const char *s);
-/* Does ft_reader_open hand `path` to the table reader? (Delta folder or name, `@N`, .arrow,
- * .parquet, an HF dataset id that is not a local path.) */
+/* Does ft_reader_open hand `path` to the table reader? (Delta folder or name, `@N`, an .arrow
+ * file, an HF dataset id that is not a local path; .parquet files go to the Parquet reader.) */
 bool src_is_table_path(const char *path);
-/* A folder holding .parquet or .arrow files (searched recursively). */
-bool src_folder_has_tables(const char *dir);
+/* A folder holding .arrow files (searched recursively). */
+bool src_folder_has_arrow(const char *dir);
 
 typedef struct src_pos {
     int32_t file; /* index in the set */
@@ -52,6 +52,8 @@ void src_cursor_free(src_cursor *c);
 /* The ft_reader of a table source (records per task as data_task_columns_get says). */
 ft_status src_reader_open(const char *path, ft_task_type task, const ft_reader_params *p, ft_reader **out,
                           ft_err *err);
+/* `ftune data head` over a table source (ft_data_head's parameters). */
+ft_status src_head(const char *source, const ft_data_head_params *p, ft_data_row_fn fn, void *ctx, ft_err *err);
 /* The set's summary when r is a table reader, else NULL. */
 const char *src_reader_summary(const ft_reader *r);
 

@@ -140,15 +140,13 @@ static void check_ift(chk *c, const json_t *o) {
     extra_keys(c, o, 0, allowed, "");
 }
 
-/* A table row for CONTINUED_PRETRAIN: {"text": string}. */
-static void check_text_row(chk *c, const json_t *o) {
+/* CPT rows of table sources: {"text": "..."}, a non-empty string. */
+static void check_text_value(chk *c, const json_t *o) {
     json_t *t = json_object_get(o, "text");
-    if (!t)
-        emit(c, FT_ISSUE_ERROR, vpos(c, 0), "missing \"text\"");
-    else if (!json_is_string(t))
-        emit(c, FT_ISSUE_ERROR, vpos(c, 0), "\"text\" must be a string, found %s", jtype(t));
-    else if (blank_str(t))
-        emit(c, FT_ISSUE_WARNING, vpos(c, 0), "\"text\" is empty");
+    if (!json_is_string(t))
+        emit(c, FT_ISSUE_ERROR, 0, "\"text\" must be a string, found %s", t ? jtype(t) : "nothing");
+    else if (json_string_length(t) == 0)
+        emit(c, FT_ISSUE_ERROR, 0, "empty \"text\"");
 }
 
 static bool known_role(const char *r) {
@@ -457,14 +455,15 @@ static void process(scan_ctx *sc, const rec_in *in, rec_out *out, int tid) {
     }
     case FT_RECORD_JSON_TEXT: check_json_line(&c, p->task, &parsed); break;
     case FT_RECORD_TEXT: check_utf8(&c, rec->data, rec->len, true, rec->loc.a); break;
-    case FT_RECORD_JSON_VALUE:
+    case FT_RECORD_JSON_VALUE: /* a table row: columns and key names are the reader's */
         parsed = json_incref(rec->value);
+        c.line_off = -1;
         if (p->task == FT_TASK_CHAT_COMPLETION)
             check_chat(&c, parsed);
-        else if (p->task == FT_TASK_CONTINUED_PRETRAIN)
-            check_text_row(&c, parsed);
-        else
+        else if (p->task == FT_TASK_INSTRUCTION_FINETUNE)
             check_ift(&c, parsed);
+        else
+            check_text_value(&c, parsed);
         break;
     }
     json_loc_free(&c.loc);
@@ -514,6 +513,46 @@ static int hist_bucket(int64_t n) {
 #define BATCH_RECORDS 2048
 #define BATCH_BYTES ((size_t)16 << 20)
 
+/* Read up to a batch of records, copying what they borrow from the reader (JSON_VALUE
+ * records: a reference). *n counts the records read, also when an error stops the batch. */
+static ft_status read_batch(ft_reader *reader, rec_in *in, ft_buf *bytes, size_t *n_out, bool *eof, ft_err *err) {
+    size_t n = 0;
+    bytes->len = 0;
+    ft_status s = FT_OK;
+    while (n < BATCH_RECORDS && bytes->len < BATCH_BYTES) {
+        ft_record rec;
+        bool end;
+        if ((s = ft_reader_next(reader, &rec, &end, err)) != FT_OK)
+            break;
+        if (end) {
+            *eof = true;
+            break;
+        }
+        in[n].rec = rec;
+        in[n].data_off = bytes->len;
+        if (rec.kind == FT_RECORD_JSON_TEXT || rec.kind == FT_RECORD_TEXT)
+            s = ft_buf_append(bytes, rec.data, rec.len);
+        else if (rec.kind == FT_RECORD_PROBLEM)
+            s = ft_buf_append(bytes, rec.problem, strlen(rec.problem) + 1);
+        else if (rec.kind == FT_RECORD_JSON_VALUE)
+            json_incref(rec.value); /* the reader lets go of it at its next call */
+        if (s != FT_OK) {
+            in[n].rec.kind = FT_RECORD_PROBLEM; /* nothing of it is kept */
+            s = FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+            break;
+        }
+        n++;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (in[i].rec.kind == FT_RECORD_JSON_TEXT || in[i].rec.kind == FT_RECORD_TEXT)
+            in[i].rec.data = bytes->data ? bytes->data + in[i].data_off : "";
+        else if (in[i].rec.kind == FT_RECORD_PROBLEM)
+            in[i].rec.problem = bytes->data + in[i].data_off;
+    }
+    *n_out = n;
+    return s;
+}
+
 ft_status ft_data_validate(const char *path, const ft_validate_params *p, ft_data_report **report,
                            ft_dataset **dataset, ft_err *err) {
     *report = NULL;
@@ -526,11 +565,12 @@ ft_status ft_data_validate(const char *path, const ft_validate_params *p, ft_dat
     int threads = p->threads > 0 ? p->threads : omp_get_max_threads();
     scan_ctx sc = {p, reader, ft_calloc((size_t)threads, sizeof(ft_sample_scratch)),
                    ft_calloc((size_t)threads, sizeof(ft_sample))};
-    rec_in *in = ft_calloc(BATCH_RECORDS, sizeof *in);
+    /* two batches: one is checked by the workers while the next one is read */
+    rec_in *ins[2] = {ft_calloc(BATCH_RECORDS, sizeof(rec_in)), ft_calloc(BATCH_RECORDS, sizeof(rec_in))};
     rec_out *out = ft_calloc(BATCH_RECORDS, sizeof *out);
-    ft_buf bytes = {0};
+    ft_buf bytes[2] = {{0}, {0}};
     ft_status s = FT_OK;
-    if (!r || !ds || !sc.scratch || !sc.samples || !in || !out) {
+    if (!r || !ds || !sc.scratch || !sc.samples || !ins[0] || !ins[1] || !out) {
         s = FT_ERR(err, FT_ERR_NOMEM, "out of memory");
         goto done;
     }
@@ -556,50 +596,51 @@ ft_status ft_data_validate(const char *path, const ft_validate_params *p, ft_dat
     r->has_tokens = p->sample.tok != NULL;
     r->context_length = p->sample.context_length;
 
-    for (bool done_reading = false; !done_reading;) {
-        size_t n = 0;
-        bytes.len = 0;
-        while (n < BATCH_RECORDS && bytes.len < BATCH_BYTES) {
-            ft_record rec;
-            bool end;
-            if ((s = ft_reader_next(reader, &rec, &end, err)) != FT_OK)
-                goto done;
-            if (end) {
-                done_reading = true;
-                break;
+    bool eof = false;
+    size_t n = 0;
+    int cur = 0;
+    s = read_batch(reader, ins[0], &bytes[0], &n, &eof, err);
+    while (s == FT_OK && n > 0) {
+        rec_in *in = ins[cur];
+        int nxt = 1 - cur;
+        size_t n_next = 0;
+        ft_status rs = FT_OK;
+        ft_err rerr;
+        ft_err_clear(&rerr);
+        bool do_read = !eof;
+        /* one thread reads the next batch, then joins the others checking this one */
+#pragma omp parallel num_threads(threads)
+        {
+#pragma omp single nowait
+            {
+                if (do_read)
+                    rs = read_batch(reader, ins[nxt], &bytes[nxt], &n_next, &eof, &rerr);
             }
-            in[n].rec = rec;
-            in[n].data_off = bytes.len;
-            if (rec.kind == FT_RECORD_JSON_VALUE) /* borrowed until the reader's next call: hold it */
-                json_incref(rec.value);
-            /* the record borrows from the reader until its next call: keep a copy */
-            if (rec.kind == FT_RECORD_JSON_TEXT || rec.kind == FT_RECORD_TEXT)
-                s = ft_buf_append(&bytes, rec.data, rec.len);
-            else if (rec.kind == FT_RECORD_PROBLEM)
-                s = ft_buf_append(&bytes, rec.problem, strlen(rec.problem) + 1);
-            if (s != FT_OK) {
-                s = FT_ERR(err, FT_ERR_NOMEM, "out of memory");
-                goto done;
+#pragma omp for schedule(dynamic, 16)
+            for (size_t i = 0; i < n; i++) {
+                memset(&out[i], 0, sizeof out[i]);
+                process(&sc, &in[i], &out[i], omp_get_thread_num());
             }
-            n++;
-        }
-        for (size_t i = 0; i < n; i++) {
-            if (in[i].rec.kind == FT_RECORD_JSON_TEXT || in[i].rec.kind == FT_RECORD_TEXT)
-                in[i].rec.data = bytes.data ? bytes.data + in[i].data_off : "";
-            else if (in[i].rec.kind == FT_RECORD_PROBLEM)
-                in[i].rec.problem = bytes.data + in[i].data_off;
-        }
-#pragma omp parallel for schedule(dynamic, 16) num_threads(threads)
-        for (size_t i = 0; i < n; i++) {
-            memset(&out[i], 0, sizeof out[i]);
-            process(&sc, &in[i], &out[i], omp_get_thread_num());
         }
         for (size_t i = 0; i < n; i++) {
             rec_out *o = &out[i];
             r->n_records++;
+            char where_buf[160];
+            const char *where = reader->vt->where && o->n_iss
+                                    ? reader->vt->where(reader, &in[i].rec.loc, where_buf, sizeof where_buf)
+                                    : NULL;
             for (size_t k = 0; k < o->n_iss; k++) {
                 ft_data_issue *is = &o->iss[k];
                 is->file = r->sources[in[i].rec.loc.source];
+                if (where) { /* "row group 2, row 17: message"; columns of the record's text mean nothing here */
+                    is->column = 0;
+                    is->offset = -1;
+                    char *m = ft_asprintf("%s: %s", where, is->message);
+                    if (m) {
+                        ft_free((char *)is->message);
+                        is->message = m;
+                    }
+                }
                 if (is->level == FT_ISSUE_ERROR)
                     r->n_errors++;
                 else
@@ -649,8 +690,22 @@ ft_status ft_data_validate(const char *path, const ft_validate_params *p, ft_dat
                 ft_free((char *)out[i].iss[k].message);
             ft_free(out[i].iss);
             memset(&out[i], 0, sizeof out[i]);
+            if (in[i].rec.kind == FT_RECORD_JSON_VALUE) {
+                json_decref(in[i].rec.value);
+                in[i].rec.value = NULL;
+            }
+        }
+        cur = nxt;
+        n = n_next;
+        if (rs != FT_OK) {
+            if (err)
+                *err = rerr;
+            s = rs;
+            goto done;
         }
     }
+    if (s != FT_OK)
+        goto done;
     r->valid = r->n_errors == 0;
 
     if (r->has_tokens && ds->n > 0) {
@@ -685,9 +740,10 @@ ft_status ft_data_validate(const char *path, const ft_validate_params *p, ft_dat
         snprintf(r->est_note, sizeof r->est_note, "no training step was measured");
 
 done:
-    for (size_t i = 0; in && i < BATCH_RECORDS; i++)
-        if (in[i].rec.kind == FT_RECORD_JSON_VALUE)
-            json_decref(in[i].rec.value);
+    for (int b = 0; b < 2; b++)
+        for (size_t i = 0; ins[b] && i < BATCH_RECORDS; i++)
+            if (ins[b][i].rec.kind == FT_RECORD_JSON_VALUE)
+                json_decref(ins[b][i].rec.value);
     for (size_t i = 0; out && i < BATCH_RECORDS; i++) {
         for (size_t k = 0; k < out[i].n_iss; k++)
             ft_free((char *)out[i].iss[k].message);
@@ -699,9 +755,11 @@ done:
         ft_sample_free(&sc.samples[t]);
     ft_free(sc.scratch);
     ft_free(sc.samples);
-    ft_free(in);
+    ft_free(ins[0]);
+    ft_free(ins[1]);
     ft_free(out);
-    ft_buf_free(&bytes);
+    ft_buf_free(&bytes[0]);
+    ft_buf_free(&bytes[1]);
     if (s != FT_OK) {
         ft_data_report_free(r);
         if (ds)

@@ -110,7 +110,7 @@ ft_train_config ft_train_default_config(void) {
 
 #define STR_FIELDS(X)                                                                                      \
     X(model) X(train_data_path) X(register_to) X(eval_data_path) X(custom_weights_path) X(experiment_path) \
-        X(data_prep_cluster_id) X(name)
+        X(data_prep_cluster_id) X(name) X(prompt_column) X(response_column) X(messages_column) X(text_column)
 
 void ft_train_config_deinit(ft_train_config *c) {
     if (!c)
@@ -456,6 +456,11 @@ static json_t *to_json(const ft_train_config *c, bool trajectory_only) {
     json_object_set_new(o, "validate_inputs", json_boolean(c->validate_inputs));
     put_str(o, "experiment_path", c->experiment_path);
     put_str(o, "data_prep_cluster_id", c->data_prep_cluster_id);
+    const char *col_keys[] = {"prompt_column", "response_column", "messages_column", "text_column"};
+    const char *col_vals[] = {c->prompt_column, c->response_column, c->messages_column, c->text_column};
+    for (int i = 0; i < 4; i++) /* only when given: runs that read JSONL keep their configuration as it was */
+        if (col_vals[i])
+            put_str(o, col_keys[i], col_vals[i]);
     put_str(o, "name", c->name);
     put_duration(o, "save_interval", c->save_interval);
     json_object_set_new(o, "keep_checkpoints", json_integer(c->keep_checkpoints));

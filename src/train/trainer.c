@@ -156,6 +156,10 @@ static ft_status load_tokenizer_and_data(run *r, ft_err *err) {
         vp.sample.chat = r->chat;
         vp.sample.context_length = r->T;
         vp.sample.last_assistant = c->loss_on == FT_LOSS_LAST_ASSISTANT;
+        vp.reader.prompt_column = c->prompt_column;
+        vp.reader.response_column = c->response_column;
+        vp.reader.messages_column = c->messages_column;
+        vp.reader.text_column = c->text_column;
         vp.build_dataset = true;
         vp.duration = c->training_duration;
         vp.seed = c->seed;

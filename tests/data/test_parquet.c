@@ -1,0 +1,419 @@
+/* tests/data/test_parquet.c: the Parquet reader against files written by others.
+ * tests/fixtures/parquet/ is made by tools/parquet-fixtures.mjs: DuckDB (every codec x page
+ * v1/v2, nested columns with nulls and empty lists, maps, decimals, timestamps), parquet-wasm
+ * (parquet-rs: v2 pages with is_compressed=false, DELTA_* encodings, BYTE_STREAM_SPLIT,
+ * dictionary fallback, several row groups) and hyparquet-writer (two-member GZIP, BROTLI, DELTA_*);
+ * NAME.expected.jsonl holds the rows as DuckDB reads them, in the `data head` mapping. */
+#include <dirent.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/parquet.h"
+#include "ftune/data.h"
+#include "ftune/tok.h"
+#include "ftune/tpl.h"
+#include "test.h"
+
+/* ---------------------------------------------------------------- helpers */
+
+typedef struct lines {
+    char **s;
+    size_t n, cap;
+} lines;
+
+static bool keep_line(void *ctx, const char *json, size_t len) {
+    lines *l = ctx;
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 64;
+        l->s = realloc(l->s, l->cap * sizeof *l->s);
+    }
+    l->s[l->n++] = strndup(json, len);
+    return true;
+}
+
+static void lines_free(lines *l) {
+    for (size_t i = 0; i < l->n; i++)
+        free(l->s[i]);
+    free(l->s);
+    memset(l, 0, sizeof *l);
+}
+
+static void read_lines(const char *path, lines *l) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return;
+    char *buf = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    while ((n = getline(&buf, &cap, f)) > 0) {
+        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+            n--;
+        keep_line(l, buf, (size_t)n);
+    }
+    free(buf);
+    fclose(f);
+}
+
+/* Same JSON value: objects with the same keys in the same order, numbers equal (a float32 or
+ * a number printed differently compares within 1e-6 relative). */
+static bool same_json(const json_t *a, const json_t *b) {
+    if (json_is_number(a) && json_is_number(b)) {
+        if (json_is_integer(a) && json_is_integer(b))
+            return json_integer_value(a) == json_integer_value(b);
+        double x = json_number_value(a), y = json_number_value(b);
+        return x == y || fabs(x - y) <= 1e-6 * fmax(fabs(x), fabs(y));
+    }
+    if (json_typeof(a) != json_typeof(b))
+        return false;
+    if (json_is_array(a)) {
+        if (json_array_size(a) != json_array_size(b))
+            return false;
+        for (size_t i = 0; i < json_array_size(a); i++)
+            if (!same_json(json_array_get(a, i), json_array_get(b, i)))
+                return false;
+        return true;
+    }
+    if (json_is_object(a)) {
+        if (json_object_size(a) != json_object_size(b))
+            return false;
+        const char *k;
+        json_t *v;
+        void *ib = json_object_iter((json_t *)b);
+        json_object_foreach((json_t *)a, k, v) {
+            if (!ib || strcmp(k, json_object_iter_key(ib)) || !same_json(v, json_object_iter_value(ib)))
+                return false;
+            ib = json_object_iter_next((json_t *)b, ib);
+        }
+        return true;
+    }
+    return json_equal((json_t *)a, (json_t *)b);
+}
+
+/* Integers beyond 64 bits do not load in jansson: such lines load with INT_AS_REAL and every
+ * long digit run of the expected line must appear in the line read, exactly. */
+static bool same_line(const char *got, const char *want) {
+    size_t flags = 0;
+    json_t *g = json_loads(got, flags, NULL), *w = json_loads(want, flags, NULL);
+    bool big = false;
+    if (!g || !w) {
+        json_decref(g);
+        json_decref(w);
+        big = true;
+        flags = JSON_DECODE_INT_AS_REAL;
+        g = json_loads(got, flags, NULL);
+        w = json_loads(want, flags, NULL);
+    }
+    bool ok = g && w && same_json(g, w);
+    json_decref(g);
+    json_decref(w);
+    for (const char *p = want; ok && big && *p; p++) {
+        size_t n = strspn(p, "0123456789");
+        if (n >= 16 && (p == want || !strchr("0123456789.", p[-1]))) {
+            char run[64];
+            snprintf(run, sizeof run, "%.*s", (int)(n < 63 ? n : 63), p);
+            ok = strstr(got, run) != NULL;
+        }
+        if (n)
+            p += n - 1;
+    }
+    return ok;
+}
+
+/* ---------------------------------------------------------------- the matrix */
+
+/* Every fixture reads exactly as DuckDB reads it, row by row, every column. */
+TEST(parquet_fixtures_match_duckdb) {
+    const char *dir = ft_test_fixture("parquet");
+    DIR *d = opendir(dir);
+    REQUIRE(d);
+    int files = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t n = strlen(de->d_name);
+        if (n < 9 || strcmp(de->d_name + n - 8, ".parquet") || !strncmp(de->d_name, "bad-", 4))
+            continue;
+        char path[1024], exp[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        snprintf(exp, sizeof exp, "%s/%.*s.expected.jsonl", dir, (int)(n - 8), de->d_name);
+        lines got = {0}, want = {0};
+        read_lines(exp, &want);
+        if (want.n == 0) {
+            ft_test_fail_(__FILE__, __LINE__, "%s: no expected rows (run tools/parquet-fixtures.mjs)", de->d_name);
+            continue;
+        }
+        ft_data_head_params p;
+        ft_data_head_default_params(&p);
+        p.limit = -1;
+        ft_err err;
+        ft_err_clear(&err);
+        if (ft_data_head(path, &p, keep_line, &got, &err) != FT_OK)
+            ft_test_fail_(__FILE__, __LINE__, "%s: %s", de->d_name, err.msg);
+        if (got.n != want.n)
+            ft_test_fail_(__FILE__, __LINE__, "%s: %zu rows, DuckDB reads %zu", de->d_name, got.n, want.n);
+        int bad = 0;
+        for (size_t i = 0; i < got.n && i < want.n; i++)
+            if (!same_line(got.s[i], want.s[i]) && bad++ < 2)
+                ft_test_fail_(__FILE__, __LINE__, "%s row %zu:\n  got  %s\n  want %s", de->d_name, i, got.s[i],
+                              want.s[i]);
+        lines_free(&got);
+        lines_free(&want);
+        files++;
+    }
+    closedir(d);
+    CHECK(files >= 20); /* the matrix is there */
+}
+
+/* --columns picks and orders columns; --limit stops early; unknown columns are named. */
+TEST(parquet_head_columns_and_limit) {
+    lines got = {0};
+    const char *cols[] = {"s", "id"};
+    ft_data_head_params p;
+    ft_data_head_default_params(&p);
+    p.limit = 3;
+    p.columns = cols;
+    p.n_columns = 2;
+    ft_err err;
+    REQUIRE_OK(ft_data_head(ft_test_fixture("parquet/duckdb-zstd-v2.parquet"), &p, keep_line, &got, &err), &err);
+    CHECK_EQ_INT(got.n, 3);
+    if (got.n == 3)
+        CHECK_STR_EQ(got.s[0], "{\"s\":\"row 0 naïve café 你好 \\\"q\\\" \\\\ \",\"id\":0}");
+    lines_free(&got);
+    /* a column asked for twice (as --prompt-column x --response-column x does) */
+    const char *twice[] = {"messages", "messages"};
+    p.columns = twice;
+    p.limit = 2;
+    REQUIRE_OK(ft_data_head(ft_test_fixture("parquet/duckdb-zstd-v2.parquet"), &p, keep_line, &got, &err), &err);
+    CHECK_EQ_INT(got.n, 2);
+    if (got.n == 2)
+        CHECK(strstr(got.s[1], "{\"messages\":[{\"role\":\"user\",\"content\":\"question 1\"}") != NULL);
+    lines_free(&got);
+    const char *nope[] = {"nope"};
+    p.columns = nope;
+    p.n_columns = 1;
+    CHECK(ft_data_head(ft_test_fixture("parquet/duckdb-zstd-v2.parquet"), &p, keep_line, &got, &err) == FT_ERR_INVALID);
+    CHECK(strstr(err.msg, "no column \"nope\"") && strstr(err.msg, "messages"));
+    lines_free(&got);
+}
+
+/* A deprecated codec is refused with the file, the column and the codec named. */
+TEST(parquet_deprecated_codec_named) {
+    lines got = {0};
+    ft_err err;
+    ft_err_clear(&err);
+    ft_status s = ft_data_head(ft_test_fixture("parquet/bad-codec-lz4.parquet"), NULL, keep_line, &got, &err);
+    CHECK(s == FT_ERR_UNSUPPORTED);
+    CHECK(strstr(err.file, "bad-codec-lz4.parquet") != NULL);
+    CHECK(strstr(err.msg, "column \"text\"") && strstr(err.msg, "LZ4") && strstr(err.msg, "Hadoop"));
+    lines_free(&got);
+}
+
+/* ---------------------------------------------------------------- hostile input */
+
+static uint8_t *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = malloc((size_t)len);
+    *n = fread(b, 1, (size_t)len, f);
+    fclose(f);
+    return b;
+}
+
+/* Truncations and byte flips everywhere in real files end in an error or in rows, never in a
+ * crash, a hang or a sanitizer report. */
+TEST(parquet_damaged_files_fail_cleanly) {
+    const char *names[] = {"parquet/duckdb-snappy-v1.parquet", "parquet/pw-v2-zstd-delta.parquet",
+                           "parquet/hyw-gzip2.parquet", "parquet/pw-v1-lz4raw-fallback.parquet"};
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
+        size_t n = 0;
+        uint8_t *orig = slurp(ft_test_fixture(names[k]), &n);
+        REQUIRE(orig && n > 100);
+        uint8_t *b = malloc(n);
+        ft_err err;
+        CHECK_OK(pq_decode_memory(orig, n, &err), &err);
+        int errors = 0, trials = ft_test_sanitized() ? 150 : 600;
+        for (int t = 0; t < trials; t++) {
+            memcpy(b, orig, n);
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            size_t len = n;
+            if (t % 3 == 0)
+                len = (size_t)(x % n); /* truncated */
+            else
+                for (int f = 0; f < 1 + (int)(x >> 60); f++) { /* a few bytes changed */
+                    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                    b[x % n] ^= (uint8_t)(x >> 32 | 1);
+                }
+            errors += pq_decode_memory(b, len, &err) != FT_OK;
+        }
+        CHECK(errors > trials / 4); /* most damage is noticed */
+        free(b);
+        free(orig);
+    }
+}
+
+/* ---------------------------------------------------------------- training data */
+
+typedef struct issues {
+    char msg[64][700];
+    int64_t line[64];
+    int n;
+} issues;
+
+static void keep_issue(void *ctx, const ft_data_issue *is) {
+    issues *g = ctx;
+    if (g->n < 64) {
+        snprintf(g->msg[g->n], sizeof g->msg[0], "%s", is->message);
+        g->line[g->n] = is->line;
+        g->n++;
+    }
+}
+
+static ft_data_report *validate(const char *path, ft_task_type task, const ft_reader_params *rp, issues *g) {
+    ft_validate_params p;
+    ft_validate_default_params(&p, task);
+    if (rp)
+        p.reader = *rp;
+    p.on_issue = keep_issue;
+    p.on_issue_ctx = g;
+    p.threads = 2;
+    ft_data_report *r = NULL;
+    ft_err err;
+    ft_err_clear(&err);
+    if (ft_data_validate(path, &p, &r, NULL, &err) != FT_OK)
+        ft_test_fail_(__FILE__, __LINE__, "validate %s: %s", path, err.msg);
+    return r;
+}
+
+/* Every bad row is located by row group and row: chat rows with null or empty `messages` and a
+ * null `content` (DuckDB matrix, one row group), IFT rows with a null prompt (parquet-wasm, row
+ * groups of 7 rows). */
+TEST(parquet_validate_locates_rows) {
+    issues g = {0};
+    ft_data_report *r = validate(ft_test_fixture("parquet/duckdb-gzip-v1.parquet"), FT_TASK_CHAT_COMPLETION, NULL, &g);
+    REQUIRE(r);
+    CHECK_EQ_INT(r->n_records, 40);
+    CHECK(!r->valid);
+    /* row 4 (i % 9 == 4): messages is null; row 33 (i % 11 == 0): a null content */
+    bool null_messages = false, null_content = false;
+    for (int i = 0; i < g.n; i++) {
+        if (g.line[i] == 5 && strstr(g.msg[i], "row group 0, row 4: \"messages\""))
+            null_messages = true;
+        if (g.line[i] == 34 && strstr(g.msg[i], "row group 0, row 33: messages[1].content"))
+            null_content = true;
+    }
+    CHECK_EQ_INT(r->n_errors, 11);
+    CHECK(null_messages);
+    CHECK(null_content);
+    ft_data_report_free(r);
+
+    /* IFT with renamed columns: prompt from `text` of the parquet-wasm file, response from `many` */
+    memset(&g, 0, sizeof g);
+    ft_reader_params rp = ft_reader_default_params();
+    rp.prompt_column = "text";
+    rp.response_column = "many";
+    r = validate(ft_test_fixture("parquet/pw-v2-snappy-groups.parquet"), FT_TASK_INSTRUCTION_FINETUNE, &rp, &g);
+    REQUIRE(r);
+    CHECK_EQ_INT(r->n_records, 60);
+    /* rows 7, 17, ... have a null text: row 17 is in row group 2 (groups of 7), row 3 */
+    bool found = false;
+    for (int i = 0; i < g.n; i++)
+        found = found || (g.line[i] == 18 && strstr(g.msg[i], "row group 2, row 3 (\"prompt\" is column \"text\")") &&
+                          strstr(g.msg[i], "\"prompt\" must be a string, found null"));
+    CHECK(found);
+    CHECK_EQ_INT(r->n_errors, 6);
+    ft_data_report_free(r);
+
+    /* a missing column is one problem for the file, naming the columns it has and the option */
+    memset(&g, 0, sizeof g);
+    r = validate(ft_test_fixture("parquet/pw-v2-snappy-groups.parquet"), FT_TASK_INSTRUCTION_FINETUNE, NULL, &g);
+    REQUIRE(r);
+    CHECK_EQ_INT(r->n_errors, 1);
+    CHECK(g.n == 1 && strstr(g.msg[0], "no column \"prompt\"") && strstr(g.msg[0], "text, many") &&
+          strstr(g.msg[0], "--prompt-column"));
+    ft_data_report_free(r);
+
+    /* CPT reads `text` (renamed here) */
+    memset(&g, 0, sizeof g);
+    rp = ft_reader_default_params();
+    rp.text_column = "prompt";
+    r = validate(ft_test_fixture("parquet/hyw-brotli.parquet"), FT_TASK_CONTINUED_PRETRAIN, &rp, &g);
+    REQUIRE(r);
+    CHECK(r->valid);
+    CHECK_EQ_INT(r->n_records, 30);
+    ft_data_report_free(r);
+}
+
+/* The same data as JSONL and as Parquet (converted by DuckDB) makes the same samples, the same
+ * statistics and the same shuffled batches: the Parquet records reach the loader through the
+ * reader's spill and fetch. */
+static void same_as_jsonl(const char *jsonl, const char *parquet, ft_task_type task, const char *tok_dir) {
+    ft_tok *tok = NULL;
+    ft_chat *chat = NULL;
+    ft_err err;
+    REQUIRE_OK(ft_tok_load(ft_test_fixture(tok_dir), &tok, &err), &err);
+    if (task == FT_TASK_CHAT_COMPLETION)
+        REQUIRE_OK(ft_chat_load(ft_test_fixture(tok_dir), &chat, &err), &err);
+    ft_data_report *rep[2] = {0};
+    ft_dataset *ds[2] = {0};
+    const char *paths[2] = {ft_test_fixture(jsonl), ft_test_fixture(parquet)};
+    char saved[2][1024];
+    for (int k = 0; k < 2; k++) {
+        snprintf(saved[k], sizeof saved[k], "%s", paths[k]);
+        ft_validate_params p;
+        ft_validate_default_params(&p, task);
+        p.sample.tok = tok;
+        p.sample.chat = chat;
+        p.sample.context_length = 48;
+        p.build_dataset = true;
+        p.threads = 2;
+        REQUIRE_OK(ft_data_validate(saved[k], &p, &rep[k], &ds[k], &err), &err);
+        REQUIRE(rep[k]->valid && ds[k]);
+    }
+    CHECK_EQ_INT(rep[0]->n_records, rep[1]->n_records);
+    CHECK_EQ_INT(rep[0]->n_samples, rep[1]->n_samples);
+    CHECK_EQ_INT(rep[0]->n_tokens, rep[1]->n_tokens);
+    CHECK_EQ_INT(rep[0]->n_tokens_full, rep[1]->n_tokens_full);
+    CHECK_EQ_INT(rep[0]->n_trainable, rep[1]->n_trainable);
+    CHECK_EQ_INT(rep[0]->rows_per_epoch, rep[1]->rows_per_epoch);
+    ft_loader *l[2] = {0};
+    for (int k = 0; k < 2; k++) {
+        ft_loader_params lp;
+        ft_loader_default_params(&lp, 2, 48, 7);
+        lp.pack.window = 3;
+        lp.threads = 2;
+        REQUIRE_OK(ft_loader_new(ds[k], &lp, NULL, &l[k], &err), &err);
+    }
+    for (int step = 0; step < 6; step++) {
+        ft_data_batch *b[2];
+        REQUIRE_OK(ft_loader_next(l[0], &b[0], &err), &err);
+        REQUIRE_OK(ft_loader_next(l[1], &b[1], &err), &err);
+        size_t n = 2 * 48 * sizeof(int32_t);
+        CHECK(!memcmp(b[0]->batch.input_ids, b[1]->batch.input_ids, n));
+        CHECK(!memcmp(b[0]->batch.targets, b[1]->batch.targets, n));
+        CHECK(!memcmp(b[0]->batch.sample_ids, b[1]->batch.sample_ids, n));
+        ft_loader_release(l[0], b[0]);
+        ft_loader_release(l[1], b[1]);
+    }
+    for (int k = 0; k < 2; k++) {
+        ft_loader_free(l[k]);
+        ft_dataset_free(ds[k]);
+        ft_data_report_free(rep[k]);
+    }
+    ft_chat_free(chat);
+    ft_tok_free(tok);
+}
+
+TEST(parquet_chat_same_as_jsonl) {
+    same_as_jsonl("data/chat.jsonl", "parquet/chat.parquet", FT_TASK_CHAT_COMPLETION, "tok/llama3-instruct-rev2");
+}
+TEST(parquet_ift_same_as_jsonl) {
+    same_as_jsonl("data/ift.jsonl", "parquet/ift.parquet", FT_TASK_INSTRUCTION_FINETUNE, "tok/mistral-7b-v0.1");
+}
+TEST(parquet_cpt_same_as_txt) {
+    same_as_jsonl("data/cpt", "parquet/cpt.parquet", FT_TASK_CONTINUED_PRETRAIN, "tok/mistral-7b-v0.1");
+}
