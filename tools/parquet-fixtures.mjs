@@ -141,6 +141,35 @@ for (const codec of codecs)
   fs.writeFileSync(path.join(out, 'bad-codec-lz4.parquet'), Buffer.from(bad))
 }
 
+// ------------------------------------------------------------------ Spark's dictionary placement
+// Some writers (Spark's, older parquet-mr) leave dictionary_page_offset unset and point
+// data_page_offset at the dictionary page. The same file as parquet-wasm wrote it, with its footer
+// re-encoded that way (hyparquet's Thrift decoder, hyparquet-writer's encoder).
+{
+  const thr = await import(path.join(npm, 'node_modules/hyparquet/src/thrift.js'))
+  const thw = await import(path.join(npm, 'node_modules/hyparquet-writer/src/thrift.js'))
+  const buf = fs.readFileSync(path.join(out, 'pw-v1-lz4raw-fallback.parquet'))
+  const n = buf.readUInt32LE(buf.length - 8)
+  const footer = buf.subarray(buf.length - 8 - n, buf.length - 8)
+  const meta = thr.deserializeTCompactProtocol({ view: new DataView(footer.buffer, footer.byteOffset, footer.byteLength), offset: 0 })
+  let moved = 0
+  for (const rg of meta.field_4)
+    for (const cc of rg.field_1)
+      if (cc.field_3.field_11 !== undefined) {
+        cc.field_3.field_9 = cc.field_3.field_11 // data_page_offset := the dictionary page
+        delete cc.field_3.field_11
+        moved++
+      }
+  if (moved === 0) throw new Error('no dictionary page to move')
+  const w = new hw.ByteWriter()
+  thw.serializeTCompactProtocol(w, meta)
+  const nf = new Uint8Array(w.getBuffer())
+  const len = Buffer.alloc(4)
+  len.writeUInt32LE(nf.length)
+  fs.writeFileSync(path.join(out, 'pw-spark-dict-placement.parquet'),
+    Buffer.concat([buf.subarray(0, buf.length - 8 - n), nf, len, Buffer.from('PAR1')]))
+}
+
 // ------------------------------------------------------------------ the JSONL fixtures as Parquet
 // tests/fixtures/data/{chat,ift}.jsonl and the .txt documents, converted by DuckDB: the reader
 // must give the same samples, token counts and batches as from the JSONL.
