@@ -417,3 +417,60 @@ TEST(parquet_ift_same_as_jsonl) {
 TEST(parquet_cpt_same_as_txt) {
     same_as_jsonl("data/cpt", "parquet/cpt.parquet", FT_TASK_CONTINUED_PRETRAIN, "tok/mistral-7b-v0.1");
 }
+
+/* `ftune create` on Parquet for the three tasks: a folder of .parquet files (chat), a file
+ * (CPT), and IFT from a file without `prompt`, with renamed columns, queued with --detach so that
+ * the worker reads the column names back from the stored run configuration. */
+TEST(cli_create_parquet_three_tasks) {
+    if (ft_test_sanitized())
+        SKIP("trains three tiny runs: the optimized build covers it");
+    char cmd[8192], *out = NULL;
+    const char *d = ft_test_tmpdir();
+    snprintf(cmd, sizeof cmd,
+             "%s init-model --out %s/m --vocab-size 128256 --hidden-size 32 --intermediate-size 64 --layers 1 "
+             "--heads 2 --max-position-embeddings 256 --tokenizer %s >/dev/null 2>&1 && mkdir -p %s/chat && "
+             "cp %s %s/chat/a.parquet && cp %s %s/chat/b.parquet",
+             ft_test_ftune_bin(), d, ft_test_fixture("tok/llama3-instruct-rev2"), d,
+             ft_test_fixture("parquet/chat.parquet"), d, ft_test_fixture("parquet/chat.parquet"), d);
+    REQUIRE(ft_test_run(cmd, &out) == 0);
+    free(out);
+    const char *flags = "--training-duration 1ba --context-length 128 --threads 1 --quiet";
+    struct {
+        const char *task, *data, *extra, *reg;
+    } runs[] = {
+        {"CHAT_COMPLETION", "chat", "", "main.t.chat"},
+        {"CONTINUED_PRETRAIN", NULL, "", "main.t.cpt"},
+        {"INSTRUCTION_FINETUNE", NULL, "--prompt-column many --response-column many --detach", "main.t.ift"},
+    };
+    for (int k = 0; k < 3; k++) {
+        char data[1024];
+        if (k == 0)
+            snprintf(data, sizeof data, "%s/chat", d);
+        else
+            snprintf(data, sizeof data, "%s",
+                     ft_test_fixture(k == 1 ? "parquet/cpt.parquet" : "parquet/pw-v2-uncompressed.parquet"));
+        snprintf(cmd, sizeof cmd,
+                 "FTUNE_HOME=%s/home USER=tester %s create --model %s/m --task-type %s --train-data-path %s "
+                 "--register-to %s %s %s 2>&1",
+                 d, ft_test_ftune_bin(), d, runs[k].task, data, runs[k].reg, flags, runs[k].extra);
+        out = NULL;
+        int rc = ft_test_run(cmd, &out);
+        if (rc != 0)
+            ft_test_fail_(__FILE__, __LINE__, "%s: exit %d: %s", runs[k].task, rc, out ? out : "");
+        free(out);
+    }
+    /* the file has no `prompt`: the queued run completes only if the worker reads the columns */
+    snprintf(cmd, sizeof cmd, "FTUNE_HOME=%s/home USER=tester %s worker --until-idle --quiet 2>&1; "
+             "FTUNE_HOME=%s/home %s list 2>&1", d, ft_test_ftune_bin(), d, ft_test_ftune_bin());
+    out = NULL;
+    ft_test_run(cmd, &out);
+    REQUIRE(out);
+    int completed = 0, failed = 0;
+    for (const char *p = out; (p = strstr(p, "COMPLETED")) != NULL; p++)
+        completed++;
+    for (const char *p = out; (p = strstr(p, "FAILED")) != NULL; p++)
+        failed++;
+    CHECK_EQ_INT(completed, 3);
+    CHECK_EQ_INT(failed, 0);
+    free(out);
+}
