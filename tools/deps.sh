@@ -32,4 +32,19 @@ if [ -f tools/npm/package.json ]; then
             printf '%s\n' "$want" > tools/npm/node_modules/.ftune-package-stamp
     fi
 fi
+# llama.cpp, the GGUF export's and the decode benchmark's peer: npm node-llama-cpp with its prebuilt
+# CPU binaries (@node-llama-cpp/linux-x64), pinned in tools/npm-llama/package.json. A folder of its
+# own so that --omit=optional keeps npm from fetching its CUDA/Vulkan variants (about 350 MB) without
+# dropping the platform binaries other peers take as optional dependencies (DuckDB's);
+# NODE_LLAMA_CPP_SKIP_DOWNLOAD makes its postinstall neither download nor build llama.cpp.
+if [ -f tools/npm-llama/package.json ]; then
+    want=$(cksum < tools/npm-llama/package.json)
+    have=$(cat tools/npm-llama/node_modules/.ftune-package-stamp 2>/dev/null || true)
+    if [ "$want" != "$have" ]; then
+        echo "deps: installing npm node-llama-cpp (prebuilt llama.cpp, CPU)"
+        (cd tools/npm-llama && NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm install --omit=optional --no-audit --no-fund \
+            --silent >/dev/null) &&
+            printf '%s\n' "$want" > tools/npm-llama/node_modules/.ftune-package-stamp
+    fi
+fi
 exit 0

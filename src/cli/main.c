@@ -23,6 +23,7 @@ static const command commands[] = {
     {"delete", cmd_delete, "delete runs and their files"},
     {"resume", cmd_resume, "continue an interrupted run from its latest checkpoint"},
     {"models", cmd_models, "the supported models and which are present locally"},
+    {"export", cmd_export, "write a model as one GGUF file for llama.cpp / Ollama: export --format gguf MODEL OUT.gguf"},
     {"registry", cmd_registry, "registered models: registry list | registry show NAME | registry delete NAME/VERSION"},
     {"serve", cmd_serve, "the web UI and REST API: ftune serve [--host H] [--port 8080] [--token-file F]"},
     {"worker", cmd_worker, "the background worker that runs queued runs"},
