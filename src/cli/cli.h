@@ -99,5 +99,6 @@ int cmd_data(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_chat_template(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_bench_decode(int argc, char **argv);
 
 #endif
