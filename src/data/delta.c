@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "data/parquet.h"
 #include "data/sources.h"
 
 void src_strv_free(char **v) {
@@ -1237,6 +1238,70 @@ ft_status delta_rename_value(const delta_snapshot *s, const delta_field *df, con
         return FT_OK;
     }
     return rename_value(in, df->type, pool, out, 0, err);
+}
+
+/* Column mapping, id mode: the data files' columns are the table's by Parquet field_id, whatever
+ * their names. Nodes matched by id take the physical name (what the rest of the reading looks
+ * up); nodes with an id the schema does not have (dropped columns) take an empty name. */
+static const pq_node *only_child(const pq_file *pq, const pq_node *n) {
+    return n && n->n_children == 1 ? pq_node_at(pq, n->children[0]) : NULL;
+}
+
+static ft_status map_ids(const json_t *type, pq_file *pq, const pq_node *node, int depth, ft_err *err) {
+    if (!node || !json_is_object(type) || depth > 256)
+        return FT_OK;
+    const char *kind = jstr(type, "type");
+    if (!kind)
+        return FT_OK;
+    if (!strcmp(kind, "struct")) {
+        json_t *fields = json_object_get(type, "fields");
+        int32_t nch = node->n_children;
+        for (int32_t k = 0; k < nch; k++) {
+            int32_t ci = node->children[k];
+            const pq_node *c = pq_node_at(pq, ci);
+            if (!c || !c->has_field_id)
+                continue;
+            const json_t *match = NULL;
+            size_t i;
+            json_t *f;
+            json_array_foreach(fields, i, f) {
+                int64_t id;
+                if (jint(json_object_get(f, "metadata"), "delta.columnMapping.id", &id) && id == c->field_id) {
+                    match = f;
+                    break;
+                }
+            }
+            const char *phys = match ? jstr(json_object_get(match, "metadata"), "delta.columnMapping.physicalName")
+                                     : NULL;
+            const char *name = match ? (phys ? phys : jstr(match, "name")) : "";
+            FT_TRY(pq_rename_node(pq, ci, name ? name : "", err));
+            if (match)
+                FT_TRY(map_ids(json_object_get(match, "type"), pq, pq_node_at(pq, ci), depth + 1, err));
+        }
+    } else if (!strcmp(kind, "array")) {
+        const pq_node *rep = only_child(pq, node); /* the repeated group (or a 2-level element) */
+        const pq_node *el = rep && rep->n_children == 1 ? only_child(pq, rep) : rep;
+        FT_TRY(map_ids(json_object_get(type, "elementType"), pq, el, depth + 1, err));
+    } else if (!strcmp(kind, "map")) {
+        const pq_node *kv = only_child(pq, node);
+        if (kv && kv->n_children == 2) {
+            FT_TRY(map_ids(json_object_get(type, "keyType"), pq, pq_node_at(pq, kv->children[0]), depth + 1, err));
+            FT_TRY(map_ids(json_object_get(type, "valueType"), pq, pq_node_at(pq, kv->children[1]), depth + 1, err));
+        }
+    }
+    return FT_OK;
+}
+
+ft_status delta_map_field_ids(const delta_snapshot *s, pq_file *pq, ft_err *err) {
+    if (s->cm_mode != 2)
+        return FT_OK;
+    const pq_node *root = pq_node_at(pq, 0);
+    bool any = false;
+    for (int32_t k = 0; root && k < root->n_children && !any; k++)
+        any = pq_node_at(pq, root->children[k])->has_field_id;
+    if (!any) /* a file written without field ids: its columns go by physical name */
+        return FT_OK;
+    return map_ids(s->schema, pq, root, 0, err);
 }
 
 const delta_field *delta_find_field(const delta_snapshot *s, const char *name) {

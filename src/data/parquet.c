@@ -290,6 +290,8 @@ typedef struct schema_elem {
     bool utc, int_signed, has_logical;
     int8_t int_bits;
     int32_t l_scale, l_precision;
+    int32_t field_id;
+    bool has_field_id;
 } schema_elem;
 
 static void parse_time_unit(th *t, int8_t *unit) {
@@ -419,6 +421,10 @@ static void parse_schema_elem(th *t, schema_elem *e) {
         case 8:
             if (th_is(t, type, TT_I32))
                 e->precision = th_i32(t);
+            break;
+        case 9:
+            if (th_is(t, type, TT_I32))
+                e->field_id = th_i32(t), e->has_field_id = true;
             break;
         case 10:
             if (th_is(t, type, TT_STRUCT))
@@ -613,6 +619,8 @@ static ft_status build_node(builder *b, int32_t parent, int depth, int32_t *out)
     n->parent = parent;
     n->leaf = -1;
     n->name = ft_strdup(e->name ? e->name : "");
+    n->field_id = e->field_id;
+    n->has_field_id = e->has_field_id;
     const pq_node *p = parent >= 0 ? &f->nodes[parent] : NULL;
     n->path = !p || p->parent < 0 ? ft_strdup(n->name ? n->name : "") : ft_asprintf("%s.%s", p->path, n->name ? n->name : "");
     if (!n->name || !n->path)
@@ -930,6 +938,34 @@ int32_t pq_find_column(const pq_file *f, const char *name) {
             return root->children[k];
     return -1;
 }
+int32_t pq_find_field_id(const pq_file *f, int32_t parent, int32_t field_id) {
+    if (parent < 0 || (size_t)parent >= f->n_nodes)
+        return -1;
+    const pq_node *p = &f->nodes[parent];
+    for (int32_t k = 0; k < p->n_children; k++) {
+        const pq_node *c = &f->nodes[p->children[k]];
+        if (c->has_field_id && c->field_id == field_id)
+            return p->children[k];
+    }
+    return -1;
+}
+
+ft_status pq_rename_node(pq_file *f, int32_t index, const char *name, ft_err *err) {
+    if (index <= 0 || (size_t)index >= f->n_nodes)
+        return FT_ERR(err, FT_ERR_INVALID, "pq_rename_node: no node %d", (int)index);
+    pq_node *n = &f->nodes[index];
+    char *copy = ft_strdup(name);
+    if (!copy)
+        return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    const pq_node *p = &f->nodes[n->parent];
+    for (int32_t k = 0; k < p->n_children; k++)
+        if (p->children[k] == index && f->child_names && f->child_names[n->parent])
+            f->child_names[n->parent][k] = copy;
+    ft_free((char *)n->name);
+    n->name = copy;
+    return FT_OK;
+}
+
 int32_t pq_find_path(const pq_file *f, const char *path) {
     for (size_t i = 1; i < f->n_nodes; i++)
         if (!strcmp(f->nodes[i].path, path))

@@ -78,6 +78,8 @@ typedef struct pq_node {
     bool int_signed;          /* INT */
     int32_t leaf;             /* leaf column index (schema order), -1 for groups */
     int16_t max_def, max_rep; /* levels of this node (for a leaf: of its column) */
+    int32_t field_id;         /* SchemaElement.field_id (Iceberg/Delta id column mapping) */
+    bool has_field_id;
 } pq_node;
 
 /* Open a file and read its footer. `name` is how errors name the file (the user's spelling). */
@@ -97,6 +99,11 @@ const char *pq_metadata(const pq_file *f, const char *key, size_t *len);
 
 /* A top-level column by name (node index), or -1. */
 int32_t pq_find_column(const pq_file *f, const char *name);
+/* A child of node `parent` (0: the top-level columns) by its field_id, or -1. */
+int32_t pq_find_field_id(const pq_file *f, int32_t parent, int32_t field_id);
+/* Give node `index` another name (its path stays): what pq_find_column and the names of struct
+ * values see from then on. Delta's id column mapping names nodes by the table's physical names. */
+ft_status pq_rename_node(pq_file *f, int32_t index, const char *name, ft_err *err);
 /* Any node by dotted path ("a.b.c"), or -1. */
 int32_t pq_find_path(const pq_file *f, const char *path);
 

@@ -120,6 +120,11 @@ ft_status delta_partition_value(const delta_snapshot *s, const delta_file *f, co
 ft_status delta_rename_value(const delta_snapshot *s, const delta_field *df, const data_value *in, src_pool *pool,
                              data_value *out, ft_err *err);
 const delta_field *delta_find_field(const delta_snapshot *s, const char *name);
+/* Column mapping in id mode: rename a data file's columns and nested struct fields to the
+ * table's physical names by their Parquet field_id (no-op in other modes and for a file
+ * without field ids, which is read by physical names). */
+struct pq_file;
+ft_status delta_map_field_ids(const delta_snapshot *s, struct pq_file *pq, ft_err *err);
 /* The deleted row indexes of a file (sorted, unique): *rows owned by the caller; *n 0 and
  * *rows NULL when it has none. Reads and checks (size, CRC) the deletion vector file. */
 ft_status delta_dv_rows(const delta_snapshot *s, const delta_file *f, uint64_t **rows, size_t *n, ft_err *err);

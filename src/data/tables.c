@@ -509,6 +509,8 @@ static ft_status open_file(src_cursor *c, ft_err *err) {
         FT_TRY(arrow_open(f->path, f->name, &c->af, err));
     else
         FT_TRY(pq_open(f->path, f->name, &c->pq, err));
+    if (c->pq && c->set->delta)
+        FT_TRY(delta_map_field_ids(c->set->delta, c->pq, err));
     c->rg = 0;
     c->n_sel = 0;
     src_pool_reset(&c->part_pool);

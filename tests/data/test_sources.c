@@ -552,6 +552,37 @@ TEST(delta_golden_tables_equal_expected) {
     CHECK_EQ_INT(failed, 0);
 }
 
+/* Column mapping, id mode: columns and nested struct fields are matched by Parquet field_id,
+ * never by name (tools/reference/delta_id_mode.mjs: a golden table whose data files' column
+ * names were swapped, and a DuckDB-written file with misleading names at every level and a
+ * dropped column named like a live one's physical name). */
+TEST(delta_column_mapping_id_mode_by_field_id) {
+    static const char *const tables[] = {"data/delta/id_mode_swapped", "data/delta/id_mode_nested"};
+    for (size_t i = 0; i < 2; i++) {
+        char tbl[512], exp[512];
+        snprintf(tbl, sizeof tbl, "%s/delta", ft_test_fixture(tables[i]));
+        snprintf(exp, sizeof exp, "%s/expected.jsonl", ft_test_fixture(tables[i]));
+        rowset got = {0}, want = {0};
+        ft_err err;
+        ft_err_clear(&err);
+        CHECK_OK(rowset_from_source(&got, tbl, -1, NULL, &err), &err);
+        REQUIRE(rowset_from_jsonl(&want, exp));
+        CHECK(want.n >= 9);
+        CHECK(rowsets_equal(&got, &want, tables[i]));
+        rowset_free(&got);
+        rowset_free(&want);
+    }
+    /* data head asks for logical names */
+    char *out = NULL;
+    char *cmd = ft_asprintf("%s data head %s/delta --limit 2 --columns info,id", ft_test_ftune_bin(),
+                            ft_test_fixture("data/delta/id_mode_nested"));
+    REQUIRE(cmd);
+    CHECK_EQ_INT(ft_test_run(cmd, &out), 0);
+    CHECK_STR_EQ(out, "{\"info\":{\"lang\":null},\"id\":0}\n{\"info\":{\"lang\":\"en-1\"},\"id\":1}\n");
+    ft_free(out);
+    ft_free(cmd);
+}
+
 /* ---------------------------------------------------------------- Hugging Face caches */
 
 static void put(const char *root, const char *rel, const char *src_or_text, bool copy) {
