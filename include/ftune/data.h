@@ -141,6 +141,10 @@ ft_status ft_reader_open(const char *path, ft_task_type task, const ft_reader_pa
  * `@N`; an HF dataset id that is not a local path; a .parquet or .arrow file)? Such a path need
  * not exist as a file. */
 bool ft_data_path_is_table(const char *path);
+/* The version a Delta table source without `@N` reads now (its latest), so that a run can
+ * record `path@N` and read that snapshot again on resume and in evaluation; -1 for any other
+ * source and for a path that already names a version. Errors are the table's (as reading it). */
+ft_status ft_data_table_latest_version(const char *path, int64_t *version, ft_err *err);
 /* "Delta table a.b.c, version 3: 2 data files", "Hugging Face dataset org/name (hub cache, ...)",
  * ... when r reads a table source, else NULL (borrowed from r). */
 const char *ft_reader_summary(const ft_reader *r);

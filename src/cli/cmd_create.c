@@ -236,6 +236,22 @@ static int record_path(const char *flag, char **field, bool may_be_name) {
     return CLI_EXIT_OK;
 }
 
+/* `table` -> `table@N` for a Delta table read at its latest version N. Exit code. */
+static int pin_table_version(const char *flag, char **field) {
+    if (!*field)
+        return CLI_EXIT_OK;
+    ft_err err;
+    int64_t v = -1;
+    if (ft_data_table_latest_version(*field, &v, &err) != FT_OK || v < 0) /* validation reports errors */
+        return CLI_EXIT_OK;
+    char *p = ft_asprintf("%s@%lld", *field, (long long)v);
+    if (!p)
+        return cli_usage_error("create", flag, "out of memory");
+    ft_free(*field);
+    *field = p;
+    return CLI_EXIT_OK;
+}
+
 /* A data path (Volumes mapped) exists; else the usage error naming the flag. */
 static int check_exists(const char *flag, const char *path) {
     if (ft_data_path_is_table(path)) /* a Delta table name, an HF dataset id: validation opens it */
@@ -384,6 +400,11 @@ int cmd_create(int argc, char **argv) {
         ft_free(cfg.train_data_path);
         cfg.train_data_path = p;
     }
+    /* A Delta table is read at the version it has now, by this create and by the run's worker,
+     * resume and evaluation: the recorded path names it (`table@N`). */
+    if ((rc = pin_table_version("train-data-path", &cfg.train_data_path)) != CLI_EXIT_OK ||
+        (rc = pin_table_version("eval-data-path", &cfg.eval_data_path)) != CLI_EXIT_OK)
+        goto done;
     cfg.validate_inputs = !cli_has(&a, "no-validate-inputs");
     if (!register_to_ok(cfg.register_to, &err)) {
         rc = cli_usage_error("create", "register-to", "%s", err.msg);

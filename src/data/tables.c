@@ -810,6 +810,19 @@ ft_status src_reader_open(const char *path, ft_task_type task, const ft_reader_p
 
 bool ft_data_path_is_table(const char *path) { return src_is_table_path(path); }
 
+ft_status ft_data_table_latest_version(const char *path, int64_t *version, ft_err *err) {
+    *version = -1;
+    size_t blen;
+    if (!src_is_table_path(path) || version_suffix(path, &blen) >= 0)
+        return FT_OK;
+    src_set *set;
+    FT_TRY(src_set_open(path, -1, &set, err));
+    if (set->delta)
+        *version = set->delta->version;
+    src_set_free(set);
+    return FT_OK;
+}
+
 const char *ft_reader_summary(const ft_reader *r) { return src_reader_summary(r); }
 
 const char *src_reader_summary(const ft_reader *r) {

@@ -942,14 +942,92 @@ TEST(cli_create_from_delta_hf_and_parquet_folder_each_task) {
             }
             free(out);
         }
+    /* chat from a Delta table without bad rows (train_table's schema and its good file) */
+    char *out = NULL;
+    snprintf(cmd, sizeof cmd,
+             "t=%s/tables/main/default/chats && mkdir -p $t/_delta_log && cp %s/part-00001.parquet $t/ && "
+             "{ head -2 %s/_delta_log/00000000000000000000.json; cat %s/_delta_log/00000000000000000002.json; } "
+             "> $t/_delta_log/00000000000000000000.json && FTUNE_HOME='%s' USER=tester '%s' create --model '%s' "
+             "--train-data-path main.default.chats --task-type CHAT_COMPLETION --register-to main.test "
+             "--global-batch-size 2 --micro-batch-size 2 --context-length 64 --threads 1 --training-duration 1ba "
+             "--name chats --json 2>&1",
+             home, table, table, table, home, bin, model);
+    if (ft_test_run(cmd, &out) != 0 || !out || !strstr(out, "\"COMPLETED\""))
+        ft_test_fail_(__FILE__, __LINE__, "chat from a Delta table: %.2000s", out ? out : "");
+    free(out);
     /* chat from the version before the bad row appeared is refused too (rows 5 and 6), and
      * --table-version reads it */
-    char *out = NULL;
+    out = NULL;
     snprintf(cmd, sizeof cmd,
              "FTUNE_HOME='%s' USER=tester '%s' validate --table-version 0 main.default.train 2>&1", home, bin);
     CHECK_EQ_INT(ft_test_run(cmd, &out), 2);
     CHECK(out && strstr(out, "main.default.train@v0/part-00000.parquet:5:") &&
           strstr(out, "main.default.train@v0/part-00000.parquet:6:"));
+    free(out);
+    ft_free(bin);
+}
+
+/* A run records the Delta table version it validated (`table@N`, shown by `ftune get`), and its
+ * worker reads that snapshot even after the table moved on (here: to a version without rows). */
+TEST(cli_create_on_delta_pins_the_table_version) {
+    if (!parquet_available())
+        SKIP("the Parquet reader is not in this build yet (Delta data files are Parquet)");
+    if (ft_test_sanitized())
+        SKIP("a training run: the optimized build runs it");
+    const char *tmp = ft_test_tmpdir();
+    char home[1024], model[1024], cmd[8192];
+    snprintf(home, sizeof home, "%s/home", tmp);
+    snprintf(model, sizeof model, "%s/model", tmp);
+    ft_err err;
+    ft_err_clear(&err);
+    REQUIRE_OK(tiny_model_write(model, 3, &err), &err);
+    const char *src = ft_test_fixture("data/delta/train_table");
+    /* version 0 of main.default.chats: train_table's schema and its good file part-00001 */
+    snprintf(cmd, sizeof cmd,
+             "t=%s/tables/main/default/chats && mkdir -p $t/_delta_log && cp %s/part-00001.parquet $t/ && "
+             "{ head -2 %s/_delta_log/00000000000000000000.json; cat %s/_delta_log/00000000000000000002.json; } "
+             "> $t/_delta_log/00000000000000000000.json",
+             home, src, src, src);
+    REQUIRE(system(cmd) == 0);
+    char *bin = ft_path_canonical(ft_test_ftune_bin());
+    char *out = NULL;
+    snprintf(cmd, sizeof cmd,
+             "FTUNE_HOME='%s' USER=tester '%s' create --model '%s' --train-data-path main.default.chats "
+             "--eval-data-path main.default.chats --task-type CHAT_COMPLETION --register-to main.test "
+             "--global-batch-size 2 --micro-batch-size 2 --context-length 64 --threads 1 --training-duration 2ba "
+             "--name pinned --detach --quiet 2>&1",
+             home, bin, model);
+    int rc = ft_test_run(cmd, &out);
+    if (rc != 0)
+        ft_test_fail_(__FILE__, __LINE__, "create: rc %d: %s", rc, out ? out : "");
+    free(out);
+    out = NULL;
+    snprintf(cmd, sizeof cmd, "FTUNE_HOME='%s' USER=tester '%s' get pinned 2>&1", home, bin);
+    CHECK_EQ_INT(ft_test_run(cmd, &out), 0);
+    CHECK(out && strstr(out, "train_data_path      main.default.chats@0\n"));
+    CHECK(out && strstr(out, "eval_data_path       main.default.chats@0\n"));
+    free(out);
+    /* version 1 removes the only data file: the latest snapshot has no rows */
+    snprintf(cmd, sizeof cmd,
+             "printf '%%s\\n' '{\"remove\":{\"path\":\"part-00001.parquet\",\"deletionTimestamp\":2,"
+             "\"dataChange\":true}}' > %s/tables/main/default/chats/_delta_log/00000000000000000001.json",
+             home);
+    REQUIRE(system(cmd) == 0);
+    out = NULL;
+    snprintf(cmd, sizeof cmd, "FTUNE_HOME='%s' '%s' validate --task-type CHAT_COMPLETION main.default.chats 2>&1",
+             home, bin);
+    CHECK(ft_test_run(cmd, &out) != 0);
+    CHECK(out && strstr(out, "version 1") && strstr(out, "no data files"));
+    free(out);
+    out = NULL;
+    snprintf(cmd, sizeof cmd,
+             "export FTUNE_HOME='%s' USER=tester; '%s' worker --until-idle --quiet >/dev/null 2>&1; "
+             "for i in $(seq 120); do '%s' list 2>&1 | grep -q -e RUNNING -e QUEUED || break; sleep 1; done; "
+             "'%s' get pinned 2>&1",
+             home, bin, bin, bin);
+    ft_test_run(cmd, &out);
+    if (!out || !strstr(out, "COMPLETED"))
+        ft_test_fail_(__FILE__, __LINE__, "the pinned run did not complete: %s", out ? out : "");
     free(out);
     ft_free(bin);
 }
