@@ -70,6 +70,7 @@ void src_set_free(src_set *s) {
     }
     ft_free(s->files);
     ft_free(s->summary);
+    ft_free(s->hf);
     delta_snapshot_free(s->delta);
     ft_free(s);
 }
@@ -298,9 +299,11 @@ ft_status src_set_open(const char *spec, int64_t version, src_set **out, ft_err 
             s = set_push(set, src_kind_of(hf.paths[i]), hf.paths[i], hf.names[i], NULL, err);
             hf.names[i] = NULL;
         }
-        if (s == FT_OK)
+        if (s == FT_OK) {
             set->summary = ft_asprintf("Hugging Face dataset %s (%s): %zu file%s", base, hf.where, set->n,
                                        set->n == 1 ? "" : "s");
+            set->hf = ft_strdup(base);
+        }
         hf_split_files_free(&hf);
     } else {
         s = FT_ERR_AT(err, FT_ERR_NOT_FOUND, spec, 0, 0, "no such file or folder");
@@ -728,7 +731,14 @@ static const char *tr_where(ft_reader *base, const ft_data_loc *loc, char *buf, 
     if (t->set->delta)
         snprintf(buf, cap, "Delta table %s version %lld, data file %s, row %lld", t->set->delta->display,
                  (long long)t->set->delta->version, f->df ? f->df->rel : f->name, (long long)loc->line);
-    else
+    else if (t->set->hf) { /* org/name[/split]; files are named "org/name/split: <file in the repo>" */
+        const char *slash = strchr(t->set->hf, '/');
+        const char *split = slash ? strchr(slash + 1, '/') : NULL;
+        const char *file = strstr(f->name, ": ");
+        snprintf(buf, cap, "Hugging Face dataset %.*s, split %s, file %s, row %lld",
+                 split ? (int)(split - t->set->hf) : (int)strlen(t->set->hf), t->set->hf, split ? split + 1 : "train",
+                 file ? file + 2 : f->name, (long long)loc->line);
+    } else
         snprintf(buf, cap, "row %lld", (long long)loc->line);
     return buf;
 }

@@ -625,7 +625,7 @@ ft_status ft_data_validate(const char *path, const ft_validate_params *p, ft_dat
         for (size_t i = 0; i < n; i++) {
             rec_out *o = &out[i];
             r->n_records++;
-            char where_buf[160];
+            char where_buf[640];
             const char *where = reader->vt->where && o->n_iss
                                     ? reader->vt->where(reader, &in[i].rec.loc, where_buf, sizeof where_buf)
                                     : NULL;

@@ -762,6 +762,18 @@ TEST(cli_validate_table_sources) {
     CHECK(ftune_cmd(&o, env, "validate someorg/somedata/train") != 0);
     CHECK(o && strstr(o, "huggingface-cli download --repo-type dataset someorg/somedata"));
     free(o);
+    /* bad rows of an HF dataset: dataset, split, file in the repository, row */
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "h=%s/hub2/datasets--org--bad && mkdir -p $h/refs $h/snapshots/r1/data && printf r1 > $h/refs/main && "
+             "cp %s/part-00000.parquet $h/snapshots/r1/data/validation-00000-of-00001.parquet",
+             ft_test_tmpdir(), ft_test_fixture("data/delta/train_table"));
+    REQUIRE(system(cmd) == 0);
+    snprintf(env, sizeof env, "HF_HUB_CACHE='%s/hub2'", ft_test_tmpdir());
+    CHECK_EQ_INT(ftune_cmd(&o, env, "validate --task-type CHAT_COMPLETION org/bad/validation"), 2);
+    CHECK(o && strstr(o, "org/bad/validation: data/validation-00000-of-00001.parquet:5:0: error: Hugging Face dataset "
+                         "org/bad, split validation, file data/validation-00000-of-00001.parquet, row 5: "));
+    free(o);
 }
 
 /* ---------------------------------------------------------------- delta-kernel-rs tables */
@@ -935,7 +947,8 @@ TEST(cli_create_from_delta_hf_and_parquet_folder_each_task) {
             /* the chat rows of the table's version 2 hold one bad row (row 6 of part-00000): refused, located */
             if (s == 0 && t == 0) {
                 CHECK(rc != 0);
-                CHECK(out && strstr(out, "main.default.train@v2/part-00000.parquet:6:"));
+                CHECK(out && strstr(out, "main.default.train@v2/part-00000.parquet:6:0: error: Delta table "
+                                         "main.default.train version 2, data file part-00000.parquet, row 6: "));
             } else if (rc != 0 || !out || !strstr(out, "\"COMPLETED\"")) {
                 ft_test_fail_(__FILE__, __LINE__, "create from %s as %s: rc %d: %.2000s", sources[s], tasks[t], rc,
                               out ? out : "");
