@@ -637,7 +637,10 @@ static ft_status build_node(builder *b, int32_t parent, int depth, int32_t *out)
         group = true;
     if (group) {
         n->physical = PQ_GROUP;
-        if (e->num_children < 0 || e->num_children > b->n_el - b->next)
+        /* a group's fields are elements after it, and all groups' fields together are at most
+         * the elements but the root (a damaged schema may announce more in nested groups) */
+        if (e->num_children < 0 || e->num_children > b->n_el - b->next ||
+            b->n_child_used + (size_t)e->num_children > (size_t)b->n_el)
             return FT_ERR_AT(b->err, FT_ERR_PARSE, f->name, 0, 0, "bad parquet schema: group \"%s\" announces %d fields",
                              n->path, e->num_children);
         n->n_children = e->num_children;
@@ -1794,6 +1797,10 @@ static ft_status read_chunk(ctx *c, rows_impl *im, const chunk_meta *cm, const p
         if (n < 0 || n > MAX_PAGE_VALUES || n > cm->num_values - seen)
             return bad(c, FT_ERR_PARSE, "a page of %lld values (the chunk has %lld left)", (long long)n,
                        (long long)(cm->num_values - seen));
+        if (n == 0) { /* an empty data page holds nothing to decode */
+            c->page++;
+            continue;
+        }
         FT_TRY(grow_levels(c, ld, n));
         int16_t *def = ld->def + ld->n_levels, *rep = ld->rep + ld->n_levels;
         const uint8_t *vp, *vend;

@@ -223,6 +223,29 @@ static uint8_t *slurp(const char *path, size_t *n) {
     return b;
 }
 
+/* Inputs fuzz_parquet and fuzz_parquet_thrift found (kept as their seeds): an error or rows,
+ * no sanitizer report (this test matters in the ASan+UBSan run). */
+TEST(parquet_fuzz_regressions) {
+    static const char *const files[] = {"../fuzz/corpus/parquet/regress-empty-data-page",
+                                        "../fuzz/corpus/parquet_thrift/regress-nested-groups-announce-too-many"};
+    for (size_t k = 0; k < 2; k++) {
+        size_t n = 0;
+        uint8_t *b = slurp(ft_test_fixture(files[k]), &n);
+        REQUIRE(b && n > 0);
+        ft_err err;
+        ft_err_clear(&err);
+        if (k == 0) {
+            (void)pq_decode_memory(b, n, &err);
+        } else {
+            pq_file *f = NULL;
+            /* nested groups announce more fields than the schema has elements */
+            CHECK(pq_open_footer_bytes(b, n, "fuzz.parquet", &f, &err) == FT_ERR_PARSE);
+            pq_close(f);
+        }
+        free(b);
+    }
+}
+
 /* Truncations and byte flips everywhere in real files end in an error or in rows, never in a
  * crash, a hang or a sanitizer report. */
 TEST(parquet_damaged_files_fail_cleanly) {
