@@ -1182,11 +1182,22 @@ ft_status delta_partition_value(const delta_snapshot *s, const delta_file *f, co
     return FT_OK;
 }
 
+void delta_type_timestamp(const char *type, data_value *v) {
+    if (v->kind == DATA_V_TIMESTAMP && type && !strcmp(type, "timestamp"))
+        v->utc = true;
+    else if (v->kind == DATA_V_TIMESTAMP && type && !strcmp(type, "timestamp_ntz"))
+        v->utc = false;
+}
+
 /* Column mapping inside nested values: struct fields carry physical names in the files. */
 static ft_status rename_value(const data_value *in, const json_t *type, src_pool *pool, data_value *out, int depth,
                               ft_err *err) {
     *out = *in;
-    if (json_is_string(type) || depth > 256)
+    if (json_is_string(type)) { /* Delta's `timestamp` is UTC-adjusted whatever the file says (INT96) */
+        delta_type_timestamp(json_string_value(type), out);
+        return FT_OK;
+    }
+    if (depth > 256)
         return FT_OK;
     const char *kind = jstr(type, "type");
     if (!kind)

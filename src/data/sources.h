@@ -120,6 +120,9 @@ ft_status delta_partition_value(const delta_snapshot *s, const delta_file *f, co
 ft_status delta_rename_value(const delta_snapshot *s, const delta_field *df, const data_value *in, src_pool *pool,
                              data_value *out, ft_err *err);
 const delta_field *delta_find_field(const delta_snapshot *s, const char *name);
+/* A timestamp cell of a column of Delta primitive type `type`: `timestamp` is UTC-adjusted and
+ * `timestamp_ntz` is not, whatever the data file's own annotation (Spark writes INT96). */
+void delta_type_timestamp(const char *type, data_value *v);
 /* Column mapping in id mode: rename a data file's columns and nested struct fields to the
  * table's physical names by their Parquet field_id (no-op in other modes and for a file
  * without field ids, which is read by physical names). */

@@ -603,10 +603,16 @@ ft_status src_cursor_next(src_cursor *c, const data_value **cells, src_pos *pos,
                 continue;
             }
             const data_value *v = &c->batch_cells[r * (int64_t)c->batch_stride + c->file_col[i]];
-            if (ds && ds->cm_mode)
+            if (ds && ds->cm_mode) {
                 FT_TRY(delta_rename_value(ds, delta_find_field(ds, c->cols[i]), v, &c->row_pool, &c->row[i], err));
-            else
+            } else {
                 c->row[i] = *v;
+                if (ds && v->kind == DATA_V_TIMESTAMP) {
+                    const delta_field *df = delta_find_field(ds, c->cols[i]);
+                    delta_type_timestamp(df && json_is_string(df->type) ? json_string_value(df->type) : NULL,
+                                         &c->row[i]);
+                }
+            }
         }
         *cells = c->row;
         pos->file = c->cur;
