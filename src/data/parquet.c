@@ -525,6 +525,24 @@ static void elems_free(schema_elem *e, int64_t n) {
     ft_free(e);
 }
 
+static void free_row_groups(pq_file *f) {
+    for (int64_t i = 0; f->rgs && i < f->n_rgs; i++)
+        ft_free(f->rgs[i].chunks);
+    ft_free(f->rgs);
+    f->rgs = NULL;
+    f->n_rgs = 0;
+}
+
+static void free_kv(pq_file *f) {
+    for (size_t i = 0; i < f->n_kv; i++) {
+        ft_free(f->kv[i].key);
+        ft_free(f->kv[i].value);
+    }
+    ft_free(f->kv);
+    f->kv = NULL;
+    f->n_kv = 0;
+}
+
 void pq_close(pq_file *f) {
     if (!f)
         return;
@@ -541,14 +559,8 @@ void pq_close(pq_file *f) {
     ft_free(f->child_index);
     ft_free(f->first_leaf);
     ft_free(f->leaf_nodes);
-    for (int64_t i = 0; i < f->n_rgs; i++)
-        ft_free(f->rgs[i].chunks);
-    ft_free(f->rgs);
-    for (size_t i = 0; i < f->n_kv; i++) {
-        ft_free(f->kv[i].key);
-        ft_free(f->kv[i].value);
-    }
-    ft_free(f->kv);
+    free_row_groups(f);
+    free_kv(f);
     ft_free(f->created_by);
     ft_free(f->name);
     ft_free(f);
@@ -707,6 +719,7 @@ static ft_status parse_footer(pq_file *f, const uint8_t *data, size_t len, ft_er
                 th_fail(&t, "row groups are not structs");
                 break;
             }
+            free_row_groups(f); /* a field given twice: the last one counts */
             f->rgs = ft_calloc((size_t)(n ? n : 1), sizeof *f->rgs);
             if (!f->rgs) {
                 s = FT_ERR(err, FT_ERR_NOMEM, "out of memory");
@@ -722,6 +735,7 @@ static ft_status parse_footer(pq_file *f, const uint8_t *data, size_t len, ft_er
                 th_fail(&t, "key/value metadata is not a list of structs");
                 break;
             }
+            free_kv(f);
             f->kv = ft_calloc((size_t)(n ? n : 1), sizeof *f->kv);
             if (!f->kv) {
                 s = FT_ERR(err, FT_ERR_NOMEM, "out of memory");

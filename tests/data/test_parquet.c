@@ -226,15 +226,16 @@ static uint8_t *slurp(const char *path, size_t *n) {
 /* Inputs fuzz_parquet and fuzz_parquet_thrift found (kept as their seeds): an error or rows,
  * no sanitizer report (this test matters in the ASan+UBSan run). */
 TEST(parquet_fuzz_regressions) {
-    static const char *const files[] = {"../fuzz/corpus/parquet/regress-empty-data-page",
-                                        "../fuzz/corpus/parquet_thrift/regress-nested-groups-announce-too-many"};
-    for (size_t k = 0; k < 2; k++) {
+    static const char *const files[] = {"../fuzz/corpus/parquet_thrift/regress-nested-groups-announce-too-many",
+                                        "../fuzz/corpus/parquet/regress-empty-data-page",
+                                        "../fuzz/corpus/parquet/regress-row-groups-listed-twice"};
+    for (size_t k = 0; k < sizeof files / sizeof *files; k++) {
         size_t n = 0;
         uint8_t *b = slurp(ft_test_fixture(files[k]), &n);
         REQUIRE(b && n > 0);
         ft_err err;
         ft_err_clear(&err);
-        if (k == 0) {
+        if (k > 0) {
             (void)pq_decode_memory(b, n, &err);
         } else {
             pq_file *f = NULL;
