@@ -32,7 +32,7 @@ int cmd_data(int argc, char **argv) {
         return cli_usage_error("data", NULL, "expected a subcommand: data %s", synopsis);
     }
     cli_args a;
-    int rc = cli_parse(&a, "data head", synopsis, opts, argc - 1, argv + 1);
+    int rc = cli_parse(&a, "data head", synopsis + 5 /* after "head " */, opts, argc - 1, argv + 1);
     if (rc != 0)
         return rc < 0 ? CLI_EXIT_OK : rc;
     if (a.n_pos != 1) {
