@@ -650,7 +650,7 @@ ft_status ft_reader_open(const char *path, ft_task_type task, const ft_reader_pa
         s = walk_dir(&w, mapped, "", 0, err);
         if (s == FT_OK && w.files.n == 0)
             s = FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0,
-                          "no %s or .parquet files in this folder (searched recursively)%s", w.ext,
+                          "no %s, .parquet or .arrow files in this folder (searched recursively)%s", w.ext,
                           cpt ? "" : "; CONTINUED_PRETRAIN reads .txt files, chat and instruction data .jsonl");
     } else if (!S_ISREG(st.st_mode)) {
         /* A device (/dev/zero), pipe or socket: validation reads the data once and training
