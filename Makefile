@@ -22,7 +22,7 @@ ifeq ($(SAN),1)
 CFLAGS   := $(filter-out -O2 -O3,$(CFLAGS)) -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 LDFLAGS  += -fsanitize=address,undefined
 endif
-LDLIBS   += -lsnappy -lz -lzstd -llz4 -lbrotlidec -lopenblas -lonig -lutf8proc -ljansson -lsqlite3 -lmicrohttpd -lpthread -lm -ldl
+LDLIBS   += -lsnappy -lz -lzstd -llz4 -lbrotlidec -ldnnl -lopenblas -lonig -lutf8proc -ljansson -lsqlite3 -lmicrohttpd -lpthread -lm -ldl
 LDFLAGS  += -fopenmp
 # OpenBLAS's OpenMP build (Debian libopenblas0-openmp), whatever the system alternative says: it shares
 # libgomp's thread pool with our own parallel loops instead of spinning a second pool.

@@ -2,7 +2,7 @@
 # Install the Debian packages that ftune's build, tests and benchmarks need. Idempotent and quiet
 # when everything is present. Runs apt-get only for what is missing.
 set -e
-PKGS="gcc make pkg-config libjansson-dev libonig-dev libutf8proc-dev unicode-data libopenblas-dev libopenblas0-openmp libsqlite3-dev
+PKGS="gcc make pkg-config libjansson-dev libonig-dev libutf8proc-dev unicode-data libopenblas-dev libopenblas0-openmp libdnnl-dev libsqlite3-dev
 libmicrohttpd-dev libomp-dev clang libclang-rt-14-dev python3 python3-torch python3-numpy python3-jinja2
 libsnappy-dev zlib1g-dev libzstd-dev liblz4-dev libbrotli-dev chromium"
 missing=""

@@ -16,7 +16,12 @@ json_t *ft_runs_checkpoints_json(ft_store *s, const char *run);
  * eval_loss, eval_token_accuracy, eval_tokens, generations: [{prompt, completion}], path}] by
  * step. New reference. */
 json_t *ft_runs_evaluations_json(const char *run_dir);
-/* The run as `ftune get --json`: ft_run_to_json plus "checkpoints" and "evaluations". */
+/* The precision a run trained in, from its latest MODEL_INITIALIZED event (the trainer writes
+ * "dtype D (GEMM route R" there): dtype "fp32"/"bf16" and route "sgemm"/"sgemm-bf16"/
+ * "onednn-bf16". False (both "") before the model is initialized. */
+bool ft_runs_precision(ft_store *s, const char *run, char *dtype, size_t dtype_size, char *route, size_t route_size);
+/* The run as `ftune get --json`: ft_run_to_json plus "checkpoints", "evaluations" and, once
+ * known, "dtype" and "gemm_route". */
 json_t *ft_runs_run_json_full(ft_store *s, const ft_run *r);
 
 /* The model catalogue of SPEC §7 (`ftune models`). */

@@ -19,14 +19,26 @@ typedef enum ft_dtype { FT_DTYPE_FP32 = 0, FT_DTYPE_BF16 } ft_dtype;
 /* "fp32" | "bf16" -> dtype; false when unknown. */
 bool ft_dtype_parse(const char *name, ft_dtype *out);
 const char *ft_dtype_name(ft_dtype d);
-/* bf16's GEMM route: "sgemm-bf16" (OpenBLAS sgemm on operands rounded to bf16 and stored as fp32:
- * exact products, fp32 accumulation, fp32 speed). FTUNE_GEMM= may name it; another value is
- * refused by ft_tensor_gemm_route's caller. A faster bf16 route (oneDNN's AVX512-BF16/AMX
- * matmul) is not in this build. */
+/* bf16 GEMM routes (src/tensor/gemm_bf16.c). Operands are bf16 values in fp32 storage, products
+ * accumulate in fp32:
+ *  FT_GEMM_SGEMM  "sgemm-bf16": OpenBLAS sgemm on that storage (exact products, fp32 speed);
+ *  FT_GEMM_ONEDNN "onednn-bf16": oneDNN's bf16 matmul (AVX512-BF16/AMX) on operands packed to 16
+ *                 bits, primitives cached per shape.
+ * The process uses one, chosen at the first bf16 use by timing both on a training-sized product
+ * (a few ms), or named by FTUNE_GEMM=sgemm|onednn. */
+typedef enum ft_gemm_route { FT_GEMM_SGEMM = 0, FT_GEMM_ONEDNN = 1 } ft_gemm_route;
+/* The process's bf16 route (measured once, thread-safe); *why (may be NULL) gets how it was
+ * chosen, with the measured GFLOP/s. */
+ft_gemm_route ft_tensor_bf16_route(const char **why);
+/* Use route r from now on in this process (tests compare the routes; a tool may pin one). Call it
+ * while no bf16 product runs. */
+void ft_tensor_bf16_route_set(ft_gemm_route r);
+/* FT_ERR_INVALID when FTUNE_GEMM names no route (a CLI checks this before a run starts). */
+ft_status ft_tensor_gemm_env_check(ft_err *err);
+/* The GEMM route a dtype runs on: "sgemm" (fp32), "sgemm-bf16" or "onednn-bf16". */
 const char *ft_tensor_gemm_route(ft_dtype d);
-/* What `auto` means on this build and machine: fp32 unless a bf16 GEMM route is faster than
- * fp32 sgemm; with only the sgemm route that is never (bf16 adds the roundings), so fp32.
- * *why (may be NULL) gets a sentence for the run's log. */
+/* What `auto` means here: bf16 when its route is oneDNN's and that measured clearly (15%) faster
+ * than fp32 sgemm, else fp32. *why (may be NULL) gets a sentence for the run's log. */
 ft_dtype ft_tensor_auto_dtype(const char **why);
 
 /* ---------------------------------------------------------------- runtime, threads and BLAS */
@@ -56,6 +68,21 @@ void ft_tensor_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
 void ft_tensor_sgemm_limited(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                              const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                              int64_t ldc, int64_t limit);
+
+/* ft_tensor_sgemm's meaning with A and B holding bf16 values (fp32 storage), on the process's
+ * bf16 route. C stays fp32. */
+void ft_tensor_gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                         int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* The same on a given route (tests compare the routes); oneDNN falls back to sgemm when it is
+ * unavailable. */
+void ft_tensor_gemm_bf16_on(ft_gemm_route r, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                            const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                            int64_t ldc);
+/* Counters since the process started: oneDNN primitives created (each shape once) and products
+ * oneDNN computed. Either pointer may be NULL. */
+void ft_tensor_gemm_bf16_stats(int64_t *primitives, int64_t *onednn_products);
+/* Free the calling thread's packing buffers (they grow to the largest product and are kept). */
+void ft_tensor_gemm_bf16_release(void);
 
 /* nn.Linear without bias, weight W (out, in) as PyTorch stores it.
  * forward: y (N, out) = x (N, in) W^T. */
@@ -182,6 +209,9 @@ typedef struct ft_backend {
     /* GEMM: the general form and its three training uses (forward, input and weight gradients) */
     void (*sgemm)(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                   int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+    /* sgemm's meaning on bf16-valued operands (the bf16 recipe's products) */
+    void (*gemm_bf16)(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                      int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
     void (*linear_fwd)(float *y, const float *x, const float *W, int64_t N, int64_t in, int64_t out);
     void (*linear_bwd)(float *dx, float *dW, const float *dy, const float *x, const float *W, int64_t N, int64_t in,
                        int64_t out, bool dx_accumulate, bool dW_zero);

@@ -88,8 +88,16 @@ static int train_step(int argc, char **argv) {
         return rc;
     }
     bool json = cli_has(&a, "json");
+    ft_err gerr;
+    if (ft_tensor_gemm_env_check(&gerr) != FT_OK) {
+        cli_args_free(&a);
+        return cli_usage_error(cmd, NULL, "%s", gerr.msg);
+    }
+    const char *dtype_why = "";
     if (!strcmp(dtype, "auto"))
-        dt = ft_tensor_auto_dtype(NULL);
+        dt = ft_tensor_auto_dtype(&dtype_why);
+    else if (dt == FT_DTYPE_BF16)
+        ft_tensor_bf16_route(&dtype_why);
 
     ft_model_config c;
     ft_model_config_default(&c);
@@ -198,21 +206,22 @@ static int train_step(int argc, char **argv) {
                    "\"tokens_per_step\": %lld, \"flops_per_token\": %.0f, \"threads\": %d, \"blas_core\": \"%s\", "
                    "\"params_mb\": %.1f, \"grads_mb\": %.1f, \"optim_mb\": %.1f, \"activations_mb\": %.1f, "
                    "\"loss_first\": %.6f, \"loss_last\": %.6f, \"cpu_s_per_step\": %.3f, \"predicted_peak_mb\": %.1f, "
-                   "\"memory_limit_mb\": %.1f}\n",
+                   "\"memory_limit_mb\": %.1f, \"gemm_route_why\": \"%s\"}\n",
                    bc->name, ft_dtype_name(dt), ft_tensor_gemm_route(dt), wp.checkpointing ? "true" : "false", tps,
                    tps * flops_tok / 1e9, ft_peak_rss_mb(),
                    t_all / (double)steps, (long long)steps, (long long)N, flops_tok, ft_tensor_threads(),
                    ft_tensor_blas_core(), mp / 1048576.0, mg / 1048576.0, mo / 1048576.0, ma / 1048576.0, loss_first,
-                   loss_last, cpu_all / (double)steps, (double)plan.plan.total / 1048576.0, (double)limit / 1048576.0);
+                   loss_last, cpu_all / (double)steps, (double)plan.plan.total / 1048576.0, (double)limit / 1048576.0, dtype_why);
         else
             printf("train-step %s %s (GEMM %s)%s: %.1f tokens/s, %.1f GFLOP/s, %.3f s/step (%.2f CPU-s/step)\n  peak RSS "
                    "%.0f MiB, predicted %.0f MiB (weights %.0f, gradients %.0f, optimizer %.0f, activations %.0f MiB); "
-                   "%d threads, OpenBLAS %s; loss %.4f -> %.4f\n",
+                   "%d threads, OpenBLAS %s; loss %.4f -> %.4f%s%s\n",
                    bc->name, ft_dtype_name(dt), ft_tensor_gemm_route(dt),
                    wp.checkpointing ? ", activation checkpointing" : "", tps, tps * flops_tok / 1e9,
                    t_all / (double)steps, cpu_all / (double)steps, ft_peak_rss_mb(), (double)plan.plan.total / 1048576.0,
                    mp / 1048576.0, mg / 1048576.0,
-                   mo / 1048576.0, ma / 1048576.0, ft_tensor_threads(), ft_tensor_blas_core(), loss_first, loss_last);
+                   mo / 1048576.0, ma / 1048576.0, ft_tensor_threads(), ft_tensor_blas_core(), loss_first, loss_last,
+                   *dtype_why ? "\n  " : "", dtype_why);
         rc = CLI_EXIT_OK;
     }
     ft_optim_free(o);

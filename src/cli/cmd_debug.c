@@ -103,8 +103,11 @@ static int debug_forward(int argc, char **argv) {
     const char *logits_out = cli_str(&a, "logits-out", NULL), *grads_out = cli_str(&a, "grads-out", NULL);
     const char *dts = cli_str(&a, "dtype", "fp32");
     ft_dtype dt = FT_DTYPE_FP32;
+    ft_err gerr;
     if (!model || !batch)
         rc = cli_usage_error(cmd, model ? "batch" : "model", "is required");
+    else if (ft_tensor_gemm_env_check(&gerr) != FT_OK)
+        rc = cli_usage_error(cmd, NULL, "%s", gerr.msg);
     else if (!strcmp(dts, "auto"))
         dt = ft_tensor_auto_dtype(NULL);
     else if (!ft_dtype_parse(dts, &dt))

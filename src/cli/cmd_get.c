@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "ftune/json.h"
+#include "ftune/runs.h"
 #include "run_common.h"
 
 int cmd_get(int argc, char **argv) {
@@ -51,6 +52,9 @@ int cmd_get(int argc, char **argv) {
         printf("%-20s %g\n", "learning_rate", r.learning_rate);
         if (r.context_length > 0)
             printf("%-20s %lld\n", "context_length", (long long)r.context_length);
+        char dt[16], route[32];
+        if (ft_runs_precision(s, r.name, dt, sizeof dt, route, sizeof route))
+            printf("%-20s %s (GEMM route %s)\n", "dtype", dt, route);
         printf("%-20s %s\n", "experiment_path", r.experiment_path ? r.experiment_path : "");
         printf("%-20s %s\n", "run folder", r.run_dir ? r.run_dir : "");
         printf("%-20s %s\n", "created", t1);

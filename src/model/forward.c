@@ -54,6 +54,37 @@ static ft_attn_shape attn_shape(const ft_model *m, const ft_workspace *ws, int64
                            .threads = ws->attn_threads};
 }
 
+/* ---------------------------------------------------------------- products
+ * bf16 runs every product on the backend's bf16 GEMM (operands rounded by the callers below),
+ * fp32 on sgemm; linear layers in PyTorch's nn.Linear forms. */
+
+static void mm(const ft_backend *be, bool bf, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    (bf ? be->gemm_bf16 : be->sgemm)(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* y (N, out) = x (N, in) W^T */
+static void lin_fwd(const ft_backend *be, bool bf, float *y, const float *x, const float *W, int64_t N, int64_t in,
+                    int64_t out) {
+    if (!bf)
+        be->linear_fwd(y, x, W, N, in, out);
+    else
+        be->gemm_bf16(false, true, N, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
+}
+
+/* dW (out, in) (+)= dy^T x; dx (N, in) (+)= dy W; as ft_tensor_linear_bwd */
+static void lin_bwd(const ft_backend *be, bool bf, float *dx, float *dW, const float *dy, const float *x,
+                    const float *W, int64_t N, int64_t in, int64_t out, bool dx_accumulate, bool dW_zero) {
+    if (!bf) {
+        be->linear_bwd(dx, dW, dy, x, W, N, in, out, dx_accumulate, dW_zero);
+        return;
+    }
+    if (dW)
+        be->gemm_bf16(true, false, out, in, N, 1.0f, dy, out, x, in, dW_zero ? 0.0f : 1.0f, dW, in);
+    if (dx)
+        be->gemm_bf16(false, false, N, in, out, 1.0f, dy, out, W, in, dx_accumulate ? 1.0f : 0.0f, dx, in);
+}
+
 /* ---------------------------------------------------------------- the layer body */
 
 void model_layer_forward(const ft_model *m, int64_t layer, layer_acts *A, float *next, int64_t N, const layer_run *r) {
@@ -73,7 +104,7 @@ void model_layer_forward(const ft_model *m, int64_t layer, layer_acts *A, float 
     if (bf)
         P(PROF_MISC, be->round_bf16(A->xn1, A->xn1, N * C));
     /* (N, Q + 2 KV) */
-    P(PROF_MATMUL, be->linear_fwd(A->qkv, A->xn1, W->wqkv, N, C, QKV));
+    P(PROF_MATMUL, lin_fwd(be, bf, A->qkv, A->xn1, W->wqkv, N, C, QKV));
     /* q's and k's heads are adjacent in a qkv row: one RoPE pass over NH + KVH heads */
     P(PROF_ROPE, be->rope_fwd(A->qkv, QKV, r->cos_t, r->sin_t, N, d->n_heads + d->n_kv_heads, d->head_dim));
     if (bf)
@@ -97,13 +128,13 @@ void model_layer_forward(const ft_model *m, int64_t layer, layer_acts *A, float 
     }
     if (A->xmid != A->x)
         P(PROF_MISC, memcpy(A->xmid, A->x, (size_t)(N * C) * sizeof(float)));
-    P(PROF_MATMUL, be->sgemm(false, true, N, C, Q, 1.0f, att, Q, W->wo, Q, 1.0f, A->xmid, C));
+    P(PROF_MATMUL, mm(be, bf, false, true, N, C, Q, 1.0f, att, Q, W->wo, Q, 1.0f, A->xmid, C));
     /* MLP block. */
     P(PROF_NORM, be->rmsnorm_fwd(A->xn2, A->rstd2, A->xmid, W->ln2, N, C, eps));
     if (bf)
         P(PROF_MISC, be->round_bf16(A->xn2, A->xn2, N * C));
     /* (N, 2F) */
-    P(PROF_MATMUL, be->linear_fwd(A->gu, A->xn2, W->wgu, N, C, 2 * F));
+    P(PROF_MATMUL, lin_fwd(be, bf, A->gu, A->xn2, W->wgu, N, C, 2 * F));
     if (!next && !bf)
         return; /* fp32 recompute: the backward forms h itself */
     /* h = silu(gate) * up from the unrounded gate and up; bf16 then keeps h rounded (down_proj's
@@ -119,7 +150,7 @@ void model_layer_forward(const ft_model *m, int64_t layer, layer_acts *A, float 
      * may be A->x, which is no longer needed here. */
     if (next != A->xmid)
         P(PROF_MISC, memcpy(next, A->xmid, (size_t)(N * C) * sizeof(float)));
-    P(PROF_MATMUL, be->sgemm(false, true, N, C, F, 1.0f, A->h, F, W->wd, F, 1.0f, next, C));
+    P(PROF_MATMUL, mm(be, bf, false, true, N, C, F, 1.0f, A->h, F, W->wd, F, 1.0f, next, C));
 }
 
 /* bf16: the GEMM weights of layer l rounded into ws->wbuf; *out gets views of them, with the norm
@@ -198,8 +229,9 @@ static void head_dx(ft_model *m, ft_workspace *ws, int64_t nc, float *dx) {
     if (nt > ws->attn_threads)
         nt = (int)ws->attn_threads; /* the partial buffers were sized at creation */
     const float *head = head_of(m, ws);
+    const bool bf = ws->p.dtype == FT_DTYPE_BF16;
     if (nt <= 1 || V < 4096) {
-        be->sgemm(false, false, nc, C, V, 1.0f, ws->logits, V, head, C, 0.0f, dx, C);
+        mm(be, bf, false, false, nc, C, V, 1.0f, ws->logits, V, head, C, 0.0f, dx, C);
         return;
     }
 #pragma omp parallel num_threads(nt)
@@ -207,7 +239,7 @@ static void head_dx(ft_model *m, ft_workspace *ws, int64_t nc, float *dx) {
         int t = omp_get_thread_num(), n = omp_get_num_threads();
         int64_t v0 = V * t / n, v1 = V * (t + 1) / n;
         float *dst = t == 0 ? dx : ws->dxpart + (size_t)(t - 1) * (size_t)(nc * C);
-        be->sgemm(false, false, nc, C, v1 - v0, 1.0f, ws->logits + v0, V, head + v0 * C, C, 0.0f, dst, C);
+        mm(be, bf, false, false, nc, C, v1 - v0, 1.0f, ws->logits + v0, V, head + v0 * C, C, 0.0f, dst, C);
 #pragma omp barrier
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < nc * C; i++)
@@ -222,6 +254,7 @@ static double head_loss(ft_model *m, ft_workspace *ws, const ft_batch *b, float 
                         int64_t *n_correct) {
     const ft_backend *be = m->be;
     const int64_t N = b->B * b->T, C = m->C, V = m->V;
+    const bool bf = ws->p.dtype == FT_DTYPE_BF16;
     int64_t nv = 0;
     if (b->targets)
         for (int64_t n = 0; n < N; n++)
@@ -237,18 +270,18 @@ static double head_loss(ft_model *m, ft_workspace *ws, const ft_batch *b, float 
         int64_t nc = nv - k0 < ws->chunk ? nv - k0 : ws->chunk;
         const float *xc = ws->xc + k0 * C;
         /* logits (nc, V) = xc (nc, C) head^T */
-        be->sgemm(false, true, nc, V, C, 1.0f, xc, C, head_of(m, ws), C, 0.0f, ws->logits, V);
+        mm(be, bf, false, true, nc, V, C, 1.0f, xc, C, head_of(m, ws), C, 0.0f, ws->logits, V);
         int64_t right = 0;
         loss += be->cross_entropy(ws->logits, ws->tgt + k0, nc, V, grad_scale, NULL, n_correct ? &right : NULL);
         if (n_correct)
             *n_correct += right;
         if (grad_scale != 0.0f) {
             /* bf16: dlogits are only GEMM operands: rounded in place */
-            if (ws->p.dtype == FT_DTYPE_BF16)
+            if (bf)
                 be->round_bf16(ws->logits, ws->logits, nc * V);
             /* dxc (nc, C) = dlogits (nc, V) head (V, C);  dhead (V, C) += dlogits^T xc */
             head_dx(m, ws, nc, ws->dxc + k0 * C);
-            be->sgemm(true, false, V, C, nc, 1.0f, ws->logits, V, xc, C, 1.0f, m->g_head, C);
+            mm(be, bf, true, false, V, C, nc, 1.0f, ws->logits, V, xc, C, 1.0f, m->g_head, C);
         }
     }
     *n_valid = nv;
@@ -278,7 +311,8 @@ ft_status ft_model_forward(ft_model *m, ft_workspace *ws, const ft_batch *b, flo
     double loss = 0.0;
     int64_t nv = 0;
     if (logits) {
-        m->be->sgemm(false, true, N, m->V, m->C, 1.0f, ws->xf, m->C, head_of(m, ws), m->C, 0.0f, logits, m->V);
+        mm(m->be, ws->p.dtype == FT_DTYPE_BF16, false, true, N, m->V, m->C, 1.0f, ws->xf, m->C, head_of(m, ws), m->C,
+           0.0f, logits, m->V);
         if (b->targets) {
             /* The kernel skips -100 rows; the logits stay untouched with grad_scale 0. */
             loss = m->be->cross_entropy(logits, b->targets, N, m->V, 0.0f, &nv, NULL);
@@ -351,26 +385,26 @@ ft_status ft_model_forward_backward(ft_model *m, ft_workspace *ws, const ft_batc
         if (!bf)
             P(PROF_SWIGLU, be->swiglu_fwd(A->h, A->gu, N, F));
         /* dWd += dy^T h */
-        P(PROF_MATMUL, be->linear_bwd(NULL, G->wd, dy, A->h, W.wd, N, F, C, false, false));
+        P(PROF_MATMUL, lin_bwd(be, bf, NULL, G->wd, dy, A->h, W.wd, N, F, C, false, false));
         /* dh = dy Wd, into h's place */
-        P(PROF_MATMUL, be->linear_bwd(A->h, NULL, dy, NULL, W.wd, N, F, C, false, false));
+        P(PROF_MATMUL, lin_bwd(be, bf, A->h, NULL, dy, NULL, W.wd, N, F, C, false, false));
         /* d[gate|up], in place */
         P(PROF_SWIGLU, be->swiglu_bwd(A->gu, A->h, A->gu, N, F));
         if (bf)
             P(PROF_MISC, be->round_bf16(A->gu, A->gu, N * 2 * F));
-        P(PROF_MATMUL, be->linear_bwd(ws->dtmp, G->wgu, A->gu, A->xn2, W.wgu, N, C, 2 * F, false, false));
+        P(PROF_MATMUL, lin_bwd(be, bf, ws->dtmp, G->wgu, A->gu, A->xn2, W.wgu, N, C, 2 * F, false, false));
         /* dx = d xmid */
         P(PROF_NORM, be->rmsnorm_bwd(ws->dx, G->ln2, ws->dtmp, A->xmid, W.ln2, A->rstd2, N, C));
         /* Attention: xmid = x + att Wo^T. */
         if (bf)
             P(PROF_MISC, be->round_bf16(ws->gbuf, ws->dx, N * C));
-        P(PROF_MATMUL, be->linear_bwd(ws->datt, G->wo, dy, att, W.wo, N, Q, C, false, false));
+        P(PROF_MATMUL, lin_bwd(be, bf, ws->datt, G->wo, dy, att, W.wo, N, Q, C, false, false));
         P(PROF_ATTN, be->attention_bwd(&as, ws->dqkv, ws->dqkv + Q, ws->dqkv + Q + KV, ws->datt, A->att, A->lse,
                                        A->qkv, A->qkv + Q, A->qkv + Q + KV, b->sample_ids, ws->attn_scratch));
         P(PROF_ROPE, be->rope_bwd(ws->dqkv, QKV, ws->cos_t, ws->sin_t, N, m->NH + m->KVH, m->HD));
         if (bf)
             P(PROF_MISC, be->round_bf16(ws->dqkv, ws->dqkv, N * QKV));
-        P(PROF_MATMUL, be->linear_bwd(ws->dtmp, G->wqkv, ws->dqkv, A->xn1, W.wqkv, N, C, QKV, false, false));
+        P(PROF_MATMUL, lin_bwd(be, bf, ws->dtmp, G->wqkv, ws->dqkv, A->xn1, W.wqkv, N, C, QKV, false, false));
         /* dx = d x */
         P(PROF_NORM, be->rmsnorm_bwd(ws->dx, G->ln1, ws->dtmp, A->x, W.ln1, A->rstd1, N, C));
     }

@@ -75,8 +75,35 @@ json_t *ft_runs_evaluations_json(const char *run_dir) {
     return arr;
 }
 
+bool ft_runs_precision(ft_store *s, const char *run, char *dtype, size_t dtype_size, char *route, size_t route_size) {
+    dtype[0] = route[0] = 0;
+    ft_event *ev;
+    size_t n;
+    if (ft_store_event_list(s, run, 0, &ev, &n, NULL) != FT_OK)
+        return false;
+    bool found = false;
+    for (size_t i = n; i-- > 0 && !found;) {
+        if (strcmp(ev[i].type, "MODEL_INITIALIZED") || !ev[i].message)
+            continue;
+        const char *p = strstr(ev[i].message, "dtype ");
+        char d[16], r[32];
+        if (p && sscanf(p, "dtype %15[a-z0-9] (GEMM route %31[a-z0-9-]", d, r) == 2) {
+            snprintf(dtype, dtype_size, "%s", d);
+            snprintf(route, route_size, "%s", r);
+            found = true;
+        }
+    }
+    ft_event_list_free(ev, n);
+    return found;
+}
+
 json_t *ft_runs_run_json_full(ft_store *s, const ft_run *r) {
     json_t *j = ft_run_to_json(r);
+    char dt[16], route[32];
+    if (ft_runs_precision(s, r->name, dt, sizeof dt, route, sizeof route)) {
+        json_object_set_new(j, "dtype", json_string(dt));
+        json_object_set_new(j, "gemm_route", json_string(route));
+    }
     json_object_set_new(j, "checkpoints", ft_runs_checkpoints_json(s, r->name));
     json_object_set_new(j, "evaluations", ft_runs_evaluations_json(r->run_dir));
     return j;

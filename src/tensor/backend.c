@@ -52,6 +52,7 @@ void ft_tensor_round_bf16(float *dst, const float *src, int64_t n) {
 static const ft_backend cpu = {
     .name = "cpu",
     .sgemm = ft_tensor_sgemm,
+    .gemm_bf16 = ft_tensor_gemm_bf16,
     .linear_fwd = ft_tensor_linear_fwd,
     .linear_bwd = ft_tensor_linear_bwd,
     .embedding_fwd = ft_tensor_embedding_fwd,

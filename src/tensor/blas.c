@@ -61,15 +61,6 @@ bool ft_dtype_parse(const char *name, ft_dtype *out) {
 
 const char *ft_dtype_name(ft_dtype d) { return d == FT_DTYPE_BF16 ? "bf16" : "fp32"; }
 
-const char *ft_tensor_gemm_route(ft_dtype d) { return d == FT_DTYPE_BF16 ? "sgemm-bf16" : "sgemm"; }
-
-ft_dtype ft_tensor_auto_dtype(const char **why) {
-    if (why)
-        *why = "auto chose fp32: bf16's only GEMM route in this build is sgemm on bf16-rounded operands, which runs "
-               "at fp32 speed plus the roundings";
-    return FT_DTYPE_FP32;
-}
-
 void ft_tensor_set_threads(int n) {
     if (n <= 0)
         n = omp_get_num_procs();

@@ -724,11 +724,15 @@ static ft_status run_impl(const ft_train_config *cfg, const char *run_dir, const
         if (s == FT_OK)
             s = ft_train_check_architecture(&r.mc, weights_dir, err);
     }
+    if (s == FT_OK)
+        s = ft_tensor_gemm_env_check(err);
     if (s == FT_OK) {
         if (!strcmp(cfg->dtype, "auto"))
             r.dtype = ft_tensor_auto_dtype(&r.dtype_why);
         else
             ft_dtype_parse(cfg->dtype, &r.dtype);
+        if (r.dtype == FT_DTYPE_BF16 && !r.dtype_why)
+            ft_tensor_bf16_route(&r.dtype_why); /* how the route was chosen */
         if (cfg->threads > 0) /* the run's choice, process-wide */
             ft_tensor_set_threads(cfg->threads);
         ft_model_params mp = ft_model_default_params();
@@ -752,6 +756,7 @@ static ft_status run_impl(const ft_train_config *cfg, const char *run_dir, const
         ft_free(po);
     }
     char peak_buf[32];
+    /* "dtype D (GEMM route R" is read back by ft_runs_precision (ftune get) */
     if (s == FT_OK)
         s = emit(&r, FT_EVENT_MODEL_INITIALIZED, FT_LOG_INFO,
                  "%s from %s: %lld parameters; %lld steps (warmup %lld), global batch %lld x %lld tokens, micro-batch "

@@ -192,7 +192,13 @@ TEST(lifecycle_create_to_completed_registered_and_usable) {
     json_decref(run);
     run = get_run(&e, "first");
     CHECK_EQ_INT((int64_t)json_array_size(json_object_get(run, "evaluations")), 2);
+    /* the precision it trained in (issue #10): the default dtype and its route */
+    CHECK_STR_EQ(jstr(run, "dtype"), "fp32");
+    CHECK_STR_EQ(jstr(run, "gemm_route"), "sgemm");
     json_decref(run);
+    REQUIRE(ftune(&e, &out, "get first") == 0);
+    CHECK(out && strstr(out, "dtype                fp32 (GEMM route sgemm)"));
+    free(out);
 
     /* every event of SPEC §5 in order */
     REQUIRE(ftune(&e, &out, "events first --json") == 0);

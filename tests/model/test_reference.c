@@ -216,7 +216,11 @@ static double cosine(const float *a, const float *b, int64_t n) {
     return aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : (aa == bb ? 1.0 : 0.0);
 }
 
-static void check_config_bf16(const char *name) {
+static void check_config_bf16_on(const char *name, ft_gemm_route route) {
+    ft_tensor_bf16_route_set(route);
+    const char *rname = ft_tensor_gemm_route(FT_DTYPE_BF16);
+    int64_t calls0 = 0, calls1 = 0;
+    ft_tensor_gemm_bf16_stats(NULL, &calls0);
     char sub[600], dir[700], path[800];
     snprintf(sub, sizeof sub, "reference/%s", name);
     ref_dir(getenv("FT_REFERENCE_DIR") ? name : sub, dir, sizeof dir);
@@ -294,8 +298,14 @@ static void check_config_bf16(const char *name) {
                           p->name, e, c);
         ft_free(want);
     }
-    printf("  bf16 reference %-13s loss %.2e  logits %.2e  grad %.2e (%s)  min cosine %.6f\n", name, loss_err,
-           logit_err, grad_err, worst, worst_cos);
+    printf("  bf16 reference %-13s %-11s loss %.2e  logits %.2e  grad %.2e (%s)  min cosine %.6f\n", name, rname,
+           loss_err, logit_err, grad_err, worst, worst_cos);
+    /* the oneDNN route really ran oneDNN (it falls back to sgemm only where oneDNN cannot) */
+    ft_tensor_gemm_bf16_stats(NULL, &calls1);
+    if (route == FT_GEMM_ONEDNN)
+        CHECK(calls1 > calls0);
+    else
+        CHECK(calls1 == calls0);
     ft_free(logits);
     ft_free(want_logits);
     ft_st_close(r);
@@ -303,6 +313,14 @@ static void check_config_bf16(const char *name) {
     ft_workspace_free(ws);
     ft_model_free(m);
     ft_model_batch_free(&bo);
+}
+
+/* Both bf16 GEMM routes against the same reference, whichever the process would choose. */
+static void check_config_bf16(const char *name) {
+    ft_gemm_route was = ft_tensor_bf16_route(NULL);
+    check_config_bf16_on(name, FT_GEMM_SGEMM);
+    check_config_bf16_on(name, FT_GEMM_ONEDNN);
+    ft_tensor_bf16_route_set(was);
 }
 
 TEST(model_reference_bf16_gqa_llama3_untied) { check_config_bf16("gqa_llama3_untied"); }
