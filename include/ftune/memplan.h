@@ -72,6 +72,7 @@ typedef struct ft_memplan {
     uint64_t params, grads, optimizer; /* fp32 master weights, gradients, optimizer state */
     uint64_t workspace;                /* activations, scratch, logits chunk: one workspace */
     uint64_t batches;                  /* the data loader's prefetched batches */
+    uint64_t gemm_pack;                /* bf16 on oneDNN: the operands packed to 16 bits (largest product) */
     uint64_t process;                  /* the process itself */
     uint64_t total;                    /* the predicted peak resident memory */
 } ft_memplan;

@@ -201,10 +201,14 @@ TEST(memplan_fit_choices) {
 TEST(memplan_predicts_bench_peak_rss) {
     const char *bin = ft_test_sanitized() ? "build/ftune" : ft_test_ftune_bin();
     REQUIRE(access(bin, X_OK) == 0);
-    static const char *const variants[] = {"--activation-checkpointing on", "--activation-checkpointing off"};
-    for (size_t i = 0; i < (ft_test_sanitized() ? 1u : 2u); i++) { /* the same binary: once is enough there */
+    /* both dtypes, bf16 on both GEMM routes (oneDNN adds its packed operands) */
+    static const char *const variants[] = {"--activation-checkpointing on", "--activation-checkpointing off",
+                                           "--dtype bf16 --activation-checkpointing off",
+                                           "--dtype bf16 --activation-checkpointing on"};
+    static const char *const envs[] = {"", "", "FTUNE_GEMM=sgemm", "FTUNE_GEMM=onednn"};
+    for (size_t i = 0; i < (ft_test_sanitized() ? 1u : 4u); i++) { /* the same binary: once is enough there */
         char cmd[600], *out = NULL;
-        snprintf(cmd, sizeof cmd, "%s bench train-step --config small --steps 1 --warmup 0 %s --json", bin,
+        snprintf(cmd, sizeof cmd, "%s %s bench train-step --config small --steps 1 --warmup 0 %s --json", envs[i], bin,
                  variants[i]);
         int rc = ft_test_run(cmd, &out);
         CHECK_EQ_INT(rc, 0);
@@ -217,8 +221,8 @@ TEST(memplan_predicts_bench_peak_rss) {
         }
         double predicted = strtod(pp + strlen("\"predicted_peak_mb\": "), NULL);
         double measured = strtod(mp + strlen("\"peak_rss_mb\": "), NULL);
-        printf("  small %s: predicted %.1f MiB, measured peak RSS %.1f MiB (%+.1f%%)\n", variants[i], predicted,
-               measured, 100 * (predicted - measured) / measured);
+        printf("  small %s %s: predicted %.1f MiB, measured peak RSS %.1f MiB (%+.1f%%)\n", envs[i], variants[i],
+               predicted, measured, 100 * (predicted - measured) / measured);
         CHECK(measured > 0);
         CHECK(fabs(predicted - measured) <= 0.10 * measured);
         free(out);
