@@ -119,6 +119,15 @@ double ft_model_grad_norm(ft_model *m);
 ft_status ft_model_eval(ft_model *m, ft_workspace *ws, const ft_batch *b, double *loss_sum, int64_t *n_trainable,
                         int64_t *n_correct, ft_err *err);
 
+/* The precision KV-cache decoding runs in (generate --dtype). FT_DTYPE_BF16, for a model created
+ * without training: its weights are rounded to bf16 in place (what a bf16 checkpoint holds; there
+ * are no fp32 masters to keep) and decoding follows the training recipe's roundings (GEMM operands
+ * bf16 on the process's bf16 GEMM route, fp32 accumulation, residual, norms, softmax and logits
+ * fp32). Setting FT_DTYPE_FP32 afterwards keeps the rounded weights. FT_ERR_INVALID on a training
+ * model (its workspaces choose their dtype). */
+ft_status ft_model_set_inference_dtype(ft_model *m, ft_dtype d, ft_err *err);
+ft_dtype ft_model_inference_dtype(const ft_model *m);
+
 /* KV-cache decoding for generation (batch 1). */
 typedef struct ft_kv_cache ft_kv_cache;
 ft_status ft_kv_cache_new(const ft_model *m, int64_t max_tokens, ft_kv_cache **out, ft_err *err);

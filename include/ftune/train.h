@@ -165,7 +165,10 @@ typedef struct ft_train_config {
     int64_t spike_window;           /* 50 steps of loss history for the z-score */
     double spike_zscore;            /* 5.0: |z| above this logs a warning */
     /* Export */
-    bool export_bf16;               /* false: exported safetensors are F32 */
+    /* "auto" (default): the exported weights and config torch_dtype keep the base model's
+     * torch_dtype (bfloat16 for real checkpoints, float16, float32); or "float32" | "bfloat16" |
+     * "float16" (also fp32 | bf16 | fp16). The legacy key export_bf16 = true means "bfloat16". */
+    char export_dtype[16];
 } ft_train_config;
 
 /* The defaults above. */

@@ -28,7 +28,7 @@ static const char *const param_flags[] = {
     "data-prep-cluster-id", "seed",      "global-batch-size", "micro-batch-size", "optimizer",
     "weight-decay",   "warmup",          "grad-clip",         "loss-on",          "save-interval",
     "keep-checkpoints", "dtype",         "device",            "threads",          "eval-max-new-tokens",
-    "memory-limit",   "activation-checkpointing",
+    "memory-limit",   "activation-checkpointing", "export-dtype",
     "prompt-column",  "response-column", "messages-column",   "text-column",
 };
 
@@ -70,6 +70,7 @@ static const cli_opt opts[] = {
     {"memory-limit", CLI_STR,
      "20G | 80%: the run's predicted peak memory must fit (default 95% of the available memory)"},
     {"activation-checkpointing", CLI_STR, "auto (default: only when needed to fit) | on | off"},
+    {"export-dtype", CLI_STR, "auto (default: the base model's torch_dtype, bf16 for real checkpoints) | fp32 | bf16 | fp16: the exported weights"},
     {"detach", CLI_FLAG, "queue the run for the background worker and return its name at once"},
     {"quiet", CLI_FLAG, "no progress bar or event lines"},
     {NULL, 0, NULL},

@@ -1,5 +1,5 @@
 /* cli/cmd_generate.c: `ftune generate --model M --prompt TEXT [--chat] [--max-new-tokens N]
- * [--temperature T] [--top-k K] [--top-p P] [--seed S] [--threads N] [--json]`: sample a
+ * [--temperature T] [--top-k K] [--top-p P] [--seed S] [--threads N] [--dtype D] [--json]`: sample a
  * completion on the KV cache and stream it to stdout as tokens arrive (issue #5 item 4).
  * Temperature 0 is greedy. Generation ends at the EOS / end-of-turn tokens of the model's
  * generation_config.json and tokenizer_config.json, or after N new tokens. --json prints one
@@ -16,7 +16,7 @@
 
 static const char SYNOPSIS[] =
     "--model M --prompt TEXT [--chat] [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] "
-    "[--seed S]";
+    "[--seed S] [--dtype fp32|bf16|auto]";
 
 static const cli_opt OPTS[] = {
     {"model", CLI_STR, "M: model folder, hub id org/name, or registered catalog.schema.name[/version]"},
@@ -28,6 +28,7 @@ static const cli_opt OPTS[] = {
     {"top-p", CLI_FLOAT, "P: nucleus sampling mass, in (0, 1] (default 0.95)"},
     {"seed", CLI_INT, "S: random seed (default 17)"},
     {"threads", CLI_INT, "N: threads (default: all cores)"},
+    {"dtype", CLI_STR, "fp32 (default) | bf16 (weights rounded to bf16, bf16 GEMM operands with fp32 accumulation) | auto (the fastest here)"},
     {NULL, 0, NULL},
 };
 
@@ -61,6 +62,9 @@ int cmd_generate(int argc, char **argv) {
     gp.seed = (uint64_t)cli_int(&a, "seed", 17);
     gp.chat = cli_has(&a, "chat");
     int64_t threads = cli_int(&a, "threads", 0);
+    const char *dts = cli_str(&a, "dtype", "fp32");
+    ft_dtype dt = FT_DTYPE_FP32;
+    ft_err gerr;
     if (!name)
         rc = cli_usage_error("generate", "model", "required");
     else if (!prompt)
@@ -77,6 +81,10 @@ int cmd_generate(int argc, char **argv) {
         rc = cli_usage_error("generate", "seed", "must be >= 0");
     else if (threads < 0 || threads > 4096)
         rc = cli_usage_error("generate", "threads", "must be between 0 and 4096");
+    else if (strcmp(dts, "auto") && !ft_dtype_parse(dts, &dt))
+        rc = cli_usage_error("generate", "dtype", "must be fp32, bf16 or auto, not \"%s\"", dts);
+    else if (ft_tensor_gemm_env_check(&gerr) != FT_OK)
+        rc = cli_usage_error("generate", NULL, "%s", gerr.msg);
     if (rc) {
         cli_args_free(&a);
         return rc;
@@ -93,6 +101,11 @@ int cmd_generate(int argc, char **argv) {
             ft_tensor_set_threads((int)threads);
         ft_model_params mp = ft_model_default_params(); /* decoding uses the KV cache's own buffers */
         s = ft_model_load(dir, &mp, &m, &err);
+    }
+    if (s == FT_OK) {
+        if (!strcmp(dts, "auto"))
+            dt = ft_tensor_auto_dtype(NULL);
+        s = ft_model_set_inference_dtype(m, dt, &err);
     }
     if (s == FT_OK)
         s = ft_tok_load(dir, &tok, &err);
@@ -112,10 +125,11 @@ int cmd_generate(int argc, char **argv) {
             putchar('\n');
         rc = cli_report("generate", &err);
     } else if (!rc && json) {
-        json_t *o = json_pack("{s:s%, s:I, s:I, s:b, s:s, s:f, s:f}", "text", out.text, out.text_len,
+        json_t *o = json_pack("{s:s%, s:I, s:I, s:b, s:s, s:f, s:f, s:s, s:s}", "text", out.text, out.text_len,
                               "prompt_tokens", (json_int_t)out.n_prompt, "new_tokens", (json_int_t)out.n_ids,
                               "stopped", out.stopped, "finish_reason", finish_reason(&out, &gp), "seconds",
-                              out.seconds, "tokens_per_s", out.seconds > 0 ? (double)out.n_ids / out.seconds : 0.0);
+                              out.seconds, "tokens_per_s", out.seconds > 0 ? (double)out.n_ids / out.seconds : 0.0,
+                              "dtype", ft_dtype_name(dt), "gemm_route", ft_tensor_gemm_route(dt));
         char *t = ft_json_dumps(o, 0);
         printf("%s\n", t ? t : "{}");
         free(t);

@@ -17,7 +17,7 @@ struct ft_kv_cache {
     int64_t threads; /* threads the attention scratch is sized for */
     float *k, *v; /* (L, max_tokens, KV) each */
     /* work buffers for DC rows */
-    float *x, *xn, *qkv, *att, *gu, *h, *cos_t, *sin_t, *scratch;
+    float *x, *xn, *qkv, *att, *abuf, *gu, *h, *cos_t, *sin_t, *scratch;
     int32_t *pos;
     ft_arena arena; /* one mapping with huge pages: the cache can be gigabytes */
 };
@@ -36,7 +36,7 @@ ft_status ft_kv_cache_new(const ft_model *m, int64_t max_tokens, ft_kv_cache **o
                         .threads = c->threads};
     size_t scratch = ft_tensor_attention_scratch(&as);
     size_t kv = (size_t)(m->L * max_tokens * m->KV);
-    size_t total = 2 * kv + (size_t)DC * (size_t)(2 * m->C + m->QKV + m->Q + 3 * m->F + m->HD) + scratch + DC;
+    size_t total = 2 * kv + (size_t)DC * (size_t)(2 * m->C + m->QKV + 2 * m->Q + 3 * m->F + m->HD) + scratch + DC;
     float *p = NULL;
     if (ft_arena_init(&c->arena, "kv cache", total * sizeof(float) + 64, err) != FT_OK ||
         !(p = ft_arena_alloc(&c->arena, total * sizeof(float), err))) {
@@ -50,6 +50,7 @@ ft_status ft_kv_cache_new(const ft_model *m, int64_t max_tokens, ft_kv_cache **o
     c->xn = p, p += DC * m->C;
     c->qkv = p, p += DC * m->QKV;
     c->att = p, p += DC * m->Q;
+    c->abuf = p, p += DC * m->Q; /* bf16: the rounded attention output */
     c->gu = p, p += DC * 2 * m->F;
     c->h = p, p += DC * m->F;
     c->cos_t = p, p += DC * (m->HD / 2);
@@ -99,8 +100,8 @@ static void decode_chunk(ft_model *m, ft_kv_cache *c, const int32_t *tokens, int
                     .h = c->h};
     for (int64_t l = 0; l < m->L; l++) {
         layer_kv kv = {.k = c->k + l * c->max_tokens * KV, .v = c->v + l * c->max_tokens * KV, .stride = KV, .at = T0};
-        layer_run run = {.W = &m->w[l], .as = &as, .cos_t = c->cos_t, .sin_t = c->sin_t, .kv = &kv,
-                         .attn_scratch = c->scratch};
+        layer_run run = {.W = &m->w[l], .bf16 = m->infer_dtype == FT_DTYPE_BF16, .abuf = c->abuf, .as = &as,
+                         .cos_t = c->cos_t, .sin_t = c->sin_t, .kv = &kv, .attn_scratch = c->scratch};
         model_layer_forward(m, l, &A, c->x, n, &run);
     }
     c->len += n;
@@ -122,7 +123,11 @@ ft_status ft_model_decode(ft_model *m, ft_kv_cache *c, const int32_t *tokens, in
                           (long long)m->V);
     for (int64_t i = 0; i < n; i += DC)
         decode_chunk(m, c, tokens + i, n - i < DC ? n - i : DC);
-    if (logits_last) /* logits (V) = head (V, C) xf (C) */
+    if (logits_last && m->infer_dtype == FT_DTYPE_BF16) { /* the head's operand rounded, as training's */
+        m->be->round_bf16(c->xn, c->xn, m->C);
+        m->be->gemm_bf16(false, true, 1, m->V, m->C, 1.0f, c->xn, m->C, m->head, m->C, 0.0f, logits_last, m->V);
+    } else if (logits_last) { /* logits (V) = head (V, C) xf (C) */
         m->be->sgemm(false, true, 1, m->V, m->C, 1.0f, c->xn, m->C, m->head, m->C, 0.0f, logits_last, m->V);
+    }
     return FT_OK;
 }

@@ -54,6 +54,7 @@ struct ft_model {
     float *embed, *norm, *head; /* head == embed when tied */
     float *g_embed, *g_norm, *g_head;
     float *inv_freq; /* (HD/2) RoPE frequencies */
+    ft_dtype infer_dtype; /* KV-cache decoding's (ft_model_set_inference_dtype) */
 };
 
 struct ft_workspace {

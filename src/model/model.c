@@ -227,6 +227,21 @@ ft_status ft_model_save_weights(ft_model *m, const char *path, bool bf16, ft_err
 
 /* ---------------------------------------------------------------- parameters and gradients */
 
+ft_status ft_model_set_inference_dtype(ft_model *m, ft_dtype d, ft_err *err) {
+    if (d != FT_DTYPE_FP32 && d != FT_DTYPE_BF16)
+        return FT_ERR(err, FT_ERR_INVALID, "inference dtype: unknown dtype %d", (int)d);
+    if (m->p.training)
+        return FT_ERR(err, FT_ERR_INVALID, "inference dtype: a training model keeps fp32 master weights; choose the "
+                                           "dtype of its workspaces instead");
+    if (d == FT_DTYPE_BF16)
+        for (size_t i = 0; i < m->n_params; i++)
+            m->be->round_bf16(m->params[i].data, m->params[i].data, m->params[i].numel);
+    m->infer_dtype = d;
+    return FT_OK;
+}
+
+ft_dtype ft_model_inference_dtype(const ft_model *m) { return m->infer_dtype; }
+
 size_t ft_model_n_params(const ft_model *m) { return m->n_params; }
 
 ft_param *ft_model_param(ft_model *m, size_t i) { return i < m->n_params ? &m->params[i] : NULL; }

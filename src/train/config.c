@@ -101,6 +101,7 @@ ft_train_config ft_train_default_config(void) {
     snprintf(c.dtype, sizeof c.dtype, "fp32");
     snprintf(c.device, sizeof c.device, "cpu");
     snprintf(c.activation_checkpointing, sizeof c.activation_checkpointing, "auto");
+    snprintf(c.export_dtype, sizeof c.export_dtype, "auto");
     c.eval_max_new_tokens = 100;
     c.max_nonfinite_in_a_row = 3;
     c.spike_window = 50;
@@ -372,8 +373,25 @@ ft_status ft_train_config_set(ft_train_config *c, const char *key_in, const char
         return parse_int("spike_window", v, 2, 1 << 20, &c->spike_window, err);
     if (!strcmp(key, "spike_zscore"))
         return parse_double("spike_zscore", v, 0, 1e9, true, &c->spike_zscore, err);
-    if (!strcmp(key, "export_bf16"))
-        return parse_bool("export_bf16", v, &c->export_bf16, err);
+    if (!strcmp(key, "export_dtype")) {
+        const char *canon = !strcmp(v, "auto")                                 ? "auto"
+                            : !strcmp(v, "fp32") || !strcmp(v, "float32")      ? "float32"
+                            : !strcmp(v, "bf16") || !strcmp(v, "bfloat16")     ? "bfloat16"
+                            : !strcmp(v, "fp16") || !strcmp(v, "float16")      ? "float16"
+                                                                               : NULL;
+        if (!canon)
+            return FT_ERR(err, FT_ERR_INVALID,
+                          "export_dtype \"%s\": expected auto (the base model's torch_dtype), fp32, bf16 or fp16", v);
+        snprintf(c->export_dtype, sizeof c->export_dtype, "%s", canon);
+        return FT_OK;
+    }
+    if (!strcmp(key, "export_bf16")) { /* legacy: true = bfloat16; false leaves export_dtype */
+        bool b = false;
+        FT_TRY(parse_bool("export_bf16", v, &b, err));
+        if (b)
+            snprintf(c->export_dtype, sizeof c->export_dtype, "bfloat16");
+        return FT_OK;
+    }
     return FT_ERR(err, FT_ERR_INVALID, "unknown parameter \"%s\"", key_in ? key_in : "");
 }
 
@@ -470,7 +488,7 @@ static json_t *to_json(const ft_train_config *c, bool trajectory_only) {
     json_object_set_new(o, "eval_max_new_tokens", json_integer(c->eval_max_new_tokens));
     json_object_set_new(o, "spike_window", json_integer(c->spike_window));
     json_object_set_new(o, "spike_zscore", json_real(c->spike_zscore));
-    json_object_set_new(o, "export_bf16", json_boolean(c->export_bf16));
+    json_object_set_new(o, "export_dtype", json_string(c->export_dtype));
     return o;
 }
 

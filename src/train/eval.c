@@ -144,12 +144,17 @@ static ft_status fill_from_model(void *vctx, size_t index, const ft_tensor_spec 
     return FT_OK;
 }
 
-ft_status train_export(ft_model *m, const char *src_model_dir, const char *out_dir, bool bf16,
+ft_st_dtype train_export_dtype(const char *export_dtype, const ft_model_config *base) {
+    const char *d = export_dtype && strcmp(export_dtype, "auto") ? export_dtype : base ? base->torch_dtype : "";
+    return !strcmp(d, "bfloat16") ? FT_ST_DTYPE_BF16 : !strcmp(d, "float16") ? FT_ST_DTYPE_F16 : FT_ST_DTYPE_F32;
+}
+
+ft_status train_export(ft_model *m, const char *src_model_dir, const char *out_dir, ft_st_dtype dtype,
                        uint64_t max_shard_bytes, ft_err *err) {
     ft_hf_export_params p = ft_hf_export_default_params();
     if (max_shard_bytes)
         p.max_shard_bytes = max_shard_bytes;
-    p.dtype = bf16 ? FT_ST_DTYPE_BF16 : FT_ST_DTYPE_F32;
+    p.dtype = dtype;
     p.tokenizer_dir = src_model_dir;
     export_ctx c = {m};
     FT_TRY(ft_hf_export(out_dir, ft_model_get_config(m), fill_from_model, &c, &p, err));

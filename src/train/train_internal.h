@@ -7,6 +7,7 @@
 #include "ftune/ckpt.h"
 #include "ftune/gen.h"
 #include "ftune/model.h"
+#include "ftune/safetensors.h"
 #include "ftune/tok.h"
 #include "ftune/tpl.h"
 #include "ftune/train.h"
@@ -70,9 +71,12 @@ json_t *train_eval_to_json(const ft_eval_result *r);
 /* ---------------------------------------------------------------- export */
 
 /* The final weights as an HF folder (config.json, safetensors with HF names, sharded above
- * max_shard_bytes (0: transformers' 5 GB), tokenizer files and generation_config.json copied from
+ * max_shard_bytes (0: transformers' 5 GB), in `dtype` (F32, BF16, F16; config torch_dtype says it), tokenizer files and generation_config.json copied from
  * the source model). */
-ft_status train_export(ft_model *m, const char *src_model_dir, const char *out_dir, bool bf16,
+ft_status train_export(ft_model *m, const char *src_model_dir, const char *out_dir, ft_st_dtype dtype,
                        uint64_t max_shard_bytes, ft_err *err);
+/* The dtype a run exports in: its export_dtype, where "auto" is the base model's torch_dtype
+ * (config.json's torch_dtype or dtype; float32 when it names none). */
+ft_st_dtype train_export_dtype(const char *export_dtype, const ft_model_config *base);
 
 #endif

@@ -801,7 +801,7 @@ static ft_status run_impl(const ft_train_config *cfg, const char *run_dir, const
     }
     if (s == FT_OK && res->outcome != FT_TRAIN_STOPPED) {
         char *out = ft_path_join(run_dir, "model");
-        s = out ? train_export(r.model, r.model_dir, out, cfg->export_bf16, 0, err)
+        s = out ? train_export(r.model, r.model_dir, out, train_export_dtype(cfg->export_dtype, &r.mc), 0, err)
                 : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
         if (s == FT_OK)
             snprintf(res->export_dir, sizeof res->export_dir, "%s", out);

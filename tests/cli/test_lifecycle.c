@@ -239,6 +239,18 @@ TEST(lifecycle_create_to_completed_registered_and_usable) {
     free(out);
     CHECK_EQ_INT(ftune(&e, &out, "generate --model main.test.ner/1 --prompt 'x' --max-new-tokens 2"), 0);
     free(out);
+    /* generate --dtype (issue #10): bf16 decoding says so; an unknown dtype is a usage error */
+    CHECK_EQ_INT(ftune(&e, &out, "generate --model main.test.ner/1 --prompt 'x' --max-new-tokens 3 --temperature 0 "
+                                 "--dtype bf16 --json"),
+                 0);
+    json_t *g16 = last_json(out);
+    free(out);
+    CHECK_STR_EQ(jstr(g16, "dtype"), "bf16");
+    CHECK(strstr(jstr(g16, "gemm_route"), "-bf16") != NULL);
+    CHECK(json_integer_value(json_object_get(g16, "new_tokens")) >= 1); /* an EOS may end it early */
+    json_decref(g16);
+    CHECK_EQ_INT(ftune(&e, &out, "generate --model main.test.ner/1 --prompt 'x' --dtype fp8"), 2);
+    free(out);
     char *batch = ft_path_join(ft_test_tmpdir(), "batch.json");
     const char *bj = "{\"input_ids\": [[1, 733, 16289, 28793]], \"targets\": [[733, 16289, 28793, 2]], "
                      "\"position_ids\": [[0, 1, 2, 3]], \"sample_ids\": [[0, 0, 0, 0]]}";

@@ -83,6 +83,76 @@ TEST(model_decode_matches_full_forward) {
     ft_model_free(m);
 }
 
+/* generate --dtype bf16 (issue #10): decoding a model set to bf16 inference (weights rounded in
+ * place) gives the logits of the bf16 training forward on the same weights within issue #10's
+ * logits tolerance (1e-2 x max|logit|; the two differ only in accumulation order, and roundings
+ * that order flips), and clearly not the fp32 decode of the unrounded model. On both GEMM routes. */
+TEST(model_decode_bf16_matches_bf16_forward) {
+    ft_model_config c = tiny_config(true);
+    ft_err err;
+    enum { T = 40, V = 50 };
+    int32_t ids[T];
+    ft_rng r;
+    ft_rng_seed(&r, 4);
+    for (int i = 0; i < T; i++)
+        ids[i] = (int32_t)ft_rng_below(&r, V);
+    ft_model *m32 = NULL, *m = NULL;
+    ft_model_params p = ft_model_default_params();
+    REQUIRE_OK(ft_model_new_random(&c, 9, &p, &m32, &err), &err);
+    REQUIRE_OK(ft_model_new_random(&c, 9, &p, &m, &err), &err);
+    CHECK(ft_model_inference_dtype(m) == FT_DTYPE_FP32);
+    REQUIRE_OK(ft_model_set_inference_dtype(m, FT_DTYPE_BF16, &err), &err);
+    CHECK(ft_model_inference_dtype(m) == FT_DTYPE_BF16);
+    ft_workspace_params wp = ft_workspace_default_params();
+    wp.max_batch = 1;
+    wp.max_seq = T;
+    wp.dtype = FT_DTYPE_BF16;
+    ft_workspace *ws = NULL;
+    REQUIRE_OK(ft_workspace_new(m, &wp, &ws, &err), &err);
+    float *full = ft_malloc(T * V * sizeof(float));
+    ft_batch b = {1, T, ids, NULL, NULL, NULL};
+    ft_gemm_route was = ft_tensor_bf16_route(NULL);
+    for (int route = 0; route < 2; route++) {
+        ft_tensor_bf16_route_set((ft_gemm_route)route);
+        REQUIRE_OK(ft_model_forward(m, ws, &b, full, NULL, NULL, &err), &err);
+        ft_kv_cache *kv = NULL, *kv32 = NULL;
+        REQUIRE_OK(ft_kv_cache_new(m, T, &kv, &err), &err);
+        REQUIRE_OK(ft_kv_cache_new(m32, T, &kv32, &err), &err);
+        float logits[V], l32[V];
+        double worst = 0, vs32 = 0, mx = 0;
+        for (int i = 0; i < T * V; i++)
+            mx = fmax(mx, fabs(full[i]));
+        REQUIRE_OK(ft_model_decode(m, kv, ids, 30, logits, &err), &err);
+        REQUIRE_OK(ft_model_decode(m32, kv32, ids, 30, l32, &err), &err);
+        for (int v = 0; v < V; v++)
+            worst = fmax(worst, fabs(logits[v] - full[29 * V + v])), vs32 = fmax(vs32, fabs(logits[v] - l32[v]));
+        for (int t = 30; t < T; t++) {
+            REQUIRE_OK(ft_model_decode(m, kv, ids + t, 1, logits, &err), &err);
+            REQUIRE_OK(ft_model_decode(m32, kv32, ids + t, 1, l32, &err), &err);
+            for (int v = 0; v < V; v++)
+                worst = fmax(worst, fabs(logits[v] - full[t * V + v])), vs32 = fmax(vs32, fabs(logits[v] - l32[v]));
+        }
+        printf("  bf16 decode (%s) vs bf16 forward: %.2e x max|logit|; vs fp32 decode: %.2e\n",
+               ft_tensor_gemm_route(FT_DTYPE_BF16), worst / mx, vs32 / mx);
+        CHECK(worst <= 1e-2 * mx);
+        CHECK(vs32 > worst); /* the bf16 recipe really ran */
+        CHECK(vs32 > 1e-4 * mx);
+        ft_kv_cache_free(kv);
+        ft_kv_cache_free(kv32);
+    }
+    ft_tensor_bf16_route_set(was);
+    /* a training model keeps fp32 masters: refused */
+    ft_model *mt = NULL;
+    p.training = true;
+    REQUIRE_OK(ft_model_new_random(&c, 9, &p, &mt, &err), &err);
+    CHECK(ft_model_set_inference_dtype(mt, FT_DTYPE_BF16, &err) == FT_ERR_INVALID);
+    ft_model_free(mt);
+    ft_free(full);
+    ft_workspace_free(ws);
+    ft_model_free(m);
+    ft_model_free(m32);
+}
+
 static void fill_batch(ft_rng *r, int32_t *ids, int32_t *tgt, int32_t *pos, int32_t *sid, int64_t B, int64_t T) {
     for (int64_t b = 0; b < B; b++) {
         int64_t cut = T / 2 - 1; /* two samples per row */

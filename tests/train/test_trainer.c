@@ -258,7 +258,7 @@ TEST(train_nonfinite_stops_the_run) {
     REQUIRE(norm);
     for (int64_t i = 0; i < norm->numel; i++)
         norm->data[i] = NAN;
-    REQUIRE_OK(train_export(m, model, model, false, 0, &err), &err);
+    REQUIRE_OK(train_export(m, model, model, FT_ST_DTYPE_F32, 0, &err), &err);
     ft_model_free(m);
     ft_train_config c = tiny_config(model, data, tmp, "nan");
     REQUIRE_OK(ft_train_config_set(&c, "training_duration", "10ba", &err), &err);
@@ -306,7 +306,7 @@ TEST(train_custom_weights_path) {
     ft_tensor_set_threads(1);
     ft_model *m = NULL;
     REQUIRE_OK(ft_model_new_random(&mc, 1, &mp, &m, &err), &err);
-    REQUIRE_OK(train_export(m, model, other, false, 0, &err), &err);
+    REQUIRE_OK(train_export(m, model, other, FT_ST_DTYPE_F32, 0, &err), &err);
     ft_model_free(m);
     REQUIRE_OK(ft_train_config_set(&c, "name", "third", &err), &err);
     REQUIRE_OK(ft_train_config_set(&c, "model", other, &err), &err);

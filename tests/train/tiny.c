@@ -33,7 +33,7 @@ ft_status tiny_model_write(const char *dir, uint64_t seed, ft_err *err) {
     ft_tensor_set_threads(1);
     ft_model *m = NULL;
     FT_TRY(ft_model_new_random(&c, seed, &mp, &m, err));
-    ft_status s = train_export(m, ft_test_fixture("train/tinytok"), dir, false, 0, err);
+    ft_status s = train_export(m, ft_test_fixture("train/tinytok"), dir, FT_ST_DTYPE_F32, 0, err);
     ft_model_free(m);
     return s;
 }
