@@ -78,9 +78,10 @@ void ft_model_batch_free(ft_batch_owned *b);
  * stay fp32; every linear-layer product (q/k/v, o, gate/up, down, LM head) in its three training
  * forms takes operands rounded to bf16 (nearest-even) with fp32 accumulation; the activations saved
  * for the backward (norm outputs, q/k/v after RoPE, gate/up, the SwiGLU output) are kept rounded;
- * the residual stream, norm statistics, softmax and loss stay fp32. Rounded values are stored as
- * fp32 numbers, so one GEMM route is OpenBLAS sgemm on bf16-valued operands (exact products).
- * KV-cache decoding is fp32. */
+ * the residual stream, norm statistics, softmax and loss stay fp32. Without checkpointing each
+ * layer keeps those saved inputs as bf16 (half the memory of fp32), unpacked exactly into one fp32
+ * set for its backward; the products see fp32 numbers holding bf16 values, on the process's bf16
+ * GEMM route (ftune/tensor.h). KV-cache decoding: ft_model_set_inference_dtype. */
 typedef struct ft_workspace_params {
     int64_t max_batch;  /* B: rows per micro-batch */
     int64_t max_seq;    /* T: tokens per row */

@@ -171,6 +171,44 @@ static void layer_weights(const ft_model *m, ft_workspace *ws, int64_t l, layer_
     }
 }
 
+/* bf16 training: a layer's saved GEMM inputs to and from their bf16 store (internal.h). Exact,
+ * as they hold bf16 values: packing keeps the upper 16 bits, unpacking restores them. */
+static void saved_parts(const ft_model *m, int64_t l, layer_acts *A, int64_t N, float *part[5], int64_t n[5]) {
+    const int64_t C = m->C, QKV = m->QKV, F = m->layers[l].ffn;
+    float *p[5] = {A->xn1, A->qkv, A->xn2, A->gu, A->h};
+    const int64_t k[5] = {N * C, N * QKV, N * C, N * 2 * F, N * F};
+    for (int i = 0; i < 5; i++)
+        part[i] = p[i], n[i] = k[i];
+}
+
+static void saved_pack(const ft_model *m, int64_t l, layer_acts *A, int64_t N) {
+    float *part[5];
+    int64_t n[5];
+    saved_parts(m, l, A, N, part, n);
+    uint16_t *dst = A->saved;
+    for (int i = 0; i < 5; i++) {
+        const uint32_t *src = (const uint32_t *)(void *)part[i];
+#pragma omp parallel for simd schedule(static)
+        for (int64_t j = 0; j < n[i]; j++)
+            dst[j] = (uint16_t)(src[j] >> 16);
+        dst += n[i];
+    }
+}
+
+static void saved_unpack(const ft_model *m, int64_t l, layer_acts *A, int64_t N) {
+    float *part[5];
+    int64_t n[5];
+    saved_parts(m, l, A, N, part, n);
+    const uint16_t *src = A->saved;
+    for (int i = 0; i < 5; i++) {
+        uint32_t *dst = (uint32_t *)(void *)part[i];
+#pragma omp parallel for simd schedule(static)
+        for (int64_t j = 0; j < n[i]; j++)
+            dst[j] = (uint32_t)src[j] << 16;
+        src += n[i];
+    }
+}
+
 static layer_run run_of(const ft_model *m, ft_workspace *ws, const layer_w *W, const ft_attn_shape *as,
                         const ft_batch *b) {
     (void)m;
@@ -205,6 +243,8 @@ static void forward_layers(ft_model *m, ft_workspace *ws, const ft_batch *b) {
         float *next = l + 1 < m->L ? ws->acts[l + 1].x : ws->xL;
         P(PROF_MISC, layer_weights(m, ws, l, &W));
         model_layer_forward(m, l, &ws->acts[l], next, N, &run);
+        if (ws->acts[l].saved && l + 1 < m->L) /* the last layer's stay in the shared set */
+            P(PROF_MISC, saved_pack(m, l, &ws->acts[l], N));
     }
     P(PROF_NORM, be->rmsnorm_fwd(ws->xf, ws->rstdf, ws->xL, m->norm, N, C, eps));
     if (run.bf16) { /* the LM head's operands: xf (only ever a GEMM operand) and the head */
@@ -372,6 +412,10 @@ ft_status ft_model_forward_backward(ft_model *m, ft_workspace *ws, const ft_batc
          * layer's are still there from the forward. */
         if (ws->p.checkpointing && l < m->L - 1)
             model_layer_forward(m, l, A, NULL, N, &run);
+        /* bf16: this layer's saved inputs back from their bf16 store (the last layer's are still
+         * in the shared set) */
+        if (A->saved && l < m->L - 1)
+            P(PROF_MISC, saved_unpack(m, l, A, N));
         /* bf16: the incoming gradient of a linear layer is rounded as the operand of both its
          * backward products; the saved inputs are rounded already. */
         const float *dy = ws->dx, *att = A->att;

@@ -33,7 +33,12 @@ typedef struct layer_acts {
     float *xn2;   /* (N, C) post_attention_layernorm(xmid) */
     float *rstd2; /* (N) or NULL */
     float *gu;    /* (N, 2F) [gate | up] */
-    float *h;     /* (N, F) silu(gate) * up: fp32 scratch; bf16: kept, rounded (down_proj's saved input) */
+    float *h;     /* (N, F) silu(gate) * up: fp32 scratch; bf16: rounded (down_proj's saved input) */
+    /* bf16 training without checkpointing: this layer's saved GEMM inputs, which hold bf16 values,
+     * stored as bf16 (N, 2C + QKV + 3F: xn1 | qkv | xn2 | gu | h). xn1, qkv, xn2, gu and h above
+     * are then one fp32 set shared by all layers: the forward packs them here after the layer,
+     * the backward unpacks them before it (exactly: the values are bf16 already). NULL otherwise. */
+    uint16_t *saved;
 } layer_acts;
 
 enum { PROF_EMBED, PROF_NORM, PROF_MATMUL, PROF_ROPE, PROF_ATTN, PROF_SWIGLU, PROF_HEAD, PROF_MISC, PROF_COUNT };

@@ -65,8 +65,12 @@ static size_t lay_out(ft_workspace *ws, const ft_model_config *c, const ft_works
                         .KVH = c->num_key_value_heads, .HD = d.HD, .threads = threads};
     size_t scratch = ft_tensor_attention_scratch(&as);
 #define GET(ptr, count) ((ptr) = take(a, (size_t)(count) * sizeof *(ptr)))
-    /* Full activation sets: one per layer in training without checkpointing, else one shared. */
-    int64_t sets = tr && !ck ? L : 1;
+    /* Full activation sets: one per layer in fp32 training without checkpointing, else one shared.
+     * bf16 training without checkpointing: one shared fp32 set, and per layer its own residual
+     * stream (x, xmid), norm statistics, attention output and log-sum-exp in fp32 and the saved
+     * GEMM inputs (xn1, qkv, xn2, gu, h) packed as bf16 (internal.h). */
+    const bool bf = p->dtype == FT_DTYPE_BF16, packed = bf && tr && !ck;
+    int64_t sets = tr && !ck && !packed ? L : 1;
     for (int64_t l = 0; l < sets; l++) {
         layer_acts *s = &ws->acts[l];
         GET(s->x, N * C);
@@ -84,15 +88,23 @@ static size_t lay_out(ft_workspace *ws, const ft_model_config *c, const ft_works
         ws->acts[l] = ws->acts[0];
         if (ck) /* each layer's own input, the checkpoint */
             GET(ws->acts[l].x, N * C);
+        if (packed) {
+            layer_acts *s = &ws->acts[l];
+            GET(s->x, N * C);
+            GET(s->rstd1, N);
+            GET(s->att, N * Q);
+            GET(s->lse, N * d.NH);
+            GET(s->xmid, N * C);
+            GET(s->rstd2, N);
+        }
     }
-    /* h: shared scratch, except that bf16 training without checkpointing keeps each layer's */
-    const bool bf = p->dtype == FT_DTYPE_BF16;
+    for (int64_t l = 0; l < L; l++)
+        ws->acts[l].saved = packed ? take(a, (size_t)(N * (2 * C + QKV + 3 * F)) * sizeof(uint16_t)) : NULL;
+    /* h: shared scratch (bf16 training keeps it in `saved`) */
     float *h = NULL;
-    for (int64_t l = 0; l < L; l++) {
-        if (l == 0 || (bf && tr && !ck))
-            GET(h, N * F);
+    GET(h, N * F);
+    for (int64_t l = 0; l < L; l++)
         ws->acts[l].h = h;
-    }
     if (bf) {
         GET(ws->wbuf, QKV * C + C * Q + 3 * F * C);
         GET(ws->head_b, d.V * C);

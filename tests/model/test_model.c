@@ -463,6 +463,20 @@ TEST(model_workspaces_sizes_and_sharing) {
     size_t full8 = ft_workspace_bytes(&c, &wp);
     wp.checkpointing = true;
     CHECK(ft_workspace_bytes(&c, &wp) * 2 < full8);
+    /* bf16 training keeps the saved GEMM inputs as bf16 (issue #10): less than fp32 keeps, the
+     * more so the deeper the model (the bf16-only operand buffers are per workspace, not layer) */
+    wp.checkpointing = false;
+    wp.dtype = FT_DTYPE_BF16;
+    size_t bf8 = ft_workspace_bytes(&c, &wp);
+    c.num_hidden_layers = 16;
+    size_t bf16l = ft_workspace_bytes(&c, &wp);
+    wp.dtype = FT_DTYPE_FP32;
+    size_t full16 = ft_workspace_bytes(&c, &wp);
+    printf("  training workspace, bf16 / fp32: 8 layers %.3f, 16 layers %.3f\n", (double)bf8 / (double)full8,
+           (double)bf16l / (double)full16);
+    CHECK(bf8 < full8);
+    CHECK((double)bf16l / (double)full16 < (double)bf8 / (double)full8);
+    CHECK((double)bf16l / (double)full16 < 0.85);
     c.num_hidden_layers = 2;
     ft_workspace_params sp = ft_workspace_default_params();
     sp.max_batch = 1;
