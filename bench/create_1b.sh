@@ -8,6 +8,7 @@
 # route. Takes minutes (and ~20 GiB) on a 2-core machine: not a `make test`.
 #   DTYPE=bf16 STEPS=3 sh bench/create_1b.sh
 #   DTYPE=fp32 MEMORY_LIMIT=22G sh bench/create_1b.sh
+# HIDDEN, INTERMEDIATE, LAYERS, HEADS, KV_HEADS shrink the shape for a quick try of the script.
 set -e
 DTYPE=${DTYPE:-bf16}
 STEPS=${STEPS:-3}
@@ -19,8 +20,9 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export FTUNE_HOME="$tmp/home"
 
-"$FTUNE" init-model --out "$tmp/llama-1b" --vocab-size 128256 --hidden-size 2048 --intermediate-size 8192 \
-    --layers 16 --heads 32 --kv-heads 8 --tie-embeddings --rope-theta 500000 --max-position-embeddings 131072 \
+"$FTUNE" init-model --out "$tmp/llama-1b" --vocab-size 128256 --hidden-size "${HIDDEN:-2048}" \
+    --intermediate-size "${INTERMEDIATE:-8192}" --layers "${LAYERS:-16}" --heads "${HEADS:-32}" \
+    --kv-heads "${KV_HEADS:-8}" --tie-embeddings --rope-theta 500000 --max-position-embeddings 131072 \
     --rope-scaling-llama3 32 --rope-original-max-position-embeddings 8192 --tokenizer "$TOK" --dtype bfloat16 \
     --seed 1 >/dev/null
 
