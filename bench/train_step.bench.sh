@@ -7,6 +7,9 @@
 # Targets (issue #10 item 5): medium fp32 >= 2.0x PyTorch fp32 and >= 65% of the FMA peak;
 # medium bf16 >= 1.5x PyTorch bf16 autocast; 1b (Llama-3.2-1B shape, T 2048, B 1, AdamW) peak RSS
 # <= 21 GiB and >= 20 tokens/s, with PyTorch's figures at that shape or that it does not fit.
+# Issue #14: moe-small (Mixtral-shaped) >= 2x PyTorch (transformers' per-expert loop) and at most
+# 1.3x the step of moe-dense, the dense model with its active parameters:
+#   CONFIGS="moe-small moe-dense" DTYPES=fp32 ROUNDS=2 sh bench/train_step.bench.sh
 #   CONFIGS="small medium" DTYPES="fp32 bf16" ROUNDS=1 sh bench/train_step.bench.sh
 #   CONFIGS=1b DTYPES_1B=bf16 sh bench/train_step.bench.sh
 # PEER_MEMORY_GB (default 21) is the RSS at which the peer's watchdog stops PyTorch; FTUNE_ARGS are

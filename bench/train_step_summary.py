@@ -9,7 +9,8 @@ usage: /usr/bin/python3 bench/train_step_summary.py RESULTS
 import json
 import sys
 
-TARGETS = {("medium", "fp32"): 2.0, ("medium", "bf16"): 1.5}  # ftune / PyTorch tokens/s
+TARGETS = {("medium", "fp32"): 2.0, ("medium", "bf16"): 1.5, ("moe-small", "fp32"): 2.0}  # ftune / PyTorch tokens/s
+MOE_OVER_DENSE = 1.3  # issue #14: ftune's moe-small step at most 1.3x moe-dense's (same active parameters)
 SHARE_TARGET = {("medium", "fp32"): 0.65}
 GIB = 1024.0
 
@@ -77,6 +78,17 @@ def main():
             line += (f" [1b targets: peak RSS <= 21 GiB: {'met' if f['peak_rss_mb'] <= 21 * GIB else 'NOT met'}; "
                      f">= 20 tokens/s: {'met' if f['tokens_per_s'] >= 20 else 'NOT met'}]")
         print(line)
+    # issue #14: the MoE step against the dense model with its active parameters, by wall time and
+    # by CPU time (steadier on a shared machine)
+    for dt in sorted({d for _, d in order}):
+        mo = [d for d in runs.get(("ftune", "moe-small", dt), []) if "tokens_per_s" in d]
+        de = [d for d in runs.get(("ftune", "moe-dense", dt), []) if "tokens_per_s" in d]
+        if mo and de:
+            m, d = max(mo, key=lambda x: x["tokens_per_s"]), max(de, key=lambda x: x["tokens_per_s"])
+            wall = d["tokens_per_s"] / m["tokens_per_s"]
+            cpu = min(x["cpu_s_per_step"] for x in mo) / min(x["cpu_s_per_step"] for x in de)
+            print(f"train-step moe-small / moe-dense {dt} (same active parameters): step time {wall:.2f}x by wall "
+                  f"time, {cpu:.2f}x by CPU time (target <= {MOE_OVER_DENSE}x)")
 
 
 if __name__ == "__main__":

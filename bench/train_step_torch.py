@@ -4,7 +4,14 @@ settings here: torch.set_num_threads(2), and (set by bench/train_step.bench.sh)
 GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1099511627776
 OPENBLAS_CORETYPE=SkylakeX OPENBLAS_THREAD_TIMEOUT=4.
 
-usage: /usr/bin/python3 bench/train_step_torch.py --config small|medium|1b [--dtype fp32|bf16]
+Mixture of experts (moe-small, issue #14): the MLP is written as transformers 4.40 writes
+MixtralSparseMoeBlock (router, fp32 softmax, topk, renormalise, a loop over the experts taking
+their tokens with torch.where on the one-hot mask and index_add_-ing the weighted outputs) and the
+loss adds router_aux_loss_coef (0.001) times load_balancing_loss_func over all layers' router
+logits, as MixtralForCausalLM does with output_router_logits. moe-dense is the dense model with
+moe-small's active parameters (F 2048).
+
+usage: /usr/bin/python3 bench/train_step_torch.py --config small|medium|1b|moe-small|moe-dense [--dtype fp32|bf16]
            [--checkpointing auto|on|off] [--steps N] [--memory-limit-gb G] [--layers L] [--json]
   --dtype bf16        forward and loss under torch.autocast('cpu', dtype=torch.bfloat16): fp32 master
                       weights, gradients and AdamW state; linear/matmul in bf16 (oneDNN), what
@@ -36,7 +43,10 @@ CONFIGS = {
     "medium": dict(V=32000, C=768, L=12, NH=12, KVH=4, F=2048, T=512, B=4, tied=False),
     # Llama-3.2-1B's shape (issue #10 item 5)
     "1b": dict(V=128256, C=2048, L=16, NH=32, KVH=8, F=8192, T=2048, B=1, tied=True),
+    "moe-small": dict(V=32000, C=512, L=8, NH=8, KVH=8, F=1024, T=512, B=2, tied=False, E=8, K=2),
+    "moe-dense": dict(V=32000, C=512, L=8, NH=8, KVH=8, F=2048, T=512, B=2, tied=False),
 }
+AUX_COEF = 0.001
 
 PHASE = ["start"]  # what the step was doing, for the watchdog's report
 
@@ -84,6 +94,55 @@ def rotate_half(x):
     return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
 
 
+class Expert(nn.Module):
+    def __init__(self, C, Fw):
+        super().__init__()
+        self.w1 = nn.Linear(C, Fw, bias=False)
+        self.w2 = nn.Linear(Fw, C, bias=False)
+        self.w3 = nn.Linear(C, Fw, bias=False)
+
+    def forward(self, x):
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class SparseMoe(nn.Module):
+    """As transformers' MixtralSparseMoeBlock (4.40) computes it."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.E, self.K = c["E"], c["K"]
+        self.gate = nn.Linear(c["C"], self.E, bias=False)
+        self.experts = nn.ModuleList([Expert(c["C"], c["F"]) for _ in range(self.E)])
+
+    def forward(self, h):
+        B, T, C = h.shape
+        h = h.view(-1, C)
+        router_logits = self.gate(h)
+        routing_weights = F.softmax(router_logits, dim=1, dtype=torch.float)
+        routing_weights, selected_experts = torch.topk(routing_weights, self.K, dim=-1)
+        routing_weights /= routing_weights.sum(dim=-1, keepdim=True)
+        routing_weights = routing_weights.to(h.dtype)
+        final = torch.zeros((B * T, C), dtype=h.dtype)
+        expert_mask = F.one_hot(selected_experts, num_classes=self.E).permute(2, 1, 0)
+        for e in range(self.E):
+            idx, top_x = torch.where(expert_mask[e])
+            cur = h[None, top_x].reshape(-1, C)
+            y = self.experts[e](cur) * routing_weights[top_x, idx, None]
+            final.index_add_(0, top_x, y.to(h.dtype))
+        return final.view(B, T, C), router_logits
+
+
+def load_balancing_loss(gate_logits, E, K):
+    """transformers' load_balancing_loss_func without an attention mask."""
+    cat = torch.cat(gate_logits, dim=0)
+    rw = F.softmax(cat, dim=-1)
+    _, selected = torch.topk(rw, K, dim=-1)
+    expert_mask = F.one_hot(selected, E)
+    tokens_per_expert = torch.mean(expert_mask.float(), dim=0)
+    router_prob_per_expert = torch.mean(rw, dim=0)
+    return torch.sum(tokens_per_expert * router_prob_per_expert.unsqueeze(0)) * E
+
+
 class Block(nn.Module):
     def __init__(self, c):
         super().__init__()
@@ -95,9 +154,12 @@ class Block(nn.Module):
         self.v_proj = nn.Linear(C, KVH * HD, bias=False)
         self.o_proj = nn.Linear(NH * HD, C, bias=False)
         self.post_attention_layernorm = RMSNorm(C)
-        self.gate_proj = nn.Linear(C, c["F"], bias=False)
-        self.up_proj = nn.Linear(C, c["F"], bias=False)
-        self.down_proj = nn.Linear(c["F"], C, bias=False)
+        self.moe = SparseMoe(c) if c.get("E") else None
+        if not self.moe:
+            self.gate_proj = nn.Linear(C, c["F"], bias=False)
+            self.up_proj = nn.Linear(C, c["F"], bias=False)
+            self.down_proj = nn.Linear(c["F"], C, bias=False)
+        self.router_logits = None
 
     def forward(self, x, cos, sin, mask):
         B, T, _ = x.shape
@@ -113,6 +175,9 @@ class Block(nn.Module):
         a = torch.matmul(torch.softmax(s, dim=-1), v).transpose(1, 2).reshape(B, T, -1)
         x = x + self.o_proj(a)
         h = self.post_attention_layernorm(x)
+        if self.moe:
+            y, self.router_logits = self.moe(h)
+            return x + y
         return x + self.down_proj(F.silu(self.gate_proj(h)) * self.up_proj(h))
 
 
@@ -184,6 +249,8 @@ def main():
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.dtype == "bf16"):
             logits = model(ids, ckpt)
             loss = F.cross_entropy(logits.view(-1, V), tgt.view(-1))
+            if c.get("E"):  # MixtralForCausalLM with output_router_logits
+                loss = loss + AUX_COEF * load_balancing_loss([l.router_logits for l in model.layers], c["E"], c["K"])
         PHASE[0] = f"step {k + 1} backward"
         loss.backward()
         logits_dtype = logits.dtype
@@ -199,7 +266,8 @@ def main():
             total += dt
             cpu += time.process_time() - c0
     Q, KV = c["C"], c["KVH"] * (c["C"] // c["NH"])
-    n_matmul = c["L"] * (c["C"] * (Q + 2 * KV) + Q * c["C"] + 3 * c["C"] * c["F"]) + V * c["C"]
+    mlp = 3 * c["C"] * c["F"] * c["K"] + c["E"] * c["C"] if c.get("E") else 3 * c["C"] * c["F"]
+    n_matmul = c["L"] * (c["C"] * (Q + 2 * KV) + Q * c["C"] + mlp) + V * c["C"]
     flops_tok = 6 * n_matmul + 6 * c["L"] * T * Q
     tps = B * T * steps / total
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

@@ -1,5 +1,8 @@
 /* ftune/config.h: a Llama-family model's architecture, read from Hugging Face config.json
- * (LlamaForCausalLM, MistralForCausalLM). Implemented in src/model/config.c. */
+ * (LlamaForCausalLM, MistralForCausalLM, MixtralForCausalLM). Implemented in src/model/config.c.
+ *
+ * Changes since the first draft (additive): the sparse mixture-of-experts fields of Mixtral
+ * (num_local_experts > 0 makes every layer's MLP a top-k routed set of SwiGLU experts). */
 #ifndef FTUNE_CONFIG_H
 #define FTUNE_CONFIG_H
 
@@ -8,8 +11,8 @@
 typedef enum ft_rope_scaling_type { FT_ROPE_NONE = 0, FT_ROPE_LLAMA3 } ft_rope_scaling_type;
 
 typedef struct ft_model_config {
-    char architecture[64]; /* "LlamaForCausalLM" | "MistralForCausalLM" */
-    char model_type[32];   /* "llama" | "mistral" */
+    char architecture[64]; /* "LlamaForCausalLM" | "MistralForCausalLM" | "MixtralForCausalLM" */
+    char model_type[32];   /* "llama" | "mistral" | "mixtral" */
     int64_t vocab_size;
     int64_t hidden_size;       /* C */
     int64_t intermediate_size; /* F: SwiGLU width */
@@ -31,6 +34,12 @@ typedef struct ft_model_config {
     int64_t pad_token_id; /* -1: none */
     double initializer_range;
     char torch_dtype[16]; /* "float32" | "bfloat16" | "float16" */
+    /* Sparse mixture of experts (Mixtral); num_local_experts 0: a dense SwiGLU MLP. */
+    int64_t num_local_experts;   /* E */
+    int64_t num_experts_per_tok; /* K: experts each token is routed to */
+    double router_aux_loss_coef; /* the load-balancing loss's weight in the training loss ... */
+    bool output_router_logits;   /* ... which transformers adds only when this is true */
+    double router_jitter_noise;  /* training-time router noise: read, refused for training */
 } ft_model_config;
 
 /* Defaults as transformers' LlamaConfig has them (eps 1e-6, theta 10000, ...). */
@@ -44,6 +53,9 @@ ft_status ft_model_config_load_buf(const char *name, const char *data, size_t le
 ft_status ft_model_config_save(const ft_model_config *c, const char *path, ft_err *err);
 /* Check internal consistency (heads divide, positive sizes). */
 ft_status ft_model_config_validate(const ft_model_config *c, ft_err *err);
+/* The load-balancing loss's coefficient as the training loss uses it: router_aux_loss_coef when
+ * the model is a mixture of experts with output_router_logits, else 0. */
+double ft_model_config_aux_coef(const ft_model_config *c);
 /* Number of parameters (tied embeddings counted once). */
 int64_t ft_model_config_n_params(const ft_model_config *c);
 
@@ -60,6 +72,11 @@ int64_t ft_model_config_n_params(const ft_model_config *c);
  *   model.layers.i.mlp.gate_proj.weight                (F, C)
  *   model.layers.i.mlp.up_proj.weight                  (F, C)
  *   model.layers.i.mlp.down_proj.weight                (C, F)
+ *   a mixture of experts (Mixtral) has instead of the three mlp tensors:
+ *   model.layers.i.block_sparse_moe.gate.weight        (E, C)  the router
+ *   model.layers.i.block_sparse_moe.experts.e.w1.weight (F, C) per expert e: gate,
+ *   model.layers.i.block_sparse_moe.experts.e.w3.weight (F, C) up (listed before w2 so that
+ *   model.layers.i.block_sparse_moe.experts.e.w2.weight (C, F) w1|w3 lie back to back), down
  *   model.norm.weight                                  (C)
  *   lm_head.weight                                     (V, C)   unless tie_word_embeddings
  * Norm weights (ndim 1) are initialised to 1, all others to normal(0, initializer_range). */
@@ -68,7 +85,8 @@ typedef struct ft_tensor_spec {
     int ndim;         /* 1 or 2 */
     int64_t shape[2]; /* shape[1] is 0 when ndim == 1 */
 } ft_tensor_spec;
-/* Fill out[0..cap) and return the number of tensors (2 + 9 L + (tied ? 0 : 1)); call with
+/* Fill out[0..cap) and return the number of tensors (2 + 9 L + (tied ? 0 : 1), with experts
+ * 2 + (7 + 3 E) L + (tied ? 0 : 1)); call with
  * cap 0 to size the array. */
 size_t ft_model_config_tensors(const ft_model_config *c, ft_tensor_spec *out, size_t cap);
 /* Elements of one spec. */

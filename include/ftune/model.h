@@ -91,6 +91,10 @@ typedef struct ft_workspace_params {
     int threads;        /* threads the attention scratch is sized for; 0: omp_get_max_threads() */
 } ft_workspace_params;
 ft_workspace_params ft_workspace_default_params(void);
+/* Whether workspaces of this dtype (for training or not) can run the config: FT_ERR_UNSUPPORTED,
+ * with a message that says why, for bf16 on a mixture of experts (fp32 only so far) and for
+ * training a mixture of experts with router_jitter_noise != 0. */
+ft_status ft_workspace_check_dtype(const ft_model_config *c, ft_dtype dtype, bool training, ft_err *err);
 /* Bytes ft_workspace_new allocates for a model of config c (exact: the same layout code). */
 size_t ft_workspace_bytes(const ft_model_config *c, const ft_workspace_params *p);
 ft_status ft_workspace_new(const ft_model *m, const ft_workspace_params *p, ft_workspace **out, ft_err *err);
@@ -129,6 +133,34 @@ ft_status ft_model_eval(ft_model *m, ft_workspace *ws, const ft_batch *b, double
 ft_status ft_model_set_inference_dtype(ft_model *m, ft_dtype d, ft_err *err);
 ft_dtype ft_model_inference_dtype(const ft_model *m);
 
+/* ---------------------------------------------------------------- mixture of experts
+ * The load-balancing loss of transformers' load_balancing_loss_func, pooled over the layers:
+ * aux = E * sum_e (count_e / M) * (prob_sum_e / M), count_e the (token, slot) selections of
+ * expert e, prob_sum_e its summed router probabilities, M the counted (token, layer) pairs;
+ * tokens with a negative sample id (padding) are not counted. The training loss is
+ * CE_sum / denom + coef * aux with coef = ft_model_config_aux_coef(config):
+ * ft_model_forward_backward adds coef * aux's gradient. Over micro-batches aux is not a sum
+ * (count_e and M belong to the whole batch), so a caller that splits a batch first sums the
+ * routing counts of all micro-batches (ft_model_router_counts, a forward without the LM head),
+ * sets them on the workspace, and then each micro-batch's pass adds exactly its share of the
+ * whole batch's loss and gradient (ft_train_step does this). Dense models: no-ops, aux 0. */
+
+/* The load-balancing loss (without coef) of the last forward pass on ws: with counts set, this
+ * batch's share (the shares of the micro-batches add up to the whole batch's aux). */
+double ft_workspace_aux_loss(const ft_workspace *ws);
+/* Add the batch's routing counts to counts[0..E) and its counted (token, layer) pairs to *tokens. */
+ft_status ft_model_router_counts(ft_model *m, ft_workspace *ws, const ft_batch *b, double *counts, double *tokens,
+                                 ft_err *err);
+/* Use these whole-batch counts for the following passes on ws (copied); NULL: each pass's own. */
+ft_status ft_workspace_set_router_counts(ft_workspace *ws, const double *counts, double tokens, ft_err *err);
+
+/* The last forward's routing of a layer: sel (B*T, K) each token's experts in ascending order,
+ * probs (B*T, E) the router's softmax (fp32). Views into the workspace, valid until its next pass.
+ * A training workspace without checkpointing keeps every layer's; others only the last layer's.
+ * logits, when non-NULL, gets the router logits of the first n_rows tokens (n_rows, E). */
+ft_status ft_workspace_routing(const ft_workspace *ws, int64_t layer, const int32_t **sel, const float **probs,
+                               float *logits, int64_t n_rows, ft_err *err);
+
 /* KV-cache decoding for generation (batch 1). */
 typedef struct ft_kv_cache ft_kv_cache;
 ft_status ft_kv_cache_new(const ft_model *m, int64_t max_tokens, ft_kv_cache **out, ft_err *err);
@@ -149,7 +181,10 @@ void ft_model_memory(const ft_model *m, size_t *params, size_t *grads);
  * weight, QKV clipping, a sparse-MoE MLP) are new kinds, not new layer bodies. Today: Llama's
  * pre-norm RMSNorm layer with grouped-query attention and a SwiGLU MLP. */
 typedef enum ft_norm_kind { FT_NORM_RMS = 0 } ft_norm_kind;
-typedef enum ft_mlp_kind { FT_MLP_SWIGLU = 0 } ft_mlp_kind;
+typedef enum ft_mlp_kind {
+    FT_MLP_SWIGLU = 0,
+    FT_MLP_MOE_SWIGLU = 1, /* a router picks the top-k of n_experts SwiGLU experts per token */
+} ft_mlp_kind;
 typedef struct ft_layer_desc {
     ft_norm_kind norm;
     int64_t n_heads, n_kv_heads, head_dim;
@@ -157,6 +192,7 @@ typedef struct ft_layer_desc {
     ft_mlp_kind mlp;
     int64_t ffn;      /* MLP width F */
     size_t first_param, n_params; /* its tensors: ft_model_param(m, first_param + i) */
+    int64_t n_experts, top_k;     /* FT_MLP_MOE_SWIGLU */
 } ft_layer_desc;
 const ft_layer_desc *ft_model_layer(const ft_model *m, int64_t layer);
 /* The kernel table the model runs on (ftune/tensor.h); the optimizer uses the same. */

@@ -64,6 +64,8 @@ typedef struct ft_train_step_result {
     double loss;         /* loss_sum / denom; NaN when no token was trainable */
     double grad_norm;    /* before clipping; NaN when not computed */
     bool updated;        /* false: non-finite loss or norm, or nothing trainable */
+    double aux_loss;     /* mixture of experts: the load-balancing loss of the whole batch (without
+                          * its coefficient, which the gradient includes); 0 for dense models */
 } ft_train_step_result;
 
 /* One step on batch b (rows up to the workspace's max_batch per pass). */

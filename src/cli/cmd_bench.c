@@ -22,7 +22,9 @@ static const cli_opt OPTS[] = {
     {"config", CLI_STR,
      "small (V 32000, C 288, L 6, 6/6 heads, F 768, tied, T 256, B 8) | medium (V 32000, C 768, "
      "L 12, 12/4 heads, F 2048, untied, T 512, B 4) | 1b (Llama-3.2-1B's shape: V 128256, C 2048, L 16, 32/8 "
-     "heads, F 8192, tied, T 2048, B 1)"},
+     "heads, F 8192, tied, T 2048, B 1) | moe-small (Mixtral-shaped: V 32000, C 512, L 8, 8/8 heads, 8 experts "
+     "of F 1024, top-2, aux loss on, untied, T 512, B 2) | moe-dense (moe-small's active parameters as a dense "
+     "Llama: F 2048)"},
     {"dtype", CLI_STR, "fp32 (default) | bf16 (mixed precision: bf16 GEMM operands, fp32 masters) | auto"},
     {"activation-checkpointing", CLI_STR,
      "auto (default: on only when the memory planner says the step does not fit without it) | on | off"},
@@ -38,12 +40,16 @@ typedef struct bench_cfg {
     const char *name;
     int64_t V, C, L, NH, KVH, F, T, B;
     bool tied;
+    int64_t E, K; /* experts, experts per token (0: dense) */
 } bench_cfg;
 
 static const bench_cfg CONFIGS[] = {
-    {"small", 32000, 288, 6, 6, 6, 768, 256, 8, true},
-    {"medium", 32000, 768, 12, 12, 4, 2048, 512, 4, false},
-    {"1b", 128256, 2048, 16, 32, 8, 8192, 2048, 1, true},
+    {"small", 32000, 288, 6, 6, 6, 768, 256, 8, true, 0, 0},
+    {"medium", 32000, 768, 12, 12, 4, 2048, 512, 4, false, 0, 0},
+    {"1b", 128256, 2048, 16, 32, 8, 8192, 2048, 1, true, 0, 0},
+    /* issue #14: a Mixtral-shaped step, and the dense model with its active parameters */
+    {"moe-small", 32000, 512, 8, 8, 8, 1024, 512, 2, false, 8, 2},
+    {"moe-dense", 32000, 512, 8, 8, 8, 2048, 512, 2, false, 0, 0},
 };
 
 /* User + system CPU seconds of this process: with the wall time it shows how much of the machine
@@ -71,7 +77,7 @@ static int train_step(int argc, char **argv) {
     int64_t steps = 0, warmup = cli_int(&a, "warmup", 1);
     const char *ckpt = cli_str(&a, "activation-checkpointing", "auto");
     if (!bc)
-        rc = cli_usage_error(cmd, "config", "must be small, medium or 1b");
+        rc = cli_usage_error(cmd, "config", "must be small, medium, 1b, moe-small or moe-dense");
     else if (strcmp(ckpt, "auto") && strcmp(ckpt, "on") && strcmp(ckpt, "off"))
         rc = cli_usage_error(cmd, "activation-checkpointing", "must be auto, on or off");
     else if (strcmp(dtype, "auto") && !ft_dtype_parse(dtype, &dt))
@@ -111,6 +117,14 @@ static int train_step(int argc, char **argv) {
     c.tie_word_embeddings = bc->tied;
     c.max_position_embeddings = bc->T;
     c.rms_norm_eps = 1e-5;
+    if (bc->E > 0) {
+        snprintf(c.architecture, sizeof c.architecture, "MixtralForCausalLM");
+        snprintf(c.model_type, sizeof c.model_type, "mixtral");
+        c.num_local_experts = bc->E;
+        c.num_experts_per_tok = bc->K;
+        c.router_aux_loss_coef = 0.001;
+        c.output_router_logits = true;
+    }
     ft_model_params p = ft_model_default_params();
     p.training = true;
     int threads = (int)cli_int(&a, "threads", 0);
@@ -191,8 +205,10 @@ static int train_step(int argc, char **argv) {
         rc = cli_report(cmd, &err);
     } else {
         int64_t Q = c.num_attention_heads * c.head_dim, KV = c.num_key_value_heads * c.head_dim;
-        double n_matmul = (double)c.num_hidden_layers * (double)(c.hidden_size * (Q + 2 * KV) + Q * c.hidden_size +
-                                                                 3 * c.hidden_size * c.intermediate_size) +
+        /* a mixture of experts counts the weights a token uses: K experts and the router */
+        int64_t mlp = bc->E > 0 ? 3 * c.hidden_size * c.intermediate_size * bc->K + bc->E * c.hidden_size
+                                : 3 * c.hidden_size * c.intermediate_size;
+        double n_matmul = (double)c.num_hidden_layers * (double)(c.hidden_size * (Q + 2 * KV) + Q * c.hidden_size + mlp) +
                           (double)c.vocab_size * (double)c.hidden_size;
         double flops_tok = 6.0 * n_matmul + 6.0 * (double)c.num_hidden_layers * (double)bc->T * (double)Q;
         double tps = (double)(N * steps) / t_all;

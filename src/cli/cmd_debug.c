@@ -28,9 +28,64 @@ static const cli_opt FWD_OPTS[] = {
     {"dtype", CLI_STR, "fp32 (default) | bf16 (mixed precision, as training runs it) | auto"},
     {"logits-out", CLI_STR, "F: write the logits (B, T, V) as safetensors tensor \"logits\""},
     {"grads-out", CLI_STR, "F: write d(mean loss)/d(param) for every parameter, HF names, F32"},
+    {"router-out", CLI_STR,
+     "F: mixture of experts: write each layer's router logits \"router_logits.L\" and probabilities "
+     "\"router_probs.L\" (B*T, E) and chosen experts \"routing.L\" (B*T, K), F32"},
     {"threads", CLI_INT, "N: threads (default: all cores)"},
     {NULL, 0, NULL},
 };
+
+/* --router-out: every layer's router softmax and routing of the last forward (a training
+ * workspace, which keeps all layers). */
+static ft_status write_router(const ft_workspace *ws, const ft_model_config *c, const ft_batch *b, const char *path,
+                              ft_err *err) {
+    const int64_t L = c->num_hidden_layers, E = c->num_local_experts, K = c->num_experts_per_tok, N = b->B * b->T;
+    if (E == 0)
+        return FT_ERR(err, FT_ERR_INVALID, "--router-out: %s has no router (not a mixture of experts)",
+                      c->architecture);
+    const size_t n = (size_t)(3 * L); /* per layer: logits, probabilities, routing */
+    char(*names)[48] = ft_calloc(n, sizeof *names);
+    const char **np = ft_calloc(n, sizeof *np);
+    int *nd = ft_calloc(n, sizeof *nd);
+    int64_t(*shape)[2] = ft_calloc(n, sizeof *shape);
+    const int64_t **sp = ft_calloc(n, sizeof *sp);
+    const float **data = ft_calloc(n, sizeof *data);
+    float *sel = ft_malloc((size_t)(L * N * K) * sizeof(float)), *lg = ft_malloc((size_t)(L * N * E) * sizeof(float));
+    ft_status s =
+        names && np && nd && shape && sp && data && sel && lg ? FT_OK : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    for (int64_t l = 0; s == FT_OK && l < L; l++) {
+        const int32_t *si;
+        const float *pr;
+        s = ft_workspace_routing(ws, l, &si, &pr, lg + l * N * E, N, err);
+        if (s != FT_OK)
+            break;
+        for (int64_t i = 0; i < N * K; i++)
+            sel[l * N * K + i] = (float)si[i];
+        static const char *const what[3] = {"router_logits", "router_probs", "routing"};
+        const float *src[3] = {lg + l * N * E, pr, sel + l * N * K};
+        for (int k = 0; k < 3; k++) {
+            size_t i = (size_t)(3 * l + k);
+            snprintf(names[i], sizeof names[0], "%s.%lld", what[k], (long long)l);
+            np[i] = names[i];
+            nd[i] = 2;
+            shape[i][0] = N;
+            shape[i][1] = k < 2 ? E : K;
+            sp[i] = shape[i];
+            data[i] = src[k];
+        }
+    }
+    if (s == FT_OK)
+        s = ft_st_save_f32(path, n, np, nd, sp, data, FT_ST_DTYPE_F32, err);
+    ft_free(names);
+    ft_free(np);
+    ft_free(nd);
+    ft_free(shape);
+    ft_free(sp);
+    ft_free(data);
+    ft_free(sel);
+    ft_free(lg);
+    return s;
+}
 
 static const char STEPS_SYNOPSIS[] =
     "--model M --batch FILE [--steps 10] [--optimizer adamw|lion] [--lr 1e-3] [--json]";
@@ -101,6 +156,7 @@ static int debug_forward(int argc, char **argv) {
         return rc < 0 ? CLI_EXIT_OK : rc;
     const char *model = cli_str(&a, "model", NULL), *batch = cli_str(&a, "batch", NULL);
     const char *logits_out = cli_str(&a, "logits-out", NULL), *grads_out = cli_str(&a, "grads-out", NULL);
+    const char *router_out = cli_str(&a, "router-out", NULL);
     const char *dts = cli_str(&a, "dtype", "fp32");
     ft_dtype dt = FT_DTYPE_FP32;
     ft_err gerr;
@@ -121,7 +177,8 @@ static int debug_forward(int argc, char **argv) {
     ft_model *m = NULL;
     ft_workspace *ws = NULL;
     float *logits = NULL;
-    ft_status s = open_model(model, batch, grads_out != NULL, (int)cli_int(&a, "threads", 0), dt, &bo, &m, &ws, &err);
+    ft_status s = open_model(model, batch, grads_out != NULL || router_out != NULL, (int)cli_int(&a, "threads", 0), dt,
+                             &bo, &m, &ws, &err);
     double loss_sum = 0;
     int64_t n = 0;
     const ft_batch *b = &bo.b;
@@ -150,15 +207,29 @@ static int debug_forward(int argc, char **argv) {
         if (s == FT_OK)
             s = write_grads(m, grads_out, &err);
     }
+    if (s == FT_OK && router_out)
+        s = write_router(ws, ft_model_get_config(m), b, router_out, &err);
     if (s != FT_OK) {
         rc = cli_report(cmd, &err);
     } else {
         double loss = n > 0 ? loss_sum / (double)n : 0.0;
-        if (cli_has(&a, "json"))
-            printf("{\"loss\": %.9g, \"trainable_tokens\": %lld}\n", loss, (long long)n);
-        else
+        const ft_model_config *mc = ft_model_get_config(m);
+        bool moe = mc->num_local_experts > 0;
+        /* a mixture of experts: the load-balancing loss of this batch, and the training loss it makes */
+        double aux = moe ? ft_workspace_aux_loss(ws) : 0, coef = ft_model_config_aux_coef(mc);
+        if (cli_has(&a, "json")) {
+            if (moe)
+                printf("{\"loss\": %.9g, \"trainable_tokens\": %lld, \"aux_loss\": %.9g, \"aux_coef\": %.9g}\n", loss,
+                       (long long)n, aux, coef);
+            else
+                printf("{\"loss\": %.9g, \"trainable_tokens\": %lld}\n", loss, (long long)n);
+        } else {
             printf("loss %.6f over %lld trainable tokens (batch %lld x %lld)\n", loss, (long long)n, (long long)b->B,
                    (long long)b->T);
+            if (moe)
+                printf("aux loss %.6f (load balancing; coefficient %g, so training minimises %.6f)\n", aux, coef,
+                       loss + coef * aux);
+        }
         rc = CLI_EXIT_OK;
     }
     ft_free(logits);

@@ -103,8 +103,8 @@ int cmd_generate(int argc, char **argv) {
         s = ft_model_load(dir, &mp, &m, &err);
     }
     if (s == FT_OK) {
-        if (!strcmp(dts, "auto"))
-            dt = ft_tensor_auto_dtype(NULL);
+        if (!strcmp(dts, "auto")) /* bf16 is not implemented for mixture-of-experts layers yet */
+            dt = ft_model_get_config(m)->num_local_experts > 0 ? FT_DTYPE_FP32 : ft_tensor_auto_dtype(NULL);
         s = ft_model_set_inference_dtype(m, dt, &err);
     }
     if (s == FT_OK)

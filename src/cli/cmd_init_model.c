@@ -79,7 +79,12 @@ static const cli_opt opts[] = {
     {"rope-high-freq-factor", CLI_FLOAT, "X: llama3 scaling high_freq_factor (default 4)"},
     {"rope-original-max-position-embeddings", CLI_INT, "N: llama3 scaling original context (default: max positions)"},
     {"rms-norm-eps", CLI_FLOAT, "X: RMSNorm epsilon (default 1e-5)"},
-    {"architecture", CLI_STR, "NAME: LlamaForCausalLM (default) or MistralForCausalLM"},
+    {"architecture", CLI_STR, "NAME: LlamaForCausalLM (default), MistralForCausalLM or MixtralForCausalLM"},
+    {"arch", CLI_STR, "llama | mistral | mixtral: the same as --architecture"},
+    {"experts", CLI_INT, "E: Mixtral's experts per layer, num_local_experts (default 8)"},
+    {"experts-per-tok", CLI_INT, "K: experts each token is routed to, num_experts_per_tok (default 2)"},
+    {"router-aux-loss-coef", CLI_FLOAT, "X: Mixtral's load-balancing loss coefficient (default 0.001)"},
+    {"output-router-logits", CLI_FLAG, "Mixtral: train with the load-balancing loss (output_router_logits)"},
     {"sliding-window", CLI_INT, "N: Mistral attention window (default none)"},
     {"tokenizer", CLI_STR, "DIR: copy the tokenizer files from this folder"},
     {"bos-token-id", CLI_INT, "N: BOS id (default: the tokenizer's, none if it has none; without --tokenizer 1)"},
@@ -109,14 +114,33 @@ int cmd_init_model(int argc, char **argv) {
         }
     ft_model_config c;
     ft_model_config_default(&c);
-    const char *arch = cli_str(&a, "architecture", "LlamaForCausalLM");
+    const char *arch = cli_str(&a, "architecture", cli_str(&a, "arch", "LlamaForCausalLM"));
+    const bool moe = !strcmp(arch, "MixtralForCausalLM") || !strcmp(arch, "mixtral");
     if (!strcmp(arch, "MistralForCausalLM") || !strcmp(arch, "mistral")) {
         snprintf(c.architecture, sizeof c.architecture, "MistralForCausalLM");
         snprintf(c.model_type, sizeof c.model_type, "mistral");
+    } else if (moe) {
+        snprintf(c.architecture, sizeof c.architecture, "MixtralForCausalLM");
+        snprintf(c.model_type, sizeof c.model_type, "mixtral");
+        c.num_local_experts = cli_int(&a, "experts", 8);
+        c.num_experts_per_tok = cli_int(&a, "experts-per-tok", 2);
+        c.router_aux_loss_coef = cli_float(&a, "router-aux-loss-coef", 0.001);
+        c.output_router_logits = cli_has(&a, "output-router-logits");
+        if (c.num_local_experts < 1 || c.num_experts_per_tok < 1 || c.num_experts_per_tok > c.num_local_experts) {
+            cli_args_free(&a);
+            return cli_usage_error("init-model", "experts-per-tok",
+                                   "must be between 1 and --experts (got %lld of %lld experts)",
+                                   (long long)c.num_experts_per_tok, (long long)c.num_local_experts);
+        }
     } else if (strcmp(arch, "LlamaForCausalLM") != 0 && strcmp(arch, "llama") != 0) {
         cli_args_free(&a);
-        return cli_usage_error("init-model", "architecture", "\"%s\" is not supported (LlamaForCausalLM, MistralForCausalLM)",
+        return cli_usage_error("init-model", "architecture",
+                               "\"%s\" is not supported (LlamaForCausalLM, MistralForCausalLM, MixtralForCausalLM)",
                                arch);
+    }
+    if (!moe && (cli_has(&a, "experts") || cli_has(&a, "experts-per-tok"))) {
+        cli_args_free(&a);
+        return cli_usage_error("init-model", "experts", "only a mixture of experts (--arch mixtral) has experts");
     }
     c.vocab_size = cli_int(&a, "vocab-size", 0);
     c.hidden_size = cli_int(&a, "hidden-size", 0);
@@ -131,9 +155,10 @@ int cmd_init_model(int argc, char **argv) {
     c.rms_norm_eps = cli_float(&a, "rms-norm-eps", 1e-5);
     c.sliding_window = cli_int(&a, "sliding-window", 0);
     c.initializer_range = cli_float(&a, "std", 0.02);
-    if (c.sliding_window && strcmp(c.architecture, "MistralForCausalLM") != 0) {
+    if (c.sliding_window && strcmp(c.architecture, "MistralForCausalLM") != 0 && !moe) {
         cli_args_free(&a);
-        return cli_usage_error("init-model", "sliding-window", "only MistralForCausalLM has a sliding window");
+        return cli_usage_error("init-model", "sliding-window",
+                               "only MistralForCausalLM and MixtralForCausalLM have a sliding window");
     }
     if (cli_has(&a, "rope-scaling-llama3")) {
         c.rope_scaling = FT_ROPE_LLAMA3;

@@ -1,5 +1,5 @@
 /* model/config.c: Hugging Face config.json for the Llama family (LlamaForCausalLM,
- * MistralForCausalLM): parsing with transformers' defaults, validation, writing a config.json that
+ * MistralForCausalLM, and MixtralForCausalLM's sparse mixture of experts): parsing with transformers' defaults, validation, writing a config.json that
  * transformers loads unchanged, and the list of parameter tensors in HF order and names.
  *
  * Defaults follow transformers' LlamaConfig / MistralConfig, so a config.json that leaves a key out
@@ -13,7 +13,9 @@
 #include "ftune/config.h"
 #include "ftune/json.h"
 
-static const char *const supported_archs = "LlamaForCausalLM, MistralForCausalLM";
+static const char *const supported_archs = "LlamaForCausalLM, MistralForCausalLM, MixtralForCausalLM";
+
+enum { ARCH_LLAMA, ARCH_MISTRAL, ARCH_MIXTRAL };
 
 void ft_model_config_default(ft_model_config *c) {
     memset(c, 0, sizeof *c);
@@ -48,6 +50,27 @@ static void mistral_defaults(ft_model_config *c) {
     c->num_key_value_heads = 8;
     c->max_position_embeddings = 4096 * 32;
     c->sliding_window = 4096;
+}
+
+/* MixtralConfig's defaults (transformers 4.44: Mixtral-8x7B's shape, rope_theta 1e6, eps 1e-5, no
+ * sliding window, 8 experts, top-2, aux coefficient 0.001 used only with output_router_logits). */
+static void mixtral_defaults(ft_model_config *c) {
+    snprintf(c->architecture, sizeof c->architecture, "MixtralForCausalLM");
+    snprintf(c->model_type, sizeof c->model_type, "mixtral");
+    c->intermediate_size = 14336;
+    c->num_key_value_heads = 8;
+    c->max_position_embeddings = 4096 * 32;
+    c->rms_norm_eps = 1e-5;
+    c->rope_theta = 1e6;
+    c->sliding_window = 0;
+    c->num_local_experts = 8;
+    c->num_experts_per_tok = 2;
+    c->router_aux_loss_coef = 0.001;
+    c->output_router_logits = false;
+}
+
+double ft_model_config_aux_coef(const ft_model_config *c) {
+    return c->num_local_experts > 0 && c->output_router_logits ? c->router_aux_loss_coef : 0.0;
 }
 
 /* Errors from the typed JSON getters carry the path as context; give them the file too. */
@@ -139,27 +162,34 @@ static ft_status parse(const json_t *root, ft_model_config *c, const char *path,
     else if (archs && !json_is_null(archs))
         return FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0, "\"architectures\" must be a non-empty list of strings");
     FT_TRY(at_file(ft_json_get_str(root, "model_type", false, &model_type, path, err), path, err));
-    bool mistral;
+    int kind;
     if (arch) {
         if (!strcmp(arch, "LlamaForCausalLM"))
-            mistral = false;
+            kind = ARCH_LLAMA;
         else if (!strcmp(arch, "MistralForCausalLM"))
-            mistral = true;
+            kind = ARCH_MISTRAL;
+        else if (!strcmp(arch, "MixtralForCausalLM"))
+            kind = ARCH_MIXTRAL;
         else
             return FT_ERR_AT(err, FT_ERR_UNSUPPORTED, path, 0, 0,
                              "architecture \"%s\" is not supported (ftune supports %s)", arch, supported_archs);
     } else if (model_type && !strcmp(model_type, "llama")) {
-        mistral = false;
+        kind = ARCH_LLAMA;
     } else if (model_type && !strcmp(model_type, "mistral")) {
-        mistral = true;
+        kind = ARCH_MISTRAL;
+    } else if (model_type && !strcmp(model_type, "mixtral")) {
+        kind = ARCH_MIXTRAL;
     } else {
         return FT_ERR_AT(err, FT_ERR_UNSUPPORTED, path, 0, 0,
                          "model_type \"%s\" is not supported (ftune supports %s)", model_type ? model_type : "(none)",
                          supported_archs);
     }
+    const bool mistral = kind != ARCH_LLAMA; /* Mixtral is Mistral's decoder with MoE MLPs */
     ft_model_config_default(c);
-    if (mistral)
+    if (kind == ARCH_MISTRAL)
         mistral_defaults(c);
+    if (kind == ARCH_MIXTRAL)
+        mixtral_defaults(c);
 
     /* Features the Llama code path in transformers supports but ftune does not compute. */
     bool b = false;
@@ -184,6 +214,21 @@ static ft_status parse(const json_t *root, ft_model_config *c, const char *path,
                    err));
     /* num_key_value_heads: absent or null means MHA (as many as the attention heads). */
     c->num_key_value_heads = mistral && !json_object_get(root, "num_key_value_heads") ? 8 : c->num_attention_heads;
+    if (kind == ARCH_MIXTRAL) {
+        FT_TRY(at_file(ft_json_get_int(root, "num_local_experts", false, &c->num_local_experts, path, err), path, err));
+        FT_TRY(at_file(ft_json_get_int(root, "num_experts_per_tok", false, &c->num_experts_per_tok, path, err), path,
+                       err));
+        FT_TRY(at_file(ft_json_get_double(root, "router_aux_loss_coef", false, &c->router_aux_loss_coef, path, err),
+                       path, err));
+        FT_TRY(at_file(ft_json_get_bool(root, "output_router_logits", false, &c->output_router_logits, path, err),
+                       path, err));
+        /* transformers applies it only in training; generation reads such a model as it is */
+        FT_TRY(at_file(ft_json_get_double(root, "router_jitter_noise", false, &c->router_jitter_noise, path, err),
+                       path, err));
+        if (c->num_local_experts <= 0)
+            return FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0, "\"num_local_experts\" must be positive (got %lld)",
+                             (long long)c->num_local_experts);
+    }
     FT_TRY(at_file(ft_json_get_int(root, "num_key_value_heads", false, &c->num_key_value_heads, path, err), path,
                    err));
     c->head_dim = c->num_attention_heads > 0 ? c->hidden_size / c->num_attention_heads : 0;
@@ -278,7 +323,8 @@ ft_status ft_model_config_validate(const ft_model_config *c, ft_err *err) {
         /* The parameter count in double precision, so that no int64 product below can overflow. */
         double C = (double)c->hidden_size, Q = (double)c->num_attention_heads * (double)c->head_dim;
         double KV = (double)c->num_key_value_heads * (double)c->head_dim;
-        double per_layer = 2 * C + 2 * Q * C + 2 * KV * C + 3 * (double)c->intermediate_size * C;
+        double E = c->num_local_experts > 0 ? (double)c->num_local_experts : 1;
+        double per_layer = 2 * C + 2 * Q * C + 2 * KV * C + 3 * (double)c->intermediate_size * C * E + E * C;
         double total = 2 * (double)c->vocab_size * C + (double)c->num_hidden_layers * per_layer + C;
         if (total > 9e15)
             return FT_ERR(err, FT_ERR_INVALID, "model dimensions are implausibly large (%.3g parameters)", total);
@@ -302,6 +348,18 @@ ft_status ft_model_config_validate(const ft_model_config *c, ft_err *err) {
     }
     if (c->sliding_window < 0)
         return FT_ERR(err, FT_ERR_INVALID, "\"sliding_window\" must be null or positive");
+    if (c->num_local_experts < 0 || c->num_local_experts > 4096)
+        return FT_ERR(err, FT_ERR_INVALID, "\"num_local_experts\" must be between 1 and 4096 (got %lld)",
+                      (long long)c->num_local_experts);
+    if (c->num_local_experts > 0 &&
+        (c->num_experts_per_tok < 1 || c->num_experts_per_tok > c->num_local_experts))
+        return FT_ERR(err, FT_ERR_INVALID,
+                      "\"num_experts_per_tok\" must be between 1 and num_local_experts (%lld); got %lld",
+                      (long long)c->num_local_experts, (long long)c->num_experts_per_tok);
+    if (!(c->router_jitter_noise >= 0) || !isfinite(c->router_jitter_noise))
+        return FT_ERR(err, FT_ERR_INVALID, "\"router_jitter_noise\" must be >= 0");
+    if (!(c->router_aux_loss_coef >= 0) || !isfinite(c->router_aux_loss_coef))
+        return FT_ERR(err, FT_ERR_INVALID, "\"router_aux_loss_coef\" must be >= 0");
     if (c->n_eos < 0 || c->n_eos > 8)
         return FT_ERR(err, FT_ERR_INVALID, "at most 8 eos_token_id values");
     for (int i = 0; i < c->n_eos; i++)
@@ -343,10 +401,13 @@ static int shortest_digits(double v) {
 /* The keys transformers' LlamaConfig/MistralConfig.to_json_string() writes, sorted as it sorts them. */
 ft_status ft_model_config_save(const ft_model_config *c, const char *path, ft_err *err) {
     FT_TRY(ft_model_config_validate(c, err));
-    bool mistral = !strcmp(c->architecture, "MistralForCausalLM");
+    const bool moe = !strcmp(c->architecture, "MixtralForCausalLM");
+    const bool mistral = moe || !strcmp(c->architecture, "MistralForCausalLM");
     if (!mistral && strcmp(c->architecture, "LlamaForCausalLM") != 0)
         return FT_ERR(err, FT_ERR_UNSUPPORTED, "architecture \"%s\" is not supported (ftune supports %s)",
                       c->architecture, supported_archs);
+    if (moe != (c->num_local_experts > 0))
+        return FT_ERR(err, FT_ERR_INVALID, "%s %s experts", c->architecture, moe ? "needs" : "has no");
     json_t *o = json_object();
     if (!o)
         return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
@@ -369,7 +430,14 @@ ft_status ft_model_config_save(const ft_model_config *c, const char *path, ft_er
     json_object_set_new(o, "initializer_range", json_real(c->initializer_range));
     json_object_set_new(o, "intermediate_size", json_integer(c->intermediate_size));
     json_object_set_new(o, "max_position_embeddings", json_integer(c->max_position_embeddings));
-    json_object_set_new(o, "model_type", json_string(mistral ? "mistral" : "llama"));
+    json_object_set_new(o, "model_type", json_string(moe ? "mixtral" : mistral ? "mistral" : "llama"));
+    if (moe) {
+        json_object_set_new(o, "num_experts_per_tok", json_integer(c->num_experts_per_tok));
+        json_object_set_new(o, "num_local_experts", json_integer(c->num_local_experts));
+        json_object_set_new(o, "output_router_logits", json_boolean(c->output_router_logits));
+        json_object_set_new(o, "router_aux_loss_coef", json_real(c->router_aux_loss_coef));
+        json_object_set_new(o, "router_jitter_noise", json_real(c->router_jitter_noise));
+    }
     json_object_set_new(o, "num_attention_heads", json_integer(c->num_attention_heads));
     json_object_set_new(o, "num_hidden_layers", json_integer(c->num_hidden_layers));
     json_object_set_new(o, "num_key_value_heads", json_integer(c->num_key_value_heads));
@@ -396,8 +464,9 @@ ft_status ft_model_config_save(const ft_model_config *c, const char *path, ft_er
     json_object_set_new(o, "vocab_size", json_integer(c->vocab_size));
     /* Print reals with as many digits as the least round one needs (so 1e-05 is written "1e-5"
      * rather than "1.0000000000000001e-05"), which is exact for all of them. */
-    const double reals[] = {c->rms_norm_eps, c->rope_theta, c->initializer_range, c->rope_factor,
-                            c->rope_low_freq_factor, c->rope_high_freq_factor};
+    const double reals[] = {c->rms_norm_eps,         c->rope_theta,           c->initializer_range,
+                            c->rope_factor,          c->rope_low_freq_factor, c->rope_high_freq_factor,
+                            c->router_aux_loss_coef, c->router_jitter_noise};
     int digits = 7; /* at least 7, so that 500000.0 is not written 5e5 */
     for (size_t i = 0; i < sizeof reals / sizeof *reals; i++)
         if (shortest_digits(reals[i]) > digits)
@@ -442,6 +511,15 @@ size_t ft_model_config_tensors(const ft_model_config *c, ft_tensor_spec *out, si
         SPEC(2, KV, C, "model.layers.%lld.self_attn.v_proj.weight", l);
         SPEC(2, C, Q, "model.layers.%lld.self_attn.o_proj.weight", l);
         SPEC(1, C, 0, "model.layers.%lld.post_attention_layernorm.weight", l);
+        if (c->num_local_experts > 0) {
+            SPEC(2, c->num_local_experts, C, "model.layers.%lld.block_sparse_moe.gate.weight", l);
+            for (int64_t e = 0; e < c->num_local_experts; e++) {
+                SPEC(2, F, C, "model.layers.%lld.block_sparse_moe.experts.%lld.w1.weight", l, (long long)e);
+                SPEC(2, F, C, "model.layers.%lld.block_sparse_moe.experts.%lld.w3.weight", l, (long long)e);
+                SPEC(2, C, F, "model.layers.%lld.block_sparse_moe.experts.%lld.w2.weight", l, (long long)e);
+            }
+            continue;
+        }
         SPEC(2, F, C, "model.layers.%lld.mlp.gate_proj.weight", l);
         SPEC(2, F, C, "model.layers.%lld.mlp.up_proj.weight", l);
         SPEC(2, C, F, "model.layers.%lld.mlp.down_proj.weight", l);
@@ -460,6 +538,7 @@ int64_t ft_tensor_spec_numel(const ft_tensor_spec *t) {
 int64_t ft_model_config_n_params(const ft_model_config *c) {
     int64_t C = c->hidden_size, V = c->vocab_size, F = c->intermediate_size;
     int64_t Q = c->num_attention_heads * c->head_dim, KV = c->num_key_value_heads * c->head_dim;
-    int64_t per_layer = 2 * C + Q * C + 2 * KV * C + C * Q + 3 * F * C;
+    int64_t E = c->num_local_experts;
+    int64_t per_layer = 2 * C + Q * C + 2 * KV * C + C * Q + (E > 0 ? 3 * F * C * E + E * C : 3 * F * C);
     return V * C + c->num_hidden_layers * per_layer + C + (c->tie_word_embeddings ? 0 : V * C);
 }

@@ -19,6 +19,10 @@ struct ft_kv_cache {
     /* work buffers for DC rows */
     float *x, *xn, *qkv, *att, *abuf, *gu, *h, *cos_t, *sin_t, *scratch;
     int32_t *pos;
+    /* mixture of experts: router and grouping for DC rows, gathered rows (DC K, C) */
+    float *probs, *selw, *xe, *ye;
+    int32_t *sel, *rowof, *tok;
+    int64_t *offs;
     ft_arena arena; /* one mapping with huge pages: the cache can be gigabytes */
 };
 
@@ -36,7 +40,10 @@ ft_status ft_kv_cache_new(const ft_model *m, int64_t max_tokens, ft_kv_cache **o
                         .threads = c->threads};
     size_t scratch = ft_tensor_attention_scratch(&as);
     size_t kv = (size_t)(m->L * max_tokens * m->KV);
-    size_t total = 2 * kv + (size_t)DC * (size_t)(2 * m->C + m->QKV + 2 * m->Q + 3 * m->F + m->HD) + scratch + DC;
+    const int64_t K = m->E > 0 ? m->K : 1; /* rows of gate/up per token */
+    size_t moe = m->E > 0 ? (size_t)DC * (size_t)(m->E + 4 * K + 2 * K * m->C) + 2 * (size_t)(m->E + 1) + 16 : 0;
+    size_t total =
+        2 * kv + (size_t)DC * (size_t)(2 * m->C + m->QKV + 2 * m->Q + 3 * K * m->F + m->HD) + scratch + DC + moe;
     float *p = NULL;
     if (ft_arena_init(&c->arena, "kv cache", total * sizeof(float) + 64, err) != FT_OK ||
         !(p = ft_arena_alloc(&c->arena, total * sizeof(float), err))) {
@@ -51,8 +58,19 @@ ft_status ft_kv_cache_new(const ft_model *m, int64_t max_tokens, ft_kv_cache **o
     c->qkv = p, p += DC * m->QKV;
     c->att = p, p += DC * m->Q;
     c->abuf = p, p += DC * m->Q; /* bf16: the rounded attention output */
-    c->gu = p, p += DC * 2 * m->F;
-    c->h = p, p += DC * m->F;
+    c->gu = p, p += DC * K * 2 * m->F;
+    c->h = p, p += DC * K * m->F;
+    if (m->E > 0) {
+        c->probs = p, p += DC * m->E;
+        c->selw = p, p += DC * K;
+        c->xe = p, p += DC * K * m->C;
+        c->ye = p, p += DC * K * m->C;
+        c->sel = (int32_t *)p, p += DC * K;
+        c->rowof = (int32_t *)p, p += DC * K;
+        c->tok = (int32_t *)p, p += DC * K;
+        p += (uintptr_t)p % 8 ? 1 : 0; /* int64 alignment */
+        c->offs = (int64_t *)p, p += 2 * (m->E + 1);
+    }
     c->cos_t = p, p += DC * (m->HD / 2);
     c->sin_t = p, p += DC * (m->HD / 2);
     c->scratch = p, p += scratch;
@@ -97,11 +115,13 @@ static void decode_chunk(ft_model *m, ft_kv_cache *c, const int32_t *tokens, int
                         .threads = c->threads};
     /* No statistics kept, one normed buffer for both norms, the residual updated in place. */
     layer_acts A = {.x = c->x, .xn1 = c->xn, .qkv = c->qkv, .att = c->att, .xmid = c->x, .xn2 = c->xn, .gu = c->gu,
-                    .h = c->h};
+                    .h = c->h, .probs = c->probs, .sel = c->sel, .selw = c->selw, .rowof = c->rowof, .tok = c->tok,
+                    .offs = c->offs};
     for (int64_t l = 0; l < m->L; l++) {
         layer_kv kv = {.k = c->k + l * c->max_tokens * KV, .v = c->v + l * c->max_tokens * KV, .stride = KV, .at = T0};
         layer_run run = {.W = &m->w[l], .bf16 = m->infer_dtype == FT_DTYPE_BF16, .abuf = c->abuf, .as = &as,
-                         .cos_t = c->cos_t, .sin_t = c->sin_t, .kv = &kv, .attn_scratch = c->scratch};
+                         .cos_t = c->cos_t, .sin_t = c->sin_t, .kv = &kv, .attn_scratch = c->scratch,
+                         .xe = c->xe, .ye = c->ye};
         model_layer_forward(m, l, &A, c->x, n, &run);
     }
     c->len += n;

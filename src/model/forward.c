@@ -13,6 +13,7 @@
  * sgemm's beta = 1. The LM head and the cross-entropy run on the trainable rows only, in chunks
  * of `ws->chunk` rows, so the (B*T, V) logits never exist in training; the softmax gradient is
  * formed in place of each chunk's logits. */
+#include <math.h>
 #include <omp.h>
 #include <string.h>
 #include <time.h>
@@ -96,7 +97,7 @@ void model_layer_forward(const ft_model *m, int64_t layer, layer_acts *A, float 
     const bool bf = r->bf16;
     double *prof = r->prof;
     const bool prof_cpu = r->prof_cpu;
-    FT_ASSERT(d->norm == FT_NORM_RMS && d->mlp == FT_MLP_SWIGLU);
+    FT_ASSERT(d->norm == FT_NORM_RMS && (d->mlp == FT_MLP_SWIGLU || (d->mlp == FT_MLP_MOE_SWIGLU && !bf)));
     /* Attention block. bf16: the norm's output is only a GEMM operand, so it is rounded in place
      * (and kept so for the weight gradient); q, k after RoPE and v are saved rounded, and
      * attention reads them so. */
@@ -133,6 +134,10 @@ void model_layer_forward(const ft_model *m, int64_t layer, layer_acts *A, float 
     P(PROF_NORM, be->rmsnorm_fwd(A->xn2, A->rstd2, A->xmid, W->ln2, N, C, eps));
     if (bf)
         P(PROF_MISC, be->round_bf16(A->xn2, A->xn2, N * C));
+    if (d->mlp == FT_MLP_MOE_SWIGLU) { /* the sparse-MoE MLP (moe.c) */
+        P(PROF_SWIGLU, model_moe_forward(m, W, A, next, N, r));
+        return;
+    }
     /* (N, 2F) */
     P(PROF_MATMUL, lin_fwd(be, bf, A->gu, A->xn2, W->wgu, N, C, 2 * F));
     if (!next && !bf)
@@ -221,7 +226,26 @@ static layer_run run_of(const ft_model *m, ft_workspace *ws, const layer_w *W, c
                        .sin_t = ws->sin_t,
                        .attn_scratch = ws->attn_scratch,
                        .prof = ws->profile ? ws->prof : NULL,
-                       .prof_cpu = ws->profile_cpu};
+                       .prof_cpu = ws->profile_cpu,
+                       .xe = ws->xe,
+                       .ye = ws->ye};
+}
+
+/* The load-balancing loss of the last forward (without its coefficient), from its own routing
+ * counts or the whole batch's (ft_workspace_set_router_counts); with scale non-NULL also its
+ * gradient with respect to a counted token's router probabilities, times coef (E). */
+static double aux_loss(const ft_model *m, const ft_workspace *ws, double coef, float *scale) {
+    const bool global = ws->global_tokens > 0;
+    const double *cnt = global ? ws->global_count : ws->stats.count;
+    const double M = global ? ws->global_tokens : ws->stats.tokens;
+    double aux = 0;
+    for (int64_t e = 0; e < m->E; e++) {
+        double f = M > 0 ? (double)m->E * cnt[e] / (M * M) : 0.0;
+        aux += f * ws->stats.prob_sum[e];
+        if (scale)
+            scale[e] = (float)(coef * f);
+    }
+    return aux;
 }
 
 /* ---------------------------------------------------------------- forward */
@@ -239,6 +263,12 @@ static void forward_layers(ft_model *m, ft_workspace *ws, const ft_batch *b) {
     P(PROF_EMBED, be->embedding_fwd(ws->acts[0].x, b->input_ids, m->embed, N, C));
     layer_w W;
     layer_run run = run_of(m, ws, &W, &as, b);
+    if (m->E > 0) { /* the routing statistics of this forward, for the load-balancing loss */
+        memset(ws->stats.count, 0, (size_t)m->E * sizeof(double));
+        memset(ws->stats.prob_sum, 0, (size_t)m->E * sizeof(double));
+        ws->stats.tokens = 0;
+        run.stats = &ws->stats;
+    }
     for (int64_t l = 0; l < m->L; l++) {
         float *next = l + 1 < m->L ? ws->acts[l + 1].x : ws->xL;
         P(PROF_MISC, layer_weights(m, ws, l, &W));
@@ -246,6 +276,7 @@ static void forward_layers(ft_model *m, ft_workspace *ws, const ft_batch *b) {
         if (ws->acts[l].saved && l + 1 < m->L) /* the last layer's stay in the shared set */
             P(PROF_MISC, saved_pack(m, l, &ws->acts[l], N));
     }
+    ws->aux = m->E > 0 ? aux_loss(m, ws, 0, NULL) : 0.0;
     P(PROF_NORM, be->rmsnorm_fwd(ws->xf, ws->rstdf, ws->xL, m->norm, N, C, eps));
     if (run.bf16) { /* the LM head's operands: xf (only ever a GEMM operand) and the head */
         P(PROF_MISC, be->round_bf16(ws->xf, ws->xf, N * C));
@@ -403,6 +434,9 @@ ft_status ft_model_forward_backward(ft_model *m, ft_workspace *ws, const ft_batc
     layer_w W;
     layer_run run = run_of(m, ws, &W, &as, b);
     const bool bf = run.bf16;
+    const double coef = ft_model_config_aux_coef(&m->cfg);
+    if (m->E > 0)
+        aux_loss(m, ws, coef, ws->aux_scale);
     for (int64_t l = m->L - 1; l >= 0; l--) {
         layer_acts *A = &ws->acts[l];
         const layer_w *G = &m->g[l];
@@ -424,19 +458,25 @@ ft_status ft_model_forward_backward(ft_model *m, ft_workspace *ws, const ft_batc
             P(PROF_MISC, be->round_bf16(ws->abuf, A->att, N * Q));
             dy = ws->gbuf, att = ws->abuf;
         }
-        /* MLP: x_next = xmid + h Wd^T, dx holds d x_next. */
-        /* h (N, F); bf16 kept it (rounded) from the forward */
-        if (!bf)
-            P(PROF_SWIGLU, be->swiglu_fwd(A->h, A->gu, N, F));
-        /* dWd += dy^T h */
-        P(PROF_MATMUL, lin_bwd(be, bf, NULL, G->wd, dy, A->h, W.wd, N, F, C, false, false));
-        /* dh = dy Wd, into h's place */
-        P(PROF_MATMUL, lin_bwd(be, bf, A->h, NULL, dy, NULL, W.wd, N, F, C, false, false));
-        /* d[gate|up], in place */
-        P(PROF_SWIGLU, be->swiglu_bwd(A->gu, A->h, A->gu, N, F));
-        if (bf)
-            P(PROF_MISC, be->round_bf16(A->gu, A->gu, N * 2 * F));
-        P(PROF_MATMUL, lin_bwd(be, bf, ws->dtmp, G->wgu, A->gu, A->xn2, W.wgu, N, C, 2 * F, false, false));
+        if (m->layers[l].mlp == FT_MLP_MOE_SWIGLU) {
+            /* d xn2 into dtmp, the router's and experts' gradients (moe.c) */
+            P(PROF_SWIGLU, model_moe_backward(m, &W, G, A, ws, dy, ws->dtmp, N, coef > 0 ? ws->aux_scale : NULL,
+                                              b->sample_ids));
+        } else {
+            /* MLP: x_next = xmid + h Wd^T, dx holds d x_next. */
+            /* h (N, F); bf16 kept it (rounded) from the forward */
+            if (!bf)
+                P(PROF_SWIGLU, be->swiglu_fwd(A->h, A->gu, N, F));
+            /* dWd += dy^T h */
+            P(PROF_MATMUL, lin_bwd(be, bf, NULL, G->wd, dy, A->h, W.wd, N, F, C, false, false));
+            /* dh = dy Wd, into h's place */
+            P(PROF_MATMUL, lin_bwd(be, bf, A->h, NULL, dy, NULL, W.wd, N, F, C, false, false));
+            /* d[gate|up], in place */
+            P(PROF_SWIGLU, be->swiglu_bwd(A->gu, A->h, A->gu, N, F));
+            if (bf)
+                P(PROF_MISC, be->round_bf16(A->gu, A->gu, N * 2 * F));
+            P(PROF_MATMUL, lin_bwd(be, bf, ws->dtmp, G->wgu, A->gu, A->xn2, W.wgu, N, C, 2 * F, false, false));
+        }
         /* dx = d xmid */
         P(PROF_NORM, be->rmsnorm_bwd(ws->dx, G->ln2, ws->dtmp, A->xmid, W.ln2, A->rstd2, N, C));
         /* Attention: xmid = x + att Wo^T. */
@@ -453,5 +493,60 @@ ft_status ft_model_forward_backward(ft_model *m, ft_workspace *ws, const ft_batc
         P(PROF_NORM, be->rmsnorm_bwd(ws->dx, G->ln1, ws->dtmp, A->x, W.ln1, A->rstd1, N, C));
     }
     P(PROF_EMBED, be->embedding_bwd(m->g_embed, b->input_ids, ws->dx, N, C));
+    return FT_OK;
+}
+
+/* ---------------------------------------------------------------- mixture of experts */
+
+double ft_workspace_aux_loss(const ft_workspace *ws) { return ws->aux; }
+
+ft_status ft_model_router_counts(ft_model *m, ft_workspace *ws, const ft_batch *b, double *counts, double *tokens,
+                                 ft_err *err) {
+    if (m->E == 0)
+        return FT_OK;
+    FT_TRY(model_check_batch(m, ws, b, err));
+    forward_layers(m, ws, b);
+    for (int64_t e = 0; e < m->E; e++)
+        counts[e] += ws->stats.count[e];
+    *tokens += ws->stats.tokens;
+    return FT_OK;
+}
+
+ft_status ft_workspace_set_router_counts(ft_workspace *ws, const double *counts, double tokens, ft_err *err) {
+    const ft_model *m = ws->m;
+    if (m->E == 0)
+        return FT_OK;
+    if (!counts) {
+        ws->global_tokens = 0;
+        return FT_OK;
+    }
+    if (!(tokens >= 0) || !isfinite(tokens))
+        return FT_ERR(err, FT_ERR_INVALID, "router counts: the token count must be >= 0");
+    memcpy(ws->global_count, counts, (size_t)m->E * sizeof(double));
+    ws->global_tokens = tokens;
+    return FT_OK;
+}
+
+ft_status ft_workspace_routing(const ft_workspace *ws, int64_t layer, const int32_t **sel, const float **probs,
+                               float *logits, int64_t n_rows, ft_err *err) {
+    const ft_model *m = ws->m;
+    if (m->E == 0)
+        return FT_ERR(err, FT_ERR_INVALID, "routing: the model has no experts");
+    if (layer < 0 || layer >= m->L)
+        return FT_ERR(err, FT_ERR_RANGE, "routing: layer %lld is outside 0..%lld", (long long)layer,
+                      (long long)m->L - 1);
+    bool kept = ws->p.training && !ws->p.checkpointing;
+    if (!kept && layer != m->L - 1)
+        return FT_ERR(err, FT_ERR_INVALID,
+                      "routing: this workspace keeps only the last layer's routing (use a training workspace "
+                      "without checkpointing)");
+    *sel = ws->acts[layer].sel;
+    *probs = ws->acts[layer].probs;
+    if (logits) { /* the router's input is still there: its product again */
+        if (n_rows < 0 || n_rows > ws->N)
+            return FT_ERR(err, FT_ERR_RANGE, "routing: %lld rows (the workspace has %lld)", (long long)n_rows,
+                          (long long)ws->N);
+        m->be->linear_fwd(logits, ws->acts[layer].xn2, m->w[layer].wr, n_rows, m->C, m->E);
+    }
     return FT_OK;
 }

@@ -17,6 +17,10 @@ typedef struct layer_w {
     float *ln2;  /* (C) */
     float *wgu;  /* (2F, C) */
     float *wd;   /* (C, F) */
+    /* mixture of experts (wgu, wd NULL): the router and E experts back to back, expert e at
+     * wexp + e * 3FC as [w1 | w3] (2F, C) then w2 (C, F) */
+    float *wr;   /* (E, C) */
+    float *wexp; /* (E, 3FC) */
 } layer_w;
 
 /* What one layer's forward writes (and a training workspace keeps for the backward); N rows.
@@ -39,7 +43,23 @@ typedef struct layer_acts {
      * are then one fp32 set shared by all layers: the forward packs them here after the layer,
      * the backward unpacks them before it (exactly: the values are bf16 already). NULL otherwise. */
     uint16_t *saved;
+    /* Mixture of experts (src/model/moe.c): gu and h then have N K rows, grouped by expert. */
+    float *probs;   /* (N, E) router softmax, fp32 */
+    int32_t *sel;   /* (N, K) each token's experts, ascending */
+    float *selw;    /* (N, K) their renormalised weights */
+    int32_t *rowof; /* (N, K) the expert-grouped row of each (token, slot) */
+    int32_t *tok;   /* (N K) the token of each grouped row */
+    int64_t *offs;  /* (E + 1) expert e's rows are offs[e] .. offs[e + 1] */
 } layer_acts;
+
+/* The load-balancing statistics of transformers' load_balancing_loss_func, pooled over the
+ * layers: per expert the (token, slot) selections and the summed router probabilities of the
+ * counted tokens (sample id >= 0), and how many (token, layer) pairs were counted. */
+typedef struct moe_stats {
+    double *count;    /* (E) */
+    double *prob_sum; /* (E) */
+    double tokens;
+} moe_stats;
 
 enum { PROF_EMBED, PROF_NORM, PROF_MATMUL, PROF_ROPE, PROF_ATTN, PROF_SWIGLU, PROF_HEAD, PROF_MISC, PROF_COUNT };
 
@@ -60,6 +80,7 @@ struct ft_model {
     float *g_embed, *g_norm, *g_head;
     float *inv_freq; /* (HD/2) RoPE frequencies */
     ft_dtype infer_dtype; /* KV-cache decoding's (ft_model_set_inference_dtype) */
+    int64_t E, K;    /* experts and experts per token; E 0: dense MLPs */
 };
 
 struct ft_workspace {
@@ -85,6 +106,16 @@ struct ft_workspace {
     float *logits;    /* (chunk, V) */
     float *dxpart;    /* (attn_threads - 1, chunk, C) partial LM-head input gradients */
     float *attn_scratch;
+    /* mixture of experts: gathered rows, their gradients, router gradients, statistics */
+    float *xe, *ye;      /* (N K, C) expert inputs; expert outputs / gathered output gradients */
+    float *dh;           /* (N K, F) training */
+    float *dz;           /* (N, E) training: router logits' gradient */
+    float *dsel;         /* (N, K) training: the routing weights' gradient */
+    moe_stats stats;     /* of the last forward */
+    double *global_count; /* (E) counts of the whole batch set by ft_workspace_set_router_counts */
+    double global_tokens; /* 0: use each call's own statistics */
+    double aux;           /* the last forward's load-balancing loss share */
+    float *aux_scale;     /* (E) its gradient with respect to a counted token's router probabilities */
     /* bf16 only: GEMM operands rounded to bf16 (fp32 storage of bf16 values) */
     float *wbuf;   /* one layer's rounded wqkv | wo | wgu | wd */
     float *head_b; /* (V, C) the LM head rounded, refreshed by every forward */
@@ -122,7 +153,18 @@ typedef struct layer_run {
     float *attn_scratch;
     double *prof;             /* FTUNE_PROFILE counters or NULL */
     bool prof_cpu;
+    /* mixture of experts: scratch (N K, C) twice, and the statistics to add to (NULL: none) */
+    float *xe, *ye;
+    moe_stats *stats;
 } layer_run;
 void model_layer_forward(const ft_model *m, int64_t layer, layer_acts *A, float *next, int64_t N, const layer_run *r);
+
+/* moe.c: the sparse-MoE MLP. Forward from A->xn2 to next = xmid + MoE(xn2) (next NULL: stop
+ * after the experts' gate/up products, what the backward needs); backward from dy = d next into
+ * dxn2 (N, C, overwritten) and the router's and experts' gradients in G; aux_scale[e] is the
+ * load-balancing loss's gradient with respect to each counted token's router probability. */
+void model_moe_forward(const ft_model *m, const layer_w *W, layer_acts *A, float *next, int64_t N, const layer_run *r);
+void model_moe_backward(const ft_model *m, const layer_w *W, const layer_w *G, layer_acts *A, ft_workspace *ws,
+                        const float *dy, float *dxn2, int64_t N, const float *aux_scale, const int32_t *sample_ids);
 
 #endif

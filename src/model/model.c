@@ -65,22 +65,34 @@ static ft_status layout(ft_model *m, ft_err *err) {
     for (int64_t l = 0; l < m->L; l++) {
         layer_w *w = &m->w[l], *g = &m->g[l];
         ft_param *P = &m->params[i];
-        FT_ASSERT(strstr(P[0].name, "input_layernorm") && strstr(P[1].name, "q_proj") && strstr(P[4].name, "o_proj") &&
-                  strstr(P[6].name, "gate_proj") && strstr(P[8].name, "down_proj"));
+        FT_ASSERT(strstr(P[0].name, "input_layernorm") && strstr(P[1].name, "q_proj") && strstr(P[4].name, "o_proj"));
         FT_ASSERT(P[2].data == P[1].data + P[1].numel && P[3].data == P[2].data + P[2].numel);
-        FT_ASSERT(P[7].data == P[6].data + P[6].numel);
-        *w = (layer_w){P[0].data, P[1].data, P[4].data, P[5].data, P[6].data, P[8].data};
-        *g = (layer_w){P[0].grad, P[1].grad, P[4].grad, P[5].grad, P[6].grad, P[8].grad};
+        size_t np = 9;
+        if (m->E > 0) { /* router, then per expert w1 | w3 | w2 back to back */
+            np = 7 + 3 * (size_t)m->E;
+            FT_ASSERT(strstr(P[6].name, "block_sparse_moe.gate") && strstr(P[7].name, "experts.0.w1"));
+            for (int64_t e = 0; e < m->E; e++)
+                FT_ASSERT(P[7 + 3 * e].data == P[7].data + e * 3 * m->F * m->C);
+            *w = (layer_w){P[0].data, P[1].data, P[4].data, P[5].data, NULL, NULL, P[6].data, P[7].data};
+            *g = (layer_w){P[0].grad, P[1].grad, P[4].grad, P[5].grad, NULL, NULL, P[6].grad, P[7].grad};
+        } else {
+            FT_ASSERT(strstr(P[6].name, "gate_proj") && strstr(P[8].name, "down_proj"));
+            FT_ASSERT(P[7].data == P[6].data + P[6].numel);
+            *w = (layer_w){P[0].data, P[1].data, P[4].data, P[5].data, P[6].data, P[8].data, NULL, NULL};
+            *g = (layer_w){P[0].grad, P[1].grad, P[4].grad, P[5].grad, P[6].grad, P[8].grad, NULL, NULL};
+        }
         m->layers[l] = (ft_layer_desc){.norm = FT_NORM_RMS,
                                        .n_heads = m->NH,
                                        .n_kv_heads = m->KVH,
                                        .head_dim = m->HD,
                                        .window = c->sliding_window,
-                                       .mlp = FT_MLP_SWIGLU,
+                                       .mlp = m->E > 0 ? FT_MLP_MOE_SWIGLU : FT_MLP_SWIGLU,
                                        .ffn = m->F,
                                        .first_param = i,
-                                       .n_params = 9};
-        i += 9;
+                                       .n_params = np,
+                                       .n_experts = m->E,
+                                       .top_k = m->E > 0 ? c->num_experts_per_tok : 0};
+        i += np;
     }
     m->norm = m->params[i].data;
     m->g_norm = m->params[i++].grad;
@@ -114,6 +126,8 @@ static ft_status model_create(const ft_model_config *c, const ft_model_params *p
     m->QKV = m->Q + 2 * m->KV;
     m->V = c->vocab_size;
     m->L = c->num_hidden_layers;
+    m->E = c->num_local_experts;
+    m->K = m->E > 0 ? c->num_experts_per_tok : 0;
     m->be = ft_backend_cpu();
     ft_status s = layout(m, err);
     if (s != FT_OK) {
@@ -180,6 +194,38 @@ ft_status ft_model_new_random(const ft_model_config *c, uint64_t seed, const ft_
 
 /* ---------------------------------------------------------------- load and save */
 
+/* transformers v5 can save Mixtral's experts fused per layer: model.layers.N.mlp.gate.weight
+ * (E, C), mlp.experts.gate_up_proj (E, 2F, C) with expert e's gate (w1) rows before its up (w3)
+ * rows, mlp.experts.down_proj (E, C, F) (w2). Read them into the per-expert layout. */
+static bool moe_fused(const ft_model *m, const ft_st_reader *r) {
+    return m->E > 0 && !ft_st_find(r, "model.layers.0.block_sparse_moe.experts.0.w1.weight") &&
+           ft_st_find(r, "model.layers.0.mlp.experts.gate_up_proj");
+}
+
+static ft_status load_fused_layer(ft_model *m, const ft_st_reader *r, int64_t l, float *tmp, ft_err *err) {
+    const int64_t E = m->E, F = m->F, C = m->C;
+    char name[128];
+    const ft_st_tensor *st;
+    snprintf(name, sizeof name, "model.layers.%lld.mlp.gate.weight", (long long)l);
+    if (!ft_st_find(r, name))
+        snprintf(name, sizeof name, "model.layers.%lld.block_sparse_moe.gate.weight", (long long)l);
+    int64_t rs[2] = {E, C};
+    FT_TRY(ft_st_get(r, name, 2, rs, &st, err));
+    FT_TRY(ft_st_read_f32(st, m->w[l].wr, E * C, err));
+    int64_t gu[3] = {E, 2 * F, C}, dn[3] = {E, C, F};
+    snprintf(name, sizeof name, "model.layers.%lld.mlp.experts.gate_up_proj", (long long)l);
+    FT_TRY(ft_st_get(r, name, 3, gu, &st, err));
+    FT_TRY(ft_st_read_f32(st, tmp, E * 2 * F * C, err));
+    for (int64_t e = 0; e < E; e++)
+        memcpy(m->w[l].wexp + e * 3 * F * C, tmp + e * 2 * F * C, (size_t)(2 * F * C) * sizeof(float));
+    snprintf(name, sizeof name, "model.layers.%lld.mlp.experts.down_proj", (long long)l);
+    FT_TRY(ft_st_get(r, name, 3, dn, &st, err));
+    FT_TRY(ft_st_read_f32(st, tmp, E * C * F, err));
+    for (int64_t e = 0; e < E; e++)
+        memcpy(m->w[l].wexp + e * 3 * F * C + 2 * F * C, tmp + e * C * F, (size_t)(C * F) * sizeof(float));
+    return FT_OK;
+}
+
 ft_status ft_model_load(const char *dir, const ft_model_params *p, ft_model **out, ft_err *err) {
     *out = NULL;
     char *cfg_path = ft_path_join(dir, "config.json");
@@ -193,9 +239,18 @@ ft_status ft_model_load(const char *dir, const ft_model_params *p, ft_model **ou
     FT_TRY(ft_st_open(dir, &r, err));
     ft_model *m = NULL;
     s = model_create(&c, p, &m, err);
+    bool fused = s == FT_OK && moe_fused(m, r);
+    float *tmp = NULL;
+    if (fused && !(tmp = ft_malloc((size_t)(2 * m->E * m->F * m->C) * sizeof(float))))
+        s = FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    for (int64_t l = 0; fused && s == FT_OK && l < m->L; l++)
+        s = load_fused_layer(m, r, l, tmp, err);
+    ft_free(tmp);
     for (size_t i = 0; s == FT_OK && i < m->n_params; i++) {
         ft_param *t = &m->params[i];
         const ft_st_tensor *st;
+        if (fused && strstr(t->name, ".block_sparse_moe."))
+            continue; /* read above */
         s = ft_st_get(r, t->name, t->ndim, t->shape, &st, err);
         if (s == FT_OK)
             s = ft_st_read_f32(st, t->data, t->numel, err);
@@ -233,6 +288,8 @@ ft_status ft_model_set_inference_dtype(ft_model *m, ft_dtype d, ft_err *err) {
     if (m->p.training)
         return FT_ERR(err, FT_ERR_INVALID, "inference dtype: a training model keeps fp32 master weights; choose the "
                                            "dtype of its workspaces instead");
+    if (d == FT_DTYPE_BF16)
+        FT_TRY(ft_workspace_check_dtype(&m->cfg, d, false, err)); /* not for MoE layers yet */
     if (d == FT_DTYPE_BF16)
         for (size_t i = 0; i < m->n_params; i++)
             m->be->round_bf16(m->params[i].data, m->params[i].data, m->params[i].numel);

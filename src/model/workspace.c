@@ -28,7 +28,7 @@ static void *take(bump *a, size_t bytes) {
 
 /* The sizes a layout needs from the model (so that sizing works from a config alone). */
 typedef struct dims {
-    int64_t C, F, Q, KV, QKV, V, L, NH, HD;
+    int64_t C, F, Q, KV, QKV, V, L, NH, HD, E, K;
 } dims;
 
 static dims dims_of(const ft_model_config *c) {
@@ -37,7 +37,9 @@ static dims dims_of(const ft_model_config *c) {
               .NH = c->num_attention_heads,
               .HD = c->head_dim,
               .V = c->vocab_size,
-              .L = c->num_hidden_layers};
+              .L = c->num_hidden_layers,
+              .E = c->num_local_experts,
+              .K = c->num_local_experts > 0 ? c->num_experts_per_tok : 1};
     d.Q = d.NH * d.HD;
     d.KV = c->num_key_value_heads * d.HD;
     d.QKV = d.Q + 2 * d.KV;
@@ -58,7 +60,8 @@ static int64_t chunk_of(int64_t N, int64_t V) {
  * whose pointers stay NULL). Returns the bytes used. */
 static size_t lay_out(ft_workspace *ws, const ft_model_config *c, const ft_workspace_params *p, bump *a) {
     const dims d = dims_of(c);
-    const int64_t N = p->max_batch * p->max_seq, C = d.C, F = d.F, Q = d.Q, QKV = d.QKV, L = d.L;
+    const int64_t N = p->max_batch * p->max_seq, C = d.C, F = d.F, Q = d.Q, QKV = d.QKV, L = d.L, E = d.E;
+    const int64_t NK = N * d.K; /* rows of the MLP's gate/up: N, or N K grouped by expert */
     const bool tr = p->training, ck = tr && p->checkpointing;
     const int64_t threads = threads_of(p), chunk = chunk_of(N, d.V);
     ft_attn_shape as = {.B = p->max_batch, .Tq = p->max_seq, .Tk = p->max_seq, .NH = d.NH,
@@ -82,7 +85,15 @@ static size_t lay_out(ft_workspace *ws, const ft_model_config *c, const ft_works
         GET(s->xmid, N * C);
         GET(s->xn2, N * C);
         GET(s->rstd2, N);
-        GET(s->gu, N * 2 * F);
+        GET(s->gu, NK * 2 * F);
+        if (E > 0) {
+            GET(s->probs, N * E);
+            GET(s->sel, N * d.K);
+            GET(s->selw, N * d.K);
+            GET(s->rowof, N * d.K);
+            GET(s->tok, NK);
+            GET(s->offs, E + 1);
+        }
     }
     for (int64_t l = sets; l < L; l++) {
         ws->acts[l] = ws->acts[0];
@@ -102,7 +113,7 @@ static size_t lay_out(ft_workspace *ws, const ft_model_config *c, const ft_works
         ws->acts[l].saved = packed ? take(a, (size_t)(N * (2 * C + QKV + 3 * F)) * sizeof(uint16_t)) : NULL;
     /* h: shared scratch (bf16 training keeps it in `saved`) */
     float *h = NULL;
-    GET(h, N * F);
+    GET(h, NK * F);
     for (int64_t l = 0; l < L; l++)
         ws->acts[l].h = h;
     if (bf) {
@@ -123,6 +134,19 @@ static size_t lay_out(ft_workspace *ws, const ft_model_config *c, const ft_works
     GET(ws->xc, N * C);
     GET(ws->logits, chunk * d.V);
     GET(ws->attn_scratch, scratch);
+    if (E > 0) {
+        GET(ws->xe, NK * C);
+        GET(ws->ye, NK * C);
+        GET(ws->stats.count, E);
+        GET(ws->stats.prob_sum, E);
+        GET(ws->global_count, E);
+        GET(ws->aux_scale, E);
+        if (tr) {
+            GET(ws->dh, NK * F);
+            GET(ws->dz, N * E);
+            GET(ws->dsel, N * d.K);
+        }
+    }
     if (tr) {
         GET(ws->dx, N * C);
         GET(ws->dtmp, N * C);
@@ -149,6 +173,21 @@ static ft_status check_params(const ft_workspace_params *p, ft_err *err) {
     return FT_OK;
 }
 
+ft_status ft_workspace_check_dtype(const ft_model_config *c, ft_dtype dtype, bool training, ft_err *err) {
+    if (training && c->num_local_experts > 0 && c->router_jitter_noise != 0)
+        return FT_ERR(err, FT_ERR_UNSUPPORTED,
+                      "the model's \"router_jitter_noise\": %g is not supported for training: it multiplies the "
+                      "router's input by fresh random noise every step, which makes a step irreproducible and breaks "
+                      "exact resume; set it to 0.0 (Mixtral's default) in config.json to fine-tune this model",
+                      c->router_jitter_noise);
+    if (dtype == FT_DTYPE_BF16 && c->num_local_experts > 0)
+        return FT_ERR(err, FT_ERR_UNSUPPORTED,
+                      "bf16 mixed precision is not implemented for mixture-of-experts models (%s) yet; use fp32 "
+                      "(--dtype fp32)",
+                      c->architecture);
+    return FT_OK;
+}
+
 size_t ft_workspace_bytes(const ft_model_config *c, const ft_workspace_params *p) {
     if (p->max_batch <= 0 || p->max_seq <= 0 || c->num_hidden_layers <= 0)
         return 0;
@@ -166,6 +205,7 @@ ft_status ft_workspace_new(const ft_model *m, const ft_workspace_params *p, ft_w
     *out = NULL;
     ft_workspace_params pp = p ? *p : ft_workspace_default_params();
     FT_TRY(check_params(&pp, err));
+    FT_TRY(ft_workspace_check_dtype(&m->cfg, pp.dtype, pp.training, err));
     if (pp.training && !m->p.training)
         return FT_ERR(err, FT_ERR_INVALID, "workspace: a training workspace needs a model created with training");
     if (pp.threads <= 0)

@@ -42,6 +42,7 @@ static const ft_catalogue_entry catalogue[] = {
     {"mistralai/Mistral-7B-v0.1", "MistralForCausalLM", 32768, 5e-7},
     {"mistralai/Mistral-7B-Instruct-v0.2", "MistralForCausalLM", 32768, 5e-7},
     {"mistralai/Mixtral-8x7B-v0.1", "MixtralForCausalLM", 32768, 5e-7},
+    {"mistralai/Mixtral-8x7B-Instruct-v0.1", "MixtralForCausalLM", 32768, 5e-7},
 };
 
 const ft_catalogue_entry *ft_runs_catalogue(size_t *n) {

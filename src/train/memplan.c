@@ -465,6 +465,8 @@ ft_status ft_memplan_for_run(const ft_train_config *c, const ft_model_config *mc
         ft_memplan_estimate(&p, &a32);
         p.dtype = a16.total > a32.total ? FT_DTYPE_BF16 : FT_DTYPE_FP32;
     }
+    /* what the run's workspace would refuse, before anything is recorded */
+    FT_TRY(ft_workspace_check_dtype(mc, !strcmp(c->dtype, "auto") ? FT_DTYPE_FP32 : p.dtype, true, err));
     p.global_batch = G;
     p.prefetch = FT_MEMPLAN_RUN_PREFETCH;
     p.run = true;

@@ -19,15 +19,46 @@ ft_batch train_batch_rows(const ft_batch *b, int64_t r0, int64_t r1) {
     return s;
 }
 
+/* A mixture of experts' load-balancing loss is defined over the whole batch (its routing counts
+ * are the batch's), so when the batch takes several passes a forward over every micro-batch
+ * first sums the counts, which each pass then uses: the passes' losses and gradients add up to
+ * exactly the whole batch's, whatever the split. One pass needs no such forward. */
+static ft_status global_router_counts(ft_model *m, ft_workspace *ws, const ft_batch *b, int64_t micro, ft_err *err) {
+    const ft_model_config *c = ft_model_get_config(m);
+    FT_TRY(ft_workspace_set_router_counts(ws, NULL, 0, err));
+    if (ft_model_config_aux_coef(c) == 0 || micro >= b->B)
+        return FT_OK;
+    double *counts = ft_calloc((size_t)c->num_local_experts, sizeof *counts), tokens = 0;
+    if (!counts)
+        return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    ft_status s = FT_OK;
+    for (int64_t r0 = 0; s == FT_OK && r0 < b->B; r0 += micro) {
+        ft_batch mb = train_batch_rows(b, r0, r0 + micro < b->B ? r0 + micro : b->B);
+        s = ft_model_router_counts(m, ws, &mb, counts, &tokens, err);
+    }
+    if (s == FT_OK)
+        s = ft_workspace_set_router_counts(ws, counts, tokens, err);
+    ft_free(counts);
+    return s;
+}
+
 ft_status train_accumulate(ft_model *m, ft_workspace *ws, const ft_batch *b, int64_t micro, double denom,
                            double *loss_sum, int64_t *n_trainable, ft_err *err) {
+    return train_accumulate_aux(m, ws, b, micro, denom, loss_sum, n_trainable, NULL, err);
+}
+
+ft_status train_accumulate_aux(ft_model *m, ft_workspace *ws, const ft_batch *b, int64_t micro, double denom,
+                               double *loss_sum, int64_t *n_trainable, double *aux, ft_err *err) {
     *loss_sum = 0;
     *n_trainable = 0;
+    if (aux)
+        *aux = 0;
     if (micro <= 0)
         micro = b->B;
     int64_t fit = ft_workspace_get_params(ws)->max_batch;
     if (micro > fit)
         micro = fit;
+    FT_TRY(global_router_counts(m, ws, b, micro, err));
     ft_model_zero_grad(m);
     /* (B, T) -> ceil(B / micro) passes of (<= micro, T); each adds d(CE_sum / denom). */
     for (int64_t r0 = 0; r0 < b->B; r0 += micro) {
@@ -35,11 +66,17 @@ ft_status train_accumulate(ft_model *m, ft_workspace *ws, const ft_batch *b, int
         ft_batch mb = train_batch_rows(b, r0, r1);
         double ls = 0;
         int64_t nt = 0;
-        FT_TRY(ft_model_forward_backward(m, ws, &mb, denom, &ls, &nt, err));
+        ft_status s = ft_model_forward_backward(m, ws, &mb, denom, &ls, &nt, err);
+        if (s != FT_OK) {
+            ft_workspace_set_router_counts(ws, NULL, 0, NULL);
+            return s;
+        }
         *loss_sum += ls;
         *n_trainable += nt;
+        if (aux)
+            *aux += ft_workspace_aux_loss(ws);
     }
-    return FT_OK;
+    return ft_workspace_set_router_counts(ws, NULL, 0, err);
 }
 
 ft_status ft_train_step(ft_model *m, ft_workspace *ws, ft_optim *o, const ft_batch *b, const ft_train_step_params *p,
@@ -56,11 +93,11 @@ ft_status ft_train_step(ft_model *m, ft_workspace *ws, ft_optim *o, const ft_bat
         ft_model_zero_grad(m);
         return FT_OK;
     }
-    FT_TRY(train_accumulate(m, ws, b, p->micro, denom, &r->loss_sum, &r->n_trainable, err));
+    FT_TRY(train_accumulate_aux(m, ws, b, p->micro, denom, &r->loss_sum, &r->n_trainable, &r->aux_loss, err));
     if (p->reduce.fn)
         FT_TRY(p->reduce.fn(p->reduce.ctx, m, &r->loss_sum, &r->n_trainable, err));
     r->loss = r->loss_sum / denom;
-    if (!isfinite(r->loss)) {
+    if (!isfinite(r->loss) || !isfinite(r->aux_loss)) {
         r->grad_norm = ft_model_grad_norm(m);
         return FT_OK;
     }
@@ -145,6 +182,8 @@ ft_status ft_train_check_architecture(const ft_model_config *want, const char *c
         {"num_key_value_heads", want->num_key_value_heads, got.num_key_value_heads},
         {"head_dim", want->head_dim, got.head_dim},
         {"tie_word_embeddings", want->tie_word_embeddings, got.tie_word_embeddings},
+        {"num_local_experts", want->num_local_experts, got.num_local_experts},
+        {"num_experts_per_tok", want->num_experts_per_tok, got.num_experts_per_tok},
     };
     for (size_t i = 0; i < sizeof f / sizeof *f; i++)
         if (f[i].a != f[i].b)

@@ -18,6 +18,10 @@
  * is. Gradients are zeroed first. *loss_sum gets the summed CE, *n_trainable the count. */
 ft_status train_accumulate(ft_model *m, ft_workspace *ws, const ft_batch *b, int64_t micro, double denom,
                            double *loss_sum, int64_t *n_trainable, ft_err *err);
+/* The same, also summing the mixture-of-experts load-balancing loss (without its coefficient;
+ * exact over the whole batch) into *aux when non-NULL. */
+ft_status train_accumulate_aux(ft_model *m, ft_workspace *ws, const ft_batch *b, int64_t micro, double denom,
+                               double *loss_sum, int64_t *n_trainable, double *aux, ft_err *err);
 /* Rows [r0, r1) of a batch, as a batch of their own (pointers into b). */
 ft_batch train_batch_rows(const ft_batch *b, int64_t r0, int64_t r1);
 

@@ -632,6 +632,8 @@ static ft_status train_loop(run *r, ft_err *err) {
         FT_TRY(metric(r, "loss", loss));
         FT_TRY(metric(r, "lr", lr));
         FT_TRY(metric(r, "grad_norm", gnorm));
+        if (n_train > 0 && ft_model_get_config(r->model)->num_local_experts > 0)
+            FT_TRY(metric(r, "aux_loss", sr.aux_loss)); /* MoE load balancing, beside the loss */
         FT_TRY(metric(r, "tokens_per_s", info.tokens_per_s));
         FT_TRY(metric(r, "trainable_tokens", (double)n_train));
         FT_TRY(metric(r, "elapsed_s", elapsed));
@@ -729,6 +731,10 @@ static ft_status run_impl(const ft_train_config *cfg, const char *run_dir, const
     if (s == FT_OK) {
         if (!strcmp(cfg->dtype, "auto"))
             r.dtype = ft_tensor_auto_dtype(&r.dtype_why);
+        if (!strcmp(cfg->dtype, "auto") && r.dtype != FT_DTYPE_FP32 && r.mc.num_local_experts > 0) {
+            r.dtype = FT_DTYPE_FP32; /* bf16 is not implemented for MoE layers yet */
+            r.dtype_why = "auto: fp32, as bf16 is not implemented for mixture-of-experts models yet";
+        }
         else
             ft_dtype_parse(cfg->dtype, &r.dtype);
         if (r.dtype == FT_DTYPE_BF16 && !r.dtype_why)

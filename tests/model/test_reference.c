@@ -113,6 +113,38 @@ static void check_config(const char *name) {
     double loss_err = fabs(ls / (double)nt - wl) / fabs(wl);
     CHECK(logit_err <= 1e-4);
     CHECK(loss_err <= 1e-5);
+    /* mixture of experts: every layer's routing exactly, the load-balancing loss at the loss's
+     * tolerance (read after the training workspace's forward, which keeps every layer) */
+    const ft_model_config mcv = *ft_model_get_config(m), *mc = &mcv; /* m is freed before the end */
+    double aux_err = 0;
+    if (mc->num_local_experts > 0) {
+        double a0 = 0;
+        CHECK_OK(ft_model_forward(m, ws, b, NULL, &a0, NULL, &err), &err);
+        const char *af = ft_st_metadata(r, "aux_f64");
+        REQUIRE(af);
+        double want_aux = strtod(af, NULL), got_aux = ft_workspace_aux_loss(ws);
+        aux_err = fabs(got_aux - want_aux) / fabs(want_aux);
+        if (!(aux_err <= 1e-5))
+            ft_test_fail_(__FILE__, __LINE__, "%s: aux loss %.9g, reference %.9g", name, got_aux, want_aux);
+        const int64_t K = mc->num_experts_per_tok;
+        for (int64_t l = 0; l < mc->num_hidden_layers; l++) {
+            char key[32];
+            snprintf(key, sizeof key, "routing.%lld", (long long)l);
+            int64_t nr = 0;
+            float *want = read_tensor(r, key, &nr);
+            REQUIRE(want && nr == N * K);
+            const int32_t *sel;
+            const float *probs;
+            REQUIRE_OK(ft_workspace_routing(ws, l, &sel, &probs, NULL, 0, &err), &err);
+            int64_t differ = 0;
+            for (int64_t i = 0; i < N * K; i++)
+                differ += sel[i] != (int32_t)want[i];
+            if (differ)
+                ft_test_fail_(__FILE__, __LINE__, "%s: layer %lld routes %lld (token, slot) pairs differently", name,
+                              (long long)l, (long long)differ);
+            ft_free(want);
+        }
+    }
     /* the loss-only path (LM head on trainable rows) agrees */
     double ls2 = 0;
     CHECK_OK(ft_model_forward(m, ws, b, NULL, &ls2, NULL, &err), &err);
@@ -189,8 +221,11 @@ static void check_config(const char *name) {
         ft_model_free(m);
         ft_free(want);
     }
-    printf("  reference %-18s loss %.2e  logits %.2e  grad %.2e (%s)  adamw %.2e  lion %.2e\n", name, loss_err,
+    printf("  reference %-18s loss %.2e  logits %.2e  grad %.2e (%s)  adamw %.2e  lion %.2e", name, loss_err,
            logit_err, grad_err, worst, traj_err[0], traj_err[1]);
+    if (mc->num_local_experts > 0)
+        printf("  aux %.2e", aux_err);
+    printf("\n");
     ft_free(want_logits);
     ft_free(want_loss);
     ft_free(logits);
@@ -202,6 +237,7 @@ TEST(model_reference_gqa_llama3_untied) { check_config("gqa_llama3_untied"); }
 TEST(model_reference_mqa_tied_hd12) { check_config("mqa_tied_hd12"); }
 TEST(model_reference_mha_untied) { check_config("mha_untied"); }
 TEST(model_reference_mistral_window) { check_config("mistral_window"); }
+TEST(model_reference_mixtral_gqa_window) { check_config("mixtral_gqa_window"); }
 
 /* ---------------------------------------------------------------- bf16 mixed precision
  * Against expected_bf16.safetensors (llama_ref.py's bf16 mode, the same roundings at the same

@@ -17,6 +17,16 @@ model.safetensors with F32 weights) plus
                         far the plain float64 results lie from these (in units of the bf16 test's
                         tolerances), so a reader sees that the test tells bf16 from fp32.
 Everything is computed in float64 from the F32 weights, and is deterministic (fixed seeds).
+
+Mixture-of-experts configs (MOE_CONFIGS, MixtralForCausalLM) get no bf16 file; their
+expected.safetensors also holds aux_loss (load_balancing_loss_func, without its coefficient),
+routing.<layer> (B*T, K): each token's experts in ascending order, and the gradients are those of
+CE + router_aux_loss_coef * aux; the trajectories record the CE before each step of training on
+that sum. Padding rows have sample id -1 (as ftune's loader writes them) and attention mask 0 for
+the aux loss. The weights are drawn again (next seed) until every token of every layer has a
+routing margin (k-th minus (k+1)-th router probability) above 1e-3 at the start and at every
+trajectory step, so fp32 and float64 pick the same experts; the smallest margin is in the
+metadata.
 """
 import json
 import os
@@ -115,26 +125,51 @@ def make_batch(c, g):
     return ids, tgt, pos, sid
 
 
-def loss_and_grads(cfg, P, batch, bf16_mode=False, attention="saved"):
+def loss_and_grads(cfg, P, batch, bf16_mode=False, attention="saved", moe_out=None):
     for p in P.values():
         p.grad = None
         p.requires_grad_(True)
     ids, tgt, pos, sid = batch
-    logits = ref.forward(cfg, P, ids, pos, sid, bf16_mode=bf16_mode, attention=attention)
+    rl = []
+    logits = ref.forward(cfg, P, ids, pos, sid, bf16_mode=bf16_mode, attention=attention, router_logits=rl)
     loss, n = ref.loss_fn(logits, tgt)
-    loss.backward()
+    total = loss
+    if cfg.get("num_local_experts"):
+        E, K = cfg["num_local_experts"], cfg["num_experts_per_tok"]
+        aux = ref.load_balancing_loss(rl, E, K, (sid >= 0).long())
+        total = loss + cfg["router_aux_loss_coef"] * aux
+        if moe_out is not None:
+            moe_out["aux"] = float(aux)
+            moe_out["router_logits"] = [r.detach() for r in rl]
+    total.backward()
     grads = {k: p.grad.detach().clone() for k, p in P.items()}
     for p in P.values():
         p.requires_grad_(False)
     return logits.detach(), float(loss), n, grads
 
 
-def trajectory(cfg, W, batch, kind):
+def routing_margin(cfg, router_logits, sid):
+    """The smallest k-th minus (k+1)-th router probability over the tokens that are not padding
+    (a padding token's route changes no loss: no target, attention only among padding, no aux)."""
+    K = cfg["num_experts_per_tok"]
+    m = float("inf")
+    keep = sid.reshape(-1) >= 0
+    for rl in router_logits:
+        p = torch.softmax(rl[keep], dim=-1).sort(dim=-1, descending=True).values
+        if K < p.shape[1]:
+            m = min(m, float((p[:, K - 1] - p[:, K]).min()))
+    return m
+
+
+def trajectory(cfg, W, batch, kind, margins=None, hps=None):
     P = {k: v.clone() for k, v in W.items()}
     state, losses = {}, []
-    hp = ADAMW if kind == "adamw" else LION
+    hp = (hps or {}).get(kind) or (ADAMW if kind == "adamw" else LION)
     for k in range(STEPS):
-        _, loss, _, grads = loss_and_grads(cfg, P, batch)
+        mo = {}
+        _, loss, _, grads = loss_and_grads(cfg, P, batch, moe_out=mo)
+        if margins is not None:
+            margins.append(routing_margin(cfg, mo["router_logits"], batch[3]))
         losses.append(loss)
         ref.clip_grad_norm(list(grads.values()), CLIP)
         lr = hp["peak_lr"] * (1 - k / STEPS)
@@ -230,5 +265,97 @@ def main():
               f"autocast attention at {meta16['autocast_attention_distance_in_tolerances']} (x the bf16 tolerances)")
 
 
+# A Mixtral-shaped config: GQA + a sliding window shorter than the rows + packed rows with masked
+# prompts and padding + aux loss on (a coefficient large enough that its gradient is well above
+# the test's tolerance). first_seed: where the search for a routing margin starts (the seeds
+# before it were tried and failed the margin; starting there saves minutes).
+MOE_CONFIGS = {
+    "mixtral_gqa_window": dict(architecture="MixtralForCausalLM", vocab_size=64, hidden_size=32,
+                               intermediate_size=24, num_hidden_layers=2, num_attention_heads=4,
+                               num_key_value_heads=2, head_dim=8, rope_theta=1e6, sliding_window=6,
+                               num_local_experts=4, num_experts_per_tok=2, router_aux_loss_coef=0.05,
+                               output_router_logits=True, tie_word_embeddings=False, B=2, T=16,
+                               rows=[[6, 7], [9, 4]], first_seed=5516),
+}
+MARGIN = 1e-3
+# Smaller steps than the dense configs' so that ten of them move the routers without crossing a
+# route boundary (a crossing within 1e-3 of a step would let fp32 and float64 route apart).
+MOE_HP = {"adamw": dict(peak_lr=2e-3, weight_decay=0.1), "lion": dict(peak_lr=2e-4, weight_decay=0.1)}
+
+
+def moe_hf_config(c):
+    cfg = {
+        "architectures": ["MixtralForCausalLM"], "model_type": "mixtral",
+        "vocab_size": c["vocab_size"], "hidden_size": c["hidden_size"],
+        "intermediate_size": c["intermediate_size"], "num_hidden_layers": c["num_hidden_layers"],
+        "num_attention_heads": c["num_attention_heads"], "num_key_value_heads": c["num_key_value_heads"],
+        "head_dim": c["head_dim"], "rms_norm_eps": 1e-5, "rope_theta": c["rope_theta"],
+        "tie_word_embeddings": c["tie_word_embeddings"], "max_position_embeddings": 128, "bos_token_id": 1,
+        "eos_token_id": 2, "hidden_act": "silu", "initializer_range": 0.02, "torch_dtype": "float32",
+        "sliding_window": c.get("sliding_window"), "num_local_experts": c["num_local_experts"],
+        "num_experts_per_tok": c["num_experts_per_tok"], "router_aux_loss_coef": c["router_aux_loss_coef"],
+        "output_router_logits": c["output_router_logits"], "router_jitter_noise": 0.0,
+    }
+    return cfg
+
+
+def moe_main(out):
+    for idx, (name, c) in enumerate(MOE_CONFIGS.items()):
+        d = os.path.join(out, name)
+        os.makedirs(d, exist_ok=True)
+        hf = moe_hf_config(c)
+        cfg = dict(hf)
+        seed = c["first_seed"]
+        while True:  # draw until the routing margin holds everywhere
+            g = torch.Generator().manual_seed(seed)
+            W32 = {}
+            for n, shp in ref.param_shapes(cfg).items():
+                if len(shp) == 1:
+                    W32[n] = 1.0 + 0.1 * torch.randn(shp, generator=g)
+                elif "block_sparse_moe.gate" in n:
+                    W32[n] = 0.15 * torch.randn(shp, generator=g)  # router logits of order 1
+                else:
+                    W32[n] = 0.2 * torch.randn(shp, generator=g)
+            W = {k: v.to(torch.float32).double() for k, v in W32.items()}
+            batch = make_batch(c, g)
+            batch[3][batch[3] >= torch.tensor([len(r) for r in c["rows"]])[:, None]] = -1  # padding
+            mo = {}
+            logits, loss, n, grads = loss_and_grads(cfg, {k: v.clone() for k, v in W.items()}, batch, moe_out=mo)
+            margins = [routing_margin(cfg, mo["router_logits"], batch[3])]
+            if margins[0] > MARGIN:  # then along both trajectories
+                trajs = {k: trajectory(cfg, W, batch, k, margins, MOE_HP) for k in ("adamw", "lion")}
+                if min(margins) > MARGIN:
+                    break
+            seed += 1
+        with open(os.path.join(d, "config.json"), "w") as f:
+            json.dump(hf, f, indent=2)
+        save_safetensors(os.path.join(d, "model.safetensors"), W32)
+        bj = {"input_ids": batch[0].tolist(), "targets": batch[1].tolist(),
+              "position_ids": batch[2].tolist(), "sample_ids": batch[3].tolist()}
+        with open(os.path.join(d, "batch.json"), "w") as f:
+            json.dump(bj, f)
+        K = c["num_experts_per_tok"]
+        exp = {"logits": logits, "loss": torch.tensor([loss]), "n_trainable": torch.tensor([float(n)]),
+               "aux_loss": torch.tensor([mo["aux"]])}
+        for l, rl in enumerate(mo["router_logits"]):
+            sel = torch.topk(torch.softmax(rl, dim=-1), K, dim=-1).indices.sort(dim=-1).values
+            exp[f"routing.{l}"] = sel.double()
+        for k, gr in grads.items():
+            exp["grad." + k] = gr
+        exp["traj_adamw"] = trajs["adamw"]
+        exp["traj_lion"] = trajs["lion"]
+        meta = {"adamw_peak_lr": MOE_HP["adamw"]["peak_lr"], "adamw_weight_decay": MOE_HP["adamw"]["weight_decay"],
+                "lion_peak_lr": MOE_HP["lion"]["peak_lr"], "lion_weight_decay": MOE_HP["lion"]["weight_decay"],
+                "grad_clip": CLIP, "steps": STEPS, "loss_f64": repr(loss), "aux_f64": repr(mo["aux"]),
+                "min_routing_margin": repr(min(margins)), "seed": seed}
+        save_safetensors(os.path.join(d, "expected.safetensors"), exp, meta)
+        print(f"{name}: loss {loss:.6f} aux {mo['aux']:.6f} over {n} tokens; min routing margin "
+              f"{min(margins):.2e} (seed {seed}); adamw {trajs['adamw'][0]:.4f} -> {trajs['adamw'][-1]:.4f}")
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 2 and sys.argv[2] == "--moe-only":
+        moe_main(sys.argv[1])
+    else:
+        main()
+        moe_main(sys.argv[1])

@@ -11,6 +11,12 @@ Semantics mirrored from transformers:
     packed rows (attention only between equal sample ids), optional sliding window
   * SwiGLU MLP down(silu(gate(x)) * up(x)); tied or untied LM head
   * loss: cross-entropy summed over targets != -100, divided by their count
+  * Mixtral's sparse MoE block (transformers 4.40 MixtralSparseMoeBlock, written from its code):
+    router logits = x gate^T; softmax (float64 here); torch.topk; the k weights divided by their
+    sum; a loop over experts in ascending order, each taking its tokens (torch.where on the
+    one-hot mask), computing w2(silu(w1 x) * w3 x) * weight and index_add_-ing it into the output
+  * load_balancing_loss_func: router probabilities of all layers concatenated, the one-hot top-k
+    mask, both averaged over the tokens the attention mask keeps, E * sum(f * P)
 Optimizers: Composer's DecoupledAdamW and DecoupledLionW, torch's global-norm clipping.
 
 bf16 mixed precision (forward(..., bf16=True)): the recipe of issue #10 item 2, which is PyTorch's
@@ -63,8 +69,13 @@ def param_names(cfg):
         p = f"model.layers.{i}."
         names += [p + "input_layernorm.weight", p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight",
                   p + "self_attn.v_proj.weight", p + "self_attn.o_proj.weight",
-                  p + "post_attention_layernorm.weight", p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight",
-                  p + "mlp.down_proj.weight"]
+                  p + "post_attention_layernorm.weight"]
+        if cfg.get("num_local_experts"):
+            names.append(p + "block_sparse_moe.gate.weight")
+            for e in range(cfg["num_local_experts"]):
+                names += [p + f"block_sparse_moe.experts.{e}.{w}.weight" for w in ("w1", "w2", "w3")]
+        else:
+            names += [p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight", p + "mlp.down_proj.weight"]
     names.append("model.norm.weight")
     if not cfg["tie_word_embeddings"]:
         names.append("lm_head.weight")
@@ -85,10 +96,12 @@ def param_shapes(cfg):
             shapes[n] = (KV, C)
         elif "o_proj" in n:
             shapes[n] = (C, Q)
-        elif "gate_proj" in n or "up_proj" in n:
+        elif "gate_proj" in n or "up_proj" in n or n.endswith(".w1.weight") or n.endswith(".w3.weight"):
             shapes[n] = (F, C)
-        elif "down_proj" in n:
+        elif "down_proj" in n or n.endswith(".w2.weight"):
             shapes[n] = (C, F)
+        elif "block_sparse_moe.gate" in n:
+            shapes[n] = (cfg["num_local_experts"], C)
         else:
             shapes[n] = (V, C)
     return shapes
@@ -158,9 +171,47 @@ def rotate_half(x):
     return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
 
 
-def forward(cfg, P, input_ids, position_ids, sample_ids, bf16_mode=False, attention="saved"):
+def moe_block(cfg, P, p, h):
+    """MixtralSparseMoeBlock.forward on h (B, T, C): (output, router_logits (B*T, E))."""
+    B, T, C = h.shape
+    E, K = cfg["num_local_experts"], cfg["num_experts_per_tok"]
+    x = h.reshape(-1, C)
+    router_logits = x @ P[p + "block_sparse_moe.gate.weight"].T
+    routing_weights = torch.softmax(router_logits, dim=1)
+    routing_weights, selected = torch.topk(routing_weights, K, dim=-1)
+    routing_weights = routing_weights / routing_weights.sum(dim=-1, keepdim=True)
+    out = torch.zeros_like(x)
+    expert_mask = torch.nn.functional.one_hot(selected, num_classes=E).permute(2, 1, 0)
+    for e in range(E):
+        idx, top_x = torch.where(expert_mask[e])
+        cur = x[top_x]
+        w1, w2, w3 = (P[p + f"block_sparse_moe.experts.{e}.{w}.weight"] for w in ("w1", "w2", "w3"))
+        y = (torch.nn.functional.silu(cur @ w1.T) * (cur @ w3.T)) @ w2.T
+        out = out.index_add(0, top_x, y * routing_weights[top_x, idx, None])
+    return out.reshape(B, T, C), router_logits
+
+
+def load_balancing_loss(router_logits, E, K, attention_mask):
+    """transformers' load_balancing_loss_func; router_logits: one (B*T, E) tensor per layer,
+    attention_mask (B, T) of 0/1."""
+    cat = torch.cat(router_logits, dim=0)
+    rw = torch.softmax(cat, dim=-1)
+    _, selected = torch.topk(rw, K, dim=-1)
+    expert_mask = torch.nn.functional.one_hot(selected, E).double()  # (L*N, K, E)
+    B, T = attention_mask.shape
+    L = cat.shape[0] // (B * T)
+    am = attention_mask.double()
+    em = am[None, :, :, None, None].expand(L, B, T, K, E).reshape(-1, K, E)
+    tokens_per_expert = (expert_mask * em).sum(0) / em.sum(0)
+    rm = am[None, :, :, None].expand(L, B, T, E).reshape(-1, E)
+    router_prob_per_expert = (rw * rm).sum(0) / rm.sum(0)
+    return (tokens_per_expert * router_prob_per_expert.unsqueeze(0)).sum() * E
+
+
+def forward(cfg, P, input_ids, position_ids, sample_ids, bf16_mode=False, attention="saved", router_logits=None):
     """Returns logits (B, T, V). P: dict name -> float64 tensor. bf16_mode: the mixed-precision
-    recipe in the module comment (attention: "saved" or "autocast", see there)."""
+    recipe in the module comment (attention: "saved" or "autocast", see there). A mixture of
+    experts appends each layer's router logits (B*T, E) to the list router_logits."""
     rv = _RoundValue.apply if bf16_mode else (lambda t: t)
     ac = bf16_mode and attention == "autocast"
     B, T = input_ids.shape
@@ -200,6 +251,13 @@ def forward(cfg, P, input_ids, position_ids, sample_ids, bf16_mode=False, attent
         a = a.transpose(1, 2).reshape(B, T, NH * HD)
         x = x + linear(a, P[p + "self_attn.o_proj.weight"], bf16_mode)
         h = rmsnorm(x, P[p + "post_attention_layernorm.weight"], eps)
+        if cfg.get("num_local_experts"):
+            assert not bf16_mode
+            y, rl = moe_block(cfg, P, p, h)
+            if router_logits is not None:
+                router_logits.append(rl)
+            x = x + y
+            continue
         g = linear(h, P[p + "mlp.gate_proj.weight"], bf16_mode)
         u = linear(h, P[p + "mlp.up_proj.weight"], bf16_mode)
         y = _SwiGLUSavedBf16.apply(g, u) if bf16_mode else torch.nn.functional.silu(g) * u

@@ -1,0 +1,469 @@
+/* tests/model: the sparse mixture of experts (Mixtral) beyond the reference goldens: the
+ * load-balancing loss is exact under micro-batching (and only with the whole batch's routing
+ * counts), finite differences of the router's and experts' gradients, KV-cache decoding equals the
+ * full forward, the three weight layouts (per-expert names, transformers v5's fused experts, and
+ * what ftune saves) load bit for bit, and the config's refusals. */
+#include <stdarg.h>
+#include <stdlib.h>
+
+#include "ftune/model.h"
+#include "ftune/safetensors.h"
+#include "test.h"
+
+static ft_model_config moe_config(void) {
+    ft_model_config c;
+    ft_model_config_default(&c);
+    snprintf(c.architecture, sizeof c.architecture, "MixtralForCausalLM");
+    snprintf(c.model_type, sizeof c.model_type, "mixtral");
+    c.vocab_size = 40;
+    c.hidden_size = 16;
+    c.intermediate_size = 12;
+    c.num_hidden_layers = 2;
+    c.num_attention_heads = 4;
+    c.num_key_value_heads = 2;
+    c.head_dim = 4;
+    c.rms_norm_eps = 1e-5;
+    c.initializer_range = 0.3;
+    c.max_position_embeddings = 256;
+    c.sliding_window = 7;
+    c.num_local_experts = 5;
+    c.num_experts_per_tok = 2;
+    c.router_aux_loss_coef = 0.1;
+    c.output_router_logits = true;
+    return c;
+}
+
+static ft_status moe_model(const ft_model_config *c, uint64_t seed, bool training, int64_t B, int64_t T,
+                           ft_model **m, ft_workspace **ws, ft_err *err) {
+    ft_model_params p = ft_model_default_params();
+    p.training = training;
+    FT_TRY(ft_model_new_random(c, seed, &p, m, err));
+    ft_workspace_params wp = ft_workspace_default_params();
+    wp.max_batch = B;
+    wp.max_seq = T;
+    wp.training = training;
+    ft_status s = ft_workspace_new(*m, &wp, ws, err);
+    if (s != FT_OK) {
+        ft_model_free(*m);
+        *m = NULL;
+    }
+    return s;
+}
+
+/* Two samples per row, the last 3 tokens of each row padding (sample id -1, as the loader pads). */
+static void fill_batch(ft_rng *r, int32_t *ids, int32_t *tgt, int32_t *pos, int32_t *sid, int64_t B, int64_t T,
+                       int64_t V) {
+    for (int64_t b = 0; b < B; b++) {
+        int64_t cut = T / 2 - 1, pad = T - 3;
+        for (int64_t t = 0; t < T; t++) {
+            int64_t n = b * T + t;
+            ids[n] = (int32_t)ft_rng_below(r, (uint64_t)V);
+            sid[n] = t >= pad ? -1 : t < cut ? 0 : 1;
+            pos[n] = (int32_t)(t >= pad ? 0 : t < cut ? t : t - cut);
+            tgt[n] = (t % 5 == 0 || t == cut - 1 || t >= pad - 1) ? -100 : (int32_t)ft_rng_below(r, (uint64_t)V);
+        }
+    }
+}
+
+static size_t n_all(ft_model *m) {
+    size_t n = 0;
+    for (size_t i = 0; i < ft_model_n_params(m); i++)
+        n += (size_t)ft_model_param(m, i)->numel;
+    return n;
+}
+
+TEST(moe_micro_batches_equal_the_whole_batch) {
+    ft_model_config c = moe_config();
+    ft_model *m = NULL;
+    ft_workspace *w4 = NULL, *w1 = NULL;
+    ft_err err;
+    REQUIRE_OK(moe_model(&c, 21, true, 4, 12, &m, &w4, &err), &err);
+    ft_workspace_params wp = *ft_workspace_get_params(w4);
+    wp.max_batch = 1;
+    REQUIRE_OK(ft_workspace_new(m, &wp, &w1, &err), &err);
+    int32_t ids[48], tgt[48], pos[48], sid[48];
+    ft_rng r;
+    ft_rng_seed(&r, 9);
+    fill_batch(&r, ids, tgt, pos, sid, 4, 12, c.vocab_size);
+    int64_t nt = 0;
+    for (int i = 0; i < 48; i++)
+        nt += tgt[i] != -100;
+    ft_batch full = {4, 12, ids, tgt, pos, sid};
+    size_t n = n_all(m);
+    float *g_full = ft_malloc(n * sizeof(float));
+    REQUIRE(g_full);
+    double l_full = 0;
+    ft_model_zero_grad(m);
+    REQUIRE_OK(ft_model_forward_backward(m, w4, &full, (double)nt, &l_full, NULL, &err), &err);
+    double aux_full = ft_workspace_aux_loss(w4);
+    CHECK(aux_full > 0);
+    memcpy(g_full, ft_model_param(m, 0)->grad, n * sizeof(float));
+
+    /* row by row with the whole batch's routing counts: the same loss, aux and gradients */
+    double *counts = ft_calloc((size_t)c.num_local_experts, sizeof *counts), tokens = 0;
+    REQUIRE(counts);
+    for (int64_t b = 0; b < 4; b++) {
+        ft_batch row = {1, 12, ids + b * 12, tgt + b * 12, pos + b * 12, sid + b * 12};
+        REQUIRE_OK(ft_model_router_counts(m, w1, &row, counts, &tokens, &err), &err);
+    }
+    CHECK_NEAR(tokens, 4.0 * 9 * 2, 0); /* 9 counted tokens a row, 2 layers */
+    REQUIRE_OK(ft_workspace_set_router_counts(w1, counts, tokens, &err), &err);
+    double l_sum = 0, aux_sum = 0;
+    ft_model_zero_grad(m);
+    for (int64_t b = 0; b < 4; b++) {
+        ft_batch row = {1, 12, ids + b * 12, tgt + b * 12, pos + b * 12, sid + b * 12};
+        double l = 0;
+        REQUIRE_OK(ft_model_forward_backward(m, w1, &row, (double)nt, &l, NULL, &err), &err);
+        l_sum += l;
+        aux_sum += ft_workspace_aux_loss(w1);
+    }
+    CHECK_NEAR(l_sum, l_full, 1e-5 * l_full);
+    CHECK_NEAR(aux_sum, aux_full, 1e-6 * aux_full);
+    const float *g = ft_model_param(m, 0)->grad;
+    double worst = 0, gmax = 0;
+    for (size_t k = 0; k < n; k++)
+        worst = fmax(worst, fabs(g[k] - g_full[k])), gmax = fmax(gmax, fabs(g_full[k]));
+    CHECK(gmax > 0);
+    if (!(worst <= 1e-5 * gmax))
+        ft_test_fail_(__FILE__, __LINE__, "micro-batches with global counts: gradients off by %g (max %g)", worst, gmax);
+
+    /* each row's own counts (what a per-micro-batch aux loss would do) is a different loss: the
+     * check above can tell */
+    REQUIRE_OK(ft_workspace_set_router_counts(w1, NULL, 0, &err), &err);
+    double aux_own = 0;
+    for (int64_t b = 0; b < 4; b++) {
+        ft_batch row = {1, 12, ids + b * 12, tgt + b * 12, pos + b * 12, sid + b * 12};
+        REQUIRE_OK(ft_model_forward(m, w1, &row, NULL, NULL, NULL, &err), &err);
+        aux_own += ft_workspace_aux_loss(w1) / 4;
+    }
+    CHECK(fabs(aux_own - aux_full) > 1e-4 * aux_full);
+    ft_free(counts);
+    ft_free(g_full);
+    ft_workspace_free(w1);
+    ft_workspace_free(w4);
+    ft_model_free(m);
+}
+
+/* The training loss CE / denom + coef * aux of a forward (its own routing counts). */
+static double total_loss(ft_model *m, ft_workspace *ws, const ft_batch *b, double denom) {
+    double ls = 0;
+    ft_err err;
+    if (ft_model_forward(m, ws, b, NULL, &ls, NULL, &err) != FT_OK)
+        return NAN;
+    return ls / denom + ft_model_get_config(m)->router_aux_loss_coef * ft_workspace_aux_loss(ws);
+}
+
+TEST(moe_finite_differences_of_router_and_experts) {
+    ft_model_config c = moe_config();
+    c.num_hidden_layers = 1;
+    c.num_experts_per_tok = 3; /* top-3 of 5 (the golden has top-2) */
+    ft_model *m = NULL;
+    ft_workspace *ws = NULL;
+    ft_err err;
+    REQUIRE_OK(moe_model(&c, 5, true, 2, 12, &m, &ws, &err), &err);
+    int32_t ids[24], tgt[24], pos[24], sid[24];
+    ft_rng r;
+    ft_rng_seed(&r, 13);
+    fill_batch(&r, ids, tgt, pos, sid, 2, 12, c.vocab_size);
+    ft_batch b = {2, 12, ids, tgt, pos, sid};
+    ft_model_zero_grad(m);
+    double loss = 0;
+    REQUIRE_OK(ft_model_forward_backward(m, ws, &b, 1.0, &loss, NULL, &err), &err);
+    int checked = 0;
+    for (size_t i = 0; i < ft_model_n_params(m); i++) {
+        ft_param *t = ft_model_param(m, i);
+        if (!strstr(t->name, "block_sparse_moe"))
+            continue;
+        double gmax = 0, worst = 0;
+        for (int64_t k = 0; k < t->numel; k++)
+            gmax = fmax(gmax, fabs(t->grad[k]));
+        for (int s = 0; s < 8; s++) {
+            int64_t k = (int64_t)ft_rng_below(&r, (uint64_t)t->numel);
+            float x0 = t->data[k];
+            t->data[k] = x0 + 1e-2f;
+            double lp = total_loss(m, ws, &b, 1.0);
+            t->data[k] = x0 - 1e-2f;
+            double lm = total_loss(m, ws, &b, 1.0);
+            t->data[k] = x0;
+            worst = fmax(worst, fabs((lp - lm) / 2e-2 - t->grad[k]));
+        }
+        checked++;
+        if (!(worst <= 2e-2 * gmax + 1e-3))
+            ft_test_fail_(__FILE__, __LINE__, "%s: finite differences off by %g (max |grad| %g)", t->name, worst, gmax);
+    }
+    CHECK_EQ_INT(checked, 1 + 3 * c.num_local_experts);
+    ft_workspace_free(ws);
+    ft_model_free(m);
+}
+
+TEST(moe_decode_matches_full_forward) {
+    ft_model_config c = moe_config();
+    ft_model *m = NULL;
+    ft_workspace *ws = NULL;
+    ft_err err;
+    REQUIRE_OK(moe_model(&c, 7, false, 1, 80, &m, &ws, &err), &err);
+    int32_t ids[80];
+    ft_rng r;
+    ft_rng_seed(&r, 3);
+    for (int i = 0; i < 80; i++)
+        ids[i] = (int32_t)ft_rng_below(&r, 40);
+    float *full = ft_malloc(80 * 40 * sizeof(float));
+    ft_batch b = {1, 80, ids, NULL, NULL, NULL};
+    REQUIRE_OK(ft_model_forward(m, ws, &b, full, NULL, NULL, &err), &err);
+    ft_kv_cache *kv = NULL;
+    REQUIRE_OK(ft_kv_cache_new(m, 80, &kv, &err), &err);
+    float logits[40];
+    double worst = 0;
+    REQUIRE_OK(ft_model_decode(m, kv, ids, 70, logits, &err), &err);
+    for (int v = 0; v < 40; v++)
+        worst = fmax(worst, fabs(logits[v] - full[69 * 40 + v]));
+    for (int t = 70; t < 80; t++) {
+        REQUIRE_OK(ft_model_decode(m, kv, ids + t, 1, logits, &err), &err);
+        for (int v = 0; v < 40; v++)
+            worst = fmax(worst, fabs(logits[v] - full[t * 40 + v]));
+    }
+    CHECK(worst < 1e-4);
+    ft_kv_cache_free(kv);
+    ft_free(full);
+    ft_workspace_free(ws);
+    ft_model_free(m);
+}
+
+static bool same_weights(ft_model *a, ft_model *b) {
+    if (ft_model_n_params(a) != ft_model_n_params(b))
+        return false;
+    for (size_t i = 0; i < ft_model_n_params(a); i++) {
+        ft_param *pa = ft_model_param(a, i), *pb = ft_model_param(b, i);
+        if (strcmp(pa->name, pb->name) || pa->numel != pb->numel ||
+            memcmp(pa->data, pb->data, (size_t)pa->numel * sizeof(float)))
+            return false;
+    }
+    return true;
+}
+
+TEST(moe_weight_layouts_round_trip_bit_exact) {
+    ft_model_config c = moe_config();
+    ft_model_params p = ft_model_default_params();
+    ft_model *m = NULL, *m2 = NULL, *m3 = NULL;
+    ft_err err;
+    REQUIRE_OK(ft_model_new_random(&c, 17, &p, &m, &err), &err);
+    const char *dir = ft_test_tmpdir();
+    char d1[600], d2[600], path[700];
+    snprintf(d1, sizeof d1, "%s/per_expert", dir);
+    snprintf(d2, sizeof d2, "%s/fused", dir);
+    REQUIRE_OK(ft_mkdir_p(d1, &err), &err);
+    REQUIRE_OK(ft_mkdir_p(d2, &err), &err);
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof path, "%s/config.json", k ? d2 : d1);
+        REQUIRE_OK(ft_model_config_save(&c, path, &err), &err);
+    }
+    /* per-expert names, as ftune saves */
+    snprintf(path, sizeof path, "%s/model.safetensors", d1);
+    REQUIRE_OK(ft_model_save_weights(m, path, false, &err), &err);
+    REQUIRE_OK(ft_model_load(d1, &p, &m2, &err), &err);
+    CHECK(same_weights(m, m2));
+    CHECK(ft_model_find_param(m2, "model.layers.1.block_sparse_moe.experts.4.w2.weight") != NULL);
+    CHECK(ft_model_find_param(m2, "model.layers.1.mlp.down_proj.weight") == NULL);
+
+    /* transformers v5's fused experts: mlp.gate.weight (E, C), mlp.experts.gate_up_proj
+     * (E, 2F, C) = [w1_e; w3_e], mlp.experts.down_proj (E, C, F) = w2_e */
+    const int64_t E = c.num_local_experts, F = c.intermediate_size, C = c.hidden_size;
+    snprintf(path, sizeof path, "%s/model.safetensors", d2);
+    ft_st_writer *w = NULL;
+    REQUIRE_OK(ft_st_writer_new(path, NULL, &w, &err), &err);
+    float *gu = ft_malloc((size_t)(E * 2 * F * C) * sizeof(float)), *dn = ft_malloc((size_t)(E * C * F) * sizeof(float));
+    REQUIRE(gu && dn);
+    for (size_t i = 0; i < ft_model_n_params(m); i++) {
+        ft_param *t = ft_model_param(m, i);
+        if (!strstr(t->name, "block_sparse_moe"))
+            REQUIRE_OK(ft_st_writer_add(w, t->name, FT_ST_DTYPE_F32, t->ndim, t->shape, &err), &err);
+    }
+    char name[128];
+    for (int64_t l = 0; l < c.num_hidden_layers; l++) {
+        int64_t rs[2] = {E, C}, gs[3] = {E, 2 * F, C}, ds[3] = {E, C, F};
+        snprintf(name, sizeof name, "model.layers.%lld.mlp.gate.weight", (long long)l);
+        REQUIRE_OK(ft_st_writer_add(w, name, FT_ST_DTYPE_F32, 2, rs, &err), &err);
+        snprintf(name, sizeof name, "model.layers.%lld.mlp.experts.gate_up_proj", (long long)l);
+        REQUIRE_OK(ft_st_writer_add(w, name, FT_ST_DTYPE_F32, 3, gs, &err), &err);
+        snprintf(name, sizeof name, "model.layers.%lld.mlp.experts.down_proj", (long long)l);
+        REQUIRE_OK(ft_st_writer_add(w, name, FT_ST_DTYPE_F32, 3, ds, &err), &err);
+    }
+    for (size_t i = 0; i < ft_model_n_params(m); i++) {
+        ft_param *t = ft_model_param(m, i);
+        if (!strstr(t->name, "block_sparse_moe"))
+            REQUIRE_OK(ft_st_writer_write_f32(w, t->name, t->data, t->numel, &err), &err);
+    }
+    for (int64_t l = 0; l < c.num_hidden_layers; l++) {
+        char n1[128];
+        snprintf(n1, sizeof n1, "model.layers.%lld.block_sparse_moe.gate.weight", (long long)l);
+        ft_param *rt = ft_model_find_param(m, n1);
+        REQUIRE(rt);
+        for (int64_t e = 0; e < E; e++) {
+            const char *ws_[3] = {"w1", "w3", "w2"};
+            float *dst[3] = {gu + e * 2 * F * C, gu + e * 2 * F * C + F * C, dn + e * C * F};
+            for (int k = 0; k < 3; k++) {
+                snprintf(n1, sizeof n1, "model.layers.%lld.block_sparse_moe.experts.%lld.%s.weight", (long long)l,
+                         (long long)e, ws_[k]);
+                ft_param *pt = ft_model_find_param(m, n1);
+                REQUIRE(pt);
+                memcpy(dst[k], pt->data, (size_t)pt->numel * sizeof(float));
+            }
+        }
+        snprintf(name, sizeof name, "model.layers.%lld.mlp.gate.weight", (long long)l);
+        REQUIRE_OK(ft_st_writer_write_f32(w, name, rt->data, rt->numel, &err), &err);
+        snprintf(name, sizeof name, "model.layers.%lld.mlp.experts.gate_up_proj", (long long)l);
+        REQUIRE_OK(ft_st_writer_write_f32(w, name, gu, E * 2 * F * C, &err), &err);
+        snprintf(name, sizeof name, "model.layers.%lld.mlp.experts.down_proj", (long long)l);
+        REQUIRE_OK(ft_st_writer_write_f32(w, name, dn, E * C * F, &err), &err);
+    }
+    REQUIRE_OK(ft_st_writer_finish(w, &err), &err);
+    ft_st_writer_free(w);
+    REQUIRE_OK(ft_model_load(d2, &p, &m3, &err), &err);
+    CHECK(same_weights(m, m3));
+    ft_model_free(m3);
+    m3 = NULL;
+    /* ... and saves in the per-expert names, loading back the same */
+    snprintf(path, sizeof path, "%s/model.safetensors", d1);
+    REQUIRE_OK(ft_model_load(d2, &p, &m3, &err), &err);
+    REQUIRE_OK(ft_model_save_weights(m3, path, false, &err), &err);
+    ft_model_free(m2);
+    REQUIRE_OK(ft_model_load(d1, &p, &m2, &err), &err);
+    CHECK(same_weights(m, m2));
+    ft_free(gu);
+    ft_free(dn);
+    ft_model_free(m3);
+    ft_model_free(m2);
+    ft_model_free(m);
+}
+
+/* out = s with its first `from` replaced by `to` */
+static void replace(char *out, size_t cap, const char *s, const char *from, const char *to) {
+    const char *at = strstr(s, from);
+    FT_ASSERT(at);
+    snprintf(out, cap, "%.*s%s%s", (int)(at - s), s, to, at + strlen(from));
+}
+
+TEST(moe_config_parse_save_and_refusals) {
+    ft_model_config c;
+    ft_err err;
+    const char *ok = "{\"architectures\": [\"MixtralForCausalLM\"], \"model_type\": \"mixtral\", \"vocab_size\": 32, "
+                     "\"hidden_size\": 16, \"intermediate_size\": 8, \"num_hidden_layers\": 1, "
+                     "\"num_attention_heads\": 2, \"num_key_value_heads\": 1, \"num_local_experts\": 3, "
+                     "\"num_experts_per_tok\": 2, \"router_aux_loss_coef\": 0.02, \"output_router_logits\": true, "
+                     "\"router_jitter_noise\": 0.0, \"sliding_window\": null}";
+    REQUIRE_OK(ft_model_config_load_buf("ok.json", ok, strlen(ok), &c, &err), &err);
+    CHECK_EQ_INT(c.num_local_experts, 3);
+    CHECK_EQ_INT(c.num_experts_per_tok, 2);
+    CHECK_NEAR(ft_model_config_aux_coef(&c), 0.02, 0);
+    CHECK_NEAR(c.rope_theta, 1e6, 0); /* MixtralConfig's default */
+    CHECK_EQ_INT(c.sliding_window, 0);
+    CHECK_EQ_INT(ft_model_config_tensors(&c, NULL, 0), 2 + 7 + 3 * 3 + 1);
+    char path[600];
+    snprintf(path, sizeof path, "%s/config.json", ft_test_tmpdir());
+    REQUIRE_OK(ft_model_config_save(&c, path, &err), &err);
+    ft_model_config c2;
+    REQUIRE_OK(ft_model_config_load(path, &c2, &err), &err);
+    CHECK(c2.num_local_experts == 3 && c2.num_experts_per_tok == 2 && c2.output_router_logits);
+    CHECK_NEAR(c2.router_aux_loss_coef, 0.02, 0);
+    CHECK_STR_EQ(c2.architecture, "MixtralForCausalLM");
+    /* without output_router_logits transformers adds no aux loss */
+    c2.output_router_logits = false;
+    CHECK_NEAR(ft_model_config_aux_coef(&c2), 0, 0);
+
+    char bad[1024];
+    /* router jitter: read (generation is unaffected), refused for training */
+    replace(bad, sizeof bad, ok, "\"router_jitter_noise\": 0.0", "\"router_jitter_noise\": 0.01");
+    REQUIRE_OK(ft_model_config_load_buf("jitter.json", bad, strlen(bad), &c, &err), &err);
+    CHECK_NEAR(c.router_jitter_noise, 0.01, 0);
+    CHECK_OK(ft_workspace_check_dtype(&c, FT_DTYPE_FP32, false, &err), &err);
+    CHECK(ft_workspace_check_dtype(&c, FT_DTYPE_FP32, true, &err) == FT_ERR_UNSUPPORTED);
+    CHECK(strstr(err.msg, "router_jitter_noise") && strstr(err.msg, "exact resume"));
+    replace(bad, sizeof bad, ok, "\"num_experts_per_tok\": 2", "\"num_experts_per_tok\": 4");
+    CHECK(ft_model_config_load_buf("topk.json", bad, strlen(bad), &c, &err) == FT_ERR_INVALID);
+    CHECK(strstr(err.msg, "num_experts_per_tok") != NULL);
+    /* bf16 workspaces are refused for now, saying so */
+    ft_model_config mc = moe_config();
+    CHECK(ft_workspace_check_dtype(&mc, FT_DTYPE_BF16, false, &err) == FT_ERR_UNSUPPORTED);
+    CHECK(strstr(err.msg, "mixture-of-experts") != NULL);
+}
+
+/* ---------------------------------------------------------------- end to end through the binary
+ * A Mixtral-shaped random model (init-model --arch mixtral) fine-tuned on a chat task with
+ * `ftune create`, registered, and answering with `ftune generate`; the run records aux_loss
+ * beside the loss. */
+static int sh(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int sh(char **out, const char *fmt, ...) {
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    char *o = NULL;
+    int rc = ft_test_run(cmd, &o);
+    if (out)
+        *out = o;
+    else
+        free(o);
+    return rc;
+}
+
+TEST(moe_mixtral_create_register_generate) {
+    const char *tmp = ft_test_tmpdir(), *bin = ft_test_ftune_bin();
+    char model[700], data[700], home[700];
+    snprintf(model, sizeof model, "%s/mixtral", tmp);
+    snprintf(data, sizeof data, "%s/chat.jsonl", tmp);
+    snprintf(home, sizeof home, "%s/home", tmp);
+    static const char *const qa[][2] = {
+        {"color of the sky?", "blue"}, {"2+2=", "4"}, {"capital of France?", "Paris"}, {"opposite of hot?", "cold"}};
+    ft_buf b = {0};
+    for (int k = 0; k < 4; k++)
+        for (int i = 0; i < 4; i++)
+            ft_buf_appendf(&b,
+                           "{\"messages\": [{\"role\": \"user\", \"content\": \"%s\"}, {\"role\": \"assistant\", "
+                           "\"content\": \"%s\"}]}\n",
+                           qa[i][0], qa[i][1]);
+    ft_err err;
+    REQUIRE_OK(ft_file_write_atomic(data, b.data, b.len, &err), &err);
+    ft_buf_free(&b);
+    char *out = NULL;
+    int rc = sh(&out,
+                "%s init-model --out '%s' --arch mixtral --experts 4 --experts-per-tok 2 --vocab-size 259 "
+                "--hidden-size 48 --intermediate-size 64 --layers 2 --heads 4 --kv-heads 2 --sliding-window 16 "
+                "--output-router-logits --tokenizer '%s' --std 0.05 2>&1",
+                bin, model, ft_test_fixture("train/tinytok"));
+    if (rc != 0)
+        ft_test_fail_(__FILE__, __LINE__, "init-model: %s", out ? out : "");
+    CHECK(out && strstr(out, "MixtralForCausalLM"));
+    free(out);
+    rc = sh(&out,
+            "FTUNE_HOME='%s' USER=tester OMP_NUM_THREADS=1 %s create --model '%s' --train-data-path '%s' "
+            "--task-type CHAT_COMPLETION --learning-rate 3e-3 --global-batch-size 4 --micro-batch-size 2 "
+            "--context-length 64 --training-duration 60ba --seed 3 --register-to main.test.mixtral --name mx "
+            "--threads 1 --eval-max-new-tokens 4 2>&1",
+            home, bin, model, data);
+    if (rc != 0)
+        ft_test_fail_(__FILE__, __LINE__, "create: %s", out ? out : "");
+    CHECK(out && strstr(out, "registered as main.test.mixtral version 1"));
+    free(out);
+    rc = sh(&out, "FTUNE_HOME='%s' USER=tester %s metrics mx --name aux_loss --json 2>&1", home, bin);
+    CHECK_EQ_INT(rc, 0);
+    CHECK(out && strstr(out, "aux_loss"));
+    free(out);
+    int right = 0;
+    for (int i = 0; i < 4; i++) {
+        rc = sh(&out,
+                "FTUNE_HOME='%s' USER=tester OMP_NUM_THREADS=1 %s generate --model main.test.mixtral --prompt '%s' "
+                "--chat --temperature 0 --max-new-tokens 8 2>&1",
+                home, bin, qa[i][0]);
+        CHECK_EQ_INT(rc, 0);
+        if (out) {
+            char *nl = strchr(out, '\n');
+            if (nl)
+                *nl = 0;
+            right += !strcmp(out, qa[i][1]);
+            printf("    mixtral chat: \"%s\" -> \"%s\"\n", qa[i][0], out);
+        }
+        free(out);
+    }
+    CHECK(right >= 3);
+}
