@@ -5,6 +5,7 @@
 #define FTUNE_RUNS_H
 
 #include <jansson.h>
+#include <signal.h>
 
 #include "ftune/data.h"
 #include "ftune/store.h"
@@ -84,5 +85,96 @@ ft_status ft_runs_validate(const ft_runs_validate_params *p, ft_data_report **re
  * or (0) the trainer's automatic global batch size, which depends on the rows per epoch that
  * validation has just counted. */
 void ft_runs_plan_batches(ft_data_report *r, ft_data_duration d, int64_t global_batch_size);
+
+/* ---------------------------------------------------------------- run folders (files.c) */
+
+/* The data fingerprint a run records when it starts (exec.c), in its folder. */
+#define FT_RUNS_DATA_FINGERPRINT "data_fingerprint.json"
+
+/* Why the canonical folder `dir` may not hold a run ($FTUNE_HOME, a folder holding it, or one
+ * inside it but outside experiments/ and volumes/); NULL when it may. Caller frees. */
+char *ft_runs_dir_forbidden(const char *dir);
+/* The run named by the folder's marker (caller frees); NULL when there is none. */
+char *ft_runs_dir_owner(const char *dir);
+/* Make the run folder and its missing parents and write its marker (the run's name and the
+ * folders made), which is what ft_runs_dir_remove trusts. */
+ft_status ft_runs_dir_make(const char *run_dir, const char *name, ft_err *err);
+/* Remove what ftune created for run `name` in `run_dir` (never a file it did not create); what
+ * stays or could not be reached is described in `note`. FT_OK, or FT_ERR_IO when something ftune
+ * made could not be removed (the note says what). */
+ft_status ft_runs_dir_remove(const char *run_dir, const char *name, ft_buf *note);
+
+/* Delete a run (`ftune delete`, DELETE /api/runs/{name}): its record and the files ftune made for
+ * it; registered versions are clones and stay. A run whose process is alive is refused
+ * (FT_ERR_INVALID) unless `force`, which kills that process first (only on this host). `note` (may
+ * be NULL) gets what stayed on disk. FT_ERR_NOT_FOUND for an unknown run; FT_ERR_IO when the
+ * record went but some file ftune made could not be removed (the note says which). */
+ft_status ft_runs_delete(ft_store *s, const char *name, bool force, ft_buf *note, ft_err *err);
+
+/* ---------------------------------------------------------------- executing a run (exec.c) */
+
+/* What a caller sees of a run while it executes: the event lines and the steps (for a progress
+ * bar). Every member may be NULL. The CLI prints them; the worker writes failures to its log. */
+typedef struct ft_runs_observer {
+    void *user;
+    /* An event as recorded (type "TRAIN_UPDATED", "FAILED", ...; level "INFO" | "WARN" |
+     * "ERROR"), and the notices that are not events (type "  eval prompt", "TERMINATING"). */
+    void (*on_line)(void *user, const char *type, const char *level, const char *message);
+    void (*on_step)(void *user, int64_t step, int64_t total_steps, double loss);
+} ft_runs_observer;
+
+typedef struct ft_runs_exec_params {
+    bool resume;             /* continue from the latest checkpoint (else: start fresh unless there is one) */
+    int threads;             /* > 0: override the configured thread count */
+    bool allow_changed_data; /* resume even when the data changed since the start (a WARN event) */
+    bool data_checked;       /* the caller found the data unchanged (ft_runs_data_check): skip checking again */
+    const ft_runs_observer *observer; /* NULL: nothing reported beyond the store */
+    /* The stop signal received (SIGINT, SIGTERM, SIGHUP; 0: none), set by the caller's signal
+     * handler: the run stops at the next step boundary after a checkpoint and records STOPPED
+     * with the signal named in its details. NULL: none. */
+    const volatile sig_atomic_t *stop_signal;
+} ft_runs_exec_params;
+
+/* Execute the run `name`, which the caller has moved to STARTING: take ownership (this pid and
+ * host), train with the store as the trainer's sink (events, metrics, checkpoints, progress;
+ * writes wait in memory while ftune.db is locked or unavailable, for FTUNE_STORE_OUTAGE_S seconds,
+ * default 600), stop after a checkpoint when the run is cancelled (TERMINATING) or *stop_signal
+ * is set, register the exported model, and leave the run COMPLETED, STOPPED or FAILED (*final,
+ * may be NULL). FT_OK when the run ended COMPLETED; otherwise an error whose message is the
+ * reason (FT_ERR_CANCELLED when it stopped). */
+ft_status ft_runs_execute(ft_store *s, const char *name, const ft_runs_exec_params *p, ft_run_status *final,
+                          ft_err *err);
+
+/* Compare a run's data now with what it recorded when it started (FT_RUNS_DATA_FINGERPRINT):
+ * returns the number of files whose content changed (or 1 when the data cannot be read now), 0
+ * when none, -1 when nothing was recorded; `changes` describes each difference (also mere
+ * touches). *now (may be NULL) gets the current fingerprint. */
+int ft_runs_data_check(const ft_run *r, ft_buf *changes, json_t **now);
+
+/* ---------------------------------------------------------------- the worker (worker.c) */
+
+typedef struct ft_runs_worker_params {
+    int workers;        /* runs executed at once (default 1) */
+    bool until_idle;    /* return when nothing is queued and nothing runs */
+    double poll_s;      /* seconds between looks at the queue (default 2) */
+    /* Set (to the signal, or any non-zero value) by the caller to stop: each running run gets
+     * SIGTERM and stops after a checkpoint (STOPPED, resumable), then the worker returns. */
+    const volatile sig_atomic_t *stop;
+    /* Lines for the worker's log ("starting NAME", "NAME ended (exit 0)"); NULL: none. */
+    void (*on_log)(void *user, const char *line);
+    void *log_user;
+} ft_runs_worker_params;
+void ft_runs_worker_default_params(ft_runs_worker_params *p);
+
+/* The background worker of $FTUNE_HOME: one per home (a lock file, worker.lock, holding its pid).
+ * It resumes this host's runs whose process died (from their latest checkpoint; a run that dies
+ * three times in a row is failed), then starts queued runs oldest first, up to `workers` at
+ * once, each in its own forked process (a crash takes the run, never the worker). The calling
+ * process must be single-threaded (it forks without exec). FT_ERR_INVALID when another worker
+ * holds the lock (with until_idle: FT_OK, that one serves the queue). */
+ft_status ft_runs_worker(const ft_runs_worker_params *p, ft_err *err);
+/* Make sure a worker serves the queue: when none holds the lock, start `exe worker --until-idle`
+ * detached (its output appended to $FTUNE_HOME/worker.log). */
+void ft_runs_worker_ensure(const char *exe);
 
 #endif

@@ -25,10 +25,11 @@ typedef struct ft_server_params {
     size_t max_body;   /* largest request body accepted, bytes (default 1 MiB) */
     const char *home;  /* $FTUNE_HOME to serve (NULL: the environment's) */
     double poll_s;     /* how often event streams look for new events (default 0.25 s) */
-    /* The ftune binary. With it the server supervises `ftune worker` (queued runs execute, runs
-     * whose process died resume; on stop the running run checkpoints and stays resumable) and
-     * creates and deletes runs through `ftune create --detach` and `ftune delete`, exactly as the
-     * CLI validates and removes. NULL: a read-only server (those routes answer 501). */
+    /* The ftune binary. With it the server supervises `ftune worker --workers N` (the run
+     * service's worker, ftune/runs.h: queued runs execute, runs whose process died resume; on stop
+     * the running runs checkpoint and stay resumable) and creates runs through `ftune create
+     * --detach`, exactly as the CLI validates. NULL: a server that executes and creates no runs
+     * (those routes answer 501; cancel and delete work through the run service). */
     const char *exe;
     double stop_grace_s; /* how long the worker may take to checkpoint when stopping (default 300 s) */
 } ft_server_params;

@@ -12,6 +12,7 @@
 #include "ftune/data.h"
 #include "ftune/hf.h"
 #include "ftune/json.h"
+#include "ftune/runs.h"
 #include "ftune/train.h"
 #include "data_summary.h"
 #include "ftune/config.h"
@@ -539,7 +540,7 @@ int cmd_create(int argc, char **argv) {
         free(cjs);
         goto done;
     }
-    if ((st = run_dir_make(run_dir, name, &err)) != FT_OK) {
+    if ((st = ft_runs_dir_make(run_dir, name, &err)) != FT_OK) {
         free(cjs);
         rc = model_error("experiment-path", &err);
         goto done;
@@ -548,7 +549,7 @@ int cmd_create(int argc, char **argv) {
     free(cjs);
     if (st != FT_OK) {
         ft_buf note = {0};
-        run_dir_remove(run_dir, name, &note); /* takes back only what run_dir_make made */
+        ft_runs_dir_remove(run_dir, name, &note); /* takes back only what ft_runs_dir_make made */
         ft_buf_free(&note);
         rc = st == FT_ERR_INVALID ? cli_usage_error("create", "name", "%s", err.msg) : cli_report("create", &err);
         goto done;

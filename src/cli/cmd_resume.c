@@ -4,6 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ftune/runs.h"
 #include "run_common.h"
 
 static const cli_opt opts[] = {
@@ -49,7 +50,7 @@ int cmd_resume(int argc, char **argv) {
         fprintf(stderr, "ftune resume: %s is %s in process %lld on %s\n", name, ft_run_status_str(r.status),
                 (long long)r.pid, r.host ? r.host : "?");
         rc = CLI_EXIT_FAIL;
-    } else if (!allow && (data_changed = run_data_check(&r, &changes, NULL)) > 0) {
+    } else if (!allow && (data_changed = ft_runs_data_check(&r, &changes, NULL)) > 0) {
         /* Refused before anything changes: the run keeps its status. */
         fprintf(stderr,
                 "ftune resume: %s: the data changed since the run started, so the resumed steps would "

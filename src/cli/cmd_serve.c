@@ -13,7 +13,7 @@ static const cli_opt opts[] = {
     {"host", CLI_STR, "H: address to bind (default 127.0.0.1; anything but loopback needs --token-file)"},
     {"port", CLI_INT, "N: port (default 8080; 0: any free port, printed at start)"},
     {"token-file", CLI_STR, "F: file holding the bearer token that every API request must carry"},
-    {"workers", CLI_INT, "N: runs executed at once (only 1 for now)"},
+    {"workers", CLI_INT, "N: runs executed at once (default 1; each run uses --threads or all cores)"},
     {"max-body", CLI_INT, "BYTES: largest request body accepted (default 1048576)"},
     {NULL, 0, NULL},
 };
@@ -68,9 +68,8 @@ int cmd_serve(int argc, char **argv) {
         rc = cli_usage_error("serve", "port", "must be 0..65535");
         goto done;
     }
-    if (p.workers != 1) {
-        rc = cli_usage_error("serve", "workers", "must be 1: one worker executes this FTUNE_HOME's runs, one at a "
-                                                 "time (several at once is not supported yet)");
+    if (p.workers < 1 || p.workers > 64) {
+        rc = cli_usage_error("serve", "workers", "must be 1..64 (runs executed at once), got %d", p.workers);
         goto done;
     }
     if (cli_has(&a, "max-body") && cli_int(&a, "max-body", 0) < 1024) {

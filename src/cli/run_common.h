@@ -1,6 +1,6 @@
 /* cli/run_common.h: what the run commands (create, resume, worker, get, list, events, metrics,
- * cancel, delete, registry) share: opening the store, executing a run with the store as the
- * trainer's sink, the background worker, and the human renderings of runs. */
+ * cancel, delete, registry) share: opening the store, the faces of the run service (ftune/runs.h:
+ * a foreground run, the worker), and the human renderings of runs. */
 #ifndef FTUNE_CLI_RUN_COMMON_H
 #define FTUNE_CLI_RUN_COMMON_H
 
@@ -37,42 +37,21 @@ typedef struct run_exec_opts {
     bool data_checked;       /* the caller found the data unchanged (run_data_check): skip checking again */
 } run_exec_opts;
 
-/* Compare a run's data now with what it recorded when it started (RUN_DATA_FINGERPRINT): returns
- * the number of files whose content changed (or 1 when the data cannot be read now), 0 when none,
- * -1 when nothing was recorded; `changes` describes each difference (also mere touches). *now
- * (may be NULL) gets the current fingerprint. */
-int run_data_check(const ft_run *r, ft_buf *changes, json_t **now);
-
-/* Execute the run `name`, which the caller has moved to STARTING: take ownership (pid, host),
- * train with the store as sink, register the exported model, and leave the run COMPLETED,
- * STOPPED or FAILED. Returns the exit code (0 completed, 1 stopped or failed). */
+/* ft_runs_execute in the foreground: Ctrl-C, SIGTERM and SIGHUP stop the run after a checkpoint;
+ * with `show`, a progress bar and the event lines on stderr (quiet: only a failure's reason).
+ * Returns the exit code (0 completed, 1 stopped or failed). */
 int run_execute(ft_store *s, const char *name, const run_exec_opts *o);
 
-/* Make sure a background worker serves the queue, starting `ftune worker --until-idle` detached
- * when none holds the worker lock. */
+/* ft_runs_worker_ensure with this binary. */
 void run_ensure_worker(void);
-/* The worker loop (ftune worker). */
-int run_worker_loop(bool until_idle, double poll_s, bool quiet);
+/* ft_runs_worker until SIGINT, SIGTERM or SIGHUP, its log lines on stderr unless quiet. */
+int run_worker_loop(bool until_idle, double poll_s, bool quiet, int workers);
 
-/* ---------------------------------------------------------------- run folders (run_files.c) */
+/* ---------------------------------------------------------------- run folders (ftune/runs.h) */
 
-/* The data fingerprint a run records when it starts (run_exec.c), in its folder. */
-#define RUN_DATA_FINGERPRINT "data_fingerprint.json"
-
-/* Why the canonical folder `dir` may not hold a run ($FTUNE_HOME, a folder holding it, or one
- * inside it but outside experiments/ and volumes/); NULL when it may. Caller frees. */
-char *run_dir_forbidden(const char *dir);
 /* The checks on a new run's canonical folder: allowed, and absent or empty. Returns 0, or prints
  * the usage error naming --flag and returns its exit code. */
 int run_dir_check_new(const char *command, const char *flag, const char *run_dir, const char *name);
-/* Make the run folder and its missing parents and write its marker (the run's name and the
- * folders made), which is what `delete` trusts. */
-ft_status run_dir_make(const char *run_dir, const char *name, ft_err *err);
-/* Remove what ftune created for run `name` in `run_dir` (see run_files.c); what stays or could not
- * be reached is described in `note`. Returns 0, or 1 when something ftune made could not be
- * removed. */
-int run_dir_remove(const char *run_dir, const char *name, ft_buf *note);
-
 /* "RUNNING ▓▓▓▓▓▓▓▓░░░░░░░░░░░░ 45%  ETA 3m12s" into buf. */
 void run_status_line(const ft_run *r, char *buf, size_t cap);
 /* Print a run's JSON (`get --json`) on one line of stdout. */

@@ -849,10 +849,8 @@ static void runs_create(srv_ctx *c, const srv_request *rq, srv_response *rs) {
     json_decref(j);
 }
 
+/* DELETE through the run service, as `ftune delete` (without --force: a running run is a 409). */
 static void run_delete(srv_ctx *c, const char *name, srv_response *rs) {
-    if (!c->exe)
-        return srv_error(rs, 501, "not_implemented", NULL, NULL, "this server deletes no runs: use `ftune delete %s`",
-                         name);
     ft_store *s;
     ft_run r;
     if (!load_run(c, rs, name, &s, &r))
@@ -860,37 +858,25 @@ static void run_delete(srv_ctx *c, const char *name, srv_response *rs) {
     bool active = !ft_run_status_is_final(r.status) && r.status != FT_RUN_PENDING && r.status != FT_RUN_QUEUED &&
                   ft_runs_process_alive(&r);
     ft_run_deinit(&r);
-    ft_store_close(s);
-    if (active)
+    if (active) {
+        ft_store_close(s);
         return srv_error(rs, 409, "conflict", NULL, NULL, "%s is running: cancel it first", name);
-    char *argv[] = {(char *)"ftune", (char *)"delete", (char *)"--json", (char *)name, NULL};
-    ft_buf out = {0}, errb = {0};
-    int code;
-    ft_err err;
-    if (srv_run_command(c, argv, &out, &errb, &code, &err) != FT_OK) {
-        error_from(rs, &err, NULL);
-    } else {
-        /* The note says what stayed on disk (files ftune did not create). */
-        const char *note = ft_buf_cstr(&errb);
-        size_t pl = strlen("ftune delete: ") + strlen(name) + 2;
-        if (strlen(note) > pl)
-            note += pl;
-        json_t *o = json_pack("{s:s}", "deleted", name);
-        if (errb.len) {
-            json_t *n = json_stringn(note, strcspn(note, "\n"));
-            if (n)
-                json_object_set_new(o, "note", n);
-        }
-        if (code == 0)
-            srv_json(rs, 200, o);
-        else {
-            json_decref(o);
-            srv_error(rs, code == 2 ? 400 : 500, code == 2 ? "invalid_value" : "internal", NULL, NULL,
-                      "ftune delete: %.1000s", ft_buf_cstr(&errb));
-        }
     }
-    ft_buf_free(&out);
-    ft_buf_free(&errb);
+    ft_buf note = {0};
+    ft_err err;
+    ft_status st = ft_runs_delete(s, name, false, &note, &err);
+    ft_store_close(s);
+    if (st == FT_OK || st == FT_ERR_IO) { /* FT_ERR_IO: the record went, a file ftune made stayed */
+        json_t *o = json_pack("{s:s}", "deleted", name);
+        if (note.len)
+            json_object_set_new(o, "note", json_string(ft_buf_cstr(&note)));
+        srv_json(rs, 200, o);
+    } else if (st == FT_ERR_INVALID) {
+        srv_error(rs, 409, "conflict", NULL, NULL, "%s", err.msg);
+    } else {
+        error_from(rs, &err, NULL);
+    }
+    ft_buf_free(&note);
 }
 
 /* ---------------------------------------------------------------- auth */

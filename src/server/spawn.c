@@ -1,7 +1,11 @@
-/* server/spawn.c: the processes `ftune serve` runs: the worker it supervises (`ftune worker`, which
- * executes queued runs one at a time, each in its own process, and resumes runs whose process
- * died), and the `ftune create --detach` / `ftune delete` commands behind POST /api/runs and
- * DELETE /api/runs/{name}, so that the API validates, records and removes exactly as the CLI does.
+/* server/spawn.c: the processes `ftune serve` runs: the worker it supervises (`ftune worker
+ * --workers N`, the run service's worker (ft_runs_worker): N queued runs at once, each in its own
+ * process, and runs whose process died resumed), and the `ftune create --detach` command behind
+ * POST /api/runs, so that the API validates and records exactly as the CLI does.
+ *
+ * Why a supervised process rather than ft_runs_worker in a thread: the worker forks a process per
+ * run without exec, which is only safe from a single-threaded process (a fork of the server would
+ * copy SQLite's and libmicrohttpd's locks as other threads hold them).
  *
  * Children are started with posix_spawn (the server is multithreaded: no fork without exec), with
  * the default signal dispositions and an empty mask (the server blocks SIGINT/SIGTERM for its
@@ -146,7 +150,9 @@ static pid_t start_worker(const srv_ctx *c) {
         posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         posix_spawn_file_actions_adddup2(&fa, 1, 2);
     }
-    char *argv[] = {(char *)"ftune", (char *)"worker", (char *)"--poll", (char *)"0.5", NULL};
+    char workers[16];
+    snprintf(workers, sizeof workers, "%d", c->workers > 0 ? c->workers : 1);
+    char *argv[] = {(char *)"ftune", (char *)"worker", (char *)"--poll", (char *)"0.5", (char *)"--workers", workers, NULL};
     pid_t pid = -1;
     if (spawn(c, argv, &fa, &pid) != 0)
         pid = -1;

@@ -1,4 +1,4 @@
-/* cli/run_files.c: which folders a run may use and what `ftune delete` may remove (issue #9).
+/* runs/files.c: which folders a run may use and what `ftune delete` may remove (issue #9).
  *
  * The rule: ftune removes only what it created. `create` refuses a run folder that is $FTUNE_HOME,
  * holds it, or lies inside it anywhere but experiments/ and volumes/, and one that already exists
@@ -9,6 +9,8 @@
  * Runs recorded before the marker existed count as ftune's when their train_config.json names
  * them. */
 #include <dirent.h>
+#include <signal.h>
+#include <time.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,14 +19,14 @@
 
 #include "ftune/json.h"
 #include "ftune/train.h"
-#include "run_common.h"
+#include "ftune/runs.h"
 
 #define MARKER ".ftune-run"
 
-/* What the CLI adds to a run folder beside the trainer's files (ftune/train.h). */
-static const char *const cli_entries[] = {MARKER, RUN_DATA_FINGERPRINT, NULL};
+/* What the run service adds to a run folder beside the trainer's files (ftune/train.h). */
+static const char *const runs_entries[] = {MARKER, FT_RUNS_DATA_FINGERPRINT, NULL};
 
-char *run_dir_forbidden(const char *dir) {
+char *ft_runs_dir_forbidden(const char *dir) {
     char *home = ft_home_dir();
     if (!home)
         return ft_strdup("out of memory");
@@ -74,51 +76,9 @@ static bool legacy_config_names(const char *dir, const char *name) {
     return yes;
 }
 
-int run_dir_check_new(const char *command, const char *flag, const char *run_dir, const char *name) {
-    char *why = run_dir_forbidden(run_dir);
-    if (why) {
-        int rc = cli_usage_error(command, flag, "the run folder %s cannot be used: %s; choose another --%s", run_dir,
-                                 why, flag);
-        ft_free(why);
-        return rc;
-    }
-    struct stat st;
-    if (lstat(run_dir, &st) != 0) {
-        if (errno == ENOENT)
-            return CLI_EXIT_OK;
-        return cli_usage_error(command, flag, "the run folder %s cannot be used: %s", run_dir, strerror(errno));
-    }
-    if (!S_ISDIR(st.st_mode))
-        return cli_usage_error(command, flag, "the run folder %s exists and is not a folder; choose another --%s or --name",
-                               run_dir, flag);
-    DIR *d = opendir(run_dir);
-    if (!d)
-        return cli_usage_error(command, flag, "the run folder %s cannot be opened: %s", run_dir, strerror(errno));
-    bool empty = true;
-    for (struct dirent *e; (e = readdir(d));)
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-            empty = false;
-    closedir(d);
-    if (empty)
-        return CLI_EXIT_OK;
-    char *owner = read_marker(run_dir, NULL);
-    int rc;
-    if (owner && !strcmp(owner, name))
-        rc = cli_usage_error(command, "name",
-                             "the run folder %s already belongs to a run named %s; choose another --name (or "
-                             "`ftune delete %s` first)",
-                             run_dir, name, name);
-    else
-        rc = cli_usage_error(command, flag,
-                             "the run folder %s already exists and is not empty; ftune writes only into a new or empty "
-                             "folder, so that `ftune delete` never removes files it did not create: choose another "
-                             "--%s or --name",
-                             run_dir, flag);
-    ft_free(owner);
-    return rc;
-}
+char *ft_runs_dir_owner(const char *dir) { return read_marker(dir, NULL); }
 
-ft_status run_dir_make(const char *run_dir, const char *name, ft_err *err) {
+ft_status ft_runs_dir_make(const char *run_dir, const char *name, ft_err *err) {
     json_t *created = json_array();
     ft_status s = FT_OK;
     char *p = ft_strdup(run_dir);
@@ -160,7 +120,7 @@ ft_status run_dir_make(const char *run_dir, const char *name, ft_err *err) {
 /* An entry a run writes: one of the trainer's or the CLI's, or a temporary file of an atomic
  * write of one ("<entry>.tmp.<pid>"). */
 static bool ftune_entry(const char *e) {
-    const char *const *lists[2] = {ft_train_run_entries, cli_entries};
+    const char *const *lists[2] = {ft_train_run_entries, runs_entries};
     for (int l = 0; l < 2; l++)
         for (const char *const *k = lists[l]; *k; k++) {
             size_t n = strlen(*k);
@@ -187,42 +147,42 @@ static void remove_empty_legacy_parent(const char *run_dir) {
     ft_free(parent);
 }
 
-int run_dir_remove(const char *run_dir, const char *name, ft_buf *note) {
+ft_status ft_runs_dir_remove(const char *run_dir, const char *name, ft_buf *note) {
     if (!run_dir || !*run_dir)
-        return CLI_EXIT_OK;
+        return FT_OK;
     if (run_dir[0] != '/') {
         ft_buf_appendf(note, "kept %s: the record names a relative folder, which cannot be told apart from another "
                              "folder of that name", run_dir);
-        return CLI_EXIT_OK;
+        return FT_OK;
     }
     struct stat st;
     if (lstat(run_dir, &st) != 0) {
         int e = errno;
         if (e == ENOENT)
-            return CLI_EXIT_OK; /* nothing there */
+            return FT_OK; /* nothing there */
         ft_buf_appendf(note, "could not reach the run folder %s: %s", run_dir, strerror(e));
         /* A path the system cannot even name holds nothing to remove. */
-        return e == ENAMETOOLONG || e == ENOTDIR || e == ELOOP ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+        return e == ENAMETOOLONG || e == ENOTDIR || e == ELOOP ? FT_OK : FT_ERR_IO;
     }
     if (S_ISLNK(st.st_mode)) {
         ft_buf_appendf(note, "kept %s: it is a symbolic link, which ftune never creates for a run folder", run_dir);
-        return CLI_EXIT_OK;
+        return FT_OK;
     }
     if (!S_ISDIR(st.st_mode)) {
         ft_buf_appendf(note, "kept %s: it is not a folder", run_dir);
-        return CLI_EXIT_OK;
+        return FT_OK;
     }
     char *dir = ft_path_canonical(run_dir);
     if (!dir) {
         ft_buf_appendf(note, "kept %s: its path cannot be resolved", run_dir);
-        return CLI_EXIT_OK;
+        return FT_OK;
     }
-    char *why = run_dir_forbidden(dir);
+    char *why = ft_runs_dir_forbidden(dir);
     if (why) {
         ft_buf_appendf(note, "kept %s: %s", dir, why);
         ft_free(why);
         ft_free(dir);
-        return CLI_EXIT_OK;
+        return FT_OK;
     }
     json_t *created = NULL;
     char *owner = read_marker(dir, &created);
@@ -234,15 +194,15 @@ int run_dir_remove(const char *run_dir, const char *name, ft_buf *note) {
                        MARKER);
         json_decref(created);
         ft_free(dir);
-        return CLI_EXIT_OK;
+        return FT_OK;
     }
-    int rc = CLI_EXIT_OK;
+    ft_status rc = FT_OK;
     ft_buf foreign = {0};
     size_t n_foreign = 0;
     DIR *d = opendir(dir);
     if (!d) {
         ft_buf_appendf(note, "could not open the run folder %s: %s", dir, strerror(errno));
-        rc = CLI_EXIT_FAIL;
+        rc = FT_ERR_IO;
     }
     for (struct dirent *e; d && (e = readdir(d));) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || !strcmp(e->d_name, MARKER))
@@ -259,7 +219,7 @@ int run_dir_remove(const char *run_dir, const char *name, ft_buf *note) {
             if (p)
                 ft_err_format(&err, m, sizeof m);
             ft_buf_appendf(note, "%scould not remove %s", note->len ? "; " : "", p ? m : "(out of memory)");
-            rc = CLI_EXIT_FAIL;
+            rc = FT_ERR_IO;
         }
         ft_free(p);
     }
@@ -268,7 +228,7 @@ int run_dir_remove(const char *run_dir, const char *name, ft_buf *note) {
     if (n_foreign) {
         ft_buf_appendf(note, "%skept %s: it holds %zu entr%s ftune did not create (%s%s)", note->len ? "; " : "", dir,
                        n_foreign, n_foreign == 1 ? "y" : "ies", ft_buf_cstr(&foreign), n_foreign > 5 ? ", ..." : "");
-    } else if (rc == CLI_EXIT_OK) {
+    } else if (rc == FT_OK) {
         char *mp = ft_path_join(dir, MARKER);
         if (mp)
             unlink(mp);
@@ -282,12 +242,12 @@ int run_dir_remove(const char *run_dir, const char *name, ft_buf *note) {
         }
         if (made && rmdir(dir) != 0 && errno != ENOENT) {
             ft_buf_appendf(note, "%scould not remove %s: %s", note->len ? "; " : "", dir, strerror(errno));
-            rc = CLI_EXIT_FAIL;
+            rc = FT_ERR_IO;
         }
         /* Then the parents create made, innermost first, when empty; never one of FTUNE_HOME's own. */
         for (size_t i = created ? json_array_size(created) : 0; i-- > 0;) {
             const char *p = json_string_value(json_array_get(created, i));
-            char *pw = p && strcmp(p, dir) ? run_dir_forbidden(p) : NULL;
+            char *pw = p && strcmp(p, dir) ? ft_runs_dir_forbidden(p) : NULL;
             if (p && strcmp(p, dir) && !pw && ft_path_within(dir, p))
                 rmdir(p); /* fails, harmlessly, when another run or the user uses it */
             ft_free(pw);
@@ -299,4 +259,44 @@ int run_dir_remove(const char *run_dir, const char *name, ft_buf *note) {
     json_decref(created);
     ft_free(dir);
     return rc;
+}
+
+/* ---------------------------------------------------------------- deleting a run */
+
+ft_status ft_runs_delete(ft_store *s, const char *name, bool force, ft_buf *note, ft_err *err) {
+    ft_run r;
+    FT_TRY(ft_store_run_get(s, name, &r, err));
+    bool active = !ft_run_status_is_final(r.status) && r.status != FT_RUN_PENDING && r.status != FT_RUN_QUEUED;
+    if (active && ft_runs_process_alive(&r)) {
+        ft_status st = FT_OK;
+        if (!force)
+            st = FT_ERR(err, FT_ERR_INVALID, "%s is %s (pid %lld): cancel it first, or force the deletion (`ftune delete --force`)", name,
+                        ft_run_status_str(r.status), (long long)r.pid);
+        else if (r.host && strcmp(r.host, ft_runs_hostname()) != 0)
+            st = FT_ERR(err, FT_ERR_INVALID, "%s runs on %s; stop it there first", name, r.host);
+        if (st != FT_OK) {
+            ft_run_deinit(&r);
+            return st;
+        }
+        /* TERMINATING first: a worker that sees the process die then records STOPPED instead of
+         * resuming the run under our feet. */
+        ft_store_run_set_status(s, name, FT_RUN_TERMINATING, NULL, NULL, NULL, "deleted", NULL);
+        kill((pid_t)r.pid, SIGKILL);
+        for (int k = 0; k < 100 && ft_runs_process_alive(&r); k++) {
+            struct timespec ts = {0, 50 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    /* Only what ftune created for this run goes; the record goes in any case, even when its
+     * folder cannot be reached (a path too long, a folder made unreadable), with a note saying
+     * what stayed. */
+    ft_buf local = {0};
+    ft_buf *nb = note ? note : &local;
+    ft_status frc = ft_runs_dir_remove(r.run_dir, name, nb);
+    ft_status st = ft_store_run_delete(s, name, err);
+    if (st == FT_OK && frc != FT_OK)
+        st = FT_ERR(err, frc, "%s: %s", name, ft_buf_cstr(nb));
+    ft_buf_free(&local);
+    ft_run_deinit(&r);
+    return st;
 }
