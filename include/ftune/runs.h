@@ -9,6 +9,7 @@
 
 #include "ftune/data.h"
 #include "ftune/store.h"
+#include "ftune/train.h"
 
 /* The run's checkpoints still on disk ([{name, path, step, epoch, created}], oldest first; those
  * removed by keep_checkpoints are left out). New reference; an empty list when none. */
@@ -72,15 +73,32 @@ typedef struct ft_runs_validate_params {
     size_t max_errors;         /* issues kept in the report (default 1000; all are counted) */
     bool estimate;             /* measure a training step for the time estimate */
     int threads;               /* 0: all cores */
+    /* The run's memory settings (dtype, optimizer, micro_batch_size, memory_limit,
+     * activation_checkpointing; global_batch_size is taken from above); NULL: the defaults. */
+    const ft_train_config *run;
 } ft_runs_validate_params;
 void ft_runs_validate_default_params(ft_runs_validate_params *p);
 
 /* Validate data as `ftune validate` does: every record checked, the token statistics and the
- * plan (steps, epochs, tokens) when a model is given. FT_OK whenever the data could be read (the
- * report says whether it is valid); otherwise an error, and *field (may be NULL) names the
- * parameter it is about ("model", "path", "context_length"). The caller frees the report. */
-ft_status ft_runs_validate(const ft_runs_validate_params *p, ft_data_report **report, const char **field,
-                           ft_err *err);
+ * plan (steps, epochs, tokens) when a model is given, and then, when the data is valid, the
+ * run's memory plan into *memory (may be NULL; ft_runs_memory_plan's object, "fits": false when
+ * the run cannot fit). FT_OK whenever the data could be read (the report says whether it is
+ * valid); otherwise an error, and *field (may be NULL) names the parameter it is about ("model",
+ * "path", "context_length"). The caller frees the report and the memory plan. */
+ft_status ft_runs_validate(const ft_runs_validate_params *p, ft_data_report **report, json_t **memory,
+                           const char **field, ft_err *err);
+
+/* The memory plan of a run (ftune/memplan.h) as `ftune validate`, `ftune create` and the API make
+ * it: for c's global batch (else the trainer's automatic size, capped by the epoch when
+ * rows_per_epoch > 0), the predicted peak against the limit (c->memory_limit, default 95% of
+ * what is available) and the available memory. *json (may be NULL) gets {fits,
+ * predicted_peak_bytes, limit_bytes, available_bytes, available_source, activation_checkpointing,
+ * micro_batch_size, weights_bytes, gradients_bytes, optimizer_bytes, activations_bytes,
+ * loader_bytes, process_bytes, message?}; `summary` (may be NULL) the one-line description
+ * ("predicted peak ...; limit ... of ... available (...)"). FT_OK when it fits; FT_ERR_INVALID
+ * when it cannot, with the numbers and what would make it fit. */
+ft_status ft_runs_memory_plan(const ft_train_config *c, const ft_model_config *mc, int64_t T, int64_t rows_per_epoch,
+                              json_t **json, char *summary, size_t cap, ft_err *err);
 /* Recompute the report's epochs, tokens_total and steps_total for `global_batch_size` rows a step,
  * or (0) the trainer's automatic global batch size, which depends on the rows per epoch that
  * validation has just counted. */

@@ -77,47 +77,13 @@ void cli_plan_batches(ft_data_report *r, ft_data_duration d, int64_t global_batc
 
 int cli_memory_plan(FILE *f, const char *command, const ft_train_config *c, const ft_model_config *mc, int64_t T,
                     int64_t rows_per_epoch, json_t **json) {
-    int64_t G = c->global_batch_size;
-    if (G <= 0) { /* the trainer's automatic size (ftune/train.h) */
-        G = 65536 / T;
-        G = G < 1 ? 1 : G > 64 ? 64 : G;
-        int64_t cap = rows_per_epoch / 8;
-        if (rows_per_epoch > 0 && G > cap)
-            G = cap < 1 ? 1 : cap;
-    }
-    ft_memplan_machine mm;
-    ft_memplan_machine_read(&mm);
-    ft_memplan_choice ch;
-    uint64_t limit = 0;
+    char summary[1200];
     ft_err err;
-    ft_status s = ft_memplan_for_run(c, mc, T, G, &mm, &ch, &limit, &err);
-    if (json) {
-        *json = json_pack("{s:b, s:I, s:I, s:I, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "fits", s == FT_OK,
-                          "predicted_peak_bytes", (json_int_t)ch.plan.total, "limit_bytes", (json_int_t)limit,
-                          "available_bytes", (json_int_t)mm.available, "activation_checkpointing", ch.checkpointing,
-                          "micro_batch_size", (json_int_t)ch.micro_batch, "weights_bytes", (json_int_t)ch.plan.params,
-                          "gradients_bytes", (json_int_t)ch.plan.grads, "optimizer_bytes",
-                          (json_int_t)ch.plan.optimizer, "activations_bytes", (json_int_t)ch.plan.workspace,
-                          "loader_bytes", (json_int_t)ch.plan.batches, "process_bytes", (json_int_t)ch.plan.process,
-                          "available_source", mm.source);
-        if (*json && s != FT_OK)
-            json_object_set_new(*json, "message", json_string(err.msg));
-    }
-    if (s != FT_OK) {
+    if (ft_runs_memory_plan(c, mc, T, rows_per_epoch, json, summary, sizeof summary, &err) != FT_OK) {
         fprintf(stderr, "ftune %s: %s\n", command, err.msg);
         return CLI_EXIT_USAGE;
     }
-    if (f) {
-        char desc[700], l[32], a[32];
-        ft_memplan_params p = ft_memplan_default_params(mc);
-        p.dtype = ch.dtype;
-        p.optimizer = c->optimizer == FT_OPTIMIZER_LION ? FT_OPTIM_LION : FT_OPTIM_ADAMW;
-        p.micro_batch = ch.micro_batch;
-        p.context_length = T;
-        p.checkpointing = ch.checkpointing;
-        ft_memplan_describe(&p, &ch.plan, desc, sizeof desc);
-        fprintf(f, "memory: predicted peak %s; limit %s of %s available (%s)\n", desc,
-                ft_memplan_format_bytes(limit, l, 32), ft_memplan_format_bytes(mm.available, a, 32), mm.source);
-    }
+    if (f)
+        fprintf(f, "memory: %s\n", summary);
     return CLI_EXIT_OK;
 }

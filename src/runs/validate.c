@@ -5,6 +5,7 @@
 
 #include "ftune/config.h"
 #include "ftune/hf.h"
+#include "ftune/memplan.h"
 #include "ftune/runs.h"
 #include "ftune/tok.h"
 #include "ftune/tpl.h"
@@ -44,9 +45,66 @@ void ft_runs_plan_batches(ft_data_report *r, ft_data_duration d, int64_t global_
         r->steps_total = 1;
 }
 
-ft_status ft_runs_validate(const ft_runs_validate_params *p, ft_data_report **report, const char **field,
-                           ft_err *err) {
+ft_status ft_runs_memory_plan(const ft_train_config *c, const ft_model_config *mc, int64_t T, int64_t rows_per_epoch,
+                              json_t **json, char *summary, size_t cap, ft_err *err) {
+    if (json)
+        *json = NULL;
+    if (summary && cap)
+        summary[0] = 0;
+    int64_t G = c->global_batch_size;
+    if (G <= 0) { /* the trainer's automatic size (ftune/train.h) */
+        G = 65536 / T;
+        G = G < 1 ? 1 : G > 64 ? 64 : G;
+        int64_t epoch_cap = rows_per_epoch / 8;
+        if (rows_per_epoch > 0 && G > epoch_cap)
+            G = epoch_cap < 1 ? 1 : epoch_cap;
+    }
+    ft_memplan_machine mm;
+    ft_memplan_machine_read(&mm);
+    ft_memplan_choice ch;
+    uint64_t limit = 0;
+    ft_err e;
+    ft_err_clear(&e);
+    ft_status s = ft_memplan_for_run(c, mc, T, G, &mm, &ch, &limit, &e);
+    if (json) {
+        *json = json_pack("{s:b, s:I, s:I, s:I, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "fits", s == FT_OK,
+                          "predicted_peak_bytes", (json_int_t)ch.plan.total, "limit_bytes", (json_int_t)limit,
+                          "available_bytes", (json_int_t)mm.available, "activation_checkpointing", ch.checkpointing,
+                          "micro_batch_size", (json_int_t)ch.micro_batch, "weights_bytes", (json_int_t)ch.plan.params,
+                          "gradients_bytes", (json_int_t)ch.plan.grads, "optimizer_bytes",
+                          (json_int_t)ch.plan.optimizer, "activations_bytes", (json_int_t)ch.plan.workspace,
+                          "loader_bytes", (json_int_t)ch.plan.batches, "process_bytes", (json_int_t)ch.plan.process,
+                          "available_source", mm.source);
+        if (*json && s != FT_OK)
+            json_object_set_new(*json, "message", json_string(e.msg));
+    }
+    if (s != FT_OK) {
+        if (err)
+            *err = e;
+        return s;
+    }
+    if (summary && cap) {
+        char desc[700], l[32], a[32];
+        ft_memplan_params p = ft_memplan_default_params(mc);
+        p.dtype = ch.dtype;
+        p.optimizer = c->optimizer == FT_OPTIMIZER_LION ? FT_OPTIM_LION : FT_OPTIM_ADAMW;
+        p.micro_batch = ch.micro_batch;
+        p.context_length = T;
+        p.checkpointing = ch.checkpointing;
+        ft_memplan_describe(&p, &ch.plan, desc, sizeof desc);
+        snprintf(summary, cap, "predicted peak %s; limit %s of %s available (%s)", desc,
+                 ft_memplan_format_bytes(limit, l, 32), ft_memplan_format_bytes(mm.available, a, 32), mm.source);
+    }
+    return FT_OK;
+}
+
+ft_status ft_runs_validate(const ft_runs_validate_params *p, ft_data_report **report, json_t **memory,
+                           const char **field, ft_err *err) {
     *report = NULL;
+    if (memory)
+        *memory = NULL;
+    ft_model_config mcfg;
+    bool have_mcfg = false;
     const char *dummy;
     if (!field)
         field = &dummy;
@@ -78,6 +136,8 @@ ft_status ft_runs_validate(const ft_runs_validate_params *p, ft_data_report **re
             goto out;
         }
         ft_free(cp);
+        mcfg = mc;
+        have_mcfg = true;
         model_max = mc.max_position_embeddings;
         if (T == 0)
             T = model_max > 0 && model_max < 8192 ? model_max : 8192;
@@ -133,6 +193,14 @@ ft_status ft_runs_validate(const ft_runs_validate_params *p, ft_data_report **re
         ft_train_estimate(dir, r, p->threads);
     else
         snprintf(r->est_note, sizeof r->est_note, "the data is not valid");
+    /* The memory plan of the run these settings would make (refused by create when it cannot fit). */
+    if (memory && have_mcfg && r->valid) {
+        ft_train_config dflt = ft_train_default_config();
+        ft_train_config c = p->run ? *p->run : dflt;
+        c.global_batch_size = p->global_batch_size;
+        ft_runs_memory_plan(&c, &mcfg, T, r->rows_per_epoch, memory, NULL, 0, NULL);
+        ft_train_config_deinit(&dflt);
+    }
 out:
     ft_free(mapped);
     ft_chat_free(chat);

@@ -507,11 +507,61 @@ static void registry_show(srv_ctx *c, const char *name, srv_response *rs) {
     ft_store_close(s);
 }
 
+/* The memory settings of a body (POST /api/validate, POST /api/runs) into a run configuration:
+ * those the body gives, the defaults otherwise. False (rs set to the 400 naming the field) on a
+ * bad value. */
+static bool body_memory_config(const json_t *j, ft_train_config *c, srv_response *rs) {
+    static const char *const keys[] = {"model", "context_length", "global_batch_size", "micro_batch_size", "optimizer",
+                                       "dtype", "memory_limit", "activation_checkpointing", "threads"};
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        json_t *v = json_object_get(j, keys[i]);
+        if (!v || json_is_null(v))
+            continue;
+        char num[32];
+        const char *text = json_string_value(v);
+        if (json_is_integer(v)) {
+            snprintf(num, sizeof num, "%lld", (long long)json_integer_value(v));
+            text = num;
+        }
+        ft_err err;
+        if (text && ft_train_config_set(c, keys[i], text, &err) != FT_OK) {
+            srv_error(rs, 400, "invalid_value", keys[i], NULL, "%s", err.msg);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The memory plan of the run a create body describes, as `ftune create` makes it before recording
+ * (ft_runs_memory_plan); NULL when the model or its settings cannot be read (create then says
+ * why, naming the field). */
+static json_t *create_memory_plan(const json_t *j) {
+    ft_train_config c = ft_train_default_config();
+    srv_response scratch = {0};
+    json_t *plan = NULL;
+    char *dir = NULL, *cp = NULL;
+    ft_model_config mc;
+    if (body_memory_config(j, &c, &scratch) && c.model && ft_hf_resolve(c.model, &dir, NULL) == FT_OK &&
+        (cp = ft_path_join(dir, "config.json")) && ft_model_config_load(cp, &mc, NULL) == FT_OK) {
+        int64_t maxpos = mc.max_position_embeddings > 0 ? mc.max_position_embeddings : 8192;
+        int64_t T = c.context_length > 0 ? c.context_length : (maxpos < 8192 ? maxpos : 8192);
+        if (T >= 2 && T <= maxpos)
+            ft_runs_memory_plan(&c, &mc, T, 0, &plan, NULL, 0, NULL);
+    }
+    srv_response_deinit(&scratch);
+    ft_free(cp);
+    ft_free(dir);
+    ft_train_config_deinit(&c);
+    return plan;
+}
+
 static void validate(const srv_request *rq, srv_response *rs) {
     static const body_field fields[] = {
         {"model", F_STR},           {"task_type", F_STR},       {"path", F_STR},  {"train_data_path", F_STR},
         {"context_length", F_INT},  {"training_duration", F_STR}, {"global_batch_size", F_INT},
-        {"seed", F_INT},            {"max_errors", F_INT},      {"estimate", F_BOOL}, {NULL, 0},
+        {"seed", F_INT},            {"max_errors", F_INT},      {"estimate", F_BOOL},
+        {"micro_batch_size", F_INT}, {"optimizer", F_STR},      {"dtype", F_STR},  {"memory_limit", F_STR},
+        {"activation_checkpointing", F_STR}, {NULL, 0},
     };
     json_t *j;
     if (!parse_body(rq, rs, &j))
@@ -522,6 +572,7 @@ static void validate(const srv_request *rq, srv_response *rs) {
     }
     ft_runs_validate_params p;
     ft_runs_validate_default_params(&p);
+    ft_train_config run_cfg = ft_train_default_config();
     ft_err err;
     const char *path = json_string_value(json_object_get(j, "path"));
     const char *tdp = json_string_value(json_object_get(j, "train_data_path"));
@@ -577,15 +628,25 @@ static void validate(const srv_request *rq, srv_response *rs) {
         p.max_errors = (size_t)json_integer_value(me);
     }
     p.estimate = json_is_true(json_object_get(j, "estimate"));
+    if (!body_memory_config(j, &run_cfg, rs))
+        goto out;
+    p.run = &run_cfg;
     ft_data_report *rep = NULL;
+    json_t *memory = NULL;
     const char *field = NULL;
-    if (ft_runs_validate(&p, &rep, &field, &err) != FT_OK) {
+    if (ft_runs_validate(&p, &rep, &memory, &field, &err) != FT_OK) {
         error_from(rs, &err, field && !strcmp(field, "path") ? path_field : field);
         goto out;
     }
-    srv_json(rs, 200, ft_data_report_to_json(rep, p.max_errors));
+    /* "memory": the plan against what this machine has (with a model and valid data); a run that
+     * cannot fit says so there ("fits": false, "message"), as `ftune validate` does. */
+    json_t *report = ft_data_report_to_json(rep, p.max_errors);
+    if (memory)
+        json_object_set_new(report, "memory", memory);
+    srv_json(rs, 200, report);
     ft_data_report_free(rep);
 out:
+    ft_train_config_deinit(&run_cfg);
     json_decref(j);
 }
 
@@ -743,7 +804,8 @@ static void runs_create(srv_ctx *c, const srv_request *rq, srv_response *rs) {
         {"weight_decay", F_NUM},    {"warmup", F_STR},            {"grad_clip", F_NUM},
         {"loss_on", F_STR},         {"save_interval", F_STR},     {"keep_checkpoints", F_INT},
         {"dtype", F_STR},           {"device", F_STR},            {"threads", F_INT},
-        {"eval_max_new_tokens", F_INT}, {NULL, 0},
+        {"eval_max_new_tokens", F_INT}, {"memory_limit", F_STR}, {"activation_checkpointing", F_STR},
+        {NULL, 0},
     };
     if (!c->exe)
         return srv_error(rs, 501, "not_implemented", NULL, NULL,
@@ -768,6 +830,19 @@ static void runs_create(srv_ctx *c, const srv_request *rq, srv_response *rs) {
     if (nm && !run_name_ok(nm, strlen(nm))) {
         srv_error(rs, 400, "invalid_name", "name", NULL,
                   "\"%.200s\": use letters, digits, '-', '_' and '.' (at most 128, not starting with '.' or '-')", nm);
+        json_decref(j);
+        return;
+    }
+    /* The memory plan first: a run that cannot fit is refused with the numbers (create would
+     * refuse it too, with the message only). */
+    json_t *plan = create_memory_plan(j);
+    if (plan && !json_is_true(json_object_get(plan, "fits"))) {
+        srv_error(rs, 400, "insufficient_memory", "memory_limit", NULL, "%s",
+                  json_string_value(json_object_get(plan, "message")) ? json_string_value(json_object_get(plan, "message"))
+                                                                      : "the run does not fit in memory");
+        json_t *ej = json_loadb(rs->body.data, rs->body.len, 0, NULL);
+        json_object_set_new(json_object_get(ej, "error"), "memory", plan);
+        srv_json(rs, 400, ej);
         json_decref(j);
         return;
     }
@@ -832,6 +907,8 @@ static void runs_create(srv_ctx *c, const srv_request *rq, srv_response *rs) {
             error_from(rs, &err, NULL);
         } else if (code == 0) {
             json_t *run = last_json_line(&out);
+            if (run && plan)
+                json_object_set(run, "memory", plan);
             if (run)
                 srv_json(rs, 201, run);
             else
@@ -846,6 +923,7 @@ static void runs_create(srv_ctx *c, const srv_request *rq, srv_response *rs) {
     }
     for (size_t i = 0; i < no; i++)
         ft_free(owned[i]);
+    json_decref(plan);
     json_decref(j);
 }
 

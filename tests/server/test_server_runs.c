@@ -74,8 +74,8 @@ static bool setup(env *e) {
     return true;
 }
 
-/* Start `ftune serve --port 0` on e->home; the port from its first stdout line. */
-static pid_t serve(const env *e, int *port) {
+/* Start `ftune serve --port 0 --workers N` on e->home; the port from its first stdout line. */
+static pid_t serve_workers(const env *e, int *port, const char *workers) {
     int fds[2];
     if (pipe(fds) != 0)
         return -1;
@@ -89,7 +89,7 @@ static pid_t serve(const env *e, int *port) {
         setenv("FTUNE_HOME", e->home, 1);
         setenv("USER", "tester", 1);
         setenv("OMP_NUM_THREADS", "1", 1);
-        execl(ft_test_ftune_bin(), "ftune", "serve", "--port", "0", (char *)NULL);
+        execl(ft_test_ftune_bin(), "ftune", "serve", "--port", "0", "--workers", workers, (char *)NULL);
         _exit(127);
     }
     close(fds[1]);
@@ -110,6 +110,8 @@ static pid_t serve(const env *e, int *port) {
     }
     return pid;
 }
+
+static pid_t serve(const env *e, int *port) { return serve_workers(e, port, "1"); }
 
 static int stop(pid_t pid) {
     kill(pid, SIGTERM);
@@ -157,6 +159,7 @@ TEST(server_api_creates_a_run_that_executes_and_registers) {
     ft_free(body);
     CHECK_EQ_INT(st, 201);
     CHECK_STR_EQ(json_string_value(json_object_get(j, "name")), "api-one");
+    CHECK(json_is_true(json_object_get(json_object_get(j, "memory"), "fits")));
     json_decref(j);
     /* its events to the end, as a client of the stream sees them */
     sse_client c;
@@ -180,6 +183,59 @@ TEST(server_api_creates_a_run_that_executes_and_registers) {
     j = get_json(port, "/api/registry/main.api.api-one", NULL, &st);
     CHECK_EQ_INT(st, 200);
     json_decref(j);
+
+    /* the memory plan: the 201 carries it; POST /api/validate reports the same object as `ftune
+     * validate --json` for the same settings; a run that cannot fit is refused with the numbers */
+    {
+        char *vb = ft_asprintf("{\"model\": \"%s\", \"train_data_path\": \"%s\", \"context_length\": 64, "
+                               "\"global_batch_size\": 4, \"micro_batch_size\": 2}", e.model, e.train);
+        json_t *v = post_json(port, "/api/validate", vb, &st);
+        ft_free(vb);
+        CHECK_EQ_INT(st, 200);
+        json_t *mem = json_object_get(v, "memory");
+        CHECK(json_is_true(json_object_get(mem, "fits")));
+        CHECK(json_integer_value(json_object_get(mem, "predicted_peak_bytes")) > 0);
+        CHECK(json_integer_value(json_object_get(mem, "available_bytes")) > 0);
+        char *cmd = ft_asprintf("OMP_NUM_THREADS=1 FTUNE_HOME='%s' %s validate '%s' --model '%s' --context-length 64 "
+                                "--global-batch-size 4 --micro-batch-size 2 --json --no-estimate",
+                                e.home, ft_test_ftune_bin(), e.train, e.model);
+        char *out = NULL;
+        CHECK_EQ_INT(ft_test_run(cmd, &out), 0);
+        json_t *cj = out ? json_loads(out, 0, NULL) : NULL;
+        json_t *cmem = json_object_get(cj, "memory");
+        static const char *const same[] = {"predicted_peak_bytes", "weights_bytes", "gradients_bytes", "optimizer_bytes",
+                                           "activations_bytes", "micro_batch_size"};
+        for (size_t i = 0; i < sizeof same / sizeof *same; i++)
+            if (!json_equal(json_object_get(mem, same[i]), json_object_get(cmem, same[i])))
+                ft_test_fail_(__FILE__, __LINE__, "memory.%s: API %lld, CLI %lld", same[i],
+                              (long long)json_integer_value(json_object_get(mem, same[i])),
+                              (long long)json_integer_value(json_object_get(cmem, same[i])));
+        json_decref(cj);
+        free(out);
+        ft_free(cmd);
+        json_decref(v);
+        vb = ft_asprintf("{\"model\": \"%s\", \"train_data_path\": \"%s\", \"memory_limit\": \"16M\"}", e.model, e.train);
+        v = post_json(port, "/api/validate", vb, &st);
+        ft_free(vb);
+        CHECK_EQ_INT(st, 200);
+        mem = json_object_get(v, "memory");
+        CHECK(json_is_false(json_object_get(mem, "fits")));
+        CHECK(json_string_value(json_object_get(mem, "message")));
+        json_decref(v);
+        char *rb = create_body(&e, "api-huge", "1ba", ", \"memory_limit\": \"16M\"");
+        v = post_json(port, "/api/runs", rb, &st);
+        ft_free(rb);
+        CHECK_EQ_INT(st, 400);
+        CHECK_STR_EQ(err_code(v), "insufficient_memory");
+        mem = json_object_get(json_object_get(v, "error"), "memory");
+        CHECK(json_integer_value(json_object_get(mem, "predicted_peak_bytes")) >
+              json_integer_value(json_object_get(mem, "limit_bytes")));
+        CHECK_EQ_INT(json_integer_value(json_object_get(mem, "limit_bytes")), 16 << 20);
+        json_decref(v);
+        v = get_json(port, "/api/runs/api-huge", NULL, &st);
+        CHECK_EQ_INT(st, 404); /* nothing recorded */
+        json_decref(v);
+    }
 
     /* the CLI's validation, as API errors */
     static const struct {
@@ -316,6 +372,101 @@ TEST(server_api_cancel_resume_and_sigterm) {
         }
     json_decref(j);
     CHECK_EQ_INT(stop(pid), 0);
+}
+
+/* The names of the runs with `status` (GET /api/runs?status=), sorted, comma-separated, into buf. */
+static void runs_with_status(int port, const char *status, char *buf, size_t cap) {
+    char path[128];
+    snprintf(path, sizeof path, "/api/runs?status=%s", status);
+    int st;
+    json_t *j = get_json(port, path, NULL, &st);
+    json_t *data = json_object_get(j, "data");
+    const char *names[8];
+    size_t n = 0;
+    for (size_t i = 0; i < json_array_size(data) && n < 8; i++)
+        names[n++] = json_string_value(json_object_get(json_array_get(data, i), "name"));
+    for (size_t i = 1; i < n; i++) /* insertion sort: a handful of names */
+        for (size_t k = i; k > 0 && strcmp(names[k - 1], names[k]) > 0; k--) {
+            const char *t = names[k];
+            names[k] = names[k - 1];
+            names[k - 1] = t;
+        }
+    buf[0] = 0;
+    for (size_t i = 0; i < n; i++)
+        snprintf(buf + strlen(buf), cap - strlen(buf), "%s%s", i ? "," : "", names[i]);
+    json_decref(j);
+}
+
+/* Poll until the runs with `status` are exactly `want` (sorted, comma-separated); whether they were. */
+static bool wait_runs_with_status(int port, const char *status, const char *want, double timeout_s, char *seen,
+                                  size_t cap) {
+    double t0 = ft_time_now();
+    while (ft_time_now() - t0 < timeout_s) {
+        runs_with_status(port, status, seen, cap);
+        if (!strcmp(seen, want))
+            return true;
+        usleep(50 * 1000);
+    }
+    return false;
+}
+
+TEST(server_workers_two_runs_at_once_and_the_third_waits_for_a_slot) {
+    env e;
+    REQUIRE(setup(&e));
+    int port;
+    pid_t pid = serve_workers(&e, &port, "2");
+    REQUIRE(pid > 0);
+    int st;
+    /* long enough to be caught running together; a checkpoint every 5 steps */
+    static const char *const names[] = {"w-a", "w-b", "w-c"};
+    for (int i = 0; i < 3; i++) {
+        char *body = create_body(&e, names[i], ft_test_sanitized() ? "300ba" : "600ba",
+                                 ", \"save_interval\": \"5ba\", \"keep_checkpoints\": 1");
+        json_t *j = post_json(port, "/api/runs", body, &st);
+        ft_free(body);
+        CHECK_EQ_INT(st, 201);
+        json_decref(j);
+    }
+    char seen[256];
+    /* two execute at once; the third stays QUEUED while both slots are taken */
+    CHECK(wait_runs_with_status(port, "RUNNING", "w-a,w-b", 120, seen, sizeof seen));
+    if (strcmp(seen, "w-a,w-b"))
+        fprintf(stderr, "  running: %s\n", seen);
+    runs_with_status(port, "QUEUED", seen, sizeof seen);
+    CHECK_STR_EQ(seen, "w-c");
+    /* each in its own process */
+    int64_t pids[2] = {0, 0};
+    for (int i = 0; i < 2; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "/api/runs/%s", names[i]);
+        json_t *j = get_json(port, path, NULL, &st);
+        pids[i] = json_integer_value(json_object_get(j, "pid"));
+        json_decref(j);
+    }
+    CHECK(pids[0] > 0 && pids[1] > 0 && pids[0] != pids[1]);
+    /* a slot frees: the queued run starts while the other keeps running */
+    json_t *j = post_json(port, "/api/runs/w-a/cancel", "{}", &st);
+    CHECK_EQ_INT(st, 200);
+    json_decref(j);
+    CHECK(wait_runs_with_status(port, "RUNNING", "w-b,w-c", 120, seen, sizeof seen));
+    char *s = wait_status(port, "w-a", "STOPPED|FAILED|COMPLETED", 60);
+    CHECK_STR_EQ(s, "STOPPED");
+    ft_free(s);
+    /* SIGTERM: both running runs stop after a checkpoint, marked as stopped by the shutdown */
+    CHECK_EQ_INT(stop(pid), 0);
+    char *db = ft_path_join(e.home, "ftune.db");
+    ft_store *store;
+    ft_err err;
+    REQUIRE_OK(ft_store_open(db, &store, &err), &err);
+    for (int i = 1; i < 3; i++) {
+        ft_run r;
+        REQUIRE_OK(ft_store_run_get(store, names[i], &r, &err), &err);
+        CHECK_EQ_INT(r.status, FT_RUN_STOPPED);
+        CHECK(r.details && strstr(r.details, "shutdown"));
+        ft_run_deinit(&r);
+    }
+    ft_store_close(store);
+    ft_free(db);
 }
 
 /* ---------------------------------------------------------------- load: 20 clients and a real run */
