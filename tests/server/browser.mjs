@@ -4,12 +4,14 @@
 // `ftune create`). Checks: every page loads without console errors and without a request leaving
 // localhost; the run page's loss chart is drawn (non-blank pixels) with exactly the points of
 // /api/runs/{name}/metrics; its events list equals /api/runs/{name}/events; an invalid field in
-// the create form shows its inline error; the token dialog of a token-protected server. Saves a
-// screenshot of each page into ARTIFACTS (argv[3]).
+// the create form shows its inline error; the playground says /v1 is missing, and against an
+// OpenAI-shaped stand-in for /v1 streams a chat reply chunk by chunk; the token dialog of a
+// token-protected server. Saves a screenshot of each page into ARTIFACTS (argv[3]).
 //
 // Usage: node tests/server/browser.mjs FTUNE_BIN WORKDIR ARTIFACTS   (run by tests/server/test_browser.c)
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 
@@ -79,6 +81,38 @@ function serve(extraArgs) {
 async function getJSON(base, p, token) {
   const r = await fetch(base + p, { headers: token ? { Authorization: `Bearer ${token}` } : {} });
   return r.json();
+}
+
+// A stand-in for the OpenAI-compatible /v1 of `ftune serve` (GET /v1/models, POST
+// /v1/chat/completions with stream: true as chat.completion.chunk events and data: [DONE]), with
+// a pause between chunks so that a client that renders as they come shows part of the reply.
+function v1StandIn() {
+  const chunks = ['Maria ', 'went ', 'to ', 'Oslo', '.'];
+  const requests = [];
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => { body += d; });
+    req.on('end', async () => {
+      if (req.url === '/v1/models') {
+        res.writeHead(200, { 'Content-Type': 'application/json' });
+        res.end(JSON.stringify({ object: 'list', data: [{ id: 'main.test.browser/1', object: 'model', owned_by: 'ftune' }] }));
+        return;
+      }
+      requests.push(JSON.parse(body || '{}'));
+      res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' });
+      const frame = (delta, finish) => `data: ${JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion.chunk',
+        created: 0, model: 'main.test.browser/1', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+      res.write(frame({ role: 'assistant' }, null));
+      for (const c of chunks) {
+        await new Promise((r) => setTimeout(r, 300));
+        res.write(frame({ content: c }, null));
+      }
+      res.write(frame({}, 'stop'));
+      res.end('data: [DONE]\n\n');
+    });
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () =>
+    resolve({ server, requests, reply: chunks.join(''), base: `http://127.0.0.1:${server.address().port}` })));
 }
 
 // ---------------------------------------------------------------- the browser
@@ -253,10 +287,54 @@ async function main() {
     check(await page.$eval('#registry-detail', (e, run) => e.textContent.includes(run), RUN), 'registry shows the source run');
     await shot(page, 'ui-registry.png');
 
-    // Playground
+    // Playground on this server: no /v1 yet, so the page says so and shows the terminal command
     await page.goto(`${base}/#/playground?model=main.test.browser/1`);
     await page.waitForSelector('#playground-note');
+    check(await page.$eval('#playground-note', (e) => e.textContent.includes('ftune generate --model main.test.browser/1')),
+      'the playground note shows the ftune generate command');
     await shot(page, 'ui-playground.png');
+
+    // Playground against an OpenAI-shaped /v1 (a stand-in served on 127.0.0.1 until /v1 is in
+    // ftune serve): the request is a streamed chat completion with the history, and the reply
+    // appears chunk by chunk, ending with the whole text.
+    const mock = await v1StandIn();
+    try {
+      await page.route('**/v1/**', (route) => route.continue({ url: mock.base + new URL(route.request().url()).pathname }));
+      await page.goto(`${base}/#/runs`);
+      await page.goto(`${base}/#/playground?model=main.test.browser/1`);
+      await page.waitForSelector('#pg-input:not([disabled])');
+      check(await page.$('#playground-note') === null, 'no /v1 note when /v1 answers');
+      check(await page.$eval('#pg-model', (e) => e.value) === 'main.test.browser/1', 'the model of the link is picked');
+      await page.fill('#pg-input', 'Where is Maria?');
+      await page.click('#pg-send');
+      // part of the reply, while the rest is still coming
+      await page.waitForFunction(() => {
+        const t = document.querySelector('.msg-assistant.streaming .text');
+        return t && t.textContent.length > 0;
+      }, null, { timeout: 10000 });
+      const partial = await page.$eval('.msg-assistant .text', (e) => e.textContent);
+      await shot(page, 'ui-playground-streaming.png');
+      await page.waitForSelector('.msg-assistant:not(.streaming)', { timeout: 20000 });
+      const full = await page.$eval('.msg-assistant .text', (e) => e.textContent);
+      check(full === mock.reply, `playground reply "${full}" != streamed "${mock.reply}"`);
+      check(partial.length > 0 && partial.length < full.length && full.startsWith(partial),
+        `the reply did not appear chunk by chunk (first seen "${partial}")`);
+      const req = mock.requests[0] || {};
+      check(req.stream === true && req.model === 'main.test.browser/1' &&
+        JSON.stringify(req.messages) === JSON.stringify([{ role: 'user', content: 'Where is Maria?' }]),
+        `chat request ${JSON.stringify(req)}`);
+      // a second turn sends the whole conversation
+      await page.fill('#pg-input', 'And John?');
+      await page.press('#pg-input', 'Enter');
+      await page.waitForFunction(() => document.querySelectorAll('.msg-assistant:not(.streaming)').length === 2, null, { timeout: 20000 });
+      const req2 = mock.requests[1] || {};
+      check(JSON.stringify((req2.messages || []).map((m) => m.role)) === JSON.stringify(['user', 'assistant', 'user']) &&
+        req2.messages[1].content === mock.reply, `second turn history ${JSON.stringify(req2.messages)}`);
+      await shot(page, 'ui-playground-chat.png');
+      await page.unroute('**/v1/**');
+    } finally {
+      mock.server.close();
+    }
     await page.close();
   } finally {
     await ctx.close();

@@ -569,24 +569,133 @@ async function pageRegistry(name, signal) {
         h('td', {}, h('a', { href: `#/playground?model=${enc(`${m.name}/${v.version}`)}` }, 'try it'))))))));
 }
 
-/* Playground: chat with a registered model through /v1 (not served by this version yet). */
+/* Playground: chat with a registered model through the OpenAI-compatible endpoint,
+ * POST /v1/chat/completions with "stream": true: Server-Sent Events whose data lines are
+ * chat.completion.chunk objects ({choices: [{delta: {content}}]}), ended by "data: [DONE]".
+ * The tokens appear as they arrive; Stop aborts the request. Without /v1 on this server the page
+ * says so and shows the terminal command instead. */
+async function chatStream(model, messages, params, onDelta, signal) {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const r = await fetch('/v1/chat/completions', {
+      method: 'POST', signal,
+      headers: { 'Content-Type': 'application/json', Accept: 'text/event-stream', ...authHeaders() },
+      body: JSON.stringify({ model, messages, stream: true, ...params }),
+    });
+    if (r.status === 401) { await askToken(localStorage.getItem('ftune.token') ? 'That token was not accepted.' : ''); continue; }
+    if (!r.ok) {
+      let j = null;
+      try { j = await r.json(); } catch (e) { j = null; }
+      throw new ApiError(r.status, j);
+    }
+    const reader = r.body.getReader();
+    const dec = new TextDecoder();
+    let buf = '', finish = null;
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += dec.decode(value, { stream: true });
+      let i;
+      while ((i = buf.search(/\r?\n\r?\n/)) >= 0) {
+        const frame = buf.slice(0, i);
+        buf = buf.slice(i).replace(/^\r?\n\r?\n/, '');
+        const data = frame.split(/\r?\n/).filter((l) => l.startsWith('data:')).map((l) => l.slice(5).replace(/^ /, '')).join('\n');
+        if (!data) continue;
+        if (data === '[DONE]') return finish;
+        const chunk = JSON.parse(data);
+        if (chunk.error) throw new ApiError(500, chunk);
+        const c = (chunk.choices || [])[0] || {};
+        if (c.delta && c.delta.content) onDelta(c.delta.content);
+        if (c.finish_reason) finish = c.finish_reason;
+      }
+    }
+    return finish;
+  }
+  throw new ApiError(401, { error: { message: 'no valid API token' } });
+}
+
 async function pagePlayground(signal) {
   const want = new URLSearchParams(location.hash.split('?')[1] || '').get('model') || '';
   const reg = await api('GET', '/api/registry', undefined, signal).catch(() => ({ data: [] }));
-  let v1 = false;
-  try { await api('GET', '/v1/models', undefined, signal); v1 = true; } catch (e) { v1 = false; }
+  /* /v1 answers 501 on a server without inference: ask /health-style, without a console error */
+  let v1models = null;
+  const probe = await fetch('/v1/models', { headers: { Accept: 'application/json', ...authHeaders() }, signal }).catch(() => null);
+  if (probe && probe.ok) v1models = await probe.json().catch(() => null);
+  const v1 = !!(v1models && Array.isArray(v1models.data));
+  const ids = v1 ? v1models.data.map((m) => m.id) : reg.data.map((m) => m.name);
   const select = h('select', { id: 'pg-model', 'aria-label': 'model', disabled: !v1 },
-    ...(want ? [h('option', { value: want }, want)] : []),
-    ...reg.data.filter((m) => m.name !== want).map((m) => h('option', { value: m.name }, m.name)));
+    ...(want && !ids.includes(want) ? [h('option', { value: want }, want)] : []),
+    ...ids.map((id) => h('option', { value: id, selected: id === want }, id)));
+  const chat = h('div', { class: 'chat', id: 'pg-chat', 'aria-live': 'polite' });
+  const input = h('textarea', { id: 'pg-input', disabled: !v1, placeholder: 'Say something… (Enter sends, Shift+Enter starts a new line)' });
+  const maxTokens = h('input', { id: 'pg-max-tokens', type: 'number', min: '1', max: '4096', value: '128', disabled: !v1 });
+  const temperature = h('input', { id: 'pg-temperature', type: 'number', min: '0', max: '2', step: '0.1', value: '0.7', disabled: !v1 });
+  const send = h('button', { class: 'primary', id: 'pg-send', disabled: !v1 }, 'Send');
+  const stopB = h('button', { id: 'pg-stop', hidden: true }, 'Stop');
+  const clear = h('button', { id: 'pg-clear', disabled: !v1 }, 'Clear');
+  const status = h('span', { class: 'muted', id: 'pg-status' });
+  let history = [];
+  let reqAbort = null;
+  const bubble = (role, text) => h('div', { class: `msg msg-${role}` }, h('div', { class: 'who' }, role === 'user' ? 'You' : 'Model'), h('div', { class: 'text' }, text));
+  const empty = () => chat.replaceChildren(h('p', { class: 'muted' }, v1 ? (ids.length ? 'Pick a model and say something.' : 'No registered models yet: a completed run registers one.') : ''));
+  empty();
+  async function submit() {
+    const text = input.value.trim();
+    if (!text || !select.value || reqAbort) return;
+    if (!history.length) chat.replaceChildren();
+    history.push({ role: 'user', content: text });
+    chat.append(bubble('user', text));
+    input.value = '';
+    const out = bubble('assistant', '');
+    out.classList.add('streaming');
+    chat.append(out);
+    const body = $('.text', out);
+    reqAbort = new AbortController();
+    const onPage = () => reqAbort && reqAbort.abort();
+    signal.addEventListener('abort', onPage);
+    send.disabled = true;
+    stopB.hidden = false;
+    status.textContent = 'generating…';
+    let reply = '';
+    const t0 = performance.now();
+    try {
+      const finish = await chatStream(select.value, history, { max_tokens: Number(maxTokens.value) || 128, temperature: Number(temperature.value) }, (d) => {
+        reply += d;
+        body.textContent = reply;
+        chat.scrollTop = chat.scrollHeight;
+      }, reqAbort.signal);
+      status.textContent = `${finish === 'length' ? 'stopped at max tokens' : 'done'} in ${((performance.now() - t0) / 1000).toFixed(1)} s`;
+    } catch (e) {
+      if (e.name === 'AbortError') status.textContent = 'stopped';
+      else {
+        status.textContent = '';
+        out.append(h('div', { class: 'error' }, e.message || String(e)));
+      }
+    }
+    out.classList.remove('streaming');
+    if (reply) history.push({ role: 'assistant', content: reply });
+    else history.pop(); /* nothing came back: the question can be asked again */
+    signal.removeEventListener('abort', onPage);
+    reqAbort = null;
+    send.disabled = false;
+    stopB.hidden = true;
+    input.focus();
+  }
+  send.addEventListener('click', submit);
+  stopB.addEventListener('click', () => reqAbort && reqAbort.abort());
+  clear.addEventListener('click', () => { if (!reqAbort) { history = []; empty(); status.textContent = ''; } });
+  input.addEventListener('keydown', (e) => { if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); submit(); } });
   main().replaceChildren(h('h1', {}, 'Playground'),
     v1 ? null : h('div', { class: 'note', id: 'playground-note' },
       'Chatting with a registered model needs the OpenAI-compatible inference endpoint (/v1), which this version of ',
       h('code', {}, 'ftune serve'), ' does not have yet. Until then, try a model from a terminal: ',
       h('code', {}, `ftune generate --model ${want || (reg.data[0] ? reg.data[0].name : 'catalog.schema.name')} --chat --prompt "Hello"`)),
-    h('div', { class: 'panel' }, h('div', { class: 'toolbar' }, h('label', { for: 'pg-model' }, 'Model'), select),
-      h('div', { class: 'chat muted', id: 'pg-chat' }, reg.data.length ? '' : 'No registered models yet.'),
-      h('textarea', { id: 'pg-input', disabled: !v1, placeholder: 'Say something…' }),
-      h('div', { class: 'row' }, h('button', { class: 'primary', disabled: !v1 }, 'Send'))));
+    h('div', { class: 'panel' },
+      h('div', { class: 'toolbar' }, h('label', { for: 'pg-model' }, 'Model'), select,
+        h('label', { for: 'pg-max-tokens' }, 'Max tokens'), maxTokens,
+        h('label', { for: 'pg-temperature' }, 'Temperature'), temperature),
+      chat, input,
+      h('div', { class: 'row' }, send, stopB, clear, status)));
+  if (v1) input.focus();
 }
 
 /* ---------------------------------------------------------------- routing */
