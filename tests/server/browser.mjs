@@ -236,6 +236,13 @@ async function main() {
     await page.fill('#f-threads', '1');
     await page.fill('#f-save_interval', '4ba');
     await page.fill('#f-eval_max_new_tokens', '4');
+    // Check the data: the report and the run's memory plan against this machine's memory
+    await page.click('#check-data');
+    await page.waitForSelector('#check-memory', { timeout: 20000 });
+    const memText = await page.$eval('#check-memory', (e) => e.textContent);
+    check(/predicted peak .* available — fits$/.test(memText), `memory plan line: ${memText}`);
+    await page.$eval('#check-panel', (e) => e.scrollIntoView());
+    await shot(page, 'ui-create-check.png');
     await page.click('#create-submit');
     // an invalid value comes back from the API's (the CLI's) validation, under its field
     await page.waitForSelector('#error-learning_rate:not([hidden])', { timeout: 20000 });
@@ -304,6 +311,7 @@ async function main() {
       await page.goto(`${base}/#/playground?model=main.test.browser/1`);
       await page.waitForSelector('#pg-input:not([disabled])');
       check(await page.$('#playground-note') === null, 'no /v1 note when /v1 answers');
+      check(!(await page.evaluate(() => /^null$/m.test(document.querySelector('main').innerText))), 'a stray "null" on the playground');
       check(await page.$eval('#pg-model', (e) => e.value) === 'main.test.browser/1', 'the model of the link is picked');
       await page.fill('#pg-input', 'Where is Maria?');
       await page.click('#pg-send');

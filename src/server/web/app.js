@@ -51,6 +51,20 @@ function fmtNum(v, digits) {
   return v.toFixed(digits === undefined ? 4 : digits);
 }
 const FINAL = new Set(['COMPLETED', 'FAILED', 'STOPPED']);
+/* A model as a list shows it: a local folder by its last two parts (the full path is the cell's
+ * title), a hub id or registered name as it is. */
+function shortModel(m) {
+  if (!m || !m.startsWith('/')) return m || '';
+  const parts = m.split('/').filter(Boolean);
+  return parts.length > 2 ? `…/${parts.slice(-2).join('/')}` : m;
+}
+function fmtBytes(b) {
+  if (b === null || b === undefined || !isFinite(b)) return '–';
+  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (b >= 1024 && i < u.length - 1) { b /= 1024; i++; }
+  return `${b.toFixed(i ? (b < 10 ? 2 : 1) : 0)} ${u[i]}`;
+}
 const badge = (st) => h('span', { class: `badge st-${st}`, 'data-status': st }, st);
 
 function progressBar(r, big) {
@@ -268,10 +282,10 @@ async function pageRuns(signal) {
       const q = filter.value ? `?status=${enc(filter.value)}&limit=200` : '?limit=200';
       const list = await api('GET', `/api/runs${q}`, undefined, signal);
       body.replaceChildren(...list.data.map((r) => h('tr', { 'data-run': r.name },
-        h('td', {}, h('a', { href: `#/runs/${enc(r.name)}` }, r.name)),
+        h('td', { class: 'nowrap' }, h('a', { href: `#/runs/${enc(r.name)}` }, r.name)),
         h('td', {}, badge(r.status)),
         h('td', {}, progressBar(r)),
-        h('td', { class: 'mono' }, r.model || ''),
+        h('td', { class: 'mono', title: r.model || '' }, shortModel(r.model)),
         h('td', {}, r.task_type || ''),
         h('td', {}, fmtTime(r.created)),
         h('td', {}, fmtDuration(runDuration(r))),
@@ -357,7 +371,7 @@ async function pageRun(name, signal) {
       : [h('p', { class: 'muted' }, 'No evaluations yet: they run at every checkpoint when the run has eval data or eval prompts.')]));
     cks.replaceChildren(r.checkpoints.length ? h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'Name'), h('th', { class: 'num' }, 'Step'),
       h('th', { class: 'num' }, 'Epoch'), h('th', {}, 'Saved'), h('th', {}, 'Path'))),
-    h('tbody', {}, ...r.checkpoints.map((c) => h('tr', {}, h('td', { class: 'mono' }, c.name), h('td', { class: 'num' }, c.step),
+    h('tbody', {}, ...r.checkpoints.map((c) => h('tr', {}, h('td', { class: 'mono nowrap' }, c.name), h('td', { class: 'num' }, c.step),
       h('td', { class: 'num' }, c.epoch), h('td', {}, fmtTime(c.created)), h('td', { class: 'mono' }, c.path)))))
       : h('p', { class: 'muted' }, 'No checkpoints yet.'));
   };
@@ -366,6 +380,8 @@ async function pageRun(name, signal) {
     const by = (n) => m.data.filter((p) => p.name === n && p.value !== null).map((p) => [p.step, p.value]);
     drawChart($('#chart-loss'), by('loss'), '#1f6feb', 'loss');
     drawChart($('#chart-eval'), by('eval_loss'), '#8250df', 'eval loss');
+    if (!by('eval_loss').length && run && !run.eval_data_path)
+      $('#chart-eval .empty').textContent = 'this run has no eval data (eval_data_path)';
     drawChart($('#chart-lr'), by('lr'), '#1a7f37', 'learning rate');
   };
   const refresh = async () => {
@@ -417,7 +433,9 @@ const FIELDS = [
   { k: 'loss_on', label: 'Loss on', type: 'select', options: ['all_assistant', 'last_assistant'], dflt: 'all_assistant', adv: true },
   { k: 'save_interval', label: 'Save interval', adv: true, placeholder: 'every epoch and at the end', hint: 'Nba or Nep' },
   { k: 'keep_checkpoints', label: 'Keep checkpoints', type: 'int', adv: true, placeholder: 'all' },
-  { k: 'dtype', label: 'Precision', type: 'select', options: ['fp32'], dflt: 'fp32', adv: true },
+  { k: 'dtype', label: 'Precision', type: 'select', options: ['fp32', 'bf16', 'auto'], dflt: 'fp32', adv: true, hint: 'bf16: mixed precision (fp32 master weights); auto: the fastest here' },
+  { k: 'memory_limit', label: 'Memory limit', adv: true, placeholder: '95% of the available memory', hint: '20G or 80%: the predicted peak must fit, or the run is refused' },
+  { k: 'activation_checkpointing', label: 'Activation checkpointing', type: 'select', options: ['auto', 'on', 'off'], dflt: 'auto', adv: true, hint: 'auto: only when needed to fit in memory' },
   { k: 'device', label: 'Device', type: 'select', options: ['cpu'], dflt: 'cpu', adv: true },
   { k: 'threads', label: 'Threads', type: 'int', adv: true, placeholder: 'all cores' },
   { k: 'eval_max_new_tokens', label: 'Eval tokens per prompt', type: 'int', adv: true, placeholder: '100' },
@@ -489,7 +507,7 @@ async function pageCreate(signal) {
     h('div', { class: 'panel' }, h('h2', {}, 'Training'), h('div', { class: 'grid2' },
       h('div', {}, ...basic.slice(3, 6).map(fieldEl)), h('div', {}, ...basic.slice(6).map(fieldEl)))),
     h('div', { class: 'panel' }, h('details', { id: 'advanced' }, h('summary', {}, 'Advanced'),
-      h('div', { class: 'grid2' }, h('div', {}, ...adv.slice(0, 10).map(fieldEl)), h('div', {}, ...adv.slice(10).map(fieldEl))))),
+      h('div', { class: 'grid2' }, h('div', {}, ...adv.slice(0, 11).map(fieldEl)), h('div', {}, ...adv.slice(11).map(fieldEl))))),
     models,
     h('p', { class: 'error', id: 'form-error', hidden: true }),
     check,
@@ -508,16 +526,23 @@ async function pageCreate(signal) {
   $('#check-data').addEventListener('click', async () => {
     clearErrors(form);
     const v = formValues(form);
-    const body = { train_data_path: v.train_data_path, model: v.model, task_type: v.task_type,
-      context_length: v.context_length, training_duration: v.training_duration };
-    for (const k of Object.keys(body)) if (body[k] === undefined) delete body[k];
+    const body = {};
+    for (const k of ['train_data_path', 'model', 'task_type', 'context_length', 'training_duration', 'global_batch_size', 'seed',
+      'micro_batch_size', 'optimizer', 'dtype', 'memory_limit', 'activation_checkpointing']) if (v[k] !== undefined) body[k] = v[k];
     check.replaceChildren(h('p', { class: 'muted' }, 'Checking every record…'));
     try {
       const rep = await api('POST', '/api/validate', body, signal);
       const s = rep.summary || {};
-      check.replaceChildren(h('div', { class: 'panel' }, h('h2', {}, rep.valid ? 'The data is valid' : 'The data has errors'),
-        h('p', {}, `${s.records ?? '?'} records, ${s.samples ?? '?'} samples, ${s.tokens ?? '?'} tokens (${s.trainable_tokens ?? '?'} trainable)`)));
+      const mem = rep.memory;
+      check.replaceChildren(h('div', { class: 'panel', id: 'check-panel' }, h('h2', {}, rep.valid ? 'The data is valid' : 'The data has errors'),
+        h('p', {}, `${s.records ?? '?'} records, ${s.samples ?? '?'} samples, ${s.tokens ?? '?'} tokens (${s.trainable_tokens ?? '?'} trainable)` +
+          (s.steps_total ? `; ${s.steps_total} steps` : '')),
+        mem ? h('p', { id: 'check-memory', class: mem.fits ? '' : 'error' },
+          `Memory: predicted peak ${fmtBytes(mem.predicted_peak_bytes)} (weights ${fmtBytes(mem.weights_bytes)}, gradients ${fmtBytes(mem.gradients_bytes)}, ` +
+          `optimizer ${fmtBytes(mem.optimizer_bytes)}, activations ${fmtBytes(mem.activations_bytes)}); limit ${fmtBytes(mem.limit_bytes)} of ` +
+          `${fmtBytes(mem.available_bytes)} available — ${mem.fits ? 'fits' : 'does not fit'}`) : null));
       if (!rep.valid) showFieldError(form, 'train_data_path', `${rep.errors.length} problem(s):`, rep.errors);
+      else if (mem && !mem.fits) showFieldError(form, 'memory_limit', mem.message || 'the run does not fit in memory');
     } catch (e) {
       check.replaceChildren();
       showFieldError(form, e.field === 'path' ? 'train_data_path' : e.field, e.message);
@@ -685,10 +710,10 @@ async function pagePlayground(signal) {
   clear.addEventListener('click', () => { if (!reqAbort) { history = []; empty(); status.textContent = ''; } });
   input.addEventListener('keydown', (e) => { if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); submit(); } });
   main().replaceChildren(h('h1', {}, 'Playground'),
-    v1 ? null : h('div', { class: 'note', id: 'playground-note' },
+    ...(v1 ? [] : [h('div', { class: 'note', id: 'playground-note' },
       'Chatting with a registered model needs the OpenAI-compatible inference endpoint (/v1), which this version of ',
       h('code', {}, 'ftune serve'), ' does not have yet. Until then, try a model from a terminal: ',
-      h('code', {}, `ftune generate --model ${want || (reg.data[0] ? reg.data[0].name : 'catalog.schema.name')} --chat --prompt "Hello"`)),
+      h('code', {}, `ftune generate --model ${want || (reg.data[0] ? reg.data[0].name : 'catalog.schema.name')} --chat --prompt "Hello"`))]),
     h('div', { class: 'panel' },
       h('div', { class: 'toolbar' }, h('label', { for: 'pg-model' }, 'Model'), select,
         h('label', { for: 'pg-max-tokens' }, 'Max tokens'), maxTokens,
