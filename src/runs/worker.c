@@ -97,10 +97,29 @@ static ft_status fail_run(ft_store *s, const char *name, const char *reason) {
     return ft_store_run_set_status(s, name, FT_RUN_FAILED, "FAILED", "ERROR", reason, reason, NULL);
 }
 
+/* How many times this worker resumed each run: a run whose process keeps dying is failed when it
+ * dies after three resumes instead of looping forever. */
+typedef struct resume_counts {
+    char *names[64];
+    int count[64];
+} resume_counts;
+
+/* The run's slot in rc (NULL when all 64 are taken: then it is not counted). */
+static int *resume_count(resume_counts *rc, const char *name) {
+    int k = 0;
+    while (k < 64 && rc->names[k] && strcmp(rc->names[k], name))
+        k++;
+    if (k == 64)
+        return NULL;
+    if (!rc->names[k] && !(rc->names[k] = ft_strdup(name)))
+        return NULL;
+    return &rc->count[k];
+}
+
 /* Find work: first a run of this host whose process died (resumed from its latest checkpoint),
  * then the oldest queued one. *resume says which. Runs executing in this worker's own children
  * are never orphans (their pid is alive). */
-static ft_status next_work(ft_store *s, char **name, bool *resume, ft_err *err) {
+static ft_status next_work(ft_store *s, resume_counts *counts, char **name, bool *resume, ft_err *err) {
     *name = NULL;
     *resume = false;
     ft_run *runs;
@@ -120,9 +139,18 @@ static ft_status next_work(ft_store *s, char **name, bool *resume, ft_err *err) 
         char full[400];
         snprintf(full, sizeof full, "%s: resuming from the latest checkpoint", msg);
         /* Ownership first, atomically: `ftune resume` may be reaching for the same run. */
-        if (ft_store_run_take_over(s, r->name, r->pid, getpid(), ft_runs_hostname(), NULL) == FT_OK &&
-            ft_store_run_set_status(s, r->name, FT_RUN_STARTING, "TRAIN_UPDATED", "WARN", full, NULL, NULL) ==
-                FT_OK) {
+        if (ft_store_run_take_over(s, r->name, r->pid, getpid(), ft_runs_hostname(), NULL) != FT_OK)
+            continue;
+        int *count = resume_count(counts, r->name);
+        if (count && *count >= 3) { /* a run whose process keeps dying is not resumed forever */
+            snprintf(full, sizeof full, "%s again after three resumes from its latest checkpoint; giving up "
+                                        "(`ftune resume %s` tries again)", msg, r->name);
+            fail_run(s, r->name, full);
+            continue;
+        }
+        if (ft_store_run_set_status(s, r->name, FT_RUN_STARTING, "TRAIN_UPDATED", "WARN", full, NULL, NULL) == FT_OK) {
+            if (count)
+                ++*count;
             *name = ft_strdup(r->name);
             *resume = true;
         }
@@ -208,24 +236,6 @@ typedef struct slot {
     char *name;
 } slot;
 
-/* How many times this worker resumed each run: a run whose process keeps dying is failed after
- * three attempts instead of looping forever. */
-typedef struct resume_counts {
-    char *names[64];
-    int count[64];
-} resume_counts;
-
-static bool too_many_resumes(resume_counts *rc, const char *name) {
-    int k = 0;
-    while (k < 64 && rc->names[k] && strcmp(rc->names[k], name))
-        k++;
-    if (k == 64)
-        return false;
-    if (!rc->names[k])
-        rc->names[k] = ft_strdup(name);
-    return ++rc->count[k] > 3;
-}
-
 /* Reap the children that ended; returns how many slots are busy. */
 static int reap(const ft_runs_worker_params *p, slot *slots, int n, bool block) {
     int busy = 0;
@@ -286,14 +296,7 @@ ft_status ft_runs_worker(const ft_runs_worker_params *p, ft_err *err) {
             ft_store *s;
             if ((rc = ft_store_open_home(&s, err)) != FT_OK)
                 break;
-            rc = next_work(s, &name, &resume, err);
-            if (rc == FT_OK && name && resume && too_many_resumes(&rcount, name)) {
-                fail_run(s, name, "its process died three times in a row; giving up");
-                ft_free(name);
-                name = NULL;
-                ft_store_close(s);
-                continue;
-            }
+            rc = next_work(s, &rcount, &name, &resume, err);
             ft_store_close(s);
             if (rc != FT_OK)
                 break;

@@ -74,6 +74,10 @@ static bool setup(env *e) {
     return true;
 }
 
+/* FTUNE_DEBUG_KILL_AT_STEP for the next server's runs (NULL: none): each run process SIGKILLs
+ * itself after that step, a crash at a known point. */
+static const char *g_kill_at_step;
+
 /* Start `ftune serve --port 0 --workers N` on e->home; the port from its first stdout line. */
 static pid_t serve_workers(const env *e, int *port, const char *workers) {
     int fds[2];
@@ -89,6 +93,8 @@ static pid_t serve_workers(const env *e, int *port, const char *workers) {
         setenv("FTUNE_HOME", e->home, 1);
         setenv("USER", "tester", 1);
         setenv("OMP_NUM_THREADS", "1", 1);
+        if (g_kill_at_step)
+            setenv("FTUNE_DEBUG_KILL_AT_STEP", g_kill_at_step, 1);
         execl(ft_test_ftune_bin(), "ftune", "serve", "--port", "0", "--workers", workers, (char *)NULL);
         _exit(127);
     }
@@ -467,6 +473,47 @@ TEST(server_workers_two_runs_at_once_and_the_third_waits_for_a_slot) {
     }
     ft_store_close(store);
     ft_free(db);
+}
+
+TEST(server_survives_a_crashing_run_which_resumes_then_fails) {
+    env e;
+    REQUIRE(setup(&e));
+    int port;
+    g_kill_at_step = "3"; /* every process of the run dies after step 3 */
+    pid_t pid = serve(&e, &port);
+    g_kill_at_step = NULL;
+    REQUIRE(pid > 0);
+    int st;
+    char *body = create_body(&e, "crash", "6ba", ", \"save_interval\": \"2ba\"");
+    json_t *j = post_json(port, "/api/runs", body, &st);
+    ft_free(body);
+    CHECK_EQ_INT(st, 201);
+    json_decref(j);
+    /* the worker resumes it from its checkpoint after each crash, then gives up */
+    char *s = wait_status(port, "crash", "FAILED|COMPLETED", 180);
+    CHECK_STR_EQ(s, "FAILED");
+    ft_free(s);
+    j = get_json(port, "/api/runs/crash", NULL, &st);
+    const char *details = json_string_value(json_object_get(j, "details"));
+    CHECK(details && strstr(details, "again after three resumes"));
+    json_decref(j);
+    j = get_json(port, "/api/runs/crash/events", NULL, &st);
+    int resumes = 0;
+    json_t *data = json_object_get(j, "data");
+    for (size_t i = 0; i < json_array_size(data); i++) {
+        const char *m = json_string_value(json_object_get(json_array_get(data, i), "message"));
+        resumes += m && strstr(m, "is gone: resuming from the latest checkpoint") != NULL;
+    }
+    CHECK_EQ_INT(resumes, 3);
+    json_decref(j);
+    /* the server is unharmed */
+    j = get_json(port, "/health", NULL, &st);
+    CHECK_EQ_INT(st, 200);
+    json_decref(j);
+    j = get_json(port, "/api/runs", NULL, &st);
+    CHECK_EQ_INT(st, 200);
+    json_decref(j);
+    CHECK_EQ_INT(stop(pid), 0);
 }
 
 /* ---------------------------------------------------------------- load: 20 clients and a real run */

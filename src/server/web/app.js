@@ -587,11 +587,11 @@ async function pageRegistry(name, signal) {
       h('tbody', {}, ...m.versions.map((v) => h('tr', {},
         h('td', { class: 'num' }, v.version),
         h('td', { class: 'mono' }, Object.entries(v.metrics || {}).map(([k, x]) => `${k} ${typeof x === 'number' && !Number.isInteger(x) ? fmtNum(x) : x}`).join(' · ') || '–'),
-        h('td', {}, v.run ? h('a', { href: `#/runs/${enc(v.run)}` }, v.run) : '–'),
+        h('td', { class: 'nowrap' }, v.run ? h('a', { href: `#/runs/${enc(v.run)}` }, v.run) : '–'),
         h('td', { class: 'mono' }, v.checkpoint ? v.checkpoint.split('/').pop() : '–'),
         h('td', { class: 'mono' }, v.path),
         h('td', {}, fmtTime(v.created)),
-        h('td', {}, h('a', { href: `#/playground?model=${enc(`${m.name}/${v.version}`)}` }, 'try it'))))))));
+        h('td', { class: 'nowrap' }, h('a', { href: `#/playground?model=${enc(`${m.name}/${v.version}`)}` }, 'try it'))))))));
 }
 
 /* Playground: chat with a registered model through the OpenAI-compatible endpoint,
