@@ -195,4 +195,46 @@ ft_status ft_runs_worker(const ft_runs_worker_params *p, ft_err *err);
  * detached (its output appended to $FTUNE_HOME/worker.log). */
 void ft_runs_worker_ensure(const char *exe);
 
+/* ---------------------------------------------------------------- creating a run (create.c) */
+
+/* Run names as `ftune create --name` accepts them: letters, digits, '-', '_' and '.', at most
+ * 128, not starting with '.' or '-'. */
+bool ft_runs_name_ok(const char *name);
+/* The checks on a new run's canonical folder: allowed (ft_runs_dir_forbidden), and absent or
+ * empty. FT_ERR_INVALID with *field (may be NULL) "experiment_path" or "name" saying which to
+ * change. */
+ft_status ft_runs_dir_check_new(const char *run_dir, const char *name, const char **field, ft_err *err);
+
+typedef struct ft_runs_create_params {
+    /* The create() parameters (SPEC §2; model, train_data_path and register_to required). name
+     * NULL: generated (<task>-<model>-<6 letters>); experiment_path NULL: /Users/<user>/<name>.
+     * Paths are recorded absolute and canonical (a relative one from the working folder). Not
+     * modified. */
+    const ft_train_config *config;
+    /* true: QUEUED for the background worker; false: QUEUED and owned by this process (pid,
+     * host), for the caller to move to STARTING and execute (ft_runs_execute). */
+    bool detach;
+    const char *worker_exe; /* with detach: start `worker_exe worker --until-idle` when no worker serves the queue */
+    bool summary;           /* measure a training step and report the training data through on_summary */
+    void *user;
+    /* Every problem of the data, as found (field: "train_data_path" or "eval_data_path"). */
+    void (*on_issue)(void *user, const char *field, const ft_data_issue *issue);
+    /* The training data's report, with the plan and (summary) the time estimate. */
+    void (*on_summary)(void *user, const char *path, const ft_data_report *report);
+    /* The memory plan's line ("predicted peak ...; limit ... of ... available (...)") when it fits. */
+    void (*on_memory)(void *user, const char *summary);
+} ft_runs_create_params;
+
+/* Create a run as `ftune create` and POST /api/runs do: every parameter checked, the run folder,
+ * and with validate_inputs the model (weights headers, tokenizer, chat template), every record of
+ * the data at the run's context length, custom weights; always the memory plan. Then the run
+ * folder with its marker, the record, and the queue. `store` NULL: $FTUNE_HOME's, opened only
+ * once everything is valid. *name gets the run's name (caller frees); *memory (may be NULL) the
+ * memory plan (ft_runs_memory_plan's object) when the run was refused for memory ("fits":
+ * false), else NULL. On an error nothing is recorded and *field (may be NULL) names the parameter
+ * it is about ("train_data_path", "name", ...; NULL when none): invalid data is FT_ERR_INVALID
+ * with its problems given to on_issue, a refusal for memory FT_ERR_INVALID with *memory set. */
+ft_status ft_runs_create(ft_store *store, const ft_runs_create_params *p, char **name, json_t **memory,
+                         const char **field, ft_err *err);
+
 #endif

@@ -27,9 +27,9 @@ typedef struct ft_server_params {
     double poll_s;     /* how often event streams look for new events (default 0.25 s) */
     /* The ftune binary. With it the server supervises `ftune worker --workers N` (the run
      * service's worker, ftune/runs.h: queued runs execute, runs whose process died resume; on stop
-     * the running runs checkpoint and stay resumable) and creates runs through `ftune create
-     * --detach`, exactly as the CLI validates. NULL: a server that executes and creates no runs
-     * (those routes answer 501; cancel and delete work through the run service). */
+     * the running runs checkpoint and stay resumable). Runs are created, cancelled and deleted
+     * in the server through the run service, as the CLI does. NULL: a server that executes no
+     * runs (creating and resuming answer 501; cancel and delete still work). */
     const char *exe;
     double stop_grace_s; /* how long the worker may take to checkpoint when stopping (default 300 s) */
 } ft_server_params;

@@ -532,29 +532,6 @@ static bool body_memory_config(const json_t *j, ft_train_config *c, srv_response
     return true;
 }
 
-/* The memory plan of the run a create body describes, as `ftune create` makes it before recording
- * (ft_runs_memory_plan); NULL when the model or its settings cannot be read (create then says
- * why, naming the field). */
-static json_t *create_memory_plan(const json_t *j) {
-    ft_train_config c = ft_train_default_config();
-    srv_response scratch = {0};
-    json_t *plan = NULL;
-    char *dir = NULL, *cp = NULL;
-    ft_model_config mc;
-    if (body_memory_config(j, &c, &scratch) && c.model && ft_hf_resolve(c.model, &dir, NULL) == FT_OK &&
-        (cp = ft_path_join(dir, "config.json")) && ft_model_config_load(cp, &mc, NULL) == FT_OK) {
-        int64_t maxpos = mc.max_position_embeddings > 0 ? mc.max_position_embeddings : 8192;
-        int64_t T = c.context_length > 0 ? c.context_length : (maxpos < 8192 ? maxpos : 8192);
-        if (T >= 2 && T <= maxpos)
-            ft_runs_memory_plan(&c, &mc, T, 0, &plan, NULL, 0, NULL);
-    }
-    srv_response_deinit(&scratch);
-    ft_free(cp);
-    ft_free(dir);
-    ft_train_config_deinit(&c);
-    return plan;
-}
-
 static void validate(const srv_request *rq, srv_response *rs) {
     static const body_field fields[] = {
         {"model", F_STR},           {"task_type", F_STR},       {"path", F_STR},  {"train_data_path", F_STR},
@@ -700,97 +677,59 @@ static void run_resume(srv_ctx *c, const char *name, srv_response *rs) {
     run_reply(c, name, 200, rs);
 }
 
-/* The last line of a buffer that parses as JSON (a command's --json output), or NULL. */
-static json_t *last_json_line(ft_buf *b) {
-    const char *all = ft_buf_cstr(b);
-    const char *end = all + b->len;
-    while (end > all && (end[-1] == '\n' || end[-1] == '\r'))
-        end--;
-    const char *start = end;
-    while (start > all && start[-1] != '\n')
-        start--;
-    return json_loadb(start, (size_t)(end - start), 0, NULL);
+/* The data's problems as ft_runs_create finds them, for the error's "errors" (at most 1000). */
+typedef struct create_issues {
+    json_t *list;
+    const char *field; /* the data they are about */
+} create_issues;
+
+static void collect_issue(void *user, const char *field, const ft_data_issue *is) {
+    create_issues *ci = user;
+    ci->field = field;
+    if (json_array_size(ci->list) >= 1000)
+        return;
+    json_array_append_new(ci->list, json_pack("{s:s, s:I, s:I, s:s, s:s}", "file", is->file ? is->file : "?", "line",
+                                              (json_int_t)is->line, "column", (json_int_t)is->column, "level",
+                                              is->level == FT_ISSUE_ERROR ? "error" : "warning", "message",
+                                              is->message ? is->message : ""));
 }
 
-/* The errors `ftune create` printed (stderr) as an API error: "ftune create: --flag: message"
- * names the field; "file:line:column: error: message" lines are the data's problems. */
-static void create_error(const char *stderr_text, srv_response *rs) {
-    json_t *issues = json_array();
-    char field[64] = "", message[2048] = "";
-    const char *p = stderr_text;
-    while (*p) {
-        const char *e = strchr(p, '\n');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        char line[4096];
-        snprintf(line, sizeof line, "%.*s", (int)(n < sizeof line ? n : sizeof line - 1), p);
-        p += n + (e ? 1 : 0);
-        bool continuation = message[0] && strncmp(line, "ftune ", 6) && !strstr(line, ": error: ") &&
-                            !strstr(line, ": warning: ");
-        if (continuation) { /* a message's further lines ("looked at:\n  /a\n  /b") */
-            size_t ml = strlen(message);
-            snprintf(message + ml, sizeof message - ml, "%s%s", strcmp(line, ")") ? "\n" : "", line);
+/* The body as a run configuration: every key through ft_train_config_set (which checks the
+ * value and names the parameter), lists one element at a time. False with rs set on a bad value. */
+static bool body_config(const json_t *j, ft_train_config *cfg, srv_response *rs) {
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)j, key, v) {
+        if (json_is_null(v))
+            continue;
+        if (!strcmp(key, "validate_inputs")) {
+            cfg->validate_inputs = json_is_true(v);
             continue;
         }
-        if (!strncmp(line, "ftune create: ", 14)) {
-            const char *m = line + 14;
-            field[0] = 0;
-            if (!strncmp(m, "--", 2)) {
-                const char *colon = strstr(m, ": ");
-                if (colon && (size_t)(colon - m - 2) < sizeof field) {
-                    snprintf(field, sizeof field, "%.*s", (int)(colon - m - 2), m + 2);
-                    for (char *q = field; *q; q++)
-                        if (*q == '-')
-                            *q = '_';
-                    m = colon + 2;
-                }
+        ft_err err;
+        ft_status st = FT_OK;
+        if (json_is_array(v)) {
+            size_t i;
+            json_t *x;
+            json_array_foreach(v, i, x) {
+                if ((st = ft_train_config_set(cfg, key, json_string_value(x), &err)) != FT_OK)
+                    break;
             }
-            snprintf(message, sizeof message, "%s", m);
-            continue;
+        } else {
+            char num[64];
+            const char *text = json_string_value(v);
+            if (json_is_integer(v))
+                snprintf(num, sizeof num, "%lld", (long long)json_integer_value(v));
+            else if (json_is_real(v))
+                snprintf(num, sizeof num, "%.17g", json_real_value(v));
+            st = ft_train_config_set(cfg, key, text ? text : num, &err);
         }
-        /* file:line:column: error|warning: message (the file name may itself hold ':') */
-        const char *lv = strstr(line, ": error: ");
-        const char *lw = strstr(line, ": warning: ");
-        const char *l = lv ? lv : lw;
-        if (!l)
-            continue;
-        const char *c2 = l, *c1 = NULL;
-        while (c2 > line && c2[-1] != ':')
-            c2--;
-        if (c2 > line + 1)
-            for (c1 = c2 - 2; c1 > line && c1[-1] != ':'; c1--)
-                ;
-        if (!c1 || c1 <= line)
-            continue;
-        long long ln = strtoll(c1, NULL, 10), col = strtoll(c2, NULL, 10);
-        json_t *f = json_stringn(line, (size_t)(c1 - 1 - line));
-        json_t *m = json_string(l + (lv ? 9 : 11));
-        json_array_append_new(issues, json_pack("{s:o, s:I, s:I, s:s, s:o}", "file", f ? f : json_string("?"), "line",
-                                                (json_int_t)ln, "column", (json_int_t)col, "level",
-                                                lv ? "error" : "warning", "message", m ? m : json_string("?")));
+        if (st != FT_OK) {
+            srv_error(rs, 400, "invalid_value", key, NULL, "%s", err.msg);
+            return false;
+        }
     }
-    if (!message[0])
-        snprintf(message, sizeof message, "the run was not created");
-    /* The CLI's pointer to its own output, said for the API. */
-    char *see = strstr(message, "(see above; --no-validate-inputs skips this check)");
-    if (see)
-        snprintf(see, sizeof message - (size_t)(see - message),
-                 "(listed in \"errors\"; \"validate_inputs\": false skips this check)");
-    ft_err loc;
-    ft_err_clear(&loc);
-    json_t *first = json_array_get(issues, 0);
-    if (first) {
-        snprintf(loc.file, sizeof loc.file, "%s", json_string_value(json_object_get(first, "file")));
-        loc.line = json_integer_value(json_object_get(first, "line"));
-        loc.column = json_integer_value(json_object_get(first, "column"));
-    }
-    srv_error(rs, 400, json_array_size(issues) ? "invalid_data" : "invalid_value", field[0] ? field : NULL,
-              first ? &loc : NULL, "%s", message);
-    if (json_array_size(issues)) { /* the errors go into the error object */
-        json_t *j = json_loadb(rs->body.data, rs->body.len, 0, NULL);
-        json_object_set(json_object_get(j, "error"), "errors", issues);
-        srv_json(rs, 400, j);
-    }
-    json_decref(issues);
+    return true;
 }
 
 static void runs_create(srv_ctx *c, const srv_request *rq, srv_response *rs) {
@@ -805,7 +744,8 @@ static void runs_create(srv_ctx *c, const srv_request *rq, srv_response *rs) {
         {"loss_on", F_STR},         {"save_interval", F_STR},     {"keep_checkpoints", F_INT},
         {"dtype", F_STR},           {"device", F_STR},            {"threads", F_INT},
         {"eval_max_new_tokens", F_INT}, {"memory_limit", F_STR}, {"activation_checkpointing", F_STR},
-        {NULL, 0},
+        {"prompt_column", F_STR},   {"response_column", F_STR},   {"messages_column", F_STR},
+        {"text_column", F_STR},     {NULL, 0},
     };
     if (!c->exe)
         return srv_error(rs, 501, "not_implemented", NULL, NULL,
@@ -833,101 +773,66 @@ static void runs_create(srv_ctx *c, const srv_request *rq, srv_response *rs) {
         json_decref(j);
         return;
     }
-    /* The memory plan first: a run that cannot fit is refused with the numbers (create would
-     * refuse it too, with the message only). */
-    json_t *plan = create_memory_plan(j);
-    if (plan && !json_is_true(json_object_get(plan, "fits"))) {
-        srv_error(rs, 400, "insufficient_memory", "memory_limit", NULL, "%s",
-                  json_string_value(json_object_get(plan, "message")) ? json_string_value(json_object_get(plan, "message"))
-                                                                      : "the run does not fit in memory");
-        json_t *ej = json_loadb(rs->body.data, rs->body.len, 0, NULL);
-        json_object_set_new(json_object_get(ej, "error"), "memory", plan);
-        srv_json(rs, 400, ej);
-        json_decref(j);
-        return;
+    /* Created by the run service, as `ftune create --detach` does; the server's worker runs it. */
+    ft_train_config cfg = ft_train_default_config();
+    create_issues ci = {json_array(), NULL};
+    json_t *memory = NULL;
+    ft_store *s = NULL;
+    char *name = NULL;
+    ft_err err;
+    if (!body_config(j, &cfg, rs))
+        goto out;
+    if (ft_store_open(c->db_path, &s, &err) != FT_OK) {
+        error_from(rs, &err, NULL);
+        goto out;
     }
-    /* The body as `ftune create` flags: the CLI validates, records and queues. */
-    enum { MAX_ARGS = 256 };
-    char *argv[MAX_ARGS + 8];
-    char *owned[MAX_ARGS];
-    size_t na = 0, no = 0;
-    argv[na++] = (char *)"ftune";
-    argv[na++] = (char *)"create";
-    argv[na++] = (char *)"--detach";
-    argv[na++] = (char *)"--json";
-    argv[na++] = (char *)"--quiet";
-    const char *key;
-    json_t *v;
-    bool too_many = false;
-    json_object_foreach(j, key, v) {
-        if (json_is_null(v))
-            continue;
-        if (na + 2 >= MAX_ARGS || no + 2 >= MAX_ARGS) {
-            too_many = true;
-            break;
-        }
-        if (!strcmp(key, "validate_inputs")) {
-            if (json_is_false(v))
-                argv[na++] = (char *)"--no-validate-inputs";
-            continue;
-        }
-        char *flag = ft_asprintf("--%s", !strcmp(key, "eval_prompts") ? "eval-prompt" : key);
-        for (char *q = flag + 2; q && *q; q++)
-            if (*q == '_')
-                *q = '-';
-        owned[no++] = flag;
-        if (json_is_array(v)) {
-            size_t i;
-            json_t *x;
-            json_array_foreach(v, i, x) {
-                if (na + 2 >= MAX_ARGS) {
-                    too_many = true;
-                    break;
-                }
-                argv[na++] = flag;
-                argv[na++] = (char *)json_string_value(x);
-            }
-            continue;
-        }
-        char *val = json_is_string(v)    ? ft_strdup(json_string_value(v))
-                    : json_is_integer(v) ? ft_asprintf("%lld", (long long)json_integer_value(v))
-                                         : ft_asprintf("%.17g", json_number_value(v));
-        owned[no++] = val;
-        argv[na++] = flag;
-        argv[na++] = val;
-    }
-    argv[na] = NULL;
-    if (too_many) {
-        srv_error(rs, 400, "invalid_value", "eval_prompts", NULL, "too many values (at most %d)", MAX_ARGS / 2);
-    } else {
-        ft_buf out = {0}, errb = {0};
-        int code;
-        ft_err err;
-        if (srv_run_command(c, argv, &out, &errb, &code, &err) != FT_OK) {
+    ft_runs_create_params cp = {.config = &cfg, .detach = true, .user = &ci, .on_issue = collect_issue};
+    const char *field = NULL;
+    ft_status st = ft_runs_create(s, &cp, &name, &memory, &field, &err);
+    if (st == FT_OK) {
+        ft_run r;
+        if (ft_store_run_get(s, name, &r, &err) != FT_OK) {
             error_from(rs, &err, NULL);
-        } else if (code == 0) {
-            json_t *run = last_json_line(&out);
-            if (run && plan)
-                json_object_set(run, "memory", plan);
-            if (run)
-                srv_json(rs, 201, run);
-            else
-                srv_error(rs, 500, "internal", NULL, NULL, "ftune create printed no run: %.500s", ft_buf_cstr(&errb));
-        } else if (code == 2) {
-            create_error(ft_buf_cstr(&errb), rs);
-        } else {
-            srv_error(rs, 500, "internal", NULL, NULL, "ftune create failed (exit %d): %.1000s", code, ft_buf_cstr(&errb));
+            goto out;
         }
-        ft_buf_free(&out);
-        ft_buf_free(&errb);
+        json_t *run = ft_runs_run_json_full(s, &r);
+        ft_run_deinit(&r);
+        if (memory)
+            json_object_set(run, "memory", memory);
+        srv_json(rs, 201, run);
+    } else if (memory && json_is_false(json_object_get(memory, "fits"))) {
+        /* refused for memory: the numbers go with the error */
+        srv_error(rs, 400, "insufficient_memory", "memory_limit", NULL, "%s", err.msg);
+        json_t *ej = json_loadb(rs->body.data, rs->body.len, 0, NULL);
+        json_object_set(json_object_get(ej, "error"), "memory", memory);
+        srv_json(rs, 400, ej);
+    } else if (field && ci.field && !strcmp(field, ci.field) && json_array_size(ci.list)) {
+        /* invalid data: every problem in "errors", the first as the location */
+        json_t *first = json_array_get(ci.list, 0);
+        ft_err loc;
+        ft_err_clear(&loc);
+        snprintf(loc.file, sizeof loc.file, "%s", json_string_value(json_object_get(first, "file")));
+        loc.line = json_integer_value(json_object_get(first, "line"));
+        loc.column = json_integer_value(json_object_get(first, "column"));
+        srv_error(rs, 400, "invalid_data", field, &loc,
+                  "%s (listed in \"errors\"; \"validate_inputs\": false skips this check)", err.msg);
+        json_t *ej = json_loadb(rs->body.data, rs->body.len, 0, NULL);
+        json_object_set(json_object_get(ej, "error"), "errors", ci.list);
+        srv_json(rs, 400, ej);
+    } else if (field) {
+        srv_error(rs, 400, "invalid_value", field, NULL, "%s", err.msg);
+    } else {
+        error_from(rs, &err, NULL);
     }
-    for (size_t i = 0; i < no; i++)
-        ft_free(owned[i]);
-    json_decref(plan);
+out:
+    ft_store_close(s);
+    ft_free(name);
+    json_decref(memory);
+    json_decref(ci.list);
+    ft_train_config_deinit(&cfg);
     json_decref(j);
 }
 
-/* DELETE through the run service, as `ftune delete` (without --force: a running run is a 409). */
 static void run_delete(srv_ctx *c, const char *name, srv_response *rs) {
     ft_store *s;
     ft_run r;

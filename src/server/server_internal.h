@@ -56,16 +56,12 @@ typedef struct srv_ctx {
     size_t max_body;
     int workers;
     double poll_s;
-    char *exe;           /* the ftune binary for the worker and the CLI commands; NULL: none */
+    char *exe;           /* the ftune binary for the worker; NULL: none */
     double stop_grace_s; /* how long a stopping worker may take to checkpoint */
     atomic_bool stopping;
     atomic_int_least64_t worker_pid; /* the supervised worker, 0 when none */
 } srv_ctx;
 
-/* Run `exe argv[1..]` with FTUNE_HOME = the served home; its stdout and stderr into out and errb,
- * its exit code (128 + signal when killed) into *exit_code. */
-ft_status srv_run_command(const srv_ctx *c, char *const argv[], ft_buf *out, ft_buf *errb, int *exit_code,
-                          ft_err *err);
 /* The supervisor thread: keeps `exe worker` running until c->stopping, then stops it. */
 void *srv_supervise(void *arg);
 

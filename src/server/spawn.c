@@ -1,13 +1,12 @@
-/* server/spawn.c: the processes `ftune serve` runs: the worker it supervises (`ftune worker
+/* server/spawn.c: the process `ftune serve` runs: the worker it supervises (`ftune worker
  * --workers N`, the run service's worker (ft_runs_worker): N queued runs at once, each in its own
- * process, and runs whose process died resumed), and the `ftune create --detach` command behind
- * POST /api/runs, so that the API validates and records exactly as the CLI does.
+ * process, and runs whose process died resumed).
  *
  * Why a supervised process rather than ft_runs_worker in a thread: the worker forks a process per
  * run without exec, which is only safe from a single-threaded process (a fork of the server would
  * copy SQLite's and libmicrohttpd's locks as other threads hold them).
  *
- * Children are started with posix_spawn (the server is multithreaded: no fork without exec), with
+ * The worker is started with posix_spawn (the server is multithreaded: no fork without exec), with
  * the default signal dispositions and an empty mask (the server blocks SIGINT/SIGTERM for its
  * sigwait), in their own process group (a Ctrl-C at the terminal reaches the server, which stops
  * the worker in order), and FTUNE_HOME set to the served home. */
@@ -75,68 +74,6 @@ static int spawn(const srv_ctx *c, char *const argv[], posix_spawn_file_actions_
     free_env(env);
     posix_spawnattr_destroy(&at);
     return rc;
-}
-
-ft_status srv_run_command(const srv_ctx *c, char *const argv[], ft_buf *out, ft_buf *errb, int *exit_code,
-                          ft_err *err) {
-    *exit_code = -1;
-    if (!c->exe)
-        return FT_ERR(err, FT_ERR_UNSUPPORTED, "this server was started without the ftune binary");
-    int po[2], pe[2];
-    if (pipe2(po, O_CLOEXEC) != 0)
-        return FT_ERR(err, FT_ERR_IO, "pipe: %s", strerror(errno));
-    if (pipe2(pe, O_CLOEXEC) != 0) {
-        close(po[0]);
-        close(po[1]);
-        return FT_ERR(err, FT_ERR_IO, "pipe: %s", strerror(errno));
-    }
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, po[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, pe[1], 2);
-    pid_t pid;
-    int rc = spawn(c, argv, &fa, &pid);
-    posix_spawn_file_actions_destroy(&fa);
-    close(po[1]);
-    close(pe[1]);
-    if (rc != 0) {
-        close(po[0]);
-        close(pe[0]);
-        return FT_ERR(err, FT_ERR_IO, "cannot start %s: %s", c->exe, strerror(rc));
-    }
-    struct pollfd p[2] = {{po[0], POLLIN, 0}, {pe[0], POLLIN, 0}};
-    int open_fds = 2;
-    while (open_fds > 0) {
-        if (poll(p, 2, -1) < 0) {
-            if (errno == EINTR)
-                continue;
-            break;
-        }
-        for (int i = 0; i < 2; i++) {
-            if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
-                continue;
-            char buf[8192];
-            ssize_t r = read(p[i].fd, buf, sizeof buf);
-            if (r > 0) {
-                ft_buf *b = i == 0 ? out : errb;
-                if (b->len < (4u << 20)) /* keep at most 4 MiB of each */
-                    ft_buf_append(b, buf, (size_t)r);
-            } else if (r == 0 || errno != EINTR) {
-                close(p[i].fd);
-                p[i].fd = -1;
-                open_fds--;
-            }
-        }
-    }
-    for (int i = 0; i < 2; i++)
-        if (p[i].fd >= 0)
-            close(p[i].fd);
-    int status;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-    return FT_OK;
 }
 
 /* ---------------------------------------------------------------- the supervised worker */
