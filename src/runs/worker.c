@@ -207,8 +207,12 @@ static void child_line(void *user, const char *type, const char *level, const ch
         logf_line(c->p, "run %s FAILED: %s", c->name, message);
 }
 
-/* In the forked child: execute the run and exit with 0 (completed) or 1. Never returns. */
-static void run_child(const ft_runs_worker_params *p, const char *name, bool resume) {
+/* In the forked child: execute the run and exit with 0 (completed) or 1. Never returns. The
+ * worker's lock is closed first: a run that outlives its worker (killed with SIGKILL) must not keep
+ * the next worker from starting (that one sees the run's process alive and leaves it alone). */
+static void run_child(const ft_runs_worker_params *p, int lock, const char *name, bool resume) {
+    if (lock >= 0)
+        close(lock);
     g_child_stop = 0;
     struct sigaction sa = {0}, ign = {0};
     sa.sa_handler = on_child_signal;
@@ -305,7 +309,7 @@ ft_status ft_runs_worker(const ft_runs_worker_params *p, ft_err *err) {
             logf_line(p, "%s %s", resume ? "resuming" : "starting", name);
             pid_t pid = fork();
             if (pid == 0)
-                run_child(p, name, resume);
+                run_child(p, lock, name, resume);
             if (pid < 0) {
                 /* The run stays STARTING owned by us; when we are gone it is an orphan that the
                  * next worker resumes. */

@@ -250,6 +250,15 @@ async function main() {
     check(lrErr.includes('abc'), `inline learning rate error: ${lrErr}`);
     await shot(page, 'ui-create-error.png');
     await page.fill('#f-learning_rate', '1e-3');
+    // a run that cannot fit in memory is refused with the numbers, under the memory limit field
+    await page.fill('#f-memory_limit', '16M');
+    await page.click('#create-submit');
+    await page.waitForSelector('#error-memory_limit:not([hidden])', { timeout: 20000 });
+    const memErr = await page.$eval('#error-memory_limit', (e) => e.textContent);
+    check(/does not fit in memory/.test(memErr) && /16(\.0+)? MiB/.test(memErr), `inline memory error: ${memErr}`);
+    await page.$eval('#field-memory_limit', (e) => e.scrollIntoView({ block: 'center' }));
+    await shot(page, 'ui-create-memory.png');
+    await page.fill('#f-memory_limit', '');
     await page.click('#create-submit');
     await page.waitForFunction(() => location.hash === '#/runs/form-run', null, { timeout: 30000 });
     await page.waitForSelector('#run-name');

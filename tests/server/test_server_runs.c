@@ -601,3 +601,73 @@ TEST(server_twenty_clients_list_and_follow_a_training_run) {
             N_CLIENTS, (long long)lists, (long long)events, dt);
     CHECK_EQ_INT(stop(pid), 0);
 }
+
+/* A run outlives a worker killed with SIGKILL (the run is its own process); the next worker must
+ * start at once (the run's process does not hold the worker's lock) and leave the live run alone. */
+TEST(worker_killed_leaves_its_run_running_and_the_next_worker_starts) {
+    env e;
+    REQUIRE(setup(&e));
+    char *cmd = ft_asprintf("FTUNE_HOME='%s' USER=tester OMP_NUM_THREADS=1 %s create --detach --quiet "
+                            "--model '%s' --train-data-path '%s' --register-to main.w --name w-orphan "
+                            "--training-duration %s --learning-rate 0.001 --context-length 64 --global-batch-size 4 "
+                            "--micro-batch-size 2 --threads 1 --save-interval 5ba --keep-checkpoints 1 2>&1",
+                            e.home, ft_test_ftune_bin(), e.model, e.train, ft_test_sanitized() ? "400ba" : "2000ba");
+    char *out = NULL;
+    int crc = ft_test_run(cmd, &out);
+    if (crc != 0)
+        ft_test_fail_(__FILE__, __LINE__, "ftune create exited %d: %s", crc, out ? out : "");
+    free(out);
+    ft_free(cmd);
+    char *db = ft_path_join(e.home, "ftune.db");
+    ft_store *s;
+    ft_err err;
+    REQUIRE_OK(ft_store_open(db, &s, &err), &err);
+    ft_run r = {0};
+    double t0 = ft_time_now();
+    bool running = false;
+    while (!running && ft_time_now() - t0 < 60) {
+        REQUIRE_OK(ft_store_run_get(s, "w-orphan", &r, &err), &err);
+        running = r.status == FT_RUN_RUNNING;
+        if (!running) {
+            ft_run_deinit(&r);
+            usleep(50 * 1000);
+        }
+    }
+    REQUIRE(running);
+    int64_t run_pid = r.pid;
+    ft_run_deinit(&r);
+    /* SIGKILL the worker (its pid is in worker.lock) */
+    char *lock = ft_path_join(e.home, "worker.lock");
+    char *text = NULL;
+    size_t len = 0;
+    REQUIRE_OK(ft_file_read_all(lock, &text, &len, &err), &err);
+    long worker = atol(text);
+    ft_free(text);
+    ft_free(lock);
+    REQUIRE(worker > 0 && worker != run_pid);
+    kill((pid_t)worker, SIGKILL);
+    usleep(200 * 1000);
+    CHECK(kill((pid_t)run_pid, 0) == 0); /* the run goes on */
+    /* a new worker takes the lock and serves (timeout stops it: exit 124), rather than finding the
+     * lock held (exit 1) */
+    cmd = ft_asprintf("FTUNE_HOME='%s' timeout -s TERM 2 %s worker --quiet --poll 0.2 >/dev/null 2>&1", e.home,
+                      ft_test_ftune_bin());
+    CHECK_EQ_INT(ft_test_run(cmd, NULL), 124);
+    ft_free(cmd);
+    /* it left the live run alone */
+    REQUIRE_OK(ft_store_run_get(s, "w-orphan", &r, &err), &err);
+    CHECK_EQ_INT(r.status, FT_RUN_RUNNING);
+    CHECK_EQ_INT(r.pid, run_pid);
+    ft_run_deinit(&r);
+    /* cancel: the orphaned run's own process stops it after a checkpoint */
+    cmd = ft_asprintf("FTUNE_HOME='%s' %s cancel w-orphan >/dev/null 2>&1", e.home, ft_test_ftune_bin());
+    CHECK_EQ_INT(ft_test_run(cmd, NULL), 0);
+    ft_free(cmd);
+    for (t0 = ft_time_now(); kill((pid_t)run_pid, 0) == 0 && ft_time_now() - t0 < 60;)
+        usleep(50 * 1000);
+    REQUIRE_OK(ft_store_run_get(s, "w-orphan", &r, &err), &err);
+    CHECK_EQ_INT(r.status, FT_RUN_STOPPED);
+    ft_run_deinit(&r);
+    ft_store_close(s);
+    ft_free(db);
+}
