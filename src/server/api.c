@@ -745,7 +745,7 @@ static void runs_create(srv_ctx *c, const srv_request *rq, srv_response *rs) {
         {"dtype", F_STR},           {"device", F_STR},            {"threads", F_INT},
         {"eval_max_new_tokens", F_INT}, {"memory_limit", F_STR}, {"activation_checkpointing", F_STR},
         {"prompt_column", F_STR},   {"response_column", F_STR},   {"messages_column", F_STR},
-        {"text_column", F_STR},     {NULL, 0},
+        {"text_column", F_STR},     {"export_dtype", F_STR},      {NULL, 0},
     };
     if (!c->exe)
         return srv_error(rs, 501, "not_implemented", NULL, NULL,
