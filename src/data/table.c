@@ -170,26 +170,28 @@ static ft_status fmt_decimal(ft_buf *out, const data_value *v, ft_err *err) {
     return s ? FT_ERR(err, FT_ERR_NOMEM, "out of memory") : FT_OK;
 }
 
-static ft_status put_string(ft_buf *out, const uint8_t *p, size_t n) {
+/* A JSON string: runs of bytes that need no escape are copied at once; valid_end is the length of
+ * p's valid UTF-8 prefix (an invalid byte becomes U+FFFD and the check resumes after it). */
+static ft_status put_string_checked(ft_buf *out, const uint8_t *p, size_t n, size_t valid_end) {
+    FT_TRY(ft_buf_reserve(out, n + 2));
     FT_TRY(ft_buf_putc(out, '"'));
     size_t i = 0;
     while (i < n) {
-        uint8_t c = p[i];
-        if (c >= 0x80) {
-            size_t ok = ft_utf8_valid_prefix((const char *)p + i, n - i);
-            if (ok == 0) {
-                FT_TRY(ft_buf_append(out, "\xEF\xBF\xBD", 3));
-                i++;
-                continue;
-            }
-            /* copy the valid run of non-ASCII and ASCII bytes up to the next one needing care */
-            size_t j = i;
-            while (j < i + ok && (p[j] >= 0x80 || (p[j] >= 0x20 && p[j] != '"' && p[j] != '\\')))
-                j++;
+        if (i >= valid_end) { /* an invalid byte */
+            FT_TRY(ft_buf_append(out, "\xEF\xBF\xBD", 3));
+            i++;
+            valid_end = i + ft_utf8_valid_prefix((const char *)p + i, n - i);
+            continue;
+        }
+        size_t j = i;
+        while (j < valid_end && (p[j] >= 0x80 || (p[j] >= 0x20 && p[j] != '"' && p[j] != '\\')))
+            j++;
+        if (j > i) {
             FT_TRY(ft_buf_append(out, p + i, j - i));
             i = j;
             continue;
         }
+        uint8_t c = p[i];
         switch (c) {
         case '"': FT_TRY(ft_buf_append(out, "\\\"", 2)); break;
         case '\\': FT_TRY(ft_buf_append(out, "\\\\", 2)); break;
@@ -198,15 +200,15 @@ static ft_status put_string(ft_buf *out, const uint8_t *p, size_t n) {
         case '\t': FT_TRY(ft_buf_append(out, "\\t", 2)); break;
         case '\b': FT_TRY(ft_buf_append(out, "\\b", 2)); break;
         case '\f': FT_TRY(ft_buf_append(out, "\\f", 2)); break;
-        default:
-            if (c < 0x20)
-                FT_TRY(ft_buf_appendf(out, "\\u%04x", c));
-            else
-                FT_TRY(ft_buf_putc(out, (char)c));
+        default: FT_TRY(ft_buf_appendf(out, "\\u%04x", c)); break;
         }
         i++;
     }
     return ft_buf_putc(out, '"');
+}
+
+static ft_status put_string(ft_buf *out, const uint8_t *p, size_t n) {
+    return put_string_checked(out, p, n, ft_utf8_valid_prefix((const char *)p, n));
 }
 
 static ft_status put_base64(ft_buf *out, const uint8_t *p, size_t n) {
@@ -274,7 +276,7 @@ static ft_status write_json(ft_buf *out, const data_value *v, int depth, bool re
                     err->offset = (int64_t)ok;
                 return e;
             }
-            s = put_string(out, v->bytes, v->n);
+            s = put_string_checked(out, v->bytes, v->n, v->n); /* checked just above */
         } else {
             s = v->kind == DATA_V_STRING ? put_string(out, v->bytes, v->n) : put_base64(out, v->bytes, v->n);
         }
