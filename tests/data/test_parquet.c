@@ -486,7 +486,7 @@ TEST(cli_create_parquet_three_tasks) {
     /* the file has no `prompt`: the queued run completes only if the worker reads the columns */
     snprintf(cmd, sizeof cmd,
              "export FTUNE_HOME=%s/home USER=tester; %s worker --until-idle --quiet >/dev/null 2>&1; "
-             "for i in $(seq 120); do %s list 2>&1 | grep -q -e RUNNING -e QUEUED || break; sleep 1; done; "
+             "for i in $(seq 120); do %s list 2>&1 | grep -q -e PENDING -e QUEUED -e STARTING -e RUNNING -e TERMINATING || break; sleep 1; done; "
              "%s list 2>&1",
              d, ft_test_ftune_bin(), ft_test_ftune_bin(), ft_test_ftune_bin());
     out = NULL;

@@ -1036,7 +1036,7 @@ TEST(cli_create_on_delta_pins_the_table_version) {
     out = NULL;
     snprintf(cmd, sizeof cmd,
              "export FTUNE_HOME='%s' USER=tester; '%s' worker --until-idle --quiet >/dev/null 2>&1; "
-             "for i in $(seq 120); do '%s' list 2>&1 | grep -q -e RUNNING -e QUEUED || break; sleep 1; done; "
+             "for i in $(seq 300); do '%s' list 2>&1 | grep -q -e PENDING -e QUEUED -e STARTING -e RUNNING -e TERMINATING || break; sleep 1; done; "
              "'%s' get pinned 2>&1",
              home, bin, bin, bin);
     ft_test_run(cmd, &out);
