@@ -100,8 +100,10 @@ static const cli_opt STEPS_OPTS[] = {
 };
 
 /* Resolve the name, read the batch, load the model and a workspace sized for the batch. */
+/* dtype_auto: `--dtype auto` chose dtype; a mixture of experts then runs fp32 (its layers have no
+ * bf16 path yet) instead of being refused. */
 static ft_status open_model(const char *name, const char *batch_path, bool training, int threads, ft_dtype dtype,
-                            ft_batch_owned *bo, ft_model **m, ft_workspace **ws, ft_err *err) {
+                            bool dtype_auto, ft_batch_owned *bo, ft_model **m, ft_workspace **ws, ft_err *err) {
     char *dir = NULL;
     FT_TRY(ft_hf_resolve(name, &dir, err));
     if (threads > 0)
@@ -117,7 +119,7 @@ static ft_status open_model(const char *name, const char *batch_path, bool train
         wp.max_batch = bo->b.B;
         wp.max_seq = bo->b.T;
         wp.training = training;
-        wp.dtype = dtype;
+        wp.dtype = dtype_auto && ft_model_get_config(*m)->num_local_experts > 0 ? FT_DTYPE_FP32 : dtype;
         s = ft_workspace_new(*m, &wp, ws, err);
     }
     if (s != FT_OK) {
@@ -178,7 +180,7 @@ static int debug_forward(int argc, char **argv) {
     ft_workspace *ws = NULL;
     float *logits = NULL;
     ft_status s = open_model(model, batch, grads_out != NULL || router_out != NULL, (int)cli_int(&a, "threads", 0), dt,
-                             &bo, &m, &ws, &err);
+                             !strcmp(dts, "auto"), &bo, &m, &ws, &err);
     double loss_sum = 0;
     int64_t n = 0;
     const ft_batch *b = &bo.b;
@@ -268,7 +270,8 @@ static int debug_train_steps(int argc, char **argv) {
     ft_model *m = NULL;
     ft_workspace *ws = NULL;
     ft_optim *o = NULL;
-    ft_status s = open_model(model, batch, true, (int)cli_int(&a, "threads", 0), FT_DTYPE_FP32, &bo, &m, &ws, &err);
+    ft_status s =
+        open_model(model, batch, true, (int)cli_int(&a, "threads", 0), FT_DTYPE_FP32, false, &bo, &m, &ws, &err);
     if (s == FT_OK) {
         ft_optim_params op = ft_optim_default_params(kind);
         op.peak_lr = lr;

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 
+#include "ftune/json.h"
 #include "ftune/model.h"
 #include "ftune/safetensors.h"
 #include "test.h"
@@ -466,4 +467,61 @@ TEST(moe_mixtral_create_register_generate) {
         free(out);
     }
     CHECK(right >= 3);
+}
+
+/* `ftune debug forward` on the Mixtral golden: the aux loss beside the loss (--json), --dtype auto
+ * runs fp32 for MoE layers, and --router-out writes every layer's router logits (whose softmax is
+ * the probabilities written beside them) and the golden's routing. */
+TEST(moe_debug_forward_aux_and_router_out) {
+    const char *dir = ft_test_fixture("reference/mixtral_gqa_window");
+    char out_path[700];
+    snprintf(out_path, sizeof out_path, "%s/router.safetensors", ft_test_tmpdir());
+    char *out = NULL;
+    int rc = sh(&out, "%s debug forward --model '%s' --batch '%s/batch.json' --dtype auto --json --router-out '%s' 2>&1",
+                ft_test_ftune_bin(), dir, dir, out_path);
+    CHECK_EQ_INT(rc, 0);
+    REQUIRE(out);
+    ft_err err;
+    json_t *j = NULL;
+    REQUIRE_OK(ft_json_load_buf("debug forward output", out, strlen(out), &j, &err), &err);
+    free(out);
+    ft_st_reader *want = NULL, *got = NULL;
+    char path[800];
+    snprintf(path, sizeof path, "%s/expected.safetensors", dir);
+    REQUIRE_OK(ft_st_open(path, &want, &err), &err);
+    double aux = strtod(ft_st_metadata(want, "aux_f64"), NULL), loss = strtod(ft_st_metadata(want, "loss_f64"), NULL);
+    CHECK_NEAR(json_real_value(json_object_get(j, "aux_loss")), aux, 1e-5 * aux);
+    CHECK_NEAR(json_real_value(json_object_get(j, "loss")), loss, 1e-5 * loss);
+    CHECK_NEAR(json_real_value(json_object_get(j, "aux_coef")), 0.05, 1e-12);
+    json_decref(j);
+    REQUIRE_OK(ft_st_open(out_path, &got, &err), &err);
+    for (int l = 0; l < 2; l++) {
+        char k1[64], k2[64], k3[64];
+        snprintf(k1, sizeof k1, "router_logits.%d", l);
+        snprintf(k2, sizeof k2, "router_probs.%d", l);
+        snprintf(k3, sizeof k3, "routing.%d", l);
+        const ft_st_tensor *tl = ft_st_find(got, k1), *tp = ft_st_find(got, k2), *tr = ft_st_find(got, k3),
+                           *tw = ft_st_find(want, k3);
+        REQUIRE(tl && tp && tr && tw && tl->numel == 32 * 4 && tp->numel == 32 * 4 && tr->numel == 32 * 2 &&
+                tw->numel == 32 * 2);
+        float lg[128], pr[128], sel[64], ws_[64];
+        REQUIRE_OK(ft_st_read_f32(tl, lg, 128, &err), &err);
+        REQUIRE_OK(ft_st_read_f32(tp, pr, 128, &err), &err);
+        REQUIRE_OK(ft_st_read_f32(tr, sel, 64, &err), &err);
+        REQUIRE_OK(ft_st_read_f32(tw, ws_, 64, &err), &err);
+        CHECK(memcmp(sel, ws_, sizeof sel) == 0);
+        double worst = 0;
+        for (int t = 0; t < 32; t++) {
+            double mx = lg[t * 4], z = 0;
+            for (int e = 1; e < 4; e++)
+                mx = fmax(mx, lg[t * 4 + e]);
+            for (int e = 0; e < 4; e++)
+                z += exp(lg[t * 4 + e] - mx);
+            for (int e = 0; e < 4; e++)
+                worst = fmax(worst, fabs(exp(lg[t * 4 + e] - mx) / z - pr[t * 4 + e]));
+        }
+        CHECK(worst < 1e-6);
+    }
+    ft_st_close(got);
+    ft_st_close(want);
 }
