@@ -437,7 +437,7 @@ TEST(lifecycle_cancel_a_detached_run) {
     char *out;
     REQUIRE(ftune(&e, &out,
                   "create --model '%s' --train-data-path '%s' " RUN_FLAGS
-                  " --name long --training-duration 100000ba --save-interval 5ba --detach",
+                  " --name long --training-duration 100000ba --save-interval 5ba --keep-checkpoints 3 --detach",
                   e.model, e.train) == 0);
     CHECK(out && strncmp(out, "long", 4) == 0);
     free(out);
@@ -498,7 +498,7 @@ TEST(lifecycle_ctrl_c_stops_a_foreground_run) {
     char args[4096];
     snprintf(args, sizeof args,
              "create --model '%s' --train-data-path '%s' " RUN_FLAGS
-             " --name fg --training-duration 100000ba --save-interval 5ba --quiet",
+             " --name fg --training-duration 100000ba --save-interval 5ba --keep-checkpoints 3 --quiet",
              e.model, e.train);
     char *cmd = ft_asprintf("FTUNE_HOME='%s' OMP_NUM_THREADS=1 exec %s %s >/dev/null 2>&1", e.home,
                             ft_test_ftune_bin(), args);
@@ -634,7 +634,7 @@ TEST(lifecycle_sighup_stops_a_foreground_run_resumably) {
     env e;
     REQUIRE(setup(&e));
     char *cmd = ft_asprintf("FTUNE_HOME='%s' OMP_NUM_THREADS=1 exec %s create --model '%s' --train-data-path '%s' "
-                            RUN_FLAGS " --name hup --training-duration 100000ba --save-interval 5ba --quiet "
+                            RUN_FLAGS " --name hup --training-duration 100000ba --save-interval 5ba --keep-checkpoints 3 --quiet "
                             ">/dev/null 2>&1",
                             e.home, ft_test_ftune_bin(), e.model, e.train);
     pid_t pid = fork();
@@ -728,7 +728,7 @@ TEST(lifecycle_locked_store_does_not_stop_training) {
     REQUIRE(setup(&e));
     char log[1100];
     snprintf(log, sizeof log, "%s/create.log", ft_test_tmpdir());
-    pid_t pid = start_create(&e, "", "locked", "--training-duration 1000000ba --save-interval 20ba", log);
+    pid_t pid = start_create(&e, "", "locked", "--training-duration 1000000ba --save-interval 20ba --keep-checkpoints 3", log);
     REQUIRE(pid > 0);
     bool running = wait_status(&e, "locked", "RUNNING");
     char *before = NULL;
@@ -798,7 +798,7 @@ TEST(lifecycle_long_store_outage_fails_the_run_with_its_reason) {
     char log[1100];
     snprintf(log, sizeof log, "%s/create.log", ft_test_tmpdir());
     pid_t pid = start_create(&e, "FTUNE_STORE_OUTAGE_S=2", "outage",
-                             "--training-duration 1000000ba --save-interval 20ba", log);
+                             "--training-duration 1000000ba --save-interval 20ba --keep-checkpoints 3", log);
     REQUIRE(pid > 0);
     bool running = wait_status(&e, "outage", "RUNNING");
     sqlite3 *h = running ? lock_store(&e) : NULL;
