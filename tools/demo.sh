@@ -8,13 +8,15 @@
 # registered and asked about a sentence it has never seen. See docs/demo.md for the figures.
 #
 # Settings (environment): DEMO_DIR (work folder, default a fresh /tmp/ftune-demo.XXXXXX),
-# DEMO_THREADS (2), DEMO_STEPS (training steps), FTUNE (the binary, default build/ftune).
+# DEMO_THREADS (2), DEMO_STEPS (training steps), DEMO_DTYPE (fp32 | bf16 | auto: the run's --dtype,
+# default fp32), FTUNE (the binary, default build/ftune).
 set -e
 cd "$(dirname "$0")/.."
 FTUNE=${FTUNE:-$PWD/build/ftune}
 PY=/usr/bin/python3
 THREADS=${DEMO_THREADS:-2}
 STEPS=${DEMO_STEPS:-200}
+DTYPE=${DEMO_DTYPE:-fp32}
 WORK=${DEMO_DIR:-$(mktemp -d /tmp/ftune-demo.XXXXXX)}
 mkdir -p "$WORK"
 export FTUNE_HOME="$WORK/home"
@@ -56,7 +58,7 @@ T1=$(date +%s)
 "$FTUNE" create --model "$WORK/base-model" --train-data-path "$WORK/train.jsonl" \
     --eval-data-path "$WORK/eval.jsonl" --register-to main.demo.ner --name demo-ner \
     --training-duration "${STEPS}ba" --learning-rate 3e-3 --warmup 5% --global-batch-size 8 \
-    --context-length 256 --save-interval 50ba --threads "$THREADS" --seed 3 \
+    --context-length 256 --save-interval 50ba --threads "$THREADS" --seed 3 --dtype "$DTYPE" \
     --eval-prompt "Extract the person and the city from this sentence: Grace opened a bookshop in Oslo." \
     --eval-max-new-tokens 16 --json > "$WORK/run.json"
 T2=$(date +%s)

@@ -128,6 +128,12 @@ int cmd_create(int argc, char **argv) {
     int rc = CLI_EXIT_OK;
     ft_train_config cfg = ft_train_default_config();
     ft_err err;
+    /* a bad FTUNE_GEMM is refused before a run is recorded (the trainer would fail it later) */
+    if (ft_tensor_gemm_env_check(&err) != FT_OK) {
+        ft_train_config_deinit(&cfg);
+        cli_args_free(&a);
+        return cli_usage_error("create", NULL, "%s", err.msg);
+    }
     ft_store *s = NULL;
     char *name = NULL;
     bool json = cli_has(&a, "json");

@@ -251,6 +251,14 @@ TEST(lifecycle_create_to_completed_registered_and_usable) {
     json_decref(g16);
     CHECK_EQ_INT(ftune(&e, &out, "generate --model main.test.ner/1 --prompt 'x' --dtype fp8"), 2);
     free(out);
+    /* an unknown FTUNE_GEMM route: refused before any run is recorded, saying what is allowed */
+    CHECK_EQ_INT(sh(&out, "FTUNE_HOME='%s' FTUNE_GEMM=mkl %s create --model '%s' --train-data-path '%s' " RUN_FLAGS
+                          " --name gemmbad --dtype bf16 2>&1",
+                    e.home, ft_test_ftune_bin(), e.model, e.train),
+                 2);
+    CHECK(out && strstr(out, "FTUNE_GEMM=mkl") && strstr(out, "sgemm or onednn"));
+    free(out);
+    CHECK(get_run(&e, "gemmbad") == NULL);
     char *batch = ft_path_join(ft_test_tmpdir(), "batch.json");
     const char *bj = "{\"input_ids\": [[1, 733, 16289, 28793]], \"targets\": [[733, 16289, 28793, 2]], "
                      "\"position_ids\": [[0, 1, 2, 3]], \"sample_ids\": [[0, 0, 0, 0]]}";
