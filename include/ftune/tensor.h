@@ -24,8 +24,8 @@ const char *ft_dtype_name(ft_dtype d);
  *  FT_GEMM_SGEMM  "sgemm-bf16": OpenBLAS sgemm on that storage (exact products, fp32 speed);
  *  FT_GEMM_ONEDNN "onednn-bf16": oneDNN's bf16 matmul (AVX512-BF16/AMX) on operands packed to 16
  *                 bits, primitives cached per shape.
- * The process uses one, chosen at the first bf16 use by timing both on a training-sized product
- * (a few ms), or named by FTUNE_GEMM=sgemm|onednn. */
+ * The process uses one, chosen at the first bf16 use by timing both on one thread by its CPU
+ * time (~15 ms), or named by FTUNE_GEMM=sgemm|onednn. */
 typedef enum ft_gemm_route { FT_GEMM_SGEMM = 0, FT_GEMM_ONEDNN = 1 } ft_gemm_route;
 /* The process's bf16 route (measured once, thread-safe); *why (may be NULL) gets how it was
  * chosen, with the measured GFLOP/s. */
