@@ -160,6 +160,8 @@ ft_status ft_file_read_all(const char *path, char **data, size_t *len, ft_err *e
 ft_status ft_fd_write_all(int fd, const void *data, size_t len, const char *path, ft_err *err);
 /* Write atomically: a temporary file beside `path`, fsync, rename, fsync the folder. */
 ft_status ft_file_write_atomic(const char *path, const void *data, size_t len, ft_err *err);
+/* The folder part of a path, as a new string: "." for a bare name, "/" for a file at the root; NULL when out of memory. */
+char *ft_path_parent(const char *path);
 ft_status ft_fsync_path(const char *path, ft_err *err);
 ft_status ft_mkdir_p(const char *path, ft_err *err);
 /* Remove a file or a whole folder tree (does not follow symlinks). Missing is not an error. */

@@ -339,6 +339,12 @@ void ft_train_state_deinit(ft_train_state *st);
  * COMPLETED or STOPPED (res->outcome says which); an error otherwise (res->outcome FAILED, the
  * reason in err and res->reason). `sink` may be NULL. A run folder that already has checkpoints
  * is refused (resume it instead). */
+/* The data validation parameters of a run with this configuration (task, tokenizer and chat template, context
+ * length T, loss mask, column names, duration, seed, threads), on ft_validate_default_params; callers add
+ * their handlers and limits. create's check and the trainer use it, so both read the data alike. */
+void ft_train_validate_params(const ft_train_config *c, const ft_tok *tok, const ft_chat *chat, int64_t T,
+                              ft_validate_params *p);
+
 ft_status ft_train_run(const ft_train_config *cfg, const ft_train_sink *sink, ft_train_result *res, ft_err *err);
 
 /* Continue the run in `run_dir` from its latest complete checkpoint (falling back past corrupt

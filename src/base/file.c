@@ -60,7 +60,7 @@ ft_status ft_file_read_all(const char *path, char **data, size_t *len, ft_err *e
     return FT_OK;
 }
 
-static char *parent_of(const char *path) {
+char *ft_path_parent(const char *path) {
     const char *slash = strrchr(path, '/');
     if (!slash)
         return ft_strdup(".");
@@ -115,7 +115,7 @@ ft_status ft_file_write_atomic(const char *path, const void *data, size_t len, f
     if (s != FT_OK) {
         unlink(tmp);
     } else {
-        char *dir = parent_of(path);
+        char *dir = ft_path_parent(path);
         s = dir ? ft_fsync_path(dir, err) : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
         ft_free(dir);
     }

@@ -539,15 +539,6 @@ static ft_status write_tensor(out_file *o, const plan_t *t, void *row_buf, ft_er
     return FT_OK;
 }
 
-static char *dir_of(const char *path) {
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        return ft_strdup(".");
-    if (slash == path)
-        return ft_strdup("/");
-    return ft_strndup(path, (size_t)(slash - path));
-}
-
 /* ---------------------------------------------------------------- export */
 
 ft_status ft_gguf_export(const char *model_dir, const char *out_path, const ft_gguf_export_params *pp,
@@ -695,7 +686,7 @@ ft_status ft_gguf_export(const char *model_dir, const char *out_path, const ft_g
 
     /* Header, metadata, tensor infos, then the data, into a temporary file beside out_path. */
     tmp = ft_asprintf("%s.tmp-%ld", out_path, (long)getpid());
-    dir = dir_of(out_path);
+    dir = ft_path_parent(out_path);
     if (!tmp || !dir) {
         s = FT_ERR(err, FT_ERR_NOMEM, "out of memory");
         goto done;

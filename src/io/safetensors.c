@@ -496,15 +496,6 @@ static ft_status open_single(const char *path, ft_st_reader **out, ft_err *err) 
     return FT_OK;
 }
 
-static char *dir_of(const char *path) {
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        return ft_strdup(".");
-    if (slash == path)
-        return ft_strdup("/");
-    return ft_strndup(path, (size_t)(slash - path));
-}
-
 /* A sharded model: the index's weight_map names, for each tensor, the shard that holds it. */
 static ft_status open_index(const char *index_path, ft_st_reader **out, ft_err *err) {
     json_t *root;
@@ -514,7 +505,7 @@ static ft_status open_index(const char *index_path, ft_st_reader **out, ft_err *
         json_decref(root);
         return FT_ERR_AT(err, FT_ERR_PARSE, index_path, 0, 0, "no \"weight_map\" object in the index");
     }
-    char *dir = dir_of(index_path);
+    char *dir = ft_path_parent(index_path);
     ft_st_reader *r = NULL;
     ft_status s = dir ? new_reader(&r, err) : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
     const char *k;

@@ -425,15 +425,6 @@ static ft_status remove_stale_shards(ft_st_writer *w, ft_err *err) {
     return s;
 }
 
-static char *dir_of(const char *path) {
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        return ft_strdup(".");
-    if (slash == path)
-        return ft_strdup("/");
-    return ft_strndup(path, (size_t)(slash - path));
-}
-
 ft_status ft_st_writer_finish(ft_st_writer *w, ft_err *err) {
     if (w->finished)
         return FT_OK;
@@ -480,7 +471,7 @@ ft_status ft_st_writer_finish(ft_st_writer *w, ft_err *err) {
     if (s == FT_OK)
         s = remove_stale_shards(w, err);
     if (s == FT_OK && w->p.durable) {
-        char *d = dir_of(w->path);
+        char *d = ft_path_parent(w->path);
         s = d ? ft_fsync_path(d, err) : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
         ft_free(d);
     }

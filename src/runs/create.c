@@ -300,19 +300,7 @@ static ft_status validate_data(const ft_runs_create_params *prm, const char *f, 
     if (!mapped)
         return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
     ft_validate_params p;
-    ft_validate_default_params(&p, cfg->task_type);
-    p.sample.task = cfg->task_type;
-    p.sample.tok = mi->tok;
-    p.sample.chat = mi->chat;
-    p.sample.context_length = mi->T;
-    p.sample.last_assistant = cfg->loss_on == FT_LOSS_LAST_ASSISTANT;
-    p.reader.prompt_column = cfg->prompt_column;
-    p.reader.response_column = cfg->response_column;
-    p.reader.messages_column = cfg->messages_column;
-    p.reader.text_column = cfg->text_column;
-    p.duration = cfg->training_duration;
-    p.seed = cfg->seed;
-    p.threads = cfg->threads;
+    ft_train_validate_params(cfg, mi->tok, mi->chat, mi->T, &p);
     if (cfg->global_batch_size > 0) {
         p.global_batch_size = cfg->global_batch_size;
     } else { /* the automatic size before the epoch-length cap (ftune/train.h) */

@@ -613,3 +613,20 @@ ft_status ft_train_check_memory(const ft_model_config *mc, int64_t G, int64_t mi
                   "optimizer state, %s for activations, %s for %lld-row batches), more than this machine's %s",
                   (long long)T, nb, mb, ab, bb, (long long)G, pb);
 }
+
+void ft_train_validate_params(const ft_train_config *c, const ft_tok *tok, const ft_chat *chat, int64_t T,
+                              ft_validate_params *p) {
+    ft_validate_default_params(p, c->task_type);
+    p->sample.task = c->task_type;
+    p->sample.tok = tok;
+    p->sample.chat = chat;
+    p->sample.context_length = T;
+    p->sample.last_assistant = c->loss_on == FT_LOSS_LAST_ASSISTANT;
+    p->reader.prompt_column = c->prompt_column;
+    p->reader.response_column = c->response_column;
+    p->reader.messages_column = c->messages_column;
+    p->reader.text_column = c->text_column;
+    p->duration = c->training_duration;
+    p->seed = c->seed;
+    p->threads = c->threads;
+}

@@ -150,20 +150,8 @@ static ft_status load_tokenizer_and_data(run *r, ft_err *err) {
         if (!paths[k])
             continue;
         ft_validate_params vp;
-        ft_validate_default_params(&vp, c->task_type);
-        vp.sample.task = c->task_type;
-        vp.sample.tok = r->tok;
-        vp.sample.chat = r->chat;
-        vp.sample.context_length = r->T;
-        vp.sample.last_assistant = c->loss_on == FT_LOSS_LAST_ASSISTANT;
-        vp.reader.prompt_column = c->prompt_column;
-        vp.reader.response_column = c->response_column;
-        vp.reader.messages_column = c->messages_column;
-        vp.reader.text_column = c->text_column;
+        ft_train_validate_params(c, r->tok, r->chat, r->T, &vp);
         vp.build_dataset = true;
-        vp.duration = c->training_duration;
-        vp.seed = c->seed;
-        vp.threads = c->threads;
         vp.max_issues = 20;
         ft_data_report *rep = NULL;
         char *mapped = NULL;
