@@ -3,7 +3,7 @@
  * Sampling follows what transformers' generate() does with do_sample: logits / temperature,
  * then top-k (keep the k largest), then top-p (keep the smallest set of most probable tokens
  * whose probability reaches p, at least one), renormalise, draw. Temperature 0 is greedy
- * (argmax, lowest id on ties). Draws come from a seeded ft_rng, so a seed fixes the output.
+ * (argmax, lowest id on ties). min_p (transformers' MinPLogitsWarper) comes after top-p. Draws come from a seeded ft_rng, so a seed fixes the output.
  *
  * Stop tokens: the eos ids of generation_config.json (an int or a list), the id of
  * tokenizer_config.json's eos_token, the model config's eos ids, and, for chat prompts, the
@@ -23,6 +23,7 @@ typedef struct ft_sampling {
     double temperature; /* 0: greedy */
     int64_t top_k;      /* 0: no limit */
     double top_p;       /* 1: no limit */
+    double min_p;       /* 0: off; else keep tokens with probability >= min_p * the top one's (after top-p) */
 } ft_sampling;
 
 /* Working memory for sampling over a vocabulary of V (reuse across calls). */

@@ -171,6 +171,36 @@ int64_t ft_kv_cache_len(const ft_kv_cache *c);
 ft_status ft_model_decode(ft_model *m, ft_kv_cache *c, const int32_t *tokens, int64_t n, float *logits_last,
                           ft_err *err);
 
+/* Batched KV-cache decoding for serving (several sequences per step): a pool of `n_slots`
+ * caches of `slot_tokens` tokens each, one per sequence being decoded, and the work buffers for
+ * steps of up to `max_rows` tokens in all. One step (ft_model_decode_batch) runs every new token
+ * of every sequence in it through the model together: the matrix products over all the rows at
+ * once (M = the rows, so 8 sequences decoding cost little more than one), attention per sequence
+ * over its own slot. A sequence's tokens may be a prompt chunk (prefill) or its one new token. */
+typedef struct ft_kv_pool ft_kv_pool;
+/* Bytes ft_kv_pool_new allocates (the caches and the step's work buffers). */
+size_t ft_kv_pool_bytes(const ft_model_config *c, int64_t n_slots, int64_t slot_tokens, int64_t max_rows);
+ft_status ft_kv_pool_new(const ft_model *m, int64_t n_slots, int64_t slot_tokens, int64_t max_rows, ft_kv_pool **out,
+                         ft_err *err);
+void ft_kv_pool_free(ft_kv_pool *p);
+int64_t ft_kv_pool_slots(const ft_kv_pool *p);
+int64_t ft_kv_pool_slot_tokens(const ft_kv_pool *p);
+int64_t ft_kv_pool_max_rows(const ft_kv_pool *p);
+/* Tokens cached in a slot; reset empties it (for its next sequence). */
+int64_t ft_kv_pool_len(const ft_kv_pool *p, int64_t slot);
+void ft_kv_pool_reset(ft_kv_pool *p, int64_t slot);
+
+typedef struct ft_decode_seq {
+    int64_t slot;          /* distinct slots within one step */
+    const int32_t *tokens; /* appended at positions len..len+n-1 of the slot */
+    int64_t n;
+    bool logits;           /* write the logits of its last token (next row of `logits`) */
+} ft_decode_seq;
+/* One step. `logits` gets (number of seqs with .logits, V) rows in seqs' order. Errors (bad
+ * slot, token, sizes over the pool's) change nothing. */
+ft_status ft_model_decode_batch(ft_model *m, ft_kv_pool *p, const ft_decode_seq *seqs, int64_t n_seqs, float *logits,
+                                ft_err *err);
+
 /* Save all parameters as safetensors with HF names (F32, or BF16 when `bf16`). */
 ft_status ft_model_save_weights(ft_model *m, const char *path, bool bf16, ft_err *err);
 /* Bytes of the parameters and gradients the model holds, for memory reports. */

@@ -3,7 +3,8 @@
  * completion on the KV cache and stream it to stdout as tokens arrive (issue #5 item 4).
  * Temperature 0 is greedy. Generation ends at the EOS / end-of-turn tokens of the model's
  * generation_config.json and tokenizer_config.json, or after N new tokens. --json prints one
- * object at the end instead of streaming. M is a folder, a hub id or a registered model. */
+ * object at the end instead of streaming. M is a folder, a hub id or a registered model. Runs on
+ * the inference engine (ftune/infer.h), the one `ftune serve` uses. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 
 #include "cli.h"
 #include "ftune/gen.h"
+#include "ftune/infer.h"
 #include "ftune/hf.h"
 #include "ftune/json.h"
 
@@ -41,8 +43,8 @@ static ft_status stream_out(void *user, const char *text, size_t len) {
 
 /* Why generation ended, in the words of Hugging Face's and OpenAI's APIs, plus "context": "stop"
  * (a stop token), "length" (max_new_tokens), "context" (the model's context filled first). */
-static const char *finish_reason(const ft_gen_output *o, const ft_gen_params *gp) {
-    if (o->stopped)
+static const char *finish_reason(const ft_infer_result *o, const ft_gen_params *gp) {
+    if (o->finish == FT_INFER_STOP)
         return "stop";
     return (int64_t)o->n_ids >= (int64_t)gp->max_new_tokens ? "length" : "context";
 }
@@ -93,13 +95,15 @@ int cmd_generate(int argc, char **argv) {
     char *dir = NULL;
     ft_model *m = NULL;
     ft_tok *tok = NULL;
-    ft_generator *g = NULL;
-    ft_gen_output out = {0};
+    ft_infer *e = NULL;
+    ft_infer_result out = {0};
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
     ft_status s = ft_hf_resolve(name, &dir, &err);
     if (s == FT_OK) {
         if (threads > 0)
             ft_tensor_set_threads((int)threads);
-        ft_model_params mp = ft_model_default_params(); /* decoding uses the KV cache's own buffers */
+        ft_model_params mp = ft_model_default_params(); /* decoding uses the KV pool's own buffers */
         s = ft_model_load(dir, &mp, &m, &err);
     }
     if (s == FT_OK) {
@@ -109,27 +113,41 @@ int cmd_generate(int argc, char **argv) {
     }
     if (s == FT_OK)
         s = ft_tok_load(dir, &tok, &err);
-    if (s == FT_OK)
-        s = ft_gen_new(m, tok, dir, 0, &g, &err);
-    if (s == FT_OK && gp.chat && !ft_gen_has_chat_template(g)) {
+    if (s == FT_OK) {
+        ft_infer_params ip = ft_infer_default_params();
+        ip.max_seqs = 1;
+        const ft_model_config *c = ft_model_get_config(m);
+        ip.max_context = c->max_position_embeddings > 0 && c->max_position_embeddings < 8192
+                             ? c->max_position_embeddings
+                             : 8192;
+        s = ft_infer_new(m, tok, dir, &ip, &e, &err);
+    }
+    if (s == FT_OK && gp.chat && !ft_gen_has_chat_template(ft_infer_generator(e))) {
         cli_usage_error("generate", "chat", "the model %s has no chat template", name);
         rc = CLI_EXIT_USAGE;
     }
+    if (s == FT_OK && !rc)
+        s = ft_gen_prompt_ids(ft_infer_generator(e), prompt, gp.chat, &ids, &n_ids, &err);
     if (s == FT_OK && !rc) {
-        if (!json)
-            gp.on_text = stream_out;
-        s = ft_gen_text(g, prompt, &gp, &out, &err);
+        ft_infer_request r = ft_infer_default_request();
+        r.prompt = ids, r.n_prompt = n_ids;
+        r.max_tokens = gp.max_new_tokens;
+        r.sampling = gp.sampling;
+        r.seed = gp.seed;
+        r.turn_stops = gp.chat;
+        s = ft_infer_run(e, &r, json ? NULL : stream_out, NULL, &out, &err);
     }
     if (s != FT_OK) {
         if (!json && out.text_len)
             putchar('\n');
         rc = cli_report("generate", &err);
     } else if (!rc && json) {
+        double secs = out.total_s;
         json_t *o = json_pack("{s:s%, s:I, s:I, s:b, s:s, s:f, s:f, s:s, s:s}", "text", out.text, out.text_len,
-                              "prompt_tokens", (json_int_t)out.n_prompt, "new_tokens", (json_int_t)out.n_ids,
-                              "stopped", out.stopped, "finish_reason", finish_reason(&out, &gp), "seconds",
-                              out.seconds, "tokens_per_s", out.seconds > 0 ? (double)out.n_ids / out.seconds : 0.0,
-                              "dtype", ft_dtype_name(dt), "gemm_route", ft_tensor_gemm_route(dt));
+                              "prompt_tokens", (json_int_t)out.prompt_tokens, "new_tokens", (json_int_t)out.n_ids,
+                              "stopped", out.finish == FT_INFER_STOP, "finish_reason", finish_reason(&out, &gp),
+                              "seconds", secs, "tokens_per_s", secs > 0 ? (double)out.n_ids / secs : 0.0, "dtype",
+                              ft_dtype_name(dt), "gemm_route", ft_tensor_gemm_route(dt));
         char *t = ft_json_dumps(o, 0);
         printf("%s\n", t ? t : "{}");
         free(t);
@@ -139,10 +157,11 @@ int cmd_generate(int argc, char **argv) {
         if (!strcmp(finish_reason(&out, &gp), "context"))
             fprintf(stderr, "ftune generate: stopped after %lld tokens: the model's context (%lld tokens with the "
                             "prompt) is full\n",
-                    (long long)out.n_ids, (long long)(out.n_prompt + out.n_ids));
+                    (long long)out.n_ids, (long long)(out.prompt_tokens + (int64_t)out.n_ids));
     }
-    ft_gen_output_free(&out);
-    ft_gen_free(g);
+    ft_free(ids);
+    ft_infer_result_free(&out);
+    ft_infer_free(e);
     ft_tok_free(tok);
     ft_model_free(m);
     ft_free(dir);

@@ -114,6 +114,19 @@ int32_t ft_sampler_sample(ft_sampler *s, const float *logits, const ft_sampling 
             s2 += pr[i];
         sum = s2;
     }
+    /* 3b. min-p: drop the candidates less probable than min_p times the most probable one (the
+     * first; at least it stays). */
+    if (p->min_p > 0 && p->min_p <= 1) {
+        double floor_p = p->min_p * pr[0];
+        int64_t kept = 1;
+        double s3 = pr[0];
+        while (kept < keep && pr[kept] >= floor_p) {
+            s3 += pr[kept];
+            kept++;
+        }
+        keep = kept;
+        sum = s3;
+    }
     /* 4. Draw. */
     double u = ft_rng_double(rng) * sum, c = 0;
     for (int64_t i = 0; i < keep; i++) {

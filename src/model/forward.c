@@ -119,7 +119,23 @@ void model_layer_forward(const ft_model *m, int64_t layer, layer_acts *A, float 
         }
         k = kv->k, v = kv->v;
     }
-    P(PROF_ATTN, be->attention_fwd(r->as, A->att, A->lse, A->qkv, k, v, r->sample_ids, r->attn_scratch));
+    if (r->segs) { /* batched decoding: each sequence appends to and attends over its own cache */
+        for (int64_t s = 0; s < r->n_segs; s++) {
+            const layer_seg *g = &r->segs[s];
+            float *ck = g->k + layer * r->seg_layer_stride, *cv = g->v + layer * r->seg_layer_stride;
+            for (int64_t i = 0; i < g->n; i++) {
+                const float *row = A->qkv + (g->row0 + i) * QKV;
+                memcpy(ck + (g->at + i) * KV, row + Q, (size_t)KV * sizeof(float));
+                memcpy(cv + (g->at + i) * KV, row + Q + KV, (size_t)KV * sizeof(float));
+            }
+            ft_attn_shape as = *r->as;
+            as.B = 1, as.Tq = g->n, as.Tk = g->at + g->n, as.q_offset = g->at;
+            P(PROF_ATTN, be->attention_fwd(&as, A->att + g->row0 * Q, NULL, A->qkv + g->row0 * QKV, ck, cv, NULL,
+                                           r->attn_scratch));
+        }
+    } else {
+        P(PROF_ATTN, be->attention_fwd(r->as, A->att, A->lse, A->qkv, k, v, r->sample_ids, r->attn_scratch));
+    }
     /* xmid (N, C) = x + att (N, Q) Wo^T. bf16: att stays fp32 (attention's backward reads it),
      * its rounded copy is the GEMM operand. */
     const float *att = A->att;

@@ -138,6 +138,15 @@ typedef struct layer_kv {
     int64_t stride, at;
 } layer_kv;
 
+/* Batched decoding (kvpool.c): the N rows are several sequences back to back, each with its own
+ * cache. Sequence s owns rows row0..row0+n-1 and its layer-0 keys and values at k, v
+ * (`layer_stride` floats further per layer), `at` tokens already cached. The GEMMs run over all
+ * N rows; attention and the cache append run per sequence. */
+typedef struct layer_seg {
+    int64_t row0, n, at;
+    float *k, *v;
+} layer_seg;
+
 /* THE layer body, used by training's forward, the backward's recompute (checkpointing) and KV-cache
  * decoding. Reads A->x (N rows), writes the fields of A, and the layer's output into `next`
  * (N, C; may be A->x or A->xmid), or stops before down_proj when next is NULL (what the
@@ -150,6 +159,8 @@ typedef struct layer_run {
     const int32_t *sample_ids;
     const float *cos_t, *sin_t;
     const layer_kv *kv;       /* NULL for training */
+    const layer_seg *segs;    /* batched decoding (as->Tk sized the scratch): instead of kv */
+    int64_t n_segs, seg_layer_stride;
     float *attn_scratch;
     double *prof;             /* FTUNE_PROFILE counters or NULL */
     bool prof_cpu;

@@ -53,6 +53,16 @@ TEST(gen_sampler_greedy_and_cutoffs) {
     ft_sampling p4 = {.temperature = 1, .top_k = 0, .top_p = 0.4};
     freqs(&s, l, &p4, 1000, f, 5);
     CHECK_NEAR(f[3], 1.0, 1e-9);
+    /* min_p 0.5: tokens under 0.5 x 0.5 = 0.25 go (the 0.2 one): 5/8, 3/8 as top_k 2. min_p 0.7:
+     * only the top token (0.3 < 0.35). */
+    ft_sampling m5 = {.temperature = 1, .top_k = 0, .top_p = 1, .min_p = 0.5};
+    freqs(&s, l, &m5, 40000, f, 5);
+    CHECK_NEAR(f[3], 0.625, 0.01);
+    CHECK_NEAR(f[1], 0.375, 0.01);
+    CHECK(f[4] == 0);
+    ft_sampling m7 = {.temperature = 1, .top_k = 0, .top_p = 1, .min_p = 0.7};
+    freqs(&s, l, &m7, 1000, f, 5);
+    CHECK_NEAR(f[3], 1.0, 1e-9);
     /* Temperature 2: probabilities proportional to sqrt(p). */
     ft_sampling t2 = {.temperature = 2, .top_k = 0, .top_p = 1};
     freqs(&s, l, &t2, 40000, f, 5);

@@ -1,0 +1,194 @@
+/* model/kvpool.c: batched KV-cache decoding for serving (ftune/model.h, "Batched KV-cache
+ * decoding"). A pool holds one cache per slot, (L, slot_tokens, KV) keys after RoPE and values,
+ * and the work buffers of one step of up to max_rows tokens. A step stacks every sequence's new
+ * tokens into one (N, C) residual stream and runs THE layer body (forward.c) over it with one
+ * segment per sequence: RMSNorm, the q|k|v, o, gate|up and down products and SwiGLU see all N
+ * rows at once (one GEMM each, M = N), while the cache append and attention run per sequence
+ * over its own slot. The LM head runs over the gathered last rows of the sequences that want
+ * logits (M = their number). */
+#include <omp.h>
+#include <string.h>
+
+#include "internal.h"
+
+struct ft_kv_pool {
+    const ft_model *m;
+    int64_t n_slots, slot_tokens, max_rows;
+    int64_t threads;
+    int64_t *len;        /* (n_slots) tokens cached per slot */
+    float *k, *v;        /* (n_slots, L, slot_tokens, KV) each */
+    float *x, *xn, *qkv, *att, *gu, *h, *cos_t, *sin_t, *last, *scratch; /* step work buffers */
+    int32_t *pos, *ids;  /* (max_rows) */
+    layer_seg *segs;     /* (max_rows): at most one sequence per row */
+    ft_arena arena;
+};
+
+typedef struct pool_dims {
+    int64_t C, F, Q, KV, QKV, L, HD;
+    size_t scratch;
+} pool_dims;
+
+static pool_dims dims_of(const ft_model_config *c, int64_t slot_tokens, int64_t max_rows, int64_t threads) {
+    pool_dims d;
+    d.C = c->hidden_size;
+    d.F = c->intermediate_size;
+    d.L = c->num_hidden_layers;
+    d.HD = c->head_dim > 0 ? c->head_dim : c->hidden_size / c->num_attention_heads;
+    d.Q = c->num_attention_heads * d.HD;
+    d.KV = c->num_key_value_heads * d.HD;
+    d.QKV = d.Q + 2 * d.KV;
+    ft_attn_shape as = {.B = 1, .Tq = max_rows, .Tk = slot_tokens, .NH = c->num_attention_heads,
+                        .KVH = c->num_key_value_heads, .HD = d.HD, .threads = threads};
+    d.scratch = ft_tensor_attention_scratch(&as);
+    return d;
+}
+
+/* floats of the pool (the caches, then the work buffers) */
+static size_t pool_floats(const pool_dims *d, int64_t n_slots, int64_t slot_tokens, int64_t R) {
+    size_t kv = (size_t)n_slots * (size_t)(d->L * slot_tokens * d->KV);
+    size_t work = (size_t)R * (size_t)(3 * d->C + d->QKV + d->Q + 3 * d->F + d->HD) + d->scratch;
+    size_t ints = (size_t)(2 * R) + (size_t)R * (sizeof(layer_seg) / sizeof(float) + 1) + (size_t)n_slots * 2;
+    return 2 * kv + work + ints + 64;
+}
+
+size_t ft_kv_pool_bytes(const ft_model_config *c, int64_t n_slots, int64_t slot_tokens, int64_t max_rows) {
+    pool_dims d = dims_of(c, slot_tokens, max_rows, omp_get_max_threads());
+    return pool_floats(&d, n_slots, slot_tokens, max_rows) * sizeof(float) + 64;
+}
+
+ft_status ft_kv_pool_new(const ft_model *m, int64_t n_slots, int64_t slot_tokens, int64_t max_rows, ft_kv_pool **out,
+                         ft_err *err) {
+    *out = NULL;
+    if (n_slots <= 0 || slot_tokens <= 0 || max_rows <= 0)
+        return FT_ERR(err, FT_ERR_INVALID, "kv pool: slots (%lld), tokens per slot (%lld) and rows per step (%lld) "
+                                           "must be positive", (long long)n_slots, (long long)slot_tokens,
+                      (long long)max_rows);
+    ft_kv_pool *p = ft_calloc(1, sizeof *p);
+    if (!p)
+        return FT_ERR(err, FT_ERR_NOMEM, "kv pool: out of memory");
+    p->m = m;
+    p->n_slots = n_slots, p->slot_tokens = slot_tokens, p->max_rows = max_rows;
+    p->threads = omp_get_max_threads();
+    pool_dims d = dims_of(&m->cfg, slot_tokens, max_rows, p->threads);
+    size_t total = pool_floats(&d, n_slots, slot_tokens, max_rows);
+    float *f = NULL;
+    if (ft_arena_init(&p->arena, "kv pool", total * sizeof(float) + 64, err) != FT_OK ||
+        !(f = ft_arena_alloc(&p->arena, total * sizeof(float), err))) {
+        ft_arena_deinit(&p->arena);
+        ft_free(p);
+        return FT_ERR_NOMEM;
+    }
+    const int64_t R = max_rows;
+    size_t kv = (size_t)n_slots * (size_t)(d.L * slot_tokens * d.KV);
+    p->k = f, f += kv;
+    p->v = f, f += kv;
+    p->x = f, f += R * d.C;
+    p->xn = f, f += R * d.C;
+    p->last = f, f += R * d.C;
+    p->qkv = f, f += R * d.QKV;
+    p->att = f, f += R * d.Q;
+    p->gu = f, f += R * 2 * d.F;
+    p->h = f, f += R * d.F;
+    p->cos_t = f, f += R * (d.HD / 2);
+    p->sin_t = f, f += R * (d.HD / 2);
+    p->scratch = f, f += d.scratch;
+    p->pos = (int32_t *)f, f += R;
+    p->ids = (int32_t *)f, f += R;
+    f = (float *)(((uintptr_t)f + 15) & ~(uintptr_t)15);
+    p->segs = (layer_seg *)f, f += (size_t)R * (sizeof(layer_seg) / sizeof(float));
+    p->len = (int64_t *)(((uintptr_t)f + 15) & ~(uintptr_t)15);
+    *out = p;
+    return FT_OK;
+}
+
+void ft_kv_pool_free(ft_kv_pool *p) {
+    if (!p)
+        return;
+    ft_arena_deinit(&p->arena);
+    ft_free(p);
+}
+
+int64_t ft_kv_pool_slots(const ft_kv_pool *p) { return p->n_slots; }
+int64_t ft_kv_pool_slot_tokens(const ft_kv_pool *p) { return p->slot_tokens; }
+int64_t ft_kv_pool_max_rows(const ft_kv_pool *p) { return p->max_rows; }
+
+int64_t ft_kv_pool_len(const ft_kv_pool *p, int64_t slot) {
+    return slot >= 0 && slot < p->n_slots ? p->len[slot] : 0;
+}
+
+void ft_kv_pool_reset(ft_kv_pool *p, int64_t slot) {
+    if (slot >= 0 && slot < p->n_slots)
+        p->len[slot] = 0;
+}
+
+ft_status ft_model_decode_batch(ft_model *m, ft_kv_pool *p, const ft_decode_seq *seqs, int64_t n_seqs, float *logits,
+                                ft_err *err) {
+    if (p->m != m)
+        return FT_ERR(err, FT_ERR_INVALID, "kv pool belongs to another model");
+    if (n_seqs <= 0)
+        return FT_ERR(err, FT_ERR_INVALID, "decode batch: no sequences");
+    const int64_t C = m->C, KV = m->KV, T = p->slot_tokens;
+    const size_t slot_floats = (size_t)(m->L * T * KV);
+    int64_t N = 0;
+    for (int64_t s = 0; s < n_seqs; s++) {
+        const ft_decode_seq *q = &seqs[s];
+        if (q->slot < 0 || q->slot >= p->n_slots)
+            return FT_ERR(err, FT_ERR_INVALID, "decode batch: slot %lld outside the pool's %lld", (long long)q->slot,
+                          (long long)p->n_slots);
+        for (int64_t r = 0; r < s; r++)
+            if (seqs[r].slot == q->slot)
+                return FT_ERR(err, FT_ERR_INVALID, "decode batch: slot %lld appears twice", (long long)q->slot);
+        if (q->n <= 0)
+            return FT_ERR(err, FT_ERR_INVALID, "decode batch: sequence %lld has no tokens", (long long)s);
+        if (p->len[q->slot] + q->n > T)
+            return FT_ERR(err, FT_ERR_RANGE, "decode batch: %lld + %lld tokens exceed the slot's %lld",
+                          (long long)p->len[q->slot], (long long)q->n, (long long)T);
+        for (int64_t i = 0; i < q->n; i++)
+            if (q->tokens[i] < 0 || q->tokens[i] >= m->V)
+                return FT_ERR(err, FT_ERR_INVALID, "decode batch: token %d is outside the vocabulary (%lld)",
+                              q->tokens[i], (long long)m->V);
+        N += q->n;
+        if (N > p->max_rows)
+            return FT_ERR(err, FT_ERR_RANGE, "decode batch: more than the pool's %lld rows per step",
+                          (long long)p->max_rows);
+    }
+    /* the stacked rows: ids, positions, one segment per sequence */
+    int64_t row = 0;
+    for (int64_t s = 0; s < n_seqs; s++) {
+        const ft_decode_seq *q = &seqs[s];
+        int64_t at = p->len[q->slot];
+        memcpy(p->ids + row, q->tokens, (size_t)q->n * sizeof(int32_t));
+        for (int64_t i = 0; i < q->n; i++)
+            p->pos[row + i] = (int32_t)(at + i);
+        p->segs[s] = (layer_seg){.row0 = row, .n = q->n, .at = at, .k = p->k + (size_t)q->slot * slot_floats,
+                                 .v = p->v + (size_t)q->slot * slot_floats};
+        row += q->n;
+    }
+    const ft_backend *be = m->be;
+    be->rope_table(p->cos_t, p->sin_t, p->pos, m->inv_freq, N, m->HD / 2);
+    be->embedding_fwd(p->x, p->ids, m->embed, N, C);
+    ft_attn_shape as = {.B = 1, .Tq = N, .Tk = T, .NH = m->NH, .KVH = m->KVH, .HD = m->HD,
+                        .window = m->cfg.sliding_window, .q_stride = m->QKV, .k_stride = KV, .v_stride = KV,
+                        .o_stride = m->Q, .threads = p->threads};
+    layer_acts A = {.x = p->x, .xn1 = p->xn, .qkv = p->qkv, .att = p->att, .xmid = p->x, .xn2 = p->xn, .gu = p->gu,
+                    .h = p->h};
+    for (int64_t l = 0; l < m->L; l++) {
+        layer_run run = {.W = &m->w[l], .as = &as, .cos_t = p->cos_t, .sin_t = p->sin_t, .segs = p->segs,
+                         .n_segs = n_seqs, .seg_layer_stride = T * KV, .attn_scratch = p->scratch};
+        model_layer_forward(m, l, &A, p->x, N, &run);
+    }
+    int64_t n_out = 0;
+    for (int64_t s = 0; s < n_seqs; s++) {
+        p->len[seqs[s].slot] += seqs[s].n;
+        if (seqs[s].logits) {
+            const layer_seg *g = &p->segs[s];
+            memcpy(p->last + n_out * C, p->x + (g->row0 + g->n - 1) * C, (size_t)C * sizeof(float));
+            n_out++;
+        }
+    }
+    if (n_out && logits) { /* logits (n_out, V) = norm(last) (n_out, C) head (V, C)^T */
+        be->rmsnorm_fwd(p->xn, NULL, p->last, m->norm, n_out, C, (float)m->cfg.rms_norm_eps);
+        be->sgemm(false, true, n_out, m->V, C, 1.0f, p->xn, C, m->head, C, 0.0f, logits, m->V);
+    }
+    return FT_OK;
+}

@@ -1,0 +1,407 @@
+/* tests/infer/test_infer.c: the continuous-batching engine on the tiny model: greedy output
+ * equals ft_gen's (the batch-1 KV-cache generator) also with chunked prefill beside other
+ * sequences; a sequence's tokens do not depend on what else is in the batch; max_tokens; stop
+ * strings never leak, also split across tokens and while streaming; penalties; JSON-constrained
+ * output; cancel; a full queue is refused; the JSON prefix checker. */
+#include <jansson.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "ftune/infer.h"
+#include "infer/infer_internal.h"
+#include "test.h"
+#include "train/tiny.h"
+
+typedef struct fixture {
+    ft_model *m;
+    ft_tok *tok;
+    char dir[1024];
+} fixture;
+
+static bool fixture_load(fixture *f, ft_err *err) {
+    memset(f, 0, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "%s", ft_test_tmpdir());
+    if (tiny_model_write(f->dir, 4, err) != FT_OK)
+        return false;
+    ft_model_params mp = ft_model_default_params();
+    return ft_model_load(f->dir, &mp, &f->m, err) == FT_OK && ft_tok_load(f->dir, &f->tok, err) == FT_OK;
+}
+
+static void fixture_free(fixture *f) {
+    ft_tok_free(f->tok);
+    ft_model_free(f->m);
+}
+
+static void fill_prompt(int32_t *p, size_t n, uint32_t salt) {
+    p[0] = 256;
+    for (size_t i = 1; i < n; i++)
+        p[i] = (int32_t)(32 + (i * 7 + salt * 13 + i * i * salt) % 90);
+}
+
+TEST(infer_greedy_equals_gen) {
+    fixture f;
+    ft_err err;
+    REQUIRE(fixture_load(&f, &err));
+    ft_tensor_set_threads(2);
+    /* a 100-token prompt, steps of 16 rows: prefilled in chunks beside three other sequences */
+    int32_t prompt[100];
+    fill_prompt(prompt, 100, 1);
+    ft_generator *g = NULL;
+    REQUIRE_OK(ft_gen_new(f.m, f.tok, f.dir, 256, &g, &err), &err);
+    ft_gen_params gp = ft_gen_default_params();
+    gp.sampling.temperature = 0;
+    gp.max_new_tokens = 40;
+    ft_gen_output want;
+    REQUIRE_OK(ft_gen_from_ids(g, prompt, 100, &gp, &want, &err), &err);
+    ft_infer_params ip = ft_infer_default_params();
+    ip.max_seqs = 4;
+    ip.step_tokens = 16;
+    ft_infer *e = NULL;
+    REQUIRE_OK(ft_infer_new(f.m, f.tok, f.dir, &ip, &e, &err), &err);
+    ft_infer_request r = ft_infer_default_request();
+    r.sampling.temperature = 0;
+    r.max_tokens = 40;
+    /* neighbours: sampled sequences submitted first */
+    int32_t other[3][60];
+    for (int k = 0; k < 3; k++) {
+        fill_prompt(other[k], 60, (uint32_t)(k + 5));
+        ft_infer_request o = ft_infer_default_request();
+        o.prompt = other[k], o.n_prompt = 60, o.max_tokens = 50, o.seed = (uint64_t)k;
+        REQUIRE_OK(ft_infer_submit(e, &o, NULL, &err), &err);
+    }
+    r.prompt = prompt, r.n_prompt = 100;
+    ft_infer_result got;
+    REQUIRE_OK(ft_infer_run(e, &r, NULL, NULL, &got, &err), &err);
+    CHECK_EQ_INT(got.n_ids, want.n_ids);
+    bool same = got.n_ids == want.n_ids && !memcmp(got.ids, want.ids, got.n_ids * sizeof(int32_t));
+    CHECK(same);
+    CHECK_STR_EQ(got.text, want.text);
+    CHECK(got.finish == (want.stopped ? FT_INFER_STOP : FT_INFER_LENGTH));
+    ft_infer_result_free(&got);
+    ft_gen_output_free(&want);
+    ft_infer_free(e);
+    ft_gen_free(g);
+    fixture_free(&f);
+}
+
+/* ---------------------------------------------------------------- batch independence */
+
+typedef struct collected {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int32_t ids[256];
+    size_t n;
+    ft_buf text;
+    bool done;
+    ft_infer_finish finish;
+    int64_t completion;
+    int events;
+} collected;
+
+static void collect_cb(void *user, const ft_infer_event *ev) {
+    collected *c = user;
+    pthread_mutex_lock(&c->mu);
+    if (ev->text_len)
+        ft_buf_append(&c->text, ev->text, ev->text_len);
+    if (ev->kind == FT_INFER_TOKEN) {
+        if (c->n < 256)
+            c->ids[c->n++] = ev->token->id;
+        c->events++;
+    } else {
+        c->done = true;
+        c->finish = ev->finish;
+        c->completion = ev->completion_tokens;
+        pthread_cond_signal(&c->cv);
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void collected_init(collected *c) {
+    memset(c, 0, sizeof *c);
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+}
+
+static void collected_wait(collected *c) {
+    pthread_mutex_lock(&c->mu);
+    while (!c->done)
+        pthread_cond_wait(&c->cv, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void collected_free(collected *c) {
+    ft_buf_free(&c->text);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+}
+
+TEST(infer_sequence_independent_of_batch) {
+    fixture f;
+    ft_err err;
+    REQUIRE(fixture_load(&f, &err));
+    ft_tensor_set_threads(2);
+    ft_infer_params ip = ft_infer_default_params();
+    ip.max_seqs = 8;
+    ft_infer *e = NULL;
+    REQUIRE_OK(ft_infer_new(f.m, f.tok, f.dir, &ip, &e, &err), &err);
+    int32_t prompts[8][40];
+    ft_infer_request r[8];
+    for (int k = 0; k < 8; k++) {
+        fill_prompt(prompts[k], (size_t)(20 + 2 * k), (uint32_t)k);
+        r[k] = ft_infer_default_request();
+        r[k].prompt = prompts[k], r[k].n_prompt = (size_t)(20 + 2 * k);
+        r[k].max_tokens = 60;
+        r[k].seed = 100 + (uint64_t)k;
+        r[k].sampling = (ft_sampling){.temperature = 0.9, .top_k = 40, .top_p = 0.95, .min_p = 0.01};
+        r[k].frequency_penalty = 0.3;
+    }
+    /* sequence 0 alone */
+    ft_infer_result alone;
+    REQUIRE_OK(ft_infer_run(e, &r[0], NULL, NULL, &alone, &err), &err);
+    /* then all eight together */
+    collected c[8];
+    for (int k = 0; k < 8; k++) {
+        collected_init(&c[k]);
+        r[k].cb = collect_cb, r[k].user = &c[k];
+        REQUIRE_OK(ft_infer_submit(e, &r[k], NULL, &err), &err);
+    }
+    for (int k = 0; k < 8; k++)
+        collected_wait(&c[k]);
+    ft_infer_stats st;
+    ft_infer_get_stats(e, &st);
+    CHECK(st.batch.n > 0);
+    bool batched = false; /* some step held more than one sequence */
+    for (int i = 1; i < FT_INFER_HIST + 1; i++)
+        batched |= st.batch.count[i] > 0;
+    CHECK(batched);
+    CHECK_EQ_INT(c[0].n, alone.n_ids);
+    CHECK(c[0].n == alone.n_ids && !memcmp(c[0].ids, alone.ids, alone.n_ids * sizeof(int32_t)));
+    CHECK_STR_EQ(ft_buf_cstr(&c[0].text), alone.text);
+    for (int k = 0; k < 8; k++)
+        collected_free(&c[k]);
+    ft_infer_result_free(&alone);
+    ft_infer_free(e);
+    fixture_free(&f);
+}
+
+/* ---------------------------------------------------------------- limits and stops */
+
+TEST(infer_max_tokens_and_stop_strings) {
+    fixture f;
+    ft_err err;
+    REQUIRE(fixture_load(&f, &err));
+    ft_tensor_set_threads(1);
+    ft_infer *e = NULL;
+    REQUIRE_OK(ft_infer_new(f.m, f.tok, f.dir, NULL, &e, &err), &err);
+    int32_t prompt[12];
+    fill_prompt(prompt, 12, 3);
+    ft_infer_request r = ft_infer_default_request();
+    r.prompt = prompt, r.n_prompt = 12;
+    r.sampling.temperature = 0.8;
+    r.seed = 9;
+    r.max_tokens = 5;
+    ft_infer_result res;
+    REQUIRE_OK(ft_infer_run(e, &r, NULL, NULL, &res, &err), &err);
+    CHECK(res.finish == FT_INFER_LENGTH);
+    CHECK_EQ_INT(res.n_ids, 5);
+    ft_infer_result_free(&res);
+    /* the full text, then stop strings cut from it: a 2-byte one (two byte tokens: across a
+     * token boundary), and a longer one whose prefix appears earlier without completing */
+    r.max_tokens = 60;
+    ft_infer_result full;
+    REQUIRE_OK(ft_infer_run(e, &r, NULL, NULL, &full, &err), &err);
+    REQUIRE(full.text_len >= 30);
+    const char *stop = NULL;
+    char two[3] = {0};
+    for (size_t at = 10; at + 2 <= full.text_len && !stop; at++) {
+        memcpy(two, full.text + at, 2);
+        if (two[0] && two[1] && (unsigned char)two[0] < 0x80 && (unsigned char)two[1] < 0x80)
+            stop = two;
+    }
+    REQUIRE(stop);
+    const char *first = strstr(full.text, stop);
+    size_t want_len = (size_t)(first - full.text);
+    collected c;
+    collected_init(&c);
+    r.stop[0] = stop, r.n_stop = 1;
+    r.cb = collect_cb, r.user = &c;
+    REQUIRE_OK(ft_infer_submit(e, &r, NULL, &err), &err);
+    collected_wait(&c);
+    CHECK(c.finish == FT_INFER_STOP);
+    CHECK_EQ_INT(c.text.len, want_len);
+    CHECK(c.text.len == want_len && !memcmp(c.text.data ? c.text.data : "", full.text, want_len));
+    CHECK(!strstr(ft_buf_cstr(&c.text), stop));
+    collected_free(&c);
+    /* a stop string that never completes: nothing is lost, the whole text comes out */
+    char never[64];
+    snprintf(never, sizeof never, "%.1s\x01never", full.text + full.text_len - 1);
+    r.stop[0] = never;
+    collected_init(&c);
+    REQUIRE_OK(ft_infer_submit(e, &r, NULL, &err), &err);
+    collected_wait(&c);
+    CHECK(c.finish == FT_INFER_LENGTH);
+    CHECK_STR_EQ(ft_buf_cstr(&c.text), full.text);
+    collected_free(&c);
+    ft_infer_result_free(&full);
+    ft_infer_free(e);
+    fixture_free(&f);
+}
+
+TEST(infer_penalties) {
+    fixture f;
+    ft_err err;
+    REQUIRE(fixture_load(&f, &err));
+    ft_tensor_set_threads(1);
+    ft_infer *e = NULL;
+    REQUIRE_OK(ft_infer_new(f.m, f.tok, f.dir, NULL, &e, &err), &err);
+    int32_t prompt[8];
+    fill_prompt(prompt, 8, 2);
+    ft_infer_request r = ft_infer_default_request();
+    r.prompt = prompt, r.n_prompt = 8;
+    r.sampling.temperature = 0;
+    r.max_tokens = 60;
+    ft_infer_result plain, pen;
+    REQUIRE_OK(ft_infer_run(e, &r, NULL, NULL, &plain, &err), &err);
+    /* a random tiny model repeats itself greedily; a large presence penalty forbids any repeat */
+    bool repeats = false;
+    for (size_t i = 0; i < plain.n_ids && !repeats; i++)
+        for (size_t j = 0; j < i; j++)
+            repeats |= plain.ids[i] == plain.ids[j];
+    CHECK(repeats);
+    r.presence_penalty = 1000;
+    REQUIRE_OK(ft_infer_run(e, &r, NULL, NULL, &pen, &err), &err);
+    bool distinct = true;
+    for (size_t i = 0; i < pen.n_ids; i++)
+        for (size_t j = 0; j < i; j++)
+            distinct &= pen.ids[i] != pen.ids[j];
+    CHECK(distinct);
+    CHECK(pen.n_ids > 20);
+    ft_infer_result_free(&pen);
+    r.presence_penalty = 0;
+    r.frequency_penalty = 1000;
+    REQUIRE_OK(ft_infer_run(e, &r, NULL, NULL, &pen, &err), &err);
+    distinct = true;
+    for (size_t i = 0; i < pen.n_ids; i++)
+        for (size_t j = 0; j < i; j++)
+            distinct &= pen.ids[i] != pen.ids[j];
+    CHECK(distinct);
+    ft_infer_result_free(&pen);
+    ft_infer_result_free(&plain);
+    ft_infer_free(e);
+    fixture_free(&f);
+}
+
+TEST(infer_json_object) {
+    fixture f;
+    ft_err err;
+    REQUIRE(fixture_load(&f, &err));
+    ft_tensor_set_threads(1);
+    ft_infer *e = NULL;
+    REQUIRE_OK(ft_infer_new(f.m, f.tok, f.dir, NULL, &e, &err), &err);
+    int32_t prompt[8];
+    fill_prompt(prompt, 8, 4);
+    int complete = 0;
+    for (uint64_t seed = 0; seed < 6; seed++) {
+        ft_infer_request r = ft_infer_default_request();
+        r.prompt = prompt, r.n_prompt = 8;
+        r.sampling = (ft_sampling){.temperature = 1.0, .top_k = 0, .top_p = 1};
+        r.seed = seed;
+        r.max_tokens = 120;
+        r.json = FT_INFER_JSON_OBJECT;
+        ft_infer_result res;
+        REQUIRE_OK(ft_infer_run(e, &r, NULL, NULL, &res, &err), &err);
+        infer_json j;
+        infer_json_init(&j);
+        CHECK(infer_json_feed(&j, res.text, res.text_len)); /* always a prefix of an object */
+        if (res.finish == FT_INFER_STOP) {
+            complete++;
+            json_error_t je;
+            json_t *o = json_loadb(res.text, res.text_len, 0, &je);
+            CHECK(o && json_is_object(o));
+            if (!o)
+                fprintf(stderr, "not JSON: %s (%s)\n", res.text, je.text);
+            json_decref(o);
+        }
+        ft_infer_result_free(&res);
+    }
+    fprintf(stderr, "  json_object: %d of 6 sampled objects completed within 120 tokens\n", complete);
+    ft_infer_free(e);
+    fixture_free(&f);
+}
+
+TEST(infer_json_prefix_checker) {
+    const char *ok[] = {"{", " {\"a\"", "{\"a\": 1", "{\"a\": -0.5e+3, \"b\": [1, {\"c\": null}], \"d\": \"\\u00e9\"}",
+                        "{\"a\":[]}", "{}", "{\"a\": tr", "{\"a\": \"x\\n"};
+    const char *bad[] = {"[", "1", "{a", "{\"a\" 1", "{\"a\": 01", "{\"a\": [,", "{\"a\": tx", "{}}", "{} x",
+                         "{\"a\": -}", "{\"a\": 1.}", "{\"a\": \"\x01\"}", "{\"a\": [1,]}", "{\"a\": 1e123", "{\"a\": 1234567890123456"};
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        infer_json j;
+        infer_json_init(&j);
+        bool good = infer_json_feed(&j, ok[i], strlen(ok[i]));
+        if (!good)
+            fprintf(stderr, "rejected: %s\n", ok[i]);
+        CHECK(good);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        infer_json j;
+        infer_json_init(&j);
+        bool good = infer_json_feed(&j, bad[i], strlen(bad[i]));
+        if (good)
+            fprintf(stderr, "accepted: %s\n", bad[i]);
+        CHECK(!good);
+    }
+    infer_json j;
+    infer_json_init(&j);
+    CHECK(infer_json_feed(&j, "{\"a\": [1, 2]", 12) && !infer_json_done(&j));
+    CHECK(infer_json_feed(&j, "}", 1) && infer_json_done(&j));
+}
+
+TEST(infer_cancel_and_queue_limit) {
+    fixture f;
+    ft_err err;
+    REQUIRE(fixture_load(&f, &err));
+    ft_tensor_set_threads(1);
+    ft_infer_params ip = ft_infer_default_params();
+    ip.max_seqs = 1;
+    ip.max_queue = 1;
+    ft_infer *e = NULL;
+    REQUIRE_OK(ft_infer_new(f.m, f.tok, f.dir, &ip, &e, &err), &err);
+    int32_t prompt[8];
+    fill_prompt(prompt, 8, 5);
+    collected a, b;
+    collected_init(&a);
+    collected_init(&b);
+    ft_infer_request r = ft_infer_default_request();
+    r.prompt = prompt, r.n_prompt = 8;
+    r.cb = collect_cb, r.user = &a;
+    uint64_t ida, idb;
+    REQUIRE_OK(ft_infer_submit(e, &r, &ida, &err), &err);
+    /* wait until a runs (the queue is empty again), then b waits in the queue, c is refused */
+    for (int i = 0; i < 2000; i++) {
+        ft_infer_stats st;
+        ft_infer_get_stats(e, &st);
+        if (st.queued == 0 && st.slots_used == 1)
+            break;
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    r.user = &b;
+    REQUIRE_OK(ft_infer_submit(e, &r, &idb, &err), &err);
+    CHECK(ft_infer_submit(e, &r, NULL, &err) == FT_ERR_LIMIT);
+    ft_infer_cancel(e, idb);
+    ft_infer_cancel(e, ida);
+    collected_wait(&a);
+    collected_wait(&b);
+    CHECK(a.finish == FT_INFER_CANCELLED);
+    CHECK(b.finish == FT_INFER_CANCELLED);
+    CHECK(a.completion < 200);
+    /* a prompt that leaves no room is refused */
+    int32_t big[256];
+    fill_prompt(big, 256, 1);
+    r.prompt = big, r.n_prompt = 256;
+    CHECK(ft_infer_submit(e, &r, NULL, &err) == FT_ERR_RANGE);
+    collected_free(&a);
+    collected_free(&b);
+    ft_infer_free(e);
+    fixture_free(&f);
+}
