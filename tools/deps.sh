@@ -20,8 +20,9 @@ if [ -n "$missing" ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
-# npm peers for the references, fixtures and benchmarks, and playwright-core for the web UI's browser
-# tests (it drives Debian's chromium above; it never downloads a browser); pinned in tools/npm/package.json,
+# npm peers for the references, fixtures and benchmarks, playwright-core for the web UI's browser
+# tests (it drives Debian's chromium above; it never downloads a browser) and the `openai` client the
+# /v1 tests call the server with; pinned in tools/npm/package.json,
 # installed again whenever package.json changes (a stamp of its hash in node_modules).
 if [ -f tools/npm/package.json ]; then
     want=$(cksum < tools/npm/package.json)

@@ -35,7 +35,8 @@ typedef struct ft_infer_params {
 ft_infer_params ft_infer_default_params(void);
 
 /* An engine over a loaded model and tokenizer (borrowed: they must outlive it); `model_dir` as
- * for ft_gen_new (stop ids, chat template). Starts the engine thread. */
+ * for ft_gen_new (stop ids, chat template). Without a tokenizer (benchmarks) there is no text:
+ * ids only, no stop strings or JSON. Starts the engine thread. */
 ft_status ft_infer_new(ft_model *m, const ft_tok *tok, const char *model_dir, const ft_infer_params *p,
                        ft_infer **out, ft_err *err);
 /* Stops the thread; running and queued requests end with FT_INFER_CANCELLED first. */
@@ -88,7 +89,7 @@ typedef void (*ft_infer_callback)(void *user, const ft_infer_event *ev);
 
 enum { FT_INFER_MAX_STOP_STRINGS = 8 };
 
-typedef enum ft_infer_json { FT_INFER_JSON_NONE = 0, FT_INFER_JSON_OBJECT } ft_infer_json;
+typedef enum ft_infer_json { FT_INFER_JSON_NONE = 0, FT_INFER_JSON_OBJECT, FT_INFER_JSON_SCHEMA } ft_infer_json;
 
 typedef struct ft_infer_request {
     const int32_t *prompt; /* copied */
@@ -102,11 +103,18 @@ typedef struct ft_infer_request {
     const char *stop[FT_INFER_MAX_STOP_STRINGS]; /* copied; NULL-terminated or n_stop */
     size_t n_stop;
     int top_logprobs;      /* -1: no logprobs; 0..FT_INFER_MAX_TOP */
-    ft_infer_json json;    /* FT_INFER_JSON_OBJECT: constrained to one JSON object */
+    ft_infer_json json;    /* FT_INFER_JSON_OBJECT: constrained to one JSON object; FT_INFER_JSON_SCHEMA:
+                            * to a document valid under json_schema (ft_infer_check_schema's subset) */
+    const void *json_schema; /* a jansson json_t (borrowed for the call only) */
     ft_infer_callback cb;
     void *user;
 } ft_infer_request;
 ft_infer_request ft_infer_default_request(void);
+
+/* Whether a JSON Schema is within what constrained decoding supports (objects with properties
+ * written in order, arrays, strings with lengths, integers, numbers, booleans, null, enum, const);
+ * FT_ERR_UNSUPPORTED / FT_ERR_INVALID naming the construct otherwise. */
+ft_status ft_infer_check_schema(const void *json_schema, ft_err *err);
 
 /* Queue a request; *id names it for ft_infer_cancel. FT_ERR_INVALID for a bad request (empty
  * prompt, a prompt that leaves no room in the context, a bad id), FT_ERR_LIMIT when the queue is

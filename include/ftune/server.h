@@ -1,5 +1,6 @@
 /* ftune/server.h: `ftune serve` (SPEC §6b): one HTTP daemon (libmicrohttpd) serving the web UI at
- * `/`, the REST API under `/api/` and `/health`. Implemented in src/server/.
+ * `/`, the REST API under `/api/`, the OpenAI-compatible inference under `/v1/` with `/metrics`
+ * (src/server/v1.c), and `/health`. Implemented in src/server/.
  *
  * Security: the daemon binds loopback by default. Any other address needs a bearer token (start
  * fails without one); with a token every route except `/health` and the static UI files needs
@@ -32,6 +33,14 @@ typedef struct ft_server_params {
      * runs (creating and resuming answer 501; cancel and delete still work). */
     const char *exe;
     double stop_grace_s; /* how long the worker may take to checkpoint when stopping (default 300 s) */
+    /* /v1 (OpenAI-compatible inference, docs/serve.md): models loaded at start (folders, hub ids
+     * or registered names, served under the name given), sequences decoding at once per model
+     * (default 8), and how many models stay loaded before the least recently used idle one is
+     * unloaded (default 2). */
+    const char *const *models;
+    size_t n_models;
+    int64_t infer_slots;
+    int64_t max_loaded_models;
 } ft_server_params;
 
 void ft_server_default_params(ft_server_params *p);

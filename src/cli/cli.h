@@ -94,6 +94,7 @@ int cmd_serve(int argc, char **argv);
 int cmd_init_model(int argc, char **argv);
 int cmd_debug(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_bench_serve(int argc, char **argv); /* cmd_bench_serve.c: `ftune bench serve` */
 int cmd_validate(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_generate(int argc, char **argv);

@@ -254,8 +254,11 @@ int cmd_bench(int argc, char **argv) {
         return train_step(argc - 1, argv + 1);
     if (argc >= 1 && !strcmp(argv[0], "decode"))
         return cmd_bench_decode(argc - 1, argv + 1);
+    if (argc >= 1 && !strcmp(argv[0], "serve"))
+        return cmd_bench_serve(argc - 1, argv + 1);
     FILE *out = argc >= 1 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) ? stdout : stderr;
     fprintf(out, "usage: ftune bench train-step %s\n       ftune bench decode --model M [--prompt-tokens N] [--gen N] "
-                 "[--threads N]\n", SYNOPSIS);
+                 "[--threads N]\n       ftune bench serve --config small|medium|1b | --model DIR [--streams N] "
+                 "[--json]\n", SYNOPSIS);
     return out == stdout ? CLI_EXIT_OK : CLI_EXIT_USAGE;
 }

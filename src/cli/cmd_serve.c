@@ -1,5 +1,6 @@
-/* cli/cmd_serve.c: `ftune serve [--host 127.0.0.1] [--port 8080] [--token-file F] [--workers N]`
- * (SPEC §6b): the web UI and the REST API (ftune/server.h) until SIGTERM or Ctrl-C. */
+/* cli/cmd_serve.c: `ftune serve [--host 127.0.0.1] [--port 8080] [--token-file F] [--workers N]
+ * [--model M]... [--slots N]` (SPEC §6b): the web UI, the REST API and the OpenAI-compatible /v1
+ * (ftune/server.h) until SIGTERM or Ctrl-C. */
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,8 @@ static const cli_opt opts[] = {
     {"token-file", CLI_STR, "F: file holding the bearer token that every API request must carry"},
     {"workers", CLI_INT, "N: runs executed at once (default 1; each run uses --threads or all cores)"},
     {"max-body", CLI_INT, "BYTES: largest request body accepted (default 1048576)"},
+    {"model", CLI_STR_LIST, "M: load M at start for /v1 (registered c.s.n[/version], folder or hub id; repeatable)"},
+    {"slots", CLI_INT, "N: sequences each model decodes at once for /v1 (default 8)"},
     {NULL, 0, NULL},
 };
 
@@ -47,8 +50,8 @@ static int read_token(const char *path, char **token) {
 
 int cmd_serve(int argc, char **argv) {
     cli_args a;
-    int prc = cli_parse(&a, "serve", "[--host 127.0.0.1] [--port 8080] [--token-file F] [--workers N]", opts, argc,
-                        argv);
+    int prc = cli_parse(&a, "serve", "[--host 127.0.0.1] [--port 8080] [--token-file F] [--workers N] [--model M]...",
+                        opts, argc, argv);
     if (prc)
         return prc < 0 ? CLI_EXIT_OK : prc;
     int rc = CLI_EXIT_OK;
@@ -60,6 +63,12 @@ int cmd_serve(int argc, char **argv) {
     p.workers = (int)cli_int(&a, "workers", p.workers);
     if (cli_has(&a, "max-body"))
         p.max_body = (size_t)cli_int(&a, "max-body", 1 << 20);
+    p.models = cli_list(&a, "model", &p.n_models);
+    p.infer_slots = cli_int(&a, "slots", 8);
+    if (p.infer_slots < 1 || p.infer_slots > 256) {
+        rc = cli_usage_error("serve", "slots", "must be between 1 and 256");
+        goto done;
+    }
     if (a.n_pos) {
         rc = cli_usage_error("serve", NULL, "unexpected argument \"%s\"", a.pos[0]);
         goto done;
@@ -107,7 +116,7 @@ int cmd_serve(int argc, char **argv) {
     }
     bool v6 = strchr(p.host, ':') != NULL;
     char *home = ft_home_dir();
-    fprintf(stderr, "ftune serve: http://%s%s%s:%d/  (API under /api/, store %s%s; Ctrl-C stops)\n", v6 ? "[" : "",
+    fprintf(stderr, "ftune serve: http://%s%s%s:%d/  (API under /api/, OpenAI-compatible /v1, store %s%s; Ctrl-C stops)\n", v6 ? "[" : "",
             p.host, v6 ? "]" : "", ft_server_port(srv), home ? home : "?", token ? "; bearer token required" : "");
     ft_free(home);
     printf("listening %d\n", ft_server_port(srv));

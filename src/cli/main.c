@@ -34,7 +34,7 @@ static const command commands[] = {
     {"generate", cmd_generate, "sample a completion from a model, streamed as it is generated"},
     {"init-model", cmd_init_model, "write a randomly initialised HF-format model (tests, benchmarks, demo)"},
     {"debug", cmd_debug, "check the numbers: debug forward (loss, logits, gradients) | debug train-steps"},
-    {"bench", cmd_bench, "speed: bench train-step --config small|medium"},
+    {"bench", cmd_bench, "speed: bench train-step | decode | serve"},
     {"version", cmd_version, "print the version"},
 };
 

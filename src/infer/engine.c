@@ -38,6 +38,8 @@ typedef struct seq {
     ft_buf text;
     size_t sent;
     infer_json js;
+    infer_schema_node *schema;
+    infer_schema_state ss;
     double t_submit, t_start, t_first, t_last;
     struct seq *next_q;
 } seq;
@@ -115,6 +117,7 @@ static void seq_free(seq *s) {
     ft_free(s->seen);
     ft_tok_stream_free(s->stream);
     ft_buf_free(&s->text);
+    infer_schema_free(s->schema);
     ft_free(s);
 }
 
@@ -208,11 +211,19 @@ static ft_status token_texts(ft_infer *e, ft_err *err) {
 }
 
 /* Whether id may come next under the JSON constraint. */
+static bool json_done(const seq *s) {
+    return s->schema ? infer_schema_done(&s->ss) : infer_json_done(&s->js);
+}
+
 static bool json_allows(ft_infer *e, const seq *s, int32_t id) {
     if (is_stop_id(e, s, id))
-        return infer_json_done(&s->js);
+        return json_done(s);
     if (!e->token_text[id] || !e->token_len[id])
         return false;
+    if (s->schema) {
+        infer_schema_state st = s->ss;
+        return infer_schema_feed(&st, e->token_text[id], e->token_len[id]);
+    }
     infer_json j = s->js;
     return infer_json_feed(&j, e->token_text[id], e->token_len[id]);
 }
@@ -278,7 +289,7 @@ static void logprobs(const float *l, int64_t V, int32_t id, int n, ft_infer_toke
 /* One sequence's next token from its logits row: everything after the model. */
 static void on_logits(ft_infer *e, seq *s, const float *l) {
     const int64_t V = e->V;
-    if (s->r.json && infer_json_done(&s->js)) {
+    if (s->r.json && json_done(s)) {
         finish(s, FT_INFER_STOP);
         return;
     }
@@ -328,14 +339,21 @@ static void on_logits(ft_infer *e, seq *s, const float *l) {
     s->out[s->n_out++] = id;
     s->counts[id]++;
     s->seen[id] = 1;
-    if (s->r.json) {
+    if (s->schema)
+        infer_schema_feed(&s->ss, e->token_text[id], e->token_len[id]);
+    else if (s->r.json)
         infer_json_feed(&s->js, e->token_text[id], e->token_len[id]);
-    }
     ft_buf piece = {0};
     ft_err err;
-    if (ft_tok_stream_push(s->stream, id, &piece, &err) != FT_OK ||
-        (piece.len && ft_buf_append(&s->text, piece.data, piece.len) != FT_OK)) {
+    if (s->stream && ft_tok_stream_push(s->stream, id, &piece, &err) != FT_OK) {
         s->err = err;
+        ft_buf_free(&piece);
+        finish(s, FT_INFER_ERROR);
+        return;
+    }
+    if (
+        (piece.len && ft_buf_append(&s->text, piece.data, piece.len) != FT_OK)) {
+        FT_ERR(&s->err, FT_ERR_NOMEM, "out of memory");
         ft_buf_free(&piece);
         finish(s, FT_INFER_ERROR);
         return;
@@ -518,8 +536,6 @@ static void *engine_main(void *arg) {
 ft_status ft_infer_new(ft_model *m, const ft_tok *tok, const char *model_dir, const ft_infer_params *p,
                        ft_infer **out, ft_err *err) {
     *out = NULL;
-    if (!tok)
-        return FT_ERR(err, FT_ERR_INVALID, "the inference engine needs a tokenizer");
     ft_infer *e = ft_calloc(1, sizeof *e);
     if (!e)
         return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
@@ -629,6 +645,13 @@ ft_status ft_infer_chat_ids(ft_infer *e, const void *messages_json, int32_t **id
     return s;
 }
 
+ft_status ft_infer_check_schema(const void *json_schema, ft_err *err) {
+    infer_schema_node *n = NULL;
+    ft_status s = infer_schema_compile(json_schema, &n, err);
+    infer_schema_free(n);
+    return s;
+}
+
 ft_status ft_infer_submit(ft_infer *e, const ft_infer_request *r, uint64_t *id, ft_err *err) {
     if (id)
         *id = 0;
@@ -660,8 +683,10 @@ ft_status ft_infer_submit(ft_infer *e, const ft_infer_request *r, uint64_t *id, 
     s->counts = ft_calloc((size_t)e->V, sizeof(int32_t));
     s->seen = ft_calloc((size_t)e->V, 1);
     ft_status st = s->prompt && s->out && s->counts && s->seen ? FT_OK : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
-    if (st == FT_OK)
+    if (st == FT_OK && e->tok)
         st = ft_tok_stream_new(e->tok, true, &s->stream, err);
+    if (st == FT_OK && !e->tok && (r->json || r->n_stop))
+        st = FT_ERR(err, FT_ERR_INVALID, "stop strings and JSON output need a tokenizer");
     for (size_t i = 0; st == FT_OK && i < r->n_stop; i++) {
         const char *t = r->stop[i];
         if (!t || !*t) {
@@ -684,6 +709,17 @@ ft_status ft_infer_submit(ft_infer *e, const ft_infer_request *r, uint64_t *id, 
         s->seen[r->prompt[i]] = 1;
     ft_rng_seed(&s->rng, r->seed);
     infer_json_init(&s->js);
+    if (r->json == FT_INFER_JSON_SCHEMA) {
+        if (!r->json_schema) {
+            seq_free(s);
+            return FT_ERR(err, FT_ERR_INVALID, "json_schema mode without a schema");
+        }
+        if ((st = infer_schema_compile(r->json_schema, &s->schema, err)) != FT_OK) {
+            seq_free(s);
+            return st;
+        }
+        infer_schema_init(&s->ss, s->schema);
+    }
     s->slot = -1;
     s->t_submit = ft_time_now();
     pthread_mutex_lock(&e->mu);

@@ -18,6 +18,8 @@
 /* ---------------------------------------------------------------- responses */
 
 void srv_response_deinit(srv_response *rs) {
+    if (rs->kind == SRV_RESP_STREAM && rs->stream_free && rs->stream_cls)
+        rs->stream_free(rs->stream_cls); /* never sent */
     ft_buf_free(&rs->body);
     memset(rs, 0, sizeof *rs);
 }
@@ -985,7 +987,8 @@ void srv_handle(srv_ctx *c, const srv_request *rq, srv_response *rs) {
                   rq->host_header);
         return;
     }
-    bool api = !strncmp(path, "/api/", 5) || !strcmp(path, "/api") || !strncmp(path, "/v1/", 4) || !strcmp(path, "/v1");
+    bool v1 = !strncmp(path, "/v1/", 4) || !strcmp(path, "/v1") || !strcmp(path, "/metrics");
+    bool api = !strncmp(path, "/api/", 5) || !strcmp(path, "/api") || v1;
     if (!api) {
         const srv_asset *a = srv_asset_find(path);
         if (!a) {
@@ -1000,6 +1003,10 @@ void srv_handle(srv_ctx *c, const srv_request *rq, srv_response *rs) {
     if (c->token) {
         const char *h = rq->authorization;
         bool ok = h && !strncasecmp(h, "Bearer ", 7) && srv_token_equal(h + 7, c->token);
+        if (!ok && v1) {
+            srv_v1_auth_error(rs, h != NULL);
+            return;
+        }
         if (!ok) {
             srv_error(rs, 401, "unauthorized", NULL, NULL,
                       h ? "the bearer token is not the server's" : "this server needs Authorization: Bearer <token>");
@@ -1015,8 +1022,11 @@ void srv_handle(srv_ctx *c, const srv_request *rq, srv_response *rs) {
         srv_error(rs, 400, "invalid_value", NULL, NULL, "too many query parameters (at most %d)", SRV_MAX_QUERY);
         return;
     }
-    if (!strncmp(path, "/v1", 3)) {
-        not_yet(rs, "OpenAI-compatible inference (/v1)");
+    if (v1) {
+        if (c->v1)
+            srv_v1_handle(c, rq, rs);
+        else
+            not_yet(rs, "OpenAI-compatible inference (/v1)");
         return;
     }
     if (!strcmp(path, "/api/openapi.json")) {
@@ -1126,10 +1136,12 @@ ft_status srv_ctx_init(srv_ctx *c, const ft_server_params *p, ft_err *err) {
     ft_store *s;
     FT_TRY(ft_store_open(c->db_path, &s, err));
     ft_store_close(s);
-    return FT_OK;
+    return srv_v1_new(p, &c->v1, err);
 }
 
 void srv_ctx_deinit(srv_ctx *c) {
+    srv_v1_free(c->v1);
+    c->v1 = NULL;
     ft_free(c->home);
     ft_free(c->exe);
     ft_free(c->db_path);

@@ -149,9 +149,46 @@ static void sse_free(void *cls) {
     ft_free(st);
 }
 
+/* MHD's reader for a SRV_RESP_STREAM body. */
+typedef struct stream_box {
+    ssize_t (*read)(void *, char *, size_t);
+    void (*free)(void *);
+    void *cls;
+} stream_box;
+
+static ssize_t stream_box_read(void *cls, uint64_t pos, char *buf, size_t max) {
+    (void)pos;
+    stream_box *b = cls;
+    ssize_t n = b->read(b->cls, buf, max);
+    if (n == -1)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    if (n < 0)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    return n;
+}
+
+static void stream_box_free(void *cls) {
+    stream_box *b = cls;
+    b->free(b->cls);
+    ft_free(b);
+}
+
 static enum MHD_Result send_response(struct MHD_Connection *mc, srv_ctx *ctx, srv_response *rs) {
     struct MHD_Response *r;
-    if (rs->kind == SRV_RESP_SSE) {
+    if (rs->kind == SRV_RESP_STREAM) {
+        stream_box *b = ft_calloc(1, sizeof *b);
+        if (!b)
+            return MHD_NO;
+        *b = (stream_box){rs->stream_read, rs->stream_free, rs->stream_cls};
+        rs->stream_cls = NULL; /* MHD owns it now: stream_box_free runs when the response is done */
+        r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_box_read, b, stream_box_free);
+        if (!r) {
+            stream_box_free(b);
+            return MHD_NO;
+        }
+        MHD_add_response_header(r, "Cache-Control", "no-cache");
+        MHD_add_response_header(r, "X-Accel-Buffering", "no");
+    } else if (rs->kind == SRV_RESP_SSE) {
         sse_state *st = ft_calloc(1, sizeof *st);
         if (!st)
             return MHD_NO;
@@ -178,10 +215,15 @@ static enum MHD_Result send_response(struct MHD_Connection *mc, srv_ctx *ctx, sr
         MHD_add_response_header(r, "Content-Type", rs->content_type);
     if (rs->cache_control)
         MHD_add_response_header(r, "Cache-Control", rs->cache_control);
-    else if (rs->kind != SRV_RESP_SSE)
+    else if (rs->kind == SRV_RESP_BODY)
         MHD_add_response_header(r, "Cache-Control", "no-store");
     if (rs->www_authenticate)
         MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
+    if (rs->retry_after > 0) {
+        char ra[16];
+        snprintf(ra, sizeof ra, "%d", rs->retry_after);
+        MHD_add_response_header(r, "Retry-After", ra);
+    }
     /* The UI loads nothing from anywhere else, and no other site may frame it. */
     MHD_add_response_header(r, "Content-Security-Policy",
                             "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -236,6 +278,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
     rq.body = c->body.data;
     rq.body_len = c->body.len;
     rq.body_too_large = c->too_large;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+    rq.fd = ci ? (int)ci->connect_fd : -1;
     srv_response rs;
     srv_handle(&srv->ctx, &rq, &rs);
     enum MHD_Result ret = send_response(mc, &srv->ctx, &rs);

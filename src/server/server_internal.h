@@ -28,11 +28,13 @@ typedef struct srv_request {
     const char *body;
     size_t body_len;
     bool body_too_large;
+    int fd; /* the connection's socket (to notice a client that went away); 0 or -1: unknown */
 } srv_request;
 
 typedef enum srv_kind {
     SRV_RESP_BODY = 0, /* status + body */
     SRV_RESP_SSE,      /* an event stream of run `sse_run` after `sse_after` */
+    SRV_RESP_STREAM,   /* a body made by stream_read (v1.c's completion streams) */
 } srv_kind;
 
 typedef struct srv_response {
@@ -46,6 +48,13 @@ typedef struct srv_response {
     bool www_authenticate;
     char sse_run[160];
     int64_t sse_after;
+    int retry_after; /* seconds for a Retry-After header; 0: none */
+    /* SRV_RESP_STREAM: read fills buf (blocking until there is something) and returns the bytes,
+     * -1 at the end, -2 on an error; free is called once when the response is done (also when
+     * it is never sent). */
+    ssize_t (*stream_read)(void *cls, char *buf, size_t max);
+    void (*stream_free)(void *cls);
+    void *stream_cls;
 } srv_response;
 
 /* The daemon's state the router reads. */
@@ -60,6 +69,7 @@ typedef struct srv_ctx {
     double stop_grace_s; /* how long a stopping worker may take to checkpoint */
     atomic_bool stopping;
     atomic_int_least64_t worker_pid; /* the supervised worker, 0 when none */
+    struct srv_v1 *v1;               /* /v1: loaded models and counters (v1.c) */
 } srv_ctx;
 
 /* The supervisor thread: keeps `exe worker` running until c->stopping, then stops it. */
@@ -84,6 +94,14 @@ void srv_json(srv_response *rs, int status, json_t *j);
  * opened by the caller (one connection per stream). */
 typedef struct ft_store ft_store;
 ft_status srv_sse_poll(ft_store *s, const char *name, int64_t *after, ft_buf *out, bool *done, ft_err *err);
+
+/* /v1 and /metrics (v1.c). srv_v1_new loads the params' --model preloads. */
+typedef struct srv_v1 srv_v1;
+ft_status srv_v1_new(const ft_server_params *p, srv_v1 **out, ft_err *err);
+void srv_v1_free(srv_v1 *v);
+void srv_v1_handle(srv_ctx *c, const srv_request *rq, srv_response *rs);
+/* The 401 of a /v1 route in OpenAI's error shape. */
+void srv_v1_auth_error(srv_response *rs, bool had_header);
 
 /* Embedded static files (assets.c): NULL when there is none at `path`. */
 typedef struct srv_asset {

