@@ -129,9 +129,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             __builtin_trap();
         ft_buf_free(&all);
     } else if (rs.kind == SRV_RESP_BODY && rs.content_type && !strcmp(rs.content_type, "application/json")) {
-        json_t *out = json_loadb(rs.body.data, rs.body.len, 0, NULL);
-        if (!out)
+        json_t *out = json_loadb(rs.body.data, rs.body.len, JSON_ALLOW_NUL, NULL); /* a model may write U+0000 */
+        if (!out) {
+            fprintf(stderr, "not JSON (%d): %.*s\n", rs.status, (int)rs.body.len, rs.body.data);
             __builtin_trap();
+        }
         if (rs.status >= 400)
             check_error_object(out);
         json_decref(out);
