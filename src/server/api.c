@@ -1136,7 +1136,7 @@ ft_status srv_ctx_init(srv_ctx *c, const ft_server_params *p, ft_err *err) {
     ft_store *s;
     FT_TRY(ft_store_open(c->db_path, &s, err));
     ft_store_close(s);
-    return srv_v1_new(p, &c->v1, err);
+    return srv_v1_new(c, p, &c->v1, err);
 }
 
 void srv_ctx_deinit(srv_ctx *c) {

@@ -95,9 +95,10 @@ void srv_json(srv_response *rs, int status, json_t *j);
 typedef struct ft_store ft_store;
 ft_status srv_sse_poll(ft_store *s, const char *name, int64_t *after, ft_buf *out, bool *done, ft_err *err);
 
-/* /v1 and /metrics (v1.c). srv_v1_new loads the params' --model preloads. */
+/* /v1 and /metrics (v1.c). srv_v1_new loads the params' --model preloads (registry names
+ * through c's store). */
 typedef struct srv_v1 srv_v1;
-ft_status srv_v1_new(const ft_server_params *p, srv_v1 **out, ft_err *err);
+ft_status srv_v1_new(const srv_ctx *c, const ft_server_params *p, srv_v1 **out, ft_err *err);
 void srv_v1_free(srv_v1 *v);
 void srv_v1_handle(srv_ctx *c, const srv_request *rq, srv_response *rs);
 /* The 401 of a /v1 route in OpenAI's error shape. */

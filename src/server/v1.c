@@ -24,6 +24,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -120,7 +121,33 @@ static void unload_idle(srv_v1 *v, uint64_t need) {
     }
 }
 
-ft_status srv_v1_new(const ft_server_params *p, srv_v1 **out, ft_err *err) {
+/* A registered name ("c.s.n" or "c.s.n/V") in the store: that version (the newest for a bare
+ * name) into *ver (owned by *vs, n of them). FT_ERR_NOT_FOUND when it is no registered model. */
+static ft_status registry_version(const char *db, const char *name, ft_model_version **vs, size_t *nv,
+                                  ft_model_version **ver, ft_err *err) {
+    *vs = NULL, *nv = 0, *ver = NULL;
+    ft_status st = ft_registry_check_name(name, err);
+    if (st != FT_OK && strchr(name, '/')) {
+        char base[512];
+        snprintf(base, sizeof base, "%.*s", (int)(strchr(name, '/') - name), name);
+        st = ft_registry_check_name(base, err);
+    }
+    if (st != FT_OK)
+        return FT_ERR(err, FT_ERR_NOT_FOUND, "%s is not a registered model name", name);
+    ft_store *s = NULL;
+    FT_TRY(ft_store_open(db, &s, err));
+    st = ft_registry_show(s, name, vs, nv, err);
+    ft_store_close(s);
+    if (st == FT_OK && *nv == 0)
+        st = FT_ERR(err, FT_ERR_NOT_FOUND, "no registered model %s", name);
+    if (st == FT_ERR_INVALID)
+        st = FT_ERR_NOT_FOUND;
+    if (st == FT_OK)
+        *ver = &(*vs)[*nv - 1];
+    return st;
+}
+
+ft_status srv_v1_new(const srv_ctx *c, const ft_server_params *p, srv_v1 **out, ft_err *err) {
     *out = NULL;
     srv_v1 *v = ft_calloc(1, sizeof *v);
     if (!v)
@@ -134,12 +161,29 @@ ft_status srv_v1_new(const ft_server_params *p, srv_v1 **out, ft_err *err) {
         v1_model *mdl = ft_calloc(1, sizeof *mdl);
         if (!mdl)
             return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
-        mdl->id = ft_strdup(p->models[i]);
         mdl->preload = true;
         mdl->created = (double)time(NULL);
         mdl->next = v->models;
         v->models = mdl;
-        FT_TRY(ft_hf_resolve(p->models[i], &mdl->dir, err));
+        /* a registered model is served as its version c.s.n/V (a bare name also finds it while
+         * it is the newest); anything else (a folder, a hub id) under the name given */
+        ft_model_version *vs = NULL, *ver = NULL;
+        size_t nv = 0;
+        ft_err rerr;
+        if (registry_version(c->db_path, p->models[i], &vs, &nv, &ver, &rerr) == FT_OK) {
+            char id[512];
+            snprintf(id, sizeof id, "%s/%lld", ver->name, (long long)ver->version);
+            mdl->id = ft_strdup(id);
+            mdl->dir = ft_strdup(ver->path);
+            mdl->run = ver->run ? ft_strdup(ver->run) : NULL;
+            mdl->metrics = ver->metrics_json ? json_loads(ver->metrics_json, 0, NULL) : NULL;
+            mdl->created = ver->created;
+            ft_model_version_list_free(vs, nv);
+        } else {
+            ft_model_version_list_free(vs, nv);
+            mdl->id = ft_strdup(p->models[i]);
+            FT_TRY(ft_hf_resolve(p->models[i], &mdl->dir, err));
+        }
         ft_status s = model_load(v, mdl, err);
         if (s != FT_OK) {
             ft_err_prefix(err, "--model %s: ", p->models[i]);
@@ -287,9 +331,16 @@ static json_t *models_list(srv_ctx *c, ft_err *err) {
     }
     ft_store_close(s);
     pthread_mutex_lock(&c->v1->mu);
-    for (v1_model *m = c->v1->models; m; m = m->next)
-        if (m->preload)
+    for (v1_model *m = c->v1->models; m; m = m->next) {
+        if (!m->preload)
+            continue;
+        bool listed = false; /* a registered preload is in the list already */
+        size_t i;
+        json_t *o;
+        json_array_foreach(data, i, o) listed |= !strcmp(json_string_value(json_object_get(o, "id")), m->id);
+        if (!listed)
             json_array_append_new(data, model_object(m->id, m->created, m->run, m->metrics, m->dir, m->e != NULL));
+    }
     pthread_mutex_unlock(&c->v1->mu);
     return data;
 }
@@ -312,23 +363,12 @@ static v1_model *model_acquire(srv_ctx *c, const char *name, srv_response *rs) {
     pthread_mutex_unlock(&v->mu);
     /* registry: c.s.n (the newest version now) or c.s.n/V */
     ft_err err;
-    ft_store *s = NULL;
-    ft_model_version *vs = NULL;
+    ft_model_version *vs = NULL, *ver = NULL;
     size_t nv = 0;
-    ft_status st = ft_registry_check_name(name, &err);
-    if (st != FT_OK && strchr(name, '/')) {
-        char base[512];
-        snprintf(base, sizeof base, "%.*s", (int)(strchr(name, '/') - name), name);
-        st = ft_registry_check_name(base, &err);
-    }
-    if (st == FT_OK)
-        st = ft_store_open(c->db_path, &s, &err);
-    if (st == FT_OK)
-        st = ft_registry_show(s, name, &vs, &nv, &err);
-    ft_store_close(s);
-    if (st != FT_OK || nv == 0) {
+    ft_status st = registry_version(c->db_path, name, &vs, &nv, &ver, &err);
+    if (st != FT_OK) {
         ft_model_version_list_free(vs, nv);
-        if (st == FT_OK || st == FT_ERR_NOT_FOUND || st == FT_ERR_INVALID)
+        if (st == FT_ERR_NOT_FOUND)
             v1_error(rs, 404, "invalid_request_error", "model", "model_not_found",
                      "The model `%s` does not exist: give a registered model catalog.schema.name[/version] or a "
                      "--model preload (GET /v1/models lists them)",
@@ -337,14 +377,13 @@ static v1_model *model_acquire(srv_ctx *c, const char *name, srv_response *rs) {
             v1_error(rs, 500, "server_error", NULL, NULL, "the registry could not be read: %s", err.msg);
         return NULL;
     }
-    ft_model_version *ver = &vs[nv - 1];
     char id[512];
     snprintf(id, sizeof id, "%s/%lld", ver->name, (long long)ver->version);
     pthread_mutex_lock(&v->load_mu); /* one load at a time; others wait for it */
     pthread_mutex_lock(&v->mu);
     v1_model *found = NULL;
     for (v1_model *m = v->models; m; m = m->next)
-        if (!m->preload && !strcmp(m->id, id))
+        if (!strcmp(m->id, id))
             found = m;
     if (!found && (found = ft_calloc(1, sizeof *found))) {
         found->id = ft_strdup(id);
@@ -989,6 +1028,13 @@ static void generate(srv_ctx *c, const srv_request *rq, srv_response *rs, bool c
     if (strcmp(rq->method, "POST")) {
         v1_error(rs, 405, "invalid_request_error", NULL, "method_not_allowed", "use POST");
         count(c, route, 405);
+        return;
+    }
+    const char *ct = rq->content_type;
+    if (!ct || strncasecmp(ct, "application/json", 16) || (ct[16] && ct[16] != ';' && ct[16] != ' ')) {
+        v1_error(rs, 415, "invalid_request_error", NULL, "unsupported_media_type",
+                 "send the request body as JSON with Content-Type: application/json");
+        count(c, route, 415);
         return;
     }
     v1_req q;

@@ -48,7 +48,7 @@ static bool v1_start(v1_fixture *f, int64_t slots, const char *preload, ft_err *
     p.home = f->home;
     p.token = TOKEN;
     p.infer_slots = slots;
-    const char *models[1] = {preload ? src : NULL};
+    const char *models[1] = {preload && !strcmp(preload, "folder") ? src : preload};
     if (preload) {
         p.models = models;
         p.n_models = 1;
@@ -179,6 +179,41 @@ TEST(v1_routes_shapes_and_errors) {
     CHECK(strstr(r.body, "ftune_kv_slots{model=\"main.demo.tiny/2\"} 4"));
     CHECK(strstr(r.body, "ftune_v1_requests_total{route=\"chat_completions\",status=\"4xx\"}"));
     http_resp_free(&r);
+    ft_server_stop(f.srv);
+}
+
+/* --model preloads: a registered name is served as its version (listed once, loaded at start);
+ * a folder under the name given. A POST that is not JSON is refused (415). */
+TEST(v1_preloads) {
+    v1_fixture f;
+    ft_err err;
+    REQUIRE(v1_start(&f, 2, "main.demo.tiny", &err));
+    int st;
+    json_t *j = get_json(f.port, "/v1/models", AUTH, &st);
+    CHECK_EQ_INT(st, 200);
+    json_t *data = json_object_get(j, "data");
+    CHECK_EQ_INT(json_array_size(data), 3);
+    size_t i;
+    json_t *m;
+    int loaded = 0;
+    json_array_foreach(data, i, m) loaded += json_is_true(json_object_get(m, "loaded"));
+    CHECK_EQ_INT(loaded, 2); /* main.demo.tiny and main.demo.tiny/2: one engine */
+    json_decref(j);
+    http_resp r;
+    const char *body = "{\"model\": \"main.demo.tiny\", \"prompt\": \"abc\", \"max_tokens\": 2}";
+    REQUIRE(http(f.port, "POST", "/v1/completions", AUTH "Content-Type: text/plain\r\n", body, strlen(body), &r) == 0);
+    CHECK_EQ_INT(r.status, 415);
+    http_resp_free(&r);
+    ft_server_stop(f.srv);
+    REQUIRE(v1_start(&f, 2, "folder", &err));
+    j = get_json(f.port, "/v1/models", AUTH, &st);
+    CHECK_EQ_INT(json_array_size(json_object_get(j, "data")), 6); /* versions 1-4 (registered twice more), the bare name, the folder */
+    json_decref(j);
+    char *req = ft_asprintf("{\"model\": \"%s/export\", \"prompt\": \"abc\", \"max_tokens\": 2}", f.home);
+    j = v1_post(&f, "/v1/completions", req, &st, NULL);
+    CHECK_EQ_INT(st, 200);
+    json_decref(j);
+    ft_free(req);
     ft_server_stop(f.srv);
 }
 
