@@ -453,6 +453,10 @@ static void *engine_main(void *arg) {
         }
         e->st.running = n_active;
         e->st.queued = e->n_queued;
+        int64_t kv_now = 0;
+        for (int64_t k = 0; k < S; k++)
+            kv_now += e->active[k] ? ft_kv_pool_len(e->pool, k) : 0;
+        e->st.kv_tokens_used = kv_now;
         if (done) {
             pthread_mutex_unlock(&e->mu);
             while (done) {
@@ -497,10 +501,6 @@ static void *engine_main(void *arg) {
         e->st.steps++;
         e->st.last_batch = n;
         hist_add(&e->st.batch, (double)n);
-        int64_t kv_used = 0;
-        for (int64_t k = 0; k < S; k++)
-            kv_used += e->active[k] ? ft_kv_pool_len(e->pool, k) : 0;
-        e->st.kv_tokens_used = kv_used;
         pthread_mutex_unlock(&e->mu);
 
         ft_err err;

@@ -395,6 +395,13 @@ TEST(infer_cancel_and_queue_limit) {
     CHECK(a.finish == FT_INFER_CANCELLED);
     CHECK(b.finish == FT_INFER_CANCELLED);
     CHECK(a.completion < 200);
+    /* by the time a request's end is reported, its slot and cache tokens are free in the stats */
+    ft_infer_stats st;
+    ft_infer_get_stats(e, &st);
+    CHECK_EQ_INT(st.slots_used, 0);
+    CHECK_EQ_INT(st.running, 0);
+    CHECK_EQ_INT(st.kv_tokens_used, 0);
+    CHECK_EQ_INT(st.finished[FT_INFER_CANCELLED], 2);
     /* a prompt that leaves no room is refused */
     int32_t big[256];
     fill_prompt(big, 256, 1);

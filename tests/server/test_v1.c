@@ -217,6 +217,55 @@ TEST(v1_preloads) {
     ft_server_stop(f.srv);
 }
 
+/* Models load on first use; with room for one, using another unloads the idle one (and it
+ * loads again when asked for). */
+TEST(v1_models_load_on_use_and_unload_when_idle) {
+    const char *home = ft_test_tmpdir();
+    ft_err err;
+    char *src = ft_path_join(home, "export"), *db = ft_path_join(home, "ftune.db");
+    REQUIRE_OK(tiny_model_write(src, 4, &err), &err);
+    ft_store *s = NULL;
+    REQUIRE_OK(ft_store_open(db, &s, &err), &err);
+    ft_model_version v;
+    REQUIRE_OK(ft_registry_register(s, home, "main.demo.a", src, NULL, NULL, NULL, &v, &err), &err);
+    ft_model_version_deinit(&v);
+    REQUIRE_OK(ft_registry_register(s, home, "main.demo.b", src, NULL, NULL, NULL, &v, &err), &err);
+    ft_model_version_deinit(&v);
+    ft_store_close(s);
+    ft_server_params p;
+    ft_server_default_params(&p);
+    p.port = 0, p.home = home, p.token = TOKEN, p.infer_slots = 1, p.max_loaded_models = 1;
+    v1_fixture f = {0};
+    REQUIRE_OK(ft_server_start(&p, &f.srv, &err), &err);
+    f.port = ft_server_port(f.srv);
+    const char *names[] = {"main.demo.a", "main.demo.b", "main.demo.a"};
+    for (int k = 0; k < 3; k++) {
+        char *body = ft_asprintf("{\"model\": \"%s\", \"prompt\": \"abc\", \"max_tokens\": 2}", names[k]);
+        int st;
+        json_t *j = v1_post(&f, "/v1/completions", body, &st, NULL);
+        CHECK_EQ_INT(st, 200);
+        json_decref(j);
+        ft_free(body);
+        j = get_json(f.port, "/v1/models", AUTH, &st);
+        int loaded = 0;
+        size_t i;
+        json_t *m;
+        json_array_foreach(json_object_get(j, "data"), i, m) if (json_is_true(json_object_get(m, "loaded"))) {
+            loaded++;
+            CHECK(!strncmp(json_string_value(json_object_get(m, "id")), names[k], strlen(names[k])));
+        }
+        CHECK_EQ_INT(loaded, 2); /* the name and its version: one engine */
+        json_decref(j);
+    }
+    http_resp r;
+    REQUIRE(http(f.port, "GET", "/metrics", AUTH, NULL, 0, &r) == 0);
+    CHECK(strstr(r.body, "ftune_model_unloads_total 2\n"));
+    http_resp_free(&r);
+    ft_server_stop(f.srv);
+    ft_free(src);
+    ft_free(db);
+}
+
 /* A stream read to its end: the text of the data lines. */
 TEST(v1_stream_shape_and_disconnect) {
     v1_fixture f;
