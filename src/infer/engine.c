@@ -9,6 +9,7 @@
  * its own logits and its own seeded generator, never on its neighbours in the batch. */
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "ftune/json.h"
@@ -26,7 +27,8 @@ typedef struct seq {
     size_t stop_len[FT_INFER_MAX_STOP_STRINGS], n_stop, max_stop;
     int64_t slot, prefilled, budget;
     int32_t next; /* the last sampled token, fed at the next step */
-    bool decoding, finished, cancel;
+    bool decoding, finished;
+    atomic_bool cancel; /* set by ft_infer_cancel under the lock, read by the engine thread without it */
     ft_infer_finish finish;
     ft_err err;
     int32_t *out;
