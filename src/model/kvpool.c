@@ -5,7 +5,8 @@
  * segment per sequence: RMSNorm, the q|k|v, o, gate|up and down products and SwiGLU see all N
  * rows at once (one GEMM each, M = N), while the cache append and attention run per sequence
  * over its own slot. The LM head runs over the gathered last rows of the sequences that want
- * logits (M = their number). */
+ * logits (M = their number). After ft_model_set_inference_dtype(bf16) the steps follow decode.c's
+ * bf16 recipe and GEMM route. */
 #include <omp.h>
 #include <string.h>
 
@@ -17,7 +18,7 @@ struct ft_kv_pool {
     int64_t threads;
     int64_t *len;        /* (n_slots) tokens cached per slot */
     float *k, *v;        /* (n_slots, L, slot_tokens, KV) each */
-    float *x, *xn, *qkv, *att, *gu, *h, *cos_t, *sin_t, *last, *scratch; /* step work buffers */
+    float *x, *xn, *qkv, *att, *abuf, *gu, *h, *cos_t, *sin_t, *last, *scratch; /* step work buffers */
     int32_t *pos, *ids;  /* (max_rows) */
     layer_seg *segs;     /* (max_rows): at most one sequence per row */
     ft_arena arena;
@@ -46,7 +47,7 @@ static pool_dims dims_of(const ft_model_config *c, int64_t slot_tokens, int64_t 
 /* floats of the pool (the caches, then the work buffers) */
 static size_t pool_floats(const pool_dims *d, int64_t n_slots, int64_t slot_tokens, int64_t R) {
     size_t kv = (size_t)n_slots * (size_t)(d->L * slot_tokens * d->KV);
-    size_t work = (size_t)R * (size_t)(3 * d->C + d->QKV + d->Q + 3 * d->F + d->HD) + d->scratch;
+    size_t work = (size_t)R * (size_t)(3 * d->C + d->QKV + 2 * d->Q + 3 * d->F + d->HD) + d->scratch;
     size_t ints = (size_t)(2 * R) + (size_t)R * (sizeof(layer_seg) / sizeof(float) + 1) + (size_t)n_slots * 2;
     return 2 * kv + work + ints + 64;
 }
@@ -87,6 +88,7 @@ ft_status ft_kv_pool_new(const ft_model *m, int64_t n_slots, int64_t slot_tokens
     p->last = f, f += R * d.C;
     p->qkv = f, f += R * d.QKV;
     p->att = f, f += R * d.Q;
+    p->abuf = f, f += R * d.Q; /* bf16: the rounded attention output */
     p->gu = f, f += R * 2 * d.F;
     p->h = f, f += R * d.F;
     p->cos_t = f, f += R * (d.HD / 2);
@@ -170,11 +172,13 @@ ft_status ft_model_decode_batch(ft_model *m, ft_kv_pool *p, const ft_decode_seq 
     ft_attn_shape as = {.B = 1, .Tq = N, .Tk = T, .NH = m->NH, .KVH = m->KVH, .HD = m->HD,
                         .window = m->cfg.sliding_window, .q_stride = m->QKV, .k_stride = KV, .v_stride = KV,
                         .o_stride = m->Q, .threads = p->threads};
+    const bool bf16 = m->infer_dtype == FT_DTYPE_BF16; /* ft_model_set_inference_dtype: decode.c's recipe */
     layer_acts A = {.x = p->x, .xn1 = p->xn, .qkv = p->qkv, .att = p->att, .xmid = p->x, .xn2 = p->xn, .gu = p->gu,
                     .h = p->h};
     for (int64_t l = 0; l < m->L; l++) {
-        layer_run run = {.W = &m->w[l], .as = &as, .cos_t = p->cos_t, .sin_t = p->sin_t, .segs = p->segs,
-                         .n_segs = n_seqs, .seg_layer_stride = T * KV, .attn_scratch = p->scratch};
+        layer_run run = {.W = &m->w[l], .bf16 = bf16, .abuf = p->abuf, .as = &as, .cos_t = p->cos_t,
+                         .sin_t = p->sin_t, .segs = p->segs, .n_segs = n_seqs, .seg_layer_stride = T * KV,
+                         .attn_scratch = p->scratch};
         model_layer_forward(m, l, &A, p->x, N, &run);
     }
     int64_t n_out = 0;
@@ -188,7 +192,12 @@ ft_status ft_model_decode_batch(ft_model *m, ft_kv_pool *p, const ft_decode_seq 
     }
     if (n_out && logits) { /* logits (n_out, V) = norm(last) (n_out, C) head (V, C)^T */
         be->rmsnorm_fwd(p->xn, NULL, p->last, m->norm, n_out, C, (float)m->cfg.rms_norm_eps);
-        be->sgemm(false, true, n_out, m->V, C, 1.0f, p->xn, C, m->head, C, 0.0f, logits, m->V);
+        if (bf16) { /* the head's operand rounded, as training's */
+            be->round_bf16(p->xn, p->xn, n_out * C);
+            be->gemm_bf16(false, true, n_out, m->V, C, 1.0f, p->xn, C, m->head, C, 0.0f, logits, m->V);
+        } else {
+            be->sgemm(false, true, n_out, m->V, C, 1.0f, p->xn, C, m->head, C, 0.0f, logits, m->V);
+        }
     }
     return FT_OK;
 }

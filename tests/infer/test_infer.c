@@ -4,6 +4,7 @@
  * strings never leak, also split across tokens and while streaming; penalties; JSON-constrained
  * output; cancel; a full queue is refused; the JSON prefix checker. */
 #include <jansson.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -507,5 +508,70 @@ TEST(infer_json_schema_generation) {
     }
     json_decref(schema);
     ft_infer_free(e);
+    fixture_free(&f);
+}
+
+/* After ft_model_set_inference_dtype(bf16), the batched steps follow the KV-cache decoder's bf16
+ * recipe: greedy output equal to ft_gen's, with neighbours in the batch. */
+TEST(infer_bf16_greedy_equals_gen) {
+    fixture f;
+    ft_err err;
+    REQUIRE(fixture_load(&f, &err));
+    ft_tensor_set_threads(2);
+    REQUIRE_OK(ft_model_set_inference_dtype(f.m, FT_DTYPE_BF16, &err), &err);
+    int32_t prompt[70];
+    fill_prompt(prompt, 70, 3);
+    ft_generator *g = NULL;
+    REQUIRE_OK(ft_gen_new(f.m, f.tok, f.dir, 256, &g, &err), &err);
+    ft_gen_params gp = ft_gen_default_params();
+    gp.sampling.temperature = 0;
+    gp.max_new_tokens = 30;
+    ft_gen_output want;
+    REQUIRE_OK(ft_gen_from_ids(g, prompt, 70, &gp, &want, &err), &err);
+    ft_infer_params ip = ft_infer_default_params();
+    ip.max_seqs = 3;
+    ip.step_tokens = 24;
+    ft_infer *e = NULL;
+    REQUIRE_OK(ft_infer_new(f.m, f.tok, f.dir, &ip, &e, &err), &err);
+    int32_t other[2][40];
+    for (int k = 0; k < 2; k++) {
+        fill_prompt(other[k], 40, (uint32_t)(k + 7));
+        ft_infer_request o = ft_infer_default_request();
+        o.prompt = other[k], o.n_prompt = 40, o.max_tokens = 40, o.seed = (uint64_t)k;
+        REQUIRE_OK(ft_infer_submit(e, &o, NULL, &err), &err);
+    }
+    ft_infer_request r = ft_infer_default_request();
+    r.sampling.temperature = 0;
+    r.max_tokens = 30;
+    r.prompt = prompt, r.n_prompt = 70;
+    ft_infer_result got;
+    REQUIRE_OK(ft_infer_run(e, &r, NULL, NULL, &got, &err), &err);
+    CHECK_EQ_INT(got.n_ids, want.n_ids);
+    CHECK(got.n_ids == want.n_ids && !memcmp(got.ids, want.ids, got.n_ids * sizeof(int32_t)));
+    /* the first token's logprob: the KV-cache decoder's on the bf16 recipe, not on the fp32 one
+     * over the same (rounded) weights */
+    double lp[2];
+    for (int k = 0; k < 2; k++) {
+        REQUIRE_OK(ft_model_set_inference_dtype(f.m, k == 0 ? FT_DTYPE_BF16 : FT_DTYPE_FP32, &err), &err);
+        ft_kv_cache *kv = NULL;
+        REQUIRE_OK(ft_kv_cache_new(f.m, 128, &kv, &err), &err);
+        float l[259];
+        REQUIRE_OK(ft_model_decode(f.m, kv, prompt, 70, l, &err), &err);
+        double mx = l[0], sum = 0;
+        for (int v = 1; v < 259; v++)
+            mx = l[v] > mx ? l[v] : mx;
+        for (int v = 0; v < 259; v++)
+            sum += exp((double)l[v] - mx);
+        lp[k] = (double)l[got.ids[0]] - (mx + log(sum));
+        ft_kv_cache_free(kv);
+    }
+    fprintf(stderr, "  first-token logprob: engine %.7f, decoder bf16 %.7f, decoder fp32 recipe %.7f\n",
+            (double)got.logprobs[0], lp[0], lp[1]);
+    CHECK(fabs(got.logprobs[0] - lp[0]) < 1e-5);
+    CHECK(fabs(lp[0] - lp[1]) > 2e-5); /* the check above tells the recipes apart */
+    ft_infer_result_free(&got);
+    ft_gen_output_free(&want);
+    ft_infer_free(e);
+    ft_gen_free(g);
     fixture_free(&f);
 }
