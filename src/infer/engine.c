@@ -530,6 +530,7 @@ static void *engine_main(void *arg) {
     pthread_mutex_unlock(&e->mu);
     ft_free(ds);
     ft_free(in_step);
+    ft_tensor_gemm_bf16_release(); /* this thread's bf16 packing buffers */
     return NULL;
 }
 

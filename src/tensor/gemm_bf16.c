@@ -72,6 +72,10 @@ void ft_tensor_gemm_bf16_release(void) {
         free(g[i]->p);
         *g[i] = (grow){0};
     }
+    if (tl_stream) { /* a thread that ends (the inference engine's) must not leave its stream */
+        dnnl_stream_destroy(tl_stream);
+        tl_stream = NULL;
+    }
 }
 
 /* ---------------------------------------------------------------- the oneDNN primitive cache */
