@@ -20,12 +20,16 @@ struct ft_kv_pool {
     float *k, *v;        /* (n_slots, L, slot_tokens, KV) each */
     float *x, *xn, *qkv, *att, *abuf, *gu, *h, *cos_t, *sin_t, *last, *scratch; /* step work buffers */
     int32_t *pos, *ids;  /* (max_rows) */
+    /* mixture of experts (decode.c's buffers for max_rows): router, grouping, gathered rows */
+    float *probs, *selw, *xe, *ye;
+    int32_t *sel, *rowof, *tok;
+    int64_t *offs;
     layer_seg *segs;     /* (max_rows): at most one sequence per row */
     ft_arena arena;
 };
 
 typedef struct pool_dims {
-    int64_t C, F, Q, KV, QKV, L, HD;
+    int64_t C, F, Q, KV, QKV, L, HD, E, K; /* K: gate/up rows per token (1 dense) */
     size_t scratch;
 } pool_dims;
 
@@ -38,6 +42,8 @@ static pool_dims dims_of(const ft_model_config *c, int64_t slot_tokens, int64_t 
     d.Q = c->num_attention_heads * d.HD;
     d.KV = c->num_key_value_heads * d.HD;
     d.QKV = d.Q + 2 * d.KV;
+    d.E = c->num_local_experts > 0 ? c->num_local_experts : 0;
+    d.K = d.E > 0 ? c->num_experts_per_tok : 1;
     ft_attn_shape as = {.B = 1, .Tq = max_rows, .Tk = slot_tokens, .NH = c->num_attention_heads,
                         .KVH = c->num_key_value_heads, .HD = d.HD, .threads = threads};
     d.scratch = ft_tensor_attention_scratch(&as);
@@ -47,7 +53,9 @@ static pool_dims dims_of(const ft_model_config *c, int64_t slot_tokens, int64_t 
 /* floats of the pool (the caches, then the work buffers) */
 static size_t pool_floats(const pool_dims *d, int64_t n_slots, int64_t slot_tokens, int64_t R) {
     size_t kv = (size_t)n_slots * (size_t)(d->L * slot_tokens * d->KV);
-    size_t work = (size_t)R * (size_t)(3 * d->C + d->QKV + 2 * d->Q + 3 * d->F + d->HD) + d->scratch;
+    size_t work = (size_t)R * (size_t)(3 * d->C + d->QKV + 2 * d->Q + 3 * d->K * d->F + d->HD) + d->scratch;
+    if (d->E > 0)
+        work += (size_t)R * (size_t)(d->E + 4 * d->K + 2 * d->K * d->C) + 2 * (size_t)(d->E + 1) + 16;
     size_t ints = (size_t)(2 * R) + (size_t)R * (sizeof(layer_seg) / sizeof(float) + 1) + (size_t)n_slots * 2;
     return 2 * kv + work + ints + 64;
 }
@@ -89,8 +97,19 @@ ft_status ft_kv_pool_new(const ft_model *m, int64_t n_slots, int64_t slot_tokens
     p->qkv = f, f += R * d.QKV;
     p->att = f, f += R * d.Q;
     p->abuf = f, f += R * d.Q; /* bf16: the rounded attention output */
-    p->gu = f, f += R * 2 * d.F;
-    p->h = f, f += R * d.F;
+    p->gu = f, f += R * d.K * 2 * d.F;
+    p->h = f, f += R * d.K * d.F;
+    if (d.E > 0) {
+        p->probs = f, f += R * d.E;
+        p->selw = f, f += R * d.K;
+        p->xe = f, f += R * d.K * d.C;
+        p->ye = f, f += R * d.K * d.C;
+        p->sel = (int32_t *)f, f += R * d.K;
+        p->rowof = (int32_t *)f, f += R * d.K;
+        p->tok = (int32_t *)f, f += R * d.K;
+        f += (uintptr_t)f % 8 ? 1 : 0; /* int64 alignment */
+        p->offs = (int64_t *)f, f += 2 * (d.E + 1);
+    }
     p->cos_t = f, f += R * (d.HD / 2);
     p->sin_t = f, f += R * (d.HD / 2);
     p->scratch = f, f += d.scratch;
@@ -174,11 +193,12 @@ ft_status ft_model_decode_batch(ft_model *m, ft_kv_pool *p, const ft_decode_seq 
                         .o_stride = m->Q, .threads = p->threads};
     const bool bf16 = m->infer_dtype == FT_DTYPE_BF16; /* ft_model_set_inference_dtype: decode.c's recipe */
     layer_acts A = {.x = p->x, .xn1 = p->xn, .qkv = p->qkv, .att = p->att, .xmid = p->x, .xn2 = p->xn, .gu = p->gu,
-                    .h = p->h};
+                    .h = p->h, .probs = p->probs, .sel = p->sel, .selw = p->selw, .rowof = p->rowof, .tok = p->tok,
+                    .offs = p->offs};
     for (int64_t l = 0; l < m->L; l++) {
         layer_run run = {.W = &m->w[l], .bf16 = bf16, .abuf = p->abuf, .as = &as, .cos_t = p->cos_t,
                          .sin_t = p->sin_t, .segs = p->segs, .n_segs = n_seqs, .seg_layer_stride = T * KV,
-                         .attn_scratch = p->scratch};
+                         .attn_scratch = p->scratch, .xe = p->xe, .ye = p->ye};
         model_layer_forward(m, l, &A, p->x, N, &run);
     }
     int64_t n_out = 0;

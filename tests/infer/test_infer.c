@@ -575,3 +575,52 @@ TEST(infer_bf16_greedy_equals_gen) {
     ft_gen_free(g);
     fixture_free(&f);
 }
+
+/* A mixture-of-experts model (Mixtral's MLP) through the batched steps: greedy ids equal the
+ * KV-cache decoder's, beside another sequence, with no tokenizer (ids only). */
+TEST(infer_moe_greedy_equals_gen) {
+    ft_model_config c;
+    ft_model_config_default(&c);
+    snprintf(c.architecture, sizeof c.architecture, "MixtralForCausalLM");
+    snprintf(c.model_type, sizeof c.model_type, "mixtral");
+    c.vocab_size = 101, c.hidden_size = 32, c.intermediate_size = 48, c.num_hidden_layers = 2;
+    c.num_attention_heads = 4, c.num_key_value_heads = 2, c.head_dim = 8, c.max_position_embeddings = 128;
+    c.num_local_experts = 4, c.num_experts_per_tok = 2, c.initializer_range = 0.2;
+    ft_model_params mp = ft_model_default_params();
+    ft_model *m = NULL;
+    ft_err err;
+    REQUIRE_OK(ft_model_new_random(&c, 9, &mp, &m, &err), &err);
+    ft_tensor_set_threads(2);
+    int32_t prompt[40];
+    for (int i = 0; i < 40; i++)
+        prompt[i] = (int32_t)((i * 37 + 5) % 101);
+    ft_generator *g = NULL;
+    REQUIRE_OK(ft_gen_new(m, NULL, NULL, 128, &g, &err), &err);
+    ft_gen_params gp = ft_gen_default_params();
+    gp.sampling.temperature = 0;
+    gp.max_new_tokens = 20;
+    ft_gen_output want;
+    REQUIRE_OK(ft_gen_from_ids(g, prompt, 40, &gp, &want, &err), &err);
+    ft_infer_params ip = ft_infer_default_params();
+    ip.max_seqs = 2;
+    ip.step_tokens = 16;
+    ip.max_context = 128;
+    ft_infer *e = NULL;
+    REQUIRE_OK(ft_infer_new(m, NULL, NULL, &ip, &e, &err), &err);
+    ft_infer_request o = ft_infer_default_request();
+    o.prompt = prompt + 3, o.n_prompt = 30, o.max_tokens = 30, o.seed = 1;
+    REQUIRE_OK(ft_infer_submit(e, &o, NULL, &err), &err);
+    ft_infer_request r = ft_infer_default_request();
+    r.sampling.temperature = 0;
+    r.max_tokens = 20;
+    r.prompt = prompt, r.n_prompt = 40;
+    ft_infer_result got;
+    REQUIRE_OK(ft_infer_run(e, &r, NULL, NULL, &got, &err), &err);
+    CHECK_EQ_INT(got.n_ids, want.n_ids);
+    CHECK(got.n_ids == want.n_ids && !memcmp(got.ids, want.ids, got.n_ids * sizeof(int32_t)));
+    ft_infer_result_free(&got);
+    ft_gen_output_free(&want);
+    ft_infer_free(e);
+    ft_gen_free(g);
+    ft_model_free(m);
+}
