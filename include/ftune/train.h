@@ -171,6 +171,8 @@ typedef struct ft_train_config {
      * torch_dtype (bfloat16 for real checkpoints, float16, float32); or "float32" | "bfloat16" |
      * "float16" (also fp32 | bf16 | fp16). The legacy key export_bf16 = true means "bfloat16". */
     char export_dtype[16];
+    char export_gguf[8];            /* "" (none) | "f32" | "f16" | "bf16": also model.gguf in the exported
+                                       folder (ftune/gguf.h), which registration copies with it */
 } ft_train_config;
 
 /* The defaults above. */

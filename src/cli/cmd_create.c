@@ -30,7 +30,7 @@ static const char *const param_flags[] = {
     "weight-decay",   "warmup",          "grad-clip",         "loss-on",          "save-interval",
     "keep-checkpoints", "dtype",         "device",            "threads",          "eval-max-new-tokens",
     "memory-limit",   "activation-checkpointing", "export-dtype",
-    "prompt-column",  "response-column", "messages-column",   "text-column",
+    "prompt-column",  "response-column", "messages-column",   "text-column",      "export-gguf",
 };
 
 static const cli_opt opts[] = {
@@ -38,6 +38,7 @@ static const cli_opt opts[] = {
     {"train-data-path", CLI_STR, "P: JSONL file or folder (chat, IFT), folder of .txt (CPT), a Delta table "
                                  "c.s.t, an HF dataset org/name/split, Parquet/Arrow files (required)"},
     {"register-to", CLI_STR, "c.s[.n]: where the result is registered (required)"},
+    {"export-gguf", CLI_STR, "f32|f16|bf16: also register model.gguf for llama.cpp / Ollama (docs/export.md)"},
     {"task-type", CLI_STR, "CHAT_COMPLETION (default) | INSTRUCTION_FINETUNE | CONTINUED_PRETRAIN"},
     {"eval-data-path", CLI_STR, "P: evaluation data, same format"},
     {"table-version", CLI_INT, "N: read the Delta table of --train-data-path at version N (also: table@N)"},

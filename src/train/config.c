@@ -392,6 +392,12 @@ ft_status ft_train_config_set(ft_train_config *c, const char *key_in, const char
             snprintf(c->export_dtype, sizeof c->export_dtype, "bfloat16");
         return FT_OK;
     }
+    if (!strcmp(key, "export_gguf")) {
+        if (*v && strcmp(v, "none") && strcmp(v, "f32") && strcmp(v, "f16") && strcmp(v, "bf16"))
+            return FT_ERR(err, FT_ERR_INVALID, "export_gguf \"%s\": expected f32, f16, bf16 or none", v);
+        snprintf(c->export_gguf, sizeof c->export_gguf, "%s", strcmp(v, "none") ? v : "");
+        return FT_OK;
+    }
     return FT_ERR(err, FT_ERR_INVALID, "unknown parameter \"%s\"", key_in ? key_in : "");
 }
 
@@ -489,6 +495,8 @@ static json_t *to_json(const ft_train_config *c, bool trajectory_only) {
     json_object_set_new(o, "spike_window", json_integer(c->spike_window));
     json_object_set_new(o, "spike_zscore", json_real(c->spike_zscore));
     json_object_set_new(o, "export_dtype", json_string(c->export_dtype));
+    if (c->export_gguf[0]) /* only when asked: earlier runs keep their configuration as it was */
+        put_str(o, "export_gguf", c->export_gguf);
     return o;
 }
 

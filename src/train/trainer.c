@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "ftune/data.h"
+#include "ftune/gguf.h"
 #include "ftune/hf.h"
 #include "ftune/json.h"
 #include "ftune/memplan.h"
@@ -80,6 +81,32 @@ static ft_status emit(run *r, ft_train_event type, ft_log_level level, const cha
     if (owned)
         return r->sink->on_event(r->sink->user, type, level, msg);
     return FT_OK;
+}
+
+/* --export-gguf: the exported folder as model.gguf too (ftune/gguf.h), so that registration
+ * copies it with the safetensors. A model GGUF cannot carry (its tokenizer, say) is not a failed
+ * run: the event says why and how to export later; only a failed event store fails the run. */
+static ft_status export_gguf(run *r, const char *dir, const char *dtype, ft_err *err) {
+    ft_gguf_export_params p = ft_gguf_export_default_params();
+    p.dtype = !strcmp(dtype, "f16") ? FT_ST_DTYPE_F16 : !strcmp(dtype, "bf16") ? FT_ST_DTYPE_BF16 : FT_ST_DTYPE_F32;
+    p.overwrite = true; /* a resumed run writes it again */
+    char *path = ft_path_join(dir, "model.gguf");
+    if (!path)
+        return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    ft_err gerr = {0};
+    ft_gguf_export_info info;
+    ft_status s = ft_gguf_export(dir, path, &p, &info, &gerr);
+    if (s == FT_OK) {
+        s = emit(r, FT_EVENT_TRAIN_UPDATED, FT_LOG_INFO, "GGUF export: %s (%s, %.1f MB)", path, dtype,
+                 (double)info.bytes / 1e6);
+    } else {
+        char m[1200];
+        ft_err_format(&gerr, m, sizeof m);
+        s = emit(r, FT_EVENT_TRAIN_UPDATED, FT_LOG_WARN,
+                 "GGUF export failed, the model is registered without model.gguf: %s", m);
+    }
+    ft_free(path);
+    return s;
 }
 
 static ft_status metric(run *r, const char *name, double v) {
@@ -799,6 +826,8 @@ static ft_status run_impl(const ft_train_config *cfg, const char *run_dir, const
                 : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
         if (s == FT_OK)
             snprintf(res->export_dir, sizeof res->export_dir, "%s", out);
+        if (s == FT_OK && cfg->export_gguf[0])
+            s = export_gguf(&r, out, cfg->export_gguf, err);
         ft_free(out);
         if (s == FT_OK) {
             res->outcome = FT_TRAIN_COMPLETED;

@@ -324,7 +324,7 @@ TEST(gguf_mistral_bf16_f16_match_llama_cpp) {
  * failure) on any violation. */
 typedef struct gg_summary {
     uint64_t n_tensors, n_kv;
-    char str_value[256]; /* value of want_key when it is a string */
+    char str_value[4096]; /* value of want_key when it is a string */
     uint64_t tensor_bytes_f32, tensor_bytes_half; /* data by type */
 } gg_summary;
 
@@ -580,5 +580,74 @@ TEST(gguf_export_registered_model) {
     ft_free(fp);
     ft_free(db);
     ft_free(src);
+    ft_free(home);
+}
+
+/* `ftune create --export-gguf f16`: the registered version holds model.gguf, written from the
+ * trained weights (byte-identical to exporting that version afterwards) with the chat template. */
+TEST(gguf_export_at_registration) {
+    SKIP_IF_SANITIZED("trains a run end to end; the export code runs under ASan in gguf_export_refuses_and_replaces");
+    const char *tmp = ft_test_tmpdir();
+    char *home = ft_asprintf("%s/home", tmp);
+    REQUIRE(ft_mkdir_p(home, NULL) == FT_OK);
+    char *args = ft_asprintf("init-model --out %s/base --vocab-size 128256 --hidden-size 16 --intermediate-size 32 "
+                             "--layers 1 --heads 2 --tie-embeddings --max-position-embeddings 256 --tokenizer %s "
+                             "--seed 1",
+                             tmp, ft_test_fixture("tok/llama3-instruct-rev2"));
+    char *out = NULL;
+    REQUIRE(run_ftune(args, &out) == 0);
+    free(out);
+    ft_free(args);
+    ft_buf b = {0};
+    for (int i = 0; i < 8; i++)
+        ft_buf_appendf(&b,
+                       "{\"messages\":[{\"role\":\"user\",\"content\":\"Say %d\"},{\"role\":\"assistant\","
+                       "\"content\":\"%d\"}]}\n",
+                       i, i);
+    char *data = ft_asprintf("%s/train.jsonl", tmp);
+    REQUIRE(ft_file_write_atomic(data, b.data, b.len, NULL) == FT_OK);
+    ft_buf_free(&b);
+    args = ft_asprintf("create --model %s/base --train-data-path %s --register-to main.test.g --export-gguf f16 "
+                       "--training-duration 2ba --global-batch-size 2 --micro-batch-size 2 --context-length 64 "
+                       "--learning-rate 1e-2 --threads 1 --eval-max-new-tokens 2 --experiment-path %s/exp --json",
+                       tmp, data, tmp);
+    char *cmd = ft_asprintf("FTUNE_HOME='%s' USER=tester OMP_NUM_THREADS=1 %s %s 2>&1", home, ft_test_ftune_bin(), args);
+    int rc = ft_test_run(cmd, &out);
+    if (rc != 0)
+        ft_test_fail_(__FILE__, __LINE__, "create --export-gguf failed (exit %d): %s", rc, out ? out : "");
+    free(out);
+    ft_free(cmd);
+    ft_free(args);
+    char *reg = ft_asprintf("%s/registry/main/test/g/1/model.gguf", home);
+    REQUIRE(ft_path_exists(reg));
+    gg_summary g;
+    gg_check(reg, "tokenizer.chat_template", &g);
+    CHECK(g.str_value[0] && strstr(g.str_value, "start_header_id"));
+    CHECK(g.tensor_bytes_half > 0);
+    /* The same bytes as exporting the registered version now: the trained weights, not the base. */
+    cmd = ft_asprintf("FTUNE_HOME='%s' %s export --format gguf --dtype f16 --name model main.test.g/1 %s/again.gguf "
+                      "2>&1",
+                      home, ft_test_ftune_bin(), tmp);
+    CHECK(ft_test_run(cmd, &out) == 0);
+    free(out);
+    ft_free(cmd);
+    char *again = ft_asprintf("%s/again.gguf", tmp);
+    char *s1 = file_sha(reg), *s2 = file_sha(again);
+    CHECK(s1 && s2 && !strcmp(s1, s2));
+    cmd = ft_asprintf("%s export --format gguf --dtype f16 --name model %s/base %s/base.gguf 2>&1", ft_test_ftune_bin(),
+                      tmp, tmp);
+    CHECK(ft_test_run(cmd, &out) == 0);
+    free(out);
+    ft_free(cmd);
+    char *basep = ft_asprintf("%s/base.gguf", tmp);
+    char *s3 = file_sha(basep);
+    CHECK(s1 && s3 && strcmp(s1, s3) != 0);
+    ft_free(s1);
+    ft_free(s2);
+    ft_free(s3);
+    ft_free(basep);
+    ft_free(again);
+    ft_free(reg);
+    ft_free(data);
     ft_free(home);
 }
