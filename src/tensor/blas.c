@@ -7,7 +7,8 @@
  * Why: OpenBLAS's own threaded gemm has its threads hand packed panels to each other and
  * busy-wait for them many times per call; on a shared machine, where one of our threads is
  * often descheduled, the other spins. With panels there is one join per product, and a thread
- * that runs late just claims fewer panels. */
+ * that runs late just claims fewer panels. A one-row product (M = 1, a decode step) is a GEMV
+ * split the same way (gemv_row). */
 #include <cblas.h>
 #include <limits.h>
 #include <omp.h>
@@ -74,6 +75,30 @@ int ft_tensor_threads(void) { return omp_get_max_threads(); }
 
 const char *ft_tensor_blas_core(void) { return openblas_get_corename(); }
 
+/* One row of C (M = 1: a decode step's x . W^T): a matrix-vector product. sgemm would pack the
+ * whole weight matrix for one row (reading it twice and writing a copy), and the small-product
+ * rule below would keep a decode step's layers on one thread; as a GEMV the step is bound by
+ * reading the weights once, so the rows of op(B) (the outputs) are split into panels the threads
+ * claim, each a single-threaded sgemv, above ~64K weights. c (1, N) = alpha op(a) op(B) + beta c. */
+static void gemv_row(bool trans_a, bool trans_b, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                     const float *B, int64_t ldb, float beta, float *C, int nt) {
+    const int incx = trans_a ? (int)lda : 1; /* op(A) (1, K): a row, or a column of A */
+    if ((double)N * (double)K < 65536.0 || N < 64)
+        nt = 1;
+    int64_t w = (N + 4 * (int64_t)nt - 1) / (4 * (int64_t)nt); /* four panels per thread */
+    w = (w + 15) / 16 * 16;
+    int64_t panels = (N + w - 1) / w;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
+    for (int64_t p = 0; p < panels; p++) {
+        int64_t lo = p * w, n = N - lo < w ? N - lo : w;
+        if (trans_b) /* B (N, K): c[lo..] = B[lo.., :] . a */
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)K, alpha, B + lo * ldb, (int)ldb, A, incx, beta,
+                        C + lo, 1);
+        else /* B (K, N): c[lo..] = B[:, lo..]^T . a */
+            cblas_sgemv(CblasRowMajor, CblasTrans, (int)K, (int)n, alpha, B + lo, (int)ldb, A, incx, beta, C + lo, 1);
+    }
+}
+
 /* The product when every size fits BLAS's int (ft_tensor_sgemm_limited checked). */
 static void sgemm_fits(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                        int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
@@ -85,6 +110,10 @@ static void sgemm_fits(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
         return;
     }
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+    if (M == 1) {
+        gemv_row(trans_a, trans_b, N, K, alpha, A, lda, B, ldb, beta, C, nt);
+        return;
+    }
     /* Small products, or a call from inside a parallel region: one thread. */
     if (nt <= 1 || (double)M * (double)N * (double)K < 4e6) {
         cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)M,
