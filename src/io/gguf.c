@@ -553,6 +553,16 @@ ft_status ft_gguf_export(const char *model_dir, const char *out_path, const ft_g
     if (!p.overwrite && ft_path_exists(out_path))
         return FT_ERR(err, FT_ERR_INVALID, "%s already exists; choose another name or pass --force to replace it",
                       out_path);
+    char *out_dir = ft_path_parent(out_path);
+    bool dir_ok = out_dir && ft_path_is_dir(out_dir);
+    if (!dir_ok) {
+        ft_status e = out_dir ? FT_ERR(err, FT_ERR_NOT_FOUND, "%s: the folder %s does not exist; create it first",
+                                       out_path, out_dir)
+                              : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+        ft_free(out_dir);
+        return e;
+    }
+    ft_free(out_dir);
 
     ft_model_config c;
     char *cfg_path = ft_path_join(model_dir, "config.json");

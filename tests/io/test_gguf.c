@@ -493,6 +493,10 @@ TEST(gguf_export_refuses_and_replaces) {
     CHECK(run_ftune(args, &out) == 2 && strstr(out, "is a folder"));
     free(out);
     ft_free(args);
+    args = ft_asprintf("export --format gguf %s/m %s/nodir/x.gguf", tmp, tmp);
+    CHECK(run_ftune(args, &out) == 2 && strstr(out, "does not exist; create it first"));
+    free(out);
+    ft_free(args);
     args = ft_asprintf("init-model --out %s/small --vocab-size 1000 --hidden-size 16 --intermediate-size 32 "
                        "--layers 1 --heads 2 --seed 1",
                        tmp);
