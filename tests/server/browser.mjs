@@ -4,7 +4,8 @@
 // `ftune create`). Checks: every page loads without console errors and without a request leaving
 // localhost; the run page's loss chart is drawn (non-blank pixels) with exactly the points of
 // /api/runs/{name}/metrics; its events list equals /api/runs/{name}/events; an invalid field in
-// the create form shows its inline error; the playground says /v1 is missing, and against an
+// the create form shows its inline error; the playground answers through the server's real /v1 as the
+// API does, says when /v1 is missing, and against an
 // OpenAI-shaped stand-in for /v1 streams a chat reply chunk by chunk; the token dialog of a
 // token-protected server. Saves a screenshot of each page into ARTIFACTS (argv[3]).
 //
@@ -308,6 +309,24 @@ async function main() {
     await page.waitForSelector('#pg-model:not([disabled])');
     check(!(await page.$('#playground-note')), 'the playground is enabled: /v1 answers');
     await shot(page, 'ui-playground.png');
+
+    // The real /v1 of this server: a greedy reply streamed into the page equals the same request
+    // asked without streaming through the API.
+    await page.fill('#pg-temperature', '0');
+    await page.fill('#pg-max-tokens', '8');
+    await page.fill('#pg-input', 'Where is Maria?');
+    await page.click('#pg-send');
+    await page.waitForSelector('.msg-assistant:not(.streaming)', { timeout: 60000 });
+    const realReply = await page.$eval('.msg-assistant .text', (e) => e.textContent);
+    const direct = await fetch(`${base}/v1/chat/completions`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'main.test.browser/1', messages: [{ role: 'user', content: 'Where is Maria?' }],
+        temperature: 0, max_tokens: 8 }),
+    }).then((r) => r.json());
+    const directText = direct && direct.choices && direct.choices[0] ? direct.choices[0].message.content : undefined;
+    check(directText !== undefined && realReply === directText,
+      `playground reply through the real /v1 "${realReply}" != the API's "${directText}"`);
+    await shot(page, 'ui-playground-real.png');
 
     // Playground against an OpenAI-shaped /v1 (a stand-in served on 127.0.0.1 until /v1 is in
     // ftune serve): the request is a streamed chat completion with the history, and the reply
