@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "ftune/hf.h"
 #include "ftune/json.h"
 #include "ftune/tok.h"
 #include "ftune/tpl.h"
@@ -20,7 +21,8 @@
 static const char SYNOPSIS[] = "--model M [--add-generation-prompt] [--mask] [--last-assistant] [--jsonl] [--json] [FILE]";
 
 static const cli_opt OPTS[] = {
-    {"model", CLI_STR, "M: folder with tokenizer_config.json (and tokenizer.json for --mask)"},
+    {"model", CLI_STR, "M: folder with tokenizer_config.json (and tokenizer.json for --mask), or a model name "
+                       "(registry, Hugging Face cache)"},
     {"add-generation-prompt", CLI_FLAG, "end with the assistant header (for generation)"},
     {"mask", CLI_FLAG, "mark the trainable spans (assistant content and end-of-turn); JSON adds ids and mask"},
     {"last-assistant", CLI_FLAG, "with --mask: train only the final assistant message"},
@@ -153,7 +155,17 @@ int cmd_chat_template(int argc, char **argv) {
         return cli_usage_error("chat-template", "--last-assistant", "only with --mask");
     }
     ft_err err;
+    /* a folder as given; otherwise a model name resolved as every command resolves it (registry, HF cache) */
+    char *resolved = NULL;
+    if (!ft_path_exists(model)) {
+        if (ft_hf_resolve(model, &resolved, &err) != FT_OK) {
+            cli_args_free(&a);
+            return cli_report("chat-template", &err);
+        }
+        model = resolved;
+    }
     if (ft_chat_load(model, &c.chat, &err) != FT_OK) {
+        ft_free(resolved);
         cli_args_free(&a);
         return cli_report("chat-template", &err);
     }
@@ -161,6 +173,7 @@ int cmd_chat_template(int argc, char **argv) {
         char *tj = ft_path_is_dir(model) ? ft_path_join(model, "tokenizer.json") : NULL;
         if (tj && ft_path_exists(tj) && ft_tok_load(model, &c.tok, &err) != FT_OK) {
             ft_free(tj);
+            ft_free(resolved);
             ft_chat_free(c.chat);
             cli_args_free(&a);
             return cli_report("chat-template", &err);
@@ -169,6 +182,8 @@ int cmd_chat_template(int argc, char **argv) {
             fprintf(stderr, "ftune chat-template: no tokenizer.json in %s: spans only, no ids/mask\n", model);
         ft_free(tj);
     }
+    ft_free(resolved);
+    model = NULL;
     const char *path = a.n_pos ? a.pos[0] : NULL;
     FILE *in = cli_open_input(path, &err);
     if (!in) {

@@ -296,6 +296,21 @@ TEST(tpl_cli_chat_template) {
     CHECK_EQ_INT(ft_test_run(cmd, &out), 0);
     CHECK(out && strstr(out, "\xe2\x9f\xa6Yo<|eot_id|>\xe2\x9f\xa7") != NULL);
     free(out);
+    /* a model name is resolved as every command resolves it: here a hub id in the Hugging Face cache */
+    snprintf(cmd, sizeof cmd,
+             "d=%s/hub/models--acme--tiny && mkdir -p $d/refs $d/snapshots/c0ffee && printf c0ffee > $d/refs/main && "
+             "echo '{}' > $d/snapshots/c0ffee/config.json && cp %s/tokenizer_config.json $d/snapshots/c0ffee/ && "
+             "HF_HUB_CACHE=%s/hub %s chat-template --model acme/tiny %s/one.json",
+             dir, model, dir, ft_test_ftune_bin(), dir);
+    out = NULL;
+    CHECK_EQ_INT(ft_test_run(cmd, &out), 0);
+    CHECK(out && strstr(out, "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>") != NULL);
+    free(out);
+    snprintf(cmd, sizeof cmd, "HF_HUB_CACHE=%s/hub %s chat-template --model acme/absent %s/one.json 2>/dev/null", dir,
+             ft_test_ftune_bin(), dir);
+    out = NULL;
+    CHECK_EQ_INT(ft_test_run(cmd, &out), 2);
+    free(out);
     /* bad usage exits 2 naming the flag; a missing model is reported */
     snprintf(cmd, sizeof cmd, "%s chat-template %s 2>&1", ft_test_ftune_bin(), in);
     out = NULL;
