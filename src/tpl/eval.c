@@ -425,6 +425,9 @@ static double py_fmod(double a, double b) {
 }
 
 /* Python's printf-style `str % args` for the conversions templates use. */
+/* c is one of set's characters (strchr alone also matches a NUL byte, which a template string may hold) */
+static bool fmt_in(char c, const char *set) { return c != 0 && strchr(set, c) != NULL; }
+
 tv tpl_str_percent(rstate *r, const node *at, tv fmt, tv args) {
     tlist one = {.v = &args, .n = 1, .kind = LK_TUPLE};
     tlist *a = (args.t == TV_LIST && args.l->kind == LK_TUPLE) ? args.l : &one;
@@ -446,7 +449,7 @@ tv tpl_str_percent(rstate *r, const node *at, tv fmt, tv args) {
         char spec[32];
         size_t k = 0;
         spec[k++] = '%';
-        while (i < n && strchr("-+ #0123456789.", s[i]) && k < 20)
+        while (i < n && fmt_in(s[i], "-+ #0123456789.") && k < 20)
             spec[k++] = s[i++];
         if (i >= n)
             tpl_fail(r, at, FT_ERR_INVALID, "ValueError: incomplete format");
@@ -464,7 +467,7 @@ tv tpl_str_percent(rstate *r, const node *at, tv fmt, tv args) {
             v = *p;
             ai = a->n;
             i++;
-            while (i < n && strchr("-+ #0123456789.", s[i]) && k < 20)
+            while (i < n && fmt_in(s[i], "-+ #0123456789.") && k < 20)
                 spec[k++] = s[i++];
             if (i >= n)
                 tpl_fail(r, at, FT_ERR_INVALID, "ValueError: incomplete format");
@@ -491,13 +494,13 @@ tv tpl_str_percent(rstate *r, const node *at, tv fmt, tv args) {
                 int w = snprintf(tmp, sizeof tmp, spec, (int)t.n, t.p ? t.p : "");
                 sb_put(r, &b, tmp, w < 0 ? 0 : (size_t)w < sizeof tmp ? (size_t)w : sizeof tmp - 1);
             }
-        } else if (strchr("diouxXeEfFgGc", conv)) {
+        } else if (fmt_in(conv, "diouxXeEfFgGc")) {
             if (!tv_is_num(v))
                 tpl_fail(r, at, FT_ERR_INVALID, "TypeError: %%%c format: a real number is required, not %s", conv,
                          tv_type_name(v));
             char tmp[512];
             int w;
-            if (strchr("diouxXc", conv)) {
+            if (fmt_in(conv, "diouxXc")) {
                 spec[k++] = 'l';
                 spec[k++] = 'l';
                 spec[k++] = conv == 'i' || conv == 'u' ? 'd' : conv;
