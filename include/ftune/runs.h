@@ -22,8 +22,14 @@ json_t *ft_runs_evaluations_json(const char *run_dir);
  * "dtype D (GEMM route R" there): dtype "fp32"/"bf16" and route "sgemm"/"sgemm-bf16"/
  * "onednn-bf16". False (both "") before the model is initialized. */
 bool ft_runs_precision(ft_store *s, const char *run, char *dtype, size_t dtype_size, char *route, size_t route_size);
+/* The processes a run trained on (issue #15): *world_size and *hosts (a new reference: an array of
+ * host names, one per rank in rank order when the run recorded them so) from the run's config,
+ * "world_size" and "hosts", which the trainer records for a run of several processes; a run that
+ * started without them ran as one process on its recorded host. False (nothing set) when unknown:
+ * not started yet, or a config whose fields are not a positive integer and an array of strings. */
+bool ft_runs_world(const ft_run *r, int64_t *world_size, json_t **hosts);
 /* The run as `ftune get --json`: ft_run_to_json plus "checkpoints", "evaluations" and, once
- * known, "dtype" and "gemm_route". */
+ * known, "dtype", "gemm_route", "world_size" and "hosts" (ft_runs_world). */
 json_t *ft_runs_run_json_full(ft_store *s, const ft_run *r);
 
 /* The model catalogue of SPEC §7 (`ftune models`). */

@@ -7,6 +7,56 @@
 #include "ftune/runs.h"
 #include "run_common.h"
 
+/* "N processes on H hosts: a (ranks 0, 2), b (ranks 1, 3)" when the hosts are one per rank, else the
+ * hosts as recorded; "1 process on HOST" for one. */
+static void print_world(const ft_run *r) {
+    int64_t world;
+    json_t *hosts;
+    if (!ft_runs_world(r, &world, &hosts))
+        return;
+    size_t nh = json_array_size(hosts);
+    printf("%-20s %lld process%s", "processes", (long long)world, world == 1 ? "" : "es");
+    if (nh && (int64_t)nh == world) {
+        /* distinct hosts in order of their first rank, each with its ranks */
+        size_t distinct = 0;
+        for (size_t i = 0; i < nh; i++) {
+            const char *h = json_string_value(json_array_get(hosts, i));
+            bool seen = false;
+            for (size_t k = 0; k < i && !seen; k++)
+                seen = strcmp(h, json_string_value(json_array_get(hosts, k))) == 0;
+            distinct += !seen;
+        }
+        printf(" on %zu host%s:", distinct, distinct == 1 ? "" : "s");
+        size_t shown = 0;
+        for (size_t i = 0; i < nh; i++) {
+            const char *h = json_string_value(json_array_get(hosts, i));
+            bool seen = false;
+            for (size_t k = 0; k < i && !seen; k++)
+                seen = strcmp(h, json_string_value(json_array_get(hosts, k))) == 0;
+            if (seen)
+                continue;
+            printf("%s %s (rank", shown++ ? "," : "", h);
+            size_t nr = 0;
+            for (size_t k = i; k < nh; k++)
+                nr += strcmp(h, json_string_value(json_array_get(hosts, k))) == 0;
+            printf("%s", nr == 1 ? "" : "s");
+            const char *sep = " ";
+            for (size_t k = i; k < nh; k++)
+                if (strcmp(h, json_string_value(json_array_get(hosts, k))) == 0) {
+                    printf("%s%zu", sep, k);
+                    sep = ", ";
+                }
+            printf(")");
+        }
+    } else if (nh) {
+        printf(" on");
+        for (size_t i = 0; i < nh; i++)
+            printf("%s %s", i ? "," : "", json_string_value(json_array_get(hosts, i)));
+    }
+    putchar('\n');
+    json_decref(hosts);
+}
+
 int cmd_get(int argc, char **argv) {
     cli_args a;
     int prc = cli_parse(&a, "get", "RUN", NULL, argc, argv);
@@ -60,6 +110,7 @@ int cmd_get(int argc, char **argv) {
         printf("%-20s %s\n", "created", t1);
         printf("%-20s %s\n", "started", t2);
         printf("%-20s %s\n", "finished", t3);
+        print_world(&r);
         if (r.pid && !ft_run_status_is_final(r.status))
             printf("%-20s %lld on %s\n", "process", (long long)r.pid, r.host ? r.host : "?");
         if (r.registered_name)

@@ -97,12 +97,45 @@ bool ft_runs_precision(ft_store *s, const char *run, char *dtype, size_t dtype_s
     return found;
 }
 
+bool ft_runs_world(const ft_run *r, int64_t *world_size, json_t **hosts) {
+    json_error_t je;
+    json_t *cfg = r->config_json ? json_loads(r->config_json, 0, &je) : NULL;
+    json_t *ws = cfg ? json_object_get(cfg, "world_size") : NULL;
+    json_t *hs = cfg ? json_object_get(cfg, "hosts") : NULL;
+    bool known = false;
+    if (ws || hs) {
+        /* recorded: trust it only when well formed */
+        bool ok = json_is_integer(ws) && json_integer_value(ws) > 0 && (!hs || json_is_array(hs));
+        for (size_t i = 0; ok && hs && i < json_array_size(hs); i++)
+            ok = json_is_string(json_array_get(hs, i));
+        if (ok) {
+            *world_size = (int64_t)json_integer_value(ws);
+            *hosts = hs ? json_deep_copy(hs) : json_array();
+            known = true;
+        }
+    } else if (r->started > 0) {
+        *world_size = 1;
+        *hosts = json_array();
+        if (r->host)
+            json_array_append_new(*hosts, json_string(r->host));
+        known = true;
+    }
+    json_decref(cfg);
+    return known;
+}
+
 json_t *ft_runs_run_json_full(ft_store *s, const ft_run *r) {
     json_t *j = ft_run_to_json(r);
     char dt[16], route[32];
     if (ft_runs_precision(s, r->name, dt, sizeof dt, route, sizeof route)) {
         json_object_set_new(j, "dtype", json_string(dt));
         json_object_set_new(j, "gemm_route", json_string(route));
+    }
+    int64_t world;
+    json_t *hosts;
+    if (ft_runs_world(r, &world, &hosts)) {
+        json_object_set_new(j, "world_size", json_integer((json_int_t)world));
+        json_object_set_new(j, "hosts", hosts);
     }
     json_object_set_new(j, "checkpoints", ft_runs_checkpoints_json(s, r->name));
     json_object_set_new(j, "evaluations", ft_runs_evaluations_json(r->run_dir));
