@@ -96,6 +96,9 @@ typedef struct ft_reader_params {
     /* Table sources (parquet, ...): the columns a task reads, NULL for the defaults "prompt",
      * "response" (else "completion"), "messages", "text". Other columns are not decoded. */
     const char *prompt_column, *response_column, *messages_column, *text_column;
+    /* The caller reads records in order only and never calls fetch (ft_data_validate without a
+     * dataset): table readers then keep no copy of the records for fetch. Default false. */
+    bool no_fetch;
 } ft_reader_params;
 ft_reader_params ft_reader_default_params(void);
 

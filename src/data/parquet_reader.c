@@ -3,11 +3,13 @@
  *
  * The reader streams row group by row group (data/parquet.h), decodes only the columns the task
  * needs (data/table.h: messages | prompt + response/completion | text, renamed by the --*-column
- * options), and yields each row as the JSON text of its record (FT_RECORD_JSON_TEXT; CPT: the
- * text itself, FT_RECORD_TEXT), located by its 1-based row in the file: validation then parses
- * and checks rows on all its threads, exactly as it does JSONL lines. A file or row group that cannot be read, or a missing column, is a PROBLEM record that
- * names it; reading goes on with the next one, so validation reports every bad place at once.
- * Each record's JSON text (CPT: its text) goes to the record spill for the loader's fetch. */
+ * options), and yields each row as its record's tree (FT_RECORD_JSON_VALUE, built from the cells
+ * by data_row_to_record: no JSON text is written and parsed again; CPT: the text itself,
+ * FT_RECORD_TEXT), located by its row in the file: validation checks it as it checks a parsed
+ * JSONL line. A file or row group that cannot be read, or a missing column, is a PROBLEM record
+ * that names it; reading goes on with the next one, so validation reports every bad place at
+ * once. Unless the caller never fetches (ft_reader_params.no_fetch), each record's JSON text (CPT:
+ * its text) goes to the record spill for the loader's fetch. */
 #include <string.h>
 
 #include "data/data_internal.h"
@@ -31,7 +33,8 @@ typedef struct pq_reader {
     data_task_columns cols;
     int32_t col_node[3];
     data_spill spill;
-    ft_buf text; /* the current record's JSON text (CPT: its text) */
+    ft_buf text;    /* the current record's JSON text for the spill; scratch of data_row_to_record */
+    json_t *value;  /* the current record (chat, IFT), held until the next call */
     src_groups *groups;
     char problem[1024];
 } pq_reader;
@@ -168,6 +171,8 @@ static ft_status pqr_next(ft_reader *base, ft_record *rec, bool *done, ft_err *e
         ft_err_clear(&e);
         ft_status s;
         bool cpt = r->task == FT_TASK_CONTINUED_PRETRAIN;
+        memset(rec, 0, sizeof *rec);
+        rec->loc = (ft_data_loc){r->cur, file_row + 1, -1, 0};
         if (cpt) { /* the document itself, as a .txt file would give it */
             const data_value *v = &cells[0];
             if (v->kind != DATA_V_STRING && v->kind != DATA_V_BINARY) {
@@ -188,24 +193,34 @@ static ft_status pqr_next(ft_reader *base, ft_record *rec, bool *done, ft_err *e
                 problem(r, rec, file_row + 1, msg);
                 return FT_OK;
             }
-            r->text.len = 0;
-            s = ft_buf_append(&r->text, v->bytes, v->n);
-        } else {
-            s = data_row_to_record_text(&r->cols, cells, &r->text, &e);
-            if (s != FT_OK && s != FT_ERR_NOMEM) {
+            rec->kind = FT_RECORD_TEXT; /* borrowed from the row group's pages until the next call */
+            rec->data = (const char *)v->bytes;
+            rec->len = v->n;
+        } else { /* the record's tree, as validation would parse it from a JSONL line */
+            json_decref(r->value);
+            r->value = NULL;
+            s = data_row_to_record(&r->cols, cells, &r->text, &r->value, &e);
+            if (s == FT_ERR_NOMEM)
+                return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+            if (s != FT_OK) {
                 problem(r, rec, file_row + 1, e.msg);
                 return FT_OK;
             }
+            rec->kind = FT_RECORD_JSON_VALUE;
+            rec->value = r->value;
         }
-        if (s != FT_OK)
-            return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
-        int64_t off = 0;
-        FT_TRY(data_spill_append(&r->spill, r->text.data, r->text.len, &off, err));
-        memset(rec, 0, sizeof *rec);
-        rec->kind = cpt ? FT_RECORD_TEXT : FT_RECORD_JSON_TEXT;
-        rec->data = r->text.data;
-        rec->len = r->text.len;
-        rec->loc = (ft_data_loc){r->cur, file_row + 1, off, (int64_t)r->text.len};
+        if (!r->p.no_fetch) { /* the loader fetches the record again later: spill its text */
+            const char *data = rec->data;
+            size_t len = rec->len;
+            if (!cpt) {
+                if ((s = data_row_to_record_text(&r->cols, cells, &r->text, &e)) != FT_OK)
+                    return FT_ERR(err, s, "%s", e.msg); /* the tree above was built from the same cells */
+                data = r->text.data;
+                len = r->text.len;
+            }
+            FT_TRY(data_spill_append(&r->spill, data, len, &rec->loc.a, err));
+            rec->loc.b = (int64_t)len;
+        }
         return FT_OK;
     }
 }
@@ -214,6 +229,8 @@ static ft_status pqr_fetch(ft_reader *base, const ft_data_loc *loc, ft_buf *scra
     pq_reader *r = (pq_reader *)base;
     if (loc->source < 0 || (size_t)loc->source >= base->n_sources)
         return FT_ERR(err, FT_ERR_RANGE, "record location names source %d of %zu", (int)loc->source, base->n_sources);
+    if (r->p.no_fetch || loc->a < 0)
+        return FT_ERR(err, FT_ERR_INTERNAL, "fetch from a Parquet reader opened without fetch (no_fetch)");
     FT_TRY(data_spill_read(&r->spill, loc->a, loc->b, scratch, err));
     memset(rec, 0, sizeof *rec);
     rec->kind = r->task == FT_TASK_CONTINUED_PRETRAIN ? FT_RECORD_TEXT : FT_RECORD_JSON_TEXT;
@@ -254,6 +271,7 @@ static void pqr_free(ft_reader *base) {
     pq_reader *r = (pq_reader *)base;
     pq_close(r->f);
     pq_rows_free(&r->rows);
+    json_decref(r->value);
     ft_buf_free(&r->text);
     data_spill_deinit(&r->spill);
     for (size_t i = 0; r->groups && i < base->n_sources; i++)

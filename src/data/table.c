@@ -242,6 +242,23 @@ static ft_status put_base64(ft_buf *out, const uint8_t *p, size_t n) {
     return FT_OK;
 }
 
+/* A record's text value (a STRING or BINARY cell) must be UTF-8 without NUL bytes: what a JSONL
+ * line can hold (jansson refuses "\u0000"). err->offset: the byte of the value at fault. */
+static ft_status record_text_check(const data_value *v, ft_err *err) {
+    size_t ok = ft_utf8_valid_prefix((const char *)v->bytes, v->n);
+    const uint8_t *nul = ok ? memchr(v->bytes, 0, ok) : NULL;
+    ft_status e = FT_OK;
+    if (nul)
+        e = FT_ERR(err, FT_ERR_INVALID, "a NUL byte (U+0000) at byte %zu of the value: text for training cannot hold it",
+                   (size_t)(nul - v->bytes));
+    else if (ok < v->n)
+        e = FT_ERR(err, FT_ERR_INVALID, "%s: byte 0x%02X at byte %zu of the value",
+                   v->kind == DATA_V_STRING ? "invalid UTF-8" : "binary value that is not UTF-8 text", v->bytes[ok], ok);
+    if (e != FT_OK && err)
+        err->offset = nul ? (int64_t)(nul - v->bytes) : (int64_t)ok;
+    return e;
+}
+
 /* record: the rules of training records (strings must be UTF-8; binary is text when it is UTF-8). */
 static ft_status write_json(ft_buf *out, const data_value *v, int depth, bool record, ft_err *err) {
     if (depth > 256)
@@ -252,7 +269,9 @@ static ft_status write_json(ft_buf *out, const data_value *v, int depth, bool re
     case DATA_V_NULL: s = ft_buf_append(out, "null", 4); break;
     case DATA_V_BOOL: s = v->b ? ft_buf_append(out, "true", 4) : ft_buf_append(out, "false", 5); break;
     case DATA_V_INT: s = ft_buf_appendf(out, "%lld", (long long)v->i); break;
-    case DATA_V_UINT: s = ft_buf_appendf(out, "%llu", (unsigned long long)v->u); break;
+    case DATA_V_UINT: /* a record's value beyond int64 is text, as JSON readers cannot hold it */
+        s = ft_buf_appendf(out, record && v->u > (uint64_t)INT64_MAX ? "\"%llu\"" : "%llu", (unsigned long long)v->u);
+        break;
     case DATA_V_FLOAT:
     case DATA_V_DOUBLE:
         if (isnan(v->f))
@@ -267,15 +286,7 @@ static ft_status write_json(ft_buf *out, const data_value *v, int depth, bool re
     case DATA_V_STRING:
     case DATA_V_BINARY:
         if (record) {
-            size_t ok = ft_utf8_valid_prefix((const char *)v->bytes, v->n);
-            if (ok < v->n) {
-                ft_status e = FT_ERR(err, FT_ERR_INVALID, "%s: byte 0x%02X at byte %zu of the value",
-                                     v->kind == DATA_V_STRING ? "invalid UTF-8" : "binary value that is not UTF-8 text",
-                                     v->bytes[ok], ok);
-                if (err)
-                    err->offset = (int64_t)ok;
-                return e;
-            }
+            FT_TRY(record_text_check(v, err));
             s = put_string_checked(out, v->bytes, v->n, v->n); /* checked just above */
         } else {
             s = v->kind == DATA_V_STRING ? put_string(out, v->bytes, v->n) : put_base64(out, v->bytes, v->n);
@@ -483,7 +494,130 @@ void data_task_columns_get(ft_task_type task, const ft_reader_params *p,
     }
 }
 
-ft_status data_row_to_record(const data_task_columns *cols, const data_value *cells, json_t **out, ft_err *err) {
+/* A record's value as jansson, by the rules of write_json's record mode, so that the tree equals
+ * what parsing data_row_to_record_text's JSON would give (validation sees the same record either
+ * way): strings checked by record_text_check, integers beyond int64 and the scalar types JSON has
+ * no form for as the text of `data head`, floats by the value their shortest text reads back to
+ * (an integral one as an integer, as a JSON parser reads "2"), non-finite ones as "NaN" etc.
+ * `tmp` is scratch for formatting. */
+static ft_status record_value(const data_value *v, int depth, ft_buf *tmp, json_t **out, ft_err *err) {
+    *out = NULL;
+    if (depth > 256)
+        return FT_ERR(err, FT_ERR_LIMIT, "values nested more than 256 deep");
+    json_t *j = NULL;
+    switch (v->kind) {
+    case DATA_V_NULL: j = json_null(); break;
+    case DATA_V_BOOL: j = json_boolean(v->b); break;
+    case DATA_V_INT: j = json_integer(v->i); break;
+    case DATA_V_UINT:
+        if (v->u <= (uint64_t)INT64_MAX)
+            j = json_integer((json_int_t)v->u);
+        break; /* else as text, below */
+    case DATA_V_FLOAT:
+    case DATA_V_DOUBLE:
+        if (isfinite(v->f)) {
+            char b[64];
+            fmt_double(b, sizeof b, v->f, v->kind == DATA_V_FLOAT);
+            if (strspn(b, "-0123456789") == strlen(b)) {
+                errno = 0;
+                long long i = strtoll(b, NULL, 10);
+                j = errno ? json_real(strtod(b, NULL)) : json_integer(i);
+            } else {
+                j = json_real(v->kind == DATA_V_FLOAT ? strtod(b, NULL) : v->f);
+            }
+        }
+        break;
+    case DATA_V_STRING:
+    case DATA_V_BINARY:
+        FT_TRY(record_text_check(v, err));
+        j = json_stringn_nocheck(v->n ? (const char *)v->bytes : "", v->n);
+        break;
+    case DATA_V_LIST:
+    case DATA_V_MAP:
+        j = json_array();
+        for (uint32_t k = 0; j && k < v->n; k++) {
+            json_t *item = NULL;
+            if (v->kind == DATA_V_LIST) {
+                ft_status s = record_value(&v->items[k], depth + 1, tmp, &item, err);
+                if (s != FT_OK) {
+                    json_decref(j);
+                    return s;
+                }
+            } else {
+                json_t *kj = NULL, *vj = NULL;
+                ft_status s = record_value(&v->items[2 * k], depth + 1, tmp, &kj, err);
+                if (s == FT_OK)
+                    s = record_value(&v->items[2 * k + 1], depth + 1, tmp, &vj, err);
+                if (s != FT_OK) {
+                    json_decref(kj);
+                    json_decref(j);
+                    return s;
+                }
+                item = json_object();
+                if (item && (json_object_set_new_nocheck(item, "key", kj) || json_object_set_new_nocheck(item, "value", vj))) {
+                    json_decref(item);
+                    item = NULL;
+                } else if (!item) {
+                    json_decref(kj);
+                    json_decref(vj);
+                }
+            }
+            if (!item || json_array_append_new(j, item) != 0) {
+                json_decref(j);
+                j = NULL;
+            }
+        }
+        break;
+    case DATA_V_STRUCT:
+        j = json_object();
+        for (uint32_t k = 0; j && k < v->n; k++) {
+            const char *name = v->names ? v->names[k] : "";
+            size_t nlen = strlen(name);
+            if (ft_utf8_valid_prefix(name, nlen) < nlen) { /* as put_string writes it: U+FFFD for bad bytes */
+                tmp->len = 0;
+                if (put_string(tmp, (const uint8_t *)name, nlen) != FT_OK || ft_buf_putc(tmp, 0) != FT_OK) {
+                    json_decref(j);
+                    return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+                }
+                tmp->data[tmp->len - 2] = 0; /* drop the closing quote */
+                name = tmp->data + 1;
+            }
+            if (json_object_get(j, name)) { /* a JSONL line with a duplicate key is refused too */
+                json_decref(j);
+                return FT_ERR(err, FT_ERR_INVALID, "two fields named \"%s\" in one struct", name);
+            }
+            json_t *item = NULL;
+            ft_status s = record_value(&v->items[k], depth + 1, tmp, &item, err);
+            if (s != FT_OK) {
+                json_decref(j);
+                return s;
+            }
+            if (json_object_set_new_nocheck(j, name, item) != 0) {
+                json_decref(j);
+                j = NULL;
+            }
+        }
+        break;
+    default: break;
+    }
+    if (!j && (v->kind == DATA_V_UINT || v->kind == DATA_V_FLOAT || v->kind == DATA_V_DOUBLE ||
+               v->kind == DATA_V_DECIMAL || v->kind == DATA_V_DATE || v->kind == DATA_V_TIME ||
+               v->kind == DATA_V_TIMESTAMP)) {
+        tmp->len = 0; /* the text form of write_json (record mode), a JSON string */
+        FT_TRY(write_json(tmp, v, depth, true, err));
+        if (tmp->len >= 2 && tmp->data[0] == '"')
+            j = json_stringn_nocheck(tmp->data + 1, tmp->len - 2);
+        else
+            j = json_stringn_nocheck(tmp->data, tmp->len);
+    }
+    if (!j)
+        return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    *out = j;
+    return FT_OK;
+}
+
+ft_status data_row_to_record(const data_task_columns *cols, const data_value *cells, ft_buf *tmp, json_t **out,
+                             ft_err *err) {
     *out = NULL;
     json_t *o = json_object();
     if (!o)
@@ -492,14 +626,14 @@ ft_status data_row_to_record(const data_task_columns *cols, const data_value *ce
         if (cols->optional[i] && cells[i].kind == DATA_V_NULL)
             continue;
         json_t *v = NULL;
-        ft_status s = to_json(&cells[i], 0, &v, err);
+        ft_status s = record_value(&cells[i], 0, tmp, &v, err);
         if (s != FT_OK) {
             json_decref(o);
             if (err)
                 ft_err_prefix(err, "column \"%s\": ", cols->column[i]);
             return s;
         }
-        if (json_object_set_new(o, cols->key[i], v) != 0) {
+        if (json_object_set_new_nocheck(o, cols->key[i], v) != 0) {
             json_decref(o);
             return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
         }

@@ -88,11 +88,15 @@ void data_task_columns_get(ft_task_type task, const ft_reader_params *p,
                            bool (*has_column)(void *ctx, const char *name), void *ctx, data_task_columns *out);
 
 /* The record of one row: {key: value, ...} for the task's columns (cells[i] is the value of
- * cols->column[i]). A string that is not UTF-8 or a value that cannot be a record field is a
- * problem for the row: FT_ERR_INVALID with a message naming the column. */
-ft_status data_row_to_record(const data_task_columns *cols, const data_value *cells, json_t **out, ft_err *err);
-/* The same record as compact JSON text in *out (replaced), without building jansson values:
- * what readers yield as FT_RECORD_JSON_TEXT so validation parses rows on all its threads. */
+ * cols->column[i]), built straight from the cells: the tree validation checks and samples are
+ * built from, equal to what parsing data_row_to_record_text's text gives (so a row reads the same
+ * whether validation sees it here or the loader fetches its spilled text). A string that is not
+ * UTF-8 or holds a NUL byte, or a struct with two fields of one name, is a problem for the row:
+ * FT_ERR_INVALID with a message naming the column. `tmp` is the caller's scratch. */
+ft_status data_row_to_record(const data_task_columns *cols, const data_value *cells, ft_buf *tmp, json_t **out,
+                             ft_err *err);
+/* The same record as compact JSON text in *out (replaced): what table readers spill for the
+ * loader's fetch. */
 ft_status data_row_to_record_text(const data_task_columns *cols, const data_value *cells, ft_buf *out, ft_err *err);
 
 /* ---------------------------------------------------------------- the record spill

@@ -2,8 +2,9 @@
  * in the local caches, Arrow IPC files and folders of Parquet/Arrow files. What the user wrote
  * resolves to a src_set (the files to read, in order, and for Delta the snapshot that types and
  * filters their rows); a src_cursor walks its rows one record batch / row group at a time; the
- * reader turns each row's task columns into a record (data_row_to_record) and spills its JSON
- * so the loader can fetch it again in any order (data/table.h).
+ * reader turns each row's task columns into a record (data_row_to_record) and, unless the
+ * caller never fetches, spills its JSON so the loader can fetch it again in any order
+ * (data/table.h).
  *
  * Rows are located as (file, 1-based row in the file): Delta rows keep their physical row
  * number in the data file even when a deletion vector hides rows before them. */
@@ -637,7 +638,9 @@ typedef struct table_reader {
     ft_task_type task;
     data_task_columns cols;
     data_spill spill;
-    ft_buf text;
+    bool no_fetch;  /* ft_reader_params.no_fetch: no spill */
+    ft_buf text;    /* the spilled JSON text; scratch of data_row_to_record */
+    json_t *value;  /* the current record (chat, IFT), held until the next call */
     char problem[1024];
 } table_reader;
 
@@ -672,8 +675,9 @@ static void tr_problem(table_reader *t, ft_record *rec, const char *msg) {
     rec->problem_offset = -1;
 }
 
-/* Rows become records as the Parquet reader makes them (data/parquet_reader.c): the JSON text of
- * the task's columns (CPT: the text itself), spilled for the loader's fetch. */
+/* Rows become records as the Parquet reader makes them (data/parquet_reader.c): the record's
+ * tree built from the task's columns (CPT: the text itself), and unless the caller never fetches,
+ * its JSON text spilled for the loader's fetch. */
 static ft_status tr_next(ft_reader *base, ft_record *rec, bool *done, ft_err *err) {
     table_reader *t = (table_reader *)base;
     const data_value *cells;
@@ -682,7 +686,7 @@ static ft_status tr_next(ft_reader *base, ft_record *rec, bool *done, ft_err *er
     if (*done)
         return FT_OK;
     memset(rec, 0, sizeof *rec);
-    rec->loc = (ft_data_loc){pos.file, pos.row + 1, 0, 0};
+    rec->loc = (ft_data_loc){pos.file, pos.row + 1, -1, 0};
     ft_err e;
     ft_err_clear(&e);
     ft_status s;
@@ -706,24 +710,34 @@ static ft_status tr_next(ft_reader *base, ft_record *rec, bool *done, ft_err *er
             tr_problem(t, rec, msg);
             return FT_OK;
         }
-        t->text.len = 0;
-        s = ft_buf_append(&t->text, v->bytes, v->n);
+        rec->kind = FT_RECORD_TEXT; /* borrowed from the cursor's batch until the next call */
+        rec->data = (const char *)v->bytes;
+        rec->len = v->n;
     } else {
-        s = data_row_to_record_text(&t->cols, cells, &t->text, &e);
-        if (s != FT_OK && s != FT_ERR_NOMEM) {
+        json_decref(t->value);
+        t->value = NULL;
+        s = data_row_to_record(&t->cols, cells, &t->text, &t->value, &e);
+        if (s == FT_ERR_NOMEM)
+            return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+        if (s != FT_OK) {
             tr_problem(t, rec, e.msg);
             return FT_OK;
         }
+        rec->kind = FT_RECORD_JSON_VALUE;
+        rec->value = t->value;
     }
-    if (s != FT_OK)
-        return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
-    int64_t off = 0;
-    FT_TRY(data_spill_append(&t->spill, t->text.data, t->text.len, &off, err));
-    rec->kind = cpt ? FT_RECORD_TEXT : FT_RECORD_JSON_TEXT;
-    rec->data = t->text.data;
-    rec->len = t->text.len;
-    rec->loc.a = off;
-    rec->loc.b = (int64_t)t->text.len;
+    if (!t->no_fetch) {
+        const char *data = rec->data;
+        size_t len = rec->len;
+        if (!cpt) {
+            if ((s = data_row_to_record_text(&t->cols, cells, &t->text, &e)) != FT_OK)
+                return FT_ERR(err, s, "%s", e.msg);
+            data = t->text.data;
+            len = t->text.len;
+        }
+        FT_TRY(data_spill_append(&t->spill, data, len, &rec->loc.a, err));
+        rec->loc.b = (int64_t)len;
+    }
     return FT_OK;
 }
 
@@ -754,6 +768,8 @@ static ft_status tr_fetch(ft_reader *base, const ft_data_loc *loc, ft_buf *scrat
     if (loc->source < 0 || (size_t)loc->source >= base->n_sources)
         return FT_ERR(err, FT_ERR_RANGE, "record location names source %d of %zu", (int)loc->source,
                       base->n_sources);
+    if (t->no_fetch || loc->a < 0)
+        return FT_ERR(err, FT_ERR_INTERNAL, "fetch from a table reader opened without fetch (no_fetch)");
     FT_TRY(data_spill_read(&t->spill, loc->a, loc->b, scratch, err));
     memset(rec, 0, sizeof *rec);
     rec->kind = t->task == FT_TASK_CONTINUED_PRETRAIN ? FT_RECORD_TEXT : FT_RECORD_JSON_TEXT;
@@ -780,6 +796,7 @@ static void tr_free(ft_reader *base) {
     src_cursor_free(t->cur);
     src_set_free(t->set);
     data_spill_deinit(&t->spill);
+    json_decref(t->value);
     ft_buf_free(&t->text);
     ft_free(t);
 }
@@ -799,6 +816,7 @@ ft_status src_reader_open(const char *path, ft_task_type task, const ft_reader_p
     t->base.vt = &table_vt;
     t->set = set;
     t->task = task;
+    t->no_fetch = p && p->no_fetch;
     data_spill_init(&t->spill);
     data_task_columns_get(task, p, has_column_cb, set, &t->cols);
     ft_status s = src_cursor_open(set, t->cols.column, t->cols.n, &t->cur, err);

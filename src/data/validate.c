@@ -559,7 +559,9 @@ ft_status ft_data_validate(const char *path, const ft_validate_params *p, ft_dat
     if (dataset)
         *dataset = NULL;
     ft_reader *reader = NULL;
-    FT_TRY(ft_reader_open(path, p->task, &p->reader, &reader, err));
+    ft_reader_params rp = p->reader;
+    rp.no_fetch = rp.no_fetch || !dataset || !p->sample.tok; /* no dataset: nothing is fetched later */
+    FT_TRY(ft_reader_open(path, p->task, &rp, &reader, err));
     ft_data_report *r = ft_calloc(1, sizeof *r);
     ft_dataset *ds = ft_calloc(1, sizeof *ds);
     int threads = p->threads > 0 ? p->threads : omp_get_max_threads();
