@@ -8,19 +8,8 @@ set -e
 MB=${DATA_MB:-100}
 T=${DATA_T:-2048}
 TH=${DATA_THREADS:-0}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-BUILD=${BUILD:-build}
-[ -f "$BUILD/libftune.a" ] || make -s all
-LIBS=$(sed -n 's/^LDLIBS *+= *//p' Makefile | head -1)
-${CC:-gcc} -O2 -std=c11 -D_GNU_SOURCE -fopenmp -Iinclude bench/data_bench.c "$BUILD/libftune.a" $LIBS -o "$tmp/data_bench"
-# The fixture's tokenizer_config.json has model_max_length 1e30, which jansson cannot hold as an
-# integer; the benchmark only needs the tokenizer and the template.
-mkdir -p "$tmp/tok"
-cp tests/fixtures/tok/llama3-instruct-rev2/tokenizer.json "$tmp/tok/"
-sed 's/"model_max_length": *[0-9]\{20,\}/"model_max_length": 8192/' \
-    tests/fixtures/tok/llama3-instruct-rev2/tokenizer_config.json > "$tmp/tok/tokenizer_config.json"
-/usr/bin/python3 bench/data_gen.py "$tmp/chat.jsonl" "$MB"
+. bench/data_common.sh
+data_bench_setup data_bench "$MB"
 echo "data: $(du -m "$tmp/chat.jsonl" | cut -f1) MB of chat JSONL, context length $T"
 out=$("$tmp/data_bench" "$tmp/tok" "$tmp/chat.jsonl" "$T" 8 "$TH")
 echo "data: $out"

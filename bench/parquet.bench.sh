@@ -4,23 +4,15 @@
 # chat template by one program, alternating rounds; prints rows/s of each and the ratio
 # (parquet_over_jsonl >= 1: Parquet is not slower).
 # Env: PQ_MB (JSONL size, default 20), PQ_T (context length, default 2048), PQ_THREADS (default
-# all), PQ_ROUNDS (default 4).
+# all), PQ_ROUNDS (default 4), PQ_INDEX=1 (also build the dataset index as a training run does:
+# the Parquet reader then writes each record's text to its spill for the loader's fetch).
 set -e
 MB=${PQ_MB:-20}
 T=${PQ_T:-2048}
 TH=${PQ_THREADS:-0}
 ROUNDS=${PQ_ROUNDS:-4}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-BUILD=${BUILD:-build}
-[ -f "$BUILD/libftune.a" ] || make -s all
-LIBS=$(sed -n 's/^LDLIBS *+= *//p' Makefile | head -1)
-${CC:-gcc} -O2 -std=c11 -D_GNU_SOURCE -fopenmp -Iinclude bench/parquet_bench.c "$BUILD/libftune.a" $LIBS -o "$tmp/parquet_bench"
-mkdir -p "$tmp/tok"
-cp tests/fixtures/tok/llama3-instruct-rev2/tokenizer.json "$tmp/tok/"
-sed 's/"model_max_length": *[0-9]\{20,\}/"model_max_length": 8192/' \
-    tests/fixtures/tok/llama3-instruct-rev2/tokenizer_config.json > "$tmp/tok/tokenizer_config.json"
-/usr/bin/python3 bench/data_gen.py "$tmp/chat.jsonl" "$MB"
+. bench/data_common.sh
+data_bench_setup parquet_bench "$MB"
 sh tools/deps.sh >/dev/null
 node -e '
 const duck = require(process.cwd() + "/tools/npm/node_modules/@duckdb/node-api");
@@ -30,4 +22,4 @@ const duck = require(process.cwd() + "/tools/npm/node_modules/@duckdb/node-api")
   await con.run(`COPY (SELECT * FROM read_json("${process.argv[1]}", format = "newline_delimited")) TO "${process.argv[2]}" (FORMAT parquet, COMPRESSION zstd)`);
 })();' "$tmp/chat.jsonl" "$tmp/chat.parquet"
 echo "parquet: $(du -m "$tmp/chat.jsonl" | cut -f1) MB of chat JSONL = $(du -m "$tmp/chat.parquet" | cut -f1) MB of Parquet, context length $T"
-"$tmp/parquet_bench" "$tmp/tok" "$tmp/chat.jsonl" "$tmp/chat.parquet" "$T" "$TH" "$ROUNDS"
+"$tmp/parquet_bench" "$tmp/tok" "$tmp/chat.jsonl" "$tmp/chat.parquet" "$T" "$TH" "$ROUNDS" ${PQ_INDEX:+index}

@@ -1,12 +1,15 @@
 /* bench/parquet_bench.c: the same chat data read as JSONL and as Parquet through the same
  * validation and tokenization (bench/parquet.bench.sh builds and runs it).
- * usage: parquet_bench TOKENIZER_DIR DATA.jsonl DATA.parquet CONTEXT_LENGTH THREADS ROUNDS
+ * usage: parquet_bench TOKENIZER_DIR DATA.jsonl DATA.parquet CONTEXT_LENGTH THREADS ROUNDS [index]
+ * `index`: also build the dataset index a training run builds (so the Parquet reader keeps its
+ * records' text for the loader's fetch); without it, what `ftune validate` and `ftune create` do.
  * Rounds alternate the order (JSONL first, then Parquet first) so that neither side always
  * runs on a warmer machine; prints rows/s of each, the best round of each, and their ratio, by
  * wall time and by the process's CPU time (all threads): on a shared machine the CPU-time ratio
  * is the steadier one. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "ftune/data.h"
@@ -29,11 +32,13 @@ static int run(const char *path, ft_validate_params *vp, double *secs, double *c
     ft_err e;
     ft_err_clear(&e);
     ft_data_report *rep = NULL;
+    ft_dataset *ds = NULL;
     double t0 = ft_time_now(), c0 = cpu_now();
-    if (ft_data_validate(path, vp, &rep, NULL, &e) != FT_OK)
+    if (ft_data_validate(path, vp, &rep, vp->build_dataset ? &ds : NULL, &e) != FT_OK)
         return fail(path, &e);
     *secs = ft_time_now() - t0;
     *cpu = cpu_now() - c0;
+    ft_dataset_free(ds);
     if (!rep->valid) {
         fprintf(stderr, "parquet_bench: %s is not valid (%lld errors)\n", path, (long long)rep->n_errors);
         return 1;
@@ -45,8 +50,8 @@ static int run(const char *path, ft_validate_params *vp, double *secs, double *c
 }
 
 int main(int argc, char **argv) {
-    if (argc != 7) {
-        fprintf(stderr, "usage: parquet_bench TOKENIZER_DIR DATA.jsonl DATA.parquet CONTEXT_LENGTH THREADS ROUNDS\n");
+    if (argc != 7 && !(argc == 8 && !strcmp(argv[7], "index"))) {
+        fprintf(stderr, "usage: parquet_bench TOKENIZER_DIR DATA.jsonl DATA.parquet CONTEXT_LENGTH THREADS ROUNDS [index]\n");
         return 2;
     }
     ft_err e;
@@ -63,6 +68,7 @@ int main(int argc, char **argv) {
     vp.sample.chat = chat;
     vp.sample.context_length = atoll(argv[4]);
     vp.threads = atoi(argv[5]);
+    vp.build_dataset = argc == 8;
     int rounds = atoi(argv[6]);
     double best[2] = {1e30, 1e30}, best_cpu[2] = {1e30, 1e30};
     int64_t rows[2] = {0}, tokens[2] = {0};
@@ -88,10 +94,10 @@ int main(int argc, char **argv) {
     }
     printf("{\"rows\": %lld, \"tokens\": %lld, \"jsonl_rows_per_s\": %.0f, \"parquet_rows_per_s\": %.0f, "
            "\"parquet_over_jsonl\": %.3f, \"jsonl_rows_per_cpu_s\": %.0f, \"parquet_rows_per_cpu_s\": %.0f, "
-           "\"parquet_over_jsonl_cpu\": %.3f, \"threads\": %d, \"peak_rss_mb\": %.0f}\n",
+           "\"parquet_over_jsonl_cpu\": %.3f, \"threads\": %d, \"index\": %s, \"peak_rss_mb\": %.0f}\n",
            (long long)rows[0], (long long)tokens[0], (double)rows[0] / best[0], (double)rows[1] / best[1],
            best[0] / best[1], (double)rows[0] / best_cpu[0], (double)rows[1] / best_cpu[1], best_cpu[0] / best_cpu[1],
-           vp.threads, ft_peak_rss_mb());
+           vp.threads, vp.build_dataset ? "true" : "false", ft_peak_rss_mb());
     ft_chat_free(chat);
     ft_tok_free(tok);
     return 0;
