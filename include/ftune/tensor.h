@@ -78,6 +78,19 @@ void ft_tensor_gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64
 void ft_tensor_gemm_bf16_on(ft_gemm_route r, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                             const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                             int64_t ldc);
+/* The same with B given as bf16 bits (uint16, row stride ldb): a weight packed once with
+ * ft_tensor_pack_bf16 and used by many products. oneDNN reads it as it is (no per-call packing,
+ * no buffer of its size); the sgemm route expands it to fp32 16 MiB at a time. Same results as
+ * ft_tensor_gemm_bf16 on B's values in fp32 storage, up to the summation order. */
+void ft_tensor_gemm_bf16_w16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                             const float *A, int64_t lda, const uint16_t *B, int64_t ldb, float beta, float *C,
+                             int64_t ldc);
+void ft_tensor_gemm_bf16_w16_on(ft_gemm_route r, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                                float alpha, const float *A, int64_t lda, const uint16_t *B, int64_t ldb, float beta,
+                                float *C, int64_t ldc);
+/* dst (n) = src rounded to bfloat16 bits, round-to-nearest-even as ft_tensor_round_bf16 (NaN
+ * stays a quiet NaN). */
+void ft_tensor_pack_bf16(uint16_t *dst, const float *src, int64_t n);
 /* Counters since the process started: oneDNN primitives created (each shape once) and products
  * oneDNN computed. Either pointer may be NULL. */
 void ft_tensor_gemm_bf16_stats(int64_t *primitives, int64_t *onednn_products);
@@ -212,6 +225,10 @@ typedef struct ft_backend {
     /* sgemm's meaning on bf16-valued operands (the bf16 recipe's products) */
     void (*gemm_bf16)(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                       int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+    /* the same with B (a weight) as bf16 bits, and the cast that makes them */
+    void (*gemm_bf16_w16)(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                          int64_t lda, const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc);
+    void (*pack_bf16)(uint16_t *dst, const float *src, int64_t n);
     void (*linear_fwd)(float *y, const float *x, const float *W, int64_t N, int64_t in, int64_t out);
     void (*linear_bwd)(float *dx, float *dW, const float *dy, const float *x, const float *W, int64_t N, int64_t in,
                        int64_t out, bool dx_accumulate, bool dW_zero);

@@ -64,25 +64,31 @@ static void mm(const ft_backend *be, bool bf, bool ta, bool tb, int64_t M, int64
     (bf ? be->gemm_bf16 : be->sgemm)(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-/* y (N, out) = x (N, in) W^T */
-static void lin_fwd(const ft_backend *be, bool bf, float *y, const float *x, const float *W, int64_t N, int64_t in,
-                    int64_t out) {
-    if (!bf)
+/* y (N, out) (+)= x (N, in) W^T (beta 0 or 1). W16: the bf16 bits of W (bf16 training); without
+ * them bf16 reads W's fp32 storage (decoding's weights are rounded in place). */
+static void lin_fwd(const ft_backend *be, bool bf, const uint16_t *W16, float *y, const float *x, const float *W,
+                    int64_t N, int64_t in, int64_t out, float beta) {
+    if (W16)
+        be->gemm_bf16_w16(false, true, N, out, in, 1.0f, x, in, W16, in, beta, y, out);
+    else if (!bf && beta == 0.0f)
         be->linear_fwd(y, x, W, N, in, out);
     else
-        be->gemm_bf16(false, true, N, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
+        mm(be, bf, false, true, N, out, in, 1.0f, x, in, W, in, beta, y, out);
 }
 
 /* dW (out, in) (+)= dy^T x; dx (N, in) (+)= dy W; as ft_tensor_linear_bwd */
-static void lin_bwd(const ft_backend *be, bool bf, float *dx, float *dW, const float *dy, const float *x,
-                    const float *W, int64_t N, int64_t in, int64_t out, bool dx_accumulate, bool dW_zero) {
+static void lin_bwd(const ft_backend *be, bool bf, const uint16_t *W16, float *dx, float *dW, const float *dy,
+                    const float *x, const float *W, int64_t N, int64_t in, int64_t out, bool dx_accumulate,
+                    bool dW_zero) {
     if (!bf) {
         be->linear_bwd(dx, dW, dy, x, W, N, in, out, dx_accumulate, dW_zero);
         return;
     }
     if (dW)
         be->gemm_bf16(true, false, out, in, N, 1.0f, dy, out, x, in, dW_zero ? 0.0f : 1.0f, dW, in);
-    if (dx)
+    if (dx && W16)
+        be->gemm_bf16_w16(false, false, N, in, out, 1.0f, dy, out, W16, in, dx_accumulate ? 1.0f : 0.0f, dx, in);
+    else if (dx)
         be->gemm_bf16(false, false, N, in, out, 1.0f, dy, out, W, in, dx_accumulate ? 1.0f : 0.0f, dx, in);
 }
 
@@ -92,6 +98,7 @@ void model_layer_forward(const ft_model *m, int64_t layer, layer_acts *A, float 
     const ft_backend *be = m->be;
     const ft_layer_desc *d = &m->layers[layer];
     const layer_w *W = r->W;
+    const layer_w16 *W16 = r->W16;
     const int64_t C = m->C, F = d->ffn, Q = m->Q, KV = m->KV, QKV = m->QKV;
     const float eps = (float)m->cfg.rms_norm_eps;
     const bool bf = r->bf16;
@@ -105,7 +112,7 @@ void model_layer_forward(const ft_model *m, int64_t layer, layer_acts *A, float 
     if (bf)
         P(PROF_MISC, be->round_bf16(A->xn1, A->xn1, N * C));
     /* (N, Q + 2 KV) */
-    P(PROF_MATMUL, lin_fwd(be, bf, A->qkv, A->xn1, W->wqkv, N, C, QKV));
+    P(PROF_MATMUL, lin_fwd(be, bf, W16 ? W16->wqkv : NULL, A->qkv, A->xn1, W->wqkv, N, C, QKV, 0.0f));
     /* q's and k's heads are adjacent in a qkv row: one RoPE pass over NH + KVH heads */
     P(PROF_ROPE, be->rope_fwd(A->qkv, QKV, r->cos_t, r->sin_t, N, d->n_heads + d->n_kv_heads, d->head_dim));
     if (bf)
@@ -145,7 +152,7 @@ void model_layer_forward(const ft_model *m, int64_t layer, layer_acts *A, float 
     }
     if (A->xmid != A->x)
         P(PROF_MISC, memcpy(A->xmid, A->x, (size_t)(N * C) * sizeof(float)));
-    P(PROF_MATMUL, mm(be, bf, false, true, N, C, Q, 1.0f, att, Q, W->wo, Q, 1.0f, A->xmid, C));
+    P(PROF_MATMUL, lin_fwd(be, bf, W16 ? W16->wo : NULL, A->xmid, att, W->wo, N, Q, C, 1.0f));
     /* MLP block. */
     P(PROF_NORM, be->rmsnorm_fwd(A->xn2, A->rstd2, A->xmid, W->ln2, N, C, eps));
     if (bf)
@@ -155,7 +162,7 @@ void model_layer_forward(const ft_model *m, int64_t layer, layer_acts *A, float 
         return;
     }
     /* (N, 2F) */
-    P(PROF_MATMUL, lin_fwd(be, bf, A->gu, A->xn2, W->wgu, N, C, 2 * F));
+    P(PROF_MATMUL, lin_fwd(be, bf, W16 ? W16->wgu : NULL, A->gu, A->xn2, W->wgu, N, C, 2 * F, 0.0f));
     if (!next && !bf)
         return; /* fp32 recompute: the backward forms h itself */
     /* h = silu(gate) * up from the unrounded gate and up; bf16 then keeps h rounded (down_proj's
@@ -171,25 +178,25 @@ void model_layer_forward(const ft_model *m, int64_t layer, layer_acts *A, float 
      * may be A->x, which is no longer needed here. */
     if (next != A->xmid)
         P(PROF_MISC, memcpy(next, A->xmid, (size_t)(N * C) * sizeof(float)));
-    P(PROF_MATMUL, mm(be, bf, false, true, N, C, F, 1.0f, A->h, F, W->wd, F, 1.0f, next, C));
+    P(PROF_MATMUL, lin_fwd(be, bf, W16 ? W16->wd : NULL, next, A->h, W->wd, N, F, C, 1.0f));
 }
 
-/* bf16: the GEMM weights of layer l rounded into ws->wbuf; *out gets views of them, with the norm
- * weights left pointing at the fp32 masters. fp32: the masters themselves. */
-static void layer_weights(const ft_model *m, ft_workspace *ws, int64_t l, layer_w *out) {
-    *out = m->w[l];
+/* bf16: the GEMM weights of layer l as bf16 bits in ws->wbuf, *w16 their views; false (nothing
+ * done) for fp32. */
+static bool layer_weights16(const ft_model *m, ft_workspace *ws, int64_t l, layer_w16 *w16) {
     if (ws->p.dtype != FT_DTYPE_BF16)
-        return;
+        return false;
     const int64_t C = m->C, Q = m->Q, QKV = m->QKV, F = m->layers[l].ffn;
-    float *p = ws->wbuf;
+    uint16_t *p = ws->wbuf;
     const float *src[4] = {m->w[l].wqkv, m->w[l].wo, m->w[l].wgu, m->w[l].wd};
-    float **dst[4] = {&out->wqkv, &out->wo, &out->wgu, &out->wd};
+    const uint16_t **dst[4] = {&w16->wqkv, &w16->wo, &w16->wgu, &w16->wd};
     const int64_t n[4] = {QKV * C, C * Q, 2 * F * C, C * F};
     for (int i = 0; i < 4; i++) {
-        m->be->round_bf16(p, src[i], n[i]);
+        m->be->pack_bf16(p, src[i], n[i]);
         *dst[i] = p;
         p += n[i];
     }
+    return true;
 }
 
 /* bf16 training: a layer's saved GEMM inputs to and from their bf16 store (internal.h). Exact,
@@ -230,10 +237,11 @@ static void saved_unpack(const ft_model *m, int64_t l, layer_acts *A, int64_t N)
     }
 }
 
-static layer_run run_of(const ft_model *m, ft_workspace *ws, const layer_w *W, const ft_attn_shape *as,
-                        const ft_batch *b) {
+static layer_run run_of(const ft_model *m, ft_workspace *ws, const layer_w *W, const layer_w16 *W16,
+                        const ft_attn_shape *as, const ft_batch *b) {
     (void)m;
     return (layer_run){.W = W,
+                       .W16 = ws->p.dtype == FT_DTYPE_BF16 ? W16 : NULL,
                        .bf16 = ws->p.dtype == FT_DTYPE_BF16,
                        .abuf = ws->abuf,
                        .as = as,
@@ -277,8 +285,8 @@ static void forward_layers(ft_model *m, ft_workspace *ws, const ft_batch *b) {
     P(PROF_ROPE, be->rope_table(ws->cos_t, ws->sin_t, ws->pos, m->inv_freq, N, m->HD / 2));
     ft_attn_shape as = attn_shape(m, ws, B, T);
     P(PROF_EMBED, be->embedding_fwd(ws->acts[0].x, b->input_ids, m->embed, N, C));
-    layer_w W;
-    layer_run run = run_of(m, ws, &W, &as, b);
+    layer_w16 W16;
+    layer_run run = run_of(m, ws, NULL, &W16, &as, b);
     if (m->E > 0) { /* the routing statistics of this forward, for the load-balancing loss */
         memset(ws->stats.count, 0, (size_t)m->E * sizeof(double));
         memset(ws->stats.prob_sum, 0, (size_t)m->E * sizeof(double));
@@ -287,7 +295,8 @@ static void forward_layers(ft_model *m, ft_workspace *ws, const ft_batch *b) {
     }
     for (int64_t l = 0; l < m->L; l++) {
         float *next = l + 1 < m->L ? ws->acts[l + 1].x : ws->xL;
-        P(PROF_MISC, layer_weights(m, ws, l, &W));
+        run.W = &m->w[l];
+        P(PROF_MISC, layer_weights16(m, ws, l, &W16));
         model_layer_forward(m, l, &ws->acts[l], next, N, &run);
         if (ws->acts[l].saved && l + 1 < m->L) /* the last layer's stay in the shared set */
             P(PROF_MISC, saved_pack(m, l, &ws->acts[l], N));
@@ -296,13 +305,26 @@ static void forward_layers(ft_model *m, ft_workspace *ws, const ft_batch *b) {
     P(PROF_NORM, be->rmsnorm_fwd(ws->xf, ws->rstdf, ws->xL, m->norm, N, C, eps));
     if (run.bf16) { /* the LM head's operands: xf (only ever a GEMM operand) and the head */
         P(PROF_MISC, be->round_bf16(ws->xf, ws->xf, N * C));
-        P(PROF_MISC, be->round_bf16(ws->head_b, m->head, m->V * C));
+        P(PROF_MISC, be->pack_bf16(ws->head16, m->head, m->V * C));
     }
 }
 
-/* The LM head as the GEMMs read it: rounded in bf16. */
-static const float *head_of(const ft_model *m, const ft_workspace *ws) {
-    return ws->p.dtype == FT_DTYPE_BF16 ? ws->head_b : m->head;
+/* logits-like C (M, V) = A (M, C) head^T: the head's bf16 bits in bf16, its fp32 masters in fp32 */
+static void head_fwd(const ft_model *m, const ft_workspace *ws, int64_t M, const float *A, float *out) {
+    if (ws->p.dtype == FT_DTYPE_BF16)
+        m->be->gemm_bf16_w16(false, true, M, m->V, m->C, 1.0f, A, m->C, ws->head16, m->C, 0.0f, out, m->V);
+    else
+        m->be->sgemm(false, true, M, m->V, m->C, 1.0f, A, m->C, m->head, m->C, 0.0f, out, m->V);
+}
+
+/* dx (nc, C) = dl (nc, Vs) head[v0 .. v0 + Vs) (Vs, C), dl's rows V apart */
+static void head_bwd_dx(const ft_model *m, const ft_workspace *ws, int64_t nc, int64_t v0, int64_t Vs, const float *dl,
+                        float *dx) {
+    if (ws->p.dtype == FT_DTYPE_BF16)
+        m->be->gemm_bf16_w16(false, false, nc, m->C, Vs, 1.0f, dl, m->V, ws->head16 + v0 * m->C, m->C, 0.0f, dx,
+                             m->C);
+    else
+        m->be->sgemm(false, false, nc, m->C, Vs, 1.0f, dl, m->V, m->head + v0 * m->C, m->C, 0.0f, dx, m->C);
 }
 
 /* dx (nc, C) = dlogits (nc, V) head (V, C), the vocabulary split among the threads. Why: both
@@ -310,15 +332,12 @@ static const float *head_of(const ft_model *m, const ft_workspace *ws) {
  * have every thread pack all of one input again; split along V each packs only its share, and
  * adding the partial results (nc x C) is cheap. */
 static void head_dx(ft_model *m, ft_workspace *ws, int64_t nc, float *dx) {
-    const ft_backend *be = m->be;
     const int64_t C = m->C, V = m->V;
     int nt = ft_tensor_threads();
     if (nt > ws->attn_threads)
         nt = (int)ws->attn_threads; /* the partial buffers were sized at creation */
-    const float *head = head_of(m, ws);
-    const bool bf = ws->p.dtype == FT_DTYPE_BF16;
     if (nt <= 1 || V < 4096) {
-        mm(be, bf, false, false, nc, C, V, 1.0f, ws->logits, V, head, C, 0.0f, dx, C);
+        head_bwd_dx(m, ws, nc, 0, V, ws->logits, dx);
         return;
     }
 #pragma omp parallel num_threads(nt)
@@ -326,7 +345,7 @@ static void head_dx(ft_model *m, ft_workspace *ws, int64_t nc, float *dx) {
         int t = omp_get_thread_num(), n = omp_get_num_threads();
         int64_t v0 = V * t / n, v1 = V * (t + 1) / n;
         float *dst = t == 0 ? dx : ws->dxpart + (size_t)(t - 1) * (size_t)(nc * C);
-        mm(be, bf, false, false, nc, C, v1 - v0, 1.0f, ws->logits + v0, V, head + v0 * C, C, 0.0f, dst, C);
+        head_bwd_dx(m, ws, nc, v0, v1 - v0, ws->logits + v0, dst);
 #pragma omp barrier
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < nc * C; i++)
@@ -357,7 +376,7 @@ static double head_loss(ft_model *m, ft_workspace *ws, const ft_batch *b, float 
         int64_t nc = nv - k0 < ws->chunk ? nv - k0 : ws->chunk;
         const float *xc = ws->xc + k0 * C;
         /* logits (nc, V) = xc (nc, C) head^T */
-        mm(be, bf, false, true, nc, V, C, 1.0f, xc, C, head_of(m, ws), C, 0.0f, ws->logits, V);
+        head_fwd(m, ws, nc, xc, ws->logits);
         int64_t right = 0;
         loss += be->cross_entropy(ws->logits, ws->tgt + k0, nc, V, grad_scale, NULL, n_correct ? &right : NULL);
         if (n_correct)
@@ -398,8 +417,7 @@ ft_status ft_model_forward(ft_model *m, ft_workspace *ws, const ft_batch *b, flo
     double loss = 0.0;
     int64_t nv = 0;
     if (logits) {
-        mm(m->be, ws->p.dtype == FT_DTYPE_BF16, false, true, N, m->V, m->C, 1.0f, ws->xf, m->C, head_of(m, ws), m->C,
-           0.0f, logits, m->V);
+        head_fwd(m, ws, N, ws->xf, logits);
         if (b->targets) {
             /* The kernel skips -100 rows; the logits stay untouched with grad_scale 0. */
             loss = m->be->cross_entropy(logits, b->targets, N, m->V, 0.0f, &nv, NULL);
@@ -447,16 +465,18 @@ ft_status ft_model_forward_backward(ft_model *m, ft_workspace *ws, const ft_batc
     P(PROF_NORM, be->rmsnorm_bwd(ws->dx, m->g_norm, ws->dtmp, ws->xL, m->norm, ws->rstdf, N, C));
 
     ft_attn_shape as = attn_shape(m, ws, B, T);
-    layer_w W;
-    layer_run run = run_of(m, ws, &W, &as, b);
+    layer_w16 W16;
+    layer_run run = run_of(m, ws, NULL, &W16, &as, b);
     const bool bf = run.bf16;
     const double coef = ft_model_config_aux_coef(&m->cfg);
     if (m->E > 0)
         aux_loss(m, ws, coef, ws->aux_scale);
     for (int64_t l = m->L - 1; l >= 0; l--) {
         layer_acts *A = &ws->acts[l];
-        const layer_w *G = &m->g[l];
-        P(PROF_MISC, layer_weights(m, ws, l, &W));
+        const layer_w *G = &m->g[l], W = m->w[l];
+        run.W = &m->w[l];
+        P(PROF_MISC, layer_weights16(m, ws, l, &W16));
+        const layer_w16 *w16 = run.W16;
         /* Checkpointing: this layer's activations again from its saved input, by the same body
          * and kernels as the forward, so everything below sees bitwise the same values. The last
          * layer's are still there from the forward. */
@@ -484,27 +504,29 @@ ft_status ft_model_forward_backward(ft_model *m, ft_workspace *ws, const ft_batc
             if (!bf)
                 P(PROF_SWIGLU, be->swiglu_fwd(A->h, A->gu, N, F));
             /* dWd += dy^T h */
-            P(PROF_MATMUL, lin_bwd(be, bf, NULL, G->wd, dy, A->h, W.wd, N, F, C, false, false));
+            P(PROF_MATMUL, lin_bwd(be, bf, NULL, NULL, G->wd, dy, A->h, W.wd, N, F, C, false, false));
             /* dh = dy Wd, into h's place */
-            P(PROF_MATMUL, lin_bwd(be, bf, A->h, NULL, dy, NULL, W.wd, N, F, C, false, false));
+            P(PROF_MATMUL, lin_bwd(be, bf, w16 ? w16->wd : NULL, A->h, NULL, dy, NULL, W.wd, N, F, C, false, false));
             /* d[gate|up], in place */
             P(PROF_SWIGLU, be->swiglu_bwd(A->gu, A->h, A->gu, N, F));
             if (bf)
                 P(PROF_MISC, be->round_bf16(A->gu, A->gu, N * 2 * F));
-            P(PROF_MATMUL, lin_bwd(be, bf, ws->dtmp, G->wgu, A->gu, A->xn2, W.wgu, N, C, 2 * F, false, false));
+            P(PROF_MATMUL, lin_bwd(be, bf, w16 ? w16->wgu : NULL, ws->dtmp, G->wgu, A->gu, A->xn2, W.wgu, N, C, 2 * F,
+                                   false, false));
         }
         /* dx = d xmid */
         P(PROF_NORM, be->rmsnorm_bwd(ws->dx, G->ln2, ws->dtmp, A->xmid, W.ln2, A->rstd2, N, C));
         /* Attention: xmid = x + att Wo^T. */
         if (bf)
             P(PROF_MISC, be->round_bf16(ws->gbuf, ws->dx, N * C));
-        P(PROF_MATMUL, lin_bwd(be, bf, ws->datt, G->wo, dy, att, W.wo, N, Q, C, false, false));
+        P(PROF_MATMUL, lin_bwd(be, bf, w16 ? w16->wo : NULL, ws->datt, G->wo, dy, att, W.wo, N, Q, C, false, false));
         P(PROF_ATTN, be->attention_bwd(&as, ws->dqkv, ws->dqkv + Q, ws->dqkv + Q + KV, ws->datt, A->att, A->lse,
                                        A->qkv, A->qkv + Q, A->qkv + Q + KV, b->sample_ids, ws->attn_scratch));
         P(PROF_ROPE, be->rope_bwd(ws->dqkv, QKV, ws->cos_t, ws->sin_t, N, m->NH + m->KVH, m->HD));
         if (bf)
             P(PROF_MISC, be->round_bf16(ws->dqkv, ws->dqkv, N * QKV));
-        P(PROF_MATMUL, lin_bwd(be, bf, ws->dtmp, G->wqkv, ws->dqkv, A->xn1, W.wqkv, N, C, QKV, false, false));
+        P(PROF_MATMUL, lin_bwd(be, bf, w16 ? w16->wqkv : NULL, ws->dtmp, G->wqkv, ws->dqkv, A->xn1, W.wqkv, N, C, QKV,
+                               false, false));
         /* dx = d x */
         P(PROF_NORM, be->rmsnorm_bwd(ws->dx, G->ln1, ws->dtmp, A->x, W.ln1, A->rstd1, N, C));
     }

@@ -116,9 +116,10 @@ struct ft_workspace {
     double global_tokens; /* 0: use each call's own statistics */
     double aux;           /* the last forward's load-balancing loss share */
     float *aux_scale;     /* (E) its gradient with respect to a counted token's router probabilities */
-    /* bf16 only: GEMM operands rounded to bf16 (fp32 storage of bf16 values) */
-    float *wbuf;   /* one layer's rounded wqkv | wo | wgu | wd */
-    float *head_b; /* (V, C) the LM head rounded, refreshed by every forward */
+    /* bf16 only: GEMM weights as bf16 bits (read by the products as they are: no fp32 copy and no
+     * per-product packing), activation operands rounded to bf16 in fp32 storage */
+    uint16_t *wbuf;   /* one layer's wqkv | wo | wgu | wd */
+    uint16_t *head16; /* (V, C) the LM head, refreshed by every forward, shared by its backward */
     float *abuf;   /* (N, Q) the attention output rounded for o_proj */
     float *gbuf;   /* (N, C) the residual gradient rounded for down_proj's and o_proj's backward */
 
@@ -151,8 +152,14 @@ typedef struct layer_seg {
  * decoding. Reads A->x (N rows), writes the fields of A, and the layer's output into `next`
  * (N, C; may be A->x or A->xmid), or stops before down_proj when next is NULL (what the
  * backward's recompute needs). */
+/* bf16 training: a layer's GEMM weights as bf16 bits (views into ws->wbuf) */
+typedef struct layer_w16 {
+    const uint16_t *wqkv, *wo, *wgu, *wd;
+} layer_w16;
+
 typedef struct layer_run {
-    const layer_w *W;         /* the weights the GEMMs use (bf16: rounded views; norms fp32 masters) */
+    const layer_w *W;         /* the weights: norms (and GEMMs unless W16) */
+    const layer_w16 *W16;     /* bf16 training: the GEMM weights as bf16; NULL: W's (decoding's are rounded) */
     bool bf16;                /* round GEMM operands and saved activations (see forward.c) */
     float *abuf;              /* bf16: (N, Q) scratch for the rounded attention output */
     const ft_attn_shape *as;

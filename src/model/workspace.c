@@ -118,7 +118,7 @@ static size_t lay_out(ft_workspace *ws, const ft_model_config *c, const ft_works
         ws->acts[l].h = h;
     if (bf) {
         GET(ws->wbuf, QKV * C + C * Q + 3 * F * C);
-        GET(ws->head_b, d.V * C);
+        GET(ws->head16, d.V * C);
         GET(ws->abuf, N * Q);
         if (tr)
             GET(ws->gbuf, N * C);

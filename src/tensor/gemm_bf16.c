@@ -66,9 +66,11 @@ static void *grow_to(grow *g, size_t bytes) {
     return g->p;
 }
 
+static _Thread_local grow tl_x; /* the sgemm route's expanded blocks of a bf16 B (below) */
+
 void ft_tensor_gemm_bf16_release(void) {
-    grow *g[3] = {&tl_a, &tl_b, &tl_pad};
-    for (int i = 0; i < 3; i++) {
+    grow *g[4] = {&tl_a, &tl_b, &tl_pad, &tl_x};
+    for (int i = 0; i < 4; i++) {
         free(g[i]->p);
         *g[i] = (grow){0};
     }
@@ -83,6 +85,7 @@ void ft_tensor_gemm_bf16_release(void) {
 typedef struct prim_key {
     bool ta, tb;
     int64_t M, N, K, ldc;
+    int64_t ldb; /* B's row stride as oneDNN reads it: packed here (contiguous), or the caller's bf16 B */
     float alpha, beta;
 } prim_key;
 
@@ -106,7 +109,7 @@ static bool onednn_broken; /* engine or a primitive could not be created: fall b
 static int64_t cache_created; /* primitives ever created (tests check the caching) */
 
 static bool key_eq(const prim_key *a, const prim_key *b) {
-    return a->ta == b->ta && a->tb == b->tb && a->M == b->M && a->N == b->N && a->K == b->K && a->ldc == b->ldc &&
+    return a->ta == b->ta && a->tb == b->tb && a->M == b->M && a->N == b->N && a->K == b->K && a->ldc == b->ldc && a->ldb == b->ldb &&
            a->alpha == b->alpha && a->beta == b->beta;
 }
 
@@ -117,7 +120,7 @@ static bool prim_create(prim_entry *e, const prim_key *k) {
     /* op(A) (M, K) from a packed contiguous A: (M, K) rows, or A^T stored (K, M). Same for B. */
     dnnl_dims_t ad = {k->M, k->K}, bd = {k->K, k->N}, cd = {k->M, k->N};
     dnnl_dims_t as = {k->ta ? 1 : k->K, k->ta ? k->M : 1};
-    dnnl_dims_t bs = {k->tb ? 1 : k->N, k->tb ? k->K : 1};
+    dnnl_dims_t bs = {k->tb ? 1 : k->ldb, k->tb ? k->ldb : 1};
     dnnl_dims_t cs = {k->ldc, 1};
     if (dnnl_memory_desc_init_by_strides(&e->a_md, 2, ad, dnnl_bf16, as) != dnnl_success ||
         dnnl_memory_desc_init_by_strides(&e->b_md, 2, bd, dnnl_bf16, bs) != dnnl_success ||
@@ -206,14 +209,18 @@ void ft_tensor_gemm_bf16_stats(int64_t *primitives, int64_t *onednn_products) {
         *onednn_products = __atomic_load_n(&onednn_calls, __ATOMIC_RELAXED);
 }
 
-/* The oneDNN route; false when oneDNN could not do it (the caller falls back to sgemm). */
+/* The oneDNN route; false when oneDNN could not do it (the caller falls back to sgemm). B comes
+ * either as fp32 storage of bf16 values (B, packed here) or already as bf16 bits (B16, row stride
+ * ldb16: a weight the model packed once, so no per-call packing and no buffer the size of it). */
 static bool gemm_onednn(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-                        const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    prim_key k = {.ta = ta, .tb = tb, .M = M, .N = N, .K = K, .ldc = ldc, .alpha = alpha, .beta = beta};
+                        const float *B, int64_t ldb, const uint16_t *B16, int64_t ldb16, float beta, float *C,
+                        int64_t ldc) {
+    prim_key k = {.ta = ta, .tb = tb, .M = M, .N = N, .K = K, .ldc = ldc, .ldb = B16 ? ldb16 : tb ? K : N,
+                  .alpha = alpha, .beta = beta};
     prim_entry e;
     if (!prim_get(&k, &e))
         return false;
-    uint16_t *a = grow_to(&tl_a, (size_t)(M * K) * 2), *b = grow_to(&tl_b, (size_t)(K * N) * 2);
+    uint16_t *a = grow_to(&tl_a, (size_t)(M * K) * 2), *b = B16 ? (uint16_t *)B16 : grow_to(&tl_b, (size_t)(K * N) * 2);
     void *pad = e.pad_bytes ? grow_to(&tl_pad, e.pad_bytes) : NULL;
     bool ok = a && b && (pad || !e.pad_bytes);
     if (ok && !tl_stream)
@@ -221,7 +228,8 @@ static bool gemm_onednn(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float
     if (ok) {
         /* stored A: (M, K), or (K, M) when transposed; likewise B */
         pack(a, A, ta ? K : M, ta ? M : K, lda);
-        pack(b, B, tb ? N : K, tb ? K : N, ldb);
+        if (!B16)
+            pack(b, B, tb ? N : K, tb ? K : N, ldb);
         dnnl_memory_t ma = NULL, mb = NULL, mc = NULL, mp = NULL;
         const dnnl_memory_desc_t *pmd = dnnl_primitive_desc_query_md(e.pd, dnnl_query_scratchpad_md, 0);
         ok = dnnl_memory_create(&ma, &e.a_md, engine, a) == dnnl_success &&
@@ -276,7 +284,7 @@ static double time_route(ft_gemm_route r, const float *A, const float *B, float 
     for (int rep = 0; rep < 3; rep++) {
         double t0 = thread_cpu_now();
         if (r == FT_GEMM_ONEDNN) {
-            if (!gemm_onednn(false, true, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N))
+            if (!gemm_onednn(false, true, M, N, K, 1.0f, A, K, B, K, NULL, 0, 0.0f, C, N))
                 return 0;
         } else {
             ft_tensor_sgemm(false, true, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N);
@@ -401,7 +409,7 @@ void ft_tensor_gemm_bf16_on(ft_gemm_route r, bool trans_a, bool trans_b, int64_t
     if (M <= 0 || N <= 0)
         return;
     if (r == FT_GEMM_ONEDNN && K > 0 &&
-        gemm_onednn(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+        gemm_onednn(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, NULL, 0, beta, C, ldc))
         return;
     ft_tensor_sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
@@ -410,4 +418,88 @@ void ft_tensor_gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64
                          int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     ft_tensor_gemm_bf16_on(ft_tensor_bf16_route(NULL), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
                            ldc);
+}
+
+/* ---------------------------------------------------------------- weights kept as bf16 */
+
+void ft_tensor_pack_bf16(uint16_t *dst, const float *src, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (!omp_in_parallel() && n > 65536)
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = to_bf16(src[i]);
+}
+
+/* dst (rows, cols) contiguous = the bf16 values of src (rows, cols, row stride ld) as fp32:
+ * exact (the upper 16 bits). Parallel unless called from inside a parallel region. */
+static void expand(float *dst, const uint16_t *src, int64_t rows, int64_t cols, int64_t ld) {
+#pragma omp parallel for schedule(static) if (!omp_in_parallel() && rows * cols > 65536)
+    for (int64_t i = 0; i < rows; i++) {
+        const uint16_t *s = src + i * ld;
+        uint32_t *d = (uint32_t *)(void *)(dst + i * cols);
+#pragma omp simd
+        for (int64_t j = 0; j < cols; j++)
+            d[j] = (uint32_t)s[j] << 16;
+    }
+}
+
+
+/* Floats per expanded block on the sgemm route: 16 MiB, so a 1B model's LM head (128256 x 2048)
+ * never needs an fp32 copy of itself. */
+enum { EXPAND_FLOATS = 1 << 22 };
+
+/* The sgemm route with B as bf16 bits: B expanded to fp32 a block at a time (rows of the stored
+ * B: output columns when B is transposed, else a slice of K whose products accumulate). */
+static void gemm_w16_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                           int64_t lda, const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    const int64_t cols = tb ? K : N, rows = tb ? N : K; /* the stored B */
+    int64_t blk = EXPAND_FLOATS / (cols > 0 ? cols : 1);
+    blk = blk < 16 ? 16 : blk / 16 * 16;
+    if (blk > rows)
+        blk = rows;
+    float *x = grow_to(&tl_x, (size_t)(blk * cols) * sizeof(float));
+    if (!x) { /* out of memory for a block: a plain loop */
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) {
+                float acc = 0;
+                for (int64_t k = 0; k < K; k++) {
+                    uint32_t u = (uint32_t)(tb ? B[j * ldb + k] : B[k * ldb + j]) << 16;
+                    float bv;
+                    memcpy(&bv, &u, 4);
+                    acc += (ta ? A[k * lda + i] : A[i * lda + k]) * bv;
+                }
+                C[i * ldc + j] = alpha * acc + (beta == 0.0f ? 0.0f : beta * C[i * ldc + j]);
+            }
+        return;
+    }
+    for (int64_t r0 = 0; r0 < rows; r0 += blk) {
+        int64_t nr = rows - r0 < blk ? rows - r0 : blk;
+        expand(x, B + r0 * ldb, nr, cols, ldb);
+        if (tb) /* columns r0.. of C */
+            ft_tensor_sgemm(ta, true, M, nr, K, alpha, A, lda, x, cols, beta, C + r0, ldc);
+        else /* K slice r0..: the first sets C (beta), the others add */
+            ft_tensor_sgemm(ta, false, M, N, nr, alpha, ta ? A + r0 * lda : A + r0, lda, x, cols,
+                            r0 == 0 ? beta : 1.0f, C, ldc);
+    }
+}
+
+void ft_tensor_gemm_bf16_w16_on(ft_gemm_route r, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                                float alpha, const float *A, int64_t lda, const uint16_t *B, int64_t ldb, float beta,
+                                float *C, int64_t ldc) {
+    if (M <= 0 || N <= 0)
+        return;
+    if (K <= 0) {
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++)
+                C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+        return;
+    }
+    if (r == FT_GEMM_ONEDNN && gemm_onednn(trans_a, trans_b, M, N, K, alpha, A, lda, NULL, 0, B, ldb, beta, C, ldc))
+        return;
+    gemm_w16_sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void ft_tensor_gemm_bf16_w16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                             const float *A, int64_t lda, const uint16_t *B, int64_t ldb, float beta, float *C,
+                             int64_t ldc) {
+    ft_tensor_gemm_bf16_w16_on(ft_tensor_bf16_route(NULL), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta,
+                               C, ldc);
 }
