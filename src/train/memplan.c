@@ -275,16 +275,25 @@ void ft_memplan_estimate(const ft_memplan_params *p, ft_memplan *out) {
     double batches = (double)(p->prefetch > 0 ? p->prefetch : 0) * 4.0 * sizeof(int32_t) * G * (double)wp.max_seq;
     out->batches = batches > 1.8e19 ? UINT64_MAX / 2 : (uint64_t)batches;
     out->process = process_bytes(p, threads);
-    /* bf16 on oneDNN packs both operands of each product to 16 bits into buffers that grow to the
-     * largest product and stay (src/tensor/gemm_bf16.c): the LM head's (its weight plus a logits
-     * chunk of ~64 MiB fp32) or a layer's widest (N rows of gate|up with its weight or input). */
-    if (p->dtype == FT_DTYPE_BF16 && ft_tensor_bf16_route(NULL) == FT_GEMM_ONEDNN) {
+    /* bf16 keeps per-thread buffers that grow to the largest product and stay
+     * (src/tensor/gemm_bf16.c). On oneDNN: the activation operands packed to 16 bits (weights and
+     * the LM head are bf16 already and read in place): A the widest of a layer's gradients (N rows
+     * of gate|up) or a logits chunk, B a layer's widest saved input; the LM head's input gradient
+     * splits a chunk's logits among the threads, each packing its share. On sgemm: a 16 MiB block
+     * of an expanded bf16 weight per thread. */
+    if (p->dtype == FT_DTYPE_BF16) {
         const ft_model_config *c = &p->model;
         double N = (double)wp.max_batch * (double)wp.max_seq, C = (double)c->hidden_size,
-               F2 = 2.0 * (double)c->intermediate_size, V = (double)c->vocab_size;
+               F = (double)c->intermediate_size, V = (double)c->vocab_size,
+               Q = (double)c->num_attention_heads * (double)c->head_dim;
         double chunk_rows = fmin(fmax(floor((64.0 * MIB) / (V * 4.0)), 16.0), N);
-        double head = V * C + chunk_rows * fmax(V, C), layer = fmax(N * C + F2 * C, N * F2 + fmax(N * C, F2 * C));
-        out->gemm_pack = (uint64_t)(2.0 * fmax(head, layer));
+        if (ft_tensor_bf16_route(NULL) == FT_GEMM_ONEDNN) {
+            double a = fmax(N * 2.0 * F, chunk_rows * V), b = N * fmax(F, fmax(C, Q));
+            double others = threads > 1 ? chunk_rows * V * (double)(threads - 1) / (double)threads : 0.0;
+            out->gemm_pack = (uint64_t)(2.0 * (a + b + others));
+        } else {
+            out->gemm_pack = (uint64_t)threads * 16 * MIB;
+        }
     }
     double total = (double)out->params + (double)out->grads + (double)out->optimizer + (double)out->workspace +
                    (double)out->batches + (double)out->process + (double)out->gemm_pack;
@@ -301,7 +310,7 @@ void ft_memplan_describe(const ft_memplan_params *p, const ft_memplan *m, char *
              (long long)p->micro_batch, (long long)p->context_length,
              p->training && p->checkpointing ? ", checkpointed" : "", ft_dtype_name(p->dtype),
              m->batches ? " + loader batches " : "", m->batches ? ft_memplan_format_bytes(m->batches, b, 32) : "",
-             m->gemm_pack ? " + oneDNN operands " : "", m->gemm_pack ? ft_memplan_format_bytes(m->gemm_pack, gp, 32) : "",
+             m->gemm_pack ? " + bf16 GEMM buffers " : "", m->gemm_pack ? ft_memplan_format_bytes(m->gemm_pack, gp, 32) : "",
              ft_memplan_format_bytes(m->process, pr, 32));
 }
 

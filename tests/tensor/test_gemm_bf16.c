@@ -83,6 +83,82 @@ TEST(tensor_gemm_bf16_routes_match_float64_in_every_form) {
     CHECK(calls1 - calls0 >= 5 * 4 * 3 - 3); /* (1,1,1) may legitimately be any kernel; all others oneDNN */
 }
 
+/* B as bf16 bits (ft_tensor_gemm_bf16_w16_on: the model's packed weights and LM head), both
+ * routes, every form, strided A, B and C, against float64 on the same values; shapes whose stored B
+ * is wider than one 16 MiB expansion block make the sgemm route work block by block (columns of C
+ * when B is transposed, K slices that accumulate when not). */
+TEST(tensor_gemm_bf16_w16_matches_float64_in_every_form) {
+    enum { PAD = 3 };
+    const int64_t shapes[][3] = {{7, 5, 3}, {33, 70, 129}, {130, 48, 300}, {3, 40, 262150}, {3, 262150, 40}};
+    uint64_t s = 4242;
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        const int64_t M = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
+        const bool big = N * K > 1000000;
+        float *A = rand_bf16(&s, (K + PAD) * (M + PAD)), *B = rand_bf16(&s, (K + PAD) * (N + PAD));
+        uint16_t *B16 = ft_malloc((size_t)((K + PAD) * (N + PAD)) * sizeof(uint16_t));
+        ft_tensor_pack_bf16(B16, B, (K + PAD) * (N + PAD));
+        float *C0 = rand_bf16(&s, M * (N + PAD)), *C = ft_malloc((size_t)(M * (N + PAD)) * 4);
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++) {
+                /* the big shapes: B stored wide (the form that needs blocks), A as stored */
+                if (big && (tb != (N < K) || ta))
+                    continue;
+                const int64_t lda = (ta ? M : K) + PAD, ldb = (tb ? K : N) + PAD, ldc = N + PAD;
+                for (int r = 0; r < 2; r++)
+                    for (int k = big; k < 2; k++) {
+                        const float alpha = k ? 0.5f : 1.0f, beta = k ? -0.75f : 0.0f;
+                        memcpy(C, C0, (size_t)(M * ldc) * 4);
+                        ft_tensor_gemm_bf16_w16_on((ft_gemm_route)r, ta, tb, M, N, K, alpha, A, lda, B16, ldb, beta, C,
+                                                   ldc);
+                        double e = gemm_err(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C0, C, ldc);
+                        if (!(e <= 1.0))
+                            ft_test_fail_(__FILE__, __LINE__,
+                                          "w16 %s (%lld,%lld,%lld) trans %d/%d alpha %g beta %g: error %.3g x tolerance",
+                                          r ? "onednn" : "sgemm", (long long)M, (long long)N, (long long)K, ta, tb,
+                                          alpha, beta, e);
+                        for (int64_t i = 0; i < M; i++)
+                            for (int64_t j = N; j < ldc; j++)
+                                if (C[i * ldc + j] != C0[i * ldc + j]) {
+                                    ft_test_fail_(__FILE__, __LINE__, "w16: C padding written");
+                                    i = M;
+                                    break;
+                                }
+                    }
+            }
+        ft_free(A), ft_free(B), ft_free(B16), ft_free(C0), ft_free(C);
+    }
+}
+
+/* ft_tensor_pack_bf16 gives the bits ft_tensor_round_bf16 keeps: ties to even, carries into the
+ * exponent, overflow to infinity, signed zeros, subnormals, infinities and a quiet NaN. */
+TEST(tensor_pack_bf16_is_round_bf16s_bits) {
+    const uint32_t special[] = {0x00000000u, 0x80000000u, 0x3F808000u, 0x3F818000u, 0x3F80FFFFu, 0x7F7FFFFFu,
+                                0xFF7FFFFFu, 0x00000001u, 0x807FFFFFu, 0x7F800000u, 0xFF800000u, 0x7FC00000u,
+                                0x7F800001u, 0xFFFF7FFFu, 0x3FFF8000u};
+    enum { NS = sizeof special / sizeof *special, NR = 200000 };
+    float *x = ft_malloc((NS + NR) * sizeof(float)), *r = ft_malloc((NS + NR) * sizeof(float));
+    uint16_t *p = ft_malloc((NS + NR) * sizeof(uint16_t));
+    memcpy(x, special, sizeof special);
+    uint64_t s = 99;
+    for (int i = 0; i < NR; i++) { /* random bit patterns: every exponent, half of them exact ties */
+        uint32_t u = (uint32_t)((s = s * 6364136223846793005ull + 1442695040888963407ull) >> 32);
+        if (i & 1)
+            u = (u & 0xFFFF0000u) | 0x8000u;
+        memcpy(&x[NS + i], &u, 4);
+    }
+    ft_tensor_round_bf16(r, x, NS + NR);
+    ft_tensor_pack_bf16(p, x, NS + NR);
+    int64_t bad = 0;
+    for (int i = 0; i < NS + NR; i++) {
+        uint32_t u;
+        memcpy(&u, &r[i], 4);
+        if (isnan(x[i]) ? !(isnan(r[i]) && (p[i] & 0x7F80u) == 0x7F80u && (p[i] & 0x0040u)) : p[i] != (uint16_t)(u >> 16))
+            bad++;
+    }
+    CHECK_EQ_INT(bad, 0);
+    ft_free(x), ft_free(r), ft_free(p);
+}
+
 /* One primitive per shape: repeated products of a shape create none after the first. */
 TEST(tensor_gemm_bf16_onednn_caches_primitives) {
     uint64_t s = 31;
