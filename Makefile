@@ -8,8 +8,10 @@
 
 CC       ?= gcc
 SAN      ?= 0
+MPI      ?= 0
 WERROR   ?= 1
-BUILD    ?= $(if $(filter 1,$(SAN)),build-san,build)
+# MPI=1: data-parallel training over Open MPI (include/ftune/comm.h) in build-mpi/, beside build/.
+BUILD    ?= $(if $(filter 1,$(SAN)),build-san,$(if $(filter 1,$(MPI)),build-mpi,build))
 PREFIX   ?= /usr/local
 
 CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE
@@ -21,6 +23,15 @@ endif
 ifeq ($(SAN),1)
 CFLAGS   := $(filter-out -O2 -O3,$(CFLAGS)) -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 LDFLAGS  += -fsanitize=address,undefined
+endif
+ifeq ($(MPI),1)
+MPI_CFLAGS := $(shell pkg-config --cflags ompi-c 2>/dev/null)
+MPI_LIBS   := $(shell pkg-config --libs ompi-c 2>/dev/null)
+ifeq ($(MPI_LIBS),)
+$(error MPI=1 needs Open MPI's development files (pkg-config ompi-c): run `make deps`)
+endif
+CPPFLAGS += -DFT_WITH_MPI $(MPI_CFLAGS)
+LDLIBS   += $(MPI_LIBS)
 endif
 LDLIBS   += -lsnappy -lz -lzstd -llz4 -lbrotlidec -ldnnl -lopenblas -lonig -lutf8proc -ljansson -lsqlite3 -lmicrohttpd -lpthread -lm -ldl
 LDFLAGS  += -fopenmp
@@ -67,10 +78,12 @@ deps:
 	@sh tools/deps.sh
 
 # All tests: the full suite on the optimized build (end-to-end tests use build/ftune), then the
-# unit tests again under ASan+UBSan (FT_TEST_SAN=1 lets heavy end-to-end tests take small sizes).
+# unit tests again under ASan+UBSan (FT_TEST_SAN=1 lets heavy end-to-end tests take small sizes),
+# then the data-parallel tests (tests/comm/, names mpi_*) on the MPI=1 build under mpirun.
 test: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/ftune_tests
 	@$(MAKE) --no-print-directory SAN=1 build-san/ftune build-san/ftune_tests
+	@$(MAKE) --no-print-directory MPI=1 build-mpi/ftune build-mpi/ftune_tests
 	@sh tools/run-tests.sh
 
 unit: all $(BUILD)/ftune_tests
@@ -131,6 +144,6 @@ fuzz-run: fuzz
 -include $(FUZZ_LIB_OBJ:.o=.d)
 
 clean:
-	rm -rf build build-san build-fuzz
+	rm -rf build build-san build-mpi build-fuzz
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

@@ -4,7 +4,8 @@
 set -e
 PKGS="gcc make pkg-config libjansson-dev libonig-dev libutf8proc-dev unicode-data libopenblas-dev libopenblas0-openmp libdnnl-dev libsqlite3-dev
 libmicrohttpd-dev libomp-dev clang libclang-rt-14-dev python3 python3-torch python3-numpy python3-jinja2
-libsnappy-dev zlib1g-dev libzstd-dev liblz4-dev libbrotli-dev chromium"
+libsnappy-dev zlib1g-dev libzstd-dev liblz4-dev libbrotli-dev chromium
+openmpi-bin libopenmpi-dev iproute2"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

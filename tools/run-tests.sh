@@ -42,6 +42,14 @@ run() {
 run "tests (optimized build)" FTUNE_BIN=build/ftune ./build/ftune_tests
 run "unit tests under ASan+UBSan" FT_TEST_SAN=1 ASAN_OPTIONS=detect_leaks=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 FTUNE_BIN=build-san/ftune ./build-san/ftune_tests
+# The data-parallel tests (tests/comm/) under mpirun on the MPI=1 build: the runs above skip the
+# ones that need MPI (counted as skipped), this one runs them.
+if [ -x build-mpi/ftune_tests ]; then
+    run "data-parallel tests (MPI=1 build)" FTUNE_BIN=build-mpi/ftune ./build-mpi/ftune_tests comm/
+else
+    echo "run-tests: build-mpi/ftune_tests is missing (make MPI=1): the MPI tests were not run" >&2
+    rc=1
+fi
 if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
     f=1 # a binary failed without counting a failed test: never print "0 failed" then
 fi
