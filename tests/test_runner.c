@@ -174,12 +174,16 @@ TEST(runner_filter_matching_nothing_fails) {
     ft_free(cmd);
 }
 
-/* tools/run-tests.sh against fake test binaries (shell scripts) in a scratch folder. */
-static int run_script(const char *dir, const char *opt_body, const char *san_body, char **out) {
-    const char *bodies[2] = {opt_body, san_body};
-    const char *names[2] = {"build", "build-san"};
+/* tools/run-tests.sh against fake test binaries (shell scripts) in a scratch folder: the optimized,
+ * the sanitized and the MPI build's (mpi_body NULL: none). */
+static int run_script3(const char *dir, const char *opt_body, const char *san_body, const char *mpi_body, char **out) {
+    const char *bodies[3] = {opt_body, san_body, mpi_body};
+    const char *names[3] = {"build", "build-san", "build-mpi"};
     ft_err err;
-    for (int i = 0; i < 2; i++) {
+    char *mpi_bin = ft_asprintf("%s/build-mpi/ftune_tests", dir);
+    unlink(mpi_bin);
+    ft_free(mpi_bin);
+    for (int i = 0; i < 3 && bodies[i]; i++) {
         char *sub = ft_asprintf("%s/%s", dir, names[i]);
         char *bin = ft_asprintf("%s/ftune_tests", sub);
         char *text = ft_asprintf("#!/bin/sh\n%s\n", bodies[i]);
@@ -199,6 +203,10 @@ static int run_script(const char *dir, const char *opt_body, const char *san_bod
     return rc;
 }
 
+static int run_script(const char *dir, const char *opt_body, const char *san_body, char **out) {
+    return run_script3(dir, opt_body, san_body, "echo '2 passed, 0 failed, 0 skipped'", out);
+}
+
 static const char *last_line(char *out) {
     size_t n = strlen(out);
     while (n && out[n - 1] == '\n')
@@ -213,14 +221,21 @@ TEST(runner_script_fails_on_any_crash_or_exit_status) {
     /* clean: exit 0, counts added */
     CHECK_EQ_INT(run_script(dir, "echo '4 passed, 0 failed, 1 skipped'", "echo '3 passed, 0 failed, 2 skipped'", &out),
                  0);
-    CHECK_STR_EQ(last_line(out), "7 passed, 0 failed, 3 skipped");
+    CHECK_STR_EQ(last_line(out), "9 passed, 0 failed, 3 skipped");
+    free(out);
+    /* the MPI build's tests missing: not a silent pass */
+    CHECK_EQ_INT(run_script3(dir, "echo '4 passed, 0 failed, 0 skipped'", "echo '3 passed, 0 failed, 0 skipped'", NULL,
+                             &out),
+                 1);
+    CHECK(strstr(out, "build-mpi/ftune_tests is missing"));
+    CHECK_STR_EQ(last_line(out), "7 passed, 1 failed, 0 skipped");
     free(out);
     /* a clean summary, then a crash: the old `| tee` pipeline reported success */
     CHECK_EQ_INT(run_script(dir, "echo '4 passed, 0 failed, 0 skipped'; kill -SEGV $$",
                             "echo '3 passed, 0 failed, 0 skipped'", &out),
                  1);
     CHECK(strstr(out, "exited with status"));
-    CHECK_STR_EQ(last_line(out), "7 passed, 1 failed, 0 skipped");
+    CHECK_STR_EQ(last_line(out), "9 passed, 1 failed, 0 skipped");
     free(out);
     /* no summary at all (the binary died early) */
     CHECK_EQ_INT(run_script(dir, "echo '4 passed, 0 failed, 0 skipped'", "echo 'ok   a'; exit 1", &out), 1);
@@ -230,6 +245,6 @@ TEST(runner_script_fails_on_any_crash_or_exit_status) {
     CHECK_EQ_INT(run_script(dir, "echo '4 passed, 2 failed, 0 skipped'; exit 1", "echo '3 passed, 0 failed, 0 skipped'",
                             &out),
                  1);
-    CHECK_STR_EQ(last_line(out), "7 passed, 2 failed, 0 skipped");
+    CHECK_STR_EQ(last_line(out), "9 passed, 2 failed, 0 skipped");
     free(out);
 }
