@@ -5,6 +5,7 @@
 #define FTUNE_VERSION "0.1.0"
 
 #include "ftune/base.h"
+#include "ftune/comm.h"
 #include "ftune/json.h"
 
 #include "ftune/safetensors.h"

@@ -115,8 +115,15 @@ ft_status ft_model_forward(ft_model *m, ft_workspace *ws, const ft_batch *b, flo
 ft_status ft_model_forward_backward(ft_model *m, ft_workspace *ws, const ft_batch *b, double denom, double *loss_sum,
                                     int64_t *n_trainable, ft_err *err);
 void ft_model_zero_grad(ft_model *m);
-/* Global L2 norm of all gradients. */
+/* Global L2 norm of all gradients: the sums of squares of fixed chunks of FT_GRAD_CHUNK elements of
+ * the flat gradient (HF parameter order), each in double in a fixed order, added in chunk order;
+ * so it does not depend on the number of threads or of data-parallel processes. */
 double ft_model_grad_norm(ft_model *m);
+#define FT_GRAD_CHUNK ((int64_t)4096)
+/* Elements of all parameters (the flat parameter and gradient blocks). */
+int64_t ft_model_n_elements(const ft_model *m);
+/* out[c - c0] = the sum of squares of gradient chunk c, for c in [c0, c1). */
+void ft_model_grad_sumsq_chunks(ft_model *m, int64_t c0, int64_t c1, double *out);
 
 /* Evaluation without logits: the loss sum and count as ft_model_forward, and *n_correct, the
  * trainable targets that are the argmax of their logits (the first maximum, as torch.argmax):

@@ -26,6 +26,11 @@ typedef struct ft_optim_params {
     double weight_decay; /* 0 by default */
     double beta1, beta2;
     double eps; /* AdamW only */
+    /* ZeRO-1 (data parallelism): update, and keep state for, only the flat parameter elements
+     * [shard_lo, shard_hi) (possibly empty) when `sharded`. A sharded optimizer lists only "step"
+     * among its state tensors; its buffers are ft_optim_buffer's. */
+    bool sharded;
+    int64_t shard_lo, shard_hi;
 } ft_optim_params;
 /* SPEC §2 defaults for the kind; peak_lr 5e-7 (SPEC's learning-rate default). */
 ft_optim_params ft_optim_default_params(ft_optim_kind kind);
@@ -51,6 +56,13 @@ ft_status ft_optim_step(ft_optim *o, double lr, ft_err *err);
  * the scaled gradients back: the same result as ft_optim_clip_grad_norm + ft_optim_step with one
  * pass over memory fewer. A non-finite norm is FT_ERR_NUMERIC and updates nothing. */
 ft_status ft_optim_step_clipped(ft_optim *o, double lr, double max_norm, double *norm, ft_err *err);
+/* The same with the gradient norm given (data parallelism: computed over every process's shard). */
+ft_status ft_optim_step_norm(ft_optim *o, double lr, double max_norm, double norm, ft_err *err);
+/* The flat elements this optimizer updates: [*lo, *hi). */
+void ft_optim_shard(const ft_optim *o, int64_t *lo, int64_t *hi);
+/* Its state buffers over that range: 0 exp_avg, 1 exp_avg_sq (AdamW); n_buffers 2 (AdamW) or 1. */
+int ft_optim_n_buffers(const ft_optim *o);
+float *ft_optim_buffer(ft_optim *o, int k);
 /* Updates done so far (the "step" tensor). */
 int64_t ft_optim_step_count(const ft_optim *o);
 void ft_optim_set_step_count(ft_optim *o, int64_t step);

@@ -157,6 +157,9 @@ typedef struct ft_runs_exec_params {
      * handler: the run stops at the next step boundary after a checkpoint and records STOPPED
      * with the signal named in its details. NULL: none. */
     const volatile sig_atomic_t *stop_signal;
+    /* Data parallelism (issue #15): the processes of this run (ftune/comm.h; this process is rank
+     * 0, the others follow with ft_train_follow). NULL: this process alone. */
+    ft_comm *comm;
 } ft_runs_exec_params;
 
 /* Execute the run `name`, which the caller has moved to STARTING: take ownership (this pid and

@@ -120,6 +120,9 @@ ft_status ft_store_run_take_over(ft_store *s, const char *name, int64_t expected
                                  ft_err *err);
 ft_status ft_store_run_set_progress(ft_store *s, const char *name, double progress, double eta_s, ft_err *err);
 ft_status ft_store_run_set_registered(ft_store *s, const char *name, const char *registered_name, ft_err *err);
+/* Replace the run's config_json (a JSON object's text): e.g. the world size and hosts a
+ * data-parallel run records when it starts (ft_runs_world reads them). */
+ft_status ft_store_run_set_config(ft_store *s, const char *name, const char *config_json, ft_err *err);
 /* The oldest QUEUED run that no process owns yet (a foreground `ftune create` owns its run from
  * the start), moved to STARTING and owned by (pid, host) in one transaction, so that
  * two workers never take the same run. *name (caller frees) is NULL when none is queued. */

@@ -30,6 +30,7 @@
 #include <jansson.h>
 
 #include "ftune/base.h"
+#include "ftune/comm.h"
 #include "ftune/config.h"
 #include "ftune/data.h" /* ft_task_type, ft_data_duration */
 #include "ftune/model.h"
@@ -50,12 +51,23 @@ typedef struct ft_grad_reduce {
     void *ctx;
 } ft_grad_reduce;
 
+/* Data parallelism over an ft_comm (src/train/dp.c; the trainer creates it for a run on several
+ * processes). With it, ft_train_step runs only this rank's share of the batch's micro-batches
+ * (rank r of N takes micro-batches [floor(n r / N), floor(n (r + 1) / N)) of n = ceil(B / micro)),
+ * sums loss, token counts, router counts and gradients over the ranks in rank order (the gradient
+ * by a reduce-scatter: this rank ends with the sum of its shard of FT_GRAD_CHUNK chunks), takes the
+ * norm over the ranks' chunks in chunk order, updates its shard (ZeRO-1) or everything, and
+ * all-gathers the parameters. In one process it can also compute exactly what N ranks would
+ * (each share accumulated alone, the shares added in rank order): the reference of the tests. */
+typedef struct ft_train_dp ft_train_dp;
+
 typedef struct ft_train_step_params {
     int64_t micro;   /* rows per forward/backward pass; 0: the whole batch at once */
     double denom;    /* the loss denominator (the global batch's trainable tokens); 0: this batch's */
     double lr;       /* learning rate of this update */
     double max_norm; /* gradient clipping; 0: none */
     ft_grad_reduce reduce;
+    ft_train_dp *dp; /* NULL: one process (reduce is then the hook) */
 } ft_train_step_params;
 
 typedef struct ft_train_step_result {
@@ -281,6 +293,9 @@ typedef struct ft_train_sink {
     ft_status (*on_step)(void *user, const ft_train_step_info *info);
     ft_status (*on_checkpoint)(void *user, const char *path, int64_t epoch, int64_t batch);
     ft_status (*on_eval)(void *user, const ft_eval_result *r);
+    /* A run on several processes (data parallelism), when it starts: their count and each one's
+     * host name, by rank. */
+    ft_status (*on_world)(void *user, int64_t world_size, const char *const *hosts);
     /* Polled between optimizer steps (and between eval prompts): true stops the run at the next
      * step boundary after saving a checkpoint (cancel, Ctrl-C). Must be async-signal friendly to
      * set: e.g. read a volatile sig_atomic_t. */
@@ -355,5 +370,31 @@ ft_status ft_train_run(const ft_train_config *cfg, const ft_train_sink *sink, ft
  * checkpoint starts from the beginning. */
 ft_status ft_train_resume(const char *run_dir, int threads, const ft_train_sink *sink, ft_train_result *res,
                           ft_err *err);
+
+/* ---------------------------------------------------------------- data parallelism (issue #15)
+ * One run on every process of `comm` (ft_comm_world under `mpirun -np N`). Rank 0 calls
+ * ft_train_run_on / ft_train_resume_on exactly as one process calls ft_train_run / ft_train_resume
+ * (with its sink; it alone writes the run folder: configuration, metrics, checkpoints, evaluation,
+ * export). Every other rank calls ft_train_follow, which receives each run's configuration from
+ * rank 0, validates the data itself, trains its share and writes nothing, until rank 0 calls
+ * ft_train_release (once, when it has no more runs; its exit status goes to the followers).
+ * Weights and optimizer state come from rank 0 (broadcast), so only rank 0 needs the run folder;
+ * every rank needs the model folder and the training data. A checkpoint holds the full optimizer
+ * state by parameter name whatever the number of ranks, so a run resumes on any number of them.
+ * A failure every rank sees (a bad configuration, data that differs between ranks) ends the run
+ * on all of them with the reason; a rank that fails alone mid-run aborts the job (ft_comm_abort),
+ * which the launcher turns into every process ending; the run is then resumed from its latest
+ * checkpoint. With threads 0 ("all cores") each rank takes its host's cores divided by the ranks
+ * on that host. Environment: FTUNE_ZERO=0 keeps the whole optimizer state on every rank (ZeRO-1,
+ * the default, keeps each rank's shard only: the same bits, less memory); in one process,
+ * FTUNE_DP_SIMULATE_RANKS=N computes exactly what N ranks would (the reference of the tests).
+ * comm NULL or of one process: ft_train_run / ft_train_resume. */
+ft_status ft_train_run_on(const ft_train_config *cfg, ft_comm *comm, const ft_train_sink *sink,
+                          ft_train_result *res, ft_err *err);
+ft_status ft_train_resume_on(const char *run_dir, int threads, ft_comm *comm, const ft_train_sink *sink,
+                             ft_train_result *res, ft_err *err);
+/* Ranks > 0. Returns FT_OK with *rank0_status rank 0's exit status once released. */
+ft_status ft_train_follow(ft_comm *comm, int *rank0_status, ft_err *err);
+ft_status ft_train_release(ft_comm *comm, int status, ft_err *err);
 
 #endif

@@ -202,6 +202,13 @@ int cmd_create(int argc, char **argv) {
         cfg.name = ft_strdup(cli_str(&a, "name", ""));
     }
     bool detach = cli_has(&a, "detach"), quiet = cli_has(&a, "quiet");
+    if (detach && ft_comm_size(run_comm()) > 1) {
+        rc = cli_usage_error("create", "detach",
+                             "a run on %lld processes (mpirun) trains in the foreground: the background worker is one "
+                             "process; drop --detach (or run the mpirun command itself in the background)",
+                             (long long)ft_comm_size(run_comm()));
+        goto done;
+    }
     char self[4096];
     ssize_t sn = readlink("/proc/self/exe", self, sizeof self - 1);
     self[sn > 0 ? sn : 0] = 0;

@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "ftune/ftune.h"
+#include "run_common.h"
 
 typedef struct {
     const char *name;
@@ -77,8 +78,12 @@ int main(int argc, char **argv) {
     /* Two-word commands ("debug forward", "bench train-step", "registry list") are dispatched
      * by their first word; the command parses the second. */
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-        if (!strcmp(argv[1], commands[i].name))
+        if (!strcmp(argv[1], commands[i].name)) {
+            /* Under mpirun/srun, a run is trained by all the processes (data parallelism). */
+            if ((!strcmp(argv[1], "create") || !strcmp(argv[1], "resume")) && ft_comm_launched_by_mpi())
+                return run_distributed(argv[1], commands[i].fn, argc - 2, argv + 2);
             return commands[i].fn(argc - 2, argv + 2);
+        }
     usage(stderr);
     fprintf(stderr, "\n");
     return cli_fail(argv[1], CLI_EXIT_USAGE, "unknown command (`ftune help` lists them)");

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 
 #include "cli.h"
+#include "ftune/comm.h"
 #include "ftune/store.h"
 
 /* Open $FTUNE_HOME/ftune.db; on failure prints "ftune CMD: why" and returns the exit code. */
@@ -28,6 +29,13 @@ const char *run_hostname(void);
 bool run_process_alive(const ft_run *r);
 /* STARTING, RUNNING or TERMINATING whose process is gone (SIGKILL, power cut, OOM). */
 bool run_is_orphaned(const ft_run *r);
+
+/* `mpirun -np N ftune create|resume ...` (launched by an MPI launcher): rank 0 runs `fn` with the
+ * run's processes available to run_execute (run_comm), the other ranks follow its runs
+ * (ft_train_follow); all exit with rank 0's status. */
+int run_distributed(const char *command, int (*fn)(int, char **), int argc, char **argv);
+/* The processes of this command's runs (NULL: this one alone). */
+ft_comm *run_comm(void);
 
 typedef struct run_exec_opts {
     bool resume;     /* continue from the latest checkpoint (else: start fresh unless there is one) */

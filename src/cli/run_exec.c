@@ -158,6 +158,34 @@ static void show_step(void *user, int64_t step, int64_t total, double loss) {
     ft_progress_update(&c->bar, step, extra);
 }
 
+/* ---------------------------------------------------------------- several processes (mpirun) */
+
+static ft_comm *g_comm; /* this command's processes (run_distributed), for run_execute */
+
+ft_comm *run_comm(void) { return g_comm; }
+
+int run_distributed(const char *command, int (*fn)(int, char **), int argc, char **argv) {
+    ft_comm *comm = NULL;
+    ft_err err;
+    if (ft_comm_world(&comm, &err) != FT_OK)
+        return cli_report(command, &err);
+    if (ft_comm_rank(comm) > 0) {
+        /* Rank 0 parses the command line, records the run and reports; this rank trains its share
+         * of each step with it and exits with rank 0's status. */
+        int status = 0;
+        ft_status st = ft_train_follow(comm, &status, &err);
+        ft_comm_free(comm);
+        return st != FT_OK ? cli_report(command, &err) : status;
+    }
+    g_comm = comm;
+    int rc = fn(argc, argv);
+    g_comm = NULL;
+    if (ft_train_release(comm, rc, &err) != FT_OK)
+        cli_report(command, &err);
+    ft_comm_free(comm);
+    return rc;
+}
+
 int run_execute(ft_store *s, const char *name, const run_exec_opts *o) {
     show_ctx sc = {.name = name, .show = o->show};
     ft_runs_observer obs = {.user = &sc, .on_line = show_line, .on_step = show_step};
@@ -166,7 +194,8 @@ int run_execute(ft_store *s, const char *name, const run_exec_opts *o) {
                              .allow_changed_data = o->allow_changed_data,
                              .data_checked = o->data_checked,
                              .observer = &obs,
-                             .stop_signal = &g_stop_signal};
+                             .stop_signal = &g_stop_signal,
+                             .comm = g_comm};
     g_stop_signal = 0;
     /* SIGHUP (the terminal closed) is a request to stop like SIGTERM: record STOPPED after a
      * checkpoint, resumable, instead of dying mid-step with the run left RUNNING. Output to a

@@ -320,17 +320,49 @@ void ft_model_zero_grad(ft_model *m) {
         memset(g + k, 0, (n - k < 16384 ? n - k : 16384) * sizeof(float));
 }
 
-double ft_model_grad_norm(ft_model *m) {
-    if (!m->p.training)
-        return 0.0;
-    const float *g = m->params[0].grad;
+int64_t ft_model_n_elements(const ft_model *m) {
     int64_t n = 0;
     for (size_t i = 0; i < m->n_params; i++)
         n += m->params[i].numel;
-    double ss = 0.0;
-#pragma omp parallel for simd schedule(static) reduction(+ : ss)
-    for (int64_t k = 0; k < n; k++)
-        ss += (double)g[k] * g[k];
+    return n;
+}
+
+/* One chunk's sum of squares, in 8 lanes combined in a fixed order: the same bits whichever thread
+ * or process sums it, and the compiler may still vectorise the lanes. */
+static double chunk_sumsq(const float *g, int64_t n) {
+    double lane[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++)
+            lane[j] += (double)g[i + j] * g[i + j];
+    for (int j = 0; i < n; i++, j++)
+        lane[j] += (double)g[i] * g[i];
+    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+}
+
+void ft_model_grad_sumsq_chunks(ft_model *m, int64_t c0, int64_t c1, double *out) {
+    const int64_t n = ft_model_n_elements(m);
+    const float *g = m->p.training ? m->params[0].grad : NULL;
+#pragma omp parallel for schedule(static)
+    for (int64_t c = c0; c < c1; c++) {
+        int64_t lo = c * FT_GRAD_CHUNK, hi = lo + FT_GRAD_CHUNK < n ? lo + FT_GRAD_CHUNK : n;
+        out[c - c0] = g && hi > lo ? chunk_sumsq(g + lo, hi - lo) : 0.0;
+    }
+}
+
+double ft_model_grad_norm(ft_model *m) {
+    if (!m->p.training)
+        return 0.0;
+    /* Fixed chunks summed in chunk order: the norm does not depend on the thread count, nor on how
+     * many processes share the chunks in data-parallel training (train/dp.c). */
+    const int64_t nc = (ft_model_n_elements(m) + FT_GRAD_CHUNK - 1) / FT_GRAD_CHUNK;
+    double part[256], ss = 0.0;
+    for (int64_t c0 = 0; c0 < nc; c0 += 256) {
+        int64_t c1 = c0 + 256 < nc ? c0 + 256 : nc;
+        ft_model_grad_sumsq_chunks(m, c0, c1, part);
+        for (int64_t c = c0; c < c1; c++)
+            ss += part[c - c0];
+    }
     return sqrt(ss);
 }
 

@@ -226,6 +226,34 @@ static ft_status sink_event(void *user, ft_train_event type, ft_log_level level,
     return st;
 }
 
+/* The processes of a data-parallel run, recorded in its config for `ftune get` (ft_runs_world).
+ * Bookkeeping: a store that refuses it is logged, not fatal. */
+static ft_status sink_world(void *user, int64_t world_size, const char *const *hosts) {
+    sink_ctx *c = user;
+    ft_run r;
+    ft_err e2;
+    if (ft_store_run_get(c->s, c->name, &r, &e2) != FT_OK)
+        return FT_OK;
+    json_t *cfg = r.config_json ? json_loads(r.config_json, 0, NULL) : NULL;
+    if (!json_is_object(cfg)) {
+        json_decref(cfg);
+        cfg = json_object();
+    }
+    json_t *hs = json_array();
+    for (int64_t k = 0; k < world_size && hosts[k]; k++)
+        json_array_append_new(hs, json_string(hosts[k]));
+    json_object_set_new(cfg, "world_size", json_integer((json_int_t)world_size));
+    json_object_set_new(cfg, "hosts", hs);
+    char *text = json_dumps(cfg, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    if (!text || ft_store_run_set_config(c->s, c->name, text, &e2) != FT_OK)
+        FT_LOG_WARN("run %s: could not record its %lld processes in the store: %s", c->name, (long long)world_size,
+                    text ? e2.msg : "out of memory");
+    free(text);
+    json_decref(cfg);
+    ft_run_deinit(&r);
+    return FT_OK;
+}
+
 static ft_status sink_metric(void *user, int64_t step, const char *name, double value) {
     sink_ctx *c = user;
     if (c->n == c->cap) {
@@ -524,6 +552,7 @@ ft_status ft_runs_execute(ft_store *s, const char *name, const ft_runs_exec_para
         .on_step = sink_step,
         .on_checkpoint = sink_checkpoint,
         .on_eval = sink_eval,
+        .on_world = sink_world,
         .should_stop = sink_should_stop,
     };
     ft_train_result res;
@@ -546,9 +575,11 @@ ft_status ft_runs_execute(ft_store *s, const char *name, const ft_runs_exec_para
         st = ft_store_metrics_truncate(s, name, step, &err);
         ft_store_set_busy_timeout(s, SINK_BUSY_MS);
         if (st == FT_OK)
-            st = ft_train_resume(r.run_dir, o->threads, &sink, &res, &err);
+            st = ft_train_resume_on(r.run_dir, o->threads, o->comm, &sink, &res, &err);
     } else {
         json_t *j = json_loads(r.config_json ? r.config_json : "{}", 0, NULL);
+        json_object_del(j, "world_size"); /* what a data-parallel start recorded: not configuration */
+        json_object_del(j, "hosts");
         ft_train_config cfg = ft_train_default_config();
         st = j ? ft_train_config_from_json(j, &cfg, &err)
                : FT_ERR(&err, FT_ERR_PARSE, "run %s: its stored configuration is not JSON", name);
@@ -557,7 +588,7 @@ ft_status ft_runs_execute(ft_store *s, const char *name, const ft_runs_exec_para
             cfg.threads = o->threads;
         ft_store_set_busy_timeout(s, SINK_BUSY_MS);
         if (st == FT_OK)
-            st = ft_train_run(&cfg, &sink, &res, &err);
+            st = ft_train_run_on(&cfg, o->comm, &sink, &res, &err);
         ft_train_config_deinit(&cfg);
     }
     /* Everything the store did not take during training, before the final status. */

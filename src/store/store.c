@@ -779,6 +779,15 @@ ft_status ft_store_run_set_registered(ft_store *s, const char *name, const char 
     return update_run(s, name, sql, &st, err);
 }
 
+ft_status ft_store_run_set_config(ft_store *s, const char *name, const char *config_json, ft_err *err) {
+    const char *sql = "UPDATE runs SET config = ?2, updated = ?3 WHERE name = ?1";
+    sqlite3_stmt *st;
+    FT_TRY(store_prepare(s, sql, &st, err));
+    store_bind_text(st, 2, config_json);
+    sqlite3_bind_double(st, 3, store_now());
+    return update_run(s, name, sql, &st, err);
+}
+
 ft_status ft_store_run_claim_next(ft_store *s, int64_t pid, const char *host, char **name, ft_err *err) {
     *name = NULL;
     FT_TRY(store_begin(s, err));

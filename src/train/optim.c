@@ -13,8 +13,9 @@ struct ft_optim {
     ft_optim_params p;
     ft_model *m;
     int64_t n;      /* elements over all parameters */
+    int64_t lo, hi; /* the elements updated here (ZeRO-1 shard; 0, n: all) */
     float *w, *g;   /* flat parameters and gradients */
-    float *m1, *m2; /* exp_avg, exp_avg_sq (NULL for Lion) */
+    float *m1, *m2; /* exp_avg, exp_avg_sq (NULL for Lion), over [lo, hi) */
     ft_arena arena;
     ft_optim_state *state;
     size_t n_state;
@@ -69,7 +70,19 @@ ft_status ft_optim_new(ft_model *m, const ft_optim_params *p, ft_optim **out, ft
         o->n += t->numel;
     }
     int nbuf = p->kind == FT_OPTIM_ADAMW ? 2 : 1;
-    o->n_state = (size_t)nbuf * np + 1;
+    bool sharded = p->sharded;
+    if (sharded && !(p->shard_lo >= 0 && p->shard_hi >= p->shard_lo && p->shard_hi <= o->n)) {
+        int64_t n = o->n;
+        ft_free(o);
+        return FT_ERR(err, FT_ERR_INVALID, "optimizer: shard [%lld, %lld) is outside the %lld parameters",
+                      (long long)p->shard_lo, (long long)p->shard_hi, (long long)n);
+    }
+    o->lo = sharded ? p->shard_lo : 0;
+    o->hi = sharded ? p->shard_hi : o->n;
+    const int64_t ns = o->hi - o->lo;
+    /* A shard's state is one block per buffer, not named per parameter (a parameter may straddle
+     * shards): only "step" is listed; the trainer gathers full state by name for checkpoints. */
+    o->n_state = sharded ? 1 : (size_t)nbuf * np + 1;
     o->state = ft_calloc(o->n_state, sizeof *o->state);
     size_t name_cap = 0;
     for (size_t i = 0; i < np; i++)
@@ -79,20 +92,20 @@ ft_status ft_optim_new(ft_model *m, const ft_optim_params *p, ft_optim **out, ft
     if (!o->state || !o->names)
         s = FT_ERR(err, FT_ERR_NOMEM, "optimizer: out of memory");
     if (s == FT_OK)
-        s = ft_arena_init(&o->arena, "optimizer state", ((size_t)o->n * (size_t)nbuf + 16) * sizeof(float) + 256, err);
+        s = ft_arena_init(&o->arena, "optimizer state", ((size_t)ns * (size_t)nbuf + 16) * sizeof(float) + 256, err);
     float *buf = NULL;
-    if (s == FT_OK && !(buf = ft_arena_alloc(&o->arena, ((size_t)o->n * (size_t)nbuf + 16) * sizeof(float), err)))
+    if (s == FT_OK && !(buf = ft_arena_alloc(&o->arena, ((size_t)ns * (size_t)nbuf + 16) * sizeof(float), err)))
         s = FT_ERR_NOMEM;
     if (s != FT_OK) {
         ft_optim_free(o);
         return s;
     }
     o->m1 = buf;
-    o->m2 = nbuf == 2 ? buf + o->n : NULL;
-    float *stepf = buf + o->n * nbuf;
+    o->m2 = nbuf == 2 ? buf + ns : NULL;
+    float *stepf = buf + ns * nbuf;
     char *nm = o->names;
     size_t k = 0;
-    for (int b = 0; b < nbuf; b++) {
+    for (int b = 0; !sharded && b < nbuf; b++) {
         int64_t off = 0;
         for (size_t i = 0; i < np; i++) {
             ft_param *t = ft_model_param(m, i);
@@ -165,19 +178,33 @@ static ft_status update(ft_optim *o, double lr, float gscale, ft_err *err) {
                          .inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2)),
                          .gscale = gscale};
     const ft_backend *be = ft_model_backend(o->m);
+    /* Element-wise: a shard's update is bit for bit that part of the whole update. */
     if (o->p.kind == FT_OPTIM_ADAMW)
-        be->adamw(o->w, o->m1, o->m2, o->g, o->n, &u);
+        be->adamw(o->w + o->lo, o->m1, o->m2, o->g + o->lo, o->hi - o->lo, &u);
     else
-        be->lion(o->w, o->m1, o->g, o->n, &u);
+        be->lion(o->w + o->lo, o->m1, o->g + o->lo, o->hi - o->lo, &u);
     return FT_OK;
 }
 
 ft_status ft_optim_step(ft_optim *o, double lr, ft_err *err) { return update(o, lr, 1.0f, err); }
 
+void ft_optim_shard(const ft_optim *o, int64_t *lo, int64_t *hi) {
+    *lo = o->lo;
+    *hi = o->hi;
+}
+
+int ft_optim_n_buffers(const ft_optim *o) { return o->m2 ? 2 : 1; }
+
+float *ft_optim_buffer(ft_optim *o, int k) { return k == 0 ? o->m1 : k == 1 ? o->m2 : NULL; }
+
 ft_status ft_optim_step_clipped(ft_optim *o, double lr, double max_norm, double *norm, ft_err *err) {
     double n = ft_model_grad_norm(o->m);
     if (norm)
         *norm = n;
+    return ft_optim_step_norm(o, lr, max_norm, n, err);
+}
+
+ft_status ft_optim_step_norm(ft_optim *o, double lr, double max_norm, double n, ft_err *err) {
     if (!isfinite(n))
         return FT_ERR(err, FT_ERR_NUMERIC, "optimizer: the gradient norm is %g", n);
     double coef = max_norm > 0 ? max_norm / (n + 1e-6) : 1.0;

@@ -81,6 +81,8 @@ ft_status train_accumulate_aux(ft_model *m, ft_workspace *ws, const ft_batch *b,
 
 ft_status ft_train_step(ft_model *m, ft_workspace *ws, ft_optim *o, const ft_batch *b, const ft_train_step_params *p,
                         ft_train_step_result *r, ft_err *err) {
+    if (p->dp)
+        return train_dp_step(m, ws, o, b, p, r, err);
     *r = (ft_train_step_result){.loss = NAN, .grad_norm = NAN};
     double denom = p->denom;
     if (denom <= 0) {

@@ -29,17 +29,52 @@ ft_batch train_batch_rows(const ft_batch *b, int64_t r0, int64_t r1);
  * window[0..W) (*n filled, *pos next slot); true when above zmax. The loss is then added. */
 bool train_spike_check(double *window, int64_t W, int64_t *n, int64_t *pos, double loss, double zmax, double *z);
 
+/* ---------------------------------------------------------------- data parallelism (dp.c) */
+
+struct ft_train_dp {
+    ft_comm *comm;     /* NULL when simulating */
+    int64_t rank, world;
+    bool simulate;     /* one process computing what `world` ranks would */
+    bool zero;         /* ZeRO-1: optimizer state and update of this rank's shard only */
+    int64_t n;         /* flat parameter elements */
+    int64_t n_chunks;  /* of FT_GRAD_CHUNK elements */
+    int64_t c_lo, c_hi; /* this rank's chunks */
+    int64_t lo, hi;    /* its elements */
+    float *scratch;    /* reduce-scatter receive buffers, or the simulation's accumulator */
+    double *chunk_ss;  /* n_chunks sums of squares */
+    double comm_s;     /* seconds spent in collectives (gradients, norm, parameters) */
+    double comm_bytes; /* bytes this rank sent in them */
+};
+/* Over comm's ranks (simulate_world 0), or one process simulating simulate_world ranks. */
+ft_status train_dp_new(ft_comm *comm, int64_t simulate_world, bool zero, ft_model *m, ft_train_dp **out,
+                       ft_err *err);
+void train_dp_free(ft_train_dp *dp);
+/* The step with data parallelism (ft_train_step calls it when p->dp is set). */
+ft_status train_dp_step(ft_model *m, ft_workspace *ws, ft_optim *o, const ft_batch *b,
+                        const ft_train_step_params *p, ft_train_step_result *r, ft_err *err);
+
 /* ---------------------------------------------------------------- optimizer seam */
 
 typedef struct train_opt train_opt;
 ft_status train_opt_new(ft_model *m, ft_optimizer_kind kind, double weight_decay, double peak_lr, train_opt **out,
                         ft_err *err);
+/* The same for a data-parallel run: sharded (ZeRO-1) as dp says; dp NULL: train_opt_new. */
+ft_status train_opt_new_dp(ft_model *m, ft_optimizer_kind kind, double weight_decay, double peak_lr,
+                           ft_train_dp *dp, train_opt **out, ft_err *err);
 void train_opt_free(train_opt *o);
 /* The optimizer inside, for ft_train_step. */
 ft_optim *train_opt_optim(train_opt *o);
 /* Save / load every state tensor ("<param>.<state>") and the step count, F32 safetensors. */
 ft_status train_opt_save(train_opt *o, const char *path, ft_err *err);
 ft_status train_opt_load(train_opt *o, const char *path, ft_err *err);
+/* Data parallelism, in two halves so that no collective waits on a rank's file system:
+ * train_opt_gather (every rank, a collective) gathers a sharded state to rank 0; then rank 0 alone
+ * writes it with train_opt_save (the same file as one process writes). train_opt_read (rank 0
+ * alone) reads a file into rank 0's full buffers; train_opt_scatter (every rank, a collective)
+ * hands every rank its shard. */
+ft_status train_opt_gather(train_opt *o, ft_err *err);
+ft_status train_opt_read(train_opt *o, const char *path, ft_err *err);
+ft_status train_opt_scatter(train_opt *o, ft_err *err);
 
 /* ---------------------------------------------------------------- model files */
 

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <omp.h>
 #include <unistd.h>
 
 #include "ftune/data.h"
@@ -65,7 +66,17 @@ typedef struct run {
     int64_t step_at_start;
     int next_progress_pct;
     int64_t last_saved_step;
+    /* data parallelism (issue #15) */
+    ft_comm *comm;         /* NULL: one process */
+    bool root;             /* rank 0, which alone writes and reports (always, in one process) */
+    ft_train_dp *dp;       /* NULL: no data parallelism */
+    bool agreed;           /* a failure every rank knows of (so no rank waits for another) */
+    char *hosts;           /* every rank's host name, by rank, comma-separated */
+    int64_t local_ranks;   /* ranks on this host (this one included) */
+    int released;          /* a follower: rank 0 ended the run with this status */
 } run;
+
+static bool multi(const ft_comm *c) { return c && ft_comm_size(c) > 1; }
 
 static ft_status emit(run *r, ft_train_event type, ft_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -75,6 +86,11 @@ static ft_status emit(run *r, ft_train_event type, ft_log_level level, const cha
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    if (!r->root) { /* rank 0 reports the run */
+        ft_log_(FT_LOG_DEBUG, __FILE__, __LINE__, "rank %lld: %s: %s", (long long)ft_comm_rank(r->comm),
+                ft_train_event_name(type), msg);
+        return FT_OK;
+    }
     /* The owner reports what it gets; without one, warnings and errors go to the log. */
     bool owned = r->sink && r->sink->on_event;
     ft_log_(owned ? FT_LOG_DEBUG : level, __FILE__, __LINE__, "%s: %s", ft_train_event_name(type), msg);
@@ -284,6 +300,13 @@ static json_t *state_to_json(run *r) {
 }
 
 static ft_status save_checkpoint(run *r, ft_err *err) {
+    /* Data parallelism: the sharded optimizer state gathered to rank 0 first (every rank, before
+     * anything that may fail on rank 0 alone); then rank 0 writes the checkpoint it holds whole. */
+    FT_TRY(train_opt_gather(r->opt, err));
+    if (!r->root) {
+        r->last_saved_step = r->step;
+        return FT_OK;
+    }
     ft_ckpt_writer w;
     FT_TRY(ft_ckpt_begin(r->run_dir, r->epoch, r->step, &w, err));
     char *pw = ft_ckpt_path(&w, WEIGHTS_FILE), *po = ft_ckpt_path(&w, OPTIM_FILE), *pc = ft_ckpt_path(&w, "config.json"),
@@ -496,8 +519,8 @@ static void truncate_metrics(const char *path, int64_t step) {
 /* ---------------------------------------------------------------- evaluation */
 
 static ft_status evaluate(run *r, ft_err *err) {
-    if (!r->eval_ds && !r->cfg->n_eval_prompts)
-        return FT_OK;
+    if (!r->root || (!r->eval_ds && !r->cfg->n_eval_prompts))
+        return FT_OK; /* rank 0 evaluates while the others wait at the next step */
     ft_eval_result er;
     ft_status s = train_evaluate(&r->ev, r->step, r->epoch, r->sink, &er, err);
     char name[64], rel[96];
@@ -556,6 +579,34 @@ static bool save_due(run *r, bool epoch_ended) {
     return epoch_ended && r->epoch % si->value == 0;
 }
 
+/* Control messages of a data-parallel run, broadcast by rank 0 (ft_train_follow's too). */
+typedef struct ctl_msg {
+    int32_t kind, status;
+    int64_t len;
+} ctl_msg;
+enum { CTL_RUN = 1, CTL_EXIT, CTL_GO, CTL_STOP };
+
+/* At the top of every step rank 0 says whether to go on: so a stop request (Ctrl-C, cancel) stops
+ * every rank at the same step, and a rank-0 failure between steps (its ft_train_release) ends the
+ * followers instead of leaving them waiting. */
+static ft_status step_control(run *r, bool *stop, ft_err *err) {
+    if (!multi(r->comm)) {
+        *stop = stop_requested(r);
+        return FT_OK;
+    }
+    ctl_msg m = {.kind = r->root && stop_requested(r) ? CTL_STOP : CTL_GO};
+    FT_TRY(ft_comm_bcast(r->comm, &m, sizeof m, 0, err));
+    if (m.kind == CTL_EXIT) {
+        r->agreed = true;
+        r->released = m.status ? m.status : 1;
+        return FT_ERR(err, FT_ERR_CANCELLED, "rank 0 ended the run (status %d); its log says why", (int)m.status);
+    }
+    if (m.kind != CTL_GO && m.kind != CTL_STOP)
+        return FT_ERR(err, FT_ERR_INTERNAL, "data parallelism: unexpected control message %d from rank 0", (int)m.kind);
+    *stop = m.kind == CTL_STOP;
+    return FT_OK;
+}
+
 static ft_status train_loop(run *r, ft_err *err) {
     ft_loader_params lp;
     ft_loader_default_params(&lp, r->G, r->T, r->cfg->seed);
@@ -566,7 +617,9 @@ static ft_status train_loop(run *r, ft_err *err) {
     int64_t total = r->sched.total_steps;
     r->next_progress_pct = (int)(100 * r->step / total / 5 + 1) * 5;
     while (r->step < total) {
-        if (stop_requested(r)) {
+        bool stop = false;
+        FT_TRY(step_control(r, &stop, err));
+        if (stop) {
             if (r->last_saved_step != r->step)
                 FT_TRY(save_checkpoint(r, err));
             r->res->outcome = FT_TRAIN_STOPPED;
@@ -586,11 +639,20 @@ static ft_status train_loop(run *r, ft_err *err) {
         ft_status s = FT_OK;
         if (n_train > 0) {
             ft_train_step_params sp = {.micro = r->micro, .denom = (double)n_train, .lr = lr,
-                                       .max_norm = r->cfg->grad_clip};
+                                       .max_norm = r->cfg->grad_clip, .dp = r->dp};
             s = ft_train_step(r->model, r->ws, train_opt_optim(r->opt), &db->batch, &sp, &sr, err);
         }
         r->cursor = db->cursor;
         ft_loader_release(r->loader, db);
+        if (s != FT_OK && r->comm) {
+            /* A failure inside the step's collectives may leave the other ranks waiting on this one:
+             * say why (rank 0's sink records it), then end the whole job. */
+            char m[1600];
+            ft_err_format(err, m, sizeof m);
+            FT_LOG_ERROR("rank %lld: %s", (long long)ft_comm_rank(r->comm), m);
+            emit(r, FT_EVENT_FAILED, FT_LOG_ERROR, "rank 0: %s (all processes stop)", m);
+            ft_comm_abort(r->comm, 1);
+        }
         if (s != FT_OK)
             return s;
         double loss = sr.loss, gnorm = sr.grad_norm;
@@ -611,7 +673,8 @@ static ft_status train_loop(run *r, ft_err *err) {
                         n_train == 0 ? "no trainable token in the batch" : "non-finite loss or gradient", loss, gnorm,
                         (long long)r->nonfinite_in_a_row));
             if (r->nonfinite_in_a_row >= r->cfg->max_nonfinite_in_a_row)
-                return FT_ERR(err, FT_ERR_NUMERIC,
+                return r->agreed = true, /* every rank sees the same losses and norms */
+                       FT_ERR(err, FT_ERR_NUMERIC,
                               "training diverged: %lld updates in a row had a non-finite loss or gradient (last at "
                               "step %lld); lower the learning rate or check the data",
                               (long long)r->nonfinite_in_a_row, (long long)r->step);
@@ -650,6 +713,11 @@ static ft_status train_loop(run *r, ft_err *err) {
         if (n_train > 0 && ft_model_get_config(r->model)->num_local_experts > 0)
             FT_TRY(metric(r, "aux_loss", sr.aux_loss)); /* MoE load balancing, beside the loss */
         FT_TRY(metric(r, "tokens_per_s", info.tokens_per_s));
+        if (r->dp && !r->dp->simulate) { /* data parallelism: rank 0's time in collectives, bytes it sent */
+            FT_TRY(metric(r, "comm_s", r->dp->comm_s));
+            FT_TRY(metric(r, "comm_bytes", r->dp->comm_bytes));
+            r->dp->comm_s = r->dp->comm_bytes = 0;
+        }
         FT_TRY(metric(r, "trainable_tokens", (double)n_train));
         FT_TRY(metric(r, "elapsed_s", elapsed));
         FT_TRY(metric(r, "eta_s", eta));
@@ -690,18 +758,140 @@ static void run_free(run *r) {
     ft_tok_free(r->tok);
     ft_free(r->model_dir);
     ft_free(r->loss_window);
+    ft_free(r->hosts);
+    train_dp_free(r->dp);
     if (r->metrics)
         fclose(r->metrics);
 }
 
-/* `resume_from`: a checkpoint folder to continue from (NULL: a fresh start). */
+/* ---------------------------------------------------------------- data parallelism: set-up */
+
+/* Every rank's status so far, shared: when one failed, all fail with its reason (rank 0 records it),
+ * so no rank goes on to a collective the failed one never reaches. Called at the same points on
+ * every rank, whatever their status. */
+static ft_status sync_status(run *r, ft_status s, ft_err *err) {
+    if (!multi(r->comm))
+        return s;
+    typedef struct {
+        int32_t status;
+        char msg[500];
+    } st_msg;
+    int64_t N = ft_comm_size(r->comm);
+    st_msg mine = {.status = (int32_t)s};
+    if (s != FT_OK)
+        ft_err_format(err, mine.msg, sizeof mine.msg);
+    st_msg *all = ft_calloc((size_t)N, sizeof *all);
+    if (!all)
+        ft_comm_abort(r->comm, 1);
+    ft_err e2;
+    if (ft_comm_allgather_bytes(r->comm, &mine, sizeof mine, all, &e2) != FT_OK)
+        ft_comm_abort(r->comm, 1);
+    ft_status out = s;
+    for (int64_t k = 0; out == FT_OK && k < N; k++)
+        if (all[k].status != FT_OK)
+            out = FT_ERR(err, (ft_status)all[k].status, "rank %lld of %lld failed: %s", (long long)k, (long long)N,
+                         all[k].msg);
+    ft_free(all);
+    if (out != FT_OK)
+        r->agreed = true;
+    return out;
+}
+
+/* What every rank must share with rank 0 before training: its plan (the micro-batch it chose from
+ * its free memory, a resumed run's counters and data cursor) and what the data looked like. */
+typedef struct dp_plan {
+    int64_t T, G, micro, rows_per_epoch, total_steps, warmup_steps;
+    int64_t step, epoch, tokens_seen, skipped, nonfinite_in_a_row, spikes;
+    double elapsed_before;
+    ft_data_cursor cursor;
+} dp_plan;
+
+static ft_status share_plan(run *r, ft_err *err) {
+    dp_plan p = {r->T, r->G, r->micro, r->rows_per_epoch, r->sched.total_steps, r->sched.warmup_steps,
+                 r->step, r->epoch, r->tokens_seen, r->skipped, r->nonfinite_in_a_row, r->spikes,
+                 r->elapsed_before, r->cursor};
+    FT_TRY(ft_comm_bcast(r->comm, &p, sizeof p, 0, err));
+    if (r->root)
+        return FT_OK;
+    if (p.T != r->T || p.rows_per_epoch != r->rows_per_epoch)
+        return FT_ERR(err, FT_ERR_INVALID,
+                      "rank %lld (host %s) reads different training data from rank 0: %lld rows of %lld tokens per "
+                      "epoch, rank 0 %lld rows of %lld; every process must read the same data and model",
+                      (long long)ft_comm_rank(r->comm), ft_comm_host(r->comm), (long long)r->rows_per_epoch,
+                      (long long)r->T, (long long)p.rows_per_epoch, (long long)p.T);
+    r->G = p.G;
+    r->micro = p.micro;
+    r->sched.total_steps = p.total_steps;
+    r->sched.warmup_steps = p.warmup_steps;
+    r->step = p.step;
+    r->epoch = p.epoch;
+    r->tokens_seen = p.tokens_seen;
+    r->skipped = p.skipped;
+    r->nonfinite_in_a_row = p.nonfinite_in_a_row;
+    r->spikes = p.spikes;
+    r->elapsed_before = p.elapsed_before;
+    r->cursor = p.cursor;
+    return FT_OK;
+}
+
+/* Every rank's host name (the first collective of a run: every rank calls it before anything can
+ * fail), and how many ranks share this host. */
+static void gather_hosts(run *r) {
+    int64_t N = ft_comm_size(r->comm);
+    char mine[256] = "", *all = ft_calloc((size_t)N, sizeof mine);
+    ft_err e2;
+    if (!all)
+        ft_comm_abort(r->comm, 1);
+    snprintf(mine, sizeof mine, "%s", ft_comm_host(r->comm));
+    if (ft_comm_allgather_bytes(r->comm, mine, sizeof mine, all, &e2) != FT_OK)
+        ft_comm_abort(r->comm, 1);
+    ft_buf hosts = {0};
+    r->local_ranks = 0;
+    for (int64_t k = 0; k < N; k++) {
+        ft_buf_appendf(&hosts, "%s%s", k ? "," : "", all + k * (int64_t)sizeof mine);
+        r->local_ranks += !strcmp(all + k * (int64_t)sizeof mine, mine);
+    }
+    ft_free(all);
+    r->hosts = hosts.data;
+}
+
+/* "data parallel: world size N, hosts a,b,... (by rank), ZeRO-1 on|off, T threads per process":
+ * `ftune get` reads the world size and hosts back from this event. */
+static ft_status announce_world(run *r, ft_err *err) {
+    if (!multi(r->comm) || !r->root)
+        return FT_OK;
+    int64_t N = ft_comm_size(r->comm);
+    FT_TRY(emit(r, FT_EVENT_TRAIN_UPDATED, FT_LOG_INFO,
+                "data parallel: world size %lld, hosts %s (by rank), ZeRO-1 %s, %d threads per process", (long long)N,
+                r->hosts ? r->hosts : "?", r->dp && r->dp->zero ? "on" : "off", ft_tensor_threads()));
+    if (!r->sink || !r->sink->on_world || !r->hosts)
+        return FT_OK;
+    char *copy = ft_strdup(r->hosts);
+    const char **hosts = ft_calloc((size_t)N + 1, sizeof *hosts);
+    ft_status s = copy && hosts ? FT_OK : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    char *save = NULL, *h = copy ? strtok_r(copy, ",", &save) : NULL;
+    for (int64_t k = 0; s == FT_OK && h && k < N; k++, h = strtok_r(NULL, ",", &save))
+        hosts[k] = h;
+    if (s == FT_OK)
+        s = r->sink->on_world(r->sink->user, N, hosts);
+    ft_free(hosts);
+    ft_free(copy);
+    return s;
+}
+
+/* `resume_from`: a checkpoint folder to continue from (NULL: a fresh start); on ranks > 0 of a
+ * data-parallel run only its being non-NULL counts (rank 0 reads the checkpoint). */
 static ft_status run_impl(const ft_train_config *cfg, const char *run_dir, const char *resume_from,
-                          const ft_train_sink *sink, ft_train_result *res, ft_err *err) {
+                          ft_comm *comm, const ft_train_sink *sink, ft_train_result *res, bool *agreed, ft_err *err) {
     run r;
     memset(&r, 0, sizeof r);
     r.cfg = cfg;
     r.sink = sink;
     r.res = res;
+    r.comm = multi(comm) ? comm : NULL;
+    r.root = ft_comm_rank(r.comm) == 0;
+    if (r.comm)
+        gather_hosts(&r);
     r.last_saved_step = -1;
     snprintf(r.run_dir, sizeof r.run_dir, "%s", run_dir);
     r.config_hash = ft_train_config_hash(cfg);
@@ -725,18 +915,24 @@ static ft_status run_impl(const ft_train_config *cfg, const char *run_dir, const
         s = plan_schedule(&r, err);
     if (s == FT_OK && resume_from) {
         ft_data_cursor_init(&r.cursor, cfg->seed);
-        s = load_state(&r, resume_from, err);
+        if (r.root)
+            s = load_state(&r, resume_from, err);
         /* What the result says if no step is left to run: the checkpoint's own. */
         if (s == FT_OK)
             snprintf(res->last_checkpoint, sizeof res->last_checkpoint, "%s", resume_from);
     }
+    /* Data parallelism: every rank validated the data itself; all go on only if all could, on rank 0's plan. */
+    s = sync_status(&r, s, err);
+    if (s == FT_OK && r.comm)
+        s = share_plan(&r, err);
+    s = sync_status(&r, s, err);
     if (s == FT_OK) /* a clear refusal rather than an allocation of more than the machine has */
         s = ft_train_check_memory(&r.mc, r.G, r.micro, r.T, err);
     /* Weights: the checkpoint resumed from, else custom_weights_path, else the model. */
-    char *weights_dir = NULL;
-    if (s == FT_OK && resume_from) {
+    char *weights_dir = NULL; /* ranks > 0 load the model's, then take rank 0's weights */
+    if (s == FT_OK && resume_from && r.root) {
         weights_dir = ft_strdup(resume_from);
-    } else if (s == FT_OK && cfg->custom_weights_path) {
+    } else if (s == FT_OK && cfg->custom_weights_path && r.root) {
         s = ft_ckpt_resolve(cfg->custom_weights_path, &weights_dir, err);
         if (s == FT_OK)
             s = ft_train_check_architecture(&r.mc, weights_dir, err);
@@ -756,6 +952,9 @@ static ft_status run_impl(const ft_train_config *cfg, const char *run_dir, const
             ft_tensor_bf16_route(&r.dtype_why); /* how the route was chosen */
         if (cfg->threads > 0) /* the run's choice, process-wide */
             ft_tensor_set_threads(cfg->threads);
+        else if (r.comm) /* all cores: shared among the ranks on this host */
+            ft_tensor_set_threads(omp_get_num_procs() / (int)r.local_ranks > 1 ? omp_get_num_procs() / (int)r.local_ranks
+                                                                                  : 1);
         ft_model_params mp = ft_model_default_params();
         mp.training = true;
         s = ft_model_load(weights_dir ? weights_dir : r.model_dir, &mp, &r.model, err);
@@ -769,13 +968,31 @@ static ft_status run_impl(const ft_train_config *cfg, const char *run_dir, const
         wp.dtype = r.dtype;
         s = ft_workspace_new(r.model, &wp, &r.ws, err);
     }
+    /* Data parallelism over the ranks, or its one-process simulation (FTUNE_DP_SIMULATE_RANKS=N:
+     * the bits N ranks would compute; a test's reference). ZeRO-1 unless FTUNE_ZERO=0. */
+    const char *sim_env = getenv("FTUNE_DP_SIMULATE_RANKS"), *zero_env = getenv("FTUNE_ZERO");
+    int64_t sim = !r.comm && sim_env ? atoll(sim_env) : 0;
+    bool zero = !(zero_env && !strcmp(zero_env, "0"));
+    if (s == FT_OK && (r.comm || sim > 1))
+        s = train_dp_new(r.comm, r.comm ? 0 : sim, zero, r.model, &r.dp, err);
     if (s == FT_OK)
-        s = train_opt_new(r.model, cfg->optimizer, cfg->weight_decay, cfg->learning_rate, &r.opt, err);
-    if (s == FT_OK && resume_from) {
+        s = train_opt_new_dp(r.model, cfg->optimizer, cfg->weight_decay, cfg->learning_rate, r.dp, &r.opt, err);
+    if (s == FT_OK && resume_from && r.root) {
         char *po = ft_path_join(resume_from, OPTIM_FILE);
-        s = po ? train_opt_load(r.opt, po, err) : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+        s = po ? train_opt_read(r.opt, po, err) : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
         ft_free(po);
     }
+    s = sync_status(&r, s, err);
+    if (s == FT_OK && r.comm) { /* rank 0's weights (and optimizer state) on every rank */
+        ft_param *p0 = ft_model_param(r.model, 0);
+        s = ft_comm_bcast(r.comm, p0->data, (size_t)ft_model_n_elements(r.model) * sizeof(float), 0, err);
+        if (s == FT_OK && resume_from)
+            s = train_opt_scatter(r.opt, err);
+        if (s != FT_OK) /* a collective failed: the ranks may be out of step */
+            ft_comm_abort(r.comm, 1);
+    }
+    if (s == FT_OK)
+        s = announce_world(&r, err);
     char peak_buf[32];
     /* "dtype D (GEMM route R" is read back by ft_runs_precision (ftune get) */
     if (s == FT_OK)
@@ -795,7 +1012,7 @@ static ft_status run_impl(const ft_train_config *cfg, const char *run_dir, const
     res->global_batch_size = r.G;
     res->micro_batch_size = r.micro;
     res->context_length = r.T;
-    if (s == FT_OK) {
+    if (s == FT_OK && r.root) {
         char *mp = ft_path_join(run_dir, "metrics.jsonl");
         if (mp && resume_from)
             truncate_metrics(mp, r.step);
@@ -805,6 +1022,8 @@ static ft_status run_impl(const ft_train_config *cfg, const char *run_dir, const
         ft_free(mp);
         if (r.metrics)
             setvbuf(r.metrics, NULL, _IOLBF, 0);
+    }
+    if (s == FT_OK) {
         r.res->steps_done = r.step;
         r.last_saved_step = resume_from ? r.step : -1;
         r.ev = (train_eval_ctx){.model = r.model,
@@ -820,7 +1039,9 @@ static ft_status run_impl(const ft_train_config *cfg, const char *run_dir, const
                                 .max_new_tokens = cfg->eval_max_new_tokens};
         s = train_loop(&r, err);
     }
-    if (s == FT_OK && res->outcome != FT_TRAIN_STOPPED) {
+    if (s == FT_OK && !r.root) { /* rank 0 exports and reports */
+        res->outcome = res->outcome == FT_TRAIN_STOPPED ? FT_TRAIN_STOPPED : FT_TRAIN_COMPLETED;
+    } else if (s == FT_OK && res->outcome != FT_TRAIN_STOPPED) {
         char *out = ft_path_join(run_dir, "model");
         s = out ? train_export(r.model, r.model_dir, out, train_export_dtype(cfg->export_dtype, &r.mc), 0, err)
                 : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
@@ -853,6 +1074,10 @@ static ft_status run_impl(const ft_train_config *cfg, const char *run_dir, const
         emit(&r, FT_EVENT_FAILED, FT_LOG_ERROR, "%s", m);
         *err = keep;
     }
+    if (agreed)
+        *agreed = r.agreed;
+    if (r.released)
+        res->outcome = FT_TRAIN_FAILED;
     run_free(&r);
     return s;
 }
@@ -868,7 +1093,80 @@ static ft_status write_config(const ft_train_config *cfg, const char *run_dir, f
     return s;
 }
 
+/* Rank 0 of a data-parallel run: the run's configuration and folder to the followers. */
+static ft_status send_run(ft_comm *comm, const ft_train_config *cfg, const char *run_dir, const char *resume_from,
+                          ft_err *err) {
+    json_t *j = json_pack("{s:o, s:s, s:s?}", "config", ft_train_config_to_json(cfg), "run_dir", run_dir, "resume",
+                          resume_from);
+    char *text = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
+    json_decref(j);
+    if (!text) /* the followers wait for this message: they must not wait forever */
+        ft_comm_abort(comm, 1);
+    ctl_msg m = {.kind = CTL_RUN, .len = (int64_t)strlen(text) + 1};
+    ft_status s = ft_comm_bcast(comm, &m, sizeof m, 0, err);
+    if (s == FT_OK)
+        s = ft_comm_bcast(comm, text, (size_t)m.len, 0, err);
+    free(text);
+    return s;
+}
+
+ft_status ft_train_release(ft_comm *comm, int status, ft_err *err) {
+    if (!multi(comm) || ft_comm_rank(comm) != 0)
+        return FT_OK;
+    ctl_msg m = {.kind = CTL_EXIT, .status = status};
+    return ft_comm_bcast(comm, &m, sizeof m, 0, err);
+}
+
+ft_status ft_train_follow(ft_comm *comm, int *rank0_status, ft_err *err) {
+    *rank0_status = 0;
+    if (!multi(comm) || ft_comm_rank(comm) == 0)
+        return FT_ERR(err, FT_ERR_INVALID, "ft_train_follow: only ranks > 0 of a run on several processes follow");
+    for (;;) {
+        ctl_msg m;
+        FT_TRY(ft_comm_bcast(comm, &m, sizeof m, 0, err));
+        if (m.kind == CTL_EXIT) {
+            *rank0_status = m.status;
+            return FT_OK;
+        }
+        if (m.kind != CTL_RUN || m.len <= 0 || m.len > ((int64_t)1 << 30))
+            return FT_ERR(err, FT_ERR_INTERNAL, "data parallelism: unexpected message %d from rank 0", (int)m.kind);
+        char *text = ft_malloc((size_t)m.len);
+        if (!text)
+            ft_comm_abort(comm, 1);
+        ft_status s = ft_comm_bcast(comm, text, (size_t)m.len, 0, err);
+        json_t *j = s == FT_OK ? json_loads(text, 0, NULL) : NULL;
+        ft_free(text);
+        ft_train_config cfg = ft_train_default_config();
+        const char *run_dir = json_string_value(json_object_get(j, "run_dir"));
+        const char *resume = json_string_value(json_object_get(j, "resume"));
+        if (s == FT_OK && (!j || !run_dir))
+            s = FT_ERR(err, FT_ERR_INTERNAL, "data parallelism: a bad run message from rank 0");
+        if (s == FT_OK)
+            s = ft_train_config_from_json(json_object_get(j, "config"), &cfg, err);
+        if (s != FT_OK) /* rank 0 goes on with the run: it must not wait for this rank */
+            ft_comm_abort(comm, 1);
+        ft_train_result res;
+        memset(&res, 0, sizeof res);
+        bool agreed = false;
+        s = run_impl(&cfg, run_dir, resume, comm, NULL, &res, &agreed, err);
+        ft_train_config_deinit(&cfg);
+        json_decref(j);
+        if (s != FT_OK && !agreed) {
+            /* A failure of this rank alone: rank 0 may be waiting for it in a collective. */
+            char msg[1600];
+            ft_err_format(err, msg, sizeof msg);
+            FT_LOG_ERROR("rank %lld: %s; ending every process", (long long)ft_comm_rank(comm), msg);
+            ft_comm_abort(comm, 1);
+        }
+    }
+}
+
 ft_status ft_train_run(const ft_train_config *cfg, const ft_train_sink *sink, ft_train_result *res, ft_err *err) {
+    return ft_train_run_on(cfg, NULL, sink, res, err);
+}
+
+ft_status ft_train_run_on(const ft_train_config *cfg, ft_comm *comm, const ft_train_sink *sink, ft_train_result *res,
+                          ft_err *err) {
     ft_err local_err; /* err is optional; the reason still reaches res->reason */
     if (!err)
         err = &local_err;
@@ -896,16 +1194,23 @@ ft_status ft_train_run(const ft_train_config *cfg, const ft_train_sink *sink, ft
         s = ft_mkdir_p(dir, err);
     if (s == FT_OK)
         s = write_config(cfg, dir, err);
+    if (s == FT_OK && multi(comm))
+        s = send_run(comm, cfg, dir, NULL, err);
     if (s == FT_OK)
-        s = run_impl(cfg, dir, NULL, sink, res, err);
+        s = run_impl(cfg, dir, NULL, comm, sink, res, NULL, err);
     else
         ft_err_format(err, res->reason, sizeof res->reason);
     ft_free(dir);
     return s;
 }
 
-ft_status ft_train_resume(const char *run_dir_in, int threads, const ft_train_sink *sink, ft_train_result *res,
+ft_status ft_train_resume(const char *run_dir, int threads, const ft_train_sink *sink, ft_train_result *res,
                           ft_err *err) {
+    return ft_train_resume_on(run_dir, threads, NULL, sink, res, err);
+}
+
+ft_status ft_train_resume_on(const char *run_dir_in, int threads, ft_comm *comm, const ft_train_sink *sink,
+                             ft_train_result *res, ft_err *err) {
     ft_err local_err; /* err is optional; the reason still reaches res->reason */
     if (!err)
         err = &local_err;
@@ -947,8 +1252,10 @@ ft_status ft_train_resume(const char *run_dir_in, int threads, const ft_train_si
             sink->on_event(sink->user, FT_EVENT_TRAIN_UPDATED, FT_LOG_WARN, msg);
         }
     }
+    if (s == FT_OK && multi(comm))
+        s = send_run(comm, &cfg, run_dir, ckpt ? ckpt : NULL, err);
     if (s == FT_OK)
-        s = run_impl(&cfg, run_dir, ckpt, sink, res, err);
+        s = run_impl(&cfg, run_dir, ckpt, comm, sink, res, NULL, err);
     else
         ft_err_format(err, res->reason, sizeof res->reason);
     ft_free(ckpt);
