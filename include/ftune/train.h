@@ -293,8 +293,8 @@ typedef struct ft_train_sink {
     ft_status (*on_step)(void *user, const ft_train_step_info *info);
     ft_status (*on_checkpoint)(void *user, const char *path, int64_t epoch, int64_t batch);
     ft_status (*on_eval)(void *user, const ft_eval_result *r);
-    /* A run on several processes (data parallelism), when it starts: their count and each one's
-     * host name, by rank. */
+    /* When the run starts (or resumes): the number of processes it runs on (data parallelism; 1
+     * otherwise) and each one's host name, by rank. */
     ft_status (*on_world)(void *user, int64_t world_size, const char *const *hosts);
     /* Polled between optimizer steps (and between eval prompts): true stops the run at the next
      * step boundary after saving a checkpoint (cancel, Ctrl-C). Must be async-signal friendly to

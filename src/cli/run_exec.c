@@ -171,7 +171,12 @@ int run_distributed(const char *command, int (*fn)(int, char **), int argc, char
         return cli_report(command, &err);
     if (ft_comm_rank(comm) > 0) {
         /* Rank 0 parses the command line, records the run and reports; this rank trains its share
-         * of each step with it and exits with rank 0's status. */
+         * of each step with it and exits with rank 0's status. A stop signal (mpirun forwards
+         * Ctrl-C and SIGTERM to every rank) is rank 0's to act on: it stops every rank at the same
+         * step after a checkpoint. */
+        signal(SIGINT, SIG_IGN);
+        signal(SIGTERM, SIG_IGN);
+        signal(SIGHUP, SIG_IGN);
         int status = 0;
         ft_status st = ft_train_follow(comm, &status, &err);
         ft_comm_free(comm);

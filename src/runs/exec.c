@@ -239,6 +239,11 @@ static ft_status sink_world(void *user, int64_t world_size, const char *const *h
         json_decref(cfg);
         cfg = json_object();
     }
+    if (world_size == 1 && !json_object_get(cfg, "world_size")) { /* one process, as always: nothing to say */
+        json_decref(cfg);
+        ft_run_deinit(&r);
+        return FT_OK;
+    }
     json_t *hs = json_array();
     for (int64_t k = 0; k < world_size && hosts[k]; k++)
         json_array_append_new(hs, json_string(hosts[k]));

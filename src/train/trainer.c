@@ -858,8 +858,14 @@ static void gather_hosts(run *r) {
 /* "data parallel: world size N, hosts a,b,... (by rank), ZeRO-1 on|off, T threads per process":
  * `ftune get` reads the world size and hosts back from this event. */
 static ft_status announce_world(run *r, ft_err *err) {
-    if (!multi(r->comm) || !r->root)
+    if (!r->root)
         return FT_OK;
+    if (!multi(r->comm)) { /* one process: its owner may record that too (a resume on 1 of N) */
+        char host[256] = "localhost";
+        gethostname(host, sizeof host - 1);
+        const char *hosts[2] = {host, NULL};
+        return r->sink && r->sink->on_world ? r->sink->on_world(r->sink->user, 1, hosts) : FT_OK;
+    }
     int64_t N = ft_comm_size(r->comm);
     FT_TRY(emit(r, FT_EVENT_TRAIN_UPDATED, FT_LOG_INFO,
                 "data parallel: world size %lld, hosts %s (by rank), ZeRO-1 %s, %d threads per process", (long long)N,

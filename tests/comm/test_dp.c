@@ -494,3 +494,42 @@ TEST(comm_mpi_dp_killed_rank_resumes_on_another_count) {
     ft_free(out);
     check_same_run(tmp, "B", "uninterrupted", STEPS);
 }
+
+/* ---------------------------------------------------------------- the command line */
+
+TEST(comm_mpi_dp_cli_create_records_world_and_refuses_detach) {
+    SKIP_WITHOUT_MPI();
+    const char *tmp = ft_test_tmpdir();
+    ft_err err;
+    char model[1024], data[1024], cmd[4096];
+    REQUIRE_OK(tiny_setup(tmp, 3, 2, model, data, sizeof model, &err), &err);
+    char args[3000];
+    snprintf(args, sizeof args,
+             "%s create --model %s --train-data-path %s --task-type INSTRUCTION_FINETUNE --register-to main.default "
+             "--context-length 64 --global-batch-size 4 --micro-batch-size 1 --training-duration 3ba "
+             "--learning-rate 1e-2 --threads 1 --experiment-path %s/exp --quiet",
+             ft_test_ftune_bin(), model, data, tmp);
+    mpi_test_launch(cmd, sizeof cmd, 120, 2);
+    snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), "-x FTUNE_HOME=%s/home %s --name cli1 2>&1", tmp, args);
+    char *out = NULL;
+    int st = ft_test_run(cmd, &out);
+    if (st != 0)
+        ft_test_fail_(__FILE__, __LINE__, "mpirun ftune create: exit %d:\n%s", st, out);
+    ft_free(out);
+    snprintf(cmd, sizeof cmd, "FTUNE_HOME=%s/home %s get cli1 2>&1", tmp, ft_test_ftune_bin());
+    st = ft_test_run(cmd, &out);
+    CHECK_EQ_INT(st, 0);
+    CHECK(strstr(out, "COMPLETED"));
+    if (!strstr(out, "2 processes on 1 host"))
+        ft_test_fail_(__FILE__, __LINE__, "ftune get does not show the 2 processes:\n%s", out);
+    ft_free(out);
+    /* --detach hands a run to the one-process worker: refused, and every rank exits 2 */
+    mpi_test_launch(cmd, sizeof cmd, 120, 2);
+    snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), "-x FTUNE_HOME=%s/home %s --name cli2 --detach 2>&1", tmp,
+             args);
+    st = ft_test_run(cmd, &out);
+    CHECK(st == 2);
+    if (!strstr(out, "trains in the foreground"))
+        ft_test_fail_(__FILE__, __LINE__, "exit %d:\n%s", st, out);
+    ft_free(out);
+}
