@@ -104,17 +104,23 @@ typedef struct ft_infer_request {
     size_t n_stop;
     int top_logprobs;      /* -1: no logprobs; 0..FT_INFER_MAX_TOP */
     ft_infer_json json;    /* FT_INFER_JSON_OBJECT: constrained to one JSON object; FT_INFER_JSON_SCHEMA:
-                            * to a document valid under json_schema (ft_infer_check_schema's subset) */
+                            * to a document valid under json_schema (ft_infer_check_schema's subset).
+                            * Either way the output is steered to close the document within the tokens
+                            * left, so a "stop" answer is complete; a "length" one may be cut. */
     const void *json_schema; /* a jansson json_t (borrowed for the call only) */
+    bool json_strict;        /* OpenAI's strict mode: also refuse schemas it refuses */
     ft_infer_callback cb;
     void *user;
 } ft_infer_request;
 ft_infer_request ft_infer_default_request(void);
 
-/* Whether a JSON Schema is within what constrained decoding supports (objects with properties
- * written in order, arrays, strings with lengths, integers, numbers, booleans, null, enum, const);
- * FT_ERR_UNSUPPORTED / FT_ERR_INVALID naming the construct otherwise. */
-ft_status ft_infer_check_schema(const void *json_schema, ft_err *err);
+/* Whether a JSON Schema is within what constrained decoding supports (src/infer/json_schema.c:
+ * type and type lists, properties/required/additionalProperties, enum, const, anyOf, $ref and
+ * $defs with recursion, items/minItems/maxItems, minLength/maxLength, pattern, format, bounds and
+ * multipleOf); FT_ERR_UNSUPPORTED / FT_ERR_INVALID naming the keyword and its place (a JSON
+ * Pointer) otherwise. `strict`: OpenAI's strict mode rules too (an object root; every object
+ * with additionalProperties false and every property required). */
+ft_status ft_infer_check_schema(const void *json_schema, bool strict, ft_err *err);
 
 /* Queue a request; *id names it for ft_infer_cancel. FT_ERR_INVALID for a bad request (empty
  * prompt, a prompt that leaves no room in the context, a bad id), FT_ERR_LIMIT when the queue is

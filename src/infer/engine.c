@@ -39,9 +39,9 @@ typedef struct seq {
     ft_tok_stream *stream;
     ft_buf text;
     size_t sent;
-    infer_json js;
-    infer_schema_node *schema;
-    infer_schema_state ss;
+    infer_grammar *grammar; /* response_format: the JSON texts allowed */
+    infer_gstate gs;        /* where the output stands in it */
+    bool stop_cut;          /* a stop string ended the text */
     double t_submit, t_start, t_first, t_last;
     struct seq *next_q;
 } seq;
@@ -56,9 +56,11 @@ struct ft_infer {
     ft_kv_pool *pool;
     float *logits; /* (max_seqs, V) */
     float *work;   /* (V) */
+    float *work2;  /* (V) the constrained choice's copy of work */
     ft_sampler sampler;
     char **token_text; /* (V) each token's text alone, made on the first constrained request */
     size_t *token_len;
+    infer_gstate *gtmp; /* (2) scratch states of constrained decoding (the engine thread's) */
     pthread_t thread;
     bool started;
     pthread_mutex_t mu;
@@ -119,7 +121,7 @@ static void seq_free(seq *s) {
     ft_free(s->seen);
     ft_tok_stream_free(s->stream);
     ft_buf_free(&s->text);
-    infer_schema_free(s->schema);
+    infer_grammar_free(s->grammar);
     ft_free(s);
 }
 
@@ -150,7 +152,7 @@ static void emit_done(ft_infer *e, seq *s) {
                          .prompt_tokens = (int64_t)s->n_prompt, .completion_tokens = (int64_t)s->n_out,
                          .queue_s = (s->t_start > 0 ? s->t_start : now) - s->t_submit,
                          .ttft_s = s->t_first > 0 ? s->t_first - s->t_submit : 0, .total_s = now - s->t_submit};
-    if (s->finish != FT_INFER_STOP && s->sent < s->text.len) {
+    if (!s->stop_cut && s->sent < s->text.len) {
         ev.text = s->text.data + s->sent;
         ev.text_len = s->text.len - s->sent;
     }
@@ -200,7 +202,9 @@ static ft_status token_texts(ft_infer *e, ft_err *err) {
     for (int64_t v = 0; v < e->V; v++) {
         int32_t id = (int32_t)v;
         char *t = NULL;
-        if (!ft_tok_is_special(e->tok, id) && ft_tok_decode(e->tok, &id, 1, true, &t, NULL, NULL) == FT_OK && t) {
+        /* a token that is part of a character alone (it decodes to U+FFFD) cannot be checked */
+        if (!ft_tok_is_special(e->tok, id) && ft_tok_decode(e->tok, &id, 1, true, &t, NULL, NULL) == FT_OK && t &&
+            !strstr(t, "\xEF\xBF\xBD")) {
             tt[v] = t;
             tl[v] = strlen(t);
         } else {
@@ -212,44 +216,47 @@ static ft_status token_texts(ft_infer *e, ft_err *err) {
     return FT_OK;
 }
 
-/* Whether id may come next under the JSON constraint. */
-static bool json_done(const seq *s) {
-    return s->schema ? infer_schema_done(&s->ss) : infer_json_done(&s->js);
-}
-
-static bool json_allows(ft_infer *e, const seq *s, int32_t id) {
+/* Whether id may come next under the JSON constraint: its text keeps the output a prefix of a
+ * valid document and, with `budget`, that document can still be closed in the tokens left after
+ * it (counting one token per byte of its shortest completion, which single-byte tokens can
+ * always write), so an answer that ends by "stop" is complete whenever the tokens allow. A stop
+ * id only once the document is complete. */
+static bool json_allows(ft_infer *e, const seq *s, int32_t id, bool budget) {
     if (is_stop_id(e, s, id))
-        return json_done(s);
+        return infer_gstate_done(&s->gs);
     if (!e->token_text[id] || !e->token_len[id])
         return false;
-    if (s->schema) {
-        infer_schema_state st = s->ss;
-        return infer_schema_feed(&st, e->token_text[id], e->token_len[id]);
-    }
-    infer_json j = s->js;
-    return infer_json_feed(&j, e->token_text[id], e->token_len[id]);
+    if (!infer_gstate_feed(s->grammar, &s->gs, e->token_text[id], e->token_len[id], &e->gtmp[0], &e->gtmp[1]))
+        return false;
+    return !budget || infer_gstate_min_left(s->grammar, &e->gtmp[0]) <= s->budget - (int64_t)s->n_out - 1;
 }
 
 /* Sample from e->work under the sequence's constraint. Rejection first (exact: drawing again
- * with the rejected token removed is drawing from the masked distribution), then a full mask. */
+ * with the rejected token removed is drawing from the masked distribution), then a full mask;
+ * when no token closes the document within the budget (a budget too small from the start), the
+ * tokens that merely continue it: the answer ends by "length", cut. */
 static int32_t choose(ft_infer *e, seq *s) {
     float *w = e->work;
     if (s->r.json == FT_INFER_JSON_NONE)
         return ft_sampler_sample(&e->sampler, w, &s->r.sampling, &s->rng);
     for (int tries = 0; tries < 16; tries++) {
         int32_t id = ft_sampler_sample(&e->sampler, w, &s->r.sampling, &s->rng);
-        if (json_allows(e, s, id))
+        if (json_allows(e, s, id, true))
             return id;
         w[id] = -INFINITY;
     }
     bool any = false;
-    for (int64_t v = 0; v < e->V; v++) {
-        if (w[v] == -INFINITY)
-            continue;
-        if (json_allows(e, s, (int32_t)v))
-            any = true;
-        else
-            w[v] = -INFINITY;
+    for (int pass = 0; pass < 2 && !any; pass++) {
+        if (pass == 1)
+            memcpy(w, e->work2, (size_t)e->V * sizeof(float));
+        for (int64_t v = 0; v < e->V; v++) {
+            if (w[v] == -INFINITY)
+                continue;
+            if (json_allows(e, s, (int32_t)v, pass == 0))
+                any = true;
+            else
+                w[v] = -INFINITY;
+        }
     }
     if (!any)
         return -1;
@@ -291,10 +298,6 @@ static void logprobs(const float *l, int64_t V, int32_t id, int n, ft_infer_toke
 /* One sequence's next token from its logits row: everything after the model. */
 static void on_logits(ft_infer *e, seq *s, const float *l) {
     const int64_t V = e->V;
-    if (s->r.json && json_done(s)) {
-        finish(s, FT_INFER_STOP);
-        return;
-    }
     memcpy(e->work, l, (size_t)V * sizeof(float));
     /* penalties (transformers' repetition penalty on prompt and output; OpenAI's presence and
      * frequency on output tokens) */
@@ -314,6 +317,8 @@ static void on_logits(ft_infer *e, seq *s, const float *l) {
     for (size_t i = 0; i < s->n_out; i++)
         if (s->counts[s->out[i]] < 0)
             s->counts[s->out[i]] = -s->counts[s->out[i]];
+    if (s->r.json)
+        memcpy(e->work2, e->work, (size_t)V * sizeof(float)); /* choose's second pass starts again */
     int32_t id = choose(e, s);
     if (id < 0) {
         FT_ERR(&s->err, FT_ERR_INTERNAL, "constrained decoding: no token of the vocabulary continues the JSON");
@@ -341,10 +346,10 @@ static void on_logits(ft_infer *e, seq *s, const float *l) {
     s->out[s->n_out++] = id;
     s->counts[id]++;
     s->seen[id] = 1;
-    if (s->schema)
-        infer_schema_feed(&s->ss, e->token_text[id], e->token_len[id]);
-    else if (s->r.json)
-        infer_json_feed(&s->js, e->token_text[id], e->token_len[id]);
+    if (s->grammar) {
+        infer_gstate_feed(s->grammar, &s->gs, e->token_text[id], e->token_len[id], &e->gtmp[0], &e->gtmp[1]);
+        infer_gstate_copy(&s->gs, &e->gtmp[0]);
+    }
     ft_buf piece = {0};
     ft_err err;
     if (s->stream && ft_tok_stream_push(s->stream, id, &piece, &err) != FT_OK) {
@@ -375,6 +380,7 @@ static void on_logits(ft_infer *e, seq *s, const float *l) {
         }
         if (cut != SIZE_MAX) {
             release = cut < s->sent ? s->sent : cut;
+            s->stop_cut = true;
             finish(s, FT_INFER_STOP);
         } else {
             release = s->text.len - held_suffix(s, t, s->text.len, s->sent);
@@ -385,6 +391,10 @@ static void on_logits(ft_infer *e, seq *s, const float *l) {
     s->sent = release > s->sent ? release : s->sent;
     if (s->r.cb)
         s->r.cb(s->r.user, &ev);
+    /* a complete document ends here when nothing can follow it, or when the tokens are spent */
+    if (!s->finished && s->grammar && infer_gstate_done(&s->gs) &&
+        (!infer_gstate_can_continue(&s->gs) || (int64_t)s->n_out >= s->budget))
+        finish(s, FT_INFER_STOP);
     if (!s->finished && (int64_t)s->n_out >= s->budget)
         finish(s, FT_INFER_LENGTH);
     s->next = id;
@@ -571,8 +581,10 @@ ft_status ft_infer_new(ft_model *m, const ft_tok *tok, const char *model_dir, co
     if (s == FT_OK) {
         e->logits = ft_malloc((size_t)e->p.max_seqs * (size_t)e->V * sizeof(float));
         e->work = ft_malloc((size_t)e->V * sizeof(float));
+        e->work2 = ft_malloc((size_t)e->V * sizeof(float));
+        e->gtmp = ft_malloc(2 * sizeof *e->gtmp);
         e->active = ft_calloc((size_t)e->p.max_seqs, sizeof *e->active);
-        if (!e->logits || !e->work || !e->active)
+        if (!e->logits || !e->work || !e->work2 || !e->gtmp || !e->active)
             s = FT_ERR(err, FT_ERR_NOMEM, "out of memory");
     }
     if (s == FT_OK)
@@ -616,6 +628,8 @@ void ft_infer_free(ft_infer *e) {
     ft_sampler_deinit(&e->sampler);
     ft_free(e->logits);
     ft_free(e->work);
+    ft_free(e->work2);
+    ft_free(e->gtmp);
     ft_free(e->active);
     ft_kv_pool_free(e->pool);
     ft_chat_free(e->chat);
@@ -648,10 +662,10 @@ ft_status ft_infer_chat_ids(ft_infer *e, const void *messages_json, int32_t **id
     return s;
 }
 
-ft_status ft_infer_check_schema(const void *json_schema, ft_err *err) {
-    infer_schema_node *n = NULL;
-    ft_status s = infer_schema_compile(json_schema, &n, err);
-    infer_schema_free(n);
+ft_status ft_infer_check_schema(const void *json_schema, bool strict, ft_err *err) {
+    infer_grammar *g = NULL;
+    ft_status s = infer_schema_compile(json_schema, strict, &g, err);
+    infer_grammar_free(g);
     return s;
 }
 
@@ -711,17 +725,18 @@ ft_status ft_infer_submit(ft_infer *e, const ft_infer_request *r, uint64_t *id, 
     for (size_t i = 0; i < r->n_prompt; i++)
         s->seen[r->prompt[i]] = 1;
     ft_rng_seed(&s->rng, r->seed);
-    infer_json_init(&s->js);
-    if (r->json == FT_INFER_JSON_SCHEMA) {
-        if (!r->json_schema) {
+    if (r->json) {
+        if (r->json == FT_INFER_JSON_SCHEMA && !r->json_schema) {
             seq_free(s);
             return FT_ERR(err, FT_ERR_INVALID, "json_schema mode without a schema");
         }
-        if ((st = infer_schema_compile(r->json_schema, &s->schema, err)) != FT_OK) {
+        st = infer_schema_compile(r->json == FT_INFER_JSON_SCHEMA ? r->json_schema : NULL, r->json_strict,
+                                  &s->grammar, err);
+        if (st != FT_OK) {
             seq_free(s);
             return st;
         }
-        infer_schema_init(&s->ss, s->schema);
+        infer_gstate_init(s->grammar, &s->gs);
     }
     s->slot = -1;
     s->t_submit = ft_time_now();

@@ -482,6 +482,7 @@ typedef struct v1_req {
     int top_logprobs; /* -1: none */
     ft_infer_json json;
     const json_t *schema; /* borrowed from the body */
+    bool strict;          /* json_schema.strict */
     bool stream, include_usage;
 } v1_req;
 
@@ -727,8 +728,14 @@ static bool parse_req(const srv_request *rq, bool chat, v1_req *q, json_t **body
                 BAD(rs, "response_format", "'response_format.json_schema.schema' must be a JSON Schema object");
                 return false;
             }
+            json_t *strict = json_object_get(js, "strict");
+            if (strict && !json_is_boolean(strict) && !json_is_null(strict)) {
+                BAD(rs, "response_format", "'response_format.json_schema.strict' must be true or false");
+                return false;
+            }
+            q->strict = json_is_true(strict);
             ft_err err;
-            if (ft_infer_check_schema(schema, &err) != FT_OK) {
+            if (ft_infer_check_schema(schema, q->strict, &err) != FT_OK) {
                 BAD(rs, "response_format", "response_format.json_schema: %s", err.msg);
                 return false;
             }
@@ -1113,6 +1120,7 @@ static void generate(srv_ctx *c, const srv_request *rq, srv_response *rs, bool c
         r.top_logprobs = q.top_logprobs;
         r.json = q.json;
         r.json_schema = q.schema;
+        r.json_strict = q.strict;
         choice_ref *ref = ft_calloc(1, sizeof *ref);
         FT_ASSERT(ref);
         ref->g = g, ref->i = i;

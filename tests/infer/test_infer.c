@@ -1,52 +1,25 @@
 /* tests/infer/test_infer.c: the continuous-batching engine on the tiny model: greedy output
  * equals ft_gen's (the batch-1 KV-cache generator) also with chunked prefill beside other
  * sequences; a sequence's tokens do not depend on what else is in the batch; max_tokens; stop
- * strings never leak, also split across tokens and while streaming; penalties; JSON-constrained
- * output; cancel; a full queue is refused; the JSON prefix checker. */
+ * strings never leak, also split across tokens and while streaming; penalties; cancel; a full
+ * queue is refused. JSON-constrained output: test_schema.c. */
 #include <jansson.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 
 #include "ftune/infer.h"
-#include "infer/infer_internal.h"
 #include "test.h"
-#include "train/tiny.h"
-
-typedef struct fixture {
-    ft_model *m;
-    ft_tok *tok;
-    char dir[1024];
-} fixture;
-
-static bool fixture_load(fixture *f, ft_err *err) {
-    memset(f, 0, sizeof *f);
-    snprintf(f->dir, sizeof f->dir, "%s", ft_test_tmpdir());
-    if (tiny_model_write(f->dir, 4, err) != FT_OK)
-        return false;
-    ft_model_params mp = ft_model_default_params();
-    return ft_model_load(f->dir, &mp, &f->m, err) == FT_OK && ft_tok_load(f->dir, &f->tok, err) == FT_OK;
-}
-
-static void fixture_free(fixture *f) {
-    ft_tok_free(f->tok);
-    ft_model_free(f->m);
-}
-
-static void fill_prompt(int32_t *p, size_t n, uint32_t salt) {
-    p[0] = 256;
-    for (size_t i = 1; i < n; i++)
-        p[i] = (int32_t)(32 + (i * 7 + salt * 13 + i * i * salt) % 90);
-}
+#include "infer_fixture.h"
 
 TEST(infer_greedy_equals_gen) {
-    fixture f;
+    infer_fixture f;
     ft_err err;
-    REQUIRE(fixture_load(&f, &err));
+    REQUIRE(infer_fixture_load(&f, &err));
     ft_tensor_set_threads(2);
     /* a 100-token prompt, steps of 16 rows: prefilled in chunks beside three other sequences */
     int32_t prompt[100];
-    fill_prompt(prompt, 100, 1);
+    infer_fill_prompt(prompt, 100, 1);
     ft_generator *g = NULL;
     REQUIRE_OK(ft_gen_new(f.m, f.tok, f.dir, 256, &g, &err), &err);
     ft_gen_params gp = ft_gen_default_params();
@@ -65,7 +38,7 @@ TEST(infer_greedy_equals_gen) {
     /* neighbours: sampled sequences submitted first */
     int32_t other[3][60];
     for (int k = 0; k < 3; k++) {
-        fill_prompt(other[k], 60, (uint32_t)(k + 5));
+        infer_fill_prompt(other[k], 60, (uint32_t)(k + 5));
         ft_infer_request o = ft_infer_default_request();
         o.prompt = other[k], o.n_prompt = 60, o.max_tokens = 50, o.seed = (uint64_t)k;
         REQUIRE_OK(ft_infer_submit(e, &o, NULL, &err), &err);
@@ -82,7 +55,7 @@ TEST(infer_greedy_equals_gen) {
     ft_gen_output_free(&want);
     ft_infer_free(e);
     ft_gen_free(g);
-    fixture_free(&f);
+    infer_fixture_free(&f);
 }
 
 /* ---------------------------------------------------------------- batch independence */
@@ -137,9 +110,9 @@ static void collected_free(collected *c) {
 }
 
 TEST(infer_sequence_independent_of_batch) {
-    fixture f;
+    infer_fixture f;
     ft_err err;
-    REQUIRE(fixture_load(&f, &err));
+    REQUIRE(infer_fixture_load(&f, &err));
     ft_tensor_set_threads(2);
     ft_infer_params ip = ft_infer_default_params();
     ip.max_seqs = 8;
@@ -148,7 +121,7 @@ TEST(infer_sequence_independent_of_batch) {
     int32_t prompts[8][40];
     ft_infer_request r[8];
     for (int k = 0; k < 8; k++) {
-        fill_prompt(prompts[k], (size_t)(20 + 2 * k), (uint32_t)k);
+        infer_fill_prompt(prompts[k], (size_t)(20 + 2 * k), (uint32_t)k);
         r[k] = ft_infer_default_request();
         r[k].prompt = prompts[k], r[k].n_prompt = (size_t)(20 + 2 * k);
         r[k].max_tokens = 60;
@@ -182,20 +155,20 @@ TEST(infer_sequence_independent_of_batch) {
         collected_free(&c[k]);
     ft_infer_result_free(&alone);
     ft_infer_free(e);
-    fixture_free(&f);
+    infer_fixture_free(&f);
 }
 
 /* ---------------------------------------------------------------- limits and stops */
 
 TEST(infer_max_tokens_and_stop_strings) {
-    fixture f;
+    infer_fixture f;
     ft_err err;
-    REQUIRE(fixture_load(&f, &err));
+    REQUIRE(infer_fixture_load(&f, &err));
     ft_tensor_set_threads(1);
     ft_infer *e = NULL;
     REQUIRE_OK(ft_infer_new(f.m, f.tok, f.dir, NULL, &e, &err), &err);
     int32_t prompt[12];
-    fill_prompt(prompt, 12, 3);
+    infer_fill_prompt(prompt, 12, 3);
     ft_infer_request r = ft_infer_default_request();
     r.prompt = prompt, r.n_prompt = 12;
     r.sampling.temperature = 0.8;
@@ -245,18 +218,18 @@ TEST(infer_max_tokens_and_stop_strings) {
     collected_free(&c);
     ft_infer_result_free(&full);
     ft_infer_free(e);
-    fixture_free(&f);
+    infer_fixture_free(&f);
 }
 
 TEST(infer_penalties) {
-    fixture f;
+    infer_fixture f;
     ft_err err;
-    REQUIRE(fixture_load(&f, &err));
+    REQUIRE(infer_fixture_load(&f, &err));
     ft_tensor_set_threads(1);
     ft_infer *e = NULL;
     REQUIRE_OK(ft_infer_new(f.m, f.tok, f.dir, NULL, &e, &err), &err);
     int32_t prompt[8];
-    fill_prompt(prompt, 8, 2);
+    infer_fill_prompt(prompt, 8, 2);
     ft_infer_request r = ft_infer_default_request();
     r.prompt = prompt, r.n_prompt = 8;
     r.sampling.temperature = 0;
@@ -289,78 +262,13 @@ TEST(infer_penalties) {
     ft_infer_result_free(&pen);
     ft_infer_result_free(&plain);
     ft_infer_free(e);
-    fixture_free(&f);
-}
-
-TEST(infer_json_object) {
-    fixture f;
-    ft_err err;
-    REQUIRE(fixture_load(&f, &err));
-    ft_tensor_set_threads(1);
-    ft_infer *e = NULL;
-    REQUIRE_OK(ft_infer_new(f.m, f.tok, f.dir, NULL, &e, &err), &err);
-    int32_t prompt[8];
-    fill_prompt(prompt, 8, 4);
-    int complete = 0;
-    for (uint64_t seed = 0; seed < 6; seed++) {
-        ft_infer_request r = ft_infer_default_request();
-        r.prompt = prompt, r.n_prompt = 8;
-        r.sampling = (ft_sampling){.temperature = 1.0, .top_k = 0, .top_p = 1};
-        r.seed = seed;
-        r.max_tokens = 120;
-        r.json = FT_INFER_JSON_OBJECT;
-        ft_infer_result res;
-        REQUIRE_OK(ft_infer_run(e, &r, NULL, NULL, &res, &err), &err);
-        infer_json j;
-        infer_json_init(&j);
-        CHECK(infer_json_feed(&j, res.text, res.text_len)); /* always a prefix of an object */
-        if (res.finish == FT_INFER_STOP) {
-            complete++;
-            json_error_t je;
-            json_t *o = json_loadb(res.text, res.text_len, 0, &je);
-            CHECK(o && json_is_object(o));
-            if (!o)
-                fprintf(stderr, "not JSON: %s (%s)\n", res.text, je.text);
-            json_decref(o);
-        }
-        ft_infer_result_free(&res);
-    }
-    fprintf(stderr, "  json_object: %d of 6 sampled objects completed within 120 tokens\n", complete);
-    ft_infer_free(e);
-    fixture_free(&f);
-}
-
-TEST(infer_json_prefix_checker) {
-    const char *ok[] = {"{", " {\"a\"", "{\"a\": 1", "{\"a\": -0.5e+3, \"b\": [1, {\"c\": null}], \"d\": \"\\u00e9\"}",
-                        "{\"a\":[]}", "{}", "{\"a\": tr", "{\"a\": \"x\\n"};
-    const char *bad[] = {"[", "1", "{a", "{\"a\" 1", "{\"a\": 01", "{\"a\": [,", "{\"a\": tx", "{}}", "{} x",
-                         "{\"a\": -}", "{\"a\": 1.}", "{\"a\": \"\x01\"}", "{\"a\": [1,]}", "{\"a\": 1e123", "{\"a\": 1234567890123456"};
-    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
-        infer_json j;
-        infer_json_init(&j);
-        bool good = infer_json_feed(&j, ok[i], strlen(ok[i]));
-        if (!good)
-            fprintf(stderr, "rejected: %s\n", ok[i]);
-        CHECK(good);
-    }
-    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        infer_json j;
-        infer_json_init(&j);
-        bool good = infer_json_feed(&j, bad[i], strlen(bad[i]));
-        if (good)
-            fprintf(stderr, "accepted: %s\n", bad[i]);
-        CHECK(!good);
-    }
-    infer_json j;
-    infer_json_init(&j);
-    CHECK(infer_json_feed(&j, "{\"a\": [1, 2]", 12) && !infer_json_done(&j));
-    CHECK(infer_json_feed(&j, "}", 1) && infer_json_done(&j));
+    infer_fixture_free(&f);
 }
 
 TEST(infer_cancel_and_queue_limit) {
-    fixture f;
+    infer_fixture f;
     ft_err err;
-    REQUIRE(fixture_load(&f, &err));
+    REQUIRE(infer_fixture_load(&f, &err));
     ft_tensor_set_threads(1);
     ft_infer_params ip = ft_infer_default_params();
     ip.max_seqs = 1;
@@ -368,7 +276,7 @@ TEST(infer_cancel_and_queue_limit) {
     ft_infer *e = NULL;
     REQUIRE_OK(ft_infer_new(f.m, f.tok, f.dir, &ip, &e, &err), &err);
     int32_t prompt[8];
-    fill_prompt(prompt, 8, 5);
+    infer_fill_prompt(prompt, 8, 5);
     collected a, b;
     collected_init(&a);
     collected_init(&b);
@@ -405,122 +313,25 @@ TEST(infer_cancel_and_queue_limit) {
     CHECK_EQ_INT(st.finished[FT_INFER_CANCELLED], 2);
     /* a prompt that leaves no room is refused */
     int32_t big[256];
-    fill_prompt(big, 256, 1);
+    infer_fill_prompt(big, 256, 1);
     r.prompt = big, r.n_prompt = 256;
     CHECK(ft_infer_submit(e, &r, NULL, &err) == FT_ERR_RANGE);
     collected_free(&a);
     collected_free(&b);
     ft_infer_free(e);
-    fixture_free(&f);
-}
-
-/* ---------------------------------------------------------------- JSON Schema */
-
-static bool schema_accepts(infer_schema_node *n, const char *text, bool *done) {
-    infer_schema_state st;
-    infer_schema_init(&st, n);
-    bool ok = infer_schema_feed(&st, text, strlen(text));
-    if (done)
-        *done = ok && infer_schema_done(&st);
-    return ok;
-}
-
-TEST(infer_json_schema_checker) {
-    ft_err err;
-    json_t *schema = json_loads("{\"type\": \"object\", \"properties\": {\"name\": {\"type\": \"string\", \"maxLength\": "
-                                "3}, \"n\": {\"type\": \"integer\"}, \"tags\": {\"type\": \"array\", \"items\": {\"enum\": "
-                                "[\"a\", \"bc\", 7]}, \"maxItems\": 2}, \"x\": {\"type\": [\"number\", \"null\"]}, "
-                                "\"ok\": {\"type\": \"boolean\"}}, \"required\": [\"name\"]}",
-                                0, NULL);
-    REQUIRE(schema);
-    infer_schema_node *n = NULL;
-    REQUIRE_OK(infer_schema_compile(schema, &n, &err), &err);
-    bool done;
-    const char *full = "{\"name\": \"abc\", \"n\": -12, \"tags\": [\"bc\", 7], \"x\": null, \"ok\": true}";
-    CHECK(schema_accepts(n, full, &done) && done);
-    /* every prefix of a valid document is accepted and is not done before the end */
-    for (size_t k = 0; k < strlen(full); k++) {
-        char pre[128];
-        snprintf(pre, sizeof pre, "%.*s", (int)k, full);
-        bool d;
-        bool ok = schema_accepts(n, pre, &d);
-        if (!ok || d)
-            fprintf(stderr, "prefix %zu: %s (ok %d done %d)\n", k, pre, ok, d);
-        CHECK(ok && !d);
-    }
-    CHECK(schema_accepts(n, "{\"name\":\"\",\"n\":0,\"tags\":[],\"x\":1.5e3,\"ok\":false}", &done) && done);
-    const char *bad[] = {
-        "{\"nab", "{\"n\"",                       /* the first property must be name */
-        "{\"name\": \"abcd\"",                    /* maxLength */
-        "{\"name\": 1",                           /* type */
-        "{\"name\": \"a\", \"n\": 1.5",           /* an integer */
-        "{\"name\": \"a\", \"n\": 1, \"tags\": [\"b\"]", /* enum */
-        "{\"name\": \"a\", \"n\": 1, \"tags\": [7, 7, 7", /* maxItems */
-        "{\"name\": \"a\", \"n\": 1, \"tags\": [], \"x\": nul,", "{\"name\": \"a\"}", /* all properties */
-        "{\"name\" : \"a\", \"n\": 1, \"tags\": [], \"x\": 1, \"ok\": true} ", /* nothing after */
-        "{ \"na me\"",
-    };
-    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        bool ok = schema_accepts(n, bad[i], NULL);
-        if (ok)
-            fprintf(stderr, "accepted: %s\n", bad[i]);
-        CHECK(!ok);
-    }
-    infer_schema_free(n);
-    json_decref(schema);
-    /* unsupported keywords are refused, naming them */
-    json_t *any = json_loads("{\"type\": \"object\", \"properties\": {\"a\": {\"anyOf\": []}}}", 0, NULL);
-    CHECK(ft_infer_check_schema(any, &err) == FT_ERR_UNSUPPORTED);
-    CHECK(strstr(err.msg, "anyOf") && strstr(err.msg, "schema.a"));
-    json_decref(any);
-}
-
-TEST(infer_json_schema_generation) {
-    fixture f;
-    ft_err err;
-    REQUIRE(fixture_load(&f, &err));
-    ft_tensor_set_threads(1);
-    ft_infer *e = NULL;
-    REQUIRE_OK(ft_infer_new(f.m, f.tok, f.dir, NULL, &e, &err), &err);
-    json_t *schema = json_loads("{\"type\": \"object\", \"properties\": {\"colour\": {\"type\": \"string\", "
-                                "\"maxLength\": 8}, \"count\": {\"type\": \"integer\"}, \"ok\": {\"type\": "
-                                "\"boolean\"}}, \"required\": [\"colour\", \"count\", \"ok\"]}",
-                                0, NULL);
-    int32_t prompt[8];
-    fill_prompt(prompt, 8, 6);
-    for (uint64_t seed = 0; seed < 4; seed++) {
-        ft_infer_request r = ft_infer_default_request();
-        r.prompt = prompt, r.n_prompt = 8;
-        r.seed = seed;
-        r.max_tokens = 150;
-        r.json = FT_INFER_JSON_SCHEMA;
-        r.json_schema = schema;
-        ft_infer_result res;
-        REQUIRE_OK(ft_infer_run(e, &r, NULL, NULL, &res, &err), &err);
-        CHECK(res.finish == FT_INFER_STOP);
-        json_t *o = json_loadb(res.text, res.text_len, 0, NULL);
-        CHECK(o && json_is_string(json_object_get(o, "colour")) && json_is_integer(json_object_get(o, "count")) &&
-              json_is_boolean(json_object_get(o, "ok")) && json_object_size(o) == 3);
-        if (!o)
-            fprintf(stderr, "not valid: %s\n", res.text);
-        json_decref(o);
-        ft_infer_result_free(&res);
-    }
-    json_decref(schema);
-    ft_infer_free(e);
-    fixture_free(&f);
+    infer_fixture_free(&f);
 }
 
 /* After ft_model_set_inference_dtype(bf16), the batched steps follow the KV-cache decoder's bf16
  * recipe: greedy output equal to ft_gen's, with neighbours in the batch. */
 TEST(infer_bf16_greedy_equals_gen) {
-    fixture f;
+    infer_fixture f;
     ft_err err;
-    REQUIRE(fixture_load(&f, &err));
+    REQUIRE(infer_fixture_load(&f, &err));
     ft_tensor_set_threads(2);
     REQUIRE_OK(ft_model_set_inference_dtype(f.m, FT_DTYPE_BF16, &err), &err);
     int32_t prompt[70];
-    fill_prompt(prompt, 70, 3);
+    infer_fill_prompt(prompt, 70, 3);
     ft_generator *g = NULL;
     REQUIRE_OK(ft_gen_new(f.m, f.tok, f.dir, 256, &g, &err), &err);
     ft_gen_params gp = ft_gen_default_params();
@@ -535,7 +346,7 @@ TEST(infer_bf16_greedy_equals_gen) {
     REQUIRE_OK(ft_infer_new(f.m, f.tok, f.dir, &ip, &e, &err), &err);
     int32_t other[2][40];
     for (int k = 0; k < 2; k++) {
-        fill_prompt(other[k], 40, (uint32_t)(k + 7));
+        infer_fill_prompt(other[k], 40, (uint32_t)(k + 7));
         ft_infer_request o = ft_infer_default_request();
         o.prompt = other[k], o.n_prompt = 40, o.max_tokens = 40, o.seed = (uint64_t)k;
         REQUIRE_OK(ft_infer_submit(e, &o, NULL, &err), &err);
@@ -573,7 +384,7 @@ TEST(infer_bf16_greedy_equals_gen) {
     ft_gen_output_free(&want);
     ft_infer_free(e);
     ft_gen_free(g);
-    fixture_free(&f);
+    infer_fixture_free(&f);
 }
 
 /* A mixture-of-experts model (Mixtral's MLP) through the batched steps: greedy ids equal the

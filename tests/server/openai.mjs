@@ -9,6 +9,10 @@ import { fileURLToPath } from 'node:url';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const require = createRequire(path.join(here, '../../tools/npm/package.json'));
 const OpenAI = require('openai').default ?? require('openai');
+const Ajv2020 = require('ajv/dist/2020').default;
+const addFormats = require('ajv-formats').default ?? require('ajv-formats');
+const ajv = new Ajv2020({ strict: false, allErrors: true });
+addFormats(ajv);
 
 const [base, token, model, expectedJson] = process.argv.slice(2);
 const expected = JSON.parse(expectedJson);
@@ -148,12 +152,54 @@ async function main() {
         Number.isInteger(parsed.count) && typeof parsed.ok === 'boolean' && Object.keys(parsed).length === 3,
         js.choices[0].message.content);
 
+  // a Structured Outputs schema with $defs, anyOf, enum, pattern, format and bounds, streamed:
+  // the finished answer validates under Ajv (an independent validator)
+  const rich = {
+    type: 'object',
+    properties: {
+      id: { type: 'string', format: 'uuid' },
+      when: { type: 'string', format: 'date-time' },
+      code: { type: 'string', pattern: '^[A-Z]{3}-\\d{2}$' },
+      level: { enum: ['low', 'high'] },
+      score: { type: 'number', minimum: 0, maximum: 1 },
+      owner: { anyOf: [{ $ref: '#/$defs/person' }, { type: 'null' }] },
+    },
+    required: ['id', 'when', 'code', 'level', 'score', 'owner'],
+    additionalProperties: false,
+    $defs: {
+      person: {
+        type: 'object',
+        properties: { name: { type: 'string', maxLength: 10 }, age: { type: ['integer', 'null'], minimum: 0, maximum: 150 } },
+        required: ['name', 'age'],
+        additionalProperties: false,
+      },
+    },
+  };
+  for (const seed of [1, 2]) {
+    const rs = client.chat.completions.stream({
+      model, messages: msgs, max_tokens: 200, seed,
+      response_format: { type: 'json_schema', json_schema: { name: 'ticket', schema: rich, strict: true } },
+    });
+    const fin = await rs.finalChatCompletion();
+    const text = fin.choices[0].message.content;
+    let value = null;
+    try { value = JSON.parse(text); } catch { /* checked below */ }
+    const validate = ajv.compile(rich);
+    check(`rich json_schema stream seed ${seed} stops and validates (Ajv)`,
+          fin.choices[0].finish_reason === 'stop' && value !== null && validate(value),
+          `${fin.choices[0].finish_reason}: ${text} ${ajv.errorsText(validate.errors)}`);
+  }
+
   // errors: the right classes, 4xx not retried
   const bad = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'wrong-key-0123456789', fetch: countingFetch });
   for (const [name, fn, cls] of [
     ['wrong key', () => bad.chat.completions.create({ model, messages: msgs }), OpenAI.AuthenticationError],
     ['unknown model', () => client.chat.completions.create({ model: 'main.demo.nope', messages: msgs }), OpenAI.NotFoundError],
     ['bad temperature', () => client.chat.completions.create({ model, messages: msgs, temperature: 7 }), OpenAI.BadRequestError],
+    ['strict schema without additionalProperties', () => client.chat.completions.create({
+      model, messages: msgs,
+      response_format: { type: 'json_schema', json_schema: { name: 'x', strict: true, schema: { type: 'object', properties: { a: { type: 'string' } }, required: ['a'] } } },
+    }), OpenAI.BadRequestError],
   ]) {
     const before = calls;
     let err = null;

@@ -156,6 +156,13 @@ TEST(v1_routes_shapes_and_errors) {
         {"{\"model\": \"main.demo.tiny\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}], "
          "\"response_format\": {\"type\": \"json_schema\", \"json_schema\": {\"schema\": {\"anyOf\": []}}}}",
          "response_format"},
+        {"{\"model\": \"main.demo.tiny\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}], "
+         "\"response_format\": {\"type\": \"json_schema\", \"json_schema\": {\"schema\": {\"oneOf\": [{}]}}}}",
+         "response_format"},
+        {"{\"model\": \"main.demo.tiny\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}], "
+         "\"response_format\": {\"type\": \"json_schema\", \"json_schema\": {\"strict\": true, \"schema\": "
+         "{\"type\": \"object\", \"properties\": {\"a\": {}}}}}}",
+         "response_format"},
     };
     for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
         j = v1_post(&f, "/v1/chat/completions", bad[k][0], &st, NULL);
