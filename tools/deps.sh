@@ -23,7 +23,8 @@ if [ -n "$missing" ]; then
 fi
 # npm peers for the references, fixtures and benchmarks, playwright-core for the web UI's browser
 # tests (it drives Debian's chromium above; it never downloads a browser) and the `openai` client the
-# /v1 tests call the server with; pinned in tools/npm/package.json,
+# /v1 tests call the server with, and Ajv with ajv-formats, the independent JSON Schema validator of
+# the constrained-decoding tests; pinned in tools/npm/package.json,
 # installed again whenever package.json changes (a stamp of its hash in node_modules).
 if [ -f tools/npm/package.json ]; then
     want=$(cksum < tools/npm/package.json)
