@@ -41,6 +41,18 @@ typedef struct ft_server_params {
     size_t n_models;
     int64_t infer_slots;
     int64_t max_loaded_models;
+    /* /v1 streams send an SSE comment (`: ping`) when nothing else was sent for ping_s seconds
+     * (default 5), e.g. while a request waits in the queue or its prompt is prefilled. */
+    double ping_s;
+    /* Memory pressure: every memory_check_s (default 1 s) the machine's available memory is read
+     * (memory_available, NULL: MemAvailable and the cgroup limit, ft_memplan_machine_read; tests
+     * put a fake here) and, while it is below memory_low bytes (default: 5% of MemTotal, at least
+     * 512 MiB), the least recently used idle model that is not a --model preload is unloaded, one
+     * per check. A model in use by a request is never unloaded. */
+    double memory_check_s;
+    uint64_t memory_low;
+    uint64_t (*memory_available)(void *user);
+    void *memory_user;
 } ft_server_params;
 
 void ft_server_default_params(ft_server_params *p);

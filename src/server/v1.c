@@ -7,7 +7,9 @@
  * A registry version is immutable, so the engine of a version never changes under a client. A
  * model loads on first use; when more than `max_loaded` are loaded, or when the machine lacks the
  * memory the next one needs (its weights and KV pool), the least recently used idle one is
- * unloaded (preloads stay); when that is not enough the answer is 503 with Retry-After.
+ * unloaded (preloads stay); when that is not enough the answer is 503 with Retry-After. A memory
+ * watch thread also unloads idle models (never one a request is using) while the machine's
+ * available memory (MemAvailable, the cgroup limit) is below a low mark.
  *
  * Errors are OpenAI's {"error": {"message", "type", "param", "code"}}: 400 invalid_request_error
  * naming the `param`, 401, 404 model_not_found (param "model"), 429 with Retry-After when the
@@ -65,8 +67,26 @@ struct srv_v1 {
     size_t n_preload;
     int64_t slots, max_loaded;
     uint64_t requests[R_COUNT][6]; /* by status class 1xx..5xx, [5]: cancelled */
-    uint64_t unloads;
+    uint64_t unloads, pressure_unloads;
+    double ping_s;
+    /* the memory watch: a thread that unloads idle models while memory is short */
+    double check_s;
+    uint64_t low;
+    uint64_t (*available)(void *user);
+    void *available_user;
+    pthread_t watch;
+    bool watching, stopping;
+    pthread_cond_t watch_cv;
 };
+
+/* Bytes available: the probe's, or the machine's (MemAvailable, the cgroup limit). */
+static uint64_t mem_available(const srv_v1 *v) {
+    if (v->available)
+        return v->available(v->available_user);
+    ft_memplan_machine mm;
+    ft_memplan_machine_read(&mm);
+    return mm.available;
+}
 
 static void model_free(v1_model *v) {
     if (!v)
@@ -98,9 +118,8 @@ static void unload_idle(srv_v1 *v, uint64_t need) {
     for (;;) {
         bool short_of_memory = false;
         if (need) {
-            ft_memplan_machine mm;
-            ft_memplan_machine_read(&mm);
-            short_of_memory = mm.available && mm.available < need;
+            uint64_t avail = mem_available(v);
+            short_of_memory = avail && avail < need;
         }
         int64_t loaded = 0;
         v1_model *lru = NULL;
@@ -147,6 +166,8 @@ static ft_status registry_version(const char *db, const char *name, ft_model_ver
     return st;
 }
 
+static void *memory_watch(void *arg);
+
 ft_status srv_v1_new(const srv_ctx *c, const ft_server_params *p, srv_v1 **out, ft_err *err) {
     *out = NULL;
     srv_v1 *v = ft_calloc(1, sizeof *v);
@@ -156,7 +177,21 @@ ft_status srv_v1_new(const srv_ctx *c, const ft_server_params *p, srv_v1 **out, 
     pthread_mutex_init(&v->load_mu, NULL);
     v->slots = p->infer_slots > 0 ? p->infer_slots : 8;
     v->max_loaded = p->max_loaded_models > 0 ? p->max_loaded_models : 2;
+    v->ping_s = p->ping_s > 0 ? p->ping_s : 5.0;
+    v->check_s = p->memory_check_s > 0 ? p->memory_check_s : 1.0;
+    v->available = p->memory_available;
+    v->available_user = p->memory_user;
+    v->low = p->memory_low;
+    if (!v->low) {
+        ft_memplan_machine mm;
+        ft_memplan_machine_read(&mm);
+        uint64_t total = mm.cgroup_limit && mm.cgroup_limit < mm.mem_total ? mm.cgroup_limit : mm.mem_total;
+        v->low = total / 20 > ((uint64_t)512 << 20) ? total / 20 : (uint64_t)512 << 20;
+    }
+    pthread_cond_init(&v->watch_cv, NULL);
     *out = v;
+    if (pthread_create(&v->watch, NULL, memory_watch, v) == 0)
+        v->watching = true;
     for (size_t i = 0; i < p->n_models; i++) {
         v1_model *mdl = ft_calloc(1, sizeof *mdl);
         if (!mdl)
@@ -195,9 +230,53 @@ ft_status srv_v1_new(const srv_ctx *c, const ft_server_params *p, srv_v1 **out, 
     return FT_OK;
 }
 
+/* The memory watch: while the machine is short of memory, idle models go, least recently used
+ * first, one per check (what the next reading says is after that one's memory came back). */
+static void *memory_watch(void *arg) {
+    srv_v1 *v = arg;
+    pthread_mutex_lock(&v->mu);
+    while (!v->stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        double t = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 + v->check_s;
+        ts.tv_sec = (time_t)t;
+        ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
+        pthread_cond_timedwait(&v->watch_cv, &v->mu, &ts);
+        if (v->stopping)
+            break;
+        pthread_mutex_unlock(&v->mu);
+        uint64_t avail = mem_available(v);
+        pthread_mutex_lock(&v->mu);
+        if (!avail || avail >= v->low)
+            continue;
+        v1_model *lru = NULL;
+        for (v1_model *m = v->models; m; m = m->next)
+            if (m->e && m->users == 0 && !m->preload && (!lru || m->last_used < lru->last_used))
+                lru = m;
+        if (!lru)
+            continue;
+        ft_infer_free(lru->e);
+        ft_tok_free(lru->tok);
+        ft_model_free(lru->m);
+        lru->e = NULL, lru->tok = NULL, lru->m = NULL;
+        v->unloads++;
+        v->pressure_unloads++;
+    }
+    pthread_mutex_unlock(&v->mu);
+    return NULL;
+}
+
 void srv_v1_free(srv_v1 *v) {
     if (!v)
         return;
+    if (v->watching) {
+        pthread_mutex_lock(&v->mu);
+        v->stopping = true;
+        pthread_cond_signal(&v->watch_cv);
+        pthread_mutex_unlock(&v->mu);
+        pthread_join(v->watch, NULL);
+    }
+    pthread_cond_destroy(&v->watch_cv);
     for (v1_model *m = v->models, *n; m; m = n) {
         n = m->next;
         model_free(m);
@@ -418,11 +497,13 @@ static v1_model *model_acquire(srv_ctx *c, const char *name, srv_response *rs) {
             pthread_mutex_lock(&v->mu);
             unload_idle(v, need + need / 8);
             pthread_mutex_unlock(&v->mu);
-            ft_memplan_machine mm;
-            ft_memplan_machine_read(&mm);
-            if (mm.available && mm.available < need) {
+            uint64_t avail = mem_available(v);
+            if (avail && avail < need) {
+                ft_memplan_machine mm;
+                ft_memplan_machine_read(&mm);
                 st = FT_ERR(&err, FT_ERR_NOMEM, "loading it needs %.1f GiB; %.1f GiB are available (%s)",
-                            (double)need / (1 << 30), (double)mm.available / (1 << 30), mm.source);
+                            (double)need / (1 << 30), (double)avail / (1 << 30),
+                            v->available ? "the server's memory probe" : mm.source);
             }
         }
         ft_free(cfg);
@@ -1009,7 +1090,7 @@ static ssize_t stream_read(void *cls, char *buf, size_t max) {
             cancel_all(g);
             return -2;
         }
-        if (ft_time_now() - g->last_write > 5.0) { /* keep proxies and clients from timing out */
+        if (ft_time_now() - g->last_write > g->ctx->v1->ping_s) { /* keep proxies and clients from timing out */
             ft_buf_appendf(&g->pending, ": ping\n\n");
             continue;
         }
@@ -1276,6 +1357,9 @@ static void metrics(srv_ctx *c, srv_response *rs) {
     ft_buf_appendf(&b, "# HELP ftune_model_unloads_total Models unloaded to make room.\n"
                        "# TYPE ftune_model_unloads_total counter\nftune_model_unloads_total %llu\n",
                    (unsigned long long)v->unloads);
+    ft_buf_appendf(&b, "# HELP ftune_model_pressure_unloads_total Idle models unloaded because memory was short.\n"
+                       "# TYPE ftune_model_pressure_unloads_total counter\nftune_model_pressure_unloads_total %llu\n",
+                   (unsigned long long)v->pressure_unloads);
     static const char *gauges[][2] = {
         {"ftune_requests_total", "counter"},          {"ftune_prompt_tokens_total", "counter"},
         {"ftune_completion_tokens_total", "counter"}, {"ftune_engine_steps_total", "counter"},
