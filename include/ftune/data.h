@@ -226,13 +226,21 @@ typedef enum ft_issue_level { FT_ISSUE_ERROR = 0, FT_ISSUE_WARNING = 1 } ft_issu
 
 /* One problem. `file` is the source's name as the user would recognise it. Line and column are
  * 1-based (0 when not applicable); the column is in bytes from the line start (after a BOM) and
- * points at the offending value or key. `offset` is the byte offset in the file (-1 if none). */
+ * points at the offending value or key. `offset` is the byte offset in the file (-1 if none).
+ * Table sources (Parquet, Arrow, Delta, Hugging Face datasets) have rows, not lines: `row` is the
+ * row's 0-based index in its data file (as pandas' df.iloc, pyarrow, DuckDB's file_row_number and
+ * datasets' ds[i] count), line and column are 0, and the message starts with the row's place
+ * ("row 33 (row group 0, row 33 in it): ..."); `row` is -1 for everything else. */
 typedef struct ft_data_issue {
     ft_issue_level level;
     const char *file;
     int64_t line, column, offset;
     const char *message;
+    int64_t row;
 } ft_data_issue;
+/* Where an issue is, as every face prints it: "file:line:column" for a line of text, "file" for a
+ * table row or a whole file (the message says the row). Returns buf. */
+const char *ft_data_issue_place(const ft_data_issue *is, char *buf, size_t cap);
 typedef void (*ft_data_issue_fn)(void *ctx, const ft_data_issue *issue);
 
 /* Token-length histogram buckets: [0,16), [16,32), ..., doubling; the last is open-ended. */

@@ -91,8 +91,9 @@ static void on_issue(void *user, const char *field, const ft_data_issue *is) {
     u->issues[strcmp(field, "eval_data_path") == 0]++;
     if (u->shown++ >= 50)
         return;
-    fprintf(stderr, "%s:%lld:%lld: %s: %s\n", is->file ? is->file : "?", (long long)is->line,
-            (long long)is->column, is->level == FT_ISSUE_ERROR ? "error" : "warning", is->message);
+    char place[1200];
+    fprintf(stderr, "%s: %s: %s\n", ft_data_issue_place(is, place, sizeof place),
+            is->level == FT_ISSUE_ERROR ? "error" : "warning", is->message);
 }
 
 static void on_summary(void *user, const char *path, const ft_data_report *rep) {

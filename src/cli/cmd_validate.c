@@ -46,8 +46,9 @@ static const cli_opt opts[] = {
 
 static void print_issue(void *ctx, const ft_data_issue *is) {
     (void)ctx;
-    printf("%s:%lld:%lld: %s: %s\n", is->file, (long long)is->line, (long long)is->column,
-           is->level == FT_ISSUE_ERROR ? "error" : "warning", is->message);
+    char place[1200];
+    printf("%s: %s: %s\n", ft_data_issue_place(is, place, sizeof place), is->level == FT_ISSUE_ERROR ? "error" : "warning",
+           is->message);
 }
 
 int cmd_validate(int argc, char **argv) {

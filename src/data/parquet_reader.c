@@ -260,10 +260,14 @@ static const char *pqr_where(ft_reader *base, const ft_data_loc *loc, char *buf,
         rg++;
     if (g->n == 0)
         return NULL;
-    int w = snprintf(buf, cap, "row group %lld, row %lld", (long long)rg, (long long)(row - g->first[rg]));
+    /* counted from 0, as pandas, pyarrow and DuckDB's file_row_number count rows and row groups */
+    int w = snprintf(buf, cap, "row %lld (row %lld of row group %lld", (long long)row, (long long)(row - g->first[rg]),
+                     (long long)rg);
     for (size_t i = 0; i < r->cols.n && w > 0 && (size_t)w < cap; i++) /* say which column a renamed key is */
         if (strcmp(r->cols.column[i], r->cols.key[i]))
-            w += snprintf(buf + w, cap - (size_t)w, " (\"%s\" is column \"%s\")", r->cols.key[i], r->cols.column[i]);
+            w += snprintf(buf + w, cap - (size_t)w, "; \"%s\" is column \"%s\"", r->cols.key[i], r->cols.column[i]);
+    if (w > 0 && (size_t)w + 1 < cap)
+        snprintf(buf + w, cap - (size_t)w, ")");
     return buf;
 }
 

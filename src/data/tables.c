@@ -742,7 +742,8 @@ static ft_status tr_next(ft_reader *base, ft_record *rec, bool *done, ft_err *er
 }
 
 /* "Delta table a.b.c version 3, data file part-0.parquet, row 17" / "Hugging Face dataset
- * org/name, split train, file data/x.parquet, row 17" / "row 17". */
+ * org/name, split train, file data/x.parquet, row 17" / "row 17": the row's 0-based index in its
+ * data file (pandas, pyarrow, DuckDB's file_row_number; Delta rows keep theirs in the file). */
 static const char *tr_where(ft_reader *base, const ft_data_loc *loc, char *buf, size_t cap) {
     table_reader *t = (table_reader *)base;
     if (loc->source < 0 || (size_t)loc->source >= t->set->n || loc->line <= 0)
@@ -750,16 +751,16 @@ static const char *tr_where(ft_reader *base, const ft_data_loc *loc, char *buf, 
     const src_file *f = &t->set->files[loc->source];
     if (t->set->delta)
         snprintf(buf, cap, "Delta table %s version %lld, data file %s, row %lld", t->set->delta->display,
-                 (long long)t->set->delta->version, f->df ? f->df->rel : f->name, (long long)loc->line);
+                 (long long)t->set->delta->version, f->df ? f->df->rel : f->name, (long long)(loc->line - 1));
     else if (t->set->hf) { /* org/name[/split]; files are named "org/name/split: <file in the repo>" */
         const char *slash = strchr(t->set->hf, '/');
         const char *split = slash ? strchr(slash + 1, '/') : NULL;
         const char *file = strstr(f->name, ": ");
         snprintf(buf, cap, "Hugging Face dataset %.*s, split %s, file %s, row %lld",
                  split ? (int)(split - t->set->hf) : (int)strlen(t->set->hf), t->set->hf, split ? split + 1 : "train",
-                 file ? file + 2 : f->name, (long long)loc->line);
+                 file ? file + 2 : f->name, (long long)(loc->line - 1));
     } else
-        snprintf(buf, cap, "row %lld", (long long)loc->line);
+        snprintf(buf, cap, "row %lld", (long long)(loc->line - 1));
     return buf;
 }
 

@@ -35,7 +35,7 @@ static void emit(chk *c, ft_issue_level lv, int64_t pos, const char *fmt, ...) {
     va_end(ap);
     if (pos < 0)
         pos = 0;
-    ft_data_issue is = {lv, c->file, c->line, pos + 1, c->line_off >= 0 ? c->line_off + pos : -1, msg};
+    ft_data_issue is = {lv, c->file, c->line, pos + 1, c->line_off >= 0 ? c->line_off + pos : -1, msg, -1};
     if (c->fn)
         c->fn(c->ctx, &is);
     if (lv == FT_ISSUE_ERROR)
@@ -308,6 +308,15 @@ int64_t ft_data_check_record(ft_task_type task, const char *file, int64_t line, 
 
 /* ---------------------------------------------------------------- parameters and report */
 
+const char *ft_data_issue_place(const ft_data_issue *is, char *buf, size_t cap) {
+    const char *file = is->file ? is->file : "?";
+    if (is->line > 0)
+        snprintf(buf, cap, "%s:%lld:%lld", file, (long long)is->line, (long long)is->column);
+    else
+        snprintf(buf, cap, "%s", file);
+    return buf;
+}
+
 void ft_validate_default_params(ft_validate_params *p, ft_task_type task) {
     memset(p, 0, sizeof *p);
     p->task = task;
@@ -340,6 +349,8 @@ json_t *ft_data_report_to_json(const ft_data_report *r, size_t max_list) {
         json_t *e = json_object();
         json_object_set_new(e, "file", json_string(is->file ? is->file : ""));
         json_object_set_new(e, "line", json_integer(is->line));
+        if (is->row >= 0)
+            json_object_set_new(e, "row", json_integer(is->row));
         json_object_set_new(e, "column", json_integer(is->column));
         if (is->offset >= 0)
             json_object_set_new(e, "offset", json_integer(is->offset));
@@ -448,7 +459,7 @@ static void process(scan_ctx *sc, const rec_in *in, rec_out *out, int tid) {
     switch (rec->kind) {
     case FT_RECORD_PROBLEM: {
         ft_data_issue is = {FT_ISSUE_ERROR, file, rec->loc.line, rec->problem_column, rec->problem_offset,
-                            rec->problem};
+                            rec->problem, -1};
         collect(out, &is);
         c.n_err = 1;
         break;
@@ -634,7 +645,9 @@ ft_status ft_data_validate(const char *path, const ft_validate_params *p, ft_dat
             for (size_t k = 0; k < o->n_iss; k++) {
                 ft_data_issue *is = &o->iss[k];
                 is->file = r->sources[in[i].rec.loc.source];
-                if (where) { /* "row group 2, row 17: message"; columns of the record's text mean nothing here */
+                if (where) { /* "row 17 (row 3 of row group 2): message": a row, not a line of text */
+                    is->row = in[i].rec.loc.line - 1;
+                    is->line = 0;
                     is->column = 0;
                     is->offset = -1;
                     char *m = ft_asprintf("%s: %s", where, is->message);

@@ -690,10 +690,12 @@ static void collect_issue(void *user, const char *field, const ft_data_issue *is
     ci->field = field;
     if (json_array_size(ci->list) >= 1000)
         return;
-    json_array_append_new(ci->list, json_pack("{s:s, s:I, s:I, s:s, s:s}", "file", is->file ? is->file : "?", "line",
-                                              (json_int_t)is->line, "column", (json_int_t)is->column, "level",
-                                              is->level == FT_ISSUE_ERROR ? "error" : "warning", "message",
-                                              is->message ? is->message : ""));
+    json_t *e = json_pack("{s:s, s:I, s:I, s:s, s:s}", "file", is->file ? is->file : "?", "line", (json_int_t)is->line,
+                          "column", (json_int_t)is->column, "level", is->level == FT_ISSUE_ERROR ? "error" : "warning",
+                          "message", is->message ? is->message : "");
+    if (e && is->row >= 0) /* a table row (0-based in its file): the message names it */
+        json_object_set_new(e, "row", json_integer(is->row));
+    json_array_append_new(ci->list, e);
 }
 
 /* The body as a run configuration: every key through ft_train_config_set (which checks the

@@ -208,9 +208,9 @@ static ft_status load_tokenizer_and_data(run *r, ft_err *err) {
             ft_buf b = {0};
             for (size_t i = 0; i < rep->n_issues && i < 5; i++) {
                 const ft_data_issue *is = &rep->issues[i];
+                char place[1200];
                 if (is->level == FT_ISSUE_ERROR)
-                    ft_buf_appendf(&b, "; %s:%lld:%lld: %s", is->file, (long long)is->line, (long long)is->column,
-                                   is->message);
+                    ft_buf_appendf(&b, "; %s: %s", ft_data_issue_place(is, place, sizeof place), is->message);
             }
             s = FT_ERR(err, FT_ERR_INVALID, "%s %s is not valid: %lld error(s)%s", k ? "eval_data_path" : "train_data_path",
                        paths[k], (long long)rep->n_errors, ft_buf_cstr(&b));

@@ -284,7 +284,7 @@ TEST(parquet_damaged_files_fail_cleanly) {
 
 typedef struct issues {
     char msg[64][700];
-    int64_t line[64];
+    int64_t line[64], row[64];
     int n;
 } issues;
 
@@ -293,6 +293,7 @@ static void keep_issue(void *ctx, const ft_data_issue *is) {
     if (g->n < 64) {
         snprintf(g->msg[g->n], sizeof g->msg[0], "%s", is->message);
         g->line[g->n] = is->line;
+        g->row[g->n] = is->row;
         g->n++;
     }
 }
@@ -313,7 +314,8 @@ static ft_data_report *validate(const char *path, ft_task_type task, const ft_re
     return r;
 }
 
-/* Every bad row is located by row group and row: chat rows with null or empty `messages` and a
+/* Every bad row is located by its 0-based row in the file (as pandas and DuckDB's file_row_number
+ * count; the issue's line is 0: a row is not a line of text), then by row group and row in it: chat rows with null or empty `messages` and a
  * null `content` (DuckDB matrix, one row group), IFT rows with a null prompt (parquet-wasm, row
  * groups of 7 rows). */
 TEST(parquet_validate_locates_rows) {
@@ -325,9 +327,10 @@ TEST(parquet_validate_locates_rows) {
     /* row 4 (i % 9 == 4): messages is null; row 33 (i % 11 == 0): a null content */
     bool null_messages = false, null_content = false;
     for (int i = 0; i < g.n; i++) {
-        if (g.line[i] == 5 && strstr(g.msg[i], "row group 0, row 4: \"messages\""))
+        CHECK_EQ_INT(g.line[i], 0);
+        if (g.row[i] == 4 && !strncmp(g.msg[i], "row 4 (row 4 of row group 0): \"messages\"", 40))
             null_messages = true;
-        if (g.line[i] == 34 && strstr(g.msg[i], "row group 0, row 33: messages[1].content"))
+        if (g.row[i] == 33 && !strncmp(g.msg[i], "row 33 (row 33 of row group 0): messages[1].content", 51))
             null_content = true;
     }
     CHECK_EQ_INT(r->n_errors, 11);
@@ -346,7 +349,7 @@ TEST(parquet_validate_locates_rows) {
     /* rows 7, 17, ... have a null text: row 17 is in row group 2 (groups of 7), row 3 */
     bool found = false;
     for (int i = 0; i < g.n; i++)
-        found = found || (g.line[i] == 18 && strstr(g.msg[i], "row group 2, row 3 (\"prompt\" is column \"text\")") &&
+        found = found || (g.row[i] == 17 && strstr(g.msg[i], "row 17 (row 3 of row group 2; \"prompt\" is column \"text\"; \"response\" is column \"many\"): ") &&
                           strstr(g.msg[i], "\"prompt\" must be a string, found null"));
     CHECK(found);
     CHECK_EQ_INT(r->n_errors, 6);

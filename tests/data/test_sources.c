@@ -287,13 +287,15 @@ TEST(arrow_training_rows_for_each_task_with_bad_rows_located) {
         CHECK_EQ_INT(r->n_records, 3);
         CHECK_EQ_INT(r->n_valid_records, 3);
         ft_data_report_free(r);
-        /* row 2 is bad for every task: chat without an answer, a null prompt, a null text */
+        /* row 1 (0-based) is bad for every task: chat without an answer, a null prompt, a null text */
         r = validate_path(ft_test_fixture("data/arrow/train_bad.arrow"), tasks[t]);
         REQUIRE(r);
         CHECK(!r->valid);
         CHECK_EQ_INT(r->n_valid_records, 2);
         REQUIRE(r->n_issues >= 1);
-        CHECK_EQ_INT(r->issues[0].line, 2);
+        CHECK_EQ_INT(r->issues[0].row, 1);
+        CHECK_EQ_INT(r->issues[0].line, 0);
+        CHECK(!strncmp(r->issues[0].message, "row 1: ", 7));
         CHECK(strstr(r->issues[0].file, "train_bad.arrow") != NULL);
         ft_data_report_free(r);
     }
@@ -745,11 +747,21 @@ TEST(cli_validate_table_sources) {
         CHECK_EQ_INT(ftune_cmd(&o, "", args), 0);
         CHECK(o && strstr(o, "valid: 3 records in 1 file") && strstr(o, "read: file "));
         free(o);
-        /* bad rows: file:row, exit 2 */
+        /* bad rows: the file, then the row (0-based), exit 2 */
         snprintf(args, sizeof args, "validate --task-type %s %s", tasks[t],
                  ft_test_fixture("data/arrow/train_bad.arrow"));
         CHECK_EQ_INT(ftune_cmd(&o, "", args), 2);
-        CHECK(o && strstr(o, "train_bad.arrow:2:"));
+        CHECK(o && strstr(o, "train_bad.arrow: error: row 1: "));
+        free(o);
+        /* --json: "row" says it, "line" is 0 */
+        snprintf(args, sizeof args, "validate --json --task-type %s %s", tasks[t],
+                 ft_test_fixture("data/arrow/train_bad.arrow"));
+        CHECK_EQ_INT(ftune_cmd(&o, "", args), 2);
+        json_t *j = o ? json_loads(o, 0, NULL) : NULL;
+        json_t *e0 = json_array_get(json_object_get(j, "errors"), 0);
+        CHECK(e0 && json_integer_value(json_object_get(e0, "row")) == 1 &&
+              json_integer_value(json_object_get(e0, "line")) == 0);
+        json_decref(j);
         free(o);
     }
     /* a table version for something that is not a Delta table */
@@ -772,8 +784,8 @@ TEST(cli_validate_table_sources) {
     REQUIRE(system(cmd) == 0);
     snprintf(env, sizeof env, "HF_HUB_CACHE='%s/hub2'", ft_test_tmpdir());
     CHECK_EQ_INT(ftune_cmd(&o, env, "validate --task-type CHAT_COMPLETION org/bad/validation"), 2);
-    CHECK(o && strstr(o, "org/bad/validation: data/validation-00000-of-00001.parquet:5:0: error: Hugging Face dataset "
-                         "org/bad, split validation, file data/validation-00000-of-00001.parquet, row 5: "));
+    CHECK(o && strstr(o, "org/bad/validation: data/validation-00000-of-00001.parquet: error: Hugging Face dataset "
+                         "org/bad, split validation, file data/validation-00000-of-00001.parquet, row 4: "));
     free(o);
 }
 
@@ -945,11 +957,12 @@ TEST(cli_create_from_delta_hf_and_parquet_folder_each_task) {
                      "--data-prep-cluster-id 0123-abc --json 2>&1",
                      home, hub, bin, model, sources[s], tasks[t], s, t);
             int rc = ft_test_run(cmd, &out);
-            /* the chat rows of the table's version 2 hold one bad row (row 6 of part-00000): refused, located */
+            /* the chat rows of the table's version 2 hold one bad row (row 5 of part-00000, as DuckDB's
+             * file_row_number counts): refused, located */
             if (s == 0 && t == 0) {
                 CHECK(rc != 0);
-                CHECK(out && strstr(out, "main.default.train@v2/part-00000.parquet:6:0: error: Delta table "
-                                         "main.default.train version 2, data file part-00000.parquet, row 6: "));
+                CHECK(out && strstr(out, "main.default.train@v2/part-00000.parquet: error: Delta table "
+                                         "main.default.train version 2, data file part-00000.parquet, row 5: "));
             } else if (rc != 0 || !out || !strstr(out, "\"COMPLETED\"")) {
                 ft_test_fail_(__FILE__, __LINE__, "create from %s as %s: rc %d: %.2000s", sources[s], tasks[t], rc,
                               out ? out : "");
@@ -969,14 +982,16 @@ TEST(cli_create_from_delta_hf_and_parquet_folder_each_task) {
     if (ft_test_run(cmd, &out) != 0 || !out || !strstr(out, "\"COMPLETED\""))
         ft_test_fail_(__FILE__, __LINE__, "chat from a Delta table: %.2000s", out ? out : "");
     free(out);
-    /* chat from the version before the bad row appeared is refused too (rows 5 and 6), and
+    /* chat from the version before the bad row appeared is refused too (rows 4 and 5), and
      * --table-version reads it */
     out = NULL;
     snprintf(cmd, sizeof cmd,
              "FTUNE_HOME='%s' USER=tester '%s' validate --table-version 0 main.default.train 2>&1", home, bin);
     CHECK_EQ_INT(ft_test_run(cmd, &out), 2);
-    CHECK(out && strstr(out, "main.default.train@v0/part-00000.parquet:5:") &&
-          strstr(out, "main.default.train@v0/part-00000.parquet:6:"));
+    CHECK(out && strstr(out, "main.default.train@v0/part-00000.parquet: error: Delta table main.default.train version 0, "
+                             "data file part-00000.parquet, row 4: ") &&
+          strstr(out, "main.default.train@v0/part-00000.parquet: error: Delta table main.default.train version 0, "
+                      "data file part-00000.parquet, row 5: "));
     free(out);
     ft_free(bin);
 }

@@ -481,7 +481,7 @@ function clearErrors(form) {
   $('#check-result').replaceChildren();
 }
 
-function issueLine(i) { return `${i.file}:${i.line}:${i.column}: ${i.level || 'error'}: ${i.message}`; }
+function issueLine(i) { return `${i.line ? `${i.file}:${i.line}:${i.column}` : i.file}: ${i.level || 'error'}: ${i.message}`; }
 
 function showFieldError(form, field, message, issues) {
   const box = field && $(`#error-${field}`, form);
