@@ -148,6 +148,13 @@ bool ft_data_path_is_table(const char *path);
  * record `path@N` and read that snapshot again on resume and in evaluation; -1 for any other
  * source and for a path that already names a version. Errors are the table's (as reading it). */
 ft_status ft_data_table_latest_version(const char *path, int64_t *version, ft_err *err);
+/* The snapshot a table source reads now, named so that reading it later gives the same rows even
+ * when the source moves on: a Delta table without `@N` -> `path@N` (its latest version); a Hugging
+ * Face dataset from the hub cache without `@rev` -> `path@<commit>` (the snapshot refs/main, or
+ * refs/convert/parquet, names now). *pinned NULL (nothing to pin) for any other source, a path
+ * that names its snapshot already, and a dataset read from the datasets cache (whose folder is
+ * its version); owned by the caller. Errors are the source's (as reading it). */
+ft_status ft_data_source_pin(const char *path, char **pinned, ft_err *err);
 /* "Delta table a.b.c, version 3: 2 data files", "Hugging Face dataset org/name (hub cache, ...)",
  * ... when r reads a table source, else NULL (borrowed from r). */
 const char *ft_reader_summary(const ft_reader *r);

@@ -13,7 +13,12 @@
  *   2. the datasets cache ($HF_DATASETS_CACHE, else $HF_HOME/datasets): org___name/...
  *      /<builder>-{split}.arrow or <builder>-{split}-NNNNN-of-NNNNN.arrow (the newest folder).
  * Only Parquet and Arrow files are read. Nothing found: an error listing every place looked
- * at and the commands that download the dataset on a machine with internet. */
+ * at and the commands that download the dataset on a machine with internet.
+ *
+ * `org/name[/split]@rev` reads the hub cache's snapshot of that revision (a commit, a unique
+ * commit prefix, or a branch the cache has a ref for) by the same rules, then as a Parquet
+ * conversion; the commit read is returned, so that a run can record it and read that snapshot
+ * again when refs/main has moved on (ft_data_source_pin). */
 #include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -523,6 +528,7 @@ void hf_split_files_free(hf_split_files *f) {
     ft_free(f->paths);
     ft_free(f->names);
     ft_free(f->where);
+    ft_free(f->rev);
     memset(f, 0, sizeof *f);
 }
 
@@ -543,22 +549,101 @@ static bool is_split_file(const char *rel, const char *split, const char *ext) {
     return false;
 }
 
+/* The Parquet conversion's files of a split: default/<split>/NNNN.parquet, or
+ * default/<name>-<split>.parquet (older layout). */
+static void choose_converted(const strv *all, const char *split, strv *chosen) {
+    for (size_t i = 0; i < all->n; i++) {
+        const char *p = all->v[i];
+        if (strncmp(p, "default/", 8) != 0 || !ends_with(p, ".parquet"))
+            continue;
+        const char *a = p + 8, *b = strchr(a, '/');
+        bool in_dir =
+            b && (size_t)(b - a) == strlen(split) && !strncmp(a, split, strlen(split)) && !strchr(b + 1, '/');
+        if (in_dir || (!b && is_split_file(p, split, ".parquet")))
+            strv_push(chosen, ft_strdup(p));
+    }
+}
+
+/* A revision the user named (`org/name@rev`) -> the snapshot folder and its commit: a commit whose
+ * snapshot is in the cache, a ref (branch or tag) the cache has a file for, or a prefix of at
+ * least 4 characters of exactly one snapshot's commit. NULL when none (`have` lists the snapshots
+ * there are). */
+static char *snapshot_of_rev(const char *repo, const char *rev, char **commit, char *have, size_t cap) {
+    have[0] = 0;
+    char *snap = ft_asprintf("%s/snapshots/%s", repo, rev);
+    if (snap && ft_path_is_dir(snap) && (*commit = ft_strdup(rev)) != NULL)
+        return snap;
+    ft_free(snap);
+    snap = snapshot_of(repo, rev, commit); /* refs/<rev> */
+    if (snap)
+        return snap;
+    char *dir = ft_asprintf("%s/snapshots", repo);
+    DIR *d = dir ? opendir(dir) : NULL;
+    char *match = NULL;
+    int n_match = 0;
+    size_t o = 0;
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        if (o + strlen(de->d_name) + 3 < cap)
+            o += (size_t)snprintf(have + o, cap - o, "%s%s", o ? ", " : "", de->d_name);
+        if (strlen(rev) >= 4 && !strncmp(de->d_name, rev, strlen(rev)) && n_match++ == 0)
+            match = ft_strdup(de->d_name);
+    }
+    if (d)
+        closedir(d);
+    ft_free(dir);
+    if (n_match == 1 && match) {
+        snap = ft_asprintf("%s/snapshots/%s", repo, match);
+        if (snap) {
+            *commit = match;
+            return snap;
+        }
+    }
+    ft_free(match);
+    return NULL;
+}
+
+/* `org/name[/split][@rev]`: the parts, or false. */
+static bool parse_spec(const char *spec, char *org, char *name, char *split, char *rev, size_t cap) {
+    split[0] = 0;
+    rev[0] = 0;
+    snprintf(split, cap, "train");
+    char buf[1024];
+    if (strlen(spec) >= sizeof buf)
+        return false;
+    snprintf(buf, sizeof buf, "%s", spec);
+    char *at = strrchr(buf, '@');
+    if (at) {
+        if (!at[1] || strlen(at + 1) >= cap || strchr(at + 1, '/'))
+            return false;
+        snprintf(rev, cap, "%s", at + 1);
+        *at = 0;
+    }
+    char *s1 = strchr(buf, '/');
+    if (!s1 || s1 == buf || (size_t)(s1 - buf) >= cap)
+        return false;
+    *s1 = 0;
+    char *s2 = strchr(s1 + 1, '/');
+    if (s2)
+        *s2 = 0;
+    if (!s1[1] || strlen(s1 + 1) >= cap || (s2 && (!s2[1] || strlen(s2 + 1) >= cap)))
+        return false;
+    snprintf(org, cap, "%s", buf);
+    snprintf(name, cap, "%s", s1 + 1);
+    if (s2)
+        snprintf(split, cap, "%s", s2 + 1);
+    return true;
+}
+
 ft_status hf_resolve(const char *spec, hf_split_files *out, ft_err *err) {
     memset(out, 0, sizeof *out);
-    char org[256], name[256], split[256] = "train";
-    const char *s1 = strchr(spec, '/');
-    if (!s1 || (size_t)(s1 - spec) >= sizeof org)
-        return FT_ERR_AT(err, FT_ERR_INVALID, spec, 0, 0, "a Hugging Face dataset is named org/name or org/name/split");
-    const char *s2 = strchr(s1 + 1, '/');
-    size_t nl = s2 ? (size_t)(s2 - s1 - 1) : strlen(s1 + 1);
-    if (nl >= sizeof name || (s2 && strlen(s2 + 1) >= sizeof split))
-        return FT_ERR_AT(err, FT_ERR_INVALID, spec, 0, 0, "dataset name too long");
-    memcpy(org, spec, (size_t)(s1 - spec));
-    org[s1 - spec] = 0;
-    memcpy(name, s1 + 1, nl);
-    name[nl] = 0;
-    if (s2)
-        snprintf(split, sizeof split, "%s", s2 + 1);
+    char org[256], name[256], split[256], rev[256];
+    if (!parse_spec(spec, org, name, split, rev, sizeof org))
+        return FT_ERR_AT(err, FT_ERR_INVALID, spec, 0, 0,
+                         "a Hugging Face dataset is named org/name, org/name/split, or either with @revision (a "
+                         "commit or a branch, as the hub cache has it)");
     char dataset[520];
     snprintf(dataset, sizeof dataset, "%s/%s", org, name);
 
@@ -571,12 +656,25 @@ ft_status hf_resolve(const char *spec, hf_split_files *out, ft_err *err) {
         s = FT_ERR(err, FT_ERR_NOMEM, "out of memory");
         done = true;
     }
-    /* 1. hub cache: refs/main, then refs/convert/parquet */
+    /* 1. hub cache: refs/main, then refs/convert/parquet; or the snapshot of the revision asked for */
     static const char *const refs[] = {"main", "convert/parquet"};
-    for (int r = 0; !done && r < 2; r++) {
-        char *rev = NULL;
-        char *snap = snapshot_of(repo, refs[r], &rev);
-        ft_buf_appendf(&looked, "\n  hub cache: %s/refs/%s%s", repo, refs[r], snap ? "" : " (absent)");
+    for (int r = 0; !done && r < 2 && !(rev[0] && r > 0); r++) {
+        char *commit = NULL;
+        char have[600];
+        char *snap = rev[0] ? snapshot_of_rev(repo, rev, &commit, have, sizeof have) : snapshot_of(repo, refs[r], &commit);
+        if (rev[0] && !snap) {
+            s = FT_ERR_AT(err, FT_ERR_NOT_FOUND, spec, 0, 0,
+                          "revision '%s' of Hugging Face dataset %s is not in the hub cache %s/snapshots (%s%s); "
+                          "on a machine with internet, download it with\n  huggingface-cli download --repo-type "
+                          "dataset %s --revision %s\nthen copy %s to this machine",
+                          rev, dataset, repo, have[0] ? "it has: " : "it has no snapshots", have, dataset, rev, repo);
+            done = true;
+            break;
+        }
+        if (rev[0])
+            ft_buf_appendf(&looked, "\n  hub cache: %s/snapshots/%s", repo, commit);
+        else
+            ft_buf_appendf(&looked, "\n  hub cache: %s/refs/%s%s", repo, refs[r], snap ? "" : " (absent)");
         if (!snap)
             continue;
         strv all = {0}, chosen = {0};
@@ -584,26 +682,23 @@ ft_status hf_resolve(const char *spec, hf_split_files *out, ft_err *err) {
         bool ok = walk(snap, "", 0, &all);
         if (ok && r == 0) {
             ok = choose_files(snap, &all, split, &chosen, &rule);
+            if (ok && rev[0] && chosen.n == 0) { /* a pinned Parquet conversion snapshot */
+                rule = "the Parquet conversion";
+                choose_converted(&all, split, &chosen);
+            }
         } else if (ok) {
             rule = "the Parquet conversion";
-            for (size_t i = 0; i < all.n; i++) {
-                const char *p = all.v[i];
-                /* default/<split>/NNNN.parquet, or default/<name>-<split>.parquet (older layout) */
-                if (strncmp(p, "default/", 8) != 0 || !ends_with(p, ".parquet"))
-                    continue;
-                const char *a = p + 8, *b = strchr(a, '/');
-                bool in_dir = b && (size_t)(b - a) == strlen(split) && !strncmp(a, split, strlen(split)) &&
-                              !strchr(b + 1, '/');
-                if (in_dir || (!b && is_split_file(p, split, ".parquet")))
-                    strv_push(&chosen, ft_strdup(p));
-            }
+            choose_converted(&all, split, &chosen);
         }
-        ft_buf_appendf(&looked, ": snapshot %s, %s: %zu file%s for split '%s'", rev, rule, chosen.n,
+        ft_buf_appendf(&looked, ": snapshot %s, %s: %zu file%s for split '%s'", commit, rule, chosen.n,
                        chosen.n == 1 ? "" : "s", split);
         if (ok && chosen.n > 0) {
             if (!fill(out, snap, &chosen, dataset, split))
                 s = FT_ERR(err, FT_ERR_NOMEM, "out of memory");
-            out->where = ft_asprintf("hub cache, %s snapshot %.12s", refs[r], rev);
+            out->where = rev[0] ? ft_asprintf("hub cache, snapshot %.12s", commit)
+                                : ft_asprintf("hub cache, %s snapshot %.12s", refs[r], commit);
+            out->rev = commit;
+            commit = NULL;
             done = true;
         } else if (ok && r == 0 && all.n > 0) {
             size_t other = 0;
@@ -616,7 +711,13 @@ ft_status hf_resolve(const char *spec, hf_split_files *out, ft_err *err) {
         strv_free(&all);
         strv_free(&chosen);
         ft_free(snap);
-        ft_free(rev);
+        ft_free(commit);
+    }
+    if (!done && rev[0]) { /* the revision's snapshot has no files for the split: not the datasets cache's */
+        s = FT_ERR_AT(err, FT_ERR_NOT_FOUND, spec, 0, 0,
+                      "Hugging Face dataset %s, split '%s': nothing to read in the revision asked for. Looked at:%s",
+                      dataset, split, looked.data ? looked.data : "");
+        done = true;
     }
     /* 2. the datasets cache */
     if (!done) {

@@ -147,9 +147,11 @@ typedef struct hf_split_files {
     char **names;  /* how errors name them: "org/name/split: <file in the repo>" */
     size_t n;
     char *where;   /* what was read: "hub cache snapshot <rev>" / "datasets cache <dir>" */
+    char *rev;     /* the hub cache snapshot's commit; NULL for the datasets cache */
 } hf_split_files;
-/* Resolve `org/name[/split]` (split default "train") in the local caches. FT_ERR_NOT_FOUND with
- * the places looked at and how to download the dataset when nothing is there. */
+/* Resolve `org/name[/split][@rev]` (split default "train") in the local caches (@rev: that
+ * revision's hub cache snapshot only). FT_ERR_NOT_FOUND with the places looked at and how to
+ * download the dataset when nothing is there. */
 ft_status hf_resolve(const char *spec, hf_split_files *out, ft_err *err);
 void hf_split_files_free(hf_split_files *f);
 

@@ -72,6 +72,7 @@ void src_set_free(src_set *s) {
     ft_free(s->files);
     ft_free(s->summary);
     ft_free(s->hf);
+    ft_free(s->hf_rev);
     delta_snapshot_free(s->delta);
     ft_free(s);
 }
@@ -291,21 +292,28 @@ ft_status src_set_open(const char *spec, int64_t version, src_set **out, ft_err 
         if (s == FT_OK)
             s = open_delta(spec, root, version, set, err);
         ft_free(root);
-    } else if (src_looks_like_hf_dataset(base)) {
+    } else if (src_looks_like_hf_dataset(spec) && !(sv < 0 && version >= 0)) {
+        /* `@rev` (also an all-digit commit prefix) is the dataset's revision, not a table version */
         hf_split_files hf = {0};
-        s = version >= 0 ? FT_ERR_AT(err, FT_ERR_INVALID, spec, 0, 0,
-                                     "a table version was given, but this names a Hugging Face dataset")
-                         : hf_resolve(base, &hf, err);
+        s = hf_resolve(spec, &hf, err);
         for (size_t i = 0; s == FT_OK && i < hf.n; i++) {
             s = set_push(set, src_kind_of(hf.paths[i]), hf.paths[i], hf.names[i], NULL, err);
             hf.names[i] = NULL;
         }
+        const char *at = strrchr(spec, '@');
         if (s == FT_OK) {
-            set->summary = ft_asprintf("Hugging Face dataset %s (%s): %zu file%s", base, hf.where, set->n,
-                                       set->n == 1 ? "" : "s");
-            set->hf = ft_strdup(base);
+            set->hf = at ? ft_strndup(spec, (size_t)(at - spec)) : ft_strdup(spec);
+            set->hf_rev = hf.rev ? ft_strdup(hf.rev) : NULL;
+            set->summary = ft_asprintf("Hugging Face dataset %s (%s): %zu file%s", set->hf ? set->hf : spec,
+                                       hf.where, set->n, set->n == 1 ? "" : "s");
+            if (!set->hf || (hf.rev && !set->hf_rev))
+                s = FT_ERR(err, FT_ERR_NOMEM, "out of memory");
         }
         hf_split_files_free(&hf);
+    } else if (src_looks_like_hf_dataset(base)) {
+        s = FT_ERR_AT(err, FT_ERR_INVALID, spec, 0, 0,
+                      "a table version was given, but this names a Hugging Face dataset (name its revision as "
+                      "org/name@revision)");
     } else {
         s = FT_ERR_AT(err, FT_ERR_NOT_FOUND, spec, 0, 0, "no such file or folder");
     }
@@ -349,9 +357,17 @@ bool src_looks_like_table_name(const char *s) {
 bool src_looks_like_hf_dataset(const char *s) {
     if (s[0] == '/' || s[0] == '.')
         return false;
+    const char *at = strrchr(s, '@'); /* org/name@revision */
+    if (at) {
+        if (!at[1])
+            return false;
+        for (const char *p = at + 1; *p; p++)
+            if (!is_name_char(*p))
+                return false;
+    }
     int slashes = 0;
     size_t seg = 0;
-    for (const char *p = s; *p; p++) {
+    for (const char *p = s; *p && p != at; p++) {
         if (*p == '/') {
             if (seg == 0)
                 return false;
@@ -856,6 +872,30 @@ ft_status ft_data_table_latest_version(const char *path, int64_t *version, ft_er
         *version = set->delta->version;
     src_set_free(set);
     return FT_OK;
+}
+
+ft_status ft_data_source_pin(const char *path, char **pinned, ft_err *err) {
+    *pinned = NULL;
+    size_t blen;
+    if (!src_is_table_path(path) || version_suffix(path, &blen) >= 0)
+        return FT_OK; /* not a table, or it names its version already */
+    const char *at = strrchr(path, '@');
+    char *mapped = ft_path_map_volumes(path);
+    bool local = mapped && ft_path_exists(mapped);
+    ft_free(mapped);
+    if (at && !local && src_looks_like_hf_dataset(path))
+        return FT_OK; /* org/name@rev */
+    src_set *set;
+    FT_TRY(src_set_open(path, -1, &set, err));
+    ft_status s = FT_OK;
+    if (set->delta)
+        *pinned = ft_asprintf("%s@%lld", path, (long long)set->delta->version);
+    else if (set->hf && set->hf_rev)
+        *pinned = ft_asprintf("%s@%s", path, set->hf_rev);
+    if ((set->delta || (set->hf && set->hf_rev)) && !*pinned)
+        s = FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    src_set_free(set);
+    return s;
 }
 
 const char *ft_reader_summary(const ft_reader *r) { return src_reader_summary(r); }

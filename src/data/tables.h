@@ -18,7 +18,8 @@ typedef struct src_set {
     src_file *files;
     size_t n;
     delta_snapshot *delta; /* Delta tables only */
-    char *hf;              /* HF datasets only: `org/name` or `org/name/split` as given */
+    char *hf;              /* HF datasets only: `org/name` or `org/name/split` as given (without @rev) */
+    char *hf_rev;          /* HF datasets from the hub cache: the snapshot's commit */
     char *summary;         /* "Delta table a.b.c, version 3: 2 data files", ... */
 } src_set;
 

@@ -187,17 +187,21 @@ static ft_status record_path(const char *f, char **value, bool may_be_name, cons
     return FT_OK;
 }
 
-/* `table` -> `table@N` for a Delta table read at its latest version N: the run's create, worker,
- * resume and evaluation all read the version it has now (its errors are validation's to report). */
+/* `table` -> `table@N` for a Delta table read at its latest version N, `org/name/split` ->
+ * `org/name/split@<commit>` for a Hugging Face dataset read from the hub cache's snapshot
+ * refs/main names now (ft_data_source_pin): the run's create, worker, resume and evaluation all
+ * read the rows it has now (its errors are validation's to report). */
 static ft_status pin_table_version(char **value, ft_err *err) {
     if (!*value)
         return FT_OK;
-    int64_t v = -1;
-    if (ft_data_table_latest_version(*value, &v, NULL) != FT_OK || v < 0)
-        return FT_OK;
-    char *p = ft_asprintf("%s@%lld", *value, (long long)v);
-    if (!p)
+    char *p = NULL;
+    ft_err e;
+    ft_err_clear(&e);
+    ft_status s = ft_data_source_pin(*value, &p, &e);
+    if (s == FT_ERR_NOMEM)
         return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    if (s != FT_OK || !p)
+        return FT_OK;
     ft_free(*value);
     *value = p;
     return FT_OK;
@@ -367,8 +371,9 @@ ft_status ft_runs_create(ft_store *store, const ft_runs_create_params *p, char *
             st = FT_ERR(err, FT_ERR_INVALID, "required");
             goto done;
         }
-    /* A Delta table is read at the version it has now, by this create and by the run's worker,
-     * resume and evaluation: the recorded path names it (`table@N`). */
+    /* A Delta table is read at the version it has now, an HF dataset at the hub cache snapshot
+     * refs/main names now, by this create and by the run's worker, resume and evaluation: the
+     * recorded path names it (`table@N`, `org/name/split@<commit>`). */
     if ((st = pin_table_version(&cfg.train_data_path, err)) != FT_OK ||
         (st = pin_table_version(&cfg.eval_data_path, err)) != FT_OK)
         goto done;

@@ -673,11 +673,40 @@ TEST(hf_hub_cache_split_rules_and_datasets_cache) {
     CHECK(system(cmd) == 0);
     CHECK_EQ_INT(hf_count("org/cached/train", where, sizeof where, &err), 2);
     CHECK(strstr(where, "new") != NULL);
+    /* a revision: the commit, a unique prefix of 4+ characters, a branch the cache has a ref for;
+     * the Parquet conversion's snapshot by its commit too */
+    CHECK_EQ_INT(hf_count("org/sharded@abc123", where, sizeof where, &err), 2);
+    CHECK(strstr(where, "snapshot abc123") != NULL);
+    CHECK_EQ_INT(hf_count("org/sharded/test@abc1", NULL, 0, &err), 1);
+    CHECK_EQ_INT(hf_count("org/sharded@main", NULL, 0, &err), 2);
+    CHECK_EQ_INT(hf_count("org/conv@p", where, sizeof where, &err), 1);
+    CHECK_EQ_INT(hf_count("org/sharded@zzzz", NULL, 0, &err), (size_t)-1);
+    CHECK(err.code == FT_ERR_NOT_FOUND && strstr(err.msg, "revision 'zzzz'") && strstr(err.msg, "it has: abc123") &&
+          strstr(err.msg, "huggingface-cli download --repo-type dataset org/sharded --revision zzzz"));
+    CHECK_EQ_INT(hf_count("org/sharded@abc", NULL, 0, &err), (size_t)-1); /* too short to be a prefix */
+    {
+        hf_split_files f = {0};
+        CHECK_OK(hf_resolve("org/kw/validation", &f, &err), &err);
+        CHECK(f.rev && !strcmp(f.rev, "r2"));
+        hf_split_files_free(&f);
+    }
+    /* what a run records: the commit read now; nothing for a pinned id or the datasets cache */
+    char *pinned = NULL;
+    CHECK_OK(ft_data_source_pin("org/sharded/test", &pinned, &err), &err);
+    CHECK(pinned && !strcmp(pinned, "org/sharded/test@abc123"));
+    ft_free(pinned);
+    CHECK_OK(ft_data_source_pin("org/conv", &pinned, &err), &err);
+    CHECK(pinned && !strcmp(pinned, "org/conv@p"));
+    ft_free(pinned);
+    CHECK_OK(ft_data_source_pin("org/sharded@abc123", &pinned, &err), &err);
+    CHECK(!pinned);
     /* not there: where ftune looked and how to download */
     CHECK_EQ_INT(hf_count("org/missing/train", NULL, 0, &err), (size_t)-1);
     CHECK(err.code == FT_ERR_NOT_FOUND);
     CHECK(strstr(err.msg, "huggingface-cli download --repo-type dataset org/missing") != NULL);
     CHECK(strstr(err.msg, "datasets--org--missing") != NULL);
+    CHECK_OK(ft_data_source_pin("org/cached/train", &pinned, &err), &err);
+    CHECK(!pinned);
     /* and through the reader, for training */
     ft_data_report *r = validate_path("org/sharded/train", FT_TASK_CHAT_COMPLETION);
     if (r) {
@@ -1054,6 +1083,78 @@ TEST(cli_create_on_delta_pins_the_table_version) {
              "for i in $(seq 300); do '%s' list 2>&1 | grep -q -e PENDING -e QUEUED -e STARTING -e RUNNING -e TERMINATING || break; sleep 1; done; "
              "'%s' get pinned 2>&1",
              home, bin, bin, bin);
+    ft_test_run(cmd, &out);
+    if (!out || !strstr(out, "COMPLETED"))
+        ft_test_fail_(__FILE__, __LINE__, "the pinned run did not complete: %s", out ? out : "");
+    free(out);
+    ft_free(bin);
+}
+
+/* A run on an HF dataset of the hub cache reads the snapshot refs/main named at create time, as a
+ * Delta run reads its table@N: `ftune create` records org/name/split@<commit>, and the queued
+ * worker trains on those rows after refs/main has moved to a snapshot with a bad row (which
+ * validation of the unpinned id now refuses). */
+TEST(cli_create_on_hf_dataset_pins_the_revision) {
+    if (ft_test_sanitized())
+        SKIP("a training run: the optimized build runs it");
+    const char *tmp = ft_test_tmpdir();
+    char home[1024], model[1024], hub[1024], cmd[8192];
+    snprintf(home, sizeof home, "%s/home", tmp);
+    snprintf(model, sizeof model, "%s/model", tmp);
+    snprintf(hub, sizeof hub, "%s/hub", tmp);
+    ft_err err;
+    ft_err_clear(&err);
+    REQUIRE_OK(tiny_model_write(model, 3, &err), &err);
+    const char *c1 = "1111111111111111111111111111111111111111", *c2 = "2222222222222222222222222222222222222222";
+    snprintf(cmd, sizeof cmd,
+             "d=%s/datasets--org--moving && mkdir -p $d/refs $d/snapshots/%s/data $d/snapshots/%s/data && "
+             "printf %s > $d/refs/main && cp %s $d/snapshots/%s/data/train-00000-of-00001.arrow && "
+             "cp %s $d/snapshots/%s/data/train-00000-of-00001.arrow",
+             hub, c1, c2, c1, ft_test_fixture("data/arrow/train.arrow"), c1, ft_test_fixture("data/arrow/train_bad.arrow"),
+             c2);
+    REQUIRE(system(cmd) == 0);
+    char *bin = ft_path_canonical(ft_test_ftune_bin());
+    char *out = NULL;
+    snprintf(cmd, sizeof cmd,
+             "FTUNE_HOME='%s' HF_HUB_CACHE='%s' USER=tester '%s' create --model '%s' --train-data-path org/moving/train "
+             "--eval-data-path org/moving --task-type CHAT_COMPLETION --register-to main.test --global-batch-size 2 "
+             "--micro-batch-size 2 --context-length 64 --threads 1 --training-duration 2ba --name hfpinned --detach "
+             "--quiet 2>&1",
+             home, hub, bin, model);
+    int rc = ft_test_run(cmd, &out);
+    if (rc != 0)
+        ft_test_fail_(__FILE__, __LINE__, "create: rc %d: %s", rc, out ? out : "");
+    free(out);
+    out = NULL;
+    snprintf(cmd, sizeof cmd, "FTUNE_HOME='%s' USER=tester '%s' get hfpinned 2>&1", home, bin);
+    CHECK_EQ_INT(ft_test_run(cmd, &out), 0);
+    char want[256];
+    snprintf(want, sizeof want, "train_data_path      org/moving/train@%s\n", c1);
+    CHECK(out && strstr(out, want));
+    snprintf(want, sizeof want, "eval_data_path       org/moving@%s\n", c1);
+    CHECK(out && strstr(out, want));
+    free(out);
+    /* refs/main moves on to a snapshot whose row 1 has no assistant answer */
+    snprintf(cmd, sizeof cmd, "printf %s > %s/datasets--org--moving/refs/main", c2, hub);
+    REQUIRE(system(cmd) == 0);
+    out = NULL;
+    snprintf(cmd, sizeof cmd, "HF_HUB_CACHE='%s' '%s' validate --task-type CHAT_COMPLETION org/moving/train 2>&1", hub,
+             bin);
+    CHECK_EQ_INT(ft_test_run(cmd, &out), 2);
+    CHECK(out && strstr(out, "row 1: ") && strstr(out, "snapshot 222222222222"));
+    free(out);
+    out = NULL;
+    snprintf(cmd, sizeof cmd, "HF_HUB_CACHE='%s' '%s' validate --task-type CHAT_COMPLETION org/moving/train@%.7s 2>&1",
+             hub, bin, c1);
+    CHECK_EQ_INT(ft_test_run(cmd, &out), 0);
+    CHECK(out && strstr(out, "snapshot 111111111111"));
+    free(out);
+    out = NULL;
+    snprintf(cmd, sizeof cmd,
+             "export FTUNE_HOME='%s' HF_HUB_CACHE='%s' USER=tester; '%s' worker --until-idle --quiet >/dev/null 2>&1; "
+             "for i in $(seq 300); do '%s' list 2>&1 | grep -q -e PENDING -e QUEUED -e STARTING -e RUNNING -e TERMINATING || break; sleep 1; done; "
+             "'%s' get hfpinned 2>&1",
+             home, hub, bin, bin, bin);
     ft_test_run(cmd, &out);
     if (!out || !strstr(out, "COMPLETED"))
         ft_test_fail_(__FILE__, __LINE__, "the pinned run did not complete: %s", out ? out : "");
