@@ -1258,12 +1258,57 @@ static const pq_node *only_child(const pq_file *pq, const pq_node *n) {
     return n && n->n_children == 1 ? pq_node_at(pq, n->children[0]) : NULL;
 }
 
-static ft_status map_ids(const json_t *type, pq_file *pq, const pq_node *node, int depth, ft_err *err) {
+/* The child of a list or map that holds `what` ("element", "key", "value") by the ids Delta keeps
+ * for them (delta.columnMapping.nested.ids on the nearest struct field, keyed by the field's
+ * physical name and the path down: "col-a.element", "col-a.value.element"; IcebergCompatV2
+ * writers record them and put them on the Parquet nodes). `cands` are the places the Parquet
+ * rules allow for it, in order; `want` the id the table gives it (-1: none). A file whose nodes
+ * carry ids must have it where the rules put it: a different id means the data is not this
+ * column's (refused: never read as other values); a file without ids is read by position. */
+static ft_status nested_child(const delta_snapshot *s, const pq_file *pq, const pq_node *const *cands, int n_cands,
+                              int64_t want, const char *path, const char *what, const pq_node **out, ft_err *err) {
+    *out = NULL;
+    for (int i = 0; i < n_cands; i++)
+        if (cands[i] && !*out)
+            *out = cands[i];
+    if (want < 0)
+        return FT_OK;
+    bool any_id = false;
+    for (int i = 0; i < n_cands; i++) {
+        if (!cands[i] || !cands[i]->has_field_id)
+            continue;
+        any_id = true;
+        if (cands[i]->field_id == want) {
+            *out = cands[i];
+            return FT_OK;
+        }
+    }
+    if (!any_id)
+        return FT_OK;
+    return FT_ERR_AT(err, FT_ERR_INVALID, s->display, 0, 0,
+                     "Delta table %s version %lld, data file %s: the %s of %s has Parquet field id %d in the file, but "
+                     "the table's schema gives it id %lld (delta.columnMapping.nested.ids): the file does not hold "
+                     "this column's data",
+                     s->display, (long long)s->version, pq_name(pq), what, path, (*out)->field_id, (long long)want);
+}
+
+/* id of `path.what` in a nested-ids object, or -1 */
+static int64_t nested_id(const json_t *ids, const char *path, const char *what, char *key, size_t cap) {
+    snprintf(key, cap, "%s.%s", path, what);
+    int64_t id;
+    return ids && jint(ids, key, &id) ? id : -1;
+}
+
+/* `ids`/`path`: the nested ids of the nearest enclosing struct field and the path from it
+ * ("col-a", "col-a.element", ...). */
+static ft_status map_ids(const delta_snapshot *s, const json_t *type, pq_file *pq, const pq_node *node,
+                         const json_t *ids, const char *path, int depth, ft_err *err) {
     if (!node || !json_is_object(type) || depth > 256)
         return FT_OK;
     const char *kind = jstr(type, "type");
     if (!kind)
         return FT_OK;
+    char key[1024];
     if (!strcmp(kind, "struct")) {
         json_t *fields = json_object_get(type, "fields");
         int32_t nch = node->n_children;
@@ -1282,22 +1327,36 @@ static ft_status map_ids(const json_t *type, pq_file *pq, const pq_node *node, i
                     break;
                 }
             }
-            const char *phys = match ? jstr(json_object_get(match, "metadata"), "delta.columnMapping.physicalName")
-                                     : NULL;
+            const json_t *meta = match ? json_object_get(match, "metadata") : NULL;
+            const char *phys = match ? jstr(meta, "delta.columnMapping.physicalName") : NULL;
             const char *name = match ? (phys ? phys : jstr(match, "name")) : "";
             FT_TRY(pq_rename_node(pq, ci, name ? name : "", err));
             if (match)
-                FT_TRY(map_ids(json_object_get(match, "type"), pq, pq_node_at(pq, ci), depth + 1, err));
+                FT_TRY(map_ids(s, json_object_get(match, "type"), pq, pq_node_at(pq, ci),
+                               json_object_get(meta, "delta.columnMapping.nested.ids"), name ? name : "", depth + 1,
+                               err));
         }
     } else if (!strcmp(kind, "array")) {
-        const pq_node *rep = only_child(pq, node); /* the repeated group (or a 2-level element) */
-        const pq_node *el = rep && rep->n_children == 1 ? only_child(pq, rep) : rep;
-        FT_TRY(map_ids(json_object_get(type, "elementType"), pq, el, depth + 1, err));
+        /* LIST: the repeated group's only child, or (two-level lists) the repeated group itself */
+        const pq_node *rep = only_child(pq, node);
+        const pq_node *cands[2] = {rep && rep->n_children == 1 ? only_child(pq, rep) : NULL, rep};
+        const pq_node *el;
+        int64_t want = nested_id(ids, path, "element", key, sizeof key);
+        FT_TRY(nested_child(s, pq, cands, 2, want, path, "list element", &el, err));
+        FT_TRY(map_ids(s, json_object_get(type, "elementType"), pq, el, ids, key, depth + 1, err));
     } else if (!strcmp(kind, "map")) {
         const pq_node *kv = only_child(pq, node);
         if (kv && kv->n_children == 2) {
-            FT_TRY(map_ids(json_object_get(type, "keyType"), pq, pq_node_at(pq, kv->children[0]), depth + 1, err));
-            FT_TRY(map_ids(json_object_get(type, "valueType"), pq, pq_node_at(pq, kv->children[1]), depth + 1, err));
+            static const char *const what[2] = {"key", "value"};
+            for (int k = 0; k < 2; k++) {
+                const pq_node *cands[1] = {pq_node_at(pq, kv->children[k])}, *child;
+                int64_t want = nested_id(ids, path, what[k], key, sizeof key);
+                FT_TRY(nested_child(s, pq, cands, 1, want, path, k ? "map value" : "map key", &child, err));
+                char sub_path[1024];
+                snprintf(sub_path, sizeof sub_path, "%s", key);
+                FT_TRY(map_ids(s, json_object_get(type, k ? "valueType" : "keyType"), pq, child, ids, sub_path,
+                               depth + 1, err));
+            }
         }
     }
     return FT_OK;
@@ -1312,7 +1371,7 @@ ft_status delta_map_field_ids(const delta_snapshot *s, pq_file *pq, ft_err *err)
         any = pq_node_at(pq, root->children[k])->has_field_id;
     if (!any) /* a file written without field ids: its columns go by physical name */
         return FT_OK;
-    return map_ids(s->schema, pq, root, 0, err);
+    return map_ids(s, s->schema, pq, root, NULL, "", 0, err);
 }
 
 const delta_field *delta_find_field(const delta_snapshot *s, const char *name) {

@@ -558,10 +558,14 @@ TEST(delta_golden_tables_equal_expected) {
 /* Column mapping, id mode: columns and nested struct fields are matched by Parquet field_id,
  * never by name (tools/reference/delta_id_mode.mjs: a golden table whose data files' column
  * names were swapped, and a DuckDB-written file with misleading names at every level and a
- * dropped column named like a live one's physical name). */
+ * dropped column named like a live one's physical name); list elements and map keys and values
+ * by the ids of delta.columnMapping.nested.ids (tools/reference/delta_nested_ids.mjs: lists of
+ * structs, a map of structs, a list of lists of structs, every struct field misnamed; the same
+ * file under a log whose map ids are other ids is refused, not read as the column). */
 TEST(delta_column_mapping_id_mode_by_field_id) {
-    static const char *const tables[] = {"data/delta/id_mode_swapped", "data/delta/id_mode_nested"};
-    for (size_t i = 0; i < 2; i++) {
+    static const char *const tables[] = {"data/delta/id_mode_swapped", "data/delta/id_mode_nested",
+                                         "data/delta/id_mode_nested_ids"};
+    for (size_t i = 0; i < 3; i++) {
         char tbl[512], exp[512];
         snprintf(tbl, sizeof tbl, "%s/delta", ft_test_fixture(tables[i]));
         snprintf(exp, sizeof exp, "%s/expected.jsonl", ft_test_fixture(tables[i]));
@@ -584,6 +588,24 @@ TEST(delta_column_mapping_id_mode_by_field_id) {
     CHECK_STR_EQ(out, "{\"info\":{\"lang\":null},\"id\":0}\n{\"info\":{\"lang\":\"en-1\"},\"id\":1}\n");
     ft_free(out);
     ft_free(cmd);
+    /* the map's key and value carry ids 11 and 12 in the file, the log says 21 and 22 */
+    char stale[512];
+    snprintf(stale, sizeof stale, "%s/stale", ft_test_fixture("data/delta/id_mode_nested_ids"));
+    rowset got = {0};
+    ft_err err;
+    ft_err_clear(&err);
+    CHECK(rowset_from_source(&got, stale, -1, NULL, &err) == FT_ERR_INVALID);
+    CHECK(strstr(err.msg, "the map key of col-tags has Parquet field id 11 in the file, but the table's schema gives "
+                          "it id 21 (delta.columnMapping.nested.ids)") != NULL);
+    rowset_free(&got);
+    /* training rows of the nested-ids table: its chat column reads as the conversation */
+    char tbl[512];
+    snprintf(tbl, sizeof tbl, "%s/delta", ft_test_fixture("data/delta/id_mode_nested_ids"));
+    ft_data_report *r = validate_path(tbl, FT_TASK_CHAT_COMPLETION);
+    REQUIRE(r);
+    CHECK(r->valid);
+    CHECK_EQ_INT(r->n_records, 9);
+    ft_data_report_free(r);
 }
 
 /* ---------------------------------------------------------------- Hugging Face caches */
