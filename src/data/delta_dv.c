@@ -381,7 +381,7 @@ ft_status delta_dv_rows(const delta_snapshot *s, const delta_file *f, uint64_t *
     if (st == FT_OK) {
         st = delta_dv_decode(buf, size, rows, n, err);
         if (st != FT_OK)
-            ft_err_prefix(err, "Delta table %s, file %s: ", s->display, f->rel);
+            ft_err_prefix(err, "Delta table %s, file %s", s->display, f->rel);
     }
     if (st == FT_OK && dv->cardinality >= 0 && (size_t)dv->cardinality != *n) {
         st = FT_ERR_AT(err, FT_ERR_PARSE, s->display, 0, 0,

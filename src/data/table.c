@@ -269,8 +269,13 @@ static ft_status write_json(ft_buf *out, const data_value *v, int depth, bool re
     case DATA_V_NULL: s = ft_buf_append(out, "null", 4); break;
     case DATA_V_BOOL: s = v->b ? ft_buf_append(out, "true", 4) : ft_buf_append(out, "false", 5); break;
     case DATA_V_INT: s = ft_buf_appendf(out, "%lld", (long long)v->i); break;
-    case DATA_V_UINT: /* a record's value beyond int64 is text, as JSON readers cannot hold it */
-        s = ft_buf_appendf(out, record && v->u > (uint64_t)INT64_MAX ? "\"%llu\"" : "%llu", (unsigned long long)v->u);
+    case DATA_V_UINT:
+        if (record && v->u > (uint64_t)INT64_MAX) { /* a number JSON readers can hold: as a double */
+            fmt_double(b, sizeof b, (double)v->u, false);
+            s = ft_buf_append(out, b, strlen(b));
+        } else {
+            s = ft_buf_appendf(out, "%llu", (unsigned long long)v->u);
+        }
         break;
     case DATA_V_FLOAT:
     case DATA_V_DOUBLE:
@@ -422,7 +427,7 @@ static ft_status to_json(const data_value *v, int depth, json_t **out, ft_err *e
             if (s != FT_OK) {
                 json_decref(j);
                 if (err && v->names)
-                    ft_err_prefix(err, "field \"%s\": ", v->names[k]);
+                    ft_err_prefix(err, "field \"%s\"", v->names[k]);
                 return s;
             }
             if (json_object_set_new(j, v->names ? v->names[k] : "", item) != 0) {
@@ -496,8 +501,8 @@ void data_task_columns_get(ft_task_type task, const ft_reader_params *p,
 
 /* A record's value as jansson, by the rules of write_json's record mode, so that the tree equals
  * what parsing data_row_to_record_text's JSON would give (validation sees the same record either
- * way): strings checked by record_text_check, integers beyond int64 and the scalar types JSON has
- * no form for as the text of `data head`, floats by the value their shortest text reads back to
+ * way): strings checked by record_text_check, integers beyond int64 as doubles (a JSON reader
+ * cannot hold them as integers), the scalar types JSON has no form for as the text of `data head`, floats by the value their shortest text reads back to
  * (an integral one as an integer, as a JSON parser reads "2"), non-finite ones as "NaN" etc.
  * `tmp` is scratch for formatting. */
 static ft_status record_value(const data_value *v, int depth, ft_buf *tmp, json_t **out, ft_err *err) {
@@ -509,10 +514,9 @@ static ft_status record_value(const data_value *v, int depth, ft_buf *tmp, json_
     case DATA_V_NULL: j = json_null(); break;
     case DATA_V_BOOL: j = json_boolean(v->b); break;
     case DATA_V_INT: j = json_integer(v->i); break;
-    case DATA_V_UINT:
-        if (v->u <= (uint64_t)INT64_MAX)
-            j = json_integer((json_int_t)v->u);
-        break; /* else as text, below */
+    case DATA_V_UINT: /* beyond int64: a number still (a record's type checks see a number), as a double */
+        j = v->u <= (uint64_t)INT64_MAX ? json_integer((json_int_t)v->u) : json_real((double)v->u);
+        break;
     case DATA_V_FLOAT:
     case DATA_V_DOUBLE:
         if (isfinite(v->f)) {
@@ -630,7 +634,7 @@ ft_status data_row_to_record(const data_task_columns *cols, const data_value *ce
         if (s != FT_OK) {
             json_decref(o);
             if (err)
-                ft_err_prefix(err, "column \"%s\": ", cols->column[i]);
+                ft_err_prefix(err, "column \"%s\"", cols->column[i]);
             return s;
         }
         if (json_object_set_new_nocheck(o, cols->key[i], v) != 0) {
@@ -657,7 +661,7 @@ ft_status data_row_to_record_text(const data_task_columns *cols, const data_valu
         ft_status s = write_json(out, &cells[i], 0, true, err);
         if (s != FT_OK) {
             if (err)
-                ft_err_prefix(err, "column \"%s\": ", cols->column[i]);
+                ft_err_prefix(err, "column \"%s\"", cols->column[i]);
             return s;
         }
     }

@@ -454,6 +454,26 @@ TEST(parquet_record_trees_equal_their_spilled_text) {
     printf("# %lld trees equal their text, %lld problem rows\n", (long long)n_trees, (long long)n_problems);
 }
 
+/* What a JSONL line cannot carry is a row problem or typed as JSON would type it
+ * (tools/reference/parquet_record_edges.mjs): a NUL byte in a content is refused with the column
+ * and byte named; a UBIGINT beyond int64 is a number (not text) to the checks. */
+TEST(parquet_record_edges_nul_and_uint64) {
+    issues g = {0};
+    ft_data_report *r = validate(ft_test_fixture("parquet/bad-nul-content.parquet"), FT_TASK_CHAT_COMPLETION, NULL, &g);
+    REQUIRE(r);
+    CHECK_EQ_INT(r->n_records, 2);
+    CHECK_EQ_INT(r->n_errors, 1);
+    CHECK(g.n == 1 && g.row[0] == 0 &&
+          !strcmp(g.msg[0], "row 0 (row 0 of row group 0): column \"messages\": a NUL byte (U+0000) at byte 2 of the "
+                            "value: text for training cannot hold it"));
+    ft_data_report_free(r);
+    memset(&g, 0, sizeof g);
+    r = validate(ft_test_fixture("parquet/bad-u64-prompt.parquet"), FT_TASK_INSTRUCTION_FINETUNE, NULL, &g);
+    REQUIRE(r);
+    CHECK(g.n == 1 && !strcmp(g.msg[0], "row 0 (row 0 of row group 0): \"prompt\" must be a string, found a number"));
+    ft_data_report_free(r);
+}
+
 /* The same data as JSONL and as Parquet (converted by DuckDB) makes the same samples, the same
  * statistics and the same shuffled batches: the Parquet records reach the loader through the
  * reader's spill and fetch. */
