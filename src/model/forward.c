@@ -182,8 +182,9 @@ void model_layer_forward(const ft_model *m, int64_t layer, layer_acts *A, float 
 }
 
 /* bf16: the GEMM weights of layer l as bf16 bits in ws->wbuf, *w16 their views; false (nothing
- * done) for fp32. */
-static bool layer_weights16(const ft_model *m, ft_workspace *ws, int64_t l, layer_w16 *w16) {
+ * done) for fp32. pack false: only the views (wbuf holds layer l already: the backward's first
+ * layer is the forward's last). */
+static bool layer_weights16(const ft_model *m, ft_workspace *ws, int64_t l, layer_w16 *w16, bool pack) {
     if (ws->p.dtype != FT_DTYPE_BF16)
         return false;
     const int64_t C = m->C, Q = m->Q, QKV = m->QKV, F = m->layers[l].ffn;
@@ -192,7 +193,8 @@ static bool layer_weights16(const ft_model *m, ft_workspace *ws, int64_t l, laye
     const uint16_t **dst[4] = {&w16->wqkv, &w16->wo, &w16->wgu, &w16->wd};
     const int64_t n[4] = {QKV * C, C * Q, 2 * F * C, C * F};
     for (int i = 0; i < 4; i++) {
-        m->be->pack_bf16(p, src[i], n[i]);
+        if (pack)
+            m->be->pack_bf16(p, src[i], n[i]);
         *dst[i] = p;
         p += n[i];
     }
@@ -216,7 +218,7 @@ static void saved_pack(const ft_model *m, int64_t l, layer_acts *A, int64_t N) {
     uint16_t *dst = A->saved;
     for (int i = 0; i < 5; i++) {
         const uint32_t *src = (const uint32_t *)(void *)part[i];
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(dynamic, 65536)
         for (int64_t j = 0; j < n[i]; j++)
             dst[j] = (uint16_t)(src[j] >> 16);
         dst += n[i];
@@ -230,7 +232,7 @@ static void saved_unpack(const ft_model *m, int64_t l, layer_acts *A, int64_t N)
     const uint16_t *src = A->saved;
     for (int i = 0; i < 5; i++) {
         uint32_t *dst = (uint32_t *)(void *)part[i];
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(dynamic, 65536)
         for (int64_t j = 0; j < n[i]; j++)
             dst[j] = (uint32_t)src[j] << 16;
         src += n[i];
@@ -296,7 +298,7 @@ static void forward_layers(ft_model *m, ft_workspace *ws, const ft_batch *b) {
     for (int64_t l = 0; l < m->L; l++) {
         float *next = l + 1 < m->L ? ws->acts[l + 1].x : ws->xL;
         run.W = &m->w[l];
-        P(PROF_MISC, layer_weights16(m, ws, l, &W16));
+        P(PROF_MISC, layer_weights16(m, ws, l, &W16, true));
         model_layer_forward(m, l, &ws->acts[l], next, N, &run);
         if (ws->acts[l].saved && l + 1 < m->L) /* the last layer's stay in the shared set */
             P(PROF_MISC, saved_pack(m, l, &ws->acts[l], N));
@@ -475,7 +477,8 @@ ft_status ft_model_forward_backward(ft_model *m, ft_workspace *ws, const ft_batc
         layer_acts *A = &ws->acts[l];
         const layer_w *G = &m->g[l], W = m->w[l];
         run.W = &m->w[l];
-        P(PROF_MISC, layer_weights16(m, ws, l, &W16));
+        /* the last layer's are still in wbuf from the forward just before */
+        P(PROF_MISC, layer_weights16(m, ws, l, &W16, l < m->L - 1));
         const layer_w16 *w16 = run.W16;
         /* Checkpointing: this layer's activations again from its saved input, by the same body
          * and kernels as the forward, so everything below sees bitwise the same values. The last

@@ -38,7 +38,7 @@ void ft_tensor_lion(float *w, float *m1, const float *g, int64_t n, const ft_opt
 /* Round-to-nearest-even on the upper 16 bits, as PyTorch's float -> bfloat16 conversion (c10's
  * round_to_nearest_even): add 0x7FFF plus the lowest kept bit, then truncate. NaN is kept quiet. */
 void ft_tensor_round_bf16(float *dst, const float *src, int64_t n) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(dynamic, 65536)
     for (int64_t i = 0; i < n; i++) {
         uint32_t u;
         memcpy(&u, &src[i], 4);

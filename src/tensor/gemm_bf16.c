@@ -36,7 +36,7 @@ static inline uint16_t to_bf16(float f) {
 /* dst (rows, cols) contiguous = src (rows, cols) with row stride ld. Parallel unless called from
  * inside a parallel region. */
 static void pack(uint16_t *dst, const float *src, int64_t rows, int64_t cols, int64_t ld) {
-#pragma omp parallel for schedule(static) if (!omp_in_parallel() && rows * cols > 65536)
+#pragma omp parallel for schedule(dynamic, 16) if (!omp_in_parallel() && rows * cols > 65536)
     for (int64_t i = 0; i < rows; i++) {
         const float *s = src + i * ld;
         uint16_t *d = dst + i * cols;
@@ -423,7 +423,7 @@ void ft_tensor_gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64
 /* ---------------------------------------------------------------- weights kept as bf16 */
 
 void ft_tensor_pack_bf16(uint16_t *dst, const float *src, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (!omp_in_parallel() && n > 65536)
+#pragma omp parallel for simd schedule(dynamic, 65536) if (!omp_in_parallel() && n > 65536)
     for (int64_t i = 0; i < n; i++)
         dst[i] = to_bf16(src[i]);
 }
@@ -431,7 +431,7 @@ void ft_tensor_pack_bf16(uint16_t *dst, const float *src, int64_t n) {
 /* dst (rows, cols) contiguous = the bf16 values of src (rows, cols, row stride ld) as fp32:
  * exact (the upper 16 bits). Parallel unless called from inside a parallel region. */
 static void expand(float *dst, const uint16_t *src, int64_t rows, int64_t cols, int64_t ld) {
-#pragma omp parallel for schedule(static) if (!omp_in_parallel() && rows * cols > 65536)
+#pragma omp parallel for schedule(dynamic, 16) if (!omp_in_parallel() && rows * cols > 65536)
     for (int64_t i = 0; i < rows; i++) {
         const uint16_t *s = src + i * ld;
         uint32_t *d = (uint32_t *)(void *)(dst + i * cols);
