@@ -1,8 +1,11 @@
 /* ftune/config.h: a Llama-family model's architecture, read from Hugging Face config.json
- * (LlamaForCausalLM, MistralForCausalLM, MixtralForCausalLM). Implemented in src/model/config.c.
+ * (LlamaForCausalLM, MistralForCausalLM, MixtralForCausalLM, DbrxForCausalLM). Implemented in
+ * src/model/config.c.
  *
  * Changes since the first draft (additive): the sparse mixture-of-experts fields of Mixtral
- * (num_local_experts > 0 makes every layer's MLP a top-k routed set of SwiGLU experts). */
+ * (num_local_experts > 0 makes every layer's MLP a top-k routed set of SwiGLU experts); DBRX's
+ * config (d_model, n_heads, ..., attn_config, ffn_config) read into the same fields plus clip_qkv
+ * and moe_normalize_expert_weights. */
 #ifndef FTUNE_CONFIG_H
 #define FTUNE_CONFIG_H
 
@@ -11,8 +14,8 @@
 typedef enum ft_rope_scaling_type { FT_ROPE_NONE = 0, FT_ROPE_LLAMA3 } ft_rope_scaling_type;
 
 typedef struct ft_model_config {
-    char architecture[64]; /* "LlamaForCausalLM" | "MistralForCausalLM" | "MixtralForCausalLM" */
-    char model_type[32];   /* "llama" | "mistral" | "mixtral" */
+    char architecture[64]; /* "LlamaForCausalLM" | "MistralForCausalLM" | "MixtralForCausalLM" | "DbrxForCausalLM" */
+    char model_type[32];   /* "llama" | "mistral" | "mixtral" | "dbrx" */
     int64_t vocab_size;
     int64_t hidden_size;       /* C */
     int64_t intermediate_size; /* F: SwiGLU width */
@@ -40,7 +43,17 @@ typedef struct ft_model_config {
     double router_aux_loss_coef; /* the load-balancing loss's weight in the training loss ... */
     bool output_router_logits;   /* ... which transformers adds only when this is true */
     double router_jitter_noise;  /* training-time router noise: read, refused for training */
+    /* DBRX (DbrxForCausalLM) maps its config onto the fields above: d_model -> hidden_size, n_heads,
+     * n_layers, max_seq_len -> max_position_embeddings, attn_config.kv_n_heads -> num_key_value_heads,
+     * attn_config.rope_theta, ffn_config.ffn_hidden_size -> intermediate_size, moe_num_experts,
+     * moe_top_k, moe_loss_weight -> router_aux_loss_coef, moe_jitter_eps -> router_jitter_noise
+     * (null: 0). Its norms are LayerNorm without bias with eps 1e-5 (kept in rms_norm_eps). */
+    double clip_qkv;                     /* attn_config.clip_qkv: Wqkv's output clamped to +-it; 0: null */
+    double moe_normalize_expert_weights; /* the top-k weights are divided by their p-norm; 0: null (not) */
 } ft_model_config;
+
+/* Whether the config is DBRX's architecture (its layout, names and norms). */
+bool ft_model_config_is_dbrx(const ft_model_config *c);
 
 /* Defaults as transformers' LlamaConfig has them (eps 1e-6, theta 10000, ...). */
 void ft_model_config_default(ft_model_config *c);
@@ -53,8 +66,8 @@ ft_status ft_model_config_load_buf(const char *name, const char *data, size_t le
 ft_status ft_model_config_save(const ft_model_config *c, const char *path, ft_err *err);
 /* Check internal consistency (heads divide, positive sizes). */
 ft_status ft_model_config_validate(const ft_model_config *c, ft_err *err);
-/* The load-balancing loss's coefficient as the training loss uses it: router_aux_loss_coef when
- * the model is a mixture of experts with output_router_logits, else 0. */
+/* The load-balancing loss's coefficient as the training loss uses it: router_aux_loss_coef (DBRX:
+ * moe_loss_weight) when the model is a mixture of experts with output_router_logits, else 0. */
 double ft_model_config_aux_coef(const ft_model_config *c);
 /* Number of parameters (tied embeddings counted once). */
 int64_t ft_model_config_n_params(const ft_model_config *c);
@@ -85,9 +98,20 @@ typedef struct ft_tensor_spec {
     int ndim;         /* 1 or 2 */
     int64_t shape[2]; /* shape[1] is 0 when ndim == 1 */
 } ft_tensor_spec;
-/* Fill out[0..cap) and return the number of tensors (2 + 9 L + (tied ? 0 : 1), with experts
- * 2 + (7 + 3 E) L + (tied ? 0 : 1)); call with
- * cap 0 to size the array. */
+/* DBRX has its own names and fused layouts (never tied):
+ *   transformer.wte.weight                                   (V, C)
+ *   transformer.blocks.i.norm_attn_norm.norm_1.weight        (C)     LayerNorm, no bias
+ *   transformer.blocks.i.norm_attn_norm.attn.Wqkv.weight     (Q + 2 KV, C)
+ *   transformer.blocks.i.norm_attn_norm.attn.out_proj.weight (C, Q)
+ *   transformer.blocks.i.norm_attn_norm.norm_2.weight        (C)
+ *   transformer.blocks.i.ffn.router.layer.weight             (E, C)
+ *   transformer.blocks.i.ffn.experts.mlp.w1                  (E F, C) gate, expert e's rows e F ..
+ *   transformer.blocks.i.ffn.experts.mlp.v1                  (E F, C) up
+ *   transformer.blocks.i.ffn.experts.mlp.w2                  (E F, C) down, used untransposed: h w2_e
+ *   transformer.norm_f.weight                                (C)
+ *   lm_head.weight                                           (V, C)
+ * Fill out[0..cap) and return the number of tensors (2 + 9 L + (tied ? 0 : 1), with experts
+ * 2 + (7 + 3 E) L + (tied ? 0 : 1), DBRX 3 + 8 L); call with cap 0 to size the array. */
 size_t ft_model_config_tensors(const ft_model_config *c, ft_tensor_spec *out, size_t cap);
 /* Elements of one spec. */
 int64_t ft_tensor_spec_numel(const ft_tensor_spec *t);

@@ -215,9 +215,13 @@ void ft_model_memory(const ft_model *m, size_t *params, size_t *grads);
 
 /* ---------------------------------------------------------------- architecture as data
  * Each decoder layer described by kinds and its tensors, so variants (LayerNorm, a fused QKV
- * weight, QKV clipping, a sparse-MoE MLP) are new kinds, not new layer bodies. Today: Llama's
- * pre-norm RMSNorm layer with grouped-query attention and a SwiGLU MLP. */
-typedef enum ft_norm_kind { FT_NORM_RMS = 0 } ft_norm_kind;
+ * weight, QKV clipping, a sparse-MoE MLP) are new kinds, not new layer bodies. Llama's pre-norm
+ * RMSNorm layer with grouped-query attention and a SwiGLU MLP; Mixtral's routed experts; DBRX's
+ * LayerNorm, clamped QKV and p-norm router on the same body. */
+typedef enum ft_norm_kind {
+    FT_NORM_RMS = 0,
+    FT_NORM_LAYER = 1, /* LayerNorm without bias (DBRX), eps config.rms_norm_eps */
+} ft_norm_kind;
 typedef enum ft_mlp_kind {
     FT_MLP_SWIGLU = 0,
     FT_MLP_MOE_SWIGLU = 1, /* a router picks the top-k of n_experts SwiGLU experts per token */
@@ -230,6 +234,11 @@ typedef struct ft_layer_desc {
     int64_t ffn;      /* MLP width F */
     size_t first_param, n_params; /* its tensors: ft_model_param(m, first_param + i) */
     int64_t n_experts, top_k;     /* FT_MLP_MOE_SWIGLU */
+    double qkv_clip;  /* q|k|v clamped to +-qkv_clip before RoPE (DBRX); 0: none */
+    double router_p;  /* MoE: the top-k weights divided by their p-norm (Mixtral 1: their sum); 0: not */
+    bool experts_fused; /* MoE: DBRX's fused w1, v1, w2 (E F, C) each, w2 untransposed (h w2_e) */
+    bool aux_of_probs;  /* MoE: the load-balancing loss softmaxes the router's probabilities once more,
+                           as transformers 4.40's DBRX passes probabilities where Mixtral passes logits */
 } ft_layer_desc;
 const ft_layer_desc *ft_model_layer(const ft_model *m, int64_t layer);
 /* The kernel table the model runs on (ftune/tensor.h); the optimizer uses the same. */

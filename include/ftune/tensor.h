@@ -118,6 +118,14 @@ void ft_tensor_rmsnorm_fwd(float *out, float *rstd, const float *x, const float 
 /* dx (N, C) += d/dx; dw (C) += d/dw (dw may be NULL); rstd from the forward. */
 void ft_tensor_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float *x, const float *w, const float *rstd,
                            int64_t N, int64_t C);
+/* LayerNorm without bias as PyTorch's nn.LayerNorm(C, bias=False) (DBRX):
+ * out = w * (x - mean(x)) / sqrt(var(x) + eps), var the biased variance. mean, rstd (N) get each
+ * row's mean and 1/sqrt(var + eps) (either may be NULL). */
+void ft_tensor_layernorm_fwd(float *out, float *mean, float *rstd, const float *x, const float *w, int64_t N,
+                             int64_t C, float eps);
+/* dx (N, C) += d/dx; dw (C) += d/dw (dw may be NULL); mean and rstd from the forward. */
+void ft_tensor_layernorm_bwd(float *dx, float *dw, const float *dout, const float *x, const float *w,
+                             const float *mean, const float *rstd, int64_t N, int64_t C);
 
 /* ---------------------------------------------------------------- RoPE
  * Hugging Face's rotate-half layout: a head vector of HD values is split into halves; the pair
@@ -237,6 +245,10 @@ typedef struct ft_backend {
     void (*rmsnorm_fwd)(float *out, float *rstd, const float *x, const float *w, int64_t N, int64_t C, float eps);
     void (*rmsnorm_bwd)(float *dx, float *dw, const float *dout, const float *x, const float *w, const float *rstd,
                         int64_t N, int64_t C);
+    void (*layernorm_fwd)(float *out, float *mean, float *rstd, const float *x, const float *w, int64_t N, int64_t C,
+                          float eps);
+    void (*layernorm_bwd)(float *dx, float *dw, const float *dout, const float *x, const float *w, const float *mean,
+                          const float *rstd, int64_t N, int64_t C);
     void (*rope_table)(float *cos_t, float *sin_t, const int32_t *pos, const float *inv_freq, int64_t N,
                        int64_t half);
     void (*rope_fwd)(float *x, int64_t stride, const float *cos_t, const float *sin_t, int64_t N, int64_t n_heads,

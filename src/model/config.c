@@ -13,9 +13,12 @@
 #include "ftune/config.h"
 #include "ftune/json.h"
 
-static const char *const supported_archs = "LlamaForCausalLM, MistralForCausalLM, MixtralForCausalLM";
+static const char *const supported_archs =
+    "LlamaForCausalLM, MistralForCausalLM, MixtralForCausalLM, DbrxForCausalLM";
 
-enum { ARCH_LLAMA, ARCH_MISTRAL, ARCH_MIXTRAL };
+enum { ARCH_LLAMA, ARCH_MISTRAL, ARCH_MIXTRAL, ARCH_DBRX };
+
+bool ft_model_config_is_dbrx(const ft_model_config *c) { return !strcmp(c->architecture, "DbrxForCausalLM"); }
 
 void ft_model_config_default(ft_model_config *c) {
     memset(c, 0, sizeof *c);
@@ -67,6 +70,33 @@ static void mixtral_defaults(ft_model_config *c) {
     c->num_experts_per_tok = 2;
     c->router_aux_loss_coef = 0.001;
     c->output_router_logits = false;
+}
+
+/* DbrxConfig's defaults (transformers 4.40): DbrxConfig, DbrxAttentionConfig, DbrxFFNConfig. Its
+ * LayerNorms are nn.LayerNorm's default eps 1e-5; no bos/eos/pad unless the file names them. */
+static void dbrx_defaults(ft_model_config *c) {
+    snprintf(c->architecture, sizeof c->architecture, "DbrxForCausalLM");
+    snprintf(c->model_type, sizeof c->model_type, "dbrx");
+    c->hidden_size = 2048;
+    c->num_attention_heads = 16;
+    c->num_hidden_layers = 24;
+    c->max_position_embeddings = 2048;
+    c->vocab_size = 32000;
+    c->num_key_value_heads = 1;
+    c->rope_theta = 10000.0;
+    c->clip_qkv = 0;
+    c->intermediate_size = 3584;
+    c->num_local_experts = 4;
+    c->num_experts_per_tok = 1;
+    c->router_jitter_noise = 0;
+    c->router_aux_loss_coef = 0.01;
+    c->moe_normalize_expert_weights = 1.0;
+    c->output_router_logits = false;
+    c->rms_norm_eps = 1e-5;
+    c->tie_word_embeddings = false;
+    c->bos_token_id = -1;
+    c->n_eos = 0;
+    c->pad_token_id = -1;
 }
 
 double ft_model_config_aux_coef(const ft_model_config *c) {
@@ -150,6 +180,98 @@ static ft_status parse_rope_scaling(const json_t *root, ft_model_config *c, cons
     return FT_OK;
 }
 
+/* A number or null (null: *out = 0); absent keeps the default. */
+static ft_status num_or_null(const json_t *o, const char *key, double *out, const char *ctx, const char *path,
+                             ft_err *err) {
+    const json_t *v = json_object_get(o, key);
+    if (v && json_is_null(v)) {
+        *out = 0;
+        return FT_OK;
+    }
+    return at_file(ft_json_get_double(o, key, false, out, ctx, err), path, err);
+}
+
+/* DbrxForCausalLM's config.json: top-level d_model, n_heads, n_layers, max_seq_len, vocab_size and
+ * the nested attn_config and ffn_config (transformers 4.40's DbrxConfig). */
+static ft_status parse_dbrx(const json_t *root, ft_model_config *c, const char *path, ft_err *err) {
+    dbrx_defaults(c);
+    FT_TRY(at_file(ft_json_get_int(root, "d_model", false, &c->hidden_size, path, err), path, err));
+    FT_TRY(at_file(ft_json_get_int(root, "n_heads", false, &c->num_attention_heads, path, err), path, err));
+    FT_TRY(at_file(ft_json_get_int(root, "n_layers", false, &c->num_hidden_layers, path, err), path, err));
+    FT_TRY(at_file(ft_json_get_int(root, "max_seq_len", false, &c->max_position_embeddings, path, err), path, err));
+    FT_TRY(at_file(ft_json_get_int(root, "vocab_size", false, &c->vocab_size, path, err), path, err));
+    FT_TRY(at_file(ft_json_get_double(root, "initializer_range", false, &c->initializer_range, path, err), path,
+                   err));
+    FT_TRY(at_file(ft_json_get_bool(root, "output_router_logits", false, &c->output_router_logits, path, err), path,
+                   err));
+    bool tied = false;
+    FT_TRY(at_file(ft_json_get_bool(root, "tie_word_embeddings", false, &tied, path, err), path, err));
+    if (tied) /* as DbrxConfig refuses it */
+        return FT_ERR_AT(err, FT_ERR_UNSUPPORTED, path, 0, 0, "\"tie_word_embeddings\": true is not supported for DBRX");
+    char ctx[600];
+    const json_t *a = json_object_get(root, "attn_config");
+    if (a && !json_is_null(a)) {
+        if (!json_is_object(a))
+            return FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0, "\"attn_config\" must be an object");
+        snprintf(ctx, sizeof ctx, "%s: attn_config", path);
+        FT_TRY(num_or_null(a, "clip_qkv", &c->clip_qkv, ctx, path, err));
+        FT_TRY(at_file(ft_json_get_int(a, "kv_n_heads", false, &c->num_key_value_heads, ctx, err), path, err));
+        FT_TRY(at_file(ft_json_get_double(a, "rope_theta", false, &c->rope_theta, ctx, err), path, err));
+        if (!(c->clip_qkv >= 0) || !isfinite(c->clip_qkv))
+            return FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0, "\"attn_config.clip_qkv\" must be positive or null");
+    }
+    const json_t *f = json_object_get(root, "ffn_config");
+    if (f && !json_is_null(f)) {
+        if (!json_is_object(f))
+            return FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0, "\"ffn_config\" must be an object");
+        snprintf(ctx, sizeof ctx, "%s: ffn_config", path);
+        const json_t *act = json_object_get(f, "ffn_act_fn");
+        if (act && !json_is_null(act)) {
+            const json_t *name = json_is_object(act) ? json_object_get(act, "name") : NULL;
+            if (!json_is_string(name) || strcmp(json_string_value(name), "silu") != 0 || json_object_size(act) != 1)
+                return FT_ERR_AT(err, FT_ERR_UNSUPPORTED, path, 0, 0,
+                                 "\"ffn_config.ffn_act_fn\" must be {\"name\": \"silu\"} (ftune's experts are SwiGLU)");
+        }
+        FT_TRY(at_file(ft_json_get_int(f, "ffn_hidden_size", false, &c->intermediate_size, ctx, err), path, err));
+        FT_TRY(at_file(ft_json_get_int(f, "moe_num_experts", false, &c->num_local_experts, ctx, err), path, err));
+        FT_TRY(at_file(ft_json_get_int(f, "moe_top_k", false, &c->num_experts_per_tok, ctx, err), path, err));
+        FT_TRY(num_or_null(f, "moe_jitter_eps", &c->router_jitter_noise, ctx, path, err));
+        FT_TRY(at_file(ft_json_get_double(f, "moe_loss_weight", false, &c->router_aux_loss_coef, ctx, err), path,
+                       err));
+        FT_TRY(num_or_null(f, "moe_normalize_expert_weights", &c->moe_normalize_expert_weights, ctx, path, err));
+        if (!(c->moe_normalize_expert_weights >= 0) || !isfinite(c->moe_normalize_expert_weights))
+            return FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0,
+                             "\"ffn_config.moe_normalize_expert_weights\" must be positive or null");
+        if (c->num_local_experts <= 0)
+            return FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0, "\"ffn_config.moe_num_experts\" must be positive (got %lld)",
+                             (long long)c->num_local_experts);
+    }
+    c->head_dim = c->num_attention_heads > 0 ? c->hidden_size / c->num_attention_heads : 0;
+    if (c->num_attention_heads > 0 && c->head_dim * c->num_attention_heads != c->hidden_size)
+        return FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0, "\"d_model\" (%lld) must be a multiple of \"n_heads\" (%lld)",
+                         (long long)c->hidden_size, (long long)c->num_attention_heads);
+    int nb = 0;
+    int64_t bos[8];
+    FT_TRY(token_ids(root, "bos_token_id", bos, 8, &nb, path, err));
+    c->bos_token_id = nb > 0 ? bos[0] : -1;
+    FT_TRY(token_ids(root, "eos_token_id", c->eos_token_ids, 8, &c->n_eos, path, err));
+    int np = 0;
+    int64_t pad[8];
+    FT_TRY(token_ids(root, "pad_token_id", pad, 8, &np, path, err));
+    c->pad_token_id = np > 0 ? pad[0] : -1;
+    const char *dt = NULL;
+    FT_TRY(at_file(ft_json_get_str(root, "torch_dtype", false, &dt, path, err), path, err));
+    if (!dt)
+        FT_TRY(at_file(ft_json_get_str(root, "dtype", false, &dt, path, err), path, err));
+    if (dt) {
+        if (strcmp(dt, "float32") && strcmp(dt, "bfloat16") && strcmp(dt, "float16"))
+            return FT_ERR_AT(err, FT_ERR_UNSUPPORTED, path, 0, 0,
+                             "torch_dtype \"%s\" is not supported (float32, bfloat16, float16)", dt);
+        snprintf(c->torch_dtype, sizeof c->torch_dtype, "%s", dt);
+    }
+    return FT_OK;
+}
+
 static ft_status parse(const json_t *root, ft_model_config *c, const char *path, ft_err *err) {
     if (!json_is_object(root))
         return FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0, "config.json must be a JSON object");
@@ -170,6 +292,8 @@ static ft_status parse(const json_t *root, ft_model_config *c, const char *path,
             kind = ARCH_MISTRAL;
         else if (!strcmp(arch, "MixtralForCausalLM"))
             kind = ARCH_MIXTRAL;
+        else if (!strcmp(arch, "DbrxForCausalLM"))
+            kind = ARCH_DBRX;
         else
             return FT_ERR_AT(err, FT_ERR_UNSUPPORTED, path, 0, 0,
                              "architecture \"%s\" is not supported (ftune supports %s)", arch, supported_archs);
@@ -179,13 +303,17 @@ static ft_status parse(const json_t *root, ft_model_config *c, const char *path,
         kind = ARCH_MISTRAL;
     } else if (model_type && !strcmp(model_type, "mixtral")) {
         kind = ARCH_MIXTRAL;
+    } else if (model_type && !strcmp(model_type, "dbrx")) {
+        kind = ARCH_DBRX;
     } else {
         return FT_ERR_AT(err, FT_ERR_UNSUPPORTED, path, 0, 0,
                          "model_type \"%s\" is not supported (ftune supports %s)", model_type ? model_type : "(none)",
                          supported_archs);
     }
-    const bool mistral = kind != ARCH_LLAMA; /* Mixtral is Mistral's decoder with MoE MLPs */
     ft_model_config_default(c);
+    if (kind == ARCH_DBRX)
+        return parse_dbrx(root, c, path, err);
+    const bool mistral = kind != ARCH_LLAMA; /* Mixtral is Mistral's decoder with MoE MLPs */
     if (kind == ARCH_MISTRAL)
         mistral_defaults(c);
     if (kind == ARCH_MIXTRAL)
@@ -360,6 +488,22 @@ ft_status ft_model_config_validate(const ft_model_config *c, ft_err *err) {
         return FT_ERR(err, FT_ERR_INVALID, "\"router_jitter_noise\" must be >= 0");
     if (!(c->router_aux_loss_coef >= 0) || !isfinite(c->router_aux_loss_coef))
         return FT_ERR(err, FT_ERR_INVALID, "\"router_aux_loss_coef\" must be >= 0");
+    if (!(c->clip_qkv >= 0) || !isfinite(c->clip_qkv) || !(c->moe_normalize_expert_weights >= 0) ||
+        !isfinite(c->moe_normalize_expert_weights))
+        return FT_ERR(err, FT_ERR_INVALID, "\"clip_qkv\" and \"moe_normalize_expert_weights\" must be >= 0 (0: null)");
+    if (ft_model_config_is_dbrx(c)) {
+        if (c->num_local_experts <= 0)
+            return FT_ERR(err, FT_ERR_INVALID, "DbrxForCausalLM needs moe_num_experts >= 1");
+        if (c->tie_word_embeddings)
+            return FT_ERR(err, FT_ERR_UNSUPPORTED, "\"tie_word_embeddings\": true is not supported for DBRX");
+        if (c->num_attention_heads * c->head_dim != c->hidden_size)
+            return FT_ERR(err, FT_ERR_INVALID, "DBRX's head_dim is d_model / n_heads (%lld / %lld)",
+                          (long long)c->hidden_size, (long long)c->num_attention_heads);
+        if (c->sliding_window != 0 || c->rope_scaling != FT_ROPE_NONE)
+            return FT_ERR(err, FT_ERR_UNSUPPORTED, "DBRX has no sliding window or rope scaling");
+    } else if (c->clip_qkv != 0) {
+        return FT_ERR(err, FT_ERR_UNSUPPORTED, "\"clip_qkv\" is DBRX's (%s has none)", c->architecture);
+    }
     if (c->n_eos < 0 || c->n_eos > 8)
         return FT_ERR(err, FT_ERR_INVALID, "at most 8 eos_token_id values");
     for (int i = 0; i < c->n_eos; i++)
@@ -399,8 +543,63 @@ static int shortest_digits(double v) {
 }
 
 /* The keys transformers' LlamaConfig/MistralConfig.to_json_string() writes, sorted as it sorts them. */
+static ft_status write_json(json_t *o, const double *reals, size_t n_reals, const char *path, ft_err *err);
+
+/* DbrxConfig.to_json_string(): the top-level keys and the two nested configs, sorted. */
+static ft_status save_dbrx(const ft_model_config *c, const char *path, ft_err *err) {
+    json_t *o = json_object();
+    if (!o)
+        return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    json_t *archs = json_array();
+    json_array_append_new(archs, json_string("DbrxForCausalLM"));
+    json_object_set_new(o, "architectures", archs);
+    json_t *a = json_object();
+    json_object_set_new(a, "attn_pdrop", json_real(0.0));
+    json_object_set_new(a, "clip_qkv", c->clip_qkv > 0 ? json_real(c->clip_qkv) : json_null());
+    json_object_set_new(a, "kv_n_heads", json_integer(c->num_key_value_heads));
+    json_object_set_new(a, "rope_theta", json_real(c->rope_theta));
+    json_object_set_new(o, "attn_config", a);
+    json_object_set_new(o, "d_model", json_integer(c->hidden_size));
+    json_object_set_new(o, "emb_pdrop", json_real(0.0));
+    json_t *f = json_object();
+    json_t *act = json_object();
+    json_object_set_new(act, "name", json_string("silu"));
+    json_object_set_new(f, "ffn_act_fn", act);
+    json_object_set_new(f, "ffn_hidden_size", json_integer(c->intermediate_size));
+    json_object_set_new(f, "moe_jitter_eps", c->router_jitter_noise > 0 ? json_real(c->router_jitter_noise) : json_null());
+    json_object_set_new(f, "moe_loss_weight", json_real(c->router_aux_loss_coef));
+    json_object_set_new(f, "moe_normalize_expert_weights",
+                        c->moe_normalize_expert_weights > 0 ? json_real(c->moe_normalize_expert_weights) : json_null());
+    json_object_set_new(f, "moe_num_experts", json_integer(c->num_local_experts));
+    json_object_set_new(f, "moe_top_k", json_integer(c->num_experts_per_tok));
+    json_object_set_new(o, "ffn_config", f);
+    if (c->bos_token_id >= 0)
+        json_object_set_new(o, "bos_token_id", json_integer(c->bos_token_id));
+    if (c->n_eos > 0)
+        json_object_set_new(o, "eos_token_id", ids_json(c->eos_token_ids, c->n_eos));
+    if (c->pad_token_id >= 0)
+        json_object_set_new(o, "pad_token_id", json_integer(c->pad_token_id));
+    json_object_set_new(o, "initializer_range", json_real(c->initializer_range));
+    json_object_set_new(o, "max_seq_len", json_integer(c->max_position_embeddings));
+    json_object_set_new(o, "model_type", json_string("dbrx"));
+    json_object_set_new(o, "n_heads", json_integer(c->num_attention_heads));
+    json_object_set_new(o, "n_layers", json_integer(c->num_hidden_layers));
+    json_object_set_new(o, "output_router_logits", json_boolean(c->output_router_logits));
+    json_object_set_new(o, "resid_pdrop", json_real(0.0));
+    json_object_set_new(o, "tie_word_embeddings", json_false());
+    json_object_set_new(o, "torch_dtype", json_string(c->torch_dtype[0] ? c->torch_dtype : "float32"));
+    json_object_set_new(o, "transformers_version", json_string("4.40.0"));
+    json_object_set_new(o, "use_cache", json_true());
+    json_object_set_new(o, "vocab_size", json_integer(c->vocab_size));
+    const double reals[] = {c->clip_qkv, c->rope_theta, c->initializer_range, c->router_jitter_noise,
+                            c->router_aux_loss_coef, c->moe_normalize_expert_weights};
+    return write_json(o, reals, sizeof reals / sizeof *reals, path, err);
+}
+
 ft_status ft_model_config_save(const ft_model_config *c, const char *path, ft_err *err) {
     FT_TRY(ft_model_config_validate(c, err));
+    if (ft_model_config_is_dbrx(c))
+        return save_dbrx(c, path, err);
     const bool moe = !strcmp(c->architecture, "MixtralForCausalLM");
     const bool mistral = moe || !strcmp(c->architecture, "MistralForCausalLM");
     if (!mistral && strcmp(c->architecture, "LlamaForCausalLM") != 0)
@@ -467,8 +666,13 @@ ft_status ft_model_config_save(const ft_model_config *c, const char *path, ft_er
     const double reals[] = {c->rms_norm_eps,         c->rope_theta,           c->initializer_range,
                             c->rope_factor,          c->rope_low_freq_factor, c->rope_high_freq_factor,
                             c->router_aux_loss_coef, c->router_jitter_noise};
+    return write_json(o, reals, sizeof reals / sizeof *reals, path, err);
+}
+
+/* Write o (consumed) to path, atomically, its reals with as many digits as `reals` need. */
+static ft_status write_json(json_t *o, const double *reals, size_t n_reals, const char *path, ft_err *err) {
     int digits = 7; /* at least 7, so that 500000.0 is not written 5e5 */
-    for (size_t i = 0; i < sizeof reals / sizeof *reals; i++)
+    for (size_t i = 0; i < n_reals; i++)
         if (shortest_digits(reals[i]) > digits)
             digits = shortest_digits(reals[i]);
     char *text = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(digits));
@@ -502,6 +706,24 @@ size_t ft_model_config_tensors(const ft_model_config *c, ft_tensor_spec *out, si
         }                                                                     \
         n++;                                                                  \
     } while (0)
+    if (ft_model_config_is_dbrx(c)) {
+        const int64_t E = c->num_local_experts;
+        SPEC(2, V, C, "transformer.wte.weight");
+        for (int64_t i = 0; i < c->num_hidden_layers; i++) {
+            long long l = (long long)i;
+            SPEC(1, C, 0, "transformer.blocks.%lld.norm_attn_norm.norm_1.weight", l);
+            SPEC(2, Q + 2 * KV, C, "transformer.blocks.%lld.norm_attn_norm.attn.Wqkv.weight", l);
+            SPEC(2, C, Q, "transformer.blocks.%lld.norm_attn_norm.attn.out_proj.weight", l);
+            SPEC(1, C, 0, "transformer.blocks.%lld.norm_attn_norm.norm_2.weight", l);
+            SPEC(2, E, C, "transformer.blocks.%lld.ffn.router.layer.weight", l);
+            SPEC(2, E * F, C, "transformer.blocks.%lld.ffn.experts.mlp.w1", l);
+            SPEC(2, E * F, C, "transformer.blocks.%lld.ffn.experts.mlp.v1", l);
+            SPEC(2, E * F, C, "transformer.blocks.%lld.ffn.experts.mlp.w2", l);
+        }
+        SPEC(1, C, 0, "transformer.norm_f.weight");
+        SPEC(2, V, C, "lm_head.weight");
+        return n;
+    }
     SPEC(2, V, C, "model.embed_tokens.weight");
     for (int64_t i = 0; i < c->num_hidden_layers; i++) {
         long long l = (long long)i;

@@ -95,7 +95,6 @@ int64_t ft_kv_cache_len(const ft_kv_cache *c) { return c->len; }
 static void decode_chunk(ft_model *m, ft_kv_cache *c, const int32_t *tokens, int64_t n) {
     const ft_backend *be = m->be;
     const int64_t C = m->C, Q = m->Q, KV = m->KV, QKV = m->QKV, T0 = c->len;
-    const float eps = (float)m->cfg.rms_norm_eps;
     for (int64_t i = 0; i < n; i++)
         c->pos[i] = (int32_t)(T0 + i);
     be->rope_table(c->cos_t, c->sin_t, c->pos, m->inv_freq, n, m->HD / 2);
@@ -125,7 +124,7 @@ static void decode_chunk(ft_model *m, ft_kv_cache *c, const int32_t *tokens, int
         model_layer_forward(m, l, &A, c->x, n, &run);
     }
     c->len += n;
-    be->rmsnorm_fwd(c->xn, NULL, c->x + (n - 1) * C, m->norm, 1, C, eps);
+    model_norm_fwd(m, c->xn, NULL, c->x + (n - 1) * C, m->norm, 1);
 }
 
 ft_status ft_model_decode(ft_model *m, ft_kv_cache *c, const int32_t *tokens, int64_t n, float *logits_last,

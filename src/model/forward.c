@@ -92,6 +92,38 @@ static void lin_bwd(const ft_backend *be, bool bf, const uint16_t *W16, float *d
         be->gemm_bf16(false, false, N, in, out, 1.0f, dy, out, W, in, dx_accumulate ? 1.0f : 0.0f, dx, in);
 }
 
+/* ---------------------------------------------------------------- norms */
+
+size_t model_norm_stats(const ft_model_config *c) { return ft_model_config_is_dbrx(c) ? 2 : 1; }
+
+void model_norm_fwd(const ft_model *m, float *out, float *stats, const float *x, const float *w, int64_t N) {
+    const float eps = (float)m->cfg.rms_norm_eps;
+    if (m->norm_kind == FT_NORM_LAYER)
+        m->be->layernorm_fwd(out, stats ? stats + N : NULL, stats, x, w, N, m->C, eps);
+    else
+        m->be->rmsnorm_fwd(out, stats, x, w, N, m->C, eps);
+}
+
+void model_norm_bwd(const ft_model *m, float *dx, float *dw, const float *dout, const float *x, const float *w,
+                    const float *stats, int64_t N) {
+    if (m->norm_kind == FT_NORM_LAYER)
+        m->be->layernorm_bwd(dx, dw, dout, x, w, stats + N, stats, N, m->C);
+    else
+        m->be->rmsnorm_bwd(dx, dw, dout, x, w, stats, N, m->C);
+}
+
+/* DBRX's clip_qkv: q|k|v (N, QKV) clamped to [-clip, clip] in place; pass (when kept) records
+ * where the value was inside, the only places torch.clamp's gradient flows (bounds included). */
+static void clamp_qkv(float *qkv, uint8_t *pass, int64_t n, float clip) {
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        const float v = qkv[i];
+        if (pass)
+            pass[i] = v >= -clip && v <= clip;
+        qkv[i] = v < -clip ? -clip : v > clip ? clip : v;
+    }
+}
+
 /* ---------------------------------------------------------------- the layer body */
 
 void model_layer_forward(const ft_model *m, int64_t layer, layer_acts *A, float *next, int64_t N, const layer_run *r) {
@@ -100,19 +132,20 @@ void model_layer_forward(const ft_model *m, int64_t layer, layer_acts *A, float 
     const layer_w *W = r->W;
     const layer_w16 *W16 = r->W16;
     const int64_t C = m->C, F = d->ffn, Q = m->Q, KV = m->KV, QKV = m->QKV;
-    const float eps = (float)m->cfg.rms_norm_eps;
     const bool bf = r->bf16;
     double *prof = r->prof;
     const bool prof_cpu = r->prof_cpu;
-    FT_ASSERT(d->norm == FT_NORM_RMS && (d->mlp == FT_MLP_SWIGLU || (d->mlp == FT_MLP_MOE_SWIGLU && !bf)));
+    FT_ASSERT(d->mlp == FT_MLP_SWIGLU || (d->mlp == FT_MLP_MOE_SWIGLU && !bf));
     /* Attention block. bf16: the norm's output is only a GEMM operand, so it is rounded in place
      * (and kept so for the weight gradient); q, k after RoPE and v are saved rounded, and
      * attention reads them so. */
-    P(PROF_NORM, be->rmsnorm_fwd(A->xn1, A->rstd1, A->x, W->ln1, N, C, eps));
+    P(PROF_NORM, model_norm_fwd(m, A->xn1, A->rstd1, A->x, W->ln1, N));
     if (bf)
         P(PROF_MISC, be->round_bf16(A->xn1, A->xn1, N * C));
     /* (N, Q + 2 KV) */
     P(PROF_MATMUL, lin_fwd(be, bf, W16 ? W16->wqkv : NULL, A->qkv, A->xn1, W->wqkv, N, C, QKV, 0.0f));
+    if (d->qkv_clip > 0) /* DBRX: the fused projection clamped before the split and RoPE */
+        P(PROF_MISC, clamp_qkv(A->qkv, A->qkv_pass, N * QKV, (float)d->qkv_clip));
     /* q's and k's heads are adjacent in a qkv row: one RoPE pass over NH + KVH heads */
     P(PROF_ROPE, be->rope_fwd(A->qkv, QKV, r->cos_t, r->sin_t, N, d->n_heads + d->n_kv_heads, d->head_dim));
     if (bf)
@@ -154,7 +187,7 @@ void model_layer_forward(const ft_model *m, int64_t layer, layer_acts *A, float 
         P(PROF_MISC, memcpy(A->xmid, A->x, (size_t)(N * C) * sizeof(float)));
     P(PROF_MATMUL, lin_fwd(be, bf, W16 ? W16->wo : NULL, A->xmid, att, W->wo, N, Q, C, 1.0f));
     /* MLP block. */
-    P(PROF_NORM, be->rmsnorm_fwd(A->xn2, A->rstd2, A->xmid, W->ln2, N, C, eps));
+    P(PROF_NORM, model_norm_fwd(m, A->xn2, A->rstd2, A->xmid, W->ln2, N));
     if (bf)
         P(PROF_MISC, be->round_bf16(A->xn2, A->xn2, N * C));
     if (d->mlp == FT_MLP_MOE_SWIGLU) { /* the sparse-MoE MLP (moe.c) */
@@ -279,7 +312,6 @@ static double aux_loss(const ft_model *m, const ft_workspace *ws, double coef, f
 static void forward_layers(ft_model *m, ft_workspace *ws, const ft_batch *b) {
     const ft_backend *be = m->be;
     const int64_t B = b->B, T = b->T, N = B * T, C = m->C;
-    const float eps = (float)m->cfg.rms_norm_eps;
     double *prof = ws->profile ? ws->prof : NULL;
     const bool prof_cpu = ws->profile_cpu;
     for (int64_t n = 0; n < N; n++)
@@ -304,7 +336,7 @@ static void forward_layers(ft_model *m, ft_workspace *ws, const ft_batch *b) {
             P(PROF_MISC, saved_pack(m, l, &ws->acts[l], N));
     }
     ws->aux = m->E > 0 ? aux_loss(m, ws, 0, NULL) : 0.0;
-    P(PROF_NORM, be->rmsnorm_fwd(ws->xf, ws->rstdf, ws->xL, m->norm, N, C, eps));
+    P(PROF_NORM, model_norm_fwd(m, ws->xf, ws->rstdf, ws->xL, m->norm, N));
     if (run.bf16) { /* the LM head's operands: xf (only ever a GEMM operand) and the head */
         P(PROF_MISC, be->round_bf16(ws->xf, ws->xf, N * C));
         P(PROF_MISC, be->pack_bf16(ws->head16, m->head, m->V * C));
@@ -464,7 +496,7 @@ ft_status ft_model_forward_backward(ft_model *m, ft_workspace *ws, const ft_batc
     for (int64_t k = 0; k < nv; k++)
         memcpy(ws->dtmp + (int64_t)ws->rows[k] * C, ws->dxc + k * C, (size_t)C * sizeof(float));
     P(PROF_MISC, memset(ws->dx, 0, (size_t)(N * C) * sizeof(float)));
-    P(PROF_NORM, be->rmsnorm_bwd(ws->dx, m->g_norm, ws->dtmp, ws->xL, m->norm, ws->rstdf, N, C));
+    P(PROF_NORM, model_norm_bwd(m, ws->dx, m->g_norm, ws->dtmp, ws->xL, m->norm, ws->rstdf, N));
 
     ft_attn_shape as = attn_shape(m, ws, B, T);
     layer_w16 W16;
@@ -518,7 +550,7 @@ ft_status ft_model_forward_backward(ft_model *m, ft_workspace *ws, const ft_batc
                                    false, false));
         }
         /* dx = d xmid */
-        P(PROF_NORM, be->rmsnorm_bwd(ws->dx, G->ln2, ws->dtmp, A->xmid, W.ln2, A->rstd2, N, C));
+        P(PROF_NORM, model_norm_bwd(m, ws->dx, G->ln2, ws->dtmp, A->xmid, W.ln2, A->rstd2, N));
         /* Attention: xmid = x + att Wo^T. */
         if (bf)
             P(PROF_MISC, be->round_bf16(ws->gbuf, ws->dx, N * C));
@@ -526,12 +558,19 @@ ft_status ft_model_forward_backward(ft_model *m, ft_workspace *ws, const ft_batc
         P(PROF_ATTN, be->attention_bwd(&as, ws->dqkv, ws->dqkv + Q, ws->dqkv + Q + KV, ws->datt, A->att, A->lse,
                                        A->qkv, A->qkv + Q, A->qkv + Q + KV, b->sample_ids, ws->attn_scratch));
         P(PROF_ROPE, be->rope_bwd(ws->dqkv, QKV, ws->cos_t, ws->sin_t, N, m->NH + m->KVH, m->HD));
+        if (A->qkv_pass) { /* clip_qkv: no gradient where the clamp cut the value */
+            const uint8_t *pass = A->qkv_pass;
+            float *dq = ws->dqkv;
+#pragma omp parallel for simd schedule(static)
+            for (int64_t k = 0; k < N * QKV; k++)
+                dq[k] = pass[k] ? dq[k] : 0.0f;
+        }
         if (bf)
             P(PROF_MISC, be->round_bf16(ws->dqkv, ws->dqkv, N * QKV));
         P(PROF_MATMUL, lin_bwd(be, bf, w16 ? w16->wqkv : NULL, ws->dtmp, G->wqkv, ws->dqkv, A->xn1, W.wqkv, N, C, QKV,
                                false, false));
         /* dx = d x */
-        P(PROF_NORM, be->rmsnorm_bwd(ws->dx, G->ln1, ws->dtmp, A->x, W.ln1, A->rstd1, N, C));
+        P(PROF_NORM, model_norm_bwd(m, ws->dx, G->ln1, ws->dtmp, A->x, W.ln1, A->rstd1, N));
     }
     P(PROF_EMBED, be->embedding_bwd(m->g_embed, b->input_ids, ws->dx, N, C));
     return FT_OK;

@@ -17,10 +17,13 @@ typedef struct layer_w {
     float *ln2;  /* (C) */
     float *wgu;  /* (2F, C) */
     float *wd;   /* (C, F) */
-    /* mixture of experts (wgu, wd NULL): the router and E experts back to back, expert e at
-     * wexp + e * 3FC as [w1 | w3] (2F, C) then w2 (C, F) */
-    float *wr;   /* (E, C) */
-    float *wexp; /* (E, 3FC) */
+    /* mixture of experts (wgu, wd NULL): the router and expert 0's gate w1 (F, C), up w3 (F, C) and
+     * down w2, expert e's `estride` floats further. Mixtral: per expert [w1 | w3 | w2] back to back
+     * (w3 == w1 + FC: one gate|up GEMM), w2 (C, F); DBRX: the fused w1, v1, w2 tensors (E F, C)
+     * each, estride FC, w2 (F, C) used untransposed (ft_model.w2_fc). */
+    float *wr; /* (E, C) */
+    float *w1, *w3, *w2;
+    int64_t estride;
 } layer_w;
 
 /* What one layer's forward writes (and a training workspace keeps for the backward); N rows.
@@ -29,13 +32,14 @@ typedef struct layer_w {
 typedef struct layer_acts {
     float *x;     /* (N, C) layer input (residual stream) */
     float *xn1;   /* (N, C) input_layernorm(x) */
-    float *rstd1; /* (N) or NULL */
+    float *rstd1; /* norm statistics (model_norm_fwd) or NULL */
     float *qkv;   /* (N, Q + 2 KV) q, k after RoPE, v */
+    uint8_t *qkv_pass; /* (N, Q + 2 KV) clip_qkv: 1 where the clamp let the value through, or NULL */
     float *att;   /* (N, Q) attention output before o_proj */
     float *lse;   /* (B, NH, T) softmax log-sum-exp, or NULL */
     float *xmid;  /* (N, C) x + o_proj(att); may be x (in place) */
     float *xn2;   /* (N, C) post_attention_layernorm(xmid) */
-    float *rstd2; /* (N) or NULL */
+    float *rstd2; /* norm statistics or NULL */
     float *gu;    /* (N, 2F) [gate | up] */
     float *h;     /* (N, F) silu(gate) * up: fp32 scratch; bf16: rounded (down_proj's saved input) */
     /* bf16 training without checkpointing: this layer's saved GEMM inputs, which hold bf16 values,
@@ -81,6 +85,11 @@ struct ft_model {
     float *inv_freq; /* (HD/2) RoPE frequencies */
     ft_dtype infer_dtype; /* KV-cache decoding's (ft_model_set_inference_dtype) */
     int64_t E, K;    /* experts and experts per token; E 0: dense MLPs */
+    ft_norm_kind norm_kind; /* every norm of the model (the layers' and the final one) */
+    float clip;        /* qkv clamp; 0: none */
+    double router_p;   /* top-k weights divided by their router_p-norm; 0: not normalised */
+    bool w2_fc;        /* experts' down weights (F, C), used untransposed (DBRX) */
+    bool aux_of_probs; /* the load-balancing loss softmaxes the router probabilities again (DBRX) */
 };
 
 struct ft_workspace {
@@ -128,6 +137,14 @@ struct ft_workspace {
     bool profile, profile_cpu;
     double prof[PROF_COUNT];
 };
+
+/* The model's norm (m->norm_kind): RMSNorm with stats (N) its rstd, or LayerNorm without bias with
+ * stats (2N) its rstd then its mean; stats NULL when nothing is kept (decoding). The backward
+ * reads the stats of the forward over the same N rows. */
+size_t model_norm_stats(const ft_model_config *c); /* floats of stats per row: 1 or 2 */
+void model_norm_fwd(const ft_model *m, float *out, float *stats, const float *x, const float *w, int64_t N);
+void model_norm_bwd(const ft_model *m, float *dx, float *dw, const float *dout, const float *x, const float *w,
+                    const float *stats, int64_t N);
 
 /* Check a batch against the model and a workspace; errors name the offending value. */
 ft_status model_check_batch(const ft_model *m, const ft_workspace *ws, const ft_batch *b, ft_err *err);

@@ -211,7 +211,7 @@ ft_status ft_model_decode_batch(ft_model *m, ft_kv_pool *p, const ft_decode_seq 
         }
     }
     if (n_out && logits) { /* logits (n_out, V) = norm(last) (n_out, C) head (V, C)^T */
-        be->rmsnorm_fwd(p->xn, NULL, p->last, m->norm, n_out, C, (float)m->cfg.rms_norm_eps);
+        model_norm_fwd(m, p->xn, NULL, p->last, m->norm, n_out);
         if (bf16) { /* the head's operand rounded, as training's */
             be->round_bf16(p->xn, p->xn, n_out * C);
             be->gemm_bf16(false, true, n_out, m->V, C, 1.0f, p->xn, C, m->head, C, 0.0f, logits, m->V);

@@ -62,26 +62,44 @@ static ft_status layout(ft_model *m, ft_err *err) {
     size_t i = 0;
     m->embed = m->params[i].data;
     m->g_embed = m->params[i++].grad;
+    const bool dbrx = ft_model_config_is_dbrx(c);
+    const int64_t FC = m->F * m->C;
     for (int64_t l = 0; l < m->L; l++) {
         layer_w *w = &m->w[l], *g = &m->g[l];
         ft_param *P = &m->params[i];
-        FT_ASSERT(strstr(P[0].name, "input_layernorm") && strstr(P[1].name, "q_proj") && strstr(P[4].name, "o_proj"));
-        FT_ASSERT(P[2].data == P[1].data + P[1].numel && P[3].data == P[2].data + P[2].numel);
-        size_t np = 9;
-        if (m->E > 0) { /* router, then per expert w1 | w3 | w2 back to back */
-            np = 7 + 3 * (size_t)m->E;
-            FT_ASSERT(strstr(P[6].name, "block_sparse_moe.gate") && strstr(P[7].name, "experts.0.w1"));
-            for (int64_t e = 0; e < m->E; e++)
-                FT_ASSERT(P[7 + 3 * e].data == P[7].data + e * 3 * m->F * m->C);
-            *w = (layer_w){P[0].data, P[1].data, P[4].data, P[5].data, NULL, NULL, P[6].data, P[7].data};
-            *g = (layer_w){P[0].grad, P[1].grad, P[4].grad, P[5].grad, NULL, NULL, P[6].grad, P[7].grad};
+        size_t np;
+        if (dbrx) { /* norm_1, Wqkv (fused already), out_proj, norm_2, router, w1, v1, w2 */
+            np = 8;
+            FT_ASSERT(strstr(P[0].name, "norm_1") && strstr(P[1].name, "Wqkv") && strstr(P[4].name, "router") &&
+                      strstr(P[7].name, "mlp.w2"));
+            *w = (layer_w){.ln1 = P[0].data, .wqkv = P[1].data, .wo = P[2].data, .ln2 = P[3].data, .wr = P[4].data,
+                           .w1 = P[5].data, .w3 = P[6].data, .w2 = P[7].data, .estride = FC};
+            *g = (layer_w){.ln1 = P[0].grad, .wqkv = P[1].grad, .wo = P[2].grad, .ln2 = P[3].grad, .wr = P[4].grad,
+                           .w1 = P[5].grad, .w3 = P[6].grad, .w2 = P[7].grad, .estride = FC};
         } else {
-            FT_ASSERT(strstr(P[6].name, "gate_proj") && strstr(P[8].name, "down_proj"));
-            FT_ASSERT(P[7].data == P[6].data + P[6].numel);
-            *w = (layer_w){P[0].data, P[1].data, P[4].data, P[5].data, P[6].data, P[8].data, NULL, NULL};
-            *g = (layer_w){P[0].grad, P[1].grad, P[4].grad, P[5].grad, P[6].grad, P[8].grad, NULL, NULL};
+            FT_ASSERT(strstr(P[0].name, "input_layernorm") && strstr(P[1].name, "q_proj") &&
+                      strstr(P[4].name, "o_proj"));
+            FT_ASSERT(P[2].data == P[1].data + P[1].numel && P[3].data == P[2].data + P[2].numel);
+            np = 9;
+            if (m->E > 0) { /* router, then per expert w1 | w3 | w2 back to back */
+                np = 7 + 3 * (size_t)m->E;
+                FT_ASSERT(strstr(P[6].name, "block_sparse_moe.gate") && strstr(P[7].name, "experts.0.w1"));
+                for (int64_t e = 0; e < m->E; e++)
+                    FT_ASSERT(P[7 + 3 * e].data == P[7].data + e * 3 * FC);
+                *w = (layer_w){.ln1 = P[0].data, .wqkv = P[1].data, .wo = P[4].data, .ln2 = P[5].data,
+                               .wr = P[6].data, .w1 = P[7].data, .w3 = P[8].data, .w2 = P[9].data, .estride = 3 * FC};
+                *g = (layer_w){.ln1 = P[0].grad, .wqkv = P[1].grad, .wo = P[4].grad, .ln2 = P[5].grad,
+                               .wr = P[6].grad, .w1 = P[7].grad, .w3 = P[8].grad, .w2 = P[9].grad, .estride = 3 * FC};
+            } else {
+                FT_ASSERT(strstr(P[6].name, "gate_proj") && strstr(P[8].name, "down_proj"));
+                FT_ASSERT(P[7].data == P[6].data + P[6].numel);
+                *w = (layer_w){.ln1 = P[0].data, .wqkv = P[1].data, .wo = P[4].data, .ln2 = P[5].data,
+                               .wgu = P[6].data, .wd = P[8].data};
+                *g = (layer_w){.ln1 = P[0].grad, .wqkv = P[1].grad, .wo = P[4].grad, .ln2 = P[5].grad,
+                               .wgu = P[6].grad, .wd = P[8].grad};
+            }
         }
-        m->layers[l] = (ft_layer_desc){.norm = FT_NORM_RMS,
+        m->layers[l] = (ft_layer_desc){.norm = m->norm_kind,
                                        .n_heads = m->NH,
                                        .n_kv_heads = m->KVH,
                                        .head_dim = m->HD,
@@ -91,7 +109,11 @@ static ft_status layout(ft_model *m, ft_err *err) {
                                        .first_param = i,
                                        .n_params = np,
                                        .n_experts = m->E,
-                                       .top_k = m->E > 0 ? c->num_experts_per_tok : 0};
+                                       .top_k = m->E > 0 ? c->num_experts_per_tok : 0,
+                                       .qkv_clip = m->clip,
+                                       .router_p = m->E > 0 ? m->router_p : 0,
+                                       .experts_fused = m->E > 0 && m->w2_fc,
+                                       .aux_of_probs = m->E > 0 && m->aux_of_probs};
         i += np;
     }
     m->norm = m->params[i].data;
@@ -128,6 +150,12 @@ static ft_status model_create(const ft_model_config *c, const ft_model_params *p
     m->L = c->num_hidden_layers;
     m->E = c->num_local_experts;
     m->K = m->E > 0 ? c->num_experts_per_tok : 0;
+    const bool dbrx = ft_model_config_is_dbrx(c);
+    m->norm_kind = dbrx ? FT_NORM_LAYER : FT_NORM_RMS;
+    m->clip = dbrx ? (float)c->clip_qkv : 0.0f;
+    m->router_p = dbrx ? c->moe_normalize_expert_weights : 1.0; /* Mixtral: divided by the sum */
+    m->w2_fc = dbrx;
+    m->aux_of_probs = dbrx;
     m->be = ft_backend_cpu();
     ft_status s = layout(m, err);
     if (s != FT_OK) {
@@ -198,7 +226,7 @@ ft_status ft_model_new_random(const ft_model_config *c, uint64_t seed, const ft_
  * (E, C), mlp.experts.gate_up_proj (E, 2F, C) with expert e's gate (w1) rows before its up (w3)
  * rows, mlp.experts.down_proj (E, C, F) (w2). Read them into the per-expert layout. */
 static bool moe_fused(const ft_model *m, const ft_st_reader *r) {
-    return m->E > 0 && !ft_st_find(r, "model.layers.0.block_sparse_moe.experts.0.w1.weight") &&
+    return m->E > 0 && !m->w2_fc && !ft_st_find(r, "model.layers.0.block_sparse_moe.experts.0.w1.weight") &&
            ft_st_find(r, "model.layers.0.mlp.experts.gate_up_proj");
 }
 
@@ -216,13 +244,13 @@ static ft_status load_fused_layer(ft_model *m, const ft_st_reader *r, int64_t l,
     snprintf(name, sizeof name, "model.layers.%lld.mlp.experts.gate_up_proj", (long long)l);
     FT_TRY(ft_st_get(r, name, 3, gu, &st, err));
     FT_TRY(ft_st_read_f32(st, tmp, E * 2 * F * C, err));
-    for (int64_t e = 0; e < E; e++)
-        memcpy(m->w[l].wexp + e * 3 * F * C, tmp + e * 2 * F * C, (size_t)(2 * F * C) * sizeof(float));
+    for (int64_t e = 0; e < E; e++) /* w1 | w3 back to back in Mixtral's layout */
+        memcpy(m->w[l].w1 + e * m->w[l].estride, tmp + e * 2 * F * C, (size_t)(2 * F * C) * sizeof(float));
     snprintf(name, sizeof name, "model.layers.%lld.mlp.experts.down_proj", (long long)l);
     FT_TRY(ft_st_get(r, name, 3, dn, &st, err));
     FT_TRY(ft_st_read_f32(st, tmp, E * C * F, err));
     for (int64_t e = 0; e < E; e++)
-        memcpy(m->w[l].wexp + e * 3 * F * C + 2 * F * C, tmp + e * C * F, (size_t)(C * F) * sizeof(float));
+        memcpy(m->w[l].w2 + e * m->w[l].estride, tmp + e * C * F, (size_t)(C * F) * sizeof(float));
     return FT_OK;
 }
 

@@ -64,6 +64,8 @@ static size_t lay_out(ft_workspace *ws, const ft_model_config *c, const ft_works
     const int64_t NK = N * d.K; /* rows of the MLP's gate/up: N, or N K grouped by expert */
     const bool tr = p->training, ck = tr && p->checkpointing;
     const int64_t threads = threads_of(p), chunk = chunk_of(N, d.V);
+    const int64_t NS = N * (int64_t)model_norm_stats(c); /* norm statistics: rstd (and LayerNorm's mean) */
+    const bool clip = tr && ft_model_config_is_dbrx(c) && c->clip_qkv > 0;
     ft_attn_shape as = {.B = p->max_batch, .Tq = p->max_seq, .Tk = p->max_seq, .NH = d.NH,
                         .KVH = c->num_key_value_heads, .HD = d.HD, .threads = threads};
     size_t scratch = ft_tensor_attention_scratch(&as);
@@ -78,13 +80,15 @@ static size_t lay_out(ft_workspace *ws, const ft_model_config *c, const ft_works
         layer_acts *s = &ws->acts[l];
         GET(s->x, N * C);
         GET(s->xn1, N * C);
-        GET(s->rstd1, N);
+        GET(s->rstd1, NS);
         GET(s->qkv, N * QKV);
+        if (clip)
+            GET(s->qkv_pass, N * QKV);
         GET(s->att, N * Q);
         GET(s->lse, N * d.NH);
         GET(s->xmid, N * C);
         GET(s->xn2, N * C);
-        GET(s->rstd2, N);
+        GET(s->rstd2, NS);
         GET(s->gu, NK * 2 * F);
         if (E > 0) {
             GET(s->probs, N * E);
@@ -102,11 +106,11 @@ static size_t lay_out(ft_workspace *ws, const ft_model_config *c, const ft_works
         if (packed) {
             layer_acts *s = &ws->acts[l];
             GET(s->x, N * C);
-            GET(s->rstd1, N);
+            GET(s->rstd1, NS);
             GET(s->att, N * Q);
             GET(s->lse, N * d.NH);
             GET(s->xmid, N * C);
-            GET(s->rstd2, N);
+            GET(s->rstd2, NS);
         }
     }
     for (int64_t l = 0; l < L; l++)
@@ -125,7 +129,7 @@ static size_t lay_out(ft_workspace *ws, const ft_model_config *c, const ft_works
     }
     GET(ws->xL, N * C);
     GET(ws->xf, N * C);
-    GET(ws->rstdf, N);
+    GET(ws->rstdf, NS);
     GET(ws->cos_t, N * (d.HD / 2));
     GET(ws->sin_t, N * (d.HD / 2));
     GET(ws->pos, N);
@@ -174,6 +178,13 @@ static ft_status check_params(const ft_workspace_params *p, ft_err *err) {
 }
 
 ft_status ft_workspace_check_dtype(const ft_model_config *c, ft_dtype dtype, bool training, ft_err *err) {
+    if (training && ft_model_config_is_dbrx(c) && c->router_jitter_noise != 0)
+        return FT_ERR(err, FT_ERR_UNSUPPORTED,
+                      "the model's \"ffn_config.moe_jitter_eps\": %g is not supported for training: it multiplies "
+                      "the router's input by fresh random noise every step, which makes a step irreproducible and "
+                      "breaks exact resume; set it to null in config.json's ffn_config to fine-tune this model "
+                      "(generation ignores it either way)",
+                      c->router_jitter_noise);
     if (training && c->num_local_experts > 0 && c->router_jitter_noise != 0)
         return FT_ERR(err, FT_ERR_UNSUPPORTED,
                       "the model's \"router_jitter_noise\": %g is not supported for training: it multiplies the "

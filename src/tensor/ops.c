@@ -90,6 +90,73 @@ void ft_tensor_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float 
     }
 }
 
+/* ---------------------------------------------------------------- LayerNorm (no bias) */
+
+void ft_tensor_layernorm_fwd(float *out, float *mean, float *rstd, const float *x, const float *w, int64_t N,
+                             int64_t C, float eps) {
+    /* Two passes (mean, then the centred sum of squares), as PyTorch's CPU kernel computes the
+     * biased variance; the statistics in double so a large mean does not cancel the variance. */
+#pragma omp parallel for schedule(dynamic, 16)
+    for (int64_t n = 0; n < N; n++) {
+        const float *xr = x + n * C;
+        float *o = out + n * C;
+        double s = 0.0;
+#pragma omp simd reduction(+ : s)
+        for (int64_t c = 0; c < C; c++)
+            s += xr[c];
+        const float mu = (float)(s / (double)C);
+        double ss = 0.0;
+#pragma omp simd reduction(+ : ss)
+        for (int64_t c = 0; c < C; c++)
+            ss += (double)(xr[c] - mu) * (double)(xr[c] - mu);
+        const float r = (float)(1.0 / sqrt(ss / (double)C + (double)eps));
+        if (mean)
+            mean[n] = mu;
+        if (rstd)
+            rstd[n] = r;
+#pragma omp simd
+        for (int64_t c = 0; c < C; c++)
+            o[c] = ((xr[c] - mu) * r) * w[c];
+    }
+}
+
+void ft_tensor_layernorm_bwd(float *dx, float *dw, const float *dout, const float *x, const float *w,
+                             const float *mean, const float *rstd, int64_t N, int64_t C) {
+    /* y = w * xh, xh = (x - mu) r: with g = dy * w,
+     * dx = r (g - mean(g) - xh mean(g xh));  dw = sum_n dy * xh. */
+#pragma omp parallel
+    {
+#pragma omp for schedule(dynamic, 16) nowait
+        for (int64_t n = 0; n < N; n++) {
+            const float *xr = x + n * C, *dy = dout + n * C;
+            float *d = dx + n * C;
+            const float mu = mean[n], r = rstd[n];
+            float sg = 0.0f, sgx = 0.0f;
+#pragma omp simd reduction(+ : sg, sgx)
+            for (int64_t c = 0; c < C; c++) {
+                float g = dy[c] * w[c];
+                sg += g;
+                sgx += g * ((xr[c] - mu) * r);
+            }
+            sg /= (float)C, sgx /= (float)C;
+#pragma omp simd
+            for (int64_t c = 0; c < C; c++)
+                d[c] += r * (dy[c] * w[c] - sg - ((xr[c] - mu) * r) * sgx);
+        }
+        if (dw) {
+            int nt = omp_get_num_threads(), t = omp_get_thread_num();
+            int64_t c0 = C * t / nt, c1 = C * (t + 1) / nt;
+            for (int64_t n = 0; n < N; n++) {
+                const float *xr = x + n * C, *dy = dout + n * C;
+                const float mu = mean[n], r = rstd[n];
+#pragma omp simd
+                for (int64_t c = c0; c < c1; c++)
+                    dw[c] += dy[c] * ((xr[c] - mu) * r);
+            }
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- RoPE */
 
 void ft_tensor_rope_inv_freq(float *inv_freq, const ft_rope_params *c) {

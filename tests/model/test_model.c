@@ -5,6 +5,7 @@
 
 #include "ftune/model.h"
 #include "ftune/tensor.h"
+#include "model/helpers.h"
 #include "test.h"
 
 static ft_model_config tiny_config(bool tied) {
@@ -24,23 +25,9 @@ static ft_model_config tiny_config(bool tied) {
     return c;
 }
 
-/* A random model of config c and a workspace for (B, T) (threads: the workspace's; 0: all). */
 static ft_status tiny_model(const ft_model_config *c, uint64_t seed, bool training, int64_t B, int64_t T, int threads,
                             ft_model **m, ft_workspace **ws, ft_err *err) {
-    ft_model_params p = ft_model_default_params();
-    p.training = training;
-    FT_TRY(ft_model_new_random(c, seed, &p, m, err));
-    ft_workspace_params wp = ft_workspace_default_params();
-    wp.max_batch = B;
-    wp.max_seq = T;
-    wp.training = training;
-    wp.threads = threads;
-    ft_status s = ft_workspace_new(*m, &wp, ws, err);
-    if (s != FT_OK) {
-        ft_model_free(*m);
-        *m = NULL;
-    }
-    return s;
+    return test_model_new(c, seed, training, B, T, threads, m, ws, err);
 }
 
 TEST(model_decode_matches_full_forward) {
@@ -153,19 +140,6 @@ TEST(model_decode_bf16_matches_bf16_forward) {
     ft_model_free(m32);
 }
 
-static void fill_batch(ft_rng *r, int32_t *ids, int32_t *tgt, int32_t *pos, int32_t *sid, int64_t B, int64_t T) {
-    for (int64_t b = 0; b < B; b++) {
-        int64_t cut = T / 2 - 1; /* two samples per row */
-        for (int64_t t = 0; t < T; t++) {
-            int64_t n = b * T + t;
-            ids[n] = (int32_t)ft_rng_below(r, 50);
-            sid[n] = t < cut ? 0 : 1;
-            pos[n] = (int32_t)(t < cut ? t : t - cut);
-            tgt[n] = (t % 5 == 0 || t == cut - 1) ? -100 : (int32_t)ft_rng_below(r, 50);
-        }
-    }
-}
-
 TEST(model_microbatch_accumulation_equals_full_batch) {
     ft_model_config c = tiny_config(true);
     ft_model *a = NULL, *b1 = NULL;
@@ -176,7 +150,7 @@ TEST(model_microbatch_accumulation_equals_full_batch) {
     int32_t ids[40], tgt[40], pos[40], sid[40];
     ft_rng r;
     ft_rng_seed(&r, 5);
-    fill_batch(&r, ids, tgt, pos, sid, 4, 10);
+    test_fill_batch(&r, ids, tgt, pos, sid, 4, 10, 50, false);
     int64_t n = 0;
     for (int i = 0; i < 40; i++)
         n += tgt[i] != -100;
@@ -216,7 +190,7 @@ TEST(model_finite_differences_through_the_model) {
     int32_t ids[20], tgt[20], pos[20], sid[20];
     ft_rng r;
     ft_rng_seed(&r, 8);
-    fill_batch(&r, ids, tgt, pos, sid, 2, 10);
+    test_fill_batch(&r, ids, tgt, pos, sid, 2, 10, 50, false);
     ft_batch b = {2, 10, ids, tgt, pos, sid};
     ft_model_zero_grad(m);
     double loss = 0;
@@ -365,7 +339,7 @@ TEST(model_eval_counts_argmax_hits) {
     int32_t ids[20], tgt[20], pos[20], sid[20];
     ft_rng r;
     ft_rng_seed(&r, 4);
-    fill_batch(&r, ids, tgt, pos, sid, 2, 10);
+    test_fill_batch(&r, ids, tgt, pos, sid, 2, 10, 50, false);
     float *logits = ft_malloc(20 * 50 * sizeof(float));
     ft_batch b = {2, 10, ids, tgt, pos, sid};
     double l1 = 0, l2 = 0;

@@ -9,6 +9,7 @@
 #include "ftune/json.h"
 #include "ftune/model.h"
 #include "ftune/safetensors.h"
+#include "model/helpers.h"
 #include "test.h"
 
 static ft_model_config moe_config(void) {
@@ -36,41 +37,7 @@ static ft_model_config moe_config(void) {
 
 static ft_status moe_model(const ft_model_config *c, uint64_t seed, bool training, int64_t B, int64_t T,
                            ft_model **m, ft_workspace **ws, ft_err *err) {
-    ft_model_params p = ft_model_default_params();
-    p.training = training;
-    FT_TRY(ft_model_new_random(c, seed, &p, m, err));
-    ft_workspace_params wp = ft_workspace_default_params();
-    wp.max_batch = B;
-    wp.max_seq = T;
-    wp.training = training;
-    ft_status s = ft_workspace_new(*m, &wp, ws, err);
-    if (s != FT_OK) {
-        ft_model_free(*m);
-        *m = NULL;
-    }
-    return s;
-}
-
-/* Two samples per row, the last 3 tokens of each row padding (sample id -1, as the loader pads). */
-static void fill_batch(ft_rng *r, int32_t *ids, int32_t *tgt, int32_t *pos, int32_t *sid, int64_t B, int64_t T,
-                       int64_t V) {
-    for (int64_t b = 0; b < B; b++) {
-        int64_t cut = T / 2 - 1, pad = T - 3;
-        for (int64_t t = 0; t < T; t++) {
-            int64_t n = b * T + t;
-            ids[n] = (int32_t)ft_rng_below(r, (uint64_t)V);
-            sid[n] = t >= pad ? -1 : t < cut ? 0 : 1;
-            pos[n] = (int32_t)(t >= pad ? 0 : t < cut ? t : t - cut);
-            tgt[n] = (t % 5 == 0 || t == cut - 1 || t >= pad - 1) ? -100 : (int32_t)ft_rng_below(r, (uint64_t)V);
-        }
-    }
-}
-
-static size_t n_all(ft_model *m) {
-    size_t n = 0;
-    for (size_t i = 0; i < ft_model_n_params(m); i++)
-        n += (size_t)ft_model_param(m, i)->numel;
-    return n;
+    return test_model_new(c, seed, training, B, T, 0, m, ws, err);
 }
 
 TEST(moe_micro_batches_equal_the_whole_batch) {
@@ -85,12 +52,12 @@ TEST(moe_micro_batches_equal_the_whole_batch) {
     int32_t ids[48], tgt[48], pos[48], sid[48];
     ft_rng r;
     ft_rng_seed(&r, 9);
-    fill_batch(&r, ids, tgt, pos, sid, 4, 12, c.vocab_size);
+    test_fill_batch(&r, ids, tgt, pos, sid, 4, 12, c.vocab_size, true);
     int64_t nt = 0;
     for (int i = 0; i < 48; i++)
         nt += tgt[i] != -100;
     ft_batch full = {4, 12, ids, tgt, pos, sid};
-    size_t n = n_all(m);
+    size_t n = test_n_params(m);
     float *g_full = ft_malloc(n * sizeof(float));
     REQUIRE(g_full);
     double l_full = 0;
@@ -165,7 +132,7 @@ TEST(moe_finite_differences_of_router_and_experts) {
     int32_t ids[24], tgt[24], pos[24], sid[24];
     ft_rng r;
     ft_rng_seed(&r, 13);
-    fill_batch(&r, ids, tgt, pos, sid, 2, 12, c.vocab_size);
+    test_fill_batch(&r, ids, tgt, pos, sid, 2, 12, c.vocab_size, true);
     ft_batch b = {2, 12, ids, tgt, pos, sid};
     ft_model_zero_grad(m);
     double loss = 0;
@@ -203,43 +170,9 @@ TEST(moe_decode_matches_full_forward) {
     ft_workspace *ws = NULL;
     ft_err err;
     REQUIRE_OK(moe_model(&c, 7, false, 1, 80, &m, &ws, &err), &err);
-    int32_t ids[80];
-    ft_rng r;
-    ft_rng_seed(&r, 3);
-    for (int i = 0; i < 80; i++)
-        ids[i] = (int32_t)ft_rng_below(&r, 40);
-    float *full = ft_malloc(80 * 40 * sizeof(float));
-    ft_batch b = {1, 80, ids, NULL, NULL, NULL};
-    REQUIRE_OK(ft_model_forward(m, ws, &b, full, NULL, NULL, &err), &err);
-    ft_kv_cache *kv = NULL;
-    REQUIRE_OK(ft_kv_cache_new(m, 80, &kv, &err), &err);
-    float logits[40];
-    double worst = 0;
-    REQUIRE_OK(ft_model_decode(m, kv, ids, 70, logits, &err), &err);
-    for (int v = 0; v < 40; v++)
-        worst = fmax(worst, fabs(logits[v] - full[69 * 40 + v]));
-    for (int t = 70; t < 80; t++) {
-        REQUIRE_OK(ft_model_decode(m, kv, ids + t, 1, logits, &err), &err);
-        for (int v = 0; v < 40; v++)
-            worst = fmax(worst, fabs(logits[v] - full[t * 40 + v]));
-    }
-    CHECK(worst < 1e-4);
-    ft_kv_cache_free(kv);
-    ft_free(full);
+    CHECK(test_decode_vs_forward(m, ws, 80, 70, 3) < 1e-4);
     ft_workspace_free(ws);
     ft_model_free(m);
-}
-
-static bool same_weights(ft_model *a, ft_model *b) {
-    if (ft_model_n_params(a) != ft_model_n_params(b))
-        return false;
-    for (size_t i = 0; i < ft_model_n_params(a); i++) {
-        ft_param *pa = ft_model_param(a, i), *pb = ft_model_param(b, i);
-        if (strcmp(pa->name, pb->name) || pa->numel != pb->numel ||
-            memcmp(pa->data, pb->data, (size_t)pa->numel * sizeof(float)))
-            return false;
-    }
-    return true;
 }
 
 TEST(moe_weight_layouts_round_trip_bit_exact) {
@@ -262,7 +195,7 @@ TEST(moe_weight_layouts_round_trip_bit_exact) {
     snprintf(path, sizeof path, "%s/model.safetensors", d1);
     REQUIRE_OK(ft_model_save_weights(m, path, false, &err), &err);
     REQUIRE_OK(ft_model_load(d1, &p, &m2, &err), &err);
-    CHECK(same_weights(m, m2));
+    CHECK(test_same_weights(m, m2));
     CHECK(ft_model_find_param(m2, "model.layers.1.block_sparse_moe.experts.4.w2.weight") != NULL);
     CHECK(ft_model_find_param(m2, "model.layers.1.mlp.down_proj.weight") == NULL);
 
@@ -320,7 +253,7 @@ TEST(moe_weight_layouts_round_trip_bit_exact) {
     REQUIRE_OK(ft_st_writer_finish(w, &err), &err);
     ft_st_writer_free(w);
     REQUIRE_OK(ft_model_load(d2, &p, &m3, &err), &err);
-    CHECK(same_weights(m, m3));
+    CHECK(test_same_weights(m, m3));
     ft_model_free(m3);
     m3 = NULL;
     /* ... and saves in the per-expert names, loading back the same */
@@ -329,7 +262,7 @@ TEST(moe_weight_layouts_round_trip_bit_exact) {
     REQUIRE_OK(ft_model_save_weights(m3, path, false, &err), &err);
     ft_model_free(m2);
     REQUIRE_OK(ft_model_load(d1, &p, &m2, &err), &err);
-    CHECK(same_weights(m, m2));
+    CHECK(test_same_weights(m, m2));
     ft_free(gu);
     ft_free(dn);
     ft_model_free(m3);

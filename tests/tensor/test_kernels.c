@@ -81,6 +81,49 @@ TEST(tensor_rmsnorm_matches_formula_and_gradients) {
     free(c.x), free(c.w), free(c.out), free(c.R), free(rstd), free(dx), free(dw);
 }
 
+/* ---------------------------------------------------------------- LayerNorm without bias (DBRX) */
+
+static double ln_loss(void *p) {
+    rms_ctx *c = p;
+    ft_tensor_layernorm_fwd(c->out, NULL, NULL, c->x, c->w, c->N, c->C, 1e-5f);
+    return dot(c->out, c->R, c->N * c->C);
+}
+
+TEST(tensor_layernorm_matches_formula_and_gradients) {
+    ft_rng r;
+    ft_rng_seed(&r, 2);
+    int64_t N = 6, C = 41;
+    rms_ctx c = {randn(&r, N * C, 1), randn(&r, C, 1), ft_calloc(N * C, 4), randn(&r, N * C, 1), N, C};
+    for (int64_t k = 0; k < N * C; k++) /* a row mean far from 0, as residual streams have */
+        c.x[k] += 3.0f;
+    float *mean = ft_calloc(N, 4), *rstd = ft_calloc(N, 4), *dx = ft_calloc(N * C, 4), *dw = ft_calloc(C, 4);
+    ft_tensor_layernorm_fwd(c.out, mean, rstd, c.x, c.w, N, C, 1e-5f);
+    for (int64_t n = 0; n < N; n++) {
+        double mu = 0, var = 0;
+        for (int64_t k = 0; k < C; k++)
+            mu += c.x[n * C + k];
+        mu /= (double)C;
+        for (int64_t k = 0; k < C; k++)
+            var += (c.x[n * C + k] - mu) * (c.x[n * C + k] - mu);
+        double rs = 1 / sqrt(var / (double)C + 1e-5);
+        CHECK_NEAR(mean[n], mu, 1e-6 * fabs(mu) + 1e-7);
+        CHECK_NEAR(rstd[n], rs, 1e-6 * rs);
+        for (int64_t k = 0; k < C; k++)
+            CHECK_NEAR(c.out[n * C + k], c.w[k] * (c.x[n * C + k] - mu) * rs, 1e-5);
+    }
+    ft_tensor_layernorm_bwd(dx, dw, c.R, c.x, c.w, mean, rstd, N, C);
+    fd_check("layernorm dx", c.x, dx, N * C, 1000, ln_loss, &c, 1e-2f, 1e-2);
+    fd_check("layernorm dw", c.w, dw, C, 1000, ln_loss, &c, 1e-2f, 1e-2);
+    /* the row gradient of a centred norm sums to zero */
+    for (int64_t n = 0; n < N; n++) {
+        double s = 0;
+        for (int64_t k = 0; k < C; k++)
+            s += dx[n * C + k];
+        CHECK_NEAR(s, 0.0, 1e-4);
+    }
+    free(c.x), free(c.w), free(c.out), free(c.R), free(mean), free(rstd), free(dx), free(dw);
+}
+
 /* ---------------------------------------------------------------- RoPE */
 
 TEST(tensor_rope_inv_freq_default_and_llama3) {

@@ -1,0 +1,93 @@
+/* tests/model/helpers.c: the model tests' shared setup (helpers.h). */
+#include <math.h>
+#include <string.h>
+
+#include "model/helpers.h"
+
+ft_status test_model_new(const ft_model_config *c, uint64_t seed, bool training, int64_t B, int64_t T, int threads,
+                         ft_model **m, ft_workspace **ws, ft_err *err) {
+    ft_model_params p = ft_model_default_params();
+    p.training = training;
+    FT_TRY(ft_model_new_random(c, seed, &p, m, err));
+    ft_workspace_params wp = ft_workspace_default_params();
+    wp.max_batch = B;
+    wp.max_seq = T;
+    wp.training = training;
+    wp.threads = threads;
+    ft_status s = ft_workspace_new(*m, &wp, ws, err);
+    if (s != FT_OK) {
+        ft_model_free(*m);
+        *m = NULL;
+    }
+    return s;
+}
+
+void test_fill_batch(ft_rng *r, int32_t *ids, int32_t *tgt, int32_t *pos, int32_t *sid, int64_t B, int64_t T,
+                     int64_t V, bool pad) {
+    for (int64_t b = 0; b < B; b++) {
+        int64_t cut = T / 2 - 1, first_pad = pad ? T - 3 : T;
+        for (int64_t t = 0; t < T; t++) {
+            int64_t n = b * T + t;
+            ids[n] = (int32_t)ft_rng_below(r, (uint64_t)V);
+            sid[n] = t >= first_pad ? -1 : t < cut ? 0 : 1;
+            pos[n] = (int32_t)(t >= first_pad ? 0 : t < cut ? t : t - cut);
+            tgt[n] = (t % 5 == 0 || t == cut - 1 || (pad && t >= first_pad - 1)) ? -100
+                                                                                : (int32_t)ft_rng_below(r, (uint64_t)V);
+        }
+    }
+}
+
+size_t test_n_params(ft_model *m) {
+    size_t n = 0;
+    for (size_t i = 0; i < ft_model_n_params(m); i++)
+        n += (size_t)ft_model_param(m, i)->numel;
+    return n;
+}
+
+bool test_same_weights(ft_model *a, ft_model *b) {
+    if (ft_model_n_params(a) != ft_model_n_params(b))
+        return false;
+    for (size_t i = 0; i < ft_model_n_params(a); i++) {
+        ft_param *pa = ft_model_param(a, i), *pb = ft_model_param(b, i);
+        if (strcmp(pa->name, pb->name) || pa->numel != pb->numel || pa->shape[0] != pb->shape[0] ||
+            pa->shape[1] != pb->shape[1] || memcmp(pa->data, pb->data, (size_t)pa->numel * sizeof(float)))
+            return false;
+    }
+    return true;
+}
+
+double test_decode_vs_forward(ft_model *m, ft_workspace *ws, int64_t T, int64_t prefill, uint64_t seed) {
+    const int64_t V = ft_model_get_config(m)->vocab_size;
+    int32_t *ids = ft_malloc((size_t)T * sizeof *ids);
+    float *full = ft_malloc((size_t)(T * V) * sizeof(float)), *logits = ft_malloc((size_t)V * sizeof(float));
+    ft_kv_cache *kv = NULL;
+    double worst = NAN;
+    ft_err err;
+    ft_rng r;
+    ft_rng_seed(&r, seed);
+    if (!ids || !full || !logits)
+        goto done;
+    for (int64_t i = 0; i < T; i++)
+        ids[i] = (int32_t)ft_rng_below(&r, (uint64_t)V);
+    ft_batch b = {1, T, ids, NULL, NULL, NULL};
+    if (ft_model_forward(m, ws, &b, full, NULL, NULL, &err) != FT_OK || ft_kv_cache_new(m, T, &kv, &err) != FT_OK ||
+        ft_model_decode(m, kv, ids, prefill, logits, &err) != FT_OK)
+        goto done;
+    worst = 0;
+    for (int64_t v = 0; v < V; v++)
+        worst = fmax(worst, fabs(logits[v] - full[(prefill - 1) * V + v]));
+    for (int64_t t = prefill; t < T; t++) {
+        if (ft_model_decode(m, kv, ids + t, 1, logits, &err) != FT_OK) {
+            worst = NAN;
+            goto done;
+        }
+        for (int64_t v = 0; v < V; v++)
+            worst = fmax(worst, fabs(logits[v] - full[t * V + v]));
+    }
+done:
+    ft_kv_cache_free(kv);
+    ft_free(ids);
+    ft_free(full);
+    ft_free(logits);
+    return worst;
+}

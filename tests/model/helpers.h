@@ -1,0 +1,30 @@
+/* tests/model/helpers.h: setup shared by the model tests (test_model.c, test_moe.c, test_dbrx.c):
+ * a random model with a workspace, packed batches, parameter comparisons, and the KV-cache
+ * decoding against the full forward. */
+#ifndef FTUNE_TESTS_MODEL_HELPERS_H
+#define FTUNE_TESTS_MODEL_HELPERS_H
+
+#include "ftune/model.h"
+
+/* A random model of config c (seed) and a workspace for (B, T) (threads: the workspace's; 0:
+ * all). On failure nothing is left allocated. */
+ft_status test_model_new(const ft_model_config *c, uint64_t seed, bool training, int64_t B, int64_t T, int threads,
+                         ft_model **m, ft_workspace **ws, ft_err *err);
+
+/* A packed batch (B, T) of random ids below V: two samples per row (the second starting at
+ * T / 2 - 1 with its own positions), every 5th target and each sample's last one -100, and with
+ * `pad` the last 3 tokens of each row padding (sample id -1, position 0, as the loader pads). */
+void test_fill_batch(ft_rng *r, int32_t *ids, int32_t *tgt, int32_t *pos, int32_t *sid, int64_t B, int64_t T,
+                     int64_t V, bool pad);
+
+/* Elements of all parameters (one arena: ft_model_param(m, 0)->grad spans them all). */
+size_t test_n_params(ft_model *m);
+/* Same names, shapes and bit-identical weights. */
+bool test_same_weights(ft_model *a, ft_model *b);
+
+/* The worst |logit| difference between KV-cache decoding (a `prefill`-token prefill, then one
+ * token at a time up to T) and the full forward over T random tokens, for a model whose
+ * workspace ws holds (1, T); NAN when a call fails. */
+double test_decode_vs_forward(ft_model *m, ft_workspace *ws, int64_t T, int64_t prefill, uint64_t seed);
+
+#endif
