@@ -1,5 +1,5 @@
-/* cli/cmd_init_model.c: `ftune init-model`: write a randomly initialised Llama-family model as an
- * HF folder (config.json, model.safetensors, generation_config.json, tokenizer files). No hub is
+/* cli/cmd_init_model.c: `ftune init-model`: write a randomly initialised Llama-family model
+ * (Llama, Mistral, Mixtral, DBRX in its own layout and names) as an HF folder (config.json, model.safetensors, generation_config.json, tokenizer files). No hub is
  * reachable, so this is how tests, benchmarks and the demo get models.
  *
  * Init as transformers' LlamaPreTrainedModel._init_weights: every matrix normal(0,
@@ -79,12 +79,19 @@ static const cli_opt opts[] = {
     {"rope-high-freq-factor", CLI_FLOAT, "X: llama3 scaling high_freq_factor (default 4)"},
     {"rope-original-max-position-embeddings", CLI_INT, "N: llama3 scaling original context (default: max positions)"},
     {"rms-norm-eps", CLI_FLOAT, "X: RMSNorm epsilon (default 1e-5)"},
-    {"architecture", CLI_STR, "NAME: LlamaForCausalLM (default), MistralForCausalLM or MixtralForCausalLM"},
-    {"arch", CLI_STR, "llama | mistral | mixtral: the same as --architecture"},
-    {"experts", CLI_INT, "E: Mixtral's experts per layer, num_local_experts (default 8)"},
-    {"experts-per-tok", CLI_INT, "K: experts each token is routed to, num_experts_per_tok (default 2)"},
-    {"router-aux-loss-coef", CLI_FLOAT, "X: Mixtral's load-balancing loss coefficient (default 0.001)"},
-    {"output-router-logits", CLI_FLAG, "Mixtral: train with the load-balancing loss (output_router_logits)"},
+    {"architecture", CLI_STR,
+     "NAME: LlamaForCausalLM (default), MistralForCausalLM, MixtralForCausalLM or DbrxForCausalLM"},
+    {"arch", CLI_STR, "llama | mistral | mixtral | dbrx: the same as --architecture"},
+    {"experts", CLI_INT, "E: experts per layer (num_local_experts; DBRX moe_num_experts) (default 8; DBRX 16)"},
+    {"experts-per-tok", CLI_INT, "K: experts each token is routed to (num_experts_per_tok; DBRX moe_top_k) "
+                                 "(default 2; DBRX 4)"},
+    {"router-aux-loss-coef", CLI_FLOAT,
+     "X: the load-balancing loss coefficient (Mixtral router_aux_loss_coef, default 0.001; DBRX moe_loss_weight, "
+     "default 0.05)"},
+    {"output-router-logits", CLI_FLAG, "Mixtral, DBRX: train with the load-balancing loss (output_router_logits)"},
+    {"clip-qkv", CLI_FLOAT, "X: DBRX: clamp Wqkv's output to +-X (attn_config.clip_qkv; default 8, 0: none)"},
+    {"moe-normalize-expert-weights", CLI_FLOAT,
+     "P: DBRX: divide the top-k weights by their P-norm (default 1; 0: null, not divided)"},
     {"sliding-window", CLI_INT, "N: Mistral attention window (default none)"},
     {"tokenizer", CLI_STR, "DIR: copy the tokenizer files from this folder"},
     {"bos-token-id", CLI_INT, "N: BOS id (default: the tokenizer's, none if it has none; without --tokenizer 1)"},
@@ -115,8 +122,36 @@ int cmd_init_model(int argc, char **argv) {
     ft_model_config c;
     ft_model_config_default(&c);
     const char *arch = cli_str(&a, "architecture", cli_str(&a, "arch", "LlamaForCausalLM"));
-    const bool moe = !strcmp(arch, "MixtralForCausalLM") || !strcmp(arch, "mixtral");
-    if (!strcmp(arch, "MistralForCausalLM") || !strcmp(arch, "mistral")) {
+    const bool dbrx = !strcmp(arch, "DbrxForCausalLM") || !strcmp(arch, "dbrx");
+    const bool moe = !strcmp(arch, "MixtralForCausalLM") || !strcmp(arch, "mixtral") || dbrx;
+    if (dbrx) {
+        /* DBRX: LayerNorm (eps 1e-5), no tied head, no window; DBRX-132B's routing shape by default */
+        static const char *const not_dbrx[] = {"tie-embeddings", "sliding-window", "rope-scaling-llama3",
+                                               "rms-norm-eps", "head-dim"};
+        for (size_t i = 0; i < sizeof not_dbrx / sizeof *not_dbrx; i++)
+            if (cli_has(&a, not_dbrx[i])) {
+                cli_args_free(&a);
+                return cli_usage_error("init-model", not_dbrx[i], "does not apply to DbrxForCausalLM");
+            }
+        snprintf(c.architecture, sizeof c.architecture, "DbrxForCausalLM");
+        snprintf(c.model_type, sizeof c.model_type, "dbrx");
+        c.num_local_experts = cli_int(&a, "experts", 16);
+        c.num_experts_per_tok = cli_int(&a, "experts-per-tok", 4);
+        c.router_aux_loss_coef = cli_float(&a, "router-aux-loss-coef", 0.05);
+        c.output_router_logits = cli_has(&a, "output-router-logits");
+        c.clip_qkv = cli_float(&a, "clip-qkv", 8.0);
+        c.moe_normalize_expert_weights = cli_float(&a, "moe-normalize-expert-weights", 1.0);
+        if (c.num_local_experts < 1 || c.num_experts_per_tok < 1 || c.num_experts_per_tok > c.num_local_experts) {
+            cli_args_free(&a);
+            return cli_usage_error("init-model", "experts-per-tok",
+                                   "must be between 1 and --experts (got %lld of %lld experts)",
+                                   (long long)c.num_experts_per_tok, (long long)c.num_local_experts);
+        }
+    } else if (cli_has(&a, "clip-qkv") || cli_has(&a, "moe-normalize-expert-weights")) {
+        cli_args_free(&a);
+        return cli_usage_error("init-model", cli_has(&a, "clip-qkv") ? "clip-qkv" : "moe-normalize-expert-weights",
+                               "only DbrxForCausalLM (--arch dbrx) has it");
+    } else if (!strcmp(arch, "MistralForCausalLM") || !strcmp(arch, "mistral")) {
         snprintf(c.architecture, sizeof c.architecture, "MistralForCausalLM");
         snprintf(c.model_type, sizeof c.model_type, "mistral");
     } else if (moe) {
@@ -135,12 +170,14 @@ int cmd_init_model(int argc, char **argv) {
     } else if (strcmp(arch, "LlamaForCausalLM") != 0 && strcmp(arch, "llama") != 0) {
         cli_args_free(&a);
         return cli_usage_error("init-model", "architecture",
-                               "\"%s\" is not supported (LlamaForCausalLM, MistralForCausalLM, MixtralForCausalLM)",
+                               "\"%s\" is not supported (LlamaForCausalLM, MistralForCausalLM, MixtralForCausalLM, "
+                               "DbrxForCausalLM)",
                                arch);
     }
     if (!moe && (cli_has(&a, "experts") || cli_has(&a, "experts-per-tok"))) {
         cli_args_free(&a);
-        return cli_usage_error("init-model", "experts", "only a mixture of experts (--arch mixtral) has experts");
+        return cli_usage_error("init-model", "experts",
+                               "only a mixture of experts (--arch mixtral or dbrx) has experts");
     }
     c.vocab_size = cli_int(&a, "vocab-size", 0);
     c.hidden_size = cli_int(&a, "hidden-size", 0);
@@ -152,7 +189,7 @@ int cmd_init_model(int argc, char **argv) {
     c.tie_word_embeddings = cli_has(&a, "tie-embeddings");
     c.rope_theta = cli_float(&a, "rope-theta", 10000.0);
     c.max_position_embeddings = cli_int(&a, "max-position-embeddings", 2048);
-    c.rms_norm_eps = cli_float(&a, "rms-norm-eps", 1e-5);
+    c.rms_norm_eps = dbrx ? 1e-5 : cli_float(&a, "rms-norm-eps", 1e-5);
     c.sliding_window = cli_int(&a, "sliding-window", 0);
     c.initializer_range = cli_float(&a, "std", 0.02);
     if (c.sliding_window && strcmp(c.architecture, "MistralForCausalLM") != 0 && !moe) {
@@ -206,7 +243,7 @@ int cmd_init_model(int argc, char **argv) {
         p.require_tokenizer = true;
     }
     /* A tokenizer without a BOS token (Qwen's "bos_token": null) means the model has none. */
-    c.bos_token_id = cli_has(&a, "bos-token-id") ? cli_int(&a, "bos-token-id", 1) : tok ? tbos : 1;
+    c.bos_token_id = cli_has(&a, "bos-token-id") ? cli_int(&a, "bos-token-id", 1) : tok ? tbos : dbrx ? -1 : 1;
     size_t n_eos;
     const char **eos = cli_list(&a, "eos-token-id", &n_eos);
     if (n_eos > 8) {

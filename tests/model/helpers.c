@@ -1,8 +1,12 @@
 /* tests/model/helpers.c: the model tests' shared setup (helpers.h). */
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "model/helpers.h"
+#include "test.h"
 
 ft_status test_model_new(const ft_model_config *c, uint64_t seed, bool training, int64_t B, int64_t T, int threads,
                          ft_model **m, ft_workspace **ws, ft_err *err) {
@@ -90,4 +94,79 @@ done:
     ft_free(full);
     ft_free(logits);
     return worst;
+}
+
+int test_sh(char **out, const char *fmt, ...) {
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    char *o = NULL;
+    int rc = ft_test_run(cmd, &o);
+    if (out)
+        *out = o;
+    else
+        free(o);
+    return rc;
+}
+
+void test_chat_create_generate(const char *name, const char *arch, const char *init_args) {
+    const char *tmp = ft_test_tmpdir(), *bin = ft_test_ftune_bin();
+    char model[700], data[700], home[700];
+    snprintf(model, sizeof model, "%s/%s", tmp, name);
+    snprintf(data, sizeof data, "%s/chat.jsonl", tmp);
+    snprintf(home, sizeof home, "%s/home", tmp);
+    static const char *const qa[][2] = {
+        {"color of the sky?", "blue"}, {"2+2=", "4"}, {"capital of France?", "Paris"}, {"opposite of hot?", "cold"}};
+    ft_buf b = {0};
+    for (int k = 0; k < 4; k++)
+        for (int i = 0; i < 4; i++)
+            ft_buf_appendf(&b,
+                           "{\"messages\": [{\"role\": \"user\", \"content\": \"%s\"}, {\"role\": \"assistant\", "
+                           "\"content\": \"%s\"}]}\n",
+                           qa[i][0], qa[i][1]);
+    ft_err err;
+    REQUIRE_OK(ft_file_write_atomic(data, b.data, b.len, &err), &err);
+    ft_buf_free(&b);
+    char *out = NULL;
+    int rc = test_sh(&out, "%s init-model --out '%s' %s --tokenizer '%s' 2>&1", bin, model, init_args,
+                     ft_test_fixture("train/tinytok"));
+    if (rc != 0)
+        ft_test_fail_(__FILE__, __LINE__, "init-model: %s", out ? out : "");
+    CHECK(out && strstr(out, arch));
+    free(out);
+    rc = test_sh(&out,
+                 "FTUNE_HOME='%s' USER=tester OMP_NUM_THREADS=1 %s create --model '%s' --train-data-path '%s' "
+                 "--task-type CHAT_COMPLETION --learning-rate 3e-3 --global-batch-size 4 --micro-batch-size 2 "
+                 "--context-length 64 --training-duration 60ba --seed 3 --register-to main.test.%s --name %s "
+                 "--threads 1 --eval-max-new-tokens 4 2>&1",
+                 home, bin, model, data, name, name);
+    if (rc != 0)
+        ft_test_fail_(__FILE__, __LINE__, "create: %s", out ? out : "");
+    char want[200];
+    snprintf(want, sizeof want, "registered as main.test.%s version 1", name);
+    CHECK(out && strstr(out, want));
+    free(out);
+    rc = test_sh(&out, "FTUNE_HOME='%s' USER=tester %s metrics %s --name aux_loss --json 2>&1", home, bin, name);
+    CHECK_EQ_INT(rc, 0);
+    CHECK(out && strstr(out, "aux_loss"));
+    free(out);
+    int right = 0;
+    for (int i = 0; i < 4; i++) {
+        rc = test_sh(&out,
+                     "FTUNE_HOME='%s' USER=tester OMP_NUM_THREADS=1 %s generate --model main.test.%s --prompt '%s' "
+                     "--chat --temperature 0 --max-new-tokens 8 2>&1",
+                     home, bin, name, qa[i][0]);
+        CHECK_EQ_INT(rc, 0);
+        if (out) {
+            char *nl = strchr(out, '\n');
+            if (nl)
+                *nl = 0;
+            right += !strcmp(out, qa[i][1]);
+            printf("    %s chat: \"%s\" -> \"%s\"\n", name, qa[i][0], out);
+        }
+        free(out);
+    }
+    CHECK(right >= 3);
 }

@@ -27,4 +27,15 @@ bool test_same_weights(ft_model *a, ft_model *b);
  * workspace ws holds (1, T); NAN when a call fails. */
 double test_decode_vs_forward(ft_model *m, ft_workspace *ws, int64_t T, int64_t prefill, uint64_t seed);
 
+/* Run a shell command (printf-style); its output (stdout and stderr as the command redirects them)
+ * into *out when out is non-NULL (free()), else dropped. Returns the exit status. */
+int test_sh(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* End to end through the binary: `ftune init-model --out DIR <init_args>` with the tiny test
+ * tokenizer, `ftune create` of a chat task (4 questions, 60 steps), registered as
+ * main.test.<name>, the run's aux_loss metric, and `ftune generate --chat` greedy on each
+ * question. Checks (file:line of the caller's test) that init-model names `arch`, the run
+ * registers, and at least 3 of 4 answers are learnt. */
+void test_chat_create_generate(const char *name, const char *arch, const char *init_args);
+
 #endif

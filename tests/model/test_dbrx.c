@@ -377,3 +377,21 @@ TEST(dbrx_weights_round_trip_bit_exact_in_dbrx_names) {
     CHECK(m2 == NULL && strstr(err.msg, "transformer.blocks.0.ffn.experts.mlp.v1") != NULL);
     ft_model_free(m);
 }
+
+/* A DBRX-shaped random model (top-3 of 4 experts, active clamp) fine-tunes on a chat task with
+ * `ftune create`, registers (in DBRX's names), records aux_loss and answers with `ftune generate`
+ * (the inference engine). */
+TEST(dbrx_create_register_generate) {
+    test_chat_create_generate("dbrx", "DbrxForCausalLM",
+                              "--arch dbrx --experts 4 --experts-per-tok 3 --vocab-size 259 --hidden-size 48 "
+                              "--intermediate-size 64 --layers 2 --heads 4 --kv-heads 2 --clip-qkv 0.1 "
+                              "--output-router-logits --std 0.05");
+    char path[800];
+    snprintf(path, sizeof path, "%s/home/registry/main/test/dbrx/1/model.safetensors", ft_test_tmpdir());
+    ft_st_reader *r = NULL;
+    ft_err err;
+    REQUIRE_OK(ft_st_open(path, &r, &err), &err);
+    CHECK(ft_st_find(r, "transformer.blocks.1.ffn.experts.mlp.v1") != NULL);
+    CHECK(ft_st_find(r, "model.embed_tokens.weight") == NULL);
+    ft_st_close(r);
+}

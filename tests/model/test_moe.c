@@ -3,7 +3,6 @@
  * counts), finite differences of the router's and experts' gradients, KV-cache decoding equals the
  * full forward, the three weight layouts (per-expert names, transformers v5's fused experts, and
  * what ftune saves) load bit for bit, and the config's refusals. */
-#include <stdarg.h>
 #include <stdlib.h>
 
 #include "ftune/json.h"
@@ -325,81 +324,11 @@ TEST(moe_config_parse_save_and_refusals) {
  * A Mixtral-shaped random model (init-model --arch mixtral) fine-tuned on a chat task with
  * `ftune create`, registered, and answering with `ftune generate`; the run records aux_loss
  * beside the loss. */
-static int sh(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int sh(char **out, const char *fmt, ...) {
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    char *o = NULL;
-    int rc = ft_test_run(cmd, &o);
-    if (out)
-        *out = o;
-    else
-        free(o);
-    return rc;
-}
-
 TEST(moe_mixtral_create_register_generate) {
-    const char *tmp = ft_test_tmpdir(), *bin = ft_test_ftune_bin();
-    char model[700], data[700], home[700];
-    snprintf(model, sizeof model, "%s/mixtral", tmp);
-    snprintf(data, sizeof data, "%s/chat.jsonl", tmp);
-    snprintf(home, sizeof home, "%s/home", tmp);
-    static const char *const qa[][2] = {
-        {"color of the sky?", "blue"}, {"2+2=", "4"}, {"capital of France?", "Paris"}, {"opposite of hot?", "cold"}};
-    ft_buf b = {0};
-    for (int k = 0; k < 4; k++)
-        for (int i = 0; i < 4; i++)
-            ft_buf_appendf(&b,
-                           "{\"messages\": [{\"role\": \"user\", \"content\": \"%s\"}, {\"role\": \"assistant\", "
-                           "\"content\": \"%s\"}]}\n",
-                           qa[i][0], qa[i][1]);
-    ft_err err;
-    REQUIRE_OK(ft_file_write_atomic(data, b.data, b.len, &err), &err);
-    ft_buf_free(&b);
-    char *out = NULL;
-    int rc = sh(&out,
-                "%s init-model --out '%s' --arch mixtral --experts 4 --experts-per-tok 2 --vocab-size 259 "
-                "--hidden-size 48 --intermediate-size 64 --layers 2 --heads 4 --kv-heads 2 --sliding-window 16 "
-                "--output-router-logits --tokenizer '%s' --std 0.05 2>&1",
-                bin, model, ft_test_fixture("train/tinytok"));
-    if (rc != 0)
-        ft_test_fail_(__FILE__, __LINE__, "init-model: %s", out ? out : "");
-    CHECK(out && strstr(out, "MixtralForCausalLM"));
-    free(out);
-    rc = sh(&out,
-            "FTUNE_HOME='%s' USER=tester OMP_NUM_THREADS=1 %s create --model '%s' --train-data-path '%s' "
-            "--task-type CHAT_COMPLETION --learning-rate 3e-3 --global-batch-size 4 --micro-batch-size 2 "
-            "--context-length 64 --training-duration 60ba --seed 3 --register-to main.test.mixtral --name mx "
-            "--threads 1 --eval-max-new-tokens 4 2>&1",
-            home, bin, model, data);
-    if (rc != 0)
-        ft_test_fail_(__FILE__, __LINE__, "create: %s", out ? out : "");
-    CHECK(out && strstr(out, "registered as main.test.mixtral version 1"));
-    free(out);
-    rc = sh(&out, "FTUNE_HOME='%s' USER=tester %s metrics mx --name aux_loss --json 2>&1", home, bin);
-    CHECK_EQ_INT(rc, 0);
-    CHECK(out && strstr(out, "aux_loss"));
-    free(out);
-    int right = 0;
-    for (int i = 0; i < 4; i++) {
-        rc = sh(&out,
-                "FTUNE_HOME='%s' USER=tester OMP_NUM_THREADS=1 %s generate --model main.test.mixtral --prompt '%s' "
-                "--chat --temperature 0 --max-new-tokens 8 2>&1",
-                home, bin, qa[i][0]);
-        CHECK_EQ_INT(rc, 0);
-        if (out) {
-            char *nl = strchr(out, '\n');
-            if (nl)
-                *nl = 0;
-            right += !strcmp(out, qa[i][1]);
-            printf("    mixtral chat: \"%s\" -> \"%s\"\n", qa[i][0], out);
-        }
-        free(out);
-    }
-    CHECK(right >= 3);
+    test_chat_create_generate("mixtral", "MixtralForCausalLM",
+                              "--arch mixtral --experts 4 --experts-per-tok 2 --vocab-size 259 --hidden-size 48 "
+                              "--intermediate-size 64 --layers 2 --heads 4 --kv-heads 2 --sliding-window 16 "
+                              "--output-router-logits --std 0.05");
 }
 
 /* `ftune debug forward` on the Mixtral golden: the aux loss beside the loss (--json), --dtype auto
@@ -410,7 +339,7 @@ TEST(moe_debug_forward_aux_and_router_out) {
     char out_path[700];
     snprintf(out_path, sizeof out_path, "%s/router.safetensors", ft_test_tmpdir());
     char *out = NULL;
-    int rc = sh(&out, "%s debug forward --model '%s' --batch '%s/batch.json' --dtype auto --json --router-out '%s' 2>&1",
+    int rc = test_sh(&out, "%s debug forward --model '%s' --batch '%s/batch.json' --dtype auto --json --router-out '%s' 2>&1",
                 ft_test_ftune_bin(), dir, dir, out_path);
     CHECK_EQ_INT(rc, 0);
     REQUIRE(out);
