@@ -27,6 +27,14 @@ the aux loss. The weights are drawn again (next seed) until every token of every
 routing margin (k-th minus (k+1)-th router probability) above 1e-3 at the start and at every
 trajectory step, so fp32 and float64 pick the same experts; the smallest margin is in the
 metadata.
+
+DBRX configs (DBRX_CONFIGS, DbrxForCausalLM, computed by dbrx_ref.py from DBRX's own config.json and
+names) are written like the Mixtral ones; their aux loss is load_balancing_loss_func over the router
+probabilities (which it softmaxes again, as transformers 4.40's DBRX does); routing.<layer> is the
+top-k of those probabilities; the margin rule is in the comment above DBRX_CONFIGS.
+
+usage for the mixture-of-experts goldens alone: gen_goldens.py OUTDIR --moe-only (Mixtral and DBRX)
+or OUTDIR --dbrx-only.
 """
 import json
 import os
@@ -37,6 +45,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import llama_ref as ref  # noqa: E402
+import dbrx_ref  # noqa: E402
 
 CONFIGS = {
     # GQA, untied head, llama3 rope scaling (one frequency of each kind: kept, smoothed, scaled),
@@ -131,6 +140,23 @@ def loss_and_grads(cfg, P, batch, bf16_mode=False, attention="saved", moe_out=No
         p.requires_grad_(True)
     ids, tgt, pos, sid = batch
     rl = []
+    if cfg.get("model_type") == "dbrx":  # the router outputs are probabilities (dbrx_ref.py)
+        d = dbrx_ref.internal(cfg)
+        logits = dbrx_ref.forward(cfg, P, ids, pos, sid, router_out=rl)
+        loss, n = ref.loss_fn(logits, tgt)
+        total = loss
+        if d["aux"]:
+            aux = ref.load_balancing_loss(rl, d["E"], d["K"], (sid >= 0).long())
+            total = loss + d["loss_weight"] * aux
+            if moe_out is not None:
+                moe_out["aux"] = float(aux)
+        if moe_out is not None:
+            moe_out["router_probs"] = [r.detach() for r in rl]
+        total.backward()
+        grads = {k: p.grad.detach().clone() for k, p in P.items()}
+        for p in P.values():
+            p.requires_grad_(False)
+        return logits.detach(), float(loss), n, grads
     logits = ref.forward(cfg, P, ids, pos, sid, bf16_mode=bf16_mode, attention=attention, router_logits=rl)
     loss, n = ref.loss_fn(logits, tgt)
     total = loss
@@ -148,14 +174,15 @@ def loss_and_grads(cfg, P, batch, bf16_mode=False, attention="saved", moe_out=No
     return logits.detach(), float(loss), n, grads
 
 
-def routing_margin(cfg, router_logits, sid):
+def routing_margin(cfg, router_logits, sid, probs=False):
     """The smallest k-th minus (k+1)-th router probability over the tokens that are not padding
-    (a padding token's route changes no loss: no target, attention only among padding, no aux)."""
-    K = cfg["num_experts_per_tok"]
+    (a padding token's route changes no loss: no target, attention only among padding, no aux).
+    probs: router_logits are probabilities already (DBRX)."""
+    K = cfg["num_experts_per_tok"] if not probs else dbrx_ref.internal(cfg)["K"]
     m = float("inf")
     keep = sid.reshape(-1) >= 0
     for rl in router_logits:
-        p = torch.softmax(rl[keep], dim=-1).sort(dim=-1, descending=True).values
+        p = (rl[keep] if probs else torch.softmax(rl[keep], dim=-1)).sort(dim=-1, descending=True).values
         if K < p.shape[1]:
             m = min(m, float((p[:, K - 1] - p[:, K]).min()))
     return m
@@ -168,7 +195,9 @@ def trajectory(cfg, W, batch, kind, margins=None, hps=None):
     for k in range(STEPS):
         mo = {}
         _, loss, _, grads = loss_and_grads(cfg, P, batch, moe_out=mo)
-        if margins is not None:
+        if margins is not None and "router_probs" in mo:
+            margins.append(routing_margin(cfg, mo["router_probs"], batch[3], probs=True))
+        elif margins is not None:
             margins.append(routing_margin(cfg, mo["router_logits"], batch[3]))
         losses.append(loss)
         ref.clip_grad_norm(list(grads.values()), CLIP)
@@ -353,9 +382,146 @@ def moe_main(out):
               f"{min(margins):.2e} (seed {seed}); adamw {trajs['adamw'][0]:.4f} -> {trajs['adamw'][-1]:.4f}")
 
 
+# DBRX-shaped configs (DbrxForCausalLM's own config.json): top-3 of 6 experts, GQA, Wqkv clamped at
+# a bound that cuts about a third of the values, untied head, packed rows with masked prompts and
+# padding, aux loss on (output_router_logits, moe_loss_weight 0.05). dbrx_pnorm2 divides the top-k
+# weights by their 2-norm (moe_normalize_expert_weights 2) with top-4 of 6, MQA. Weights are drawn
+# until every non-padding token's routing margin exceeds MARGIN (1e-3) at the start (the golden's
+# logits, loss, aux loss, gradients, routing) and DBRX_TRAJ_MARGIN (1e-5, still 100x fp32's
+# rounding of a probability) at every trajectory step: the load-balancing loss pulls the router
+# probabilities together step by step, so a 1e-3 margin along ten steps would take thousands of
+# draws. The clamp's inputs stay at least CLIP_MARGIN from the bound at the start, so that fp32 and
+# float64 clamp the same values (the clamp is continuous: a value crossing later moves the loss
+# only by its distance to the bound).
+DBRX_CONFIGS = {
+    "dbrx_top3_clip": dict(d_model=32, n_heads=4, n_layers=2, vocab_size=64, kv_n_heads=2, clip_qkv=1.0,
+                           rope_theta=500000.0, ffn_hidden_size=24, moe_num_experts=6, moe_top_k=3,
+                           moe_normalize_expert_weights=1.0, moe_loss_weight=0.05, B=2, T=16,
+                           rows=[[6, 7], [9, 4]], first_seed=1),
+    "dbrx_pnorm2": dict(d_model=32, n_heads=4, n_layers=2, vocab_size=64, kv_n_heads=1, clip_qkv=1.2,
+                        rope_theta=10000.0, ffn_hidden_size=16, moe_num_experts=6, moe_top_k=4,
+                        moe_normalize_expert_weights=2.0, moe_loss_weight=0.05, B=2, T=12,
+                        rows=[[5, 7], [8]], first_seed=1),
+}
+CLIP_MARGIN = 1e-4
+DBRX_TRAJ_MARGIN = 1e-5
+# Small steps with a small decoupled weight decay (Composer's decay is relative to the peak rate:
+# 0.1 would shrink every weight, the router's too, by 10% a step).
+DBRX_HP = {"adamw": dict(peak_lr=2e-4, weight_decay=0.01), "lion": dict(peak_lr=2e-5, weight_decay=0.01)}
+
+
+def dbrx_hf_config(c):
+    return {
+        "architectures": ["DbrxForCausalLM"], "model_type": "dbrx", "d_model": c["d_model"],
+        "n_heads": c["n_heads"], "n_layers": c["n_layers"], "max_seq_len": 128, "vocab_size": c["vocab_size"],
+        "attn_config": {"attn_pdrop": 0.0, "clip_qkv": c["clip_qkv"], "kv_n_heads": c["kv_n_heads"],
+                        "rope_theta": c["rope_theta"]},
+        "ffn_config": {"ffn_act_fn": {"name": "silu"}, "ffn_hidden_size": c["ffn_hidden_size"],
+                       "moe_jitter_eps": None, "moe_loss_weight": c["moe_loss_weight"],
+                       "moe_normalize_expert_weights": c["moe_normalize_expert_weights"],
+                       "moe_num_experts": c["moe_num_experts"], "moe_top_k": c["moe_top_k"]},
+        "emb_pdrop": 0.0, "resid_pdrop": 0.0, "initializer_range": 0.02, "output_router_logits": True,
+        "tie_word_embeddings": False, "torch_dtype": "float32", "use_cache": True,
+    }
+
+
+def clip_margin(cfg, W, batch):
+    """The smallest distance of a non-padding token's pre-clamp q|k|v value from +-clip_qkv, and
+    the fraction of those values the clamp cuts (over both layers, at W)."""
+    d = dbrx_ref.internal(cfg)
+    ids, tgt, pos, sid = batch
+    seen = []
+    orig = dbrx_ref.layer_norm
+
+    def probe_norm(x, w):  # norm_1's output feeds Wqkv: record its product
+        y = orig(x, w)
+        seen.append(y)
+        return y
+
+    dbrx_ref.layer_norm = probe_norm
+    try:
+        with torch.no_grad():
+            dbrx_ref.forward(cfg, W, ids, pos, sid)
+    finally:
+        dbrx_ref.layer_norm = orig
+    keep = (sid.reshape(-1) >= 0)
+    m, cut, tot = float("inf"), 0, 0
+    for l in range(d["L"]):
+        h = seen[2 * l].reshape(-1, d["C"])[keep]
+        qkv = h @ W[f"transformer.blocks.{l}.norm_attn_norm.attn.Wqkv.weight"].T
+        m = min(m, float((qkv.abs() - d["clip"]).abs().min()))
+        cut += int((qkv.abs() > d["clip"]).sum())
+        tot += qkv.numel()
+    return m, cut / tot
+
+
+def dbrx_main(out):
+    for name, c in DBRX_CONFIGS.items():
+        d = os.path.join(out, name)
+        os.makedirs(d, exist_ok=True)
+        hf = dbrx_hf_config(c)
+        cfg = dict(hf)
+        seed = c["first_seed"]
+        tried = 0
+        while True:
+            tried += 1
+            g = torch.Generator().manual_seed(seed)
+            W32 = {}
+            for n, shp in dbrx_ref.param_shapes(cfg).items():
+                if len(shp) == 1:
+                    W32[n] = 1.0 + 0.1 * torch.randn(shp, generator=g)
+                elif "router" in n:
+                    W32[n] = 0.3 * torch.randn(shp, generator=g)
+                else:
+                    W32[n] = 0.2 * torch.randn(shp, generator=g)
+            W = {k: v.to(torch.float32).double() for k, v in W32.items()}
+            batch = make_batch(c, g)
+            batch[3][batch[3] >= torch.tensor([len(r) for r in c["rows"]])[:, None]] = -1  # padding
+            cm, cut = clip_margin(cfg, W, batch)
+            if cm > CLIP_MARGIN:
+                mo = {}
+                logits, loss, n, grads = loss_and_grads(cfg, {k: v.clone() for k, v in W.items()}, batch, moe_out=mo)
+                margins = [routing_margin(cfg, mo["router_probs"], batch[3], probs=True)]
+                if margins[0] > MARGIN:
+                    trajs = {k: trajectory(cfg, W, batch, k, margins, DBRX_HP) for k in ("adamw", "lion")}
+                    if min(margins[1:]) > DBRX_TRAJ_MARGIN:
+                        break
+            seed += 1
+        with open(os.path.join(d, "config.json"), "w") as f:
+            json.dump(hf, f, indent=2)
+        save_safetensors(os.path.join(d, "model.safetensors"), W32)
+        bj = {"input_ids": batch[0].tolist(), "targets": batch[1].tolist(),
+              "position_ids": batch[2].tolist(), "sample_ids": batch[3].tolist()}
+        with open(os.path.join(d, "batch.json"), "w") as f:
+            json.dump(bj, f)
+        K = c["moe_top_k"]
+        exp = {"logits": logits, "loss": torch.tensor([loss]), "n_trainable": torch.tensor([float(n)]),
+               "aux_loss": torch.tensor([mo["aux"]])}
+        for l, pr in enumerate(mo["router_probs"]):
+            exp[f"routing.{l}"] = torch.topk(pr, K, dim=-1).indices.sort(dim=-1).values.double()
+        for k, gr in grads.items():
+            exp["grad." + k] = gr
+        exp["traj_adamw"] = trajs["adamw"]
+        exp["traj_lion"] = trajs["lion"]
+        meta = {"adamw_peak_lr": DBRX_HP["adamw"]["peak_lr"], "adamw_weight_decay": DBRX_HP["adamw"]["weight_decay"],
+                "lion_peak_lr": DBRX_HP["lion"]["peak_lr"], "lion_weight_decay": DBRX_HP["lion"]["weight_decay"],
+                "grad_clip": CLIP, "steps": STEPS, "loss_f64": repr(loss), "aux_f64": repr(mo["aux"]),
+                "min_routing_margin": repr(margins[0]), "min_trajectory_routing_margin": repr(min(margins[1:])),
+                "seed": seed, "clip_margin": repr(cm),
+                "clipped_fraction": repr(cut)}
+        save_safetensors(os.path.join(d, "expected.safetensors"), exp, meta)
+        print(f"{name}: loss {loss:.6f} aux {mo['aux']:.6f} over {n} tokens; min routing margin "
+              f"{margins[0]:.2e}, along the trajectories {min(margins[1:]):.2e} (seed {seed}, {tried} tried); clamp cuts {cut:.0%} (margin {cm:.1e}); "
+              f"adamw {trajs['adamw'][0]:.4f} -> {trajs['adamw'][-1]:.4f}")
+
+
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[2] == "--moe-only":
         moe_main(sys.argv[1])
+        dbrx_main(sys.argv[1])
+    elif len(sys.argv) > 2 and sys.argv[2] == "--dbrx-only":
+        dbrx_main(sys.argv[1])
     else:
         main()
         moe_main(sys.argv[1])
+        dbrx_main(sys.argv[1])
