@@ -150,3 +150,5 @@ TEST(tok_parity_llama3_rev1) {
 TEST(tok_parity_llama3_rev2) { parity("llama3-instruct-rev2"); }
 TEST(tok_parity_mistral) { parity("mistral-7b-v0.1"); }
 TEST(tok_parity_qwen3) { parity("qwen3"); }
+/* DBRX's cl100k with its ChatML specials (tools/reference/dbrx_tokenizer.js) */
+TEST(tok_parity_dbrx) { parity("dbrx"); }

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-"""tools/reference/chat_golden.py OUT.json: render tests/fixtures/data/chat.jsonl with the
-Llama 3 Instruct chat template through Jinja2 set up as transformers does, and find the
+"""tools/reference/chat_golden.py OUT.json [TOK_DIR T]: render tests/fixtures/data/chat.jsonl with
+the Llama 3 Instruct chat template (or that of tests/fixtures/TOK_DIR/tokenizer_config.json, with
+context length T) through Jinja2 set up as transformers does, and find the
 trainable character spans by the prefix rule of ftune/tpl.h, independently of ftune:
 for assistant message k, P = render(m[:k], gen=True), Q = render(m[:k+1]), N = render(m[:k+2])
 (or the full render); the span is [len(P), len(Q)) when N extends Q, else [len(P), lcp(Q, N)).
@@ -29,6 +30,10 @@ def env():
 
 
 def main():
+    global tok_dir
+    T = 48
+    if len(sys.argv) > 3:
+        tok_dir, T = sys.argv[2], int(sys.argv[3])
     cfg = json.load(open(os.path.join(root, 'tests/fixtures', tok_dir, 'tokenizer_config.json'), encoding='utf-8'))
     tpl = env().from_string(cfg['chat_template'])
     sp = {k: (v if isinstance(v, str) else v.get('content')) for k, v in cfg.items()
@@ -56,7 +61,7 @@ def main():
                     end += 1
             spans.append([len(P), end])
         out.append({'text': full, 'spans': spans, 'spans_last': spans[-1:]})
-    json.dump({'T': 48, 'template_dir': tok_dir, 'template': cfg['chat_template'], 'bos_token': sp.get('bos_token'),
+    json.dump({'T': T, 'template_dir': tok_dir, 'template': cfg['chat_template'], 'bos_token': sp.get('bos_token'),
                'eos_token': sp.get('eos_token'), 'records': out}, open(sys.argv[1], 'w', encoding='utf-8'))
 
 

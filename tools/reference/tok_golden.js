@@ -1,5 +1,6 @@
 // tools/reference/tok_golden.js OUTDIR: token ids from Hugging Face `tokenizers` (npm, pinned in
-// tools/npm/package.json) for the parity corpus (tok_corpus.js) and the four fixture tokenizers.
+// tools/npm/package.json) for the parity corpus (tok_corpus.js) and the five fixture tokenizers
+// (dbrx: built by dbrx_tokenizer.js).
 // Writes OUTDIR/corpus.jsonl ({"text"}) and OUTDIR/golden-NAME.jsonl, line i for corpus line i:
 //   "ids": encode(text, addSpecialTokens=false)
 //   "sp":  [before, after]: encode(text, addSpecialTokens=true) is before + ids + after
@@ -14,7 +15,7 @@ const path = require('path');
 const { Tokenizer } = require(path.join(__dirname, '../npm/node_modules/tokenizers'));
 const { corpus } = require('./tok_corpus.js');
 
-const NAMES = ['llama3-instruct-rev1', 'llama3-instruct-rev2', 'mistral-7b-v0.1', 'qwen3'];
+const NAMES = ['llama3-instruct-rev1', 'llama3-instruct-rev2', 'mistral-7b-v0.1', 'qwen3', 'dbrx'];
 
 function eq(a, b, off) {
   for (let i = 0; i < b.length; i++) if (a[off + i] !== b[i]) return false;
