@@ -24,7 +24,7 @@ static const cli_opt OPTS[] = {
      "L 12, 12/4 heads, F 2048, untied, T 512, B 4) | 1b (Llama-3.2-1B's shape: V 128256, C 2048, L 16, 32/8 "
      "heads, F 8192, tied, T 2048, B 1) | moe-small (Mixtral-shaped: V 32000, C 512, L 8, 8/8 heads, 8 experts "
      "of F 1024, top-2, aux loss on, untied, T 512, B 2) | moe-dense (moe-small's active parameters as a dense "
-     "Llama: F 2048)"},
+     "Llama: F 2048) | dbrx-small (moe-small's shape as DBRX: LayerNorm, Wqkv clamped at 8, fused w1/v1/w2)"},
     {"dtype", CLI_STR, "fp32 (default) | bf16 (mixed precision: bf16 GEMM operands, fp32 masters) | auto"},
     {"activation-checkpointing", CLI_STR,
      "auto (default: on only when the memory planner says the step does not fit without it) | on | off"},
@@ -41,15 +41,17 @@ typedef struct bench_cfg {
     int64_t V, C, L, NH, KVH, F, T, B;
     bool tied;
     int64_t E, K; /* experts, experts per token (0: dense) */
+    bool dbrx;    /* DbrxForCausalLM instead of Mixtral */
 } bench_cfg;
 
 static const bench_cfg CONFIGS[] = {
-    {"small", 32000, 288, 6, 6, 6, 768, 256, 8, true, 0, 0},
-    {"medium", 32000, 768, 12, 12, 4, 2048, 512, 4, false, 0, 0},
-    {"1b", 128256, 2048, 16, 32, 8, 8192, 2048, 1, true, 0, 0},
+    {"small", 32000, 288, 6, 6, 6, 768, 256, 8, true, 0, 0, false},
+    {"medium", 32000, 768, 12, 12, 4, 2048, 512, 4, false, 0, 0, false},
+    {"1b", 128256, 2048, 16, 32, 8, 8192, 2048, 1, true, 0, 0, false},
     /* issue #14: a Mixtral-shaped step, and the dense model with its active parameters */
-    {"moe-small", 32000, 512, 8, 8, 8, 1024, 512, 2, false, 8, 2},
-    {"moe-dense", 32000, 512, 8, 8, 8, 2048, 512, 2, false, 0, 0},
+    {"moe-small", 32000, 512, 8, 8, 8, 1024, 512, 2, false, 8, 2, false},
+    {"moe-dense", 32000, 512, 8, 8, 8, 2048, 512, 2, false, 0, 0, false},
+    {"dbrx-small", 32000, 512, 8, 8, 8, 1024, 512, 2, false, 8, 2, true},
 };
 
 /* User + system CPU seconds of this process: with the wall time it shows how much of the machine
@@ -77,7 +79,7 @@ static int train_step(int argc, char **argv) {
     int64_t steps = 0, warmup = cli_int(&a, "warmup", 1);
     const char *ckpt = cli_str(&a, "activation-checkpointing", "auto");
     if (!bc)
-        rc = cli_usage_error(cmd, "config", "must be small, medium, 1b, moe-small or moe-dense");
+        rc = cli_usage_error(cmd, "config", "must be small, medium, 1b, moe-small, moe-dense or dbrx-small");
     else if (strcmp(ckpt, "auto") && strcmp(ckpt, "on") && strcmp(ckpt, "off"))
         rc = cli_usage_error(cmd, "activation-checkpointing", "must be auto, on or off");
     else if (strcmp(dtype, "auto") && !ft_dtype_parse(dtype, &dt))
@@ -124,6 +126,15 @@ static int train_step(int argc, char **argv) {
         c.num_experts_per_tok = bc->K;
         c.router_aux_loss_coef = 0.001;
         c.output_router_logits = true;
+    }
+    if (bc->dbrx) {
+        snprintf(c.architecture, sizeof c.architecture, "DbrxForCausalLM");
+        snprintf(c.model_type, sizeof c.model_type, "dbrx");
+        c.clip_qkv = 8.0;
+        c.moe_normalize_expert_weights = 1.0;
+        c.router_aux_loss_coef = 0.05;
+        c.bos_token_id = -1;
+        c.n_eos = 0;
     }
     ft_model_params p = ft_model_default_params();
     p.training = true;

@@ -387,16 +387,19 @@ TEST(infer_bf16_greedy_equals_gen) {
     infer_fixture_free(&f);
 }
 
-/* A mixture-of-experts model (Mixtral's MLP) through the batched steps: greedy ids equal the
- * KV-cache decoder's, beside another sequence, with no tokenizer (ids only). */
-TEST(infer_moe_greedy_equals_gen) {
+/* A mixture-of-experts model (Mixtral's MLP, or DBRX's: LayerNorm, clamped Wqkv, fused experts)
+ * through the batched steps: greedy ids equal the KV-cache decoder's, beside another sequence,
+ * with no tokenizer (ids only). */
+static void moe_greedy_equals_gen(bool dbrx) {
     ft_model_config c;
     ft_model_config_default(&c);
-    snprintf(c.architecture, sizeof c.architecture, "MixtralForCausalLM");
-    snprintf(c.model_type, sizeof c.model_type, "mixtral");
+    snprintf(c.architecture, sizeof c.architecture, dbrx ? "DbrxForCausalLM" : "MixtralForCausalLM");
+    snprintf(c.model_type, sizeof c.model_type, dbrx ? "dbrx" : "mixtral");
     c.vocab_size = 101, c.hidden_size = 32, c.intermediate_size = 48, c.num_hidden_layers = 2;
     c.num_attention_heads = 4, c.num_key_value_heads = 2, c.head_dim = 8, c.max_position_embeddings = 128;
     c.num_local_experts = 4, c.num_experts_per_tok = 2, c.initializer_range = 0.2;
+    if (dbrx)
+        c.num_experts_per_tok = 3, c.clip_qkv = 0.5, c.moe_normalize_expert_weights = 1.0;
     ft_model_params mp = ft_model_default_params();
     ft_model *m = NULL;
     ft_err err;
@@ -435,3 +438,5 @@ TEST(infer_moe_greedy_equals_gen) {
     ft_gen_free(g);
     ft_model_free(m);
 }
+TEST(infer_moe_greedy_equals_gen) { moe_greedy_equals_gen(false); }
+TEST(infer_dbrx_greedy_equals_gen) { moe_greedy_equals_gen(true); }

@@ -238,6 +238,7 @@ TEST(model_reference_mqa_tied_hd12) { check_config("mqa_tied_hd12"); }
 TEST(model_reference_mha_untied) { check_config("mha_untied"); }
 TEST(model_reference_mistral_window) { check_config("mistral_window"); }
 TEST(model_reference_mixtral_gqa_window) { check_config("mixtral_gqa_window"); }
+TEST(model_reference_mixtral_top3) { check_config("mixtral_top3"); }
 TEST(model_reference_dbrx_top3_clip) { check_config("dbrx_top3_clip"); }
 TEST(model_reference_dbrx_pnorm2) { check_config("dbrx_pnorm2"); }
 
