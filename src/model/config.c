@@ -180,6 +180,35 @@ static ft_status parse_rope_scaling(const json_t *root, ft_model_config *c, cons
     return FT_OK;
 }
 
+/* What every architecture's config.json ends with: bos/eos/pad token ids (absent: the defaults
+ * already in c), initializer_range and the dtype. */
+static ft_status parse_ids_and_dtype(const json_t *root, ft_model_config *c, const char *path, ft_err *err) {
+    int nb = 1;
+    int64_t bos[8];
+    bos[0] = c->bos_token_id;
+    FT_TRY(token_ids(root, "bos_token_id", bos, 8, &nb, path, err));
+    c->bos_token_id = nb > 0 ? bos[0] : -1;
+    FT_TRY(token_ids(root, "eos_token_id", c->eos_token_ids, 8, &c->n_eos, path, err));
+    int np = 0;
+    int64_t pad[8];
+    FT_TRY(token_ids(root, "pad_token_id", pad, 8, &np, path, err));
+    c->pad_token_id = np > 0 ? pad[0] : -1;
+    FT_TRY(at_file(ft_json_get_double(root, "initializer_range", false, &c->initializer_range, path, err), path,
+                   err));
+    /* transformers >= 4.56 writes "dtype"; earlier versions "torch_dtype". */
+    const char *dt = NULL;
+    FT_TRY(at_file(ft_json_get_str(root, "torch_dtype", false, &dt, path, err), path, err));
+    if (!dt)
+        FT_TRY(at_file(ft_json_get_str(root, "dtype", false, &dt, path, err), path, err));
+    if (dt) {
+        if (strcmp(dt, "float32") && strcmp(dt, "bfloat16") && strcmp(dt, "float16"))
+            return FT_ERR_AT(err, FT_ERR_UNSUPPORTED, path, 0, 0,
+                             "torch_dtype \"%s\" is not supported (float32, bfloat16, float16)", dt);
+        snprintf(c->torch_dtype, sizeof c->torch_dtype, "%s", dt);
+    }
+    return FT_OK;
+}
+
 /* A number or null (null: *out = 0); absent keeps the default. */
 static ft_status num_or_null(const json_t *o, const char *key, double *out, const char *ctx, const char *path,
                              ft_err *err) {
@@ -200,8 +229,6 @@ static ft_status parse_dbrx(const json_t *root, ft_model_config *c, const char *
     FT_TRY(at_file(ft_json_get_int(root, "n_layers", false, &c->num_hidden_layers, path, err), path, err));
     FT_TRY(at_file(ft_json_get_int(root, "max_seq_len", false, &c->max_position_embeddings, path, err), path, err));
     FT_TRY(at_file(ft_json_get_int(root, "vocab_size", false, &c->vocab_size, path, err), path, err));
-    FT_TRY(at_file(ft_json_get_double(root, "initializer_range", false, &c->initializer_range, path, err), path,
-                   err));
     FT_TRY(at_file(ft_json_get_bool(root, "output_router_logits", false, &c->output_router_logits, path, err), path,
                    err));
     bool tied = false;
@@ -250,26 +277,7 @@ static ft_status parse_dbrx(const json_t *root, ft_model_config *c, const char *
     if (c->num_attention_heads > 0 && c->head_dim * c->num_attention_heads != c->hidden_size)
         return FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0, "\"d_model\" (%lld) must be a multiple of \"n_heads\" (%lld)",
                          (long long)c->hidden_size, (long long)c->num_attention_heads);
-    int nb = 0;
-    int64_t bos[8];
-    FT_TRY(token_ids(root, "bos_token_id", bos, 8, &nb, path, err));
-    c->bos_token_id = nb > 0 ? bos[0] : -1;
-    FT_TRY(token_ids(root, "eos_token_id", c->eos_token_ids, 8, &c->n_eos, path, err));
-    int np = 0;
-    int64_t pad[8];
-    FT_TRY(token_ids(root, "pad_token_id", pad, 8, &np, path, err));
-    c->pad_token_id = np > 0 ? pad[0] : -1;
-    const char *dt = NULL;
-    FT_TRY(at_file(ft_json_get_str(root, "torch_dtype", false, &dt, path, err), path, err));
-    if (!dt)
-        FT_TRY(at_file(ft_json_get_str(root, "dtype", false, &dt, path, err), path, err));
-    if (dt) {
-        if (strcmp(dt, "float32") && strcmp(dt, "bfloat16") && strcmp(dt, "float16"))
-            return FT_ERR_AT(err, FT_ERR_UNSUPPORTED, path, 0, 0,
-                             "torch_dtype \"%s\" is not supported (float32, bfloat16, float16)", dt);
-        snprintf(c->torch_dtype, sizeof c->torch_dtype, "%s", dt);
-    }
-    return FT_OK;
+    return parse_ids_and_dtype(root, c, path, err);
 }
 
 static ft_status parse(const json_t *root, ft_model_config *c, const char *path, ft_err *err) {
@@ -376,30 +384,7 @@ static ft_status parse(const json_t *root, ft_model_config *c, const char *path,
     /* LlamaForCausalLM has no sliding window, whatever the file says. */
     if (!mistral)
         c->sliding_window = 0;
-    int nb = 1;
-    int64_t bos[8];
-    bos[0] = c->bos_token_id;
-    FT_TRY(token_ids(root, "bos_token_id", bos, 8, &nb, path, err));
-    c->bos_token_id = nb > 0 ? bos[0] : -1;
-    FT_TRY(token_ids(root, "eos_token_id", c->eos_token_ids, 8, &c->n_eos, path, err));
-    int np = 0;
-    int64_t pad[8];
-    FT_TRY(token_ids(root, "pad_token_id", pad, 8, &np, path, err));
-    c->pad_token_id = np > 0 ? pad[0] : -1;
-    FT_TRY(at_file(ft_json_get_double(root, "initializer_range", false, &c->initializer_range, path, err), path,
-                   err));
-    /* transformers >= 4.56 writes "dtype"; earlier versions "torch_dtype". */
-    const char *dt = NULL;
-    FT_TRY(at_file(ft_json_get_str(root, "torch_dtype", false, &dt, path, err), path, err));
-    if (!dt)
-        FT_TRY(at_file(ft_json_get_str(root, "dtype", false, &dt, path, err), path, err));
-    if (dt) {
-        if (strcmp(dt, "float32") && strcmp(dt, "bfloat16") && strcmp(dt, "float16"))
-            return FT_ERR_AT(err, FT_ERR_UNSUPPORTED, path, 0, 0,
-                             "torch_dtype \"%s\" is not supported (float32, bfloat16, float16)", dt);
-        snprintf(c->torch_dtype, sizeof c->torch_dtype, "%s", dt);
-    }
-    return FT_OK;
+    return parse_ids_and_dtype(root, c, path, err);
 }
 
 static ft_status load_json(json_t *root, const char *path, ft_model_config *c, ft_err *err) {

@@ -170,3 +170,84 @@ void test_chat_create_generate(const char *name, const char *arch, const char *i
     }
     CHECK(right >= 3);
 }
+
+void test_moe_micro_batches(const ft_model_config *c, uint64_t seed, bool checkpointing) {
+    ft_model *m = NULL;
+    ft_workspace *w4 = NULL, *w1 = NULL, *wck = NULL;
+    ft_err err;
+    REQUIRE_OK(test_model_new(c, seed, true, 4, 12, 0, &m, &w4, &err), &err);
+    ft_workspace_params wp = *ft_workspace_get_params(w4);
+    wp.max_batch = 1;
+    REQUIRE_OK(ft_workspace_new(m, &wp, &w1, &err), &err);
+    int32_t ids[48], tgt[48], pos[48], sid[48];
+    ft_rng r;
+    ft_rng_seed(&r, 9);
+    test_fill_batch(&r, ids, tgt, pos, sid, 4, 12, c->vocab_size, true);
+    int64_t nt = 0;
+    for (int i = 0; i < 48; i++)
+        nt += tgt[i] != -100;
+    ft_batch full = {4, 12, ids, tgt, pos, sid};
+    size_t n = test_n_params(m);
+    float *g_full = ft_malloc(n * sizeof(float));
+    double *counts = ft_calloc((size_t)c->num_local_experts, sizeof *counts), tokens = 0;
+    REQUIRE(g_full && counts);
+    double l_full = 0;
+    ft_model_zero_grad(m);
+    REQUIRE_OK(ft_model_forward_backward(m, w4, &full, (double)nt, &l_full, NULL, &err), &err);
+    double aux_full = ft_workspace_aux_loss(w4);
+    CHECK(aux_full > 0);
+    memcpy(g_full, ft_model_param(m, 0)->grad, n * sizeof(float));
+    if (checkpointing) { /* recomputed layers (norm statistics, clamp masks, routing): bitwise the same */
+        wp.max_batch = 4;
+        wp.checkpointing = true;
+        REQUIRE_OK(ft_workspace_new(m, &wp, &wck, &err), &err);
+        double l_ck = 0;
+        ft_model_zero_grad(m);
+        REQUIRE_OK(ft_model_forward_backward(m, wck, &full, (double)nt, &l_ck, NULL, &err), &err);
+        CHECK(l_ck == l_full);
+        CHECK(memcmp(g_full, ft_model_param(m, 0)->grad, n * sizeof(float)) == 0);
+        ft_workspace_free(wck);
+    }
+
+    /* row by row with the whole batch's routing counts: the same loss, aux and gradients */
+    for (int64_t b = 0; b < 4; b++) {
+        ft_batch row = {1, 12, ids + b * 12, tgt + b * 12, pos + b * 12, sid + b * 12};
+        REQUIRE_OK(ft_model_router_counts(m, w1, &row, counts, &tokens, &err), &err);
+    }
+    CHECK_NEAR(tokens, 4.0 * 9 * (double)c->num_hidden_layers, 0); /* 9 counted tokens a row */
+    REQUIRE_OK(ft_workspace_set_router_counts(w1, counts, tokens, &err), &err);
+    double l_sum = 0, aux_sum = 0;
+    ft_model_zero_grad(m);
+    for (int64_t b = 0; b < 4; b++) {
+        ft_batch row = {1, 12, ids + b * 12, tgt + b * 12, pos + b * 12, sid + b * 12};
+        double l = 0;
+        REQUIRE_OK(ft_model_forward_backward(m, w1, &row, (double)nt, &l, NULL, &err), &err);
+        l_sum += l;
+        aux_sum += ft_workspace_aux_loss(w1);
+    }
+    CHECK_NEAR(l_sum, l_full, 1e-5 * l_full);
+    CHECK_NEAR(aux_sum, aux_full, 1e-6 * aux_full);
+    const float *g = ft_model_param(m, 0)->grad;
+    double worst = 0, gmax = 0;
+    for (size_t k = 0; k < n; k++)
+        worst = fmax(worst, fabs(g[k] - g_full[k])), gmax = fmax(gmax, fabs(g_full[k]));
+    CHECK(gmax > 0);
+    if (!(worst <= 1e-5 * gmax))
+        ft_test_fail_(__FILE__, __LINE__, "micro-batches with global counts: gradients off by %g (max %g)", worst, gmax);
+
+    /* each row's own counts (what a per-micro-batch aux loss would do) is a different loss: the
+     * check above can tell */
+    REQUIRE_OK(ft_workspace_set_router_counts(w1, NULL, 0, &err), &err);
+    double aux_own = 0;
+    for (int64_t b = 0; b < 4; b++) {
+        ft_batch row = {1, 12, ids + b * 12, tgt + b * 12, pos + b * 12, sid + b * 12};
+        REQUIRE_OK(ft_model_forward(m, w1, &row, NULL, NULL, NULL, &err), &err);
+        aux_own += ft_workspace_aux_loss(w1) / 4;
+    }
+    CHECK(fabs(aux_own - aux_full) > 1e-4 * aux_full);
+    ft_free(counts);
+    ft_free(g_full);
+    ft_workspace_free(w1);
+    ft_workspace_free(w4);
+    ft_model_free(m);
+}

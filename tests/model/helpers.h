@@ -27,6 +27,12 @@ bool test_same_weights(ft_model *a, ft_model *b);
  * workspace ws holds (1, T); NAN when a call fails. */
 double test_decode_vs_forward(ft_model *m, ft_workspace *ws, int64_t T, int64_t prefill, uint64_t seed);
 
+/* Mixture of experts: a (4, 12) packed batch with padding in one pass equals the same batch row by
+ * row with the whole batch's routing counts (loss, aux loss, every gradient within 1e-5), while
+ * each row's own counts give a different aux loss; with `checkpointing` also a checkpointed
+ * workspace's pass, bitwise. */
+void test_moe_micro_batches(const ft_model_config *c, uint64_t seed, bool checkpointing);
+
 /* Run a shell command (printf-style); its output (stdout and stderr as the command redirects them)
  * into *out when out is non-NULL (free()), else dropped. Returns the exit status. */
 int test_sh(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

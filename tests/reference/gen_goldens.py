@@ -336,6 +336,32 @@ def moe_hf_config(c):
     return cfg
 
 
+def write_moe_golden(d, hf, W32, batch, result, aux, probs, K, trajs, hp):
+    """A mixture-of-experts golden folder: config.json, model.safetensors (the F32 weights),
+    batch.json; returns the metadata of expected.safetensors with its tensors under "_exp" (logits,
+    loss, n_trainable, aux_loss, routing.<layer> (the top K of each layer's probabilities in
+    ascending expert order), grad.<param>, the trajectories)."""
+    logits, loss, n, grads = result
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(hf, f, indent=2)
+    save_safetensors(os.path.join(d, "model.safetensors"), W32)
+    bj = {"input_ids": batch[0].tolist(), "targets": batch[1].tolist(),
+          "position_ids": batch[2].tolist(), "sample_ids": batch[3].tolist()}
+    with open(os.path.join(d, "batch.json"), "w") as f:
+        json.dump(bj, f)
+    exp = {"logits": logits, "loss": torch.tensor([loss]), "n_trainable": torch.tensor([float(n)]),
+           "aux_loss": torch.tensor([aux])}
+    for l, pr in enumerate(probs):
+        exp[f"routing.{l}"] = torch.topk(pr, K, dim=-1).indices.sort(dim=-1).values.double()
+    for k, gr in grads.items():
+        exp["grad." + k] = gr
+    exp["traj_adamw"] = trajs["adamw"]
+    exp["traj_lion"] = trajs["lion"]
+    return {"adamw_peak_lr": hp["adamw"]["peak_lr"], "adamw_weight_decay": hp["adamw"]["weight_decay"],
+            "lion_peak_lr": hp["lion"]["peak_lr"], "lion_weight_decay": hp["lion"]["weight_decay"],
+            "grad_clip": CLIP, "steps": STEPS, "loss_f64": repr(loss), "aux_f64": repr(aux), "_exp": exp}
+
+
 def moe_main(out):
     for idx, (name, c) in enumerate(MOE_CONFIGS.items()):
         d = os.path.join(out, name)
@@ -365,31 +391,14 @@ def moe_main(out):
                 if min(margins[1:]) > c.get("traj_margin", MARGIN):
                     break
             seed += 1
-        with open(os.path.join(d, "config.json"), "w") as f:
-            json.dump(hf, f, indent=2)
-        save_safetensors(os.path.join(d, "model.safetensors"), W32)
-        bj = {"input_ids": batch[0].tolist(), "targets": batch[1].tolist(),
-              "position_ids": batch[2].tolist(), "sample_ids": batch[3].tolist()}
-        with open(os.path.join(d, "batch.json"), "w") as f:
-            json.dump(bj, f)
-        K = c["num_experts_per_tok"]
-        exp = {"logits": logits, "loss": torch.tensor([loss]), "n_trainable": torch.tensor([float(n)]),
-               "aux_loss": torch.tensor([mo["aux"]])}
-        for l, rl in enumerate(mo["router_logits"]):
-            sel = torch.topk(torch.softmax(rl, dim=-1), K, dim=-1).indices.sort(dim=-1).values
-            exp[f"routing.{l}"] = sel.double()
-        for k, gr in grads.items():
-            exp["grad." + k] = gr
-        exp["traj_adamw"] = trajs["adamw"]
-        exp["traj_lion"] = trajs["lion"]
-        meta = {"adamw_peak_lr": hp["adamw"]["peak_lr"], "adamw_weight_decay": hp["adamw"]["weight_decay"],
-                "lion_peak_lr": hp["lion"]["peak_lr"], "lion_weight_decay": hp["lion"]["weight_decay"],
-                "grad_clip": CLIP, "steps": STEPS, "loss_f64": repr(loss), "aux_f64": repr(mo["aux"]),
-                "min_routing_margin": repr(min(margins)), "seed": seed}
+        routing = [torch.softmax(rl, dim=-1) for rl in mo["router_logits"]]
+        meta = write_moe_golden(d, hf, W32, batch, (logits, loss, n, grads), mo["aux"], routing,
+                                c["num_experts_per_tok"], trajs, hp)
+        meta.update({"min_routing_margin": repr(min(margins)), "seed": seed})
         if "traj_margin" in c:
             meta["min_routing_margin"] = repr(margins[0])
             meta["min_trajectory_routing_margin"] = repr(min(margins[1:]))
-        save_safetensors(os.path.join(d, "expected.safetensors"), exp, meta)
+        save_safetensors(os.path.join(d, "expected.safetensors"), meta.pop("_exp"), meta)
         print(f"{name}: loss {loss:.6f} aux {mo['aux']:.6f} over {n} tokens; min routing margin "
               f"{margins[0]:.2e}, {min(margins):.2e} with the trajectories (seed {seed}); "
               f"adamw {trajs['adamw'][0]:.4f} -> {trajs['adamw'][-1]:.4f}")
@@ -500,29 +509,11 @@ def dbrx_main(out):
                     if min(margins[1:]) > DBRX_TRAJ_MARGIN:
                         break
             seed += 1
-        with open(os.path.join(d, "config.json"), "w") as f:
-            json.dump(hf, f, indent=2)
-        save_safetensors(os.path.join(d, "model.safetensors"), W32)
-        bj = {"input_ids": batch[0].tolist(), "targets": batch[1].tolist(),
-              "position_ids": batch[2].tolist(), "sample_ids": batch[3].tolist()}
-        with open(os.path.join(d, "batch.json"), "w") as f:
-            json.dump(bj, f)
-        K = c["moe_top_k"]
-        exp = {"logits": logits, "loss": torch.tensor([loss]), "n_trainable": torch.tensor([float(n)]),
-               "aux_loss": torch.tensor([mo["aux"]])}
-        for l, pr in enumerate(mo["router_probs"]):
-            exp[f"routing.{l}"] = torch.topk(pr, K, dim=-1).indices.sort(dim=-1).values.double()
-        for k, gr in grads.items():
-            exp["grad." + k] = gr
-        exp["traj_adamw"] = trajs["adamw"]
-        exp["traj_lion"] = trajs["lion"]
-        meta = {"adamw_peak_lr": DBRX_HP["adamw"]["peak_lr"], "adamw_weight_decay": DBRX_HP["adamw"]["weight_decay"],
-                "lion_peak_lr": DBRX_HP["lion"]["peak_lr"], "lion_weight_decay": DBRX_HP["lion"]["weight_decay"],
-                "grad_clip": CLIP, "steps": STEPS, "loss_f64": repr(loss), "aux_f64": repr(mo["aux"]),
-                "min_routing_margin": repr(margins[0]), "min_trajectory_routing_margin": repr(min(margins[1:])),
-                "seed": seed, "clip_margin": repr(cm),
-                "clipped_fraction": repr(cut)}
-        save_safetensors(os.path.join(d, "expected.safetensors"), exp, meta)
+        meta = write_moe_golden(d, hf, W32, batch, (logits, loss, n, grads), mo["aux"], mo["router_probs"],
+                                c["moe_top_k"], trajs, DBRX_HP)
+        meta.update({"min_routing_margin": repr(margins[0]), "min_trajectory_routing_margin": repr(min(margins[1:])),
+                     "seed": seed, "clip_margin": repr(cm), "clipped_fraction": repr(cut)})
+        save_safetensors(os.path.join(d, "expected.safetensors"), meta.pop("_exp"), meta)
         print(f"{name}: loss {loss:.6f} aux {mo['aux']:.6f} over {n} tokens; min routing margin "
               f"{margins[0]:.2e}, along the trajectories {min(margins[1:]):.2e} (seed {seed}, {tried} tried); clamp cuts {cut:.0%} (margin {cm:.1e}); "
               f"adamw {trajs['adamw'][0]:.4f} -> {trajs['adamw'][-1]:.4f}")

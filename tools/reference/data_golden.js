@@ -11,6 +11,7 @@
 const fs = require('fs');
 const path = require('path');
 const { Tokenizer } = require(path.join(__dirname, '../npm/node_modules/tokenizers'));
+const { chatSamples } = require('./chat_tokens.js');
 
 const root = path.join(__dirname, '../..');
 const fx = path.join(root, 'tests/fixtures');
@@ -84,17 +85,7 @@ async function main() {
     // Jinja2) has the rendered text and trainable character spans; a token is trainable when it
     // overlaps a span. The text is tokenized without special tokens (the template wrote them).
     const cr = JSON.parse(fs.readFileSync(path.join(outDir, 'chat_render.json'), 'utf8'));
-    const tok = Tokenizer.fromFile(path.join(fx, cr.template_dir, 'tokenizer.json'));
-    const T = cr.T;
-    const samples = [];
-    for (const rec of cr.records) {
-      const e = await tok.encode(rec.text, null, { addSpecialTokens: false });
-      const ids = e.getIds(), offs = e.getOffsets();
-      const mark = (spans) => offs.map(([a, b]) => (spans.some(([s, t]) => a < t && b > s) ? 1 : 0));
-      samples.push({ ids: ids.slice(0, T), trainable: mark(rec.spans).slice(0, T).join(''),
-                     trainable_last: mark(rec.spans_last).slice(0, T).join(''), n_full: ids.length });
-    }
-    result.chat = { tokenizer: cr.template_dir, file: 'data/chat.jsonl', T, samples };
+    result.chat = await chatSamples(cr, false);
   }
   fs.writeFileSync(path.join(outDir, 'golden_samples.json'), JSON.stringify(result) + '\n');
 }
