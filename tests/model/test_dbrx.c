@@ -6,6 +6,7 @@
  * in DBRX's own names. */
 #include <stdlib.h>
 
+#include "ftune/json.h"
 #include "ftune/model.h"
 #include "ftune/safetensors.h"
 #include "model/helpers.h"
@@ -331,4 +332,43 @@ TEST(dbrx_create_register_generate) {
     CHECK(ft_st_find(r, "transformer.blocks.1.ffn.experts.mlp.v1") != NULL);
     CHECK(ft_st_find(r, "model.embed_tokens.weight") == NULL);
     ft_st_close(r);
+}
+
+/* `ftune debug forward` on the DBRX golden: loss and aux loss beside it (--json) equal the
+ * reference's, and --router-out writes each layer's routing, equal to the golden's. */
+TEST(dbrx_debug_forward_aux_and_routing) {
+    const char *dir = ft_test_fixture("reference/dbrx_top3_clip");
+    char out_path[700];
+    snprintf(out_path, sizeof out_path, "%s/router.safetensors", ft_test_tmpdir());
+    char *out = NULL;
+    int rc = test_sh(&out, "%s debug forward --model '%s' --batch '%s/batch.json' --json --router-out '%s' 2>&1",
+                     ft_test_ftune_bin(), dir, dir, out_path);
+    CHECK_EQ_INT(rc, 0);
+    REQUIRE(out);
+    ft_err err;
+    json_t *j = NULL;
+    REQUIRE_OK(ft_json_load_buf("debug forward output", out, strlen(out), &j, &err), &err);
+    free(out);
+    ft_st_reader *want = NULL, *got = NULL;
+    char path[800];
+    snprintf(path, sizeof path, "%s/expected.safetensors", dir);
+    REQUIRE_OK(ft_st_open(path, &want, &err), &err);
+    double aux = strtod(ft_st_metadata(want, "aux_f64"), NULL), loss = strtod(ft_st_metadata(want, "loss_f64"), NULL);
+    CHECK_NEAR(json_real_value(json_object_get(j, "aux_loss")), aux, 1e-5 * aux);
+    CHECK_NEAR(json_real_value(json_object_get(j, "loss")), loss, 1e-5 * loss);
+    CHECK_NEAR(json_real_value(json_object_get(j, "aux_coef")), 0.05, 1e-12);
+    json_decref(j);
+    REQUIRE_OK(ft_st_open(out_path, &got, &err), &err);
+    for (int l = 0; l < 2; l++) {
+        char key[64];
+        snprintf(key, sizeof key, "routing.%d", l);
+        const ft_st_tensor *tr = ft_st_find(got, key), *tw = ft_st_find(want, key);
+        REQUIRE(tr && tw && tr->numel == tw->numel && tr->numel == 32 * 3);
+        float a[96], b[96];
+        REQUIRE_OK(ft_st_read_f32(tr, a, 96, &err), &err);
+        REQUIRE_OK(ft_st_read_f32(tw, b, 96, &err), &err);
+        CHECK(memcmp(a, b, sizeof a) == 0);
+    }
+    ft_st_close(got);
+    ft_st_close(want);
 }
