@@ -372,3 +372,32 @@ TEST(dbrx_debug_forward_aux_and_routing) {
     ft_st_close(got);
     ft_st_close(want);
 }
+
+/* `ftune models` lists DBRX base and instruct as DbrxForCausalLM, an architecture ftune loads. */
+TEST(dbrx_models_lists_base_and_instruct) {
+    char *out = NULL;
+    int rc = test_sh(&out, "%s models --json 2>&1", ft_test_ftune_bin());
+    CHECK_EQ_INT(rc, 0);
+    REQUIRE(out);
+    json_t *j = NULL;
+    ft_err err;
+    REQUIRE_OK(ft_json_load_buf("models", out, strlen(out), &j, &err), &err);
+    free(out);
+    int found = 0;
+    size_t i;
+    json_t *m;
+    json_array_foreach(j, i, m) {
+        const char *name = json_string_value(json_object_get(m, "name"));
+        if (name && (!strcmp(name, "databricks/dbrx-base") || !strcmp(name, "databricks/dbrx-instruct"))) {
+            found++;
+            CHECK_STR_EQ(json_string_value(json_object_get(m, "architecture")), "DbrxForCausalLM");
+            CHECK_EQ_INT(json_integer_value(json_object_get(m, "max_context_length")), 32768);
+        }
+    }
+    CHECK_EQ_INT(found, 2);
+    json_decref(j);
+    /* and the architecture named there is one config.json can declare */
+    ft_model_config c;
+    const char *cfg = "{\"architectures\": [\"DbrxForCausalLM\"]}";
+    CHECK_OK(ft_model_config_load_buf("cfg.json", cfg, strlen(cfg), &c, &err), &err);
+}
