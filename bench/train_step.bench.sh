@@ -10,6 +10,7 @@
 # Issue #14: moe-small (Mixtral-shaped) >= 2x PyTorch (transformers' per-expert loop) and at most
 # 1.3x the step of moe-dense, the dense model with its active parameters:
 #   CONFIGS="moe-small moe-dense" DTYPES=fp32 ROUNDS=2 sh bench/train_step.bench.sh
+# dbrx-small is moe-small's shape as DBRX (ftune only; the peer has no such config).
 #   CONFIGS="small medium" DTYPES="fp32 bf16" ROUNDS=1 sh bench/train_step.bench.sh
 #   CONFIGS=1b DTYPES_1B=bf16 sh bench/train_step.bench.sh
 # PEER_MEMORY_GB (default 21) is the RSS at which the peer's watchdog stops PyTorch; FTUNE_ARGS are
