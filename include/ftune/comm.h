@@ -17,7 +17,10 @@
  *
  * Errors: MPI runs with MPI_ERRORS_RETURN; a failed call is an ft_err naming the operation and
  * MPI's message. A rank that dies: Open MPI's launcher ends the job (every rank is killed), so no
- * rank waits forever on a dead peer. */
+ * rank waits forever on a dead peer. A rank that is alive but stuck (stopped, hung): with
+ * FTUNE_COMM_TIMEOUT_S=S, a rank that waits more than S seconds in one operation ends the job
+ * (MPI_Abort); unset, it waits (rank 0 may legitimately work alone for a long time: evaluation,
+ * export). Waiting ranks test their requests and yield the core instead of MPI's blocking spin. */
 #ifndef FTUNE_COMM_H
 #define FTUNE_COMM_H
 

@@ -4,6 +4,7 @@
  *
  * Messages are cut into pieces of at most PIECE bytes: MPI counts are ints, and a model's
  * gradients are larger than 2 GiB from about 500M parameters. */
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -20,6 +21,7 @@ struct ft_comm {
     int64_t rank, size;
     bool mpi;
     char host[256];
+    double timeout_s; /* FTUNE_COMM_TIMEOUT_S: the longest wait for the peers (0: no limit) */
 #ifdef FT_WITH_MPI
     MPI_Comm world;
 #endif
@@ -85,6 +87,28 @@ static ft_status mpi_fail(ft_err *err, int rc, const char *what) {
         if (mpi_rc_ != MPI_SUCCESS)           \
             return mpi_fail(err, mpi_rc_, what); \
     } while (0)
+
+/* Every wait of this file: nonblocking requests tested until done, yielding the core between
+ * tests (a waiting rank gives way to the computing ones of its host, and keeps MPI's progress
+ * going), and with FTUNE_COMM_TIMEOUT_S set, a peer that stays silent that long (stopped, stuck;
+ * a dead one is the launcher's to notice) ends the job: MPI_Abort, so every process stops. */
+static ft_status wait_reqs(ft_comm *c, int n, MPI_Request *r, const char *what, ft_err *err) {
+    double t0 = c->timeout_s > 0 ? ft_time_now() : 0;
+    for (unsigned k = 0;; k++) {
+        int done = 0, rc = MPI_Testall(n, r, &done, MPI_STATUSES_IGNORE);
+        if (rc != MPI_SUCCESS)
+            return mpi_fail(err, rc, what);
+        if (done)
+            return FT_OK;
+        sched_yield();
+        if (c->timeout_s > 0 && (k & 255) == 0 && ft_time_now() - t0 > c->timeout_s) {
+            FT_LOG_ERROR("rank %lld of %lld: waited %.0f s in MPI %s (FTUNE_COMM_TIMEOUT_S): a process of the run is "
+                         "stuck; ending all of them",
+                         (long long)c->rank, (long long)c->size, c->timeout_s, what);
+            MPI_Abort(c->world, 1);
+        }
+    }
+}
 #endif
 
 ft_status ft_comm_world(ft_comm **out, ft_err *err) {
@@ -125,6 +149,8 @@ ft_status ft_comm_world(ft_comm **out, ft_err *err) {
     c->rank = r;
     c->size = n;
     c->mpi = true;
+    const char *to = getenv("FTUNE_COMM_TIMEOUT_S");
+    c->timeout_s = to && atof(to) > 0 ? atof(to) : 0;
     *out = c;
     return FT_OK;
 #endif
@@ -174,7 +200,9 @@ ft_status ft_comm_barrier(ft_comm *c, ft_err *err) {
     if (!multi(c))
         return FT_OK;
 #ifdef FT_WITH_MPI
-    MPI_TRY(MPI_Barrier(c->world), "barrier");
+    MPI_Request rq;
+    MPI_TRY(MPI_Ibarrier(c->world, &rq), "barrier");
+    return wait_reqs(c, 1, &rq, "barrier", err);
 #else
     (void)err;
 #endif
@@ -187,7 +215,9 @@ ft_status ft_comm_bcast(ft_comm *c, void *buf, size_t bytes, int64_t root, ft_er
 #ifdef FT_WITH_MPI
     for (size_t off = 0; off < bytes; off += PIECE) {
         size_t k = bytes - off < PIECE ? bytes - off : PIECE;
-        MPI_TRY(MPI_Bcast((char *)buf + off, (int)k, MPI_BYTE, (int)root, c->world), "broadcast");
+        MPI_Request rq;
+        MPI_TRY(MPI_Ibcast((char *)buf + off, (int)k, MPI_BYTE, (int)root, c->world, &rq), "broadcast");
+        FT_TRY(wait_reqs(c, 1, &rq, "broadcast", err));
     }
 #else
     (void)buf, (void)bytes, (void)root, (void)err;
@@ -222,12 +252,12 @@ static ft_status post(ft_comm *c, reqs *q, bool send, void *buf, size_t bytes, i
     return FT_OK;
 }
 
-static ft_status wait_all(reqs *q, const char *what, ft_err *err) {
-    int rc = q->n ? MPI_Waitall((int)q->n, q->r, MPI_STATUSES_IGNORE) : MPI_SUCCESS;
+static ft_status wait_all(ft_comm *c, reqs *q, const char *what, ft_err *err) {
+    ft_status s = q->n ? wait_reqs(c, (int)q->n, q->r, what, err) : FT_OK;
     ft_free(q->r);
     q->r = NULL;
     q->n = q->cap = 0;
-    return rc == MPI_SUCCESS ? FT_OK : mpi_fail(err, rc, what);
+    return s;
 }
 
 /* Shards of buf (elements of `esz` bytes) to every rank. */
@@ -253,7 +283,7 @@ static ft_status gather_shards(ft_comm *c, void *buf, size_t esz, int64_t n, int
         ft_free(q.r);
         return s;
     }
-    return wait_all(&q, "all-gather", err);
+    return wait_all(c, &q, "all-gather", err);
 }
 #endif
 
@@ -299,7 +329,7 @@ ft_status ft_comm_reduce_scatter_f32(ft_comm *c, float *buf, int64_t n, int64_t 
             s = post(c, &q, true, buf + rlo, (size_t)(rhi - rlo) * sizeof(float), r, 12, err);
     }
     if (s == FT_OK)
-        s = wait_all(&q, "reduce-scatter", err);
+        s = wait_all(c, &q, "reduce-scatter", err);
     else
         ft_free(q.r);
     if (s == FT_OK && L > 0) {
@@ -358,7 +388,7 @@ ft_status ft_comm_gather_f32(ft_comm *c, const float *mine, float *full, int64_t
         ft_free(q.r);
         return s;
     }
-    return wait_all(&q, "gather", err);
+    return wait_all(c, &q, "gather", err);
 #else
     (void)err;
     return FT_OK;
@@ -384,7 +414,9 @@ ft_status ft_comm_allgather_bytes(ft_comm *c, const void *mine, size_t bytes, vo
 #ifdef FT_WITH_MPI
     if (bytes > (size_t)1 << 30)
         return FT_ERR(err, FT_ERR_LIMIT, "all-gather of %zu bytes a rank: too large", bytes);
-    MPI_TRY(MPI_Allgather(mine, (int)bytes, MPI_BYTE, out, (int)bytes, MPI_BYTE, c->world), "all-gather");
+    MPI_Request rq;
+    MPI_TRY(MPI_Iallgather(mine, (int)bytes, MPI_BYTE, out, (int)bytes, MPI_BYTE, c->world, &rq), "all-gather");
+    return wait_reqs(c, 1, &rq, "all-gather", err);
 #else
     (void)err;
 #endif

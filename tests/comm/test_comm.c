@@ -213,3 +213,51 @@ TEST(comm_mpi_dead_rank_ends_the_job) {
     if (dt > 30)
         ft_test_fail_(__FILE__, __LINE__, "the job took %.1f s to end after a rank died", dt);
 }
+
+/* Rank 1 stops (SIGSTOP: alive, silent); with FTUNE_COMM_TIMEOUT_S the others end the job. */
+TEST_HELPER(mpi_stuck_child) {
+    ft_err err;
+    ft_comm *c = NULL;
+    REQUIRE_OK(ft_comm_world(&c, &err), &err);
+    const char *piddir = getenv("FT_STUCK_PIDDIR");
+    if (ft_comm_rank(c) == 1) {
+        char p[1200], v[32];
+        snprintf(p, sizeof p, "%s/stuck.pid", piddir ? piddir : "/tmp");
+        snprintf(v, sizeof v, "%lld\n", (long long)getpid());
+        ft_file_write_atomic(p, v, strlen(v), NULL);
+        raise(SIGSTOP);
+    }
+    int64_t x = 1;
+    ft_comm_sum_i64(c, &x, 1, &err);
+    ft_comm_free(c);
+}
+
+TEST(comm_mpi_stuck_rank_times_out) {
+    SKIP_WITHOUT_MPI();
+    const char *tmp = ft_test_tmpdir();
+    char cmd[2048];
+    mpi_test_launch(cmd, sizeof cmd, 60, 2);
+    snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd),
+             "-x FTUNE_COMM_TIMEOUT_S=2 -x FT_STUCK_PIDDIR=%s %s --helper mpi_stuck_child >/dev/null 2>&1", tmp,
+             mpi_test_self());
+    double t0 = ft_time_now();
+    int st = ft_test_run(cmd, NULL);
+    double dt = ft_time_now() - t0;
+    CHECK(st != 0 && st != 124);
+    if (dt > 30)
+        ft_test_fail_(__FILE__, __LINE__, "the job took %.1f s to end with a stopped rank", dt);
+    char p[1200], *v = NULL;
+    size_t n = 0;
+    snprintf(p, sizeof p, "%s/stuck.pid", tmp);
+    if (ft_file_read_all(p, &v, &n, NULL) == FT_OK) {
+        pid_t pid = (pid_t)atol(v);
+        struct timespec ts = {0, 200 * 1000 * 1000};
+        for (int i = 0; i < 25 && pid > 0 && kill(pid, 0) == 0; i++)
+            nanosleep(&ts, NULL);
+        if (pid > 0 && kill(pid, 0) == 0) {
+            kill(pid, SIGKILL);
+            ft_test_fail_(__FILE__, __LINE__, "the stopped rank %d was left behind", (int)pid);
+        }
+        ft_free(v);
+    }
+}
