@@ -10,7 +10,9 @@ data_bench_setup() {
     trap 'rm -rf "$tmp"' EXIT
     BUILD=${BUILD:-build}
     [ -f "$BUILD/libftune.a" ] || make -s all
-    LIBS=$(sed -n 's/^LDLIBS *+= *//p' Makefile | head -1)
+    # the libraries of the Makefile's LDLIBS lines (make variables such as $(MPI_LIBS) left out:
+    # they are empty in the default build)
+    LIBS=$(sed -n 's/^LDLIBS *+= *//p' Makefile | sed 's/\$([A-Za-z_]*)//g' | tr '\n' ' ')
     ${CC:-gcc} -O2 -std=c11 -D_GNU_SOURCE -fopenmp -Iinclude "bench/$1.c" "$BUILD/libftune.a" $LIBS -o "$tmp/$1"
     # The fixture's tokenizer_config.json has model_max_length 1e30, which jansson cannot hold as an
     # integer; the benchmarks only need the tokenizer and the template.
