@@ -633,6 +633,10 @@ ft_status ft_data_validate(const char *path, const ft_validate_params *p, ft_dat
             for (size_t i = 0; i < n; i++) {
                 memset(&out[i], 0, sizeof out[i]);
                 process(&sc, &in[i], &out[i], omp_get_thread_num());
+                if (in[i].rec.kind == FT_RECORD_JSON_VALUE) { /* a table row's tree: freed here, in parallel */
+                    json_decref(in[i].rec.value);
+                    in[i].rec.value = NULL;
+                }
             }
         }
         for (size_t i = 0; i < n; i++) {
