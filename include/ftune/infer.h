@@ -31,6 +31,9 @@ typedef struct ft_infer_params {
     int64_t max_context;   /* tokens per sequence, prompt + completion (0: the model's, at most 4096) */
     int64_t step_tokens;   /* most tokens per step, decode rows + prefill (default 256) */
     int64_t max_queue;     /* requests waiting for a slot; more are refused with FT_ERR_LIMIT (default 64) */
+    int64_t kv_tokens;     /* the KV pool's tokens, shared by the sequences (0: max_seqs * max_context); a
+                            * request reserves its prompt + max_tokens (blocks of FT_KV_BLOCK) when it
+                            * is admitted and waits while the pool lacks them */
 } ft_infer_params;
 ft_infer_params ft_infer_default_params(void);
 
@@ -158,7 +161,7 @@ typedef struct ft_infer_stats {
     uint64_t requests, finished[4]; /* by ft_infer_finish */
     uint64_t prompt_tokens, completion_tokens, steps;
     int64_t running, queued, slots_used, slots;   /* now */
-    int64_t kv_tokens_used, kv_tokens;            /* now */
+    int64_t kv_tokens_used, kv_tokens;            /* now: reserved by the running sequences, the pool's */
     int64_t last_batch;                           /* sequences in the last step */
     ft_infer_hist ttft, itl, batch;               /* batch: sequences per step (bounds reused as counts) */
 } ft_infer_stats;

@@ -178,22 +178,37 @@ int64_t ft_kv_cache_len(const ft_kv_cache *c);
 ft_status ft_model_decode(ft_model *m, ft_kv_cache *c, const int32_t *tokens, int64_t n, float *logits_last,
                           ft_err *err);
 
-/* Batched KV-cache decoding for serving (several sequences per step): a pool of `n_slots`
- * caches of `slot_tokens` tokens each, one per sequence being decoded, and the work buffers for
- * steps of up to `max_rows` tokens in all. One step (ft_model_decode_batch) runs every new token
- * of every sequence in it through the model together: the matrix products over all the rows at
- * once (M = the rows, so 8 sequences decoding cost little more than one), attention per sequence
- * over its own slot. A sequence's tokens may be a prompt chunk (prefill) or its one new token. */
+/* Batched KV-cache decoding for serving (several sequences per step): a pool of `pool_tokens`
+ * cached tokens shared by up to `n_slots` sequences, and the work buffers for steps of up to
+ * `max_rows` tokens in all. A sequence takes a slot with a reservation of the tokens it may need
+ * (its prompt and max_tokens, at most `slot_tokens`), in blocks of FT_KV_BLOCK tokens, so many
+ * short requests fit where few full-context ones would. One step (ft_model_decode_batch) runs
+ * every new token of every sequence in it through the model together: the matrix products over
+ * all the rows at once (M = the rows, so 8 sequences decoding cost little more than one),
+ * attention per sequence over its own cache. A sequence's tokens may be a prompt chunk (prefill)
+ * or its one new token. */
+enum { FT_KV_BLOCK = 16 };
 typedef struct ft_kv_pool ft_kv_pool;
-/* Bytes ft_kv_pool_new allocates (the caches and the step's work buffers). */
-size_t ft_kv_pool_bytes(const ft_model_config *c, int64_t n_slots, int64_t slot_tokens, int64_t max_rows);
-ft_status ft_kv_pool_new(const ft_model *m, int64_t n_slots, int64_t slot_tokens, int64_t max_rows, ft_kv_pool **out,
-                         ft_err *err);
+/* Bytes ft_kv_pool_new allocates (the caches and the step's work buffers); pool_tokens 0:
+ * n_slots * slot_tokens. */
+size_t ft_kv_pool_bytes(const ft_model_config *c, int64_t n_slots, int64_t slot_tokens, int64_t max_rows,
+                        int64_t pool_tokens);
+ft_status ft_kv_pool_new(const ft_model *m, int64_t n_slots, int64_t slot_tokens, int64_t max_rows,
+                         int64_t pool_tokens, ft_kv_pool **out, ft_err *err);
 void ft_kv_pool_free(ft_kv_pool *p);
 int64_t ft_kv_pool_slots(const ft_kv_pool *p);
 int64_t ft_kv_pool_slot_tokens(const ft_kv_pool *p);
 int64_t ft_kv_pool_max_rows(const ft_kv_pool *p);
-/* Tokens cached in a slot; reset empties it (for its next sequence). */
+int64_t ft_kv_pool_tokens(const ft_kv_pool *p);   /* capacity, a multiple of FT_KV_BLOCK */
+int64_t ft_kv_pool_reserved(const ft_kv_pool *p); /* tokens reserved by all slots */
+/* Give a free slot room for `tokens` (rounded up to blocks, contiguous in the pool) and empty it:
+ * FT_ERR_LIMIT when the pool has no such run of free blocks now (retry when a slot is released),
+ * FT_ERR_RANGE when tokens exceed slot_tokens or the whole pool, FT_ERR_INVALID for a bad or
+ * taken slot. Release gives the blocks back (a no-op for a free slot). */
+ft_status ft_kv_pool_reserve(ft_kv_pool *p, int64_t slot, int64_t tokens, ft_err *err);
+void ft_kv_pool_release(ft_kv_pool *p, int64_t slot);
+int64_t ft_kv_pool_capacity(const ft_kv_pool *p, int64_t slot); /* the slot's reserved tokens (0: free) */
+/* Tokens cached in a slot; reset empties it, keeping its reservation. */
 int64_t ft_kv_pool_len(const ft_kv_pool *p, int64_t slot);
 void ft_kv_pool_reset(ft_kv_pool *p, int64_t slot);
 

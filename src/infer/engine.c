@@ -25,7 +25,7 @@ typedef struct seq {
     size_t n_prompt;
     char *stops[FT_INFER_MAX_STOP_STRINGS];
     size_t stop_len[FT_INFER_MAX_STOP_STRINGS], n_stop, max_stop;
-    int64_t slot, prefilled, budget;
+    int64_t slot, prefilled, budget, kv_need; /* kv_need: prompt + budget, reserved in the pool */
     int32_t next; /* the last sampled token, fed at the next step */
     bool decoding, finished;
     atomic_bool cancel; /* set by ft_infer_cancel under the lock, read by the engine thread without it */
@@ -433,10 +433,12 @@ static void *engine_main(void *arg) {
     for (;;) {
         seq *done = NULL;
         drop_cancelled_queued(e, &done);
-        /* admit into free slots, oldest first */
+        /* admit into free slots, oldest first, while the pool has room for the next one's tokens */
         for (int64_t k = 0; k < S && e->q_head; k++) {
             if (e->active[k])
                 continue;
+            if (ft_kv_pool_reserve(e->pool, k, e->q_head->kv_need, NULL) != FT_OK)
+                break; /* it waits for blocks to be released (first come, first served) */
             seq *s = e->q_head;
             e->q_head = s->next_q;
             if (!e->q_head)
@@ -445,7 +447,6 @@ static void *engine_main(void *arg) {
             s->next_q = NULL;
             s->slot = k;
             s->t_start = ft_time_now();
-            ft_kv_pool_reset(e->pool, k);
             e->active[k] = s;
         }
         int64_t n_active = 0;
@@ -457,6 +458,7 @@ static void *engine_main(void *arg) {
                 finish(s, FT_INFER_CANCELLED);
             if (s->finished) {
                 e->active[k] = NULL;
+                ft_kv_pool_release(e->pool, k);
                 s->next_q = done;
                 done = s;
             } else {
@@ -465,10 +467,7 @@ static void *engine_main(void *arg) {
         }
         e->st.running = n_active;
         e->st.queued = e->n_queued;
-        int64_t kv_now = 0;
-        for (int64_t k = 0; k < S; k++)
-            kv_now += e->active[k] ? ft_kv_pool_len(e->pool, k) : 0;
-        e->st.kv_tokens_used = kv_now;
+        e->st.kv_tokens_used = ft_kv_pool_reserved(e->pool);
         if (done) {
             pthread_mutex_unlock(&e->mu);
             while (done) {
@@ -532,7 +531,7 @@ static void *engine_main(void *arg) {
                     on_logits(e, s, e->logits + row * e->V);
                 row++;
             }
-            if (!s->finished && ft_kv_pool_len(e->pool, s->slot) >= ft_kv_pool_slot_tokens(e->pool) && s->decoding)
+            if (!s->finished && ft_kv_pool_len(e->pool, s->slot) >= ft_kv_pool_capacity(e->pool, s->slot) && s->decoding)
                 finish(s, FT_INFER_LENGTH);
         }
         pthread_mutex_lock(&e->mu);
@@ -574,10 +573,12 @@ ft_status ft_infer_new(ft_model *m, const ft_tok *tok, const char *model_dir, co
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     e->st.slots = e->p.max_seqs;
-    e->st.kv_tokens = e->p.max_seqs * e->p.max_context;
+    e->p.kv_tokens = e->p.kv_tokens > 0 ? e->p.kv_tokens : e->p.max_seqs * e->p.max_context;
+    e->p.kv_tokens = (e->p.kv_tokens + FT_KV_BLOCK - 1) / FT_KV_BLOCK * FT_KV_BLOCK;
+    e->st.kv_tokens = e->p.kv_tokens;
     ft_status s = ft_gen_new(m, tok, model_dir, 1, &e->gen, err);
     if (s == FT_OK)
-        s = ft_kv_pool_new(m, e->p.max_seqs, e->p.max_context, e->p.step_tokens, &e->pool, err);
+        s = ft_kv_pool_new(m, e->p.max_seqs, e->p.max_context, e->p.step_tokens, e->p.kv_tokens, &e->pool, err);
     if (s == FT_OK) {
         e->logits = ft_malloc((size_t)e->p.max_seqs * (size_t)e->V * sizeof(float));
         e->work = ft_malloc((size_t)e->V * sizeof(float));
@@ -694,6 +695,13 @@ ft_status ft_infer_submit(ft_infer *e, const ft_infer_request *r, uint64_t *id, 
     s->budget = e->p.max_context - (int64_t)r->n_prompt;
     if (r->max_tokens > 0 && r->max_tokens < s->budget)
         s->budget = r->max_tokens;
+    s->kv_need = (int64_t)r->n_prompt + s->budget;
+    if (s->kv_need > e->p.kv_tokens) {
+        int64_t need = s->kv_need;
+        ft_free(s);
+        return FT_ERR(err, FT_ERR_RANGE, "the prompt (%zu tokens) and max_tokens need %lld cached tokens; the "
+                      "KV pool holds %lld: lower max_tokens", r->n_prompt, (long long)need, (long long)e->p.kv_tokens);
+    }
     s->n_prompt = r->n_prompt;
     s->prompt = ft_malloc(r->n_prompt * sizeof(int32_t));
     s->out = ft_malloc((size_t)s->budget * sizeof(int32_t));

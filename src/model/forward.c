@@ -162,7 +162,7 @@ void model_layer_forward(const ft_model *m, int64_t layer, layer_acts *A, float 
     if (r->segs) { /* batched decoding: each sequence appends to and attends over its own cache */
         for (int64_t s = 0; s < r->n_segs; s++) {
             const layer_seg *g = &r->segs[s];
-            float *ck = g->k + layer * r->seg_layer_stride, *cv = g->v + layer * r->seg_layer_stride;
+            float *ck = g->k + layer * g->layer_stride, *cv = g->v + layer * g->layer_stride;
             for (int64_t i = 0; i < g->n; i++) {
                 const float *row = A->qkv + (g->row0 + i) * QKV;
                 memcpy(ck + (g->at + i) * KV, row + Q, (size_t)KV * sizeof(float));

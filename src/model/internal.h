@@ -163,6 +163,7 @@ typedef struct layer_kv {
 typedef struct layer_seg {
     int64_t row0, n, at;
     float *k, *v;
+    int64_t layer_stride;
 } layer_seg;
 
 /* THE layer body, used by training's forward, the backward's recompute (checkpointing) and KV-cache
@@ -184,7 +185,7 @@ typedef struct layer_run {
     const float *cos_t, *sin_t;
     const layer_kv *kv;       /* NULL for training */
     const layer_seg *segs;    /* batched decoding (as->Tk sized the scratch): instead of kv */
-    int64_t n_segs, seg_layer_stride;
+    int64_t n_segs;
     float *attn_scratch;
     double *prof;             /* FTUNE_PROFILE counters or NULL */
     bool prof_cpu;

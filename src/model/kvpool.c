@@ -1,6 +1,8 @@
 /* model/kvpool.c: batched KV-cache decoding for serving (ftune/model.h, "Batched KV-cache
- * decoding"). A pool holds one cache per slot, (L, slot_tokens, KV) keys after RoPE and values,
- * and the work buffers of one step of up to max_rows tokens. A step stacks every sequence's new
+ * decoding"). A pool holds pool_tokens cached tokens in blocks of FT_KV_BLOCK; a slot reserves a
+ * contiguous run of blocks (first fit) for its sequence and keeps its cache there as
+ * (L, reserved, KV) keys after RoPE and values; and the work buffers of one step of up to
+ * max_rows tokens. A step stacks every sequence's new
  * tokens into one (N, C) residual stream and runs THE layer body (forward.c) over it with one
  * segment per sequence: RMSNorm, the q|k|v, o, gate|up and down products and SwiGLU see all N
  * rows at once (one GEMM each, M = N), while the cache append and attention run per sequence
@@ -14,9 +16,11 @@
 
 struct ft_kv_pool {
     const ft_model *m;
-    int64_t n_slots, slot_tokens, max_rows;
+    int64_t n_slots, slot_tokens, max_rows, pool_tokens;
     int64_t threads;
     int64_t *len;        /* (n_slots) tokens cached per slot */
+    int64_t *base, *cap; /* (n_slots) each slot's reservation: first token, tokens (0: free) */
+    uint8_t *used;       /* (pool_tokens / FT_KV_BLOCK) blocks reserved */
     float *k, *v;        /* (n_slots, L, slot_tokens, KV) each */
     float *x, *xn, *qkv, *att, *abuf, *gu, *h, *cos_t, *sin_t, *last, *scratch; /* step work buffers */
     int32_t *pos, *ids;  /* (max_rows) */
@@ -50,9 +54,14 @@ static pool_dims dims_of(const ft_model_config *c, int64_t slot_tokens, int64_t 
     return d;
 }
 
+static int64_t pool_tokens_of(int64_t n_slots, int64_t slot_tokens, int64_t pool_tokens) {
+    int64_t t = pool_tokens > 0 ? pool_tokens : n_slots * slot_tokens;
+    return (t + FT_KV_BLOCK - 1) / FT_KV_BLOCK * FT_KV_BLOCK;
+}
+
 /* floats of the pool (the caches, then the work buffers) */
-static size_t pool_floats(const pool_dims *d, int64_t n_slots, int64_t slot_tokens, int64_t R) {
-    size_t kv = (size_t)n_slots * (size_t)(d->L * slot_tokens * d->KV);
+static size_t pool_floats(const pool_dims *d, int64_t n_slots, int64_t pool_tokens, int64_t R) {
+    size_t kv = (size_t)pool_tokens * (size_t)(d->L * d->KV);
     size_t work = (size_t)R * (size_t)(3 * d->C + d->QKV + 2 * d->Q + 3 * d->K * d->F + d->HD) + d->scratch;
     if (d->E > 0)
         work += (size_t)R * (size_t)(d->E + 4 * d->K + 2 * d->K * d->C) + 2 * (size_t)(d->E + 1) + 16;
@@ -60,13 +69,14 @@ static size_t pool_floats(const pool_dims *d, int64_t n_slots, int64_t slot_toke
     return 2 * kv + work + ints + 64;
 }
 
-size_t ft_kv_pool_bytes(const ft_model_config *c, int64_t n_slots, int64_t slot_tokens, int64_t max_rows) {
+size_t ft_kv_pool_bytes(const ft_model_config *c, int64_t n_slots, int64_t slot_tokens, int64_t max_rows,
+                        int64_t pool_tokens) {
     pool_dims d = dims_of(c, slot_tokens, max_rows, omp_get_max_threads());
-    return pool_floats(&d, n_slots, slot_tokens, max_rows) * sizeof(float) + 64;
+    return pool_floats(&d, n_slots, pool_tokens_of(n_slots, slot_tokens, pool_tokens), max_rows) * sizeof(float) + 64;
 }
 
-ft_status ft_kv_pool_new(const ft_model *m, int64_t n_slots, int64_t slot_tokens, int64_t max_rows, ft_kv_pool **out,
-                         ft_err *err) {
+ft_status ft_kv_pool_new(const ft_model *m, int64_t n_slots, int64_t slot_tokens, int64_t max_rows,
+                         int64_t pool_tokens, ft_kv_pool **out, ft_err *err) {
     *out = NULL;
     if (n_slots <= 0 || slot_tokens <= 0 || max_rows <= 0)
         return FT_ERR(err, FT_ERR_INVALID, "kv pool: slots (%lld), tokens per slot (%lld) and rows per step (%lld) "
@@ -77,18 +87,23 @@ ft_status ft_kv_pool_new(const ft_model *m, int64_t n_slots, int64_t slot_tokens
         return FT_ERR(err, FT_ERR_NOMEM, "kv pool: out of memory");
     p->m = m;
     p->n_slots = n_slots, p->slot_tokens = slot_tokens, p->max_rows = max_rows;
+    p->pool_tokens = pool_tokens_of(n_slots, slot_tokens, pool_tokens);
     p->threads = omp_get_max_threads();
     pool_dims d = dims_of(&m->cfg, slot_tokens, max_rows, p->threads);
-    size_t total = pool_floats(&d, n_slots, slot_tokens, max_rows);
+    size_t total = pool_floats(&d, n_slots, p->pool_tokens, max_rows);
     float *f = NULL;
-    if (ft_arena_init(&p->arena, "kv pool", total * sizeof(float) + 64, err) != FT_OK ||
+    p->base = ft_calloc((size_t)n_slots, sizeof *p->base);
+    p->cap = ft_calloc((size_t)n_slots, sizeof *p->cap);
+    p->used = ft_calloc((size_t)(p->pool_tokens / FT_KV_BLOCK), 1);
+    if (!p->base || !p->cap || !p->used || ft_arena_init(&p->arena, "kv pool", total * sizeof(float) + 64, err) != FT_OK ||
         !(f = ft_arena_alloc(&p->arena, total * sizeof(float), err))) {
         ft_arena_deinit(&p->arena);
+        ft_free(p->base), ft_free(p->cap), ft_free(p->used);
         ft_free(p);
-        return FT_ERR_NOMEM;
+        return FT_ERR(err, FT_ERR_NOMEM, "kv pool: out of memory");
     }
     const int64_t R = max_rows;
-    size_t kv = (size_t)n_slots * (size_t)(d.L * slot_tokens * d.KV);
+    size_t kv = (size_t)p->pool_tokens * (size_t)(d.L * d.KV);
     p->k = f, f += kv;
     p->v = f, f += kv;
     p->x = f, f += R * d.C;
@@ -126,6 +141,7 @@ void ft_kv_pool_free(ft_kv_pool *p) {
     if (!p)
         return;
     ft_arena_deinit(&p->arena);
+    ft_free(p->base), ft_free(p->cap), ft_free(p->used);
     ft_free(p);
 }
 
@@ -142,6 +158,49 @@ void ft_kv_pool_reset(ft_kv_pool *p, int64_t slot) {
         p->len[slot] = 0;
 }
 
+int64_t ft_kv_pool_tokens(const ft_kv_pool *p) { return p->pool_tokens; }
+
+int64_t ft_kv_pool_reserved(const ft_kv_pool *p) {
+    int64_t t = 0;
+    for (int64_t s = 0; s < p->n_slots; s++)
+        t += p->cap[s];
+    return t;
+}
+
+int64_t ft_kv_pool_capacity(const ft_kv_pool *p, int64_t slot) {
+    return slot >= 0 && slot < p->n_slots ? p->cap[slot] : 0;
+}
+
+ft_status ft_kv_pool_reserve(ft_kv_pool *p, int64_t slot, int64_t tokens, ft_err *err) {
+    if (slot < 0 || slot >= p->n_slots || p->cap[slot])
+        return FT_ERR(err, FT_ERR_INVALID, "kv pool: slot %lld is not a free slot", (long long)slot);
+    if (tokens <= 0 || tokens > p->slot_tokens || tokens > p->pool_tokens)
+        return FT_ERR(err, FT_ERR_RANGE, "kv pool: %lld tokens for one sequence (at most %lld, pool %lld)",
+                      (long long)tokens, (long long)p->slot_tokens, (long long)p->pool_tokens);
+    const int64_t nb = (tokens + FT_KV_BLOCK - 1) / FT_KV_BLOCK, NB = p->pool_tokens / FT_KV_BLOCK;
+    int64_t run = 0;
+    for (int64_t b = 0; b < NB; b++) { /* first fit */
+        run = p->used[b] ? 0 : run + 1;
+        if (run == nb) {
+            int64_t first = b - nb + 1;
+            memset(p->used + first, 1, (size_t)nb);
+            p->base[slot] = first * FT_KV_BLOCK;
+            p->cap[slot] = nb * FT_KV_BLOCK;
+            p->len[slot] = 0;
+            return FT_OK;
+        }
+    }
+    return FT_ERR(err, FT_ERR_LIMIT, "kv pool: no %lld free tokens in a row (%lld of %lld reserved)",
+                  (long long)(nb * FT_KV_BLOCK), (long long)ft_kv_pool_reserved(p), (long long)p->pool_tokens);
+}
+
+void ft_kv_pool_release(ft_kv_pool *p, int64_t slot) {
+    if (slot < 0 || slot >= p->n_slots || !p->cap[slot])
+        return;
+    memset(p->used + p->base[slot] / FT_KV_BLOCK, 0, (size_t)(p->cap[slot] / FT_KV_BLOCK));
+    p->cap[slot] = p->len[slot] = 0;
+}
+
 ft_status ft_model_decode_batch(ft_model *m, ft_kv_pool *p, const ft_decode_seq *seqs, int64_t n_seqs, float *logits,
                                 ft_err *err) {
     if (p->m != m)
@@ -149,7 +208,6 @@ ft_status ft_model_decode_batch(ft_model *m, ft_kv_pool *p, const ft_decode_seq 
     if (n_seqs <= 0)
         return FT_ERR(err, FT_ERR_INVALID, "decode batch: no sequences");
     const int64_t C = m->C, KV = m->KV, T = p->slot_tokens;
-    const size_t slot_floats = (size_t)(m->L * T * KV);
     int64_t N = 0;
     for (int64_t s = 0; s < n_seqs; s++) {
         const ft_decode_seq *q = &seqs[s];
@@ -161,9 +219,9 @@ ft_status ft_model_decode_batch(ft_model *m, ft_kv_pool *p, const ft_decode_seq 
                 return FT_ERR(err, FT_ERR_INVALID, "decode batch: slot %lld appears twice", (long long)q->slot);
         if (q->n <= 0)
             return FT_ERR(err, FT_ERR_INVALID, "decode batch: sequence %lld has no tokens", (long long)s);
-        if (p->len[q->slot] + q->n > T)
-            return FT_ERR(err, FT_ERR_RANGE, "decode batch: %lld + %lld tokens exceed the slot's %lld",
-                          (long long)p->len[q->slot], (long long)q->n, (long long)T);
+        if (p->len[q->slot] + q->n > p->cap[q->slot])
+            return FT_ERR(err, FT_ERR_RANGE, "decode batch: %lld + %lld tokens exceed the slot's reservation of %lld",
+                          (long long)p->len[q->slot], (long long)q->n, (long long)p->cap[q->slot]);
         for (int64_t i = 0; i < q->n; i++)
             if (q->tokens[i] < 0 || q->tokens[i] >= m->V)
                 return FT_ERR(err, FT_ERR_INVALID, "decode batch: token %d is outside the vocabulary (%lld)",
@@ -181,8 +239,9 @@ ft_status ft_model_decode_batch(ft_model *m, ft_kv_pool *p, const ft_decode_seq 
         memcpy(p->ids + row, q->tokens, (size_t)q->n * sizeof(int32_t));
         for (int64_t i = 0; i < q->n; i++)
             p->pos[row + i] = (int32_t)(at + i);
-        p->segs[s] = (layer_seg){.row0 = row, .n = q->n, .at = at, .k = p->k + (size_t)q->slot * slot_floats,
-                                 .v = p->v + (size_t)q->slot * slot_floats};
+        size_t off = (size_t)p->base[q->slot] * (size_t)(m->L * KV); /* (L, cap, KV) from there */
+        p->segs[s] = (layer_seg){.row0 = row, .n = q->n, .at = at, .k = p->k + off, .v = p->v + off,
+                                 .layer_stride = p->cap[q->slot] * KV};
         row += q->n;
     }
     const ft_backend *be = m->be;
@@ -197,7 +256,7 @@ ft_status ft_model_decode_batch(ft_model *m, ft_kv_pool *p, const ft_decode_seq 
                     .offs = p->offs};
     for (int64_t l = 0; l < m->L; l++) {
         layer_run run = {.W = &m->w[l], .bf16 = bf16, .abuf = p->abuf, .as = &as, .cos_t = p->cos_t,
-                         .sin_t = p->sin_t, .segs = p->segs, .n_segs = n_seqs, .seg_layer_stride = T * KV,
+                         .sin_t = p->sin_t, .segs = p->segs, .n_segs = n_seqs,
                          .attn_scratch = p->scratch, .xe = p->xe, .ye = p->ye};
         model_layer_forward(m, l, &A, p->x, N, &run);
     }

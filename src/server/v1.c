@@ -493,7 +493,7 @@ static v1_model *model_acquire(srv_ctx *c, const char *name, srv_response *rs) {
             int64_t ctx = mc.max_position_embeddings > 0 && mc.max_position_embeddings < 4096
                               ? mc.max_position_embeddings
                               : 4096;
-            uint64_t need = (uint64_t)wbytes + ft_kv_pool_bytes(&mc, v->slots, ctx, 256);
+            uint64_t need = (uint64_t)wbytes + ft_kv_pool_bytes(&mc, v->slots, ctx, 256, 0);
             pthread_mutex_lock(&v->mu);
             unload_idle(v, need + need / 8);
             pthread_mutex_unlock(&v->mu);

@@ -440,3 +440,99 @@ static void moe_greedy_equals_gen(bool dbrx) {
 }
 TEST(infer_moe_greedy_equals_gen) { moe_greedy_equals_gen(false); }
 TEST(infer_dbrx_greedy_equals_gen) { moe_greedy_equals_gen(true); }
+
+/* The KV pool is shared by reservations of prompt + max_tokens in blocks: 16 short requests run
+ * together in a pool that holds only two full-context sequences, each with the greedy tokens it
+ * has alone; a full-context request waits for room and then runs; one larger than the pool is
+ * refused; the stats' pool use is the reserved tokens, back to 0 at the end. */
+TEST(infer_kv_pool_reservations) {
+    infer_fixture f;
+    ft_err err;
+    REQUIRE(infer_fixture_load(&f, &err));
+    ft_tensor_set_threads(2);
+    ft_infer_params ip = ft_infer_default_params();
+    ip.max_seqs = 16;
+    ip.max_context = 256;
+    ip.kv_tokens = 2 * 256; /* two full-context sequences */
+    ip.step_tokens = 256;
+    ft_infer *e = NULL;
+    REQUIRE_OK(ft_infer_new(f.m, f.tok, f.dir, &ip, &e, &err), &err);
+    /* alone, on an engine with the default pool: the reference ids */
+    ft_infer *alone = NULL;
+    REQUIRE_OK(ft_infer_new(f.m, f.tok, f.dir, NULL, &alone, &err), &err);
+    enum { N = 16, P = 8, MAX = 20 };
+    int32_t prompts[N][P];
+    collected c[N];
+    for (int k = 0; k < N; k++) {
+        infer_fill_prompt(prompts[k], P, (uint32_t)(k + 1));
+        collected_init(&c[k]);
+    }
+    for (int k = 0; k < N; k++) { /* P + MAX = 28 tokens: 2 blocks of 16 each, 512 in all */
+        ft_infer_request r = ft_infer_default_request();
+        r.prompt = prompts[k], r.n_prompt = P, r.max_tokens = MAX;
+        r.sampling.temperature = 0;
+        r.cb = collect_cb, r.user = &c[k];
+        REQUIRE_OK(ft_infer_submit(e, &r, NULL, &err), &err);
+    }
+    for (int k = 0; k < N; k++)
+        collected_wait(&c[k]);
+    ft_infer_stats st;
+    ft_infer_get_stats(e, &st);
+    CHECK_EQ_INT(st.kv_tokens, 512);
+    CHECK_EQ_INT(st.kv_tokens_used, 0);
+    /* some step ran more than 10 sequences (the batch histogram reuses the bounds as counts):
+     * impossible with two full-context slots */
+    CHECK(st.batch.count[FT_INFER_HIST - 1] > 0);
+    for (int k = 0; k < N; k++) {
+        ft_infer_request r = ft_infer_default_request();
+        r.prompt = prompts[k], r.n_prompt = P, r.max_tokens = MAX;
+        r.sampling.temperature = 0;
+        ft_infer_result want;
+        REQUIRE_OK(ft_infer_run(alone, &r, NULL, NULL, &want, &err), &err);
+        CHECK(c[k].n == want.n_ids && !memcmp(c[k].ids, want.ids, want.n_ids * sizeof(int32_t)));
+        ft_infer_result_free(&want);
+    }
+    /* a full-context request (no max_tokens: 256 tokens, half the pool) beside short ones */
+    collected full;
+    collected_init(&full);
+    ft_infer_request r = ft_infer_default_request();
+    r.prompt = prompts[0], r.n_prompt = P, r.seed = 3;
+    r.cb = collect_cb, r.user = &full;
+    REQUIRE_OK(ft_infer_submit(e, &r, NULL, &err), &err);
+    for (int k = 0; k < N; k++) {
+        collected_free(&c[k]);
+        collected_init(&c[k]);
+        ft_infer_request q = ft_infer_default_request();
+        q.prompt = prompts[k], q.n_prompt = P, q.max_tokens = MAX, q.seed = (uint64_t)k;
+        q.cb = collect_cb, q.user = &c[k];
+        REQUIRE_OK(ft_infer_submit(e, &q, NULL, &err), &err);
+    }
+    collected_wait(&full);
+    for (int k = 0; k < N; k++) {
+        collected_wait(&c[k]);
+        CHECK(c[k].finish == FT_INFER_STOP || c[k].finish == FT_INFER_LENGTH);
+    }
+    CHECK(full.finish == FT_INFER_STOP || full.finish == FT_INFER_LENGTH);
+    ft_infer_get_stats(e, &st);
+    CHECK_EQ_INT(st.kv_tokens_used, 0);
+    /* larger than the pool: refused up front */
+    ft_infer_params small = ip;
+    small.kv_tokens = 64;
+    ft_infer *e2 = NULL;
+    REQUIRE_OK(ft_infer_new(f.m, f.tok, f.dir, &small, &e2, &err), &err);
+    r = ft_infer_default_request();
+    r.prompt = prompts[0], r.n_prompt = P, r.max_tokens = 100;
+    CHECK(ft_infer_submit(e2, &r, NULL, &err) == FT_ERR_RANGE);
+    CHECK(strstr(err.msg, "KV pool") != NULL);
+    r.max_tokens = 50;
+    ft_infer_result ok;
+    REQUIRE_OK(ft_infer_run(e2, &r, NULL, NULL, &ok, &err), &err);
+    ft_infer_result_free(&ok);
+    ft_infer_free(e2);
+    collected_free(&full);
+    for (int k = 0; k < N; k++)
+        collected_free(&c[k]);
+    ft_infer_free(alone);
+    ft_infer_free(e);
+    infer_fixture_free(&f);
+}
