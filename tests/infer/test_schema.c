@@ -274,20 +274,45 @@ static void write_line(FILE *out, const char *schema, const ft_infer_result *res
     json_decref(o);
 }
 
+/* The sampling tests' setup: the tiny model's engine, a file of JSON lines for the validator,
+ * a prompt. */
+typedef struct sampler_run {
+    infer_fixture f;
+    ft_infer *e;
+    char *path;
+    FILE *out;
+    int32_t prompt[8];
+} sampler_run;
+
+static bool sampler_start(sampler_run *s, const char *file, uint32_t salt, ft_err *err) {
+    memset(s, 0, sizeof *s);
+    if (!infer_fixture_load(&s->f, err))
+        return false;
+    ft_tensor_set_threads(1);
+    if (ft_infer_new(s->f.m, s->f.tok, s->f.dir, NULL, &s->e, err) != FT_OK)
+        return false;
+    s->path = ft_path_join(ft_test_tmpdir(), file);
+    s->out = s->path ? fopen(s->path, "w") : NULL;
+    infer_fill_prompt(s->prompt, 8, salt);
+    return s->out != NULL;
+}
+
+/* Close the file, run the validator over it (its exit status), free the rest. */
+static int sampler_finish(sampler_run *s) {
+    fclose(s->out);
+    int rc = validate_file(s->path);
+    ft_free(s->path);
+    ft_infer_free(s->e);
+    infer_fixture_free(&s->f);
+    return rc;
+}
+
 TEST(infer_schema_keywords_validate) {
     if (!node_with_ajv())
         SKIP("node with npm ajv and ajv-formats is missing: `make deps` installs them into tools/npm");
-    infer_fixture f;
+    sampler_run sr;
     ft_err err;
-    REQUIRE(infer_fixture_load(&f, &err));
-    ft_tensor_set_threads(1);
-    ft_infer *e = NULL;
-    REQUIRE_OK(ft_infer_new(f.m, f.tok, f.dir, NULL, &e, &err), &err);
-    char *path = ft_path_join(ft_test_tmpdir(), "sampled.jsonl");
-    FILE *out = fopen(path, "w");
-    REQUIRE(out);
-    int32_t prompt[8];
-    infer_fill_prompt(prompt, 8, 6);
+    REQUIRE(sampler_start(&sr, "sampled.jsonl", 6, &err));
     const size_t n_schemas = sizeof keyword_schemas / sizeof *keyword_schemas;
     const uint64_t seeds = 3;
     int stopped = 0, total = 0;
@@ -296,13 +321,13 @@ TEST(infer_schema_keywords_validate) {
         REQUIRE(schema);
         for (uint64_t seed = 0; seed < seeds; seed++) {
             ft_infer_request r = ft_infer_default_request();
-            r.prompt = prompt, r.n_prompt = 8;
+            r.prompt = sr.prompt, r.n_prompt = 8;
             r.seed = seed * 1000 + k;
             r.max_tokens = 120;
             r.json = FT_INFER_JSON_SCHEMA;
             r.json_schema = schema;
             ft_infer_result res;
-            REQUIRE_OK(ft_infer_run(e, &r, NULL, NULL, &res, &err), &err);
+            REQUIRE_OK(ft_infer_run(sr.e, &r, NULL, NULL, &res, &err), &err);
             /* the budget holds every one of these schemas' shortest documents: all finish */
             if (res.finish != FT_INFER_STOP)
                 fprintf(stderr, "schema %zu seed %llu ended by %s: %s\n", k, (unsigned long long)seed,
@@ -310,17 +335,13 @@ TEST(infer_schema_keywords_validate) {
             CHECK(res.finish == FT_INFER_STOP);
             stopped += res.finish == FT_INFER_STOP;
             total++;
-            write_line(out, keyword_schemas[k], &res);
+            write_line(sr.out, keyword_schemas[k], &res);
             ft_infer_result_free(&res);
         }
         json_decref(schema);
     }
-    fclose(out);
     fprintf(stderr, "  %d of %d sampled documents finished\n", stopped, total);
-    CHECK_EQ_INT(validate_file(path), 0);
-    ft_free(path);
-    ft_infer_free(e);
-    infer_fixture_free(&f);
+    CHECK_EQ_INT(sampler_finish(&sr), 0);
 }
 
 /* Budget steering: with few tokens, json_object and json_schema answers still close (every "stop"
@@ -329,17 +350,9 @@ TEST(infer_schema_keywords_validate) {
 TEST(infer_schema_budget) {
     if (!node_with_ajv())
         SKIP("node with npm ajv and ajv-formats is missing: `make deps` installs them into tools/npm");
-    infer_fixture f;
+    sampler_run sr;
     ft_err err;
-    REQUIRE(infer_fixture_load(&f, &err));
-    ft_tensor_set_threads(1);
-    ft_infer *e = NULL;
-    REQUIRE_OK(ft_infer_new(f.m, f.tok, f.dir, NULL, &e, &err), &err);
-    char *path = ft_path_join(ft_test_tmpdir(), "budget.jsonl");
-    FILE *out = fopen(path, "w");
-    REQUIRE(out);
-    int32_t prompt[8];
-    infer_fill_prompt(prompt, 8, 2);
+    REQUIRE(sampler_start(&sr, "budget.jsonl", 2, &err));
     const char *object_schema = "{\"type\": \"object\"}"; /* what json_object must produce */
     const char *schema_text = keyword_schemas[0];
     const char *shortest_doc = "{\"s\":\"\",\"i\":0,\"n\":0,\"b\":true,\"z\":null}";
@@ -353,13 +366,13 @@ TEST(infer_schema_budget) {
         for (int64_t budget = 2; budget <= 60; budget += 7)
             for (uint64_t seed = 0; seed < 2; seed++) {
                 ft_infer_request r = ft_infer_default_request();
-                r.prompt = prompt, r.n_prompt = 8;
+                r.prompt = sr.prompt, r.n_prompt = 8;
                 r.seed = seed + (uint64_t)budget * 10;
                 r.max_tokens = budget;
                 r.json = mode ? FT_INFER_JSON_SCHEMA : FT_INFER_JSON_OBJECT;
                 r.json_schema = mode ? schema : NULL;
                 ft_infer_result res;
-                REQUIRE_OK(ft_infer_run(e, &r, NULL, NULL, &res, &err), &err);
+                REQUIRE_OK(ft_infer_run(sr.e, &r, NULL, NULL, &res, &err), &err);
                 bool done;
                 CHECK(accepts(mode ? &m : &mo, res.text, 1, &done)); /* always a valid prefix */
                 CHECK(done == (res.finish == FT_INFER_STOP));
@@ -370,12 +383,11 @@ TEST(infer_schema_budget) {
                 else
                     CHECK(res.finish == FT_INFER_LENGTH);
                 stops += res.finish == FT_INFER_STOP;
-                write_line(out, mode ? schema_text : object_schema, &res);
+                write_line(sr.out, mode ? schema_text : object_schema, &res);
                 ft_infer_result_free(&res);
             }
-    fclose(out);
     CHECK(stops > 10);
-    CHECK_EQ_INT(validate_file(path), 0);
+    CHECK_EQ_INT(sampler_finish(&sr), 0);
     /* the shortest document of schema 0 is the one the test assumes */
     infer_gstate_init(m.g, &m.st[0]);
     CHECK_EQ_INT(infer_gstate_min_left(m.g, &m.st[0]), shortest);
@@ -384,7 +396,4 @@ TEST(infer_schema_budget) {
     matcher_free(&m);
     matcher_free(&mo);
     json_decref(schema);
-    ft_free(path);
-    ft_infer_free(e);
-    infer_fixture_free(&f);
 }

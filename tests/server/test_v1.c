@@ -345,6 +345,17 @@ TEST(v1_stream_shape_and_disconnect) {
     ft_server_stop(f.srv);
 }
 
+/* Run a command (a node script), echo its output, return its exit status. */
+static int run_echo(const char *cmd) {
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    char line[4096];
+    while (fgets(line, sizeof line, p))
+        fprintf(stderr, "  %s", line);
+    return pclose(p);
+}
+
 TEST(v1_openai_client) {
     if (access("tools/npm/node_modules/openai/package.json", R_OK) != 0)
         SKIP("npm openai is missing: `make deps` installs it into tools/npm");
@@ -356,13 +367,7 @@ TEST(v1_openai_client) {
     char *cmd = ft_asprintf("node tests/server/openai.mjs http://127.0.0.1:%d '%s' main.demo.tiny "
                             "'[\"main.demo.tiny\", \"main.demo.tiny/1\", \"main.demo.tiny/2\"]' 2>&1",
                             f.port, TOKEN);
-    FILE *p = popen(cmd, "r");
-    REQUIRE(p);
-    char line[4096];
-    while (fgets(line, sizeof line, p))
-        fprintf(stderr, "  %s", line);
-    int rc = pclose(p);
-    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_INT(run_echo(cmd), 0);
     ft_free(cmd);
     ft_server_stop(f.srv);
 }
@@ -414,20 +419,41 @@ static bool is_loaded(v1_fixture *f, const char *id) {
     return loaded;
 }
 
+/* Wait (up to 5 s) until the engine of `id` runs sequences. */
+static bool wait_running(v1_fixture *f, const char *id) {
+    char key[256];
+    snprintf(key, sizeof key, "ftune_running_sequences{model=\"%s\"} ", id);
+    for (int i = 0; i < 2500; i++) {
+        http_resp r;
+        bool runs = false;
+        if (http(f->port, "GET", "/metrics", AUTH, NULL, 0, &r) == 0) {
+            const char *m = strstr(r.body, key);
+            runs = m && atoi(m + strlen(key)) > 0;
+            http_resp_free(&r);
+        }
+        if (runs)
+            return true;
+        sleep_ms(2);
+    }
+    return false;
+}
+
 /* The blocker keeps the only slot busy: n choices of up to 200 tokens each. */
 #define BLOCKER(model) \
-    "{\"model\": \"" model "\", \"prompt\": \"hello\", \"max_tokens\": 200, \"n\": 8, \"seed\": 1}"
+    "{\"model\": \"" model "\", \"prompt\": \"hello\", \"max_tokens\": 240, \"n\": 8, \"seed\": 1}"
 
 /* A stream whose first token waits behind another request gets `: ping` comments before its
  * first chunk, and the openai client parses such a stream as any other. */
 TEST(v1_pings_while_queued) {
     v1_fixture f;
     ft_err err;
-    g_ping_s = 0.005;
+    g_ping_s = 0.001;
     REQUIRE(v1_start(&f, 1, NULL, &err));
-    bg_request blocker;
+    bg_request blocker, more;
     bg_start(&blocker, &f, BLOCKER("main.demo.tiny/1"));
-    sleep_ms(30);
+    REQUIRE(wait_running(&f, "main.demo.tiny/1"));
+    bg_start(&more, &f, BLOCKER("main.demo.tiny/1")); /* queued before the stream */
+    sleep_ms(5);
     const char *body = "{\"model\": \"main.demo.tiny/1\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], "
                        "\"max_tokens\": 6, \"seed\": 3, \"stream\": true}";
     http_resp r;
@@ -439,15 +465,11 @@ TEST(v1_pings_while_queued) {
     CHECK(strstr(r.body, "data: [DONE]") != NULL);
     http_resp_free(&r);
     bg_join(&blocker);
+    bg_join(&more);
     if (access("tools/npm/node_modules/openai/package.json", R_OK) == 0 && system("node --version >/dev/null 2>&1") == 0) {
         char *cmd = ft_asprintf("node tests/server/openai_ping.mjs http://127.0.0.1:%d '%s' main.demo.tiny/1 2>&1",
                                 f.port, TOKEN);
-        FILE *p = popen(cmd, "r");
-        REQUIRE(p);
-        char line[4096];
-        while (fgets(line, sizeof line, p))
-            fprintf(stderr, "  %s", line);
-        CHECK_EQ_INT(pclose(p), 0);
+        CHECK_EQ_INT(run_echo(cmd), 0);
         ft_free(cmd);
     } else {
         fprintf(stderr, "  (the openai client part needs node and npm openai: make deps)\n");
@@ -473,19 +495,21 @@ TEST(v1_memory_pressure_unloads_idle_models) {
     CHECK(is_loaded(&f, "main.demo.tiny/1") && is_loaded(&f, "main.demo.tiny/2"));
     sleep_ms(50); /* plenty of memory: nothing goes */
     CHECK(is_loaded(&f, "main.demo.tiny/1") && is_loaded(&f, "main.demo.tiny/2"));
-    bg_request busy;
+    bg_request busy, busy2;
     bg_start(&busy, &f, BLOCKER("main.demo.tiny/2"));
-    sleep_ms(30);
+    REQUIRE(wait_running(&f, "main.demo.tiny/2"));
+    bg_start(&busy2, &f, BLOCKER("main.demo.tiny/2")); /* keeps it in use longer */
     g_avail = (uint64_t)1 << 20; /* pressure */
     bool gone1 = false;
     for (int i = 0; i < 300 && !gone1; i++, sleep_ms(10))
         gone1 = !is_loaded(&f, "main.demo.tiny/1");
     bool kept2 = is_loaded(&f, "main.demo.tiny/2");
-    bool still_busy = !atomic_load(&busy.done);
+    bool still_busy = !atomic_load(&busy2.done);
     CHECK(gone1);
     CHECK(kept2);      /* in use: kept */
     CHECK(still_busy); /* (so the check above meant something) */
     bg_join(&busy);
+    bg_join(&busy2);
     CHECK_EQ_INT(busy.status, 200);
     bool gone2 = false;
     for (int i = 0; i < 300 && !gone2; i++, sleep_ms(10))
@@ -516,28 +540,18 @@ TEST(v1_version_is_immutable) {
     CHECK_EQ_INT(st, 200);
     const char *text_a = json_string_value(json_object_get(json_array_get(json_object_get(a, "choices"), 0), "text"));
     REQUIRE(text_a);
+    /* version 3's folder (other weights), written before the request starts so that only the
+     * registration happens while it runs */
+    char *src = ft_path_join(f.home, "export3");
+    char *db = ft_path_join(f.home, "ftune.db");
+    REQUIRE_OK(tiny_model_write(src, 5, &err), &err);
     /* what the long request answers before any new version exists */
     json_t *ref = v1_post(&f, "/v1/completions", BLOCKER("main.demo.tiny"), &st, NULL);
     CHECK_EQ_INT(st, 200);
     bg_request running;
     bg_start(&running, &f, BLOCKER("main.demo.tiny"));
     /* registered only once the request runs (on version 2) */
-    bool runs = false;
-    for (int i = 0; i < 500 && !runs; i++) {
-        http_resp r;
-        if (http(f.port, "GET", "/metrics", AUTH, NULL, 0, &r) == 0) {
-            const char *m = strstr(r.body, "ftune_running_sequences{model=\"main.demo.tiny/2\"} ");
-            runs = m && atoi(m + strlen("ftune_running_sequences{model=\"main.demo.tiny/2\"} ")) > 0;
-            http_resp_free(&r);
-        }
-        if (!runs)
-            sleep_ms(2);
-    }
-    CHECK(runs);
-    /* version 3: other weights */
-    char *src = ft_path_join(f.home, "export3");
-    char *db = ft_path_join(f.home, "ftune.db");
-    REQUIRE_OK(tiny_model_write(src, 5, &err), &err);
+    CHECK(wait_running(&f, "main.demo.tiny/2"));
     ft_store *s = NULL;
     REQUIRE_OK(ft_store_open(db, &s, &err), &err);
     ft_model_version v;
