@@ -394,10 +394,17 @@ static pid_t start_bg(const char *cmd) {
 }
 
 /* Wait for the run tmp/name to log at least n losses (false after 120 s). */
+/* Waits until run `name` logged n losses and its folder holds a complete checkpoint: a loss is
+ * logged before that step's checkpoint is committed, so the count alone does not promise one. */
 static bool wait_losses(const char *tmp, const char *name, size_t n) {
     double l[64];
+    char dir[1200];
+    snprintf(dir, sizeof dir, "%s/%s", tmp, name);
     for (int i = 0; i < 2400; i++) {
-        if (losses_of(tmp, name, l, 64) >= n)
+        char *ck = NULL;
+        bool have = losses_of(tmp, name, l, 64) >= n && ft_ckpt_find_latest(dir, true, &ck, NULL, NULL) == FT_OK;
+        ft_free(ck);
+        if (have)
             return true;
         struct timespec ts = {0, 50 * 1000 * 1000};
         nanosleep(&ts, NULL);
