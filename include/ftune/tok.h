@@ -97,6 +97,10 @@ void ft_tok_encoding_free(ft_tok_encoding *e);
 ft_status ft_tok_encode(const ft_tok *t, const char *text, size_t len, bool add_special_tokens, ft_tok_encoding *out,
                         ft_err *err);
 
+/* ft_tok_encode's ids alone, in a new array (*ids: at least one element, free with ft_free). */
+ft_status ft_tok_encode_ids(const ft_tok *t, const char *text, size_t len, bool add_special_tokens, int32_t **ids,
+                            size_t *n, ft_err *err);
+
 /* Encode many texts over `threads` threads (0: all cores), for data preparation. Results are
  * flattened: the ids of text i are ids[row_start[i] .. row_start[i+1]). Free with
  * ft_tok_batch_free. */

@@ -185,20 +185,8 @@ ft_status ft_gen_prompt_ids(ft_generator *g, const char *prompt, bool chat, int3
     } else {
         s = ft_buf_append(&text, prompt, strlen(prompt));
     }
-    ft_tok_encoding enc;
-    ft_tok_encoding_init(&enc);
     if (s == FT_OK)
-        s = ft_tok_encode(g->tok, text.data ? text.data : "", text.len, special, &enc, err);
-    if (s == FT_OK) {
-        *ids = ft_malloc((enc.n ? enc.n : 1) * sizeof(int32_t));
-        if (!*ids)
-            s = FT_ERR(err, FT_ERR_NOMEM, "out of memory");
-        else {
-            memcpy(*ids, enc.ids, enc.n * sizeof(int32_t));
-            *n = enc.n;
-        }
-    }
-    ft_tok_encoding_free(&enc);
+        s = ft_tok_encode_ids(g->tok, text.data ? text.data : "", text.len, special, ids, n, err);
     ft_buf_free(&text);
     return s;
 }

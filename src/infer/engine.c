@@ -645,20 +645,8 @@ ft_status ft_infer_chat_ids(ft_infer *e, const void *messages_json, int32_t **id
         return FT_ERR(err, FT_ERR_INVALID, "the model has no chat template (tokenizer_config.json chat_template)");
     ft_buf text = {0};
     ft_status s = ft_chat_render(e->chat, (const json_t *)messages_json, NULL, true, NULL, NULL, &text, err);
-    ft_tok_encoding enc;
-    ft_tok_encoding_init(&enc);
     if (s == FT_OK)
-        s = ft_tok_encode(e->tok, text.data ? text.data : "", text.len, false, &enc, err);
-    if (s == FT_OK) {
-        *ids = ft_malloc((enc.n ? enc.n : 1) * sizeof(int32_t));
-        if (!*ids)
-            s = FT_ERR(err, FT_ERR_NOMEM, "out of memory");
-        else {
-            memcpy(*ids, enc.ids, enc.n * sizeof(int32_t));
-            *n = enc.n;
-        }
-    }
-    ft_tok_encoding_free(&enc);
+        s = ft_tok_encode_ids(e->tok, text.data ? text.data : "", text.len, false, ids, n, err);
     ft_buf_free(&text);
     return s;
 }

@@ -343,6 +343,26 @@ ft_status ft_tok_encode(const ft_tok *t, const char *text, size_t len, bool add_
     return FT_OK;
 }
 
+ft_status ft_tok_encode_ids(const ft_tok *t, const char *text, size_t len, bool add_special_tokens, int32_t **ids,
+                            size_t *n, ft_err *err) {
+    *ids = NULL;
+    *n = 0;
+    ft_tok_encoding enc;
+    ft_tok_encoding_init(&enc);
+    ft_status s = ft_tok_encode(t, text, len, add_special_tokens, &enc, err);
+    if (s == FT_OK) {
+        *ids = ft_malloc((enc.n ? enc.n : 1) * sizeof(int32_t));
+        if (!*ids)
+            s = FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+        else {
+            memcpy(*ids, enc.ids, enc.n * sizeof(int32_t));
+            *n = enc.n;
+        }
+    }
+    ft_tok_encoding_free(&enc);
+    return s;
+}
+
 /* ---------------------------------------------------------------- batches */
 
 ft_status ft_tok_encode_batch(const ft_tok *t, const char *const *texts, const size_t *lens, size_t n_texts,
