@@ -44,6 +44,9 @@ void ft_comm_free(ft_comm *c);
 
 int64_t ft_comm_rank(const ft_comm *c);
 int64_t ft_comm_size(const ft_comm *c);
+/* The ranks on this process's host, this one included (they share its memory; MPI's shared-memory
+ * split, found when the world is made); 1 in one process. */
+int64_t ft_comm_local_size(const ft_comm *c);
 /* "mpi" or "single". */
 const char *ft_comm_backend(const ft_comm *c);
 /* This process's host name (gethostname). */

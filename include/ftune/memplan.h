@@ -9,7 +9,14 @@
  * The prediction is the sum of what the engine allocates, each term from the engine's own sizing
  * (ft_model_state_bytes, ft_optim_state_bytes, ft_workspace_bytes: the same layout code as the
  * allocations), plus the data loader's prefetched batches and a measured allowance for the
- * process itself (code, libraries, OpenBLAS and thread buffers, tokenizer). */
+ * process itself (code, libraries, OpenBLAS and thread buffers, tokenizer).
+ *
+ * Data parallelism (world_size > 1, docs/distributed.md): the prediction is per process. Every
+ * process holds the whole weights and gradients; with ZeRO-1 (the default) the optimizer state of
+ * its shard only (1/N of it, the largest shard counted); and the reduce-scatter's receive buffers
+ * (N times the largest shard: about one more gradient) and the per-chunk sums of the gradient norm.
+ * A checkpoint gathers the optimizer state on rank 0 into buffers that are idle between steps, so
+ * rank 0's peak is the same. */
 #ifndef FTUNE_MEMPLAN_H
 #define FTUNE_MEMPLAN_H
 
@@ -64,22 +71,31 @@ typedef struct ft_memplan_params {
     int64_t global_batch;    /* rows a step's batch holds (the loader's batches); 0: micro_batch */
     int64_t prefetch;        /* batches the data loader keeps ready (the trainer's: 4); 0: none */
     bool run;                /* a full run (tokenizer, data loader, store): a larger process allowance */
+    int64_t world_size;      /* processes of a data-parallel run; 0 or 1: one process */
+    bool zero;               /* with world_size > 1: ZeRO-1, each process holds its shard of the optimizer state */
 } ft_memplan_params;
-/* Defaults: fp32, AdamW, training, micro 1, T 2048, no checkpointing, all threads, no loader. */
+/* Defaults: fp32, AdamW, training, micro 1, T 2048, no checkpointing, all threads, no loader, one
+ * process (ZeRO-1 on, for when world_size is set). */
 ft_memplan_params ft_memplan_default_params(const ft_model_config *c);
 
 typedef struct ft_memplan {
-    uint64_t params, grads, optimizer; /* fp32 master weights, gradients, optimizer state */
+    uint64_t params, grads, optimizer; /* fp32 master weights, gradients, optimizer state (this
+                                        * process's shard under ZeRO-1) */
     uint64_t workspace;                /* activations, scratch, logits chunk: one workspace */
     uint64_t batches;                  /* the data loader's prefetched batches */
     uint64_t gemm_pack;                /* bf16 on oneDNN: the operands packed to 16 bits (largest product) */
+    uint64_t comm;                     /* data parallelism: receive buffers and per-chunk norm sums */
     uint64_t process;                  /* the process itself */
-    uint64_t total;                    /* the predicted peak resident memory */
+    uint64_t total;                    /* the predicted peak resident memory (of rank 0, the largest) */
+    uint64_t total_others;             /* data parallelism: ranks > 0, which never fill the receive
+                                        * slot of their own shard (rank 0 does, gathering a
+                                        * checkpoint's optimizer state into it); else total */
 } ft_memplan;
 
 void ft_memplan_estimate(const ft_memplan_params *p, ft_memplan *out);
 
-/* One line: "14.2 GiB = weights 4.6 + gradients 4.6 + AdamW state 9.2 + activations 0.8 + ...". */
+/* One line: "14.2 GiB = weights 4.6 + gradients 4.6 + AdamW state 9.2 + activations 0.8 + ...";
+ * with world_size > 1 "per process of N: ..." with the shard and the data-parallel buffers. */
 void ft_memplan_describe(const ft_memplan_params *p, const ft_memplan *m, char *buf, size_t cap);
 
 /* ---------------------------------------------------------------- choices within a limit */
@@ -101,16 +117,24 @@ typedef struct ft_memplan_choice {
 ft_status ft_memplan_fit(const ft_memplan_params *p, int64_t micro_max, ft_memplan_ckpt ckpt, uint64_t limit,
                          ft_memplan_choice *out, ft_err *err);
 
+/* The processes of a data-parallel run, for ft_memplan_for_run. */
+typedef struct ft_memplan_world {
+    int64_t size;  /* processes (ranks); 0 or 1: one */
+    int64_t local; /* of them on this machine, sharing its memory; 0: all of them */
+    bool zero;     /* ZeRO-1 (the trainer's default; FTUNE_ZERO=0 turns it off) */
+} ft_memplan_world;
+
 /* The plan of a training run: configuration c on a model of config mc, at context length T with
- * G rows a step, on `machine` (NULL: read it now). The limit is c->memory_limit (default:
- * ft_memplan_default_limit); the micro-batch is c's (at most G) or
+ * G rows a step, on `machine` (NULL: read it now), per process of `world` (NULL: one process).
+ * The limit is c->memory_limit, per process (default: ft_memplan_default_limit divided among the
+ * world's processes on this machine); the micro-batch is c's (at most G) or
  * automatic up to min(G, 8); checkpointing as c->activation_checkpointing; dtype and optimizer
  * from c; the loader's prefetched batches of G rows and a run's process allowance included.
  * *limit_out (may be NULL) gets the limit used. Refusal: as ft_memplan_fit, the message naming the
  * limit's source. */
 ft_status ft_memplan_for_run(const ft_train_config *c, const ft_model_config *mc, int64_t T, int64_t G,
-                             const ft_memplan_machine *machine, ft_memplan_choice *out, uint64_t *limit_out,
-                             ft_err *err);
+                             const ft_memplan_world *world, const ft_memplan_machine *machine, ft_memplan_choice *out,
+                             uint64_t *limit_out, ft_err *err);
 /* The batches the trainer's data loader keeps ready (what ft_memplan_for_run counts). */
 #define FT_MEMPLAN_RUN_PREFETCH 4
 

@@ -8,6 +8,7 @@
 #include <signal.h>
 
 #include "ftune/data.h"
+#include "ftune/memplan.h"
 #include "ftune/store.h"
 #include "ftune/train.h"
 
@@ -82,6 +83,7 @@ typedef struct ft_runs_validate_params {
     /* The run's memory settings (dtype, optimizer, micro_batch_size, memory_limit,
      * activation_checkpointing; global_batch_size is taken from above); NULL: the defaults. */
     const ft_train_config *run;
+    int64_t world_size;        /* processes the run will train on (mpirun -np N), for the memory plan; 0: one */
 } ft_runs_validate_params;
 void ft_runs_validate_default_params(ft_runs_validate_params *p);
 
@@ -100,11 +102,12 @@ ft_status ft_runs_validate(const ft_runs_validate_params *p, ft_data_report **re
  * what is available) and the available memory. *json (may be NULL) gets {fits,
  * predicted_peak_bytes, limit_bytes, available_bytes, available_source, activation_checkpointing,
  * micro_batch_size, weights_bytes, gradients_bytes, optimizer_bytes, activations_bytes,
- * loader_bytes, process_bytes, message?}; `summary` (may be NULL) the one-line description
+ * loader_bytes, process_bytes, comm_bytes, world_size, zero, message?}, per process of `world`
+ * (NULL: one process; ft_memplan_for_run); `summary` (may be NULL) the one-line description
  * ("predicted peak ...; limit ... of ... available (...)"). FT_OK when it fits; FT_ERR_INVALID
  * when it cannot, with the numbers and what would make it fit. */
 ft_status ft_runs_memory_plan(const ft_train_config *c, const ft_model_config *mc, int64_t T, int64_t rows_per_epoch,
-                              json_t **json, char *summary, size_t cap, ft_err *err);
+                              const ft_memplan_world *world, json_t **json, char *summary, size_t cap, ft_err *err);
 /* Recompute the report's epochs, tokens_total and steps_total for `global_batch_size` rows a step,
  * or (0) the trainer's automatic global batch size, which depends on the rows per epoch that
  * validation has just counted. */
@@ -232,6 +235,9 @@ typedef struct ft_runs_create_params {
     void (*on_summary)(void *user, const char *path, const ft_data_report *report);
     /* The memory plan's line ("predicted peak ...; limit ... of ... available (...)") when it fits. */
     void (*on_memory)(void *user, const char *summary);
+    /* The processes the run will train on (`mpirun -np N ftune create`), for the memory plan
+     * (per process); NULL: one. */
+    const ft_memplan_world *world;
 } ft_runs_create_params;
 
 /* Create a run as `ftune create` and POST /api/runs do: every parameter checked, the run folder,

@@ -222,6 +222,11 @@ int cmd_create(int argc, char **argv) {
                                 .on_issue = on_issue,
                                 .on_summary = on_summary,
                                 .on_memory = on_memory};
+    /* under mpirun: the plan per process, the ranks on this host sharing its memory */
+    ft_memplan_world world = {.size = ft_comm_size(run_comm()), .local = ft_comm_local_size(run_comm()), .zero = true};
+    const char *fz = getenv("FTUNE_ZERO");
+    world.zero = !(fz && !strcmp(fz, "0"));
+    cp.world = &world;
     const char *field = NULL;
     ft_status st = ft_runs_create(NULL, &cp, &name, NULL, &field, &err);
     if (st != FT_OK) {

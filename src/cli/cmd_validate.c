@@ -36,6 +36,8 @@ static const cli_opt opts[] = {
     {"dtype", CLI_STR, "the run's dtype, for the memory plan (default fp32)"},
     {"memory-limit", CLI_STR, "20G | 80%: the limit a run must fit (default 95% of the available memory)"},
     {"activation-checkpointing", CLI_STR, "auto (default) | on | off, for the memory plan"},
+    {"processes", CLI_INT, "N: plan memory per process of a data-parallel run on N processes (mpirun -np N; ZeRO-1)"},
+    {"processes-per-host", CLI_INT, "N: of them on this machine, sharing its memory (default: all of --processes)"},
     {"table-version", CLI_INT, "N: read a Delta table at version N (also: PATH@N)"},
     {"prompt-column", CLI_STR, "NAME: Parquet column of IFT prompts (default prompt)"},
     {"response-column", CLI_STR, "NAME: Parquet column of IFT responses (default response, else completion)"},
@@ -108,6 +110,15 @@ int cmd_validate(int argc, char **argv) {
         }
     }
     rc_cfg.global_batch_size = cli_int(&a, "global-batch-size", 0);
+    const int64_t processes = cli_int(&a, "processes", 1), per_host = cli_int(&a, "processes-per-host", processes);
+    if (processes < 1 || per_host < 1 || per_host > processes) {
+        ft_train_config_deinit(&rc_cfg);
+        bool host_flag = processes >= 1;
+        cli_args_free(&a);
+        return host_flag ? cli_usage_error("validate", "processes-per-host", "must be 1..%lld (--processes)",
+                                           (long long)processes)
+                         : cli_usage_error("validate", "processes", "must be at least 1");
+    }
     const char *model = cli_str(&a, "model", NULL);
     ft_model_config mcfg;
     bool have_mcfg = false;
@@ -190,7 +201,8 @@ int cmd_validate(int argc, char **argv) {
     if (have_mcfg && rep->valid && !json_out)
         cli_print_data_summary(stdout, rep, task);
     if (have_mcfg && rep->valid)
-        mem_rc = cli_memory_plan(json_out ? NULL : stdout, "validate", &rc_cfg, &mcfg, T, rep->rows_per_epoch,
+        mem_rc = cli_memory_plan(json_out ? NULL : stdout, "validate", &rc_cfg, &mcfg, T, rep->rows_per_epoch, processes,
+                                 per_host,
                                  json_out ? &mem_json : NULL);
     if (json_out) {
         json_t *j = ft_data_report_to_json(rep, vp.max_issues);

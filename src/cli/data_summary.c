@@ -76,10 +76,11 @@ void cli_plan_batches(ft_data_report *r, ft_data_duration d, int64_t global_batc
 }
 
 int cli_memory_plan(FILE *f, const char *command, const ft_train_config *c, const ft_model_config *mc, int64_t T,
-                    int64_t rows_per_epoch, json_t **json) {
+                    int64_t rows_per_epoch, int64_t processes, int64_t per_host, json_t **json) {
     char summary[1200];
     ft_err err;
-    if (ft_runs_memory_plan(c, mc, T, rows_per_epoch, json, summary, sizeof summary, &err) != FT_OK) {
+    ft_memplan_world w = {.size = processes, .local = per_host, .zero = true};
+    if (ft_runs_memory_plan(c, mc, T, rows_per_epoch, &w, json, summary, sizeof summary, &err) != FT_OK) {
         fprintf(stderr, "ftune %s: %s\n", command, err.msg);
         return CLI_EXIT_USAGE;
     }

@@ -19,6 +19,7 @@
 
 struct ft_comm {
     int64_t rank, size;
+    int64_t local_size; /* ranks on this host (this one included) */
     bool mpi;
     char host[256];
     double timeout_s; /* FTUNE_COMM_TIMEOUT_S: the longest wait for the peers (0: no limit) */
@@ -60,6 +61,7 @@ static ft_comm *comm_alloc(void) {
     if (!c)
         return NULL;
     c->size = 1;
+    c->local_size = 1;
     if (gethostname(c->host, sizeof c->host - 1) != 0 || !c->host[0])
         snprintf(c->host, sizeof c->host, "localhost");
     return c;
@@ -148,6 +150,14 @@ ft_status ft_comm_world(ft_comm **out, ft_err *err) {
     MPI_Comm_size(c->world, &n);
     c->rank = r;
     c->size = n;
+    c->local_size = n;
+    MPI_Comm node; /* the ranks that share this host's memory */
+    if (MPI_Comm_split_type(c->world, MPI_COMM_TYPE_SHARED, r, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+        int ln = n;
+        MPI_Comm_size(node, &ln);
+        c->local_size = ln;
+        MPI_Comm_free(&node);
+    }
     c->mpi = true;
     const char *to = getenv("FTUNE_COMM_TIMEOUT_S");
     c->timeout_s = to && atof(to) > 0 ? atof(to) : 0;
@@ -173,6 +183,7 @@ void ft_comm_free(ft_comm *c) {
 
 int64_t ft_comm_rank(const ft_comm *c) { return c ? c->rank : 0; }
 int64_t ft_comm_size(const ft_comm *c) { return c ? c->size : 1; }
+int64_t ft_comm_local_size(const ft_comm *c) { return c ? c->local_size : 1; }
 const char *ft_comm_backend(const ft_comm *c) { return c && c->mpi ? "mpi" : "single"; }
 const char *ft_comm_host(const ft_comm *c) { return c ? c->host : "localhost"; }
 

@@ -337,7 +337,7 @@ static ft_status memory_plan(const ft_runs_create_params *prm, const ft_train_co
                              const ft_model_config *mc, int64_t T, json_t **memory, ft_err *err) {
     char summary[1200];
     json_t *plan = NULL;
-    ft_status st = ft_runs_memory_plan(cfg, mc, T, 0, &plan, summary, sizeof summary, err);
+    ft_status st = ft_runs_memory_plan(cfg, mc, T, 0, prm->world, &plan, summary, sizeof summary, err);
     if (st == FT_OK && prm->on_memory)
         prm->on_memory(prm->user, summary);
     if (memory)

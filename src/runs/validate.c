@@ -46,7 +46,7 @@ void ft_runs_plan_batches(ft_data_report *r, ft_data_duration d, int64_t global_
 }
 
 ft_status ft_runs_memory_plan(const ft_train_config *c, const ft_model_config *mc, int64_t T, int64_t rows_per_epoch,
-                              json_t **json, char *summary, size_t cap, ft_err *err) {
+                              const ft_memplan_world *world, json_t **json, char *summary, size_t cap, ft_err *err) {
     if (json)
         *json = NULL;
     if (summary && cap)
@@ -65,7 +65,9 @@ ft_status ft_runs_memory_plan(const ft_train_config *c, const ft_model_config *m
     uint64_t limit = 0;
     ft_err e;
     ft_err_clear(&e);
-    ft_status s = ft_memplan_for_run(c, mc, T, G, &mm, &ch, &limit, &e);
+    ft_status s = ft_memplan_for_run(c, mc, T, G, world, &mm, &ch, &limit, &e);
+    const int64_t N = world && world->size > 1 ? world->size : 1;
+    const bool zero = N > 1 && world->zero;
     if (json) {
         *json = json_pack("{s:b, s:I, s:I, s:I, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "fits", s == FT_OK,
                           "predicted_peak_bytes", (json_int_t)ch.plan.total, "limit_bytes", (json_int_t)limit,
@@ -75,6 +77,11 @@ ft_status ft_runs_memory_plan(const ft_train_config *c, const ft_model_config *m
                           (json_int_t)ch.plan.optimizer, "activations_bytes", (json_int_t)ch.plan.workspace,
                           "loader_bytes", (json_int_t)ch.plan.batches, "process_bytes", (json_int_t)ch.plan.process,
                           "available_source", mm.source);
+        if (*json) {
+            json_object_set_new(*json, "comm_bytes", json_integer((json_int_t)ch.plan.comm));
+            json_object_set_new(*json, "world_size", json_integer((json_int_t)N));
+            json_object_set_new(*json, "zero", json_boolean(zero));
+        }
         if (*json && s != FT_OK)
             json_object_set_new(*json, "message", json_string(e.msg));
     }
@@ -91,6 +98,8 @@ ft_status ft_runs_memory_plan(const ft_train_config *c, const ft_model_config *m
         p.micro_batch = ch.micro_batch;
         p.context_length = T;
         p.checkpointing = ch.checkpointing;
+        p.world_size = N;
+        p.zero = zero;
         ft_memplan_describe(&p, &ch.plan, desc, sizeof desc);
         snprintf(summary, cap, "predicted peak %s; limit %s of %s available (%s)", desc,
                  ft_memplan_format_bytes(limit, l, 32), ft_memplan_format_bytes(mm.available, a, 32), mm.source);
@@ -198,7 +207,8 @@ ft_status ft_runs_validate(const ft_runs_validate_params *p, ft_data_report **re
         ft_train_config dflt = ft_train_default_config();
         ft_train_config c = p->run ? *p->run : dflt;
         c.global_batch_size = p->global_batch_size;
-        ft_runs_memory_plan(&c, &mcfg, T, r->rows_per_epoch, memory, NULL, 0, NULL);
+        ft_memplan_world w = {.size = p->world_size, .zero = true};
+        ft_runs_memory_plan(&c, &mcfg, T, r->rows_per_epoch, &w, memory, NULL, 0, NULL);
         ft_train_config_deinit(&dflt);
     }
 out:

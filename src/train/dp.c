@@ -23,6 +23,7 @@ ft_status train_dp_new(ft_comm *comm, int64_t simulate_world, bool zero, ft_mode
     dp->world = dp->simulate ? simulate_world : ft_comm_size(comm);
     dp->rank = dp->simulate ? 0 : ft_comm_rank(comm);
     dp->zero = zero;
+    dp->nonfinite_rank = -1;
     dp->n = ft_model_n_elements(m);
     dp->n_chunks = (dp->n + FT_GRAD_CHUNK - 1) / FT_GRAD_CHUNK;
     if (dp->simulate) {
@@ -96,6 +97,46 @@ static ft_status share_counts(ft_model *m, ft_workspace *ws, const ft_batch *b, 
     return FT_OK;
 }
 
+ft_status train_dp_agree(ft_train_dp *dp, ft_status s, bool nonfinite, ft_err *err) {
+    dp->failed = s != FT_OK;
+    if (dp->simulate)
+        return s;
+    typedef struct {
+        int32_t status, nonfinite;
+        char host[64], msg[440];
+    } agree_msg;
+    const int64_t N = dp->world;
+    agree_msg mine = {.status = (int32_t)s, .nonfinite = nonfinite};
+    snprintf(mine.host, sizeof mine.host, "%s", ft_comm_host(dp->comm));
+    if (s != FT_OK)
+        ft_err_format(err, mine.msg, sizeof mine.msg);
+    agree_msg *all = ft_calloc((size_t)N, sizeof *all);
+    if (!all) /* the others are in the collective: they must not wait for this rank */
+        ft_comm_abort(dp->comm, 1);
+    ft_err e2;
+    double t0 = ft_time_now();
+    if (ft_comm_allgather_bytes(dp->comm, &mine, sizeof mine, all, &e2) != FT_OK)
+        ft_comm_abort(dp->comm, 1);
+    dp->comm_s += ft_time_now() - t0;
+    dp->comm_bytes += (double)sizeof mine * (double)(N - 1);
+    ft_status out = FT_OK;
+    dp->nonfinite_rank = -1;
+    for (int64_t k = N - 1; k >= 0; k--) { /* the lowest rank's */
+        if (all[k].nonfinite)
+            dp->nonfinite_rank = k;
+        if (all[k].status != FT_OK)
+            out = (ft_status)all[k].status;
+    }
+    for (int64_t k = 0; out != FT_OK && k < N; k++)
+        if (all[k].status != FT_OK) {
+            FT_ERR(err, out, "rank %lld of %lld (host %s): %s", (long long)k, (long long)N, all[k].host, all[k].msg);
+            break;
+        }
+    ft_free(all);
+    dp->failed = out != FT_OK;
+    return out;
+}
+
 static ft_status timed(ft_train_dp *dp, double bytes, ft_status s, double t0) {
     dp->comm_s += ft_time_now() - t0;
     dp->comm_bytes += bytes;
@@ -128,6 +169,8 @@ ft_status train_dp_step(ft_model *m, ft_workspace *ws, ft_optim *o, const ft_bat
             share_rows(b->B, micro, n_micro, N, gi, &r0, &r1);
             s = share_counts(m, ws, b, r0, r1, micro, counts, err);
         }
+        if (!dp->simulate)
+            s = train_dp_agree(dp, s, false, err);
         if (s == FT_OK && !dp->simulate) {
             double t0 = ft_time_now();
             s = timed(dp, (double)(E + 1) * 8 * (double)(N - 1), ft_comm_sum_f64(dp->comm, counts, E + 1, err), t0);
@@ -162,6 +205,16 @@ ft_status train_dp_step(ft_model *m, ft_workspace *ws, ft_optim *o, const ft_bat
         int64_t r0, r1;
         share_rows(b->B, micro, n_micro, N, dp->rank, &r0, &r1);
         s = accumulate_share(m, ws, b, r0, r1, micro, denom, counts, v, &nt, err);
+        if (s == FT_OK && dp->inject == TRAIN_FAULT_FAIL)
+            s = FT_ERR(err, FT_ERR_IO, "rows %lld..%lld of the step's batch: Input/output error (injected by "
+                       "FTUNE_TEST_FAULT)", (long long)r0, (long long)r1);
+        if (s == FT_OK && dp->inject == TRAIN_FAULT_NAN) { /* what only this rank sees */
+            v[0] = NAN;
+            if (dp->n > 0)
+                g[0] = NAN;
+        }
+        /* every rank's share computed (or failed) before any rank waits for the others' gradients */
+        s = train_dp_agree(dp, s, !isfinite(v[0]) || !isfinite(v[1]), err);
         double t0 = ft_time_now();
         if (s == FT_OK)
             s = timed(dp, (double)(n - (dp->hi - dp->lo)) * 4,

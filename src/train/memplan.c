@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ftune/comm.h"
 #include "ftune/memplan.h"
 #include "ftune/model.h"
 #include "train_internal.h"
@@ -238,6 +239,7 @@ ft_memplan_params ft_memplan_default_params(const ft_model_config *c) {
     p.training = true;
     p.micro_batch = 1;
     p.context_length = 2048;
+    p.zero = true;
     return p;
 }
 
@@ -253,6 +255,34 @@ static uint64_t process_bytes(const ft_memplan_params *p, int threads) {
     return b;
 }
 
+/* The flat parameter elements of a model (what the optimizer and the gradients hold). */
+static int64_t model_elements(const ft_model_config *c) {
+    size_t cnt = ft_model_config_tensors(c, NULL, 0);
+    ft_tensor_spec *specs = ft_calloc(cnt ? cnt : 1, sizeof *specs);
+    if (!specs)
+        return 0;
+    ft_model_config_tensors(c, specs, cnt);
+    int64_t n = 0;
+    for (size_t i = 0; i < cnt; i++)
+        n += ft_tensor_spec_numel(&specs[i]);
+    ft_free(specs);
+    return n;
+}
+
+/* The largest shard of n elements among `world` ranks, in train/dp.c's layout: whole chunks of
+ * FT_GRAD_CHUNK elements (ft_comm_shard), the last one cut at n. */
+static int64_t largest_shard(int64_t n, int64_t world) {
+    int64_t chunks = (n + FT_GRAD_CHUNK - 1) / FT_GRAD_CHUNK, most = 0;
+    for (int64_t r = 0; r < world; r++) {
+        int64_t clo, chi;
+        ft_comm_shard(chunks, world, r, &clo, &chi);
+        int64_t lo = clo * FT_GRAD_CHUNK < n ? clo * FT_GRAD_CHUNK : n, hi = chi * FT_GRAD_CHUNK < n ? chi * FT_GRAD_CHUNK : n;
+        if (hi - lo > most)
+            most = hi - lo;
+    }
+    return most;
+}
+
 void ft_memplan_estimate(const ft_memplan_params *p, ft_memplan *out) {
     memset(out, 0, sizeof *out);
     const int threads = p->threads > 0 ? p->threads : ft_tensor_threads();
@@ -261,6 +291,19 @@ void ft_memplan_estimate(const ft_memplan_params *p, ft_memplan *out) {
     out->params = params;
     out->grads = p->training ? grads : 0;
     out->optimizer = p->training ? ft_optim_state_bytes(&p->model, p->optimizer) : 0;
+    uint64_t unfilled = 0; /* what ranks > 0 never touch */
+    if (p->training && p->world_size > 1) {
+        /* data parallelism (train/dp.c, comm.c): ZeRO-1's shard of the state (the largest rank's),
+         * the reduce-scatter's receive buffers (ft_comm_scratch_floats: N slots of the largest
+         * shard) and the per-chunk sums of squares of the gradient norm (doubles) */
+        const int64_t n = model_elements(&p->model), N = p->world_size, most = largest_shard(n, N);
+        const int nbuf = p->optimizer == FT_OPTIM_ADAMW ? 2 : 1;
+        if (p->zero)
+            out->optimizer = ((uint64_t)most * (uint64_t)nbuf + 16) * sizeof(float);
+        out->comm = (uint64_t)most * (uint64_t)N * sizeof(float) +
+                    (uint64_t)((n + FT_GRAD_CHUNK - 1) / FT_GRAD_CHUNK) * sizeof(double);
+        unfilled = (uint64_t)most * sizeof(float);
+    }
     ft_workspace_params wp = ft_workspace_default_params();
     wp.max_batch = p->micro_batch > 0 ? p->micro_batch : 1;
     wp.max_seq = p->context_length > 0 ? p->context_length : 1;
@@ -296,21 +339,30 @@ void ft_memplan_estimate(const ft_memplan_params *p, ft_memplan *out) {
         }
     }
     double total = (double)out->params + (double)out->grads + (double)out->optimizer + (double)out->workspace +
-                   (double)out->batches + (double)out->process + (double)out->gemm_pack;
+                   (double)out->batches + (double)out->process + (double)out->gemm_pack + (double)out->comm;
     out->total = total > 1.8e19 ? UINT64_MAX / 2 : (uint64_t)total;
+    out->total_others = out->total - (unfilled < out->total ? unfilled : 0);
 }
 
 void ft_memplan_describe(const ft_memplan_params *p, const ft_memplan *m, char *buf, size_t cap) {
-    char t[32], w[32], g[32], o[32], a[32], b[32], pr[32], gp[32];
-    snprintf(buf, cap, "%s = weights %s%s%s%s%s + activations %s (micro-batch %lld x %lld tokens%s, %s)%s%s%s%s + process %s",
-             ft_memplan_format_bytes(m->total, t, 32), ft_memplan_format_bytes(m->params, w, 32),
+    char t[32], w[32], g[32], o[32], a[32], b[32], pr[32], gp[32], cm[32], per[96] = "", shard[48] = "", ot[32];
+    const bool dp = p->training && p->world_size > 1;
+    if (dp) {
+        snprintf(per, sizeof per, "per process of %lld (ranks > 0: %s): ", (long long)p->world_size,
+                 ft_memplan_format_bytes(m->total_others, ot, 32));
+        snprintf(shard, sizeof shard, p->zero ? " (its 1/%lld, ZeRO-1)" : " (whole, ZeRO-1 off)", (long long)p->world_size);
+    }
+    snprintf(buf, cap,
+             "%s%s = weights %s%s%s%s%s%s + activations %s (micro-batch %lld x %lld tokens%s, %s)%s%s%s%s%s%s + process %s",
+             per, ft_memplan_format_bytes(m->total, t, 32), ft_memplan_format_bytes(m->params, w, 32),
              p->training ? " + gradients " : "", p->training ? ft_memplan_format_bytes(m->grads, g, 32) : "",
              p->training ? (p->optimizer == FT_OPTIM_LION ? " + Lion state " : " + AdamW state ") : "",
-             p->training ? ft_memplan_format_bytes(m->optimizer, o, 32) : "", ft_memplan_format_bytes(m->workspace, a, 32),
-             (long long)p->micro_batch, (long long)p->context_length,
+             p->training ? ft_memplan_format_bytes(m->optimizer, o, 32) : "", shard,
+             ft_memplan_format_bytes(m->workspace, a, 32), (long long)p->micro_batch, (long long)p->context_length,
              p->training && p->checkpointing ? ", checkpointed" : "", ft_dtype_name(p->dtype),
              m->batches ? " + loader batches " : "", m->batches ? ft_memplan_format_bytes(m->batches, b, 32) : "",
              m->gemm_pack ? " + bf16 GEMM buffers " : "", m->gemm_pack ? ft_memplan_format_bytes(m->gemm_pack, gp, 32) : "",
+             m->comm ? " + data-parallel buffers " : "", m->comm ? ft_memplan_format_bytes(m->comm, cm, 32) : "",
              ft_memplan_format_bytes(m->process, pr, 32));
 }
 
@@ -421,7 +473,7 @@ static ft_status fit(const ft_memplan_params *p, int64_t micro_max, ft_memplan_c
     out->dtype = p->dtype;
     out->micro_batch = lo;
     out->checkpointing = q.checkpointing;
-    char desc[600], l[32], msg[1500];
+    char desc[800], l[32], msg[2000];
     ft_memplan_describe(&q, &out->plan, desc, sizeof desc);
     snprintf(msg, sizeof msg, "does not fit in memory: the run needs an estimated %s, above the limit of %s%s%s%s.",
              desc, ft_memplan_format_bytes(limit, l, 32), limit_src ? " (" : "", limit_src ? limit_src : "",
@@ -438,8 +490,12 @@ ft_status ft_memplan_fit(const ft_memplan_params *p, int64_t micro_max, ft_mempl
 /* ---------------------------------------------------------------- a training run */
 
 ft_status ft_memplan_for_run(const ft_train_config *c, const ft_model_config *mc, int64_t T, int64_t G,
-                             const ft_memplan_machine *machine, ft_memplan_choice *out, uint64_t *limit_out,
-                             ft_err *err) {
+                             const ft_memplan_world *world, const ft_memplan_machine *machine, ft_memplan_choice *out,
+                             uint64_t *limit_out, ft_err *err) {
+    const int64_t N = world && world->size > 1 ? world->size : 1;
+    int64_t local = world && world->local > 0 ? world->local : N;
+    if (local > N)
+        local = N;
     ft_memplan_machine mm;
     if (!machine) {
         ft_memplan_machine_read(&mm);
@@ -452,8 +508,13 @@ ft_status ft_memplan_for_run(const ft_train_config *c, const ft_model_config *mc
         snprintf(src, sizeof src, "--memory-limit %s", c->memory_limit);
     } else if (machine->available) {
         limit = ft_memplan_default_limit(machine);
-        snprintf(src, sizeof src, "the default, 95%% of the %s available, at least 512 MiB below it: %s",
-                 ft_memplan_format_bytes(machine->available, a, 32), machine->source);
+        char shared[80] = "";
+        if (local > 1) { /* the processes on this machine share its memory */
+            limit /= (uint64_t)local;
+            snprintf(shared, sizeof shared, ", divided among the %lld processes on this machine", (long long)local);
+        }
+        snprintf(src, sizeof src, "the default, 95%% of the %s available, at least 512 MiB below it%s: %s",
+                 ft_memplan_format_bytes(machine->available, a, 32), shared, machine->source);
     } else {
         limit = UINT64_MAX / 2; /* unknown machine: no refusal */
         snprintf(src, sizeof src, "no limit (the available memory is unknown)");
@@ -464,6 +525,10 @@ ft_status ft_memplan_for_run(const ft_train_config *c, const ft_model_config *mc
     p.optimizer = c->optimizer == FT_OPTIMIZER_LION ? FT_OPTIM_LION : FT_OPTIM_ADAMW;
     p.context_length = T;
     p.threads = c->threads;
+    if (p.threads <= 0 && local > 1) /* the trainer's default: the cores shared among the local ranks */
+        p.threads = ft_tensor_threads() / (int)local > 1 ? ft_tensor_threads() / (int)local : 1;
+    p.world_size = N;
+    p.zero = !world || world->zero;
     if (!ft_dtype_parse(c->dtype, &p.dtype)) {
         /* "auto": the run picks a dtype by measuring; plan for the one that needs more (bf16
          * keeps rounded copies of a layer's weights and of the LM head) */

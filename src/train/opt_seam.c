@@ -3,7 +3,14 @@
  * their ftune/optim.h names ("<param>.exp_avg", "<param>.exp_avg_sq", "step"). In a data-parallel
  * run with ZeRO-1 each rank keeps only its shard of the state: a checkpoint gathers it to rank 0,
  * which writes the same file one process writes (full state by parameter name), so a run saved
- * on N ranks resumes on any number; a resume reads it on rank 0 and hands each rank its shard. */
+ * on N ranks resumes on any number; a resume reads it on rank 0 and hands each rank its shard.
+ *
+ * Memory: the gathered state (one n-float buffer per optimizer buffer) needs no allocation of its
+ * own. Between steps the gradients (n floats) and the reduce-scatter's receive buffers (at least n
+ * floats, ft_comm_scratch_floats) hold nothing: the next step zeroes the gradients before using
+ * them and overwrites the receive buffers. So a checkpoint gathers exp_avg into the gradients and
+ * exp_avg_sq into the receive buffers, and a resume reads into the same two; rank 0's peak is
+ * then the same as a step's, and ZeRO-1 saves on every rank what ftune/memplan.h predicts. */
 #include <string.h>
 
 #include "ftune/optim.h"
@@ -14,7 +21,8 @@ struct train_opt {
     ft_model *m;
     ft_optim *o;
     ft_train_dp *dp;  /* NULL: one process */
-    float *full[2];   /* rank 0 of a sharded run: the gathered state (between gather and save) */
+    float *full[2];   /* rank 0 of a sharded run: the gathered state (between gather and save), in
+                       * the gradients and the receive buffers (see above) */
 };
 
 /* The state is sharded across processes (ZeRO-1 in a real multi-rank run). */
@@ -50,12 +58,7 @@ ft_status train_opt_new(ft_model *m, ft_optimizer_kind kind, double weight_decay
     return train_opt_new_dp(m, kind, weight_decay, peak_lr, NULL, out, err);
 }
 
-static void free_full(train_opt *t) {
-    for (int k = 0; k < 2; k++) {
-        ft_free(t->full[k]);
-        t->full[k] = NULL;
-    }
-}
+static void free_full(train_opt *t) { t->full[0] = t->full[1] = NULL; }
 
 void train_opt_free(train_opt *t) {
     if (!t)
@@ -70,21 +73,18 @@ ft_optim *train_opt_optim(train_opt *t) { return t->o; }
 /* Buffer k over all parameters: the optimizer's own, or rank 0's gathered one. */
 static float *full_buffer(train_opt *t, int k) { return sharded(t) ? t->full[k] : ft_optim_buffer(t->o, k); }
 
-static ft_status alloc_full(train_opt *t, ft_err *err) {
-    int64_t n = ft_model_n_elements(t->m);
-    for (int k = 0; k < ft_optim_n_buffers(t->o); k++)
-        if (!t->full[k] && !(t->full[k] = ft_malloc((size_t)(n > 0 ? n : 1) * sizeof(float))))
-            return FT_ERR(err, FT_ERR_NOMEM, "optimizer: out of memory gathering its state (%lld floats)",
-                          (long long)n);
-    return FT_OK;
+/* The gathered state's buffers: the gradients and the receive buffers, idle between steps. */
+static void borrow_full(train_opt *t) {
+    t->full[0] = ft_model_param(t->m, 0)->grad;
+    t->full[1] = t->dp->scratch;
 }
 
 ft_status train_opt_gather(train_opt *t, ft_err *err) {
     if (!sharded(t))
         return FT_OK;
-    ft_status s = root(t) ? alloc_full(t, err) : FT_OK;
-    if (s != FT_OK) /* the others are in the gather: they must not wait for rank 0 */
-        ft_comm_abort(t->dp->comm, 1);
+    if (root(t))
+        borrow_full(t);
+    ft_status s = FT_OK;
     int64_t n = ft_model_n_elements(t->m);
     for (int k = 0; s == FT_OK && k < ft_optim_n_buffers(t->o); k++)
         s = ft_comm_gather_f32(t->dp->comm, ft_optim_buffer(t->o, k), t->full[k], n, FT_GRAD_CHUNK, 0, err);
@@ -135,7 +135,7 @@ ft_status train_opt_save(train_opt *t, const char *path, ft_err *err) {
 
 ft_status train_opt_read(train_opt *t, const char *path, ft_err *err) {
     if (sharded(t))
-        FT_TRY(alloc_full(t, err));
+        borrow_full(t);
     ft_st_reader *r = NULL;
     FT_TRY(ft_st_open(path, &r, err));
     ft_status s = FT_OK;
@@ -185,14 +185,11 @@ ft_status train_opt_scatter(train_opt *t, ft_err *err) {
             FT_TRY(ft_comm_bcast(c, ft_optim_buffer(t->o, k), (size_t)n * sizeof(float), 0, err));
             continue;
         }
-        float *tmp = root(t) ? t->full[k] : ft_malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
-        if (!tmp) /* the others are in the broadcast */
-            ft_comm_abort(c, 1);
+        /* the followers receive into their gradients (idle before the first step) */
+        float *tmp = root(t) ? t->full[k] : ft_model_param(t->m, 0)->grad;
         ft_status s = ft_comm_bcast(c, tmp, (size_t)n * sizeof(float), 0, err);
         if (s == FT_OK && t->dp->hi > t->dp->lo)
             memcpy(ft_optim_buffer(t->o, k), tmp + t->dp->lo, (size_t)(t->dp->hi - t->dp->lo) * sizeof(float));
-        if (!root(t))
-            ft_free(tmp);
         if (s != FT_OK)
             return s;
     }

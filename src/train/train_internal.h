@@ -44,11 +44,24 @@ struct ft_train_dp {
     double *chunk_ss;  /* n_chunks sums of squares */
     double comm_s;     /* seconds spent in collectives (gradients, norm, parameters) */
     double comm_bytes; /* bytes this rank sent in them */
+    bool failed;       /* the last train_dp_agree found a failure (on any rank): every rank knows */
+    int64_t nonfinite_rank; /* the last step: the first rank whose own share's loss was not finite; -1 none */
+    /* FTUNE_TEST_FAULT (a test hook, docs/distributed.md): set by the trainer for one step of this
+     * rank. TRAIN_FAULT_FAIL: this rank's share of the step fails (as an I/O error would);
+     * TRAIN_FAULT_NAN: its share's loss and gradients are NaN (what only it sees). */
+    int inject;
 };
+enum { TRAIN_FAULT_NONE = 0, TRAIN_FAULT_FAIL, TRAIN_FAULT_NAN, TRAIN_FAULT_CKPT };
 /* Over comm's ranks (simulate_world 0), or one process simulating simulate_world ranks. */
 ft_status train_dp_new(ft_comm *comm, int64_t simulate_world, bool zero, ft_model *m, ft_train_dp **out,
                        ft_err *err);
 void train_dp_free(ft_train_dp *dp);
+/* Every rank's status `s` at one point of a step, shared (a collective every rank calls at the same
+ * points, whatever its status): FT_OK when all are; else every rank returns the failure of the
+ * lowest failed rank, "rank R of N (host H): what", and dp->failed is set, so that no rank goes
+ * on to a collective that a failed one never reaches and rank 0 records the reason. `nonfinite`:
+ * this rank's own share of the loss was not finite (dp->nonfinite_rank). In a simulation: s. */
+ft_status train_dp_agree(ft_train_dp *dp, ft_status s, bool nonfinite, ft_err *err);
 /* The step with data parallelism (ft_train_step calls it when p->dp is set). */
 ft_status train_dp_step(ft_model *m, ft_workspace *ws, ft_optim *o, const ft_batch *b,
                         const ft_train_step_params *p, ft_train_step_result *r, ft_err *err);

@@ -40,7 +40,8 @@ typedef struct run {
     ft_model *model;
     ft_workspace *ws; /* the training workspace (micro, T); evaluation uses it too */
     bool checkpointing;
-    uint64_t predicted_peak; /* the memory planner's prediction, bytes */
+    uint64_t predicted_peak; /* the memory planner's prediction, bytes (rank 0's) */
+    uint64_t predicted_others; /* ranks > 0 */
     ft_dtype dtype;          /* the config's, `auto` resolved */
     const char *dtype_why;   /* how auto chose, or NULL */
     train_opt *opt;
@@ -74,9 +75,55 @@ typedef struct run {
     char *hosts;           /* every rank's host name, by rank, comma-separated */
     int64_t local_ranks;   /* ranks on this host (this one included) */
     int released;          /* a follower: rank 0 ended the run with this status */
+    /* FTUNE_TEST_FAULT (test_fault_parse): a fault injected on this rank */
+    int fault;             /* TRAIN_FAULT_*; NONE */
+    int64_t fault_step;
 } run;
 
+/* FTUNE_TEST_FAULT=KIND@RANK:STEP: a test hook (docs/distributed.md, "Failures"), not a setting.
+ * It makes one rank fail as a real fault would, so that tests can check that every rank stops,
+ * what the run records and that it resumes:
+ *   fail@R:S   rank R's share of step S fails (an I/O error; data parallelism only);
+ *   nan@R:S    rank R's share of step S and every later one has a NaN loss and gradient, which only
+ *              it sees (data parallelism only);
+ *   ckpt@R:S   writing the checkpoint of step S fails with "No space left on device" on rank R
+ *              (0: the rank that writes; also in one process).
+ * Steps count from 1. A value that does not parse is ignored with a warning in the log. */
+static void test_fault_parse(run *r, int64_t rank) {
+    const char *v = getenv("FTUNE_TEST_FAULT");
+    if (!v || !*v)
+        return;
+    char kind[16] = "";
+    long long fr = -1, fs = -1;
+    int k = TRAIN_FAULT_NONE;
+    if (sscanf(v, "%15[a-z]@%lld:%lld", kind, &fr, &fs) == 3 && fs >= 1)
+        k = !strcmp(kind, "fail") ? TRAIN_FAULT_FAIL : !strcmp(kind, "nan") ? TRAIN_FAULT_NAN
+            : !strcmp(kind, "ckpt") ? TRAIN_FAULT_CKPT : TRAIN_FAULT_NONE;
+    if (k == TRAIN_FAULT_NONE) {
+        FT_LOG_WARN("FTUNE_TEST_FAULT=%s: not KIND@RANK:STEP with KIND fail, nan or ckpt; ignored", v);
+        return;
+    }
+    if (fr == rank) {
+        r->fault = k;
+        r->fault_step = fs;
+    }
+}
+
 static bool multi(const ft_comm *c) { return c && ft_comm_size(c) > 1; }
+
+/* Rank k's host name, from the run's comma-separated list (a static buffer; "?" when unknown). */
+static const char *host_of(const run *r, int64_t k) {
+    static char h[128];
+    snprintf(h, sizeof h, "?");
+    const char *p = r->hosts;
+    for (int64_t i = 0; p && i < k; i++)
+        p = (p = strchr(p, ',')) ? p + 1 : NULL;
+    if (p) {
+        size_t n = strcspn(p, ",");
+        snprintf(h, sizeof h, "%.*s", (int)(n < sizeof h ? n : sizeof h - 1), p);
+    }
+    return h;
+}
 
 static ft_status emit(run *r, ft_train_event type, ft_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -139,6 +186,12 @@ static bool stop_requested(run *r) { return r->sink && r->sink->should_stop && r
 
 /* ---------------------------------------------------------------- memory and batch sizes */
 
+/* ZeRO-1 (the optimizer state sharded across the ranks) unless FTUNE_ZERO=0. */
+static bool zero_on(void) {
+    const char *v = getenv("FTUNE_ZERO");
+    return !(v && !strcmp(v, "0"));
+}
+
 static ft_status choose_batch_sizes(run *r, ft_err *err) {
     const ft_train_config *c = r->cfg;
     int64_t G = c->global_batch_size;
@@ -153,11 +206,13 @@ static ft_status choose_batch_sizes(run *r, ft_err *err) {
      * checkpointing (preferred off) within the run's memory limit; a run that cannot fit stops
      * here, before the model is loaded, saying what would fit. */
     ft_memplan_choice ch;
-    FT_TRY(ft_memplan_for_run(c, &r->mc, r->T, G, NULL, &ch, NULL, err));
+    ft_memplan_world world = {.size = r->comm ? ft_comm_size(r->comm) : 1, .local = r->local_ranks, .zero = zero_on()};
+    FT_TRY(ft_memplan_for_run(c, &r->mc, r->T, G, &world, NULL, &ch, NULL, err));
     r->G = G;
     r->micro = ch.micro_batch;
     r->checkpointing = ch.checkpointing;
     r->predicted_peak = ch.plan.total;
+    r->predicted_others = ch.plan.total_others;
     return FT_OK;
 }
 
@@ -314,6 +369,9 @@ static ft_status save_checkpoint(run *r, ft_err *err) {
     ft_status s = (pw && po && pc && ps) ? FT_OK : FT_ERR(err, FT_ERR_NOMEM, "out of memory");
     if (s == FT_OK)
         s = train_save_weights(r->model, pw, err);
+    if (s == FT_OK && r->fault == TRAIN_FAULT_CKPT && r->step == r->fault_step)
+        s = FT_ERR_AT(err, FT_ERR_IO, po, 0, 0, "writing the optimizer state: No space left on device (injected by "
+                      "FTUNE_TEST_FAULT)");
     if (s == FT_OK)
         s = train_opt_save(r->opt, po, err);
     if (s == FT_OK)
@@ -607,6 +665,53 @@ static ft_status step_control(run *r, bool *stop, ft_err *err) {
     return FT_OK;
 }
 
+/* Before a checkpoint's collectives: rank 0 may have failed alone since the last step (writing a
+ * metric or an event); its ft_train_release then reaches the followers here, as at the top of a
+ * step, instead of finding them in the checkpoint's gather. */
+static ft_status control_sync(run *r, ft_err *err) {
+    bool stop = false;
+    return multi(r->comm) ? step_control(r, &stop, err) : FT_OK;
+}
+
+/* Every rank's peak resident memory so far (VmHWM; the steps' peak is reached by the end of the
+ * loop), by rank; NULL on failure (err set). A collective. */
+static uint64_t *gather_peaks(run *r, ft_err *err) {
+    int64_t N = multi(r->comm) ? ft_comm_size(r->comm) : 1;
+    uint64_t mine = (uint64_t)(ft_peak_rss_mb() * 1048576.0), *all = ft_calloc((size_t)N, sizeof *all);
+    if (!all) {
+        if (r->comm) /* the others are in the gather */
+            ft_comm_abort(r->comm, 1);
+        FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    all[0] = mine;
+    if (N > 1 && ft_comm_allgather_bytes(r->comm, &mine, sizeof mine, all, err) != FT_OK)
+        ft_comm_abort(r->comm, 1); /* a collective failed: the ranks may be out of step */
+    return all;
+}
+
+/* "memory: peak resident ...; predicted ...": what the memory planner predicted against what each
+ * process used while training (VmHWM), for the owner (ftune events) and the tests. */
+static ft_status report_peaks(run *r, const uint64_t *peaks, ft_err *err) {
+    (void)err;
+    int64_t N = multi(r->comm) ? ft_comm_size(r->comm) : 1;
+    char x[32], y[32];
+    if (N == 1)
+        return emit(r, FT_EVENT_TRAIN_UPDATED, FT_LOG_INFO, "memory: peak resident %s; predicted %s (%+.1f%%)",
+                    ft_memplan_format_bytes(peaks[0], x, 32), ft_memplan_format_bytes(r->predicted_peak, y, 32),
+                    ((double)r->predicted_peak - (double)peaks[0]) / (double)(peaks[0] ? peaks[0] : 1) * 100.0);
+    ft_buf b = {0};
+    for (int64_t k = 0; k < N; k++) {
+        uint64_t want = k ? r->predicted_others : r->predicted_peak;
+        ft_buf_appendf(&b, "%srank %lld %s (predicted %s, %+.1f%%)", k ? ", " : "", (long long)k,
+                       ft_memplan_format_bytes(peaks[k], x, 32), ft_memplan_format_bytes(want, y, 32),
+                       ((double)want - (double)peaks[k]) / (double)(peaks[k] ? peaks[k] : 1) * 100.0);
+    }
+    ft_status s = emit(r, FT_EVENT_TRAIN_UPDATED, FT_LOG_INFO, "memory: peak resident per process: %s", ft_buf_cstr(&b));
+    ft_buf_free(&b);
+    return s;
+}
+
 static ft_status train_loop(run *r, ft_err *err) {
     ft_loader_params lp;
     ft_loader_default_params(&lp, r->G, r->T, r->cfg->seed);
@@ -630,7 +735,16 @@ static ft_status train_loop(run *r, ft_err *err) {
         }
         double t0 = ft_time_now();
         ft_data_batch *db = NULL;
-        FT_TRY(ft_loader_next(r->loader, &db, err));
+        ft_status ls = ft_loader_next(r->loader, &db, err);
+        if (r->comm) /* a rank without its batch stops every rank (none waits in the step for it) */
+            ls = train_dp_agree(r->dp, ls, false, err);
+        if (ls != FT_OK) {
+            if (db)
+                ft_loader_release(r->loader, db);
+            r->agreed = r->comm != NULL;
+            ft_err_prefix(err, "step %lld of %lld", (long long)r->step + 1, (long long)total);
+            return ls;
+        }
         int64_t batch_epoch = db->epoch;
         bool epoch_ended = db->epoch_ended;
         int64_t n_tok = db->n_tokens, n_train = db->n_trainable;
@@ -640,10 +754,21 @@ static ft_status train_loop(run *r, ft_err *err) {
         if (n_train > 0) {
             ft_train_step_params sp = {.micro = r->micro, .denom = (double)n_train, .lr = lr,
                                        .max_norm = r->cfg->grad_clip, .dp = r->dp};
+            if (r->dp) /* FTUNE_TEST_FAULT, a test hook */
+                r->dp->inject = (r->fault == TRAIN_FAULT_FAIL && r->step + 1 == r->fault_step) ||
+                                        (r->fault == TRAIN_FAULT_NAN && r->step + 1 >= r->fault_step)
+                                    ? r->fault
+                                    : TRAIN_FAULT_NONE;
             s = ft_train_step(r->model, r->ws, train_opt_optim(r->opt), &db->batch, &sp, &sr, err);
         }
         r->cursor = db->cursor;
         ft_loader_release(r->loader, db);
+        if (s != FT_OK && r->comm && r->dp->failed) {
+            /* a failure every rank knows of (train_dp_agree): rank 0 records it, all stop here */
+            r->agreed = true;
+            ft_err_prefix(err, "step %lld of %lld", (long long)r->step + 1, (long long)total);
+            return s;
+        }
         if (s != FT_OK && r->comm) {
             /* A failure inside the step's collectives may leave the other ranks waiting on this one:
              * say why (rank 0's sink records it), then end the whole job. */
@@ -668,16 +793,23 @@ static ft_status train_loop(run *r, ft_err *err) {
         if (skipped) {
             r->skipped++;
             r->nonfinite_in_a_row++;
+            /* data parallelism: whose share of the batch it came from (every rank knows) */
+            char whose[96] = "";
+            if (r->comm && n_train > 0 && r->dp->nonfinite_rank >= 0)
+                snprintf(whose, sizeof whose, ", first in the share of rank %lld of %lld (host %s)",
+                         (long long)r->dp->nonfinite_rank, (long long)ft_comm_size(r->comm),
+                         host_of(r, r->dp->nonfinite_rank));
             FT_TRY(emit(r, FT_EVENT_TRAIN_UPDATED, FT_LOG_WARN,
-                        "step %lld: %s (loss %g, gradient norm %g); update skipped (%lld in a row)", (long long)r->step,
-                        n_train == 0 ? "no trainable token in the batch" : "non-finite loss or gradient", loss, gnorm,
-                        (long long)r->nonfinite_in_a_row));
+                        "step %lld: %s%s (loss %g, gradient norm %g); update skipped (%lld in a row)",
+                        (long long)r->step,
+                        n_train == 0 ? "no trainable token in the batch" : "non-finite loss or gradient", whose, loss,
+                        gnorm, (long long)r->nonfinite_in_a_row));
             if (r->nonfinite_in_a_row >= r->cfg->max_nonfinite_in_a_row)
                 return r->agreed = true, /* every rank sees the same losses and norms */
                        FT_ERR(err, FT_ERR_NUMERIC,
                               "training diverged: %lld updates in a row had a non-finite loss or gradient (last at "
-                              "step %lld); lower the learning rate or check the data",
-                              (long long)r->nonfinite_in_a_row, (long long)r->step);
+                              "step %lld%s); lower the learning rate or check the data",
+                              (long long)r->nonfinite_in_a_row, (long long)r->step, whose);
         } else {
             r->nonfinite_in_a_row = 0;
             double z;
@@ -733,12 +865,23 @@ static ft_status train_loop(run *r, ft_err *err) {
                 r->next_progress_pct += 5;
         }
         if (r->step < total && save_due(r, epoch_ended)) {
+            FT_TRY(control_sync(r, err));
             FT_TRY(save_checkpoint(r, err));
             FT_TRY(evaluate(r, err));
         }
     }
+    FT_TRY(control_sync(r, err));
+    uint64_t *peaks = gather_peaks(r, err);
+    if (!peaks)
+        return err->code;
+    ft_status s = FT_OK;
     if (r->last_saved_step != r->step)
-        FT_TRY(save_checkpoint(r, err));
+        s = save_checkpoint(r, err);
+    peaks[0] = (uint64_t)(ft_peak_rss_mb() * 1048576.0); /* rank 0's, with the checkpoint written */
+    if (s == FT_OK)
+        s = report_peaks(r, peaks, err);
+    ft_free(peaks);
+    FT_TRY(s);
     FT_TRY(evaluate(r, err));
     return FT_OK;
 }
@@ -888,7 +1031,8 @@ static ft_status announce_world(run *r, ft_err *err) {
 /* `resume_from`: a checkpoint folder to continue from (NULL: a fresh start); on ranks > 0 of a
  * data-parallel run only its being non-NULL counts (rank 0 reads the checkpoint). */
 static ft_status run_impl(const ft_train_config *cfg, const char *run_dir, const char *resume_from,
-                          ft_comm *comm, const ft_train_sink *sink, ft_train_result *res, bool *agreed, ft_err *err) {
+                          ft_comm *comm, const ft_train_sink *sink, ft_train_result *res, bool *agreed, int *released,
+                          ft_err *err) {
     run r;
     memset(&r, 0, sizeof r);
     r.cfg = cfg;
@@ -896,6 +1040,7 @@ static ft_status run_impl(const ft_train_config *cfg, const char *run_dir, const
     r.res = res;
     r.comm = multi(comm) ? comm : NULL;
     r.root = ft_comm_rank(r.comm) == 0;
+    test_fault_parse(&r, ft_comm_rank(r.comm));
     if (r.comm)
         gather_hosts(&r);
     r.last_saved_step = -1;
@@ -976,9 +1121,9 @@ static ft_status run_impl(const ft_train_config *cfg, const char *run_dir, const
     }
     /* Data parallelism over the ranks, or its one-process simulation (FTUNE_DP_SIMULATE_RANKS=N:
      * the bits N ranks would compute; a test's reference). ZeRO-1 unless FTUNE_ZERO=0. */
-    const char *sim_env = getenv("FTUNE_DP_SIMULATE_RANKS"), *zero_env = getenv("FTUNE_ZERO");
+    const char *sim_env = getenv("FTUNE_DP_SIMULATE_RANKS");
     int64_t sim = !r.comm && sim_env ? atoll(sim_env) : 0;
-    bool zero = !(zero_env && !strcmp(zero_env, "0"));
+    bool zero = zero_on();
     if (s == FT_OK && (r.comm || sim > 1))
         s = train_dp_new(r.comm, r.comm ? 0 : sim, zero, r.model, &r.dp, err);
     if (s == FT_OK)
@@ -999,20 +1144,23 @@ static ft_status run_impl(const ft_train_config *cfg, const char *run_dir, const
     }
     if (s == FT_OK)
         s = announce_world(&r, err);
-    char peak_buf[32];
+    char peak_buf[32], others_buf[64] = "", ob[32];
+    if (r.comm)
+        snprintf(others_buf, sizeof others_buf, " on rank 0, %s on the others",
+                 ft_memplan_format_bytes(r.predicted_others, ob, sizeof ob));
     /* "dtype D (GEMM route R" is read back by ft_runs_precision (ftune get) */
     if (s == FT_OK)
         s = emit(&r, FT_EVENT_MODEL_INITIALIZED, FT_LOG_INFO,
                  "%s from %s: %lld parameters; %lld steps (warmup %lld), global batch %lld x %lld tokens, micro-batch "
                  "%lld, %s, peak lr %g; dtype %s (GEMM route %s%s%s), activation checkpointing %s; predicted peak "
-                 "memory %s%s",
+                 "memory %s%s%s",
                  r.mc.architecture, weights_dir ? weights_dir : r.model_dir,
                  (long long)ft_model_config_n_params(&r.mc), (long long)r.sched.total_steps,
                  (long long)r.sched.warmup_steps, (long long)r.G, (long long)r.T, (long long)r.micro,
                  cfg->optimizer == FT_OPTIMIZER_LION ? "lion" : "adamw", cfg->learning_rate, ft_dtype_name(r.dtype),
                  ft_tensor_gemm_route(r.dtype), r.dtype_why ? "; " : "", r.dtype_why ? r.dtype_why : "",
                  r.checkpointing ? "on" : "off", ft_memplan_format_bytes(r.predicted_peak, peak_buf, sizeof peak_buf),
-                 resume_from ? "; resuming" : "");
+                 r.comm ? others_buf : "", resume_from ? "; resuming" : "");
     ft_free(weights_dir);
     res->total_steps = r.sched.total_steps;
     res->global_batch_size = r.G;
@@ -1082,6 +1230,8 @@ static ft_status run_impl(const ft_train_config *cfg, const char *run_dir, const
     }
     if (agreed)
         *agreed = r.agreed;
+    if (released)
+        *released = r.released;
     if (r.released)
         res->outcome = FT_TRAIN_FAILED;
     run_free(&r);
@@ -1154,9 +1304,14 @@ ft_status ft_train_follow(ft_comm *comm, int *rank0_status, ft_err *err) {
         ft_train_result res;
         memset(&res, 0, sizeof res);
         bool agreed = false;
-        s = run_impl(&cfg, run_dir, resume, comm, NULL, &res, &agreed, err);
+        int released = 0;
+        s = run_impl(&cfg, run_dir, resume, comm, NULL, &res, &agreed, &released, err);
         ft_train_config_deinit(&cfg);
         json_decref(j);
+        if (released) { /* rank 0 ended the run between steps (its failure): its last message */
+            *rank0_status = released;
+            return FT_OK;
+        }
         if (s != FT_OK && !agreed) {
             /* A failure of this rank alone: rank 0 may be waiting for it in a collective. */
             char msg[1600];
@@ -1203,7 +1358,7 @@ ft_status ft_train_run_on(const ft_train_config *cfg, ft_comm *comm, const ft_tr
     if (s == FT_OK && multi(comm))
         s = send_run(comm, cfg, dir, NULL, err);
     if (s == FT_OK)
-        s = run_impl(cfg, dir, NULL, comm, sink, res, NULL, err);
+        s = run_impl(cfg, dir, NULL, comm, sink, res, NULL, NULL, err);
     else
         ft_err_format(err, res->reason, sizeof res->reason);
     ft_free(dir);
@@ -1261,7 +1416,7 @@ ft_status ft_train_resume_on(const char *run_dir_in, int threads, ft_comm *comm,
     if (s == FT_OK && multi(comm))
         s = send_run(comm, &cfg, run_dir, ckpt ? ckpt : NULL, err);
     if (s == FT_OK)
-        s = run_impl(&cfg, run_dir, ckpt, comm, sink, res, NULL, err);
+        s = run_impl(&cfg, run_dir, ckpt, comm, sink, res, NULL, NULL, err);
     else
         ft_err_format(err, res->reason, sizeof res->reason);
     ft_free(ckpt);

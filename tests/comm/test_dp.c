@@ -3,11 +3,11 @@
  * The reference of "the same bits" is one process computing what N ranks compute: each rank's
  * share of the micro-batches accumulated alone, the shares added in rank order
  * (FTUNE_DP_SIMULATE_RANKS=N, train/dp.c's simulation). Against it, N = 2 and 4 ranks must give
- * identical per-step losses and byte-identical checkpoints (weights and optimizer state); ZeRO-1
- * on and off the same bits; an ordinary one-process run (all micro-batches accumulated in one
+ * identical per-step losses and byte-identical checkpoints (weights and optimizer state), in fp32
+ * and in bf16 mixed precision; ZeRO-1 on and off the same bits; an ordinary one-process run (all micro-batches accumulated in one
  * gradient) the same losses within 1e-6 relative. The step test puts a rank on fully masked
- * micro-batches and covers the Mixtral load-balancing loss, whose routing counts are over the
- * global batch. The kill test SIGKILLs one rank of a 2-rank run at a random step: the job ends
+ * micro-batches and covers the Mixtral and DBRX load-balancing losses, whose routing counts are
+ * over the global batch, and bf16. The kill test SIGKILLs one rank of a 2-rank run at a random step: the job ends
  * within seconds, the latest checkpoint is a complete one, and the run resumed on 1 process
  * continues exactly; a 1-process run killed and resumed on 2 ranks too.
  *
@@ -54,6 +54,22 @@ static ft_model_config moe_config(void) {
     return c;
 }
 
+/* DBRX's shape (tests/model/test_dbrx.c's): LayerNorm, Wqkv clamped at 0.8, 5 experts top-3 with
+ * 1-norm weights, the 4.40 aux loss; vocabulary 300 like the others. */
+static ft_model_config dbrx_config(void) {
+    static const char json[] =
+        "{\"architectures\": [\"DbrxForCausalLM\"], \"model_type\": \"dbrx\", \"d_model\": 16, \"n_heads\": 4, "
+        "\"n_layers\": 2, \"max_seq_len\": 64, \"vocab_size\": 300, \"initializer_range\": 0.3, "
+        "\"output_router_logits\": true, \"tie_word_embeddings\": false, "
+        "\"attn_config\": {\"clip_qkv\": 0.8, \"kv_n_heads\": 2, \"rope_theta\": 500000}, "
+        "\"ffn_config\": {\"ffn_hidden_size\": 12, \"moe_num_experts\": 5, \"moe_top_k\": 3, \"moe_jitter_eps\": null, "
+        "\"moe_loss_weight\": 0.1, \"moe_normalize_expert_weights\": 1, \"ffn_act_fn\": {\"name\": \"silu\"}}}";
+    ft_model_config c;
+    ft_err err;
+    FT_ASSERT(ft_model_config_load_buf("dbrx.json", json, strlen(json), &c, &err) == FT_OK);
+    return c;
+}
+
 enum { SB = 6, ST = 12 };
 
 /* Rows 3..5 have no trainable target: with one row a micro-batch, rank 1 of 2 (and ranks 2, 3 of
@@ -68,7 +84,7 @@ static void step_batch(uint64_t seed, int64_t V, int32_t *ids, int32_t *tgt, ft_
     *b = (ft_batch){.B = SB, .T = ST, .input_ids = ids, .targets = tgt};
 }
 
-static ft_status new_model(const ft_model_config *c, ft_model **m, ft_workspace **ws, ft_err *err) {
+static ft_status new_model_dtype(const ft_model_config *c, ft_dtype dt, ft_model **m, ft_workspace **ws, ft_err *err) {
     ft_model_params p = ft_model_default_params();
     p.training = true;
     FT_TRY(ft_model_new_random(c, 11, &p, m, err));
@@ -76,7 +92,12 @@ static ft_status new_model(const ft_model_config *c, ft_model **m, ft_workspace 
     wp.max_batch = 1;
     wp.max_seq = ST;
     wp.training = true;
+    wp.dtype = dt;
     return ft_workspace_new(*m, &wp, ws, err);
+}
+
+static ft_status new_model(const ft_model_config *c, ft_model **m, ft_workspace **ws, ft_err *err) {
+    return new_model_dtype(c, FT_DTYPE_FP32, m, ws, err);
 }
 
 TEST_HELPER(mpi_dp_step_child) {
@@ -85,17 +106,19 @@ TEST_HELPER(mpi_dp_step_child) {
     REQUIRE_OK(ft_comm_world(&comm, &err), &err);
     const int64_t N = ft_comm_size(comm), me = ft_comm_rank(comm);
     int32_t ids[SB * ST], tgt[SB * ST];
-    for (int moe = 0; moe < 2; moe++)
+    /* variants: 0 dense, 1 Mixtral (aux loss), 2 DBRX (aux loss), 3 dense in bf16 mixed precision */
+    for (int moe = 0; moe < 4; moe++)
         for (int zero = 1; zero >= 0; zero--) {
-            ft_model_config c = moe ? moe_config() : dense_config();
+            ft_model_config c = moe == 1 ? moe_config() : moe == 2 ? dbrx_config() : dense_config();
+            const ft_dtype dt = moe == 3 ? FT_DTYPE_BF16 : FT_DTYPE_FP32;
             ft_model *m[3] = {0};
             ft_workspace *ws[3] = {0};
             for (int k = 0; k < 3; k++)
-                REQUIRE_OK(new_model(&c, &m[k], &ws[k], &err), &err);
+                REQUIRE_OK(new_model_dtype(&c, dt, &m[k], &ws[k], &err), &err);
             ft_train_dp *dp = NULL, *sim = NULL;
             REQUIRE_OK(train_dp_new(comm, 0, zero, m[0], &dp, &err), &err);
             REQUIRE_OK(train_dp_new(NULL, N, zero, m[1], &sim, &err), &err);
-            if (!moe)
+            if (moe == 0 || moe == 3)
                 REQUIRE(dp->n_chunks >= 2 * N); /* every rank owns a shard */
             train_opt *o[3];
             REQUIRE_OK(train_opt_new_dp(m[0], FT_OPTIMIZER_ADAMW, 0.1, 1e-2, dp, &o[0], &err), &err);
@@ -121,8 +144,13 @@ TEST_HELPER(mpi_dp_step_child) {
                                   moe, zero, step, (long long)me, r[0].loss, r[0].grad_norm, r[0].aux_loss, r[1].loss,
                                   r[1].grad_norm, r[1].aux_loss);
                 CHECK_EQ_INT(r[0].n_trainable, n);
-                CHECK(fabs(r[0].loss - r[2].loss) <= 1e-6 * fabs(r[2].loss));
-                if (moe)
+                /* the ordinary step groups the sums differently; in bf16 that moves roundings of
+                 * the 16-bit operands too */
+                const double tol = dt == FT_DTYPE_BF16 ? 1e-3 : 1e-6;
+                if (!(fabs(r[0].loss - r[2].loss) <= tol * fabs(r[2].loss)))
+                    ft_test_fail_(__FILE__, __LINE__, "variant %d step %d: loss %.17g, one process %.17g", moe, step,
+                                  r[0].loss, r[2].loss);
+                if (moe == 1 || moe == 2)
                     CHECK(r[0].aux_loss > 0 && fabs(r[0].aux_loss - r[2].aux_loss) <= 1e-6 * r[2].aux_loss);
             }
             int64_t ne = ft_model_n_elements(m[0]), bad = 0;
@@ -130,8 +158,17 @@ TEST_HELPER(mpi_dp_step_child) {
             for (int64_t i = 0; i < ne; i++)
                 bad += memcmp(&a[i], &s[i], sizeof(float)) != 0;
             if (bad)
-                ft_test_fail_(__FILE__, __LINE__, "moe %d zero %d rank %lld: %lld of %lld weights differ", moe, zero,
+                ft_test_fail_(__FILE__, __LINE__, "variant %d zero %d rank %lld: %lld of %lld weights differ", moe, zero,
                               (long long)me, (long long)bad, (long long)ne);
+            /* the optimizer state: this rank's shard (ZeRO-1) or all of it, against the simulation's */
+            int64_t olo = zero ? dp->lo : 0, ohi = zero ? dp->hi : ne, obad = 0;
+            for (int k = 0; k < ft_optim_n_buffers(train_opt_optim(o[0])); k++) {
+                const float *x = ft_optim_buffer(train_opt_optim(o[0]), k), *y = ft_optim_buffer(train_opt_optim(o[1]), k);
+                obad += memcmp(x, y + olo, (size_t)(ohi - olo) * sizeof(float)) != 0;
+            }
+            if (obad)
+                ft_test_fail_(__FILE__, __LINE__, "variant %d zero %d rank %lld: the optimizer state differs", moe, zero,
+                              (long long)me);
             for (int k = 0; k < 3; k++) {
                 train_opt_free(o[k]);
                 ft_workspace_free(ws[k]);
@@ -350,19 +387,27 @@ TEST(comm_mpi_dp_runs_equal_one_process_bit_for_bit) {
     char model[1024], data[1024], cfgp[1200], cmd[4096];
     REQUIRE_OK(tiny_setup(tmp, 5, 2, model, data, sizeof model, &err), &err);
     enum { STEPS = 5 };
-    const char *names[] = {"sim2", "sim4", "plain"};
-    int sims[] = {2, 4, 0};
-    for (int k = 0; k < 3; k++) {
+    /* "-bf16": bf16 mixed precision (fp32 master weights and optimizer state) */
+    const char *names[] = {"sim2", "sim4", "plain", "sim2-bf16"};
+    int sims[] = {2, 4, 0, 2};
+    for (int k = 0; k < 4; k++) {
         ft_train_config c = dp_config(tmp, model, data, names[k], "5ba", "1000ba");
+        if (strstr(names[k], "bf16"))
+            REQUIRE_OK(ft_train_config_set(&c, "dtype", "bf16", &err), &err);
         REQUIRE_OK(run_here(&c, sims[k], &err), &err);
         ft_train_config_deinit(&c);
     }
     struct {
         const char *name, *env, *ref;
         int np;
-    } runs[] = {{"np2", "", "sim2", 2}, {"np4", "", "sim4", 4}, {"np2-zero-off", "-x FTUNE_ZERO=0", "np2", 2}};
+    } runs[] = {{"np2", "", "sim2", 2},
+                {"np4", "", "sim4", 4},
+                {"np2-zero-off", "-x FTUNE_ZERO=0", "np2", 2},
+                {"np2-bf16", "", "sim2-bf16", 2}};
     for (size_t k = 0; k < sizeof runs / sizeof *runs; k++) {
         ft_train_config c = dp_config(tmp, model, data, runs[k].name, "5ba", "1000ba");
+        if (strstr(runs[k].name, "bf16"))
+            REQUIRE_OK(ft_train_config_set(&c, "dtype", "bf16", &err), &err);
         snprintf(cfgp, sizeof cfgp, "%s/%s.json", tmp, runs[k].name);
         REQUIRE_OK(write_cfg(&c, cfgp, &err), &err);
         ft_train_config_deinit(&c);
