@@ -15,8 +15,9 @@
  * process holds the whole weights and gradients; with ZeRO-1 (the default) the optimizer state of
  * its shard only (1/N of it, the largest shard counted); and the reduce-scatter's receive buffers
  * (N times the largest shard: about one more gradient) and the per-chunk sums of the gradient norm.
- * A checkpoint gathers the optimizer state on rank 0 into buffers that are idle between steps, so
- * rank 0's peak is the same. */
+ * A checkpoint gathers the optimizer state on rank 0 into buffers that are idle between steps (the
+ * gradients, the receive buffers); the other ranks never fill their own receive slot, so their
+ * peak is lower by one shard (total_others). */
 #ifndef FTUNE_MEMPLAN_H
 #define FTUNE_MEMPLAN_H
 
@@ -89,7 +90,8 @@ typedef struct ft_memplan {
     uint64_t total;                    /* the predicted peak resident memory (of rank 0, the largest) */
     uint64_t total_others;             /* data parallelism: ranks > 0, which never fill the receive
                                         * slot of their own shard (rank 0 does, gathering a
-                                        * checkpoint's optimizer state into it); else total */
+                                        * checkpoint's optimizer state into it, under ZeRO-1);
+                                        * else total */
 } ft_memplan;
 
 void ft_memplan_estimate(const ft_memplan_params *p, ft_memplan *out);

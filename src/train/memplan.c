@@ -303,6 +303,10 @@ void ft_memplan_estimate(const ft_memplan_params *p, ft_memplan *out) {
         out->comm = (uint64_t)most * (uint64_t)N * sizeof(float) +
                     (uint64_t)((n + FT_GRAD_CHUNK - 1) / FT_GRAD_CHUNK) * sizeof(double);
         unfilled = (uint64_t)most * sizeof(float);
+        if (!p->zero) { /* no gather into rank 0's own slot either: no rank fills it */
+            out->comm -= unfilled;
+            unfilled = 0;
+        }
     }
     ft_workspace_params wp = ft_workspace_default_params();
     wp.max_batch = p->micro_batch > 0 ? p->micro_batch : 1;

@@ -14,6 +14,7 @@
  * The processes are this test binary (`--helper mpi_dp_*`) under mpirun, bounded by timeouts. */
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -584,4 +585,270 @@ TEST(comm_mpi_dp_cli_create_records_world_and_refuses_detach) {
     if (!strstr(out, "trains in the foreground"))
         ft_test_fail_(__FILE__, __LINE__, "exit %d:\n%s", st, out);
     ft_free(out);
+}
+
+/* ---------------------------------------------------------------- a rank that fails (issue #15's gaps) */
+
+/* `ftune ARGS` with FTUNE_HOME=tmp/home: exit status, output in *out (owned). `pre` goes before
+ * the binary: an mpirun launch (mpi_test_launch) or environment assignments. */
+static int ftune_cli(const char *tmp, const char *pre, const char *args, char **out) {
+    char cmd[8192];
+    if (strstr(pre, "mpirun"))
+        snprintf(cmd, sizeof cmd, "%s-x FTUNE_HOME=%s/home %s %s 2>&1", pre, tmp, ft_test_ftune_bin(), args);
+    else
+        snprintf(cmd, sizeof cmd, "timeout -k 5 240 env FTUNE_HOME=%s/home %s %s %s 2>&1", tmp, pre, ft_test_ftune_bin(),
+                 args);
+    return ft_test_run(cmd, out);
+}
+
+/* The create arguments of the fault tests' runs: 8 steps of 4 rows, a checkpoint every 2. */
+static void fault_args(char *buf, size_t cap, const char *model, const char *data, const char *tmp, const char *name) {
+    snprintf(buf, cap,
+             "create --model %s --train-data-path %s --task-type INSTRUCTION_FINETUNE --register-to main.default "
+             "--context-length 64 --global-batch-size 4 --micro-batch-size 1 --training-duration 8ba "
+             "--save-interval 2ba --learning-rate 1e-2 --weight-decay 0.01 --grad-clip 0.5 --seed 7 --threads 1 "
+             "--experiment-path %s/exp --quiet --name %s",
+             model, data, tmp, name);
+}
+
+/* `ftune get NAME` and `ftune events NAME` both say `want` (and get says FAILED). */
+static void check_failed_with(const char *tmp, const char *name, const char *want) {
+    char args[256], *out = NULL;
+    snprintf(args, sizeof args, "get %s", name);
+    ftune_cli(tmp, "", args, &out);
+    if (!strstr(out, "FAILED") || !strstr(out, want))
+        ft_test_fail_(__FILE__, __LINE__, "ftune get %s does not say FAILED and \"%s\":\n%s", name, want, out);
+    ft_free(out);
+    snprintf(args, sizeof args, "events %s", name);
+    ftune_cli(tmp, "", args, &out);
+    const char *f = strstr(out, "FAILED");
+    if (!f || !strstr(f, want))
+        ft_test_fail_(__FILE__, __LINE__, "ftune events %s has no FAILED event saying \"%s\":\n%s", name, want, out);
+    ft_free(out);
+}
+
+/* The latest checkpoint of run tmp/exp/name is complete, at step `ba`, and no partial one is left. */
+static void check_latest(const char *tmp, const char *name, int64_t ba) {
+    char dir[1200], ckdir[1300];
+    snprintf(dir, sizeof dir, "%s/exp/%s", tmp, name);
+    char *ck = NULL;
+    ft_err err;
+    if (ft_ckpt_find_latest(dir, true, &ck, NULL, &err) != FT_OK) {
+        ft_test_fail_(__FILE__, __LINE__, "%s: no complete checkpoint: %s", name, err.msg);
+        return;
+    }
+    int64_t ep, got;
+    const char *slash = strrchr(ck, '/');
+    if (!ft_ckpt_parse_name(slash ? slash + 1 : ck, &ep, &got) || got != ba)
+        ft_test_fail_(__FILE__, __LINE__, "%s: latest is %s, expected the checkpoint of step %lld", name, ck, (long long)ba);
+    ft_free(ck);
+    snprintf(ckdir, sizeof ckdir, "ls -a %s/checkpoints | grep -c '^\\.tmp' ", dir);
+    char *out = NULL;
+    ft_test_run(ckdir, &out);
+    if (atoi(out) != 0)
+        ft_test_fail_(__FILE__, __LINE__, "%s: a partial checkpoint folder is left in %s/checkpoints", name, dir);
+    ft_free(out);
+}
+
+TEST(comm_mpi_dp_failing_rank_stops_every_rank_and_the_run_resumes) {
+    SKIP_WITHOUT_MPI();
+    const char *tmp = ft_test_tmpdir();
+    ft_err err;
+    char model[1024], data[1024], args[4096], pre[1024], exp[1100], *out = NULL;
+    REQUIRE_OK(tiny_setup(tmp, 9, 3, model, data, sizeof model, &err), &err);
+    snprintf(exp, sizeof exp, "%s/exp", tmp);
+    /* the reference: one process computing what 2 ranks compute, uninterrupted */
+    fault_args(args, sizeof args, model, data, tmp, "ref");
+    int st = ftune_cli(tmp, "FTUNE_DP_SIMULATE_RANKS=2", args, &out);
+    if (st != 0)
+        ft_test_fail_(__FILE__, __LINE__, "the reference run: exit %d:\n%s", st, out);
+    ft_free(out);
+
+    /* 1. rank 1's share of step 5 fails (an I/O error only it sees): every rank stops at once */
+    mpi_test_launch(pre, sizeof pre, 120, 2);
+    strcat(pre, "-x FTUNE_TEST_FAULT=fail@1:5 -x FTUNE_COMM_TIMEOUT_S=20 ");
+    fault_args(args, sizeof args, model, data, tmp, "f1");
+    double t0 = ft_time_now();
+    st = ftune_cli(tmp, pre, args, &out);
+    double secs = ft_time_now() - t0;
+    if (st == 0 || st == 124 || st == 137 || secs > 20)
+        ft_test_fail_(__FILE__, __LINE__, "fail@1:5: exit %d after %.1f s (want a failure, well within the 20 s "
+                      "timeout):\n%s", st, secs, out);
+    ft_free(out);
+    check_failed_with(tmp, "f1", "step 5 of 8: rank 1 of 2 (host ");
+    check_failed_with(tmp, "f1", "Input/output error (injected by FTUNE_TEST_FAULT)");
+    check_latest(tmp, "f1", 4);
+    /* resumed (on 2 ranks, from the command line): exactly the uninterrupted run */
+    mpi_test_launch(pre, sizeof pre, 120, 2);
+    st = ftune_cli(tmp, pre, "resume f1", &out);
+    if (st != 0)
+        ft_test_fail_(__FILE__, __LINE__, "mpirun -np 2 ftune resume f1: exit %d:\n%s", st, out);
+    ft_free(out);
+    check_same_run(exp, "f1", "ref", 8);
+    printf("  fail@1:5: every rank stopped in %.1f s; FAILED with rank 1's error; resumed from step 4, exact\n", secs);
+
+    /* 2. rank 0 fails writing the checkpoint of step 4 (disk full): the followers do not hang */
+    mpi_test_launch(pre, sizeof pre, 120, 2);
+    strcat(pre, "-x FTUNE_TEST_FAULT=ckpt@0:4 -x FTUNE_COMM_TIMEOUT_S=20 ");
+    fault_args(args, sizeof args, model, data, tmp, "f2");
+    t0 = ft_time_now();
+    st = ftune_cli(tmp, pre, args, &out);
+    secs = ft_time_now() - t0;
+    if (st == 0 || st == 124 || st == 137 || secs > 20)
+        ft_test_fail_(__FILE__, __LINE__, "ckpt@0:4: exit %d after %.1f s:\n%s", st, secs, out);
+    ft_free(out);
+    check_failed_with(tmp, "f2", "No space left on device (injected by FTUNE_TEST_FAULT)");
+    check_latest(tmp, "f2", 2);
+    /* resumed in one process (simulating the 2 ranks' grouping): exact */
+    st = ftune_cli(tmp, "FTUNE_DP_SIMULATE_RANKS=2", "resume f2", &out);
+    if (st != 0)
+        ft_test_fail_(__FILE__, __LINE__, "ftune resume f2: exit %d:\n%s", st, out);
+    ft_free(out);
+    check_same_run(exp, "f2", "ref", 8);
+    printf("  ckpt@0:4: every rank stopped in %.1f s; latest stayed at step 2; resumed on 1 process, exact\n", secs);
+
+    /* 3. NaN in rank 1's share from step 3 on: every rank skips the same updates, the run ends
+     * as diverged, naming rank 1 */
+    mpi_test_launch(pre, sizeof pre, 120, 2);
+    strcat(pre, "-x FTUNE_TEST_FAULT=nan@1:3 -x FTUNE_COMM_TIMEOUT_S=20 ");
+    fault_args(args, sizeof args, model, data, tmp, "f3");
+    st = ftune_cli(tmp, pre, args, &out);
+    if (st == 0 || st == 124 || st == 137)
+        ft_test_fail_(__FILE__, __LINE__, "nan@1:3: exit %d:\n%s", st, out);
+    ft_free(out);
+    check_failed_with(tmp, "f3", "training diverged");
+    check_failed_with(tmp, "f3", "first in the share of rank 1 of 2 (host ");
+    ftune_cli(tmp, "", "events f3", &out);
+    const char *w = strstr(out, "step 3: non-finite loss or gradient, first in the share of rank 1 of 2");
+    if (!w || !strstr(out, "update skipped (3 in a row)"))
+        ft_test_fail_(__FILE__, __LINE__, "the skipped updates do not name rank 1:\n%s", out);
+    ft_free(out);
+}
+
+/* ---------------------------------------------------------------- memory per rank */
+
+/* Runs FT_RSS_CMD (sh -c) as a child and writes its peak resident memory (ru_maxrss, the kernel's
+ * VmHWM at exit) to FT_RSS_OUT.<rank> in bytes; exits with the child's status. Under mpirun each
+ * rank is this wrapper around one ftune process. */
+TEST_HELPER(mpi_rss_wrap) {
+    const char *cmd = getenv("FT_RSS_CMD"), *outp = getenv("FT_RSS_OUT"), *rank = getenv("OMPI_COMM_WORLD_RANK");
+    REQUIRE(cmd && outp);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    int st = 0;
+    struct rusage ru;
+    memset(&ru, 0, sizeof ru);
+    REQUIRE(wait4(pid, &st, 0, &ru) == pid);
+    char p[1200], v[64];
+    snprintf(p, sizeof p, "%s.%s", outp, rank ? rank : "0");
+    snprintf(v, sizeof v, "%lld\n", (long long)ru.ru_maxrss * 1024);
+    ft_err err;
+    REQUIRE_OK(ft_file_write_atomic(p, v, strlen(v), &err), &err);
+    fflush(stdout);
+    _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 1);
+}
+
+/* "501 MiB" / "1.23 GiB" at s, in bytes (0 when not a size). */
+static double size_at(const char *s) {
+    char *end = NULL;
+    double v = s ? strtod(s, &end) : 0;
+    if (!s || end == s)
+        return 0;
+    while (*end == ' ')
+        end++;
+    double mult = !strncmp(end, "GiB", 3) ? 1073741824.0 : !strncmp(end, "MiB", 3) ? 1048576.0 : !strncmp(end, "KiB", 3) ? 1024.0 : 0;
+    return v * mult;
+}
+
+static double file_number(const char *path) {
+    char *t = NULL;
+    size_t n = 0;
+    double v = ft_file_read_all(path, &t, &n, NULL) == FT_OK ? strtod(t, NULL) : 0;
+    ft_free(t);
+    return v;
+}
+
+TEST(comm_mpi_dp_memory_plan_per_rank_within_10pct) {
+    SKIP_WITHOUT_MPI();
+    const char *tmp = ft_test_tmpdir();
+    ft_err err;
+    char model[1024], data[1024], big[1100], cmd[8192], args[4096], *out = NULL;
+    REQUIRE_OK(tiny_setup(tmp, 3, 2, model, data, sizeof model, &err), &err);
+    /* 39M parameters, most of them a 65536-row embedding (150 MiB of fp32 per copy): the weights,
+     * gradients, optimizer state and receive buffers dominate the process's own memory */
+    snprintf(big, sizeof big, "%s/big", tmp);
+    snprintf(cmd, sizeof cmd,
+             "%s init-model --out %s --vocab-size 65536 --hidden-size 512 --intermediate-size 1024 --layers 2 "
+             "--heads 8 --tie-embeddings --max-position-embeddings 256 --tokenizer %s 2>&1",
+             ft_test_ftune_bin(), big, ft_test_fixture("train/tinytok"));
+    int st = ft_test_run(cmd, &out);
+    REQUIRE(st == 0);
+    ft_free(out);
+    struct {
+        const char *name, *env;
+        int np;
+    } runs[] = {{"one", "", 1}, {"two", "", 2}, {"two-nozero", "-x FTUNE_ZERO=0 ", 2}};
+    for (size_t k = 0; k < sizeof runs / sizeof *runs; k++) {
+        snprintf(args, sizeof args,
+                 "exec %s create --model %s --train-data-path %s --task-type INSTRUCTION_FINETUNE --register-to "
+                 "main.default --context-length 32 --global-batch-size 2 --micro-batch-size 1 --training-duration 2ba "
+                 "--activation-checkpointing off --threads 1 --experiment-path %s/exp --quiet --name %s",
+                 ft_test_ftune_bin(), big, data, tmp, runs[k].name);
+        char launch[1024] = "";
+        if (runs[k].np > 1)
+            mpi_test_launch(launch, sizeof launch, 240, runs[k].np);
+        else
+            snprintf(launch, sizeof launch, "timeout -k 5 240 env OMP_NUM_THREADS=1 ");
+        snprintf(cmd, sizeof cmd, "FTUNE_HOME=%s/home FT_RSS_OUT=%s/rss-%s FT_RSS_CMD='%s' %s%s%s%s --helper mpi_rss_wrap 2>&1",
+                 tmp, tmp, runs[k].name, args, launch, runs[k].np > 1 ? "-x FTUNE_HOME -x FT_RSS_OUT -x FT_RSS_CMD " : "",
+                 runs[k].env, mpi_test_self());
+        st = ft_test_run(cmd, &out);
+        if (st != 0) {
+            ft_test_fail_(__FILE__, __LINE__, "%s: exit %d:\n%s", runs[k].name, st, out);
+            ft_free(out);
+            continue;
+        }
+        ft_free(out);
+        /* the prediction, as the run's MODEL_INITIALIZED event says it */
+        char ev[256];
+        snprintf(ev, sizeof ev, "events %s", runs[k].name);
+        ftune_cli(tmp, "", ev, &out);
+        const char *p = strstr(out, "predicted peak memory ");
+        double want0 = p ? size_at(p + strlen("predicted peak memory ")) : 0, want_others = want0;
+        const char *o = p ? strstr(p, " on rank 0, ") : NULL;
+        if (runs[k].np > 1)
+            want_others = o ? size_at(o + strlen(" on rank 0, ")) : 0;
+        if (!(want0 > 0 && want_others > 0))
+            ft_test_fail_(__FILE__, __LINE__, "%s: no prediction in the events:\n%s", runs[k].name, out);
+        ft_free(out);
+        if (runs[k].np == 2 && !*runs[k].env) { /* `ftune validate --processes 2` predicts the same */
+            snprintf(cmd, sizeof cmd,
+                     "validate --model %s --task-type INSTRUCTION_FINETUNE --context-length 32 --global-batch-size 2 "
+                     "--micro-batch-size 1 --activation-checkpointing off --threads 1 --no-estimate --processes 2 %s",
+                     big, data);
+            ftune_cli(tmp, "", cmd, &out);
+            const char *v = strstr(out, "memory: predicted peak per process of 2 (ranks > 0: ");
+            double v_others = v ? size_at(v + strlen("memory: predicted peak per process of 2 (ranks > 0: ")) : 0;
+            const char *v0 = v ? strstr(v, "): ") : NULL;
+            double v_rank0 = v0 ? size_at(v0 + 3) : 0;
+            if (fabs(v_rank0 - want0) > 1048576 || fabs(v_others - want_others) > 1048576)
+                ft_test_fail_(__FILE__, __LINE__, "validate --processes 2 says %.0f / %.0f MiB, the run %.0f / %.0f:\n%s",
+                              v_rank0 / 1048576, v_others / 1048576, want0 / 1048576, want_others / 1048576, out);
+            ft_free(out);
+        }
+        for (int r = 0; r < runs[k].np; r++) {
+            char rp[1200];
+            snprintf(rp, sizeof rp, "%s/rss-%s.%d", tmp, runs[k].name, r);
+            double got = file_number(rp), want = r ? want_others : want0;
+            double dev = got > 0 ? (want - got) / got : 1e9;
+            printf("  %s rank %d: VmHWM %.1f MiB, predicted %.1f MiB (%+.1f%%)\n", runs[k].name, r, got / 1048576.0,
+                   want / 1048576.0, 100 * dev);
+            if (!(fabs(dev) <= 0.10))
+                ft_test_fail_(__FILE__, __LINE__, "%s rank %d: measured %.1f MiB, predicted %.1f MiB: %+.1f%% (> 10%%)",
+                              runs[k].name, r, got / 1048576.0, want / 1048576.0, 100 * dev);
+        }
+    }
 }

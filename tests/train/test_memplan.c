@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "ftune/comm.h"
 #include "ftune/memplan.h"
 #include "ftune/model.h"
 #include "ftune/optim.h"
@@ -137,6 +138,70 @@ TEST(memplan_terms_match_the_allocations) {
     ft_memplan withb;
     ft_memplan_estimate(&p, &withb);
     CHECK_EQ_INT(withb.batches, 4 * 4 * 4 * 1000 * 256);
+}
+
+/* Data parallelism: per process, the optimizer state of the largest ZeRO-1 shard (what a sharded
+ * ft_optim holds, in train/dp.c's layout of whole FT_GRAD_CHUNK chunks), the reduce-scatter's
+ * receive buffers (N slots of the largest shard) and the per-chunk norm sums; ranks > 0 never fill
+ * their own slot. One process: unchanged. The measured side: comm_mpi_dp_memory_plan_per_rank_within_10pct. */
+TEST(memplan_data_parallel_terms) {
+    ft_model_config c = small_config();
+    ft_err err;
+    ft_model_params mp = ft_model_default_params();
+    mp.training = true;
+    ft_model *m = NULL;
+    REQUIRE_OK(ft_model_new_random(&c, 1, &mp, &m, &err), &err);
+    const int64_t n = ft_model_n_elements(m), chunks = (n + FT_GRAD_CHUNK - 1) / FT_GRAD_CHUNK;
+    ft_memplan_params p = ft_memplan_default_params(&c);
+    p.context_length = 64;
+    ft_memplan one, w1;
+    ft_memplan_estimate(&p, &one);
+    p.world_size = 1;
+    ft_memplan_estimate(&p, &w1);
+    CHECK(!memcmp(&one, &w1, sizeof one) && one.comm == 0 && one.total_others == one.total);
+    for (int kind = 0; kind < 2; kind++)
+        for (int64_t N = 2; N <= 5; N++) {
+            const ft_optim_kind k = kind ? FT_OPTIM_LION : FT_OPTIM_ADAMW;
+            int64_t most = 0;
+            size_t most_bytes = 0;
+            for (int64_t r = 0; r < N; r++) { /* what each rank's sharded optimizer allocates */
+                int64_t clo, chi;
+                ft_comm_shard(chunks, N, r, &clo, &chi);
+                ft_optim_params op = ft_optim_default_params(k);
+                op.sharded = true;
+                op.shard_lo = clo * FT_GRAD_CHUNK < n ? clo * FT_GRAD_CHUNK : n;
+                op.shard_hi = chi * FT_GRAD_CHUNK < n ? chi * FT_GRAD_CHUNK : n;
+                ft_optim *o = NULL;
+                REQUIRE_OK(ft_optim_new(m, &op, &o, &err), &err);
+                size_t b = (size_t)(op.shard_hi - op.shard_lo) * (size_t)ft_optim_n_buffers(o) * sizeof(float);
+                most_bytes = b > most_bytes ? b : most_bytes;
+                most = op.shard_hi - op.shard_lo > most ? op.shard_hi - op.shard_lo : most;
+                ft_optim_free(o);
+            }
+            p.optimizer = k;
+            p.world_size = N;
+            p.zero = true;
+            ft_memplan z, nz;
+            ft_memplan_estimate(&p, &z);
+            p.zero = false;
+            ft_memplan_estimate(&p, &nz);
+            p.world_size = 0;
+            ft_memplan base;
+            ft_memplan_estimate(&p, &base);
+            CHECK_EQ_INT(z.optimizer, most_bytes + 16 * sizeof(float));
+            CHECK_EQ_INT(z.comm, (uint64_t)(N * most) * sizeof(float) + (uint64_t)chunks * sizeof(double));
+            CHECK_EQ_INT(z.total, base.total - base.optimizer + z.optimizer + z.comm);
+            CHECK_EQ_INT(z.total_others, z.total - (uint64_t)most * sizeof(float));
+            CHECK_EQ_INT(nz.optimizer, base.optimizer); /* ZeRO off: the whole state on every rank */
+            CHECK_EQ_INT(nz.comm, (uint64_t)((N - 1) * most) * sizeof(float) + (uint64_t)chunks * sizeof(double));
+            CHECK_EQ_INT(nz.total_others, nz.total);
+            char line[800];
+            p.world_size = N;
+            p.zero = true;
+            ft_memplan_describe(&p, &z, line, sizeof line);
+            CHECK(strstr(line, "per process of ") && strstr(line, "ZeRO-1") && strstr(line, "data-parallel buffers"));
+        }
+    ft_model_free(m);
 }
 
 TEST(memplan_fit_choices) {
