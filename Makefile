@@ -59,6 +59,8 @@ $(BUILD)/obj/%.o: %.c
 	@$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/obj/tests/%.o: CPPFLAGS += -Itests
+# The few-row GEMM kernel writes acc + a * b and wants it fused (src/tensor/gemm_rows.c).
+$(BUILD)/obj/src/tensor/gemm_rows.o: CFLAGS += -ffp-contract=fast
 
 # The web UI's files are assembled into the server (src/server/assets.c includes them).
 WEB_ASSETS := $(wildcard src/server/web/*)

@@ -29,8 +29,9 @@ typedef struct ft_sampling {
 /* Working memory for sampling over a vocabulary of V (reuse across calls). */
 typedef struct ft_sampler {
     int64_t V;
-    float *probs;  /* (V) */
-    int32_t *idx;  /* (V) */
+    float *probs;    /* (V) */
+    int32_t *idx;    /* (V) */
+    uint32_t *radix; /* (3 V) the sort's keys and scratch */
 } ft_sampler;
 ft_status ft_sampler_init(ft_sampler *s, int64_t V, ft_err *err);
 void ft_sampler_deinit(ft_sampler *s);

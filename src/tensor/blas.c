@@ -7,8 +7,9 @@
  * Why: OpenBLAS's own threaded gemm has its threads hand packed panels to each other and
  * busy-wait for them many times per call; on a shared machine, where one of our threads is
  * often descheduled, the other spins. With panels there is one join per product, and a thread
- * that runs late just claims fewer panels. A one-row product (M = 1, a decode step) is a GEMV
- * split the same way (gemv_row). */
+ * that runs late just claims fewer panels. A product of a few rows with a weight matrix (x W^T
+ * with M <= FT_TENSOR_FEW_ROWS: decode steps, the LM head) streams the weights once in
+ * gemm_rows.c; the other one-row forms are a GEMV split the same way (gemv_row). */
 #include <cblas.h>
 #include <limits.h>
 #include <omp.h>
@@ -16,7 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "ftune/tensor.h"
+#include "internal.h"
 
 /* Two settings that the libraries read when they load, before main, so they are set here and the
  * process execs itself again (once: the new process finds them set):
@@ -110,6 +111,11 @@ static void sgemm_fits(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
         return;
     }
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+    /* x W^T for a few rows (decode steps, the LM head): streamed once (gemm_rows.c) */
+    if (!trans_a && trans_b && M <= FT_TENSOR_FEW_ROWS) {
+        tensor_gemm_rows(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nt);
+        return;
+    }
     if (M == 1) {
         gemv_row(trans_a, trans_b, N, K, alpha, A, lda, B, ldb, beta, C, nt);
         return;

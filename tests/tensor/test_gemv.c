@@ -1,7 +1,8 @@
-/* tests/tensor: ft_tensor_sgemm with one row (M = 1), the decode step's product, which takes the
- * multithreaded GEMV route (src/tensor/blas.c gemv_row): every transpose form, alpha/beta, a row
+/* tests/tensor: ft_tensor_sgemm with one row (M = 1): every transpose form, alpha/beta, a row
  * stride wider than the row and sizes on both sides of the parallel threshold, against a float64
- * loop. */
+ * loop. The x W^T form (trans_b, a decode step's product) takes the few-row kernel
+ * (src/tensor/gemm_rows.c, also tested in test_gemm_rows.c), the others the multithreaded GEMV
+ * route (src/tensor/blas.c gemv_row). */
 #include <stdlib.h>
 
 #include "ftune/tensor.h"
