@@ -157,6 +157,13 @@ typedef struct ft_infer_hist {
     double sum;
     uint64_t n;
 } ft_infer_hist;
+/* Where the engine thread's time went, cumulative wall seconds: whole steps, the model
+ * (ft_model_decode_batch) and its parts, and after it each sequence's logits processing
+ * (penalties, sampling, constrained choice, logprobs, text, stop checks, its callbacks). */
+typedef struct ft_infer_profile {
+    int64_t steps, rows;
+    double step_s, model_s, matmul_s, attention_s, head_s, logits_s;
+} ft_infer_profile;
 typedef struct ft_infer_stats {
     uint64_t requests, finished[4]; /* by ft_infer_finish */
     uint64_t prompt_tokens, completion_tokens, steps;
@@ -164,6 +171,8 @@ typedef struct ft_infer_stats {
     int64_t kv_tokens_used, kv_tokens;            /* now: reserved by the running sequences, the pool's */
     int64_t last_batch;                           /* sequences in the last step */
     ft_infer_hist ttft, itl, batch;               /* batch: sequences per step (bounds reused as counts) */
+    ft_infer_profile decode_steps;  /* steps with only decoding rows (one new token per sequence) */
+    ft_infer_profile prefill_steps; /* steps with prompt chunks */
 } ft_infer_stats;
 void ft_infer_get_stats(ft_infer *e, ft_infer_stats *s);
 

@@ -222,6 +222,16 @@ typedef struct ft_decode_seq {
  * slot, token, sizes over the pool's) change nothing. */
 ft_status ft_model_decode_batch(ft_model *m, ft_kv_pool *p, const ft_decode_seq *seqs, int64_t n_seqs, float *logits,
                                 ft_err *err);
+/* Where a pool's steps spent their wall time, cumulative since ft_kv_pool_new (a measurement is
+ * the difference of two readings). */
+typedef struct ft_decode_profile {
+    int64_t steps, rows, logit_rows;
+    double total_s;     /* all of ft_model_decode_batch */
+    double matmul_s;    /* the layers' weight products */
+    double attention_s; /* attention over the caches */
+    double head_s;      /* the final norm and the LM head */
+} ft_decode_profile;
+void ft_kv_pool_get_profile(const ft_kv_pool *p, ft_decode_profile *out);
 
 /* Save all parameters as safetensors with HF names (F32, or BF16 when `bf16`). */
 ft_status ft_model_save_weights(ft_model *m, const char *path, bool bf16, ft_err *err);

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "cli.h"
 #include "ftune/infer.h"
@@ -58,6 +59,63 @@ static void on_event(void *user, const ft_infer_event *ev) {
     if (--w->left == 0)
         pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
+}
+
+/* Where a measurement's decoding steps went (steps without prompt chunks), summed over its
+ * rounds: the engine's counters after minus before (ft_infer_stats), and the process's CPU
+ * seconds beside the wall time of the whole measurement (on a shared machine their ratio shows
+ * how much of the cores the run had). */
+typedef struct phase {
+    ft_infer_profile d;
+    int64_t prefill_steps;
+    double prefill_s, wall_s, cpu_s;
+} phase;
+
+static double cpu_now(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec +
+           1e-6 * (double)ru.ru_stime.tv_usec;
+}
+
+static void phase_add(phase *ph, const ft_infer_stats *a, const ft_infer_stats *b, double wall, double cpu) {
+    const ft_infer_profile *x = &a->decode_steps, *y = &b->decode_steps;
+    ph->d.steps += y->steps - x->steps;
+    ph->d.rows += y->rows - x->rows;
+    ph->d.step_s += y->step_s - x->step_s;
+    ph->d.model_s += y->model_s - x->model_s;
+    ph->d.matmul_s += y->matmul_s - x->matmul_s;
+    ph->d.attention_s += y->attention_s - x->attention_s;
+    ph->d.head_s += y->head_s - x->head_s;
+    ph->d.logits_s += y->logits_s - x->logits_s;
+    ph->prefill_steps += b->prefill_steps.steps - a->prefill_steps.steps;
+    ph->prefill_s += b->prefill_steps.step_s - a->prefill_steps.step_s;
+    ph->wall_s += wall;
+    ph->cpu_s += cpu;
+}
+
+/* Milliseconds per decoding step by part: the layers' products, attention, the LM head, the rest
+ * of the model (norms, RoPE, SwiGLU, copies, thread wake-ups) and the logits processing after it;
+ * then the steps with prompt chunks. */
+static void phase_json(const char *name, const phase *ph) {
+    const ft_infer_profile *d = &ph->d;
+    double n = d->steps > 0 ? (double)d->steps : 1;
+    printf("\"%s\": {\"decode_steps\": %lld, \"decode_rows\": %lld, \"step_ms\": %.2f, \"matmul_ms\": %.2f, "
+           "\"attention_ms\": %.2f, \"head_ms\": %.2f, \"other_model_ms\": %.2f, \"logits_ms\": %.2f, "
+           "\"prefill_steps\": %lld, \"prefill_s\": %.3f, \"wall_s\": %.3f, \"cpu_s\": %.3f}",
+           name, (long long)d->steps, (long long)d->rows, 1e3 * d->step_s / n, 1e3 * d->matmul_s / n,
+           1e3 * d->attention_s / n, 1e3 * d->head_s / n, 1e3 * (d->model_s - d->matmul_s - d->attention_s - d->head_s) / n,
+           1e3 * d->logits_s / n, (long long)ph->prefill_steps, ph->prefill_s, ph->wall_s, ph->cpu_s);
+}
+
+static void phase_text(const char *name, const phase *ph) {
+    const ft_infer_profile *d = &ph->d;
+    double n = d->steps > 0 ? (double)d->steps : 1;
+    printf("  %s: %lld decoding steps of %.1f rows, %.1f ms/step: products %.1f, attention %.1f, LM head %.1f, rest of "
+           "the model %.1f, logits processing %.1f; %lld prefill steps %.2f s; %.1f CPU-s in %.1f s\n",
+           name, (long long)d->steps, (double)d->rows / n, 1e3 * d->step_s / n, 1e3 * d->matmul_s / n,
+           1e3 * d->attention_s / n, 1e3 * d->head_s / n, 1e3 * (d->model_s - d->matmul_s - d->attention_s - d->head_s) / n,
+           1e3 * d->logits_s / n, (long long)ph->prefill_steps, ph->prefill_s, ph->cpu_s, ph->wall_s);
 }
 
 /* n streams of `prompt` tokens each generating `gen` tokens at once: wall seconds, *tokens. */
@@ -171,14 +229,23 @@ int cmd_bench_serve(int argc, char **argv) {
     double wall, ttft;
     if (s == FT_OK) /* warm-up: page in the weights, size the thread pool */
         s = run_streams(e, 1, ids, prompt, 4, &wall, &tok1, &ttft, &err);
+    phase ph1 = {0}, phN = {0};
+    ft_infer_stats sa, sb;
+    double c0;
     for (int64_t r = 0; r < rounds && s == FT_OK; r++) {
         /* one stream: decode tokens/s after its first token */
+        ft_infer_get_stats(e, &sa), c0 = cpu_now();
         s = run_streams(e, 1, ids, prompt, gen, &wall, &tok1, &ttft, &err);
+        ft_infer_get_stats(e, &sb);
+        phase_add(&ph1, &sa, &sb, wall, cpu_now() - c0);
         if (s == FT_OK && wall - ttft > 0 && (double)(tok1 - 1) / (wall - ttft) > best1)
             best1 = (double)(tok1 - 1) / (wall - ttft);
         /* N streams together: aggregate tokens/s over the wall time */
+        ft_infer_get_stats(e, &sa), c0 = cpu_now();
         if (s == FT_OK)
             s = run_streams(e, streams, ids, prompt, gen, &wall, &tokN, &ttft, &err);
+        ft_infer_get_stats(e, &sb);
+        phase_add(&phN, &sa, &sb, wall, cpu_now() - c0);
         if (s == FT_OK && (double)tokN / wall > bestN)
             bestN = (double)tokN / wall;
         /* time to first token of a long prompt */
@@ -195,14 +262,20 @@ int cmd_bench_serve(int argc, char **argv) {
     } else if (json) {
         printf("{\"model\": \"%s\", \"threads\": %d, \"streams\": %lld, \"new_tokens\": %lld, \"prompt_tokens\": %lld, "
                "\"single_tokens_per_s\": %.2f, \"aggregate_tokens_per_s\": %.2f, \"ratio\": %.2f, "
-               "\"ttft_prompt_tokens\": %lld, \"ttft_s\": %.4f}\n",
+               "\"ttft_prompt_tokens\": %lld, \"ttft_s\": %.4f, ",
                sh ? sh->name : dir, ft_tensor_threads(), (long long)streams, (long long)gen, (long long)prompt, best1,
                bestN, best1 > 0 ? bestN / best1 : 0.0, (long long)ttft_prompt, best_ttft);
+        phase_json("single", &ph1);
+        printf(", ");
+        phase_json("batched", &phN);
+        printf("}\n");
     } else {
         printf("serve %s: 1 stream %.1f tokens/s; %lld streams %.1f tokens/s (%.2fx); TTFT %lld-token prompt %.1f "
                "ms\n",
                sh ? sh->name : dir, best1, (long long)streams, bestN, best1 > 0 ? bestN / best1 : 0.0,
                (long long)ttft_prompt, best_ttft * 1e3);
+        phase_text("1 stream", &ph1);
+        phase_text("batched", &phN);
     }
     ft_infer_free(e);
     ft_free(ids);

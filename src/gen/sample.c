@@ -57,44 +57,45 @@ static int cmp_desc(const void *a, const void *b, void *ctx) {
     return (i > j) - (i < j);
 }
 
-/* The sort key: ascending key = descending logit. -0 is +0 (the comparator finds them equal) and
- * a NaN comes after everything (the comparator's order is undefined with NaNs; this one is
- * not). */
-static inline uint32_t desc_key(float x) {
-    if (x == 0.0f)
-        x = 0.0f;
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    if (isnan(x))
-        return UINT32_MAX;
-    u = u & 0x80000000u ? ~u : u | 0x80000000u; /* ascending in x */
-    return ~u;
-}
-
 /* idx[0..V) = all ids in cmp_desc's order: an LSD radix sort of (key, id) pairs that starts in
- * id order; each pass is stable, so equal logits stay in ascending id order. work: 3V words. */
+ * id order; each pass is stable, so equal logits stay in ascending id order. The key is the
+ * logit's bits made to sort ascending for descending logits; -0 becomes +0 first (x + 0), as
+ * the comparator finds them equal, and a NaN sorts after everything (the comparator's order is
+ * undefined with NaNs; this one is not). work: 3V words. */
 static void sort_all(const float *l, int64_t V, int32_t *idx, uint32_t *work) {
     uint32_t *key = work, *key2 = work + V, *idx2 = work + 2 * V;
+    int64_t count[3][2048];
+    memset(count, 0, sizeof count);
+#pragma omp simd
     for (int64_t i = 0; i < V; i++) {
-        key[i] = desc_key(l[i]);
+        const float x = l[i] + 0.0f;
+        uint32_t u;
+        memcpy(&u, &x, 4);
+        const uint32_t up = u ^ ((uint32_t)((int32_t)u >> 31) | 0x80000000u); /* ascending in x */
+        key[i] = x != x ? UINT32_MAX : ~up;
         idx[i] = (int32_t)i;
+    }
+    for (int64_t i = 0; i < V; i++) { /* the three digits' histograms in one pass */
+        const uint32_t k = key[i];
+        count[0][k & 2047]++;
+        count[1][(k >> 11) & 2047]++;
+        count[2][k >> 22]++;
     }
     uint32_t *ks = key, *kd = key2;
     int32_t *is = idx, *id = (int32_t *)idx2;
-    for (int shift = 0; shift < 32; shift += 11) {
-        int64_t count[2048] = {0};
-        for (int64_t i = 0; i < V; i++)
-            count[(ks[i] >> shift) & 2047]++;
-        if (count[(ks[0] >> shift) & 2047] == V) /* one digit value: the pass would not move anything */
+    for (int pass = 0; pass < 3; pass++) {
+        const int shift = 11 * pass;
+        int64_t *c = count[pass];
+        if (c[(ks[0] >> shift) & 2047] == V) /* one digit value: the pass would not move anything */
             continue;
         int64_t at = 0;
         for (int d = 0; d < 2048; d++) {
-            int64_t c = count[d];
-            count[d] = at;
-            at += c;
+            const int64_t n = c[d];
+            c[d] = at;
+            at += n;
         }
         for (int64_t i = 0; i < V; i++) {
-            int64_t to = count[(ks[i] >> shift) & 2047]++;
+            const int64_t to = c[(ks[i] >> shift) & 2047]++;
             kd[to] = ks[i];
             id[to] = is[i];
         }

@@ -8,6 +8,7 @@
  * ft_infer_cancel from anywhere, including its own callback. A sequence's tokens depend only on
  * its own logits and its own seeded generator, never on its neighbours in the batch. */
 #include <math.h>
+#include <omp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -18,6 +19,14 @@
 
 const double ft_infer_hist_bounds[FT_INFER_HIST] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
 
+/* One thread's working memory for picking a sequence's token (pick()). */
+typedef struct scratch {
+    float *work;  /* (V) the logits after penalties */
+    float *work2; /* (V) the constrained choice's copy of work */
+    ft_sampler sampler;
+    infer_gstate gtmp[2]; /* constrained decoding's scratch states */
+} scratch;
+
 typedef struct seq {
     uint64_t id;
     ft_infer_request r;
@@ -27,6 +36,8 @@ typedef struct seq {
     size_t stop_len[FT_INFER_MAX_STOP_STRINGS], n_stop, max_stop;
     int64_t slot, prefilled, budget, kv_need; /* kv_need: prompt + budget, reserved in the pool */
     int32_t next; /* the last sampled token, fed at the next step */
+    int32_t pick; /* this step's choice (pick(); -1: constrained decoding found none) and its logprobs */
+    ft_infer_token tk;
     bool decoding, finished;
     atomic_bool cancel; /* set by ft_infer_cancel under the lock, read by the engine thread without it */
     ft_infer_finish finish;
@@ -55,12 +66,10 @@ struct ft_infer {
     int64_t V;
     ft_kv_pool *pool;
     float *logits; /* (max_seqs, V) */
-    float *work;   /* (V) */
-    float *work2;  /* (V) the constrained choice's copy of work */
-    ft_sampler sampler;
+    scratch *scr;  /* (n_scr) one per thread picking tokens */
+    int n_scr;
     char **token_text; /* (V) each token's text alone, made on the first constrained request */
     size_t *token_len;
-    infer_gstate *gtmp; /* (2) scratch states of constrained decoding (the engine thread's) */
     pthread_t thread;
     bool started;
     pthread_mutex_t mu;
@@ -221,38 +230,38 @@ static ft_status token_texts(ft_infer *e, ft_err *err) {
  * it (counting one token per byte of its shortest completion, which single-byte tokens can
  * always write), so an answer that ends by "stop" is complete whenever the tokens allow. A stop
  * id only once the document is complete. */
-static bool json_allows(ft_infer *e, const seq *s, int32_t id, bool budget) {
+static bool json_allows(ft_infer *e, const seq *s, int32_t id, bool budget, scratch *w) {
     if (is_stop_id(e, s, id))
         return infer_gstate_done(&s->gs);
     if (!e->token_text[id] || !e->token_len[id])
         return false;
-    if (!infer_gstate_feed(s->grammar, &s->gs, e->token_text[id], e->token_len[id], &e->gtmp[0], &e->gtmp[1]))
+    if (!infer_gstate_feed(s->grammar, &s->gs, e->token_text[id], e->token_len[id], &w->gtmp[0], &w->gtmp[1]))
         return false;
-    return !budget || infer_gstate_min_left(s->grammar, &e->gtmp[0]) <= s->budget - (int64_t)s->n_out - 1;
+    return !budget || infer_gstate_min_left(s->grammar, &w->gtmp[0]) <= s->budget - (int64_t)s->n_out - 1;
 }
 
-/* Sample from e->work under the sequence's constraint. Rejection first (exact: drawing again
+/* Sample from sc->work under the sequence's constraint. Rejection first (exact: drawing again
  * with the rejected token removed is drawing from the masked distribution), then a full mask;
  * when no token closes the document within the budget (a budget too small from the start), the
  * tokens that merely continue it: the answer ends by "length", cut. */
-static int32_t choose(ft_infer *e, seq *s) {
-    float *w = e->work;
+static int32_t choose(ft_infer *e, seq *s, scratch *sc) {
+    float *w = sc->work;
     if (s->r.json == FT_INFER_JSON_NONE)
-        return ft_sampler_sample(&e->sampler, w, &s->r.sampling, &s->rng);
+        return ft_sampler_sample(&sc->sampler, w, &s->r.sampling, &s->rng);
     for (int tries = 0; tries < 16; tries++) {
-        int32_t id = ft_sampler_sample(&e->sampler, w, &s->r.sampling, &s->rng);
-        if (json_allows(e, s, id, true))
+        int32_t id = ft_sampler_sample(&sc->sampler, w, &s->r.sampling, &s->rng);
+        if (json_allows(e, s, id, true, sc))
             return id;
         w[id] = -INFINITY;
     }
     bool any = false;
     for (int pass = 0; pass < 2 && !any; pass++) {
         if (pass == 1)
-            memcpy(w, e->work2, (size_t)e->V * sizeof(float));
+            memcpy(w, sc->work2, (size_t)e->V * sizeof(float));
         for (int64_t v = 0; v < e->V; v++) {
             if (w[v] == -INFINITY)
                 continue;
-            if (json_allows(e, s, (int32_t)v, pass == 0))
+            if (json_allows(e, s, (int32_t)v, pass == 0, sc))
                 any = true;
             else
                 w[v] = -INFINITY;
@@ -263,7 +272,7 @@ static int32_t choose(ft_infer *e, seq *s) {
     /* top-k / top-p / min-p could cut every allowed token; sample among the allowed ones */
     ft_sampling sp = s->r.sampling;
     sp.top_k = 0, sp.top_p = 1, sp.min_p = 0;
-    return ft_sampler_sample(&e->sampler, w, &sp, &s->rng);
+    return ft_sampler_sample(&sc->sampler, w, &sp, &s->rng);
 }
 
 /* log softmax of the model's logits at `id`, and the top n. */
@@ -277,40 +286,45 @@ static void logprobs(const float *l, int64_t V, int32_t id, int n, ft_infer_toke
         sum += exp((double)l[v] - mx);
     double lse = mx + log(sum);
     t->logprob = (float)((double)l[id] - lse);
-    t->n_top = 0;
-    for (int k = 0; k < n; k++) { /* n <= 20 passes: the k-th best after the (k-1)-th */
-        int32_t best = -1;
-        for (int64_t v = 0; v < V; v++) {
-            bool taken = false;
-            for (int j = 0; j < k && !taken; j++)
-                taken = t->top_ids[j] == v;
-            if (!taken && (best < 0 || l[v] > l[best]))
-                best = (int32_t)v;
+    /* the n best (larger logit first, lower id on ties; a NaN ranks as -inf) in one pass: the
+     * list stays in order and a logit enters only when it beats the last one kept */
+    int m = 0;
+    for (int64_t v = 0; v < V && n > 0; v++) {
+        const float x = isnan(l[v]) ? -INFINITY : l[v];
+        if (m == n && !(x > t->top_logprobs[n - 1]))
+            continue;
+        int at = m < n ? m++ : n - 1; /* a full list drops its last */
+        for (; at > 0 && x > t->top_logprobs[at - 1]; at--) {
+            t->top_ids[at] = t->top_ids[at - 1];
+            t->top_logprobs[at] = t->top_logprobs[at - 1];
         }
-        if (best < 0)
-            break;
-        t->top_ids[k] = best;
-        t->top_logprobs[k] = (float)((double)l[best] - lse);
-        t->n_top = k + 1;
+        t->top_ids[at] = (int32_t)v;
+        t->top_logprobs[at] = x; /* the logit until the list is complete */
     }
+    for (int k = 0; k < m; k++)
+        t->top_logprobs[k] = (float)((double)l[t->top_ids[k]] - lse);
+    t->n_top = m;
 }
 
-/* One sequence's next token from its logits row: everything after the model. */
-static void on_logits(ft_infer *e, seq *s, const float *l) {
+/* One sequence's next token from its logits row into s->pick and s->tk: penalties, the
+ * (constrained) draw, log-probabilities. Reads and writes only the sequence's own state and the
+ * thread's scratch, so the sequences of a step pick in parallel. */
+static void pick(ft_infer *e, seq *s, const float *l, scratch *sc) {
     const int64_t V = e->V;
-    memcpy(e->work, l, (size_t)V * sizeof(float));
+    float *w = sc->work;
+    memcpy(w, l, (size_t)V * sizeof(float));
     /* penalties (transformers' repetition penalty on prompt and output; OpenAI's presence and
      * frequency on output tokens) */
     double rp = s->r.repetition_penalty;
     if (rp > 0 && rp != 1)
         for (int64_t v = 0; v < V; v++)
             if (s->seen[v])
-                e->work[v] = e->work[v] < 0 ? (float)(e->work[v] * rp) : (float)(e->work[v] / rp);
+                w[v] = w[v] < 0 ? (float)(w[v] * rp) : (float)(w[v] / rp);
     if (s->r.presence_penalty != 0 || s->r.frequency_penalty != 0)
         for (size_t i = 0; i < s->n_out; i++) {
             int32_t v = s->out[i];
             if (s->counts[v] > 0) { /* once per distinct token */
-                e->work[v] -= (float)(s->r.presence_penalty + s->r.frequency_penalty * s->counts[v]);
+                w[v] -= (float)(s->r.presence_penalty + s->r.frequency_penalty * s->counts[v]);
                 s->counts[v] = -s->counts[v];
             }
         }
@@ -318,8 +332,17 @@ static void on_logits(ft_infer *e, seq *s, const float *l) {
         if (s->counts[s->out[i]] < 0)
             s->counts[s->out[i]] = -s->counts[s->out[i]];
     if (s->r.json)
-        memcpy(e->work2, e->work, (size_t)V * sizeof(float)); /* choose's second pass starts again */
-    int32_t id = choose(e, s);
+        memcpy(sc->work2, w, (size_t)V * sizeof(float)); /* choose's second pass starts again */
+    s->pick = choose(e, s, sc);
+    s->tk = (ft_infer_token){.id = s->pick};
+    if (s->pick >= 0 && s->r.top_logprobs >= 0 && !is_stop_id(e, s, s->pick))
+        logprobs(l, V, s->pick, s->r.top_logprobs, &s->tk);
+}
+
+/* The picked token's consequences, on the engine thread in the step's order: stop checks,
+ * counters, text, the TOKEN event. */
+static void take(ft_infer *e, seq *s, scratch *sc) {
+    const int32_t id = s->pick;
     if (id < 0) {
         FT_ERR(&s->err, FT_ERR_INTERNAL, "constrained decoding: no token of the vocabulary continues the JSON");
         finish(s, FT_INFER_ERROR);
@@ -340,15 +363,12 @@ static void on_logits(ft_infer *e, seq *s, const float *l) {
     if (s->t_first == 0)
         s->t_first = now;
     s->t_last = now;
-    ft_infer_token tk = {.id = id};
-    if (s->r.top_logprobs >= 0)
-        logprobs(l, V, id, s->r.top_logprobs, &tk);
     s->out[s->n_out++] = id;
     s->counts[id]++;
     s->seen[id] = 1;
     if (s->grammar) {
-        infer_gstate_feed(s->grammar, &s->gs, e->token_text[id], e->token_len[id], &e->gtmp[0], &e->gtmp[1]);
-        infer_gstate_copy(&s->gs, &e->gtmp[0]);
+        infer_gstate_feed(s->grammar, &s->gs, e->token_text[id], e->token_len[id], &sc->gtmp[0], &sc->gtmp[1]);
+        infer_gstate_copy(&s->gs, &sc->gtmp[0]);
     }
     ft_buf piece = {0};
     ft_err err;
@@ -386,7 +406,7 @@ static void on_logits(ft_infer *e, seq *s, const float *l) {
             release = s->text.len - held_suffix(s, t, s->text.len, s->sent);
         }
     }
-    ft_infer_event ev = {.kind = FT_INFER_TOKEN, .token = &tk, .text = s->text.data ? s->text.data + s->sent : "",
+    ft_infer_event ev = {.kind = FT_INFER_TOKEN, .token = &s->tk, .text = s->text.data ? s->text.data + s->sent : "",
                          .text_len = release > s->sent ? release - s->sent : 0};
     s->sent = release > s->sent ? release : s->sent;
     if (s->r.cb)
@@ -427,8 +447,9 @@ static void *engine_main(void *arg) {
     ft_infer *e = arg;
     const int64_t S = e->p.max_seqs;
     ft_decode_seq *ds = ft_calloc((size_t)S, sizeof *ds);
-    seq **in_step = ft_calloc((size_t)S, sizeof *in_step);
-    FT_ASSERT(ds && in_step);
+    seq **in_step = ft_calloc((size_t)S, sizeof *in_step), **pick_seq = ft_calloc((size_t)S, sizeof *pick_seq);
+    int64_t *picks = ft_calloc((size_t)S, sizeof *picks); /* their logits rows (-1: cancelled) */
+    FT_ASSERT(ds && in_step && pick_seq && picks);
     pthread_mutex_lock(&e->mu);
     for (;;) {
         seq *done = NULL;
@@ -515,8 +536,23 @@ static void *engine_main(void *arg) {
         pthread_mutex_unlock(&e->mu);
 
         ft_err err;
+        ft_decode_profile pa, pb;
+        ft_kv_pool_get_profile(e->pool, &pa);
+        const double t_step = ft_time_now();
         ft_status st = ft_model_decode_batch(e->m, e->pool, ds, n, e->logits, &err);
-        int64_t row = 0;
+        const double t_model = ft_time_now();
+        /* the sequences with logits pick their tokens, in parallel (each uses only its own state) */
+        int64_t n_pick = 0;
+        for (int64_t i = 0, row = 0; st == FT_OK && i < n; i++)
+            if (ds[i].logits) {
+                picks[n_pick] = in_step[i]->cancel ? -1 : row;
+                pick_seq[n_pick++] = in_step[i];
+                row++;
+            }
+#pragma omp parallel for schedule(dynamic, 1) num_threads(e->n_scr) if (n_pick > 1 && e->n_scr > 1)
+        for (int64_t j = 0; j < n_pick; j++)
+            if (picks[j] >= 0)
+                pick(e, pick_seq[j], e->logits + picks[j] * e->V, &e->scr[omp_get_thread_num()]);
         for (int64_t i = 0; i < n; i++) {
             seq *s = in_step[i];
             if (st != FT_OK) {
@@ -526,19 +562,29 @@ static void *engine_main(void *arg) {
             }
             if (!s->decoding)
                 s->prefilled += ds[i].n;
-            if (ds[i].logits) {
-                if (!s->cancel)
-                    on_logits(e, s, e->logits + row * e->V);
-                row++;
-            }
+            if (ds[i].logits && !s->cancel)
+                take(e, s, &e->scr[0]);
             if (!s->finished && ft_kv_pool_len(e->pool, s->slot) >= ft_kv_pool_capacity(e->pool, s->slot) && s->decoding)
                 finish(s, FT_INFER_LENGTH);
         }
+        const double t_end = ft_time_now();
+        ft_kv_pool_get_profile(e->pool, &pb);
         pthread_mutex_lock(&e->mu);
+        ft_infer_profile *pf = rows > n ? &e->st.prefill_steps : &e->st.decode_steps;
+        pf->steps++;
+        pf->rows += rows;
+        pf->step_s += t_end - t_step;
+        pf->model_s += pb.total_s - pa.total_s;
+        pf->matmul_s += pb.matmul_s - pa.matmul_s;
+        pf->attention_s += pb.attention_s - pa.attention_s;
+        pf->head_s += pb.head_s - pa.head_s;
+        pf->logits_s += t_end - t_model;
     }
     pthread_mutex_unlock(&e->mu);
     ft_free(ds);
     ft_free(in_step);
+    ft_free(pick_seq);
+    ft_free(picks);
     ft_tensor_gemm_bf16_release(); /* this thread's bf16 packing buffers */
     return NULL;
 }
@@ -581,15 +627,23 @@ ft_status ft_infer_new(ft_model *m, const ft_tok *tok, const char *model_dir, co
         s = ft_kv_pool_new(m, e->p.max_seqs, e->p.max_context, e->p.step_tokens, e->p.kv_tokens, &e->pool, err);
     if (s == FT_OK) {
         e->logits = ft_malloc((size_t)e->p.max_seqs * (size_t)e->V * sizeof(float));
-        e->work = ft_malloc((size_t)e->V * sizeof(float));
-        e->work2 = ft_malloc((size_t)e->V * sizeof(float));
-        e->gtmp = ft_malloc(2 * sizeof *e->gtmp);
         e->active = ft_calloc((size_t)e->p.max_seqs, sizeof *e->active);
-        if (!e->logits || !e->work || !e->work2 || !e->gtmp || !e->active)
+        /* a scratch per thread, at most one per sequence */
+        int nt = omp_get_max_threads();
+        e->n_scr = nt < 1 ? 1 : (int64_t)nt > e->p.max_seqs ? (int)e->p.max_seqs : nt;
+        e->scr = ft_calloc((size_t)e->n_scr, sizeof *e->scr);
+        if (!e->logits || !e->active || !e->scr)
             s = FT_ERR(err, FT_ERR_NOMEM, "out of memory");
     }
-    if (s == FT_OK)
-        s = ft_sampler_init(&e->sampler, e->V, err);
+    for (int i = 0; s == FT_OK && i < e->n_scr; i++) {
+        scratch *sc = &e->scr[i];
+        sc->work = ft_malloc((size_t)e->V * sizeof(float));
+        sc->work2 = ft_malloc((size_t)e->V * sizeof(float));
+        if (!sc->work || !sc->work2)
+            s = FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+        else
+            s = ft_sampler_init(&sc->sampler, e->V, err);
+    }
     if (s == FT_OK && model_dir && ft_gen_has_chat_template(e->gen)) {
         ft_err e2;
         if (ft_chat_load(model_dir, &e->chat, &e2) != FT_OK)
@@ -626,11 +680,13 @@ void ft_infer_free(ft_infer *e) {
             ft_free(e->token_text[v]);
     ft_free(e->token_text);
     ft_free(e->token_len);
-    ft_sampler_deinit(&e->sampler);
+    for (int i = 0; e->scr && i < e->n_scr; i++) {
+        ft_sampler_deinit(&e->scr[i].sampler);
+        ft_free(e->scr[i].work);
+        ft_free(e->scr[i].work2);
+    }
+    ft_free(e->scr);
     ft_free(e->logits);
-    ft_free(e->work);
-    ft_free(e->work2);
-    ft_free(e->gtmp);
     ft_free(e->active);
     ft_kv_pool_free(e->pool);
     ft_chat_free(e->chat);

@@ -29,6 +29,8 @@ struct ft_kv_pool {
     int32_t *sel, *rowof, *tok;
     int64_t *offs;
     layer_seg *segs;     /* (max_rows): at most one sequence per row */
+    double prof[PROF_COUNT]; /* the layer body's time per kernel family (forward.c's P) */
+    ft_decode_profile profile;
     ft_arena arena;
 };
 
@@ -207,6 +209,7 @@ ft_status ft_model_decode_batch(ft_model *m, ft_kv_pool *p, const ft_decode_seq 
         return FT_ERR(err, FT_ERR_INVALID, "kv pool belongs to another model");
     if (n_seqs <= 0)
         return FT_ERR(err, FT_ERR_INVALID, "decode batch: no sequences");
+    const double t_start = ft_time_now();
     const int64_t C = m->C, KV = m->KV, T = p->slot_tokens;
     int64_t N = 0;
     for (int64_t s = 0; s < n_seqs; s++) {
@@ -257,7 +260,7 @@ ft_status ft_model_decode_batch(ft_model *m, ft_kv_pool *p, const ft_decode_seq 
     for (int64_t l = 0; l < m->L; l++) {
         layer_run run = {.W = &m->w[l], .bf16 = bf16, .abuf = p->abuf, .as = &as, .cos_t = p->cos_t,
                          .sin_t = p->sin_t, .segs = p->segs, .n_segs = n_seqs,
-                         .attn_scratch = p->scratch, .xe = p->xe, .ye = p->ye};
+                         .attn_scratch = p->scratch, .xe = p->xe, .ye = p->ye, .prof = p->prof};
         model_layer_forward(m, l, &A, p->x, N, &run);
     }
     int64_t n_out = 0;
@@ -269,6 +272,7 @@ ft_status ft_model_decode_batch(ft_model *m, ft_kv_pool *p, const ft_decode_seq 
             n_out++;
         }
     }
+    const double t_head = ft_time_now();
     if (n_out && logits) { /* logits (n_out, V) = norm(last) (n_out, C) head (V, C)^T */
         model_norm_fwd(m, p->xn, NULL, p->last, m->norm, n_out);
         if (bf16) { /* the head's operand rounded, as training's */
@@ -278,5 +282,16 @@ ft_status ft_model_decode_batch(ft_model *m, ft_kv_pool *p, const ft_decode_seq 
             be->sgemm(false, true, n_out, m->V, C, 1.0f, p->xn, C, m->head, C, 0.0f, logits, m->V);
         }
     }
+    const double t_end = ft_time_now();
+    ft_decode_profile *pf = &p->profile;
+    pf->steps++;
+    pf->rows += N;
+    pf->logit_rows += n_out;
+    pf->total_s += t_end - t_start;
+    pf->head_s += t_end - t_head;
+    pf->matmul_s = p->prof[PROF_MATMUL];
+    pf->attention_s = p->prof[PROF_ATTN];
     return FT_OK;
 }
+
+void ft_kv_pool_get_profile(const ft_kv_pool *p, ft_decode_profile *out) { *out = p->profile; }

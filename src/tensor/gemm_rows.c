@@ -38,14 +38,15 @@ static inline v16 load16(const float *p) {
     return v;
 }
 
-/* The lanes' sum in a fixed order: halves, then halves again (as a vector reduction would). */
+/* The lanes' sum in a fixed order: lane l + lane l + 8, then + 4, + 2, + 1 (a shuffle tree,
+ * the same order for every output). */
+typedef float v8 __attribute__((vector_size(32)));
+typedef float v4 __attribute__((vector_size(16)));
 static inline float hsum(v16 v) {
-    float x[16];
-    memcpy(x, &v, sizeof x);
-    for (int w = 8; w >= 1; w /= 2)
-        for (int l = 0; l < w; l++)
-            x[l] += x[l + w];
-    return x[0];
+    v8 a = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
+           __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+    v4 b = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
+    return (b[0] + b[2]) + (b[1] + b[3]);
 }
 
 /* An MR x NR tile of dot products over K: out[i * NR + j] = A[i] . B[j]. MR and NR are

@@ -265,6 +265,101 @@ TEST(infer_penalties) {
     infer_fixture_free(&f);
 }
 
+/* ---------------------------------------------------------------- log-probabilities */
+
+typedef struct first_token {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    ft_infer_token tk;
+    int n;
+    bool done;
+} first_token;
+
+static void first_token_cb(void *user, const ft_infer_event *ev) {
+    first_token *f = user;
+    pthread_mutex_lock(&f->mu);
+    if (ev->kind == FT_INFER_TOKEN && f->n++ == 0)
+        f->tk = *ev->token;
+    if (ev->kind == FT_INFER_DONE) {
+        f->done = true;
+        pthread_cond_signal(&f->cv);
+    }
+    pthread_mutex_unlock(&f->mu);
+}
+
+static int cmp_rank(const void *a, const void *b, void *ctx) {
+    const double *l = ctx;
+    int32_t i = *(const int32_t *)a, j = *(const int32_t *)b;
+    return l[i] > l[j] ? -1 : l[i] < l[j] ? 1 : (i > j) - (i < j);
+}
+
+/* top_logprobs of the first token (picked beside three sampled sequences, on two threads) equal
+ * the log-softmax of the batch-1 decoder's logits, ranked by a sort of all of them. */
+TEST(infer_top_logprobs_from_logits) {
+    infer_fixture f;
+    ft_err err;
+    REQUIRE(infer_fixture_load(&f, &err));
+    ft_tensor_set_threads(2);
+    const int64_t V = ft_model_get_config(f.m)->vocab_size;
+    int32_t prompt[30];
+    infer_fill_prompt(prompt, 30, 9);
+    ft_kv_cache *c = NULL;
+    REQUIRE_OK(ft_kv_cache_new(f.m, 64, &c, &err), &err);
+    float *logits = malloc((size_t)V * sizeof(float));
+    double *lsm = malloc((size_t)V * sizeof(double));
+    int32_t *rank = malloc((size_t)V * sizeof(int32_t));
+    REQUIRE(logits && lsm && rank);
+    REQUIRE_OK(ft_model_decode(f.m, c, prompt, 30, logits, &err), &err);
+    double mx = -INFINITY, sum = 0;
+    for (int64_t v = 0; v < V; v++)
+        mx = logits[v] > mx ? logits[v] : mx;
+    for (int64_t v = 0; v < V; v++)
+        sum += exp((double)logits[v] - mx);
+    for (int64_t v = 0; v < V; v++) {
+        lsm[v] = (double)logits[v] - mx - log(sum);
+        rank[v] = (int32_t)v;
+    }
+    qsort_r(rank, (size_t)V, sizeof(int32_t), cmp_rank, lsm);
+
+    ft_infer_params ip = ft_infer_default_params();
+    ip.max_seqs = 4;
+    ft_infer *e = NULL;
+    REQUIRE_OK(ft_infer_new(f.m, f.tok, f.dir, &ip, &e, &err), &err);
+    int32_t other[3][20];
+    for (int k = 0; k < 3; k++) {
+        infer_fill_prompt(other[k], 20, (uint32_t)(k + 40));
+        ft_infer_request o = ft_infer_default_request();
+        o.prompt = other[k], o.n_prompt = 20, o.max_tokens = 8, o.seed = (uint64_t)k, o.top_logprobs = 5;
+        REQUIRE_OK(ft_infer_submit(e, &o, NULL, &err), &err);
+    }
+    first_token ft = {.n = 0};
+    pthread_mutex_init(&ft.mu, NULL);
+    pthread_cond_init(&ft.cv, NULL);
+    ft_infer_request r = ft_infer_default_request();
+    r.prompt = prompt, r.n_prompt = 30, r.max_tokens = 2, r.sampling.temperature = 0;
+    r.top_logprobs = FT_INFER_MAX_TOP;
+    r.cb = first_token_cb, r.user = &ft;
+    REQUIRE_OK(ft_infer_submit(e, &r, NULL, &err), &err);
+    pthread_mutex_lock(&ft.mu);
+    while (!ft.done)
+        pthread_cond_wait(&ft.cv, &ft.mu);
+    pthread_mutex_unlock(&ft.mu);
+    REQUIRE(ft.n > 0);
+    CHECK_EQ_INT(ft.tk.id, rank[0]);
+    CHECK_EQ_INT(ft.tk.n_top, FT_INFER_MAX_TOP);
+    CHECK_NEAR(ft.tk.logprob, lsm[rank[0]], 1e-4);
+    for (int k = 0; k < ft.tk.n_top && k < V; k++) {
+        CHECK_EQ_INT(ft.tk.top_ids[k], rank[k]);
+        CHECK_NEAR(ft.tk.top_logprobs[k], lsm[rank[k]], 1e-4);
+    }
+    pthread_mutex_destroy(&ft.mu);
+    pthread_cond_destroy(&ft.cv);
+    ft_infer_free(e);
+    ft_kv_cache_free(c);
+    free(logits), free(lsm), free(rank);
+    infer_fixture_free(&f);
+}
+
 TEST(infer_cancel_and_queue_limit) {
     infer_fixture f;
     ft_err err;
