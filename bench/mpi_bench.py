@@ -16,6 +16,9 @@ export. On a shared machine the wall-time ratio measures the neighbours too; the
 (tokens per CPU-second of the run's processes together) says what the run would do with its cores
 to itself: ideal data parallelism keeps it equal to one process's (the same work, shared out), so
 2 x (2-rank tokens per CPU-s) / (1-rank tokens per CPU-s) is the speed-up on two free cores.
+Each run's line is followed by its own `memory: peak resident ...` event: every process's peak
+resident memory (VmHWM, after training and the final checkpoint) beside the memory planner's
+per-process prediction (docs/distributed.md, "Memory per process").
 Prints one line per run and a summary; --json FILE writes every figure.
 """
 import argparse
@@ -137,6 +140,13 @@ def run_one(args, work, ranks, label):
         cpu = at_step[steps[-1]] - at_step[steps[0]]
         r["cpu_s_per_step"] = cpu / len(timed)
         r["tokens_per_cpu_s"] = sum(tokens) / cpu if cpu > 0 else None
+    # the run's own report of each process's peak resident memory (VmHWM) against the memory
+    # planner's per-process prediction (docs/distributed.md, "Memory per process")
+    c = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    mem = c.execute("SELECT message FROM events WHERE message LIKE 'memory: peak resident%'").fetchall()
+    c.close()
+    if mem:
+        r["memory"] = mem[-1][0]
     if "comm_s" in m:
         r["comm_s_per_step"] = sum(m["comm_s"][k] for k in timed) / len(timed)
         r["comm_bytes_per_step"] = sum(m["comm_bytes"][k] for k in timed) / len(timed)
@@ -194,6 +204,8 @@ def main():
                     line += (f", comm {r['comm_s_per_step']:.3f} s/step, "
                              f"{r['comm_bytes_per_step'] / 1e6:.1f} MB sent by rank 0 per step")
                 line += f"; load {' '.join(r['loadavg'])}"
+                if "memory" in r:
+                    line += f"\n  {r['memory']}"
                 print(line, flush=True)
         one = [r for r in results if r["ranks"] == 1]
         two = [r for r in results if r["ranks"] == 2]

@@ -102,7 +102,8 @@ ft_status ft_runs_validate(const ft_runs_validate_params *p, ft_data_report **re
  * what is available) and the available memory. *json (may be NULL) gets {fits,
  * predicted_peak_bytes, limit_bytes, available_bytes, available_source, activation_checkpointing,
  * micro_batch_size, weights_bytes, gradients_bytes, optimizer_bytes, activations_bytes,
- * loader_bytes, process_bytes, comm_bytes, world_size, zero, message?}, per process of `world`
+ * loader_bytes, process_bytes, comm_bytes, world_size, zero, predicted_peak_others_bytes (ranks > 0),
+ * message?}, per process of `world`
  * (NULL: one process; ft_memplan_for_run); `summary` (may be NULL) the one-line description
  * ("predicted peak ...; limit ... of ... available (...)"). FT_OK when it fits; FT_ERR_INVALID
  * when it cannot, with the numbers and what would make it fit. */

@@ -79,6 +79,7 @@ ft_status ft_runs_memory_plan(const ft_train_config *c, const ft_model_config *m
                           "available_source", mm.source);
         if (*json) {
             json_object_set_new(*json, "comm_bytes", json_integer((json_int_t)ch.plan.comm));
+            json_object_set_new(*json, "predicted_peak_others_bytes", json_integer((json_int_t)ch.plan.total_others));
             json_object_set_new(*json, "world_size", json_integer((json_int_t)N));
             json_object_set_new(*json, "zero", json_boolean(zero));
         }

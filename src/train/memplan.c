@@ -352,13 +352,13 @@ void ft_memplan_describe(const ft_memplan_params *p, const ft_memplan *m, char *
     char t[32], w[32], g[32], o[32], a[32], b[32], pr[32], gp[32], cm[32], per[96] = "", shard[48] = "", ot[32];
     const bool dp = p->training && p->world_size > 1;
     if (dp) {
-        snprintf(per, sizeof per, "per process of %lld (ranks > 0: %s): ", (long long)p->world_size,
+        snprintf(per, sizeof per, " per process of %lld (ranks > 0: %s)", (long long)p->world_size,
                  ft_memplan_format_bytes(m->total_others, ot, 32));
         snprintf(shard, sizeof shard, p->zero ? " (its 1/%lld, ZeRO-1)" : " (whole, ZeRO-1 off)", (long long)p->world_size);
     }
     snprintf(buf, cap,
              "%s%s = weights %s%s%s%s%s%s + activations %s (micro-batch %lld x %lld tokens%s, %s)%s%s%s%s%s%s + process %s",
-             per, ft_memplan_format_bytes(m->total, t, 32), ft_memplan_format_bytes(m->params, w, 32),
+             ft_memplan_format_bytes(m->total, t, 32), per, ft_memplan_format_bytes(m->params, w, 32),
              p->training ? " + gradients " : "", p->training ? ft_memplan_format_bytes(m->grads, g, 32) : "",
              p->training ? (p->optimizer == FT_OPTIM_LION ? " + Lion state " : " + AdamW state ") : "",
              p->training ? ft_memplan_format_bytes(m->optimizer, o, 32) : "", shard,
