@@ -357,7 +357,20 @@ ft_status data_value_write_json(ft_buf *out, const data_value *v, ft_err *err) {
 
 /* ---------------------------------------------------------------- values as jansson */
 
-static ft_status to_json(const data_value *v, int depth, json_t **out, ft_err *err) {
+/* One walk over a cell tree into jansson, in write_json's two modes.
+ * Plain (`data head --json`, tables): floats as they are, integers beyond int64 and the scalar
+ * types JSON has no form for as the text `data head` prints, binary as a string when it is UTF-8
+ * (else as base64 text), invalid UTF-8 in a string an error, errors inside a struct prefixed with
+ * the field's name.
+ * Record (training records): the tree equals what parsing data_row_to_record_text's JSON would
+ * give, so validation sees the same record either way: strings checked by record_text_check,
+ * integers beyond int64 as doubles (a JSON reader cannot hold them as integers), floats by the
+ * value their shortest text reads back to (an integral one as an integer, as a JSON parser reads
+ * "2"), non-finite ones as "NaN" etc., and two fields of one name refused as a JSONL line with a
+ * duplicate key is.
+ * Field names that are not UTF-8 get U+FFFD for their bad bytes (as put_string writes them).
+ * `tmp` is scratch for formatting. */
+static ft_status value_json(const data_value *v, int depth, bool record, ft_buf *tmp, json_t **out, ft_err *err) {
     *out = NULL;
     if (depth > 256)
         return FT_ERR(err, FT_ERR_LIMIT, "values nested more than 256 deep");
@@ -369,49 +382,68 @@ static ft_status to_json(const data_value *v, int depth, json_t **out, ft_err *e
     case DATA_V_UINT:
         if (v->u <= (uint64_t)INT64_MAX)
             j = json_integer((json_int_t)v->u);
+        else if (record) /* a number still (a record's type checks see a number), as a double */
+            j = json_real((double)v->u);
         break; /* else below, as text */
     case DATA_V_FLOAT:
     case DATA_V_DOUBLE:
-        if (isfinite(v->f))
+        if (!isfinite(v->f))
+            break; /* below, as text */
+        if (!record) {
             j = json_real(v->f);
-        break;
-    case DATA_V_BINARY: /* unannotated byte arrays: text when they are UTF-8 (old writers' strings) */
-        if (ft_utf8_valid_prefix((const char *)v->bytes, v->n) == v->n)
-            j = json_stringn_nocheck((const char *)v->bytes, v->n);
-        break;
-    case DATA_V_STRING: {
-        size_t ok = ft_utf8_valid_prefix((const char *)v->bytes, v->n);
-        if (ok < v->n) {
-            ft_status s = FT_ERR(err, FT_ERR_INVALID, "invalid UTF-8 at byte %zu of the string", ok);
-            if (err)
-                err->offset = (int64_t)ok;
-            return s;
+            break;
         }
-        j = json_stringn_nocheck((const char *)v->bytes, v->n);
+        char b[64];
+        fmt_double(b, sizeof b, v->f, v->kind == DATA_V_FLOAT);
+        if (strspn(b, "-0123456789") == strlen(b)) {
+            errno = 0;
+            long long i = strtoll(b, NULL, 10);
+            j = errno ? json_real(strtod(b, NULL)) : json_integer(i);
+        } else {
+            j = json_real(v->kind == DATA_V_FLOAT ? strtod(b, NULL) : v->f);
+        }
         break;
-    }
+    case DATA_V_STRING:
+    case DATA_V_BINARY:
+        if (record) {
+            FT_TRY(record_text_check(v, err));
+        } else {
+            size_t ok = ft_utf8_valid_prefix((const char *)v->bytes, v->n);
+            if (ok < v->n && v->kind == DATA_V_BINARY)
+                break; /* unannotated bytes that are not text: below, as base64 */
+            if (ok < v->n) {
+                ft_status s = FT_ERR(err, FT_ERR_INVALID, "invalid UTF-8 at byte %zu of the string", ok);
+                if (err)
+                    err->offset = (int64_t)ok;
+                return s;
+            }
+        }
+        j = json_stringn_nocheck(v->n ? (const char *)v->bytes : "", v->n);
+        break;
     case DATA_V_LIST:
-    case DATA_V_MAP:
+    case DATA_V_MAP: {
+        bool map = v->kind == DATA_V_MAP;
         j = json_array();
         for (uint32_t k = 0; j && k < v->n; k++) {
-            json_t *item = NULL;
-            if (v->kind == DATA_V_LIST) {
-                ft_status s = to_json(&v->items[k], depth + 1, &item, err);
-                if (s != FT_OK) {
-                    json_decref(j);
-                    return s;
-                }
-            } else {
-                json_t *kj = NULL, *vj = NULL;
-                ft_status s = to_json(&v->items[2 * k], depth + 1, &kj, err);
-                if (s == FT_OK)
-                    s = to_json(&v->items[2 * k + 1], depth + 1, &vj, err);
-                if (s != FT_OK) {
+            json_t *item = NULL, *vj = NULL;
+            ft_status s = value_json(&v->items[map ? 2 * k : k], depth + 1, record, tmp, &item, err);
+            if (s == FT_OK && map)
+                s = value_json(&v->items[2 * k + 1], depth + 1, record, tmp, &vj, err);
+            if (s != FT_OK) {
+                json_decref(item);
+                json_decref(j);
+                return s;
+            }
+            if (map) { /* {"key": k, "value": v}, as write_json writes an entry */
+                json_t *kj = item;
+                item = json_object();
+                if (item && (json_object_set_new_nocheck(item, "key", kj) || json_object_set_new_nocheck(item, "value", vj))) {
+                    json_decref(item);
+                    item = NULL;
+                } else if (!item) {
                     json_decref(kj);
-                    json_decref(j);
-                    return s;
+                    json_decref(vj);
                 }
-                item = json_pack("{s:o,s:o}", "key", kj, "value", vj);
             }
             if (!item || json_array_append_new(j, item) != 0) {
                 json_decref(j);
@@ -419,18 +451,37 @@ static ft_status to_json(const data_value *v, int depth, json_t **out, ft_err *e
             }
         }
         break;
+    }
     case DATA_V_STRUCT:
         j = json_object();
         for (uint32_t k = 0; j && k < v->n; k++) {
             json_t *item = NULL;
-            ft_status s = to_json(&v->items[k], depth + 1, &item, err);
+            ft_status s = value_json(&v->items[k], depth + 1, record, tmp, &item, err);
             if (s != FT_OK) {
                 json_decref(j);
-                if (err && v->names)
+                if (!record && err && v->names)
                     ft_err_prefix(err, "field \"%s\"", v->names[k]);
                 return s;
             }
-            if (json_object_set_new(j, v->names ? v->names[k] : "", item) != 0) {
+            /* the name after the field's own walk, which may have used tmp */
+            const char *name = v->names ? v->names[k] : "";
+            size_t nlen = strlen(name);
+            if (ft_utf8_valid_prefix(name, nlen) < nlen) {
+                tmp->len = 0;
+                if (put_string(tmp, (const uint8_t *)name, nlen) != FT_OK || ft_buf_putc(tmp, 0) != FT_OK) {
+                    json_decref(item);
+                    json_decref(j);
+                    return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+                }
+                tmp->data[tmp->len - 2] = 0; /* drop the closing quote */
+                name = tmp->data + 1;
+            }
+            if (record && json_object_get(j, name)) {
+                json_decref(item);
+                json_decref(j);
+                return FT_ERR(err, FT_ERR_INVALID, "two fields named \"%s\" in one struct", name);
+            }
+            if (json_object_set_new_nocheck(j, name, item) != 0) {
                 json_decref(j);
                 j = NULL;
             }
@@ -441,18 +492,12 @@ static ft_status to_json(const data_value *v, int depth, json_t **out, ft_err *e
     if (!j && (v->kind == DATA_V_UINT || v->kind == DATA_V_FLOAT || v->kind == DATA_V_DOUBLE ||
                v->kind == DATA_V_BINARY || v->kind == DATA_V_DECIMAL || v->kind == DATA_V_DATE ||
                v->kind == DATA_V_TIME || v->kind == DATA_V_TIMESTAMP)) {
-        /* the text form of `data head`, as a JSON string */
-        ft_buf b = {0};
-        ft_status s = write_json(&b, v, depth, false, err);
-        if (s != FT_OK) {
-            ft_buf_free(&b);
-            return s;
-        }
-        if (b.len >= 2 && b.data[0] == '"')
-            j = json_stringn_nocheck(b.data + 1, b.len - 2);
+        tmp->len = 0; /* the text form of write_json, as a JSON string */
+        FT_TRY(write_json(tmp, v, depth, record, err));
+        if (tmp->len >= 2 && tmp->data[0] == '"')
+            j = json_stringn_nocheck(tmp->data + 1, tmp->len - 2);
         else
-            j = json_stringn_nocheck(b.data, b.len);
-        ft_buf_free(&b);
+            j = json_stringn_nocheck(tmp->data, tmp->len);
     }
     if (!j)
         return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
@@ -460,7 +505,12 @@ static ft_status to_json(const data_value *v, int depth, json_t **out, ft_err *e
     return FT_OK;
 }
 
-ft_status data_value_to_json(const data_value *v, json_t **out, ft_err *err) { return to_json(v, 0, out, err); }
+ft_status data_value_to_json(const data_value *v, json_t **out, ft_err *err) {
+    ft_buf tmp = {0};
+    ft_status s = value_json(v, 0, false, &tmp, out, err);
+    ft_buf_free(&tmp);
+    return s;
+}
 
 /* ---------------------------------------------------------------- columns to records */
 
@@ -499,127 +549,6 @@ void data_task_columns_get(ft_task_type task, const ft_reader_params *p,
     }
 }
 
-/* A record's value as jansson, by the rules of write_json's record mode, so that the tree equals
- * what parsing data_row_to_record_text's JSON would give (validation sees the same record either
- * way): strings checked by record_text_check, integers beyond int64 as doubles (a JSON reader
- * cannot hold them as integers), the scalar types JSON has no form for as the text of `data head`, floats by the value their shortest text reads back to
- * (an integral one as an integer, as a JSON parser reads "2"), non-finite ones as "NaN" etc.
- * `tmp` is scratch for formatting. */
-static ft_status record_value(const data_value *v, int depth, ft_buf *tmp, json_t **out, ft_err *err) {
-    *out = NULL;
-    if (depth > 256)
-        return FT_ERR(err, FT_ERR_LIMIT, "values nested more than 256 deep");
-    json_t *j = NULL;
-    switch (v->kind) {
-    case DATA_V_NULL: j = json_null(); break;
-    case DATA_V_BOOL: j = json_boolean(v->b); break;
-    case DATA_V_INT: j = json_integer(v->i); break;
-    case DATA_V_UINT: /* beyond int64: a number still (a record's type checks see a number), as a double */
-        j = v->u <= (uint64_t)INT64_MAX ? json_integer((json_int_t)v->u) : json_real((double)v->u);
-        break;
-    case DATA_V_FLOAT:
-    case DATA_V_DOUBLE:
-        if (isfinite(v->f)) {
-            char b[64];
-            fmt_double(b, sizeof b, v->f, v->kind == DATA_V_FLOAT);
-            if (strspn(b, "-0123456789") == strlen(b)) {
-                errno = 0;
-                long long i = strtoll(b, NULL, 10);
-                j = errno ? json_real(strtod(b, NULL)) : json_integer(i);
-            } else {
-                j = json_real(v->kind == DATA_V_FLOAT ? strtod(b, NULL) : v->f);
-            }
-        }
-        break;
-    case DATA_V_STRING:
-    case DATA_V_BINARY:
-        FT_TRY(record_text_check(v, err));
-        j = json_stringn_nocheck(v->n ? (const char *)v->bytes : "", v->n);
-        break;
-    case DATA_V_LIST:
-    case DATA_V_MAP:
-        j = json_array();
-        for (uint32_t k = 0; j && k < v->n; k++) {
-            json_t *item = NULL;
-            if (v->kind == DATA_V_LIST) {
-                ft_status s = record_value(&v->items[k], depth + 1, tmp, &item, err);
-                if (s != FT_OK) {
-                    json_decref(j);
-                    return s;
-                }
-            } else {
-                json_t *kj = NULL, *vj = NULL;
-                ft_status s = record_value(&v->items[2 * k], depth + 1, tmp, &kj, err);
-                if (s == FT_OK)
-                    s = record_value(&v->items[2 * k + 1], depth + 1, tmp, &vj, err);
-                if (s != FT_OK) {
-                    json_decref(kj);
-                    json_decref(j);
-                    return s;
-                }
-                item = json_object();
-                if (item && (json_object_set_new_nocheck(item, "key", kj) || json_object_set_new_nocheck(item, "value", vj))) {
-                    json_decref(item);
-                    item = NULL;
-                } else if (!item) {
-                    json_decref(kj);
-                    json_decref(vj);
-                }
-            }
-            if (!item || json_array_append_new(j, item) != 0) {
-                json_decref(j);
-                j = NULL;
-            }
-        }
-        break;
-    case DATA_V_STRUCT:
-        j = json_object();
-        for (uint32_t k = 0; j && k < v->n; k++) {
-            const char *name = v->names ? v->names[k] : "";
-            size_t nlen = strlen(name);
-            if (ft_utf8_valid_prefix(name, nlen) < nlen) { /* as put_string writes it: U+FFFD for bad bytes */
-                tmp->len = 0;
-                if (put_string(tmp, (const uint8_t *)name, nlen) != FT_OK || ft_buf_putc(tmp, 0) != FT_OK) {
-                    json_decref(j);
-                    return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
-                }
-                tmp->data[tmp->len - 2] = 0; /* drop the closing quote */
-                name = tmp->data + 1;
-            }
-            if (json_object_get(j, name)) { /* a JSONL line with a duplicate key is refused too */
-                json_decref(j);
-                return FT_ERR(err, FT_ERR_INVALID, "two fields named \"%s\" in one struct", name);
-            }
-            json_t *item = NULL;
-            ft_status s = record_value(&v->items[k], depth + 1, tmp, &item, err);
-            if (s != FT_OK) {
-                json_decref(j);
-                return s;
-            }
-            if (json_object_set_new_nocheck(j, name, item) != 0) {
-                json_decref(j);
-                j = NULL;
-            }
-        }
-        break;
-    default: break;
-    }
-    if (!j && (v->kind == DATA_V_UINT || v->kind == DATA_V_FLOAT || v->kind == DATA_V_DOUBLE ||
-               v->kind == DATA_V_DECIMAL || v->kind == DATA_V_DATE || v->kind == DATA_V_TIME ||
-               v->kind == DATA_V_TIMESTAMP)) {
-        tmp->len = 0; /* the text form of write_json (record mode), a JSON string */
-        FT_TRY(write_json(tmp, v, depth, true, err));
-        if (tmp->len >= 2 && tmp->data[0] == '"')
-            j = json_stringn_nocheck(tmp->data + 1, tmp->len - 2);
-        else
-            j = json_stringn_nocheck(tmp->data, tmp->len);
-    }
-    if (!j)
-        return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
-    *out = j;
-    return FT_OK;
-}
-
 ft_status data_row_to_record(const data_task_columns *cols, const data_value *cells, ft_buf *tmp, json_t **out,
                              ft_err *err) {
     *out = NULL;
@@ -630,7 +559,7 @@ ft_status data_row_to_record(const data_task_columns *cols, const data_value *ce
         if (cols->optional[i] && cells[i].kind == DATA_V_NULL)
             continue;
         json_t *v = NULL;
-        ft_status s = record_value(&cells[i], 0, tmp, &v, err);
+        ft_status s = value_json(&cells[i], 0, true, tmp, &v, err);
         if (s != FT_OK) {
             json_decref(o);
             if (err)
