@@ -567,38 +567,46 @@ typedef struct v1_req {
     bool stream, include_usage;
 } v1_req;
 
-static bool num_field(json_t *body, const char *key, double lo, double hi, double *out, srv_response *rs) {
+/* An optional number field of the body within [lo, hi] (an integer one when `integer`): true with
+ * *out the field (NULL when absent or null), false with a 400 in rs. One check for both kinds, so
+ * that their messages agree. */
+static bool range_field(json_t *body, const char *key, bool integer, double lo, double hi, json_t **out,
+                        srv_response *rs) {
+    *out = NULL;
     json_t *x = json_object_get(body, key);
     if (!x || json_is_null(x))
         return true;
-    if (!json_is_number(x)) {
-        BAD(rs, key, "'%s' must be a number", key);
+    if (integer ? !json_is_integer(x) : !json_is_number(x)) {
+        BAD(rs, key, "'%s' must be %s", key, integer ? "an integer" : "a number");
         return false;
     }
     double d = json_number_value(x);
     if (!(d >= lo && d <= hi)) {
-        BAD(rs, key, "'%s' is %g; it must be between %g and %g", key, d, lo, hi);
+        if (integer)
+            BAD(rs, key, "'%s' is %lld; it must be between %.0f and %.0f", key, (long long)json_integer_value(x), lo, hi);
+        else
+            BAD(rs, key, "'%s' is %g; it must be between %g and %g", key, d, lo, hi);
         return false;
     }
-    *out = d;
+    *out = x;
+    return true;
+}
+
+static bool num_field(json_t *body, const char *key, double lo, double hi, double *out, srv_response *rs) {
+    json_t *x;
+    if (!range_field(body, key, false, lo, hi, &x, rs))
+        return false;
+    if (x)
+        *out = json_number_value(x);
     return true;
 }
 
 static bool int_field(json_t *body, const char *key, int64_t lo, int64_t hi, int64_t *out, srv_response *rs) {
-    json_t *x = json_object_get(body, key);
-    if (!x || json_is_null(x))
-        return true;
-    if (!json_is_integer(x)) {
-        BAD(rs, key, "'%s' must be an integer", key);
+    json_t *x;
+    if (!range_field(body, key, true, (double)lo, (double)hi, &x, rs))
         return false;
-    }
-    int64_t d = json_integer_value(x);
-    if (d < lo || d > hi) {
-        BAD(rs, key, "'%s' is %lld; it must be between %lld and %lld", key, (long long)d, (long long)lo,
-            (long long)hi);
-        return false;
-    }
-    *out = d;
+    if (x)
+        *out = json_integer_value(x);
     return true;
 }
 
