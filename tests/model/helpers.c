@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ftune/json.h"
 #include "model/helpers.h"
 #include "test.h"
 
@@ -250,4 +251,53 @@ void test_moe_micro_batches(const ft_model_config *c, uint64_t seed, bool checkp
     ft_workspace_free(w1);
     ft_workspace_free(w4);
     ft_model_free(m);
+}
+
+void test_debug_forward_golden(const char *fixture, const char *extra, ft_st_reader **got, ft_st_reader **want) {
+    *got = *want = NULL;
+    const char *dir = ft_test_fixture(fixture);
+    char out_path[700];
+    snprintf(out_path, sizeof out_path, "%s/router.safetensors", ft_test_tmpdir());
+    char *out = NULL;
+    int rc = test_sh(&out, "%s debug forward --model '%s' --batch '%s/batch.json' %s --json --router-out '%s' 2>&1",
+                     ft_test_ftune_bin(), dir, dir, extra, out_path);
+    CHECK_EQ_INT(rc, 0);
+    REQUIRE(out);
+    ft_err err;
+    json_t *j = NULL;
+    ft_status s = ft_json_load_buf("debug forward output", out, strlen(out), &j, &err);
+    free(out);
+    REQUIRE_OK(s, &err);
+    char path[800];
+    snprintf(path, sizeof path, "%s/expected.safetensors", dir);
+    ft_st_reader *w = NULL, *g = NULL;
+    s = ft_st_open(path, &w, &err);
+    if (s != FT_OK)
+        json_decref(j);
+    REQUIRE_OK(s, &err);
+    double aux = strtod(ft_st_metadata(w, "aux_f64"), NULL), loss = strtod(ft_st_metadata(w, "loss_f64"), NULL);
+    CHECK_NEAR(json_real_value(json_object_get(j, "aux_loss")), aux, 1e-5 * aux);
+    CHECK_NEAR(json_real_value(json_object_get(j, "loss")), loss, 1e-5 * loss);
+    CHECK_NEAR(json_real_value(json_object_get(j, "aux_coef")), 0.05, 1e-12);
+    json_decref(j);
+    s = ft_st_open(out_path, &g, &err);
+    if (s != FT_OK)
+        ft_st_close(w);
+    REQUIRE_OK(s, &err);
+    *got = g;
+    *want = w;
+}
+
+double test_total_loss(ft_model *m, ft_workspace *ws, const ft_batch *b, double denom) {
+    double ls = 0;
+    ft_err err;
+    if (ft_model_forward(m, ws, b, NULL, &ls, NULL, &err) != FT_OK)
+        return NAN;
+    return ls / denom + ft_model_config_aux_coef(ft_model_get_config(m)) * ft_workspace_aux_loss(ws);
+}
+
+void test_replace(char *out, size_t cap, const char *s, const char *from, const char *to) {
+    const char *at = strstr(s, from);
+    FT_ASSERT(at);
+    snprintf(out, cap, "%.*s%s%s", (int)(at - s), s, to, at + strlen(from));
 }

@@ -5,6 +5,7 @@
 #define FTUNE_TESTS_MODEL_HELPERS_H
 
 #include "ftune/model.h"
+#include "ftune/safetensors.h"
 
 /* A random model of config c (seed) and a workspace for (B, T) (threads: the workspace's; 0:
  * all). On failure nothing is left allocated. */
@@ -16,6 +17,13 @@ ft_status test_model_new(const ft_model_config *c, uint64_t seed, bool training,
  * `pad` the last 3 tokens of each row padding (sample id -1, position 0, as the loader pads). */
 void test_fill_batch(ft_rng *r, int32_t *ids, int32_t *tgt, int32_t *pos, int32_t *sid, int64_t B, int64_t T,
                      int64_t V, bool pad);
+
+/* The training loss CE_sum / denom + coef * aux of a forward (its own routing counts); NAN when
+ * the forward fails. */
+double test_total_loss(ft_model *m, ft_workspace *ws, const ft_batch *b, double denom);
+
+/* out = s with its first `from` replaced by `to` (which must occur). */
+void test_replace(char *out, size_t cap, const char *s, const char *from, const char *to);
 
 /* Elements of all parameters (one arena: ft_model_param(m, 0)->grad spans them all). */
 size_t test_n_params(ft_model *m);
@@ -43,5 +51,12 @@ int test_sh(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3
  * question. Checks (file:line of the caller's test) that init-model names `arch`, the run
  * registers, and at least 3 of 4 answers are learnt. */
 void test_chat_create_generate(const char *name, const char *arch, const char *init_args);
+
+/* `ftune debug forward --json --router-out` (with `extra` flags) on the golden folder `fixture`
+ * (tests/fixtures/reference/<name>: the model, batch.json and expected.safetensors): checks the exit
+ * status and that the loss and aux loss printed equal the golden's (1e-5 rel) with aux_coef 0.05,
+ * then opens the router output into *got and the golden into *want, both NULL when a step fails
+ * (the caller closes them). */
+void test_debug_forward_golden(const char *fixture, const char *extra, ft_st_reader **got, ft_st_reader **want);
 
 #endif

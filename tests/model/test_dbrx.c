@@ -29,13 +29,6 @@ static ft_model_config dbrx_config(void) {
     return c;
 }
 
-/* out = s with its first `from` replaced by `to` */
-static void replace(char *out, size_t cap, const char *s, const char *from, const char *to) {
-    const char *at = strstr(s, from);
-    FT_ASSERT(at);
-    snprintf(out, cap, "%.*s%s%s", (int)(at - s), s, to, at + strlen(from));
-}
-
 TEST(dbrx_config_parse_save_and_refusals) {
     ft_model_config c = dbrx_config(), c2;
     ft_err err;
@@ -94,30 +87,30 @@ TEST(dbrx_config_parse_save_and_refusals) {
     CHECK_STR_EQ(c2.architecture, "DbrxForCausalLM");
 
     char bad[2048];
-    replace(bad, sizeof bad, dbrx_json, "\"tie_word_embeddings\": false", "\"tie_word_embeddings\": true");
+    test_replace(bad, sizeof bad, dbrx_json, "\"tie_word_embeddings\": false", "\"tie_word_embeddings\": true");
     CHECK(ft_model_config_load_buf("tied.json", bad, strlen(bad), &c2, &err) == FT_ERR_UNSUPPORTED);
     CHECK(strstr(err.msg, "tie_word_embeddings") != NULL);
-    replace(bad, sizeof bad, dbrx_json, "\"name\": \"silu\"", "\"name\": \"gelu\"");
+    test_replace(bad, sizeof bad, dbrx_json, "\"name\": \"silu\"", "\"name\": \"gelu\"");
     CHECK(ft_model_config_load_buf("act.json", bad, strlen(bad), &c2, &err) == FT_ERR_UNSUPPORTED);
     CHECK(strstr(err.msg, "ffn_act_fn") != NULL);
-    replace(bad, sizeof bad, dbrx_json, "\"n_heads\": 4", "\"n_heads\": 3");
+    test_replace(bad, sizeof bad, dbrx_json, "\"n_heads\": 4", "\"n_heads\": 3");
     CHECK(ft_model_config_load_buf("heads.json", bad, strlen(bad), &c2, &err) == FT_ERR_INVALID);
     CHECK(strstr(err.msg, "d_model") != NULL);
-    replace(bad, sizeof bad, dbrx_json, "\"moe_top_k\": 3", "\"moe_top_k\": 6");
+    test_replace(bad, sizeof bad, dbrx_json, "\"moe_top_k\": 3", "\"moe_top_k\": 6");
     CHECK(ft_model_config_load_buf("topk.json", bad, strlen(bad), &c2, &err) == FT_ERR_INVALID);
-    replace(bad, sizeof bad, dbrx_json, "\"clip_qkv\": 0.8", "\"clip_qkv\": -1");
+    test_replace(bad, sizeof bad, dbrx_json, "\"clip_qkv\": 0.8", "\"clip_qkv\": -1");
     CHECK(ft_model_config_load_buf("clip.json", bad, strlen(bad), &c2, &err) == FT_ERR_INVALID);
     CHECK(strstr(err.msg, "clip_qkv") != NULL);
     /* DBRX's own checkpoints set moe_jitter_eps 0.01: read (generation ignores it), refused for
      * training, naming the key to change */
-    replace(bad, sizeof bad, dbrx_json, "\"moe_jitter_eps\": null", "\"moe_jitter_eps\": 0.01");
+    test_replace(bad, sizeof bad, dbrx_json, "\"moe_jitter_eps\": null", "\"moe_jitter_eps\": 0.01");
     REQUIRE_OK(ft_model_config_load_buf("jitter.json", bad, strlen(bad), &c2, &err), &err);
     CHECK_NEAR(c2.router_jitter_noise, 0.01, 0);
     CHECK_OK(ft_workspace_check_dtype(&c2, FT_DTYPE_FP32, false, &err), &err);
     CHECK(ft_workspace_check_dtype(&c2, FT_DTYPE_FP32, true, &err) == FT_ERR_UNSUPPORTED);
     CHECK(strstr(err.msg, "moe_jitter_eps") && strstr(err.msg, "null"));
     /* null normalisation: the top-k weights are used as they are */
-    replace(bad, sizeof bad, dbrx_json, "\"moe_normalize_expert_weights\": 1", "\"moe_normalize_expert_weights\": null");
+    test_replace(bad, sizeof bad, dbrx_json, "\"moe_normalize_expert_weights\": 1", "\"moe_normalize_expert_weights\": null");
     REQUIRE_OK(ft_model_config_load_buf("nonorm.json", bad, strlen(bad), &c2, &err), &err);
     CHECK_NEAR(c2.moe_normalize_expert_weights, 0, 0);
     /* clip_qkv is DBRX's alone */
@@ -125,15 +118,6 @@ TEST(dbrx_config_parse_save_and_refusals) {
     ft_model_config_default(&llama);
     llama.clip_qkv = 8;
     CHECK(ft_model_config_validate(&llama, &err) == FT_ERR_UNSUPPORTED);
-}
-
-/* CE / denom + coef * aux of a forward with its own routing counts. */
-static double total_loss(ft_model *m, ft_workspace *ws, const ft_batch *b, double denom) {
-    double ls = 0;
-    ft_err err;
-    if (ft_model_forward(m, ws, b, NULL, &ls, NULL, &err) != FT_OK)
-        return NAN;
-    return ls / denom + ft_model_config_aux_coef(ft_model_get_config(m)) * ft_workspace_aux_loss(ws);
 }
 
 /* Central differences of every parameter tensor (8 sampled elements each) against the backward.
@@ -144,7 +128,7 @@ static void fd_all(ft_model *m, ft_workspace *ws, const ft_batch *b, ft_rng *r, 
     ft_model_zero_grad(m);
     double loss = 0;
     REQUIRE_OK(ft_model_forward_backward(m, ws, b, 1.0, &loss, NULL, &err), &err);
-    const double l0 = total_loss(m, ws, b, 1.0);
+    const double l0 = test_total_loss(m, ws, b, 1.0);
     int kinks = 0, samples = 0;
     for (size_t i = 0; i < ft_model_n_params(m); i++) {
         ft_param *t = ft_model_param(m, i);
@@ -156,9 +140,9 @@ static void fd_all(ft_model *m, ft_workspace *ws, const ft_batch *b, ft_rng *r, 
             int64_t k = (int64_t)ft_rng_below(r, (uint64_t)t->numel);
             float x0 = t->data[k];
             t->data[k] = x0 + h;
-            double lp = total_loss(m, ws, b, 1.0);
+            double lp = test_total_loss(m, ws, b, 1.0);
             t->data[k] = x0 - h;
-            double lm = total_loss(m, ws, b, 1.0);
+            double lm = test_total_loss(m, ws, b, 1.0);
             t->data[k] = x0;
             samples++;
             if (fabs((lp - l0) - (l0 - lm)) / h > 2e-2 * gmax + 2e-3) {
@@ -196,13 +180,13 @@ TEST(dbrx_finite_differences_layernorm_clip_and_p_norm_router) {
         fd_all(m, ws, &b, &r, label);
         /* the clamp is active: without it the loss differs */
         if (v == 0) {
-            double with = total_loss(m, ws, &b, 1.0);
+            double with = test_total_loss(m, ws, &b, 1.0);
             ft_model_config c2 = c;
             c2.clip_qkv = 0;
             ft_model *m2 = NULL;
             ft_workspace *w2 = NULL;
             REQUIRE_OK(test_model_new(&c2, 5, false, 2, 12, 0, &m2, &w2, &err), &err);
-            double without = total_loss(m2, w2, &b, 1.0);
+            double without = test_total_loss(m2, w2, &b, 1.0);
             CHECK(fabs(with - without) > 1e-3 * fabs(with));
             ft_workspace_free(w2);
             ft_model_free(m2);
@@ -337,28 +321,10 @@ TEST(dbrx_create_register_generate) {
 /* `ftune debug forward` on the DBRX golden: loss and aux loss beside it (--json) equal the
  * reference's, and --router-out writes each layer's routing, equal to the golden's. */
 TEST(dbrx_debug_forward_aux_and_routing) {
-    const char *dir = ft_test_fixture("reference/dbrx_top3_clip");
-    char out_path[700];
-    snprintf(out_path, sizeof out_path, "%s/router.safetensors", ft_test_tmpdir());
-    char *out = NULL;
-    int rc = test_sh(&out, "%s debug forward --model '%s' --batch '%s/batch.json' --json --router-out '%s' 2>&1",
-                     ft_test_ftune_bin(), dir, dir, out_path);
-    CHECK_EQ_INT(rc, 0);
-    REQUIRE(out);
+    ft_st_reader *got, *want;
+    test_debug_forward_golden("reference/dbrx_top3_clip", "", &got, &want);
+    REQUIRE(got && want);
     ft_err err;
-    json_t *j = NULL;
-    REQUIRE_OK(ft_json_load_buf("debug forward output", out, strlen(out), &j, &err), &err);
-    free(out);
-    ft_st_reader *want = NULL, *got = NULL;
-    char path[800];
-    snprintf(path, sizeof path, "%s/expected.safetensors", dir);
-    REQUIRE_OK(ft_st_open(path, &want, &err), &err);
-    double aux = strtod(ft_st_metadata(want, "aux_f64"), NULL), loss = strtod(ft_st_metadata(want, "loss_f64"), NULL);
-    CHECK_NEAR(json_real_value(json_object_get(j, "aux_loss")), aux, 1e-5 * aux);
-    CHECK_NEAR(json_real_value(json_object_get(j, "loss")), loss, 1e-5 * loss);
-    CHECK_NEAR(json_real_value(json_object_get(j, "aux_coef")), 0.05, 1e-12);
-    json_decref(j);
-    REQUIRE_OK(ft_st_open(out_path, &got, &err), &err);
     for (int l = 0; l < 2; l++) {
         char key[64];
         snprintf(key, sizeof key, "routing.%d", l);

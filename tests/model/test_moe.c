@@ -34,23 +34,9 @@ static ft_model_config moe_config(void) {
     return c;
 }
 
-static ft_status moe_model(const ft_model_config *c, uint64_t seed, bool training, int64_t B, int64_t T,
-                           ft_model **m, ft_workspace **ws, ft_err *err) {
-    return test_model_new(c, seed, training, B, T, 0, m, ws, err);
-}
-
 TEST(moe_micro_batches_equal_the_whole_batch) {
     ft_model_config c = moe_config();
     test_moe_micro_batches(&c, 21, false);
-}
-
-/* The training loss CE / denom + coef * aux of a forward (its own routing counts). */
-static double total_loss(ft_model *m, ft_workspace *ws, const ft_batch *b, double denom) {
-    double ls = 0;
-    ft_err err;
-    if (ft_model_forward(m, ws, b, NULL, &ls, NULL, &err) != FT_OK)
-        return NAN;
-    return ls / denom + ft_model_get_config(m)->router_aux_loss_coef * ft_workspace_aux_loss(ws);
 }
 
 TEST(moe_finite_differences_of_router_and_experts) {
@@ -60,7 +46,7 @@ TEST(moe_finite_differences_of_router_and_experts) {
     ft_model *m = NULL;
     ft_workspace *ws = NULL;
     ft_err err;
-    REQUIRE_OK(moe_model(&c, 5, true, 2, 12, &m, &ws, &err), &err);
+    REQUIRE_OK(test_model_new(&c, 5, true, 2, 12, 0, &m, &ws, &err), &err);
     int32_t ids[24], tgt[24], pos[24], sid[24];
     ft_rng r;
     ft_rng_seed(&r, 13);
@@ -81,9 +67,9 @@ TEST(moe_finite_differences_of_router_and_experts) {
             int64_t k = (int64_t)ft_rng_below(&r, (uint64_t)t->numel);
             float x0 = t->data[k];
             t->data[k] = x0 + 1e-2f;
-            double lp = total_loss(m, ws, &b, 1.0);
+            double lp = test_total_loss(m, ws, &b, 1.0);
             t->data[k] = x0 - 1e-2f;
-            double lm = total_loss(m, ws, &b, 1.0);
+            double lm = test_total_loss(m, ws, &b, 1.0);
             t->data[k] = x0;
             worst = fmax(worst, fabs((lp - lm) / 2e-2 - t->grad[k]));
         }
@@ -101,7 +87,7 @@ TEST(moe_decode_matches_full_forward) {
     ft_model *m = NULL;
     ft_workspace *ws = NULL;
     ft_err err;
-    REQUIRE_OK(moe_model(&c, 7, false, 1, 80, &m, &ws, &err), &err);
+    REQUIRE_OK(test_model_new(&c, 7, false, 1, 80, 0, &m, &ws, &err), &err);
     CHECK(test_decode_vs_forward(m, ws, 80, 70, 3) < 1e-4);
     ft_workspace_free(ws);
     ft_model_free(m);
@@ -202,13 +188,6 @@ TEST(moe_weight_layouts_round_trip_bit_exact) {
     ft_model_free(m);
 }
 
-/* out = s with its first `from` replaced by `to` */
-static void replace(char *out, size_t cap, const char *s, const char *from, const char *to) {
-    const char *at = strstr(s, from);
-    FT_ASSERT(at);
-    snprintf(out, cap, "%.*s%s%s", (int)(at - s), s, to, at + strlen(from));
-}
-
 TEST(moe_config_parse_save_and_refusals) {
     ft_model_config c;
     ft_err err;
@@ -238,13 +217,13 @@ TEST(moe_config_parse_save_and_refusals) {
 
     char bad[1024];
     /* router jitter: read (generation is unaffected), refused for training */
-    replace(bad, sizeof bad, ok, "\"router_jitter_noise\": 0.0", "\"router_jitter_noise\": 0.01");
+    test_replace(bad, sizeof bad, ok, "\"router_jitter_noise\": 0.0", "\"router_jitter_noise\": 0.01");
     REQUIRE_OK(ft_model_config_load_buf("jitter.json", bad, strlen(bad), &c, &err), &err);
     CHECK_NEAR(c.router_jitter_noise, 0.01, 0);
     CHECK_OK(ft_workspace_check_dtype(&c, FT_DTYPE_FP32, false, &err), &err);
     CHECK(ft_workspace_check_dtype(&c, FT_DTYPE_FP32, true, &err) == FT_ERR_UNSUPPORTED);
     CHECK(strstr(err.msg, "router_jitter_noise") && strstr(err.msg, "exact resume"));
-    replace(bad, sizeof bad, ok, "\"num_experts_per_tok\": 2", "\"num_experts_per_tok\": 4");
+    test_replace(bad, sizeof bad, ok, "\"num_experts_per_tok\": 2", "\"num_experts_per_tok\": 4");
     CHECK(ft_model_config_load_buf("topk.json", bad, strlen(bad), &c, &err) == FT_ERR_INVALID);
     CHECK(strstr(err.msg, "num_experts_per_tok") != NULL);
     /* bf16 workspaces are refused for now, saying so */
@@ -268,28 +247,10 @@ TEST(moe_mixtral_create_register_generate) {
  * runs fp32 for MoE layers, and --router-out writes every layer's router logits (whose softmax is
  * the probabilities written beside them) and the golden's routing. */
 TEST(moe_debug_forward_aux_and_router_out) {
-    const char *dir = ft_test_fixture("reference/mixtral_gqa_window");
-    char out_path[700];
-    snprintf(out_path, sizeof out_path, "%s/router.safetensors", ft_test_tmpdir());
-    char *out = NULL;
-    int rc = test_sh(&out, "%s debug forward --model '%s' --batch '%s/batch.json' --dtype auto --json --router-out '%s' 2>&1",
-                ft_test_ftune_bin(), dir, dir, out_path);
-    CHECK_EQ_INT(rc, 0);
-    REQUIRE(out);
+    ft_st_reader *got, *want;
+    test_debug_forward_golden("reference/mixtral_gqa_window", "--dtype auto", &got, &want);
+    REQUIRE(got && want);
     ft_err err;
-    json_t *j = NULL;
-    REQUIRE_OK(ft_json_load_buf("debug forward output", out, strlen(out), &j, &err), &err);
-    free(out);
-    ft_st_reader *want = NULL, *got = NULL;
-    char path[800];
-    snprintf(path, sizeof path, "%s/expected.safetensors", dir);
-    REQUIRE_OK(ft_st_open(path, &want, &err), &err);
-    double aux = strtod(ft_st_metadata(want, "aux_f64"), NULL), loss = strtod(ft_st_metadata(want, "loss_f64"), NULL);
-    CHECK_NEAR(json_real_value(json_object_get(j, "aux_loss")), aux, 1e-5 * aux);
-    CHECK_NEAR(json_real_value(json_object_get(j, "loss")), loss, 1e-5 * loss);
-    CHECK_NEAR(json_real_value(json_object_get(j, "aux_coef")), 0.05, 1e-12);
-    json_decref(j);
-    REQUIRE_OK(ft_st_open(out_path, &got, &err), &err);
     for (int l = 0; l < 2; l++) {
         char k1[64], k2[64], k3[64];
         snprintf(k1, sizeof k1, "router_logits.%d", l);
