@@ -973,41 +973,97 @@ TEST(delta_kernel_tables) {
 
 #include "train/tiny.h"
 
+/* ---------------------------------------------------------------- training runs on table sources
+ * Each test below trains the tiny model on tables under a home and a hub cache of its own. */
+
+typedef struct {
+    char home[1024], model[1024], hub[1024];
+    char *bin; /* the ftune binary's canonical path */
+} run_env;
+
+/* The test's home, hub cache and tiny model; false (after a failed check) when the model cannot
+ * be written. */
+static bool run_env_init(run_env *e) {
+    const char *tmp = ft_test_tmpdir();
+    snprintf(e->home, sizeof e->home, "%s/home", tmp);
+    snprintf(e->model, sizeof e->model, "%s/model", tmp);
+    snprintf(e->hub, sizeof e->hub, "%s/hub", tmp);
+    e->bin = NULL;
+    ft_err err;
+    ft_err_clear(&err);
+    ft_status s = tiny_model_write(e->model, 3, &err);
+    CHECK_OK(s, &err);
+    if (s != FT_OK)
+        return false;
+    e->bin = ft_path_canonical(ft_test_ftune_bin());
+    return e->bin != NULL;
+}
+
+/* `ftune create` of one batch-2, context-64, one-thread run named `name` on `source` as `task`,
+ * with `extra` flags, in e's home and hub cache; its output into *out (free()). */
+static int run_create(const run_env *e, const char *source, const char *task, const char *name, const char *extra,
+                      char **out) {
+    char *cmd = ft_asprintf("FTUNE_HOME='%s' HF_HUB_CACHE='%s' USER=tester '%s' create --model '%s' "
+                            "--train-data-path '%s' --task-type %s --register-to main.test --global-batch-size 2 "
+                            "--micro-batch-size 2 --context-length 64 --threads 1 --name %s %s 2>&1",
+                            e->home, e->hub, e->bin, e->model, source, task, name, extra);
+    *out = NULL;
+    int rc = ft_test_run(cmd, out);
+    ft_free(cmd);
+    return rc;
+}
+
+/* A worker runs the queue until idle; then the run `name` must be COMPLETED (file:line of the
+ * caller in the failure). */
+static void run_queue_until_completed(const run_env *e, const char *name, const char *file, int line) {
+    char *cmd = ft_asprintf(
+        "export FTUNE_HOME='%s' HF_HUB_CACHE='%s' USER=tester; '%s' worker --until-idle --quiet >/dev/null 2>&1; "
+        "for i in $(seq 300); do '%s' list 2>&1 | grep -q -e PENDING -e QUEUED -e STARTING -e RUNNING -e TERMINATING "
+        "|| break; sleep 1; done; '%s' get %s 2>&1",
+        e->home, e->hub, e->bin, e->bin, e->bin, name);
+    char *out = NULL;
+    ft_test_run(cmd, &out);
+    if (!out || !strstr(out, "COMPLETED"))
+        ft_test_fail_(file, line, "the run %s did not complete: %s", name, out ? out : "");
+    free(out);
+    ft_free(cmd);
+}
+
+/* The shell line that makes main.default.chats (version 0) in `home`: the schema of the Delta
+ * table `src` (data/delta/train_table) and its good data file part-00001. */
+static char *delta_chats_cmd(const char *home, const char *src) {
+    return ft_asprintf("t=%s/tables/main/default/chats && mkdir -p $t/_delta_log && cp %s/part-00001.parquet $t/ && "
+                       "{ head -2 %s/_delta_log/00000000000000000000.json; cat %s/_delta_log/00000000000000000002.json; } "
+                       "> $t/_delta_log/00000000000000000000.json",
+                       home, src, src, src);
+}
+
 TEST(cli_create_from_delta_hf_and_parquet_folder_each_task) {
     if (!parquet_available())
         SKIP("the Parquet reader is not in this build yet (these sources hold Parquet files)");
     if (ft_test_sanitized())
         SKIP("nine training runs: the optimized build runs them");
-    const char *tmp = ft_test_tmpdir();
-    char home[1024], model[1024], cmd[4096], hub[1024], folder[1024];
-    snprintf(home, sizeof home, "%s/home", tmp);
-    snprintf(model, sizeof model, "%s/model", tmp);
-    snprintf(hub, sizeof hub, "%s/hub", tmp);
-    snprintf(folder, sizeof folder, "%s/pq", tmp);
-    ft_err err;
-    ft_err_clear(&err);
-    REQUIRE_OK(tiny_model_write(model, 3, &err), &err);
+    run_env e;
+    REQUIRE(run_env_init(&e));
+    char cmd[4096], folder[1024];
+    snprintf(folder, sizeof folder, "%s/pq", ft_test_tmpdir());
     const char *table = ft_test_fixture("data/delta/train_table");
     snprintf(cmd, sizeof cmd,
              "mkdir -p %s/tables/main/default %s/datasets--org--tiny/refs %s/datasets--org--tiny/snapshots/r1/data %s "
              "&& cp -r %s %s/tables/main/default/train && printf r1 > %s/datasets--org--tiny/refs/main "
              "&& cp %s/part-00001.parquet %s/datasets--org--tiny/snapshots/r1/data/train-00000-of-00001.parquet "
              "&& cp %s/part-00001.parquet %s/a.parquet && cp %s/part-00001.parquet %s/b.parquet",
-             home, hub, hub, folder, table, home, hub, table, hub, table, folder, table, folder);
+             e.home, e.hub, e.hub, folder, table, e.home, e.hub, table, e.hub, table, folder, table, folder);
     REQUIRE(system(cmd) == 0);
-    char *bin = ft_path_canonical(ft_test_ftune_bin());
     static const char *const tasks[] = {"CHAT_COMPLETION", "INSTRUCTION_FINETUNE", "CONTINUED_PRETRAIN"};
     const char *sources[] = {"main.default.train", "org/tiny/train", folder};
     for (int s = 0; s < 3; s++)
         for (int t = 0; t < 3; t++) {
-            char *out = NULL;
-            snprintf(cmd, sizeof cmd,
-                     "FTUNE_HOME='%s' HF_HUB_CACHE='%s' USER=tester '%s' create --model '%s' --train-data-path '%s' "
-                     "--task-type %s --register-to main.test --learning-rate 1e-3 --global-batch-size 2 "
-                     "--micro-batch-size 2 --context-length 64 --threads 1 --training-duration 1ba --name run%d%d "
-                     "--data-prep-cluster-id 0123-abc --json 2>&1",
-                     home, hub, bin, model, sources[s], tasks[t], s, t);
-            int rc = ft_test_run(cmd, &out);
+            char *out = NULL, name[32];
+            snprintf(name, sizeof name, "run%d%d", s, t);
+            int rc = run_create(&e, sources[s], tasks[t], name,
+                                "--learning-rate 1e-3 --training-duration 1ba --data-prep-cluster-id 0123-abc --json",
+                                &out);
             /* the chat rows of the table's version 2 hold one bad row (row 5 of part-00000, as DuckDB's
              * file_row_number counts): refused, located */
             if (s == 0 && t == 0) {
@@ -1021,30 +1077,26 @@ TEST(cli_create_from_delta_hf_and_parquet_folder_each_task) {
             free(out);
         }
     /* chat from a Delta table without bad rows (train_table's schema and its good file) */
-    char *out = NULL;
-    snprintf(cmd, sizeof cmd,
-             "t=%s/tables/main/default/chats && mkdir -p $t/_delta_log && cp %s/part-00001.parquet $t/ && "
-             "{ head -2 %s/_delta_log/00000000000000000000.json; cat %s/_delta_log/00000000000000000002.json; } "
-             "> $t/_delta_log/00000000000000000000.json && FTUNE_HOME='%s' USER=tester '%s' create --model '%s' "
-             "--train-data-path main.default.chats --task-type CHAT_COMPLETION --register-to main.test "
-             "--global-batch-size 2 --micro-batch-size 2 --context-length 64 --threads 1 --training-duration 1ba "
-             "--name chats --json 2>&1",
-             home, table, table, table, home, bin, model);
-    if (ft_test_run(cmd, &out) != 0 || !out || !strstr(out, "\"COMPLETED\""))
+    char *out = NULL, *mk = delta_chats_cmd(e.home, table);
+    int rc = system(mk);
+    ft_free(mk);
+    REQUIRE(rc == 0);
+    rc = run_create(&e, "main.default.chats", "CHAT_COMPLETION", "chats", "--training-duration 1ba --json", &out);
+    if (rc != 0 || !out || !strstr(out, "\"COMPLETED\""))
         ft_test_fail_(__FILE__, __LINE__, "chat from a Delta table: %.2000s", out ? out : "");
     free(out);
     /* chat from the version before the bad row appeared is refused too (rows 4 and 5), and
      * --table-version reads it */
     out = NULL;
     snprintf(cmd, sizeof cmd,
-             "FTUNE_HOME='%s' USER=tester '%s' validate --table-version 0 main.default.train 2>&1", home, bin);
+             "FTUNE_HOME='%s' USER=tester '%s' validate --table-version 0 main.default.train 2>&1", e.home, e.bin);
     CHECK_EQ_INT(ft_test_run(cmd, &out), 2);
     CHECK(out && strstr(out, "main.default.train@v0/part-00000.parquet: error: Delta table main.default.train version 0, "
                              "data file part-00000.parquet, row 4: ") &&
           strstr(out, "main.default.train@v0/part-00000.parquet: error: Delta table main.default.train version 0, "
                       "data file part-00000.parquet, row 5: "));
     free(out);
-    ft_free(bin);
+    ft_free(e.bin);
 }
 
 /* A run records the Delta table version it validated (`table@N`, shown by `ftune get`), and its
@@ -1054,35 +1106,22 @@ TEST(cli_create_on_delta_pins_the_table_version) {
         SKIP("the Parquet reader is not in this build yet (Delta data files are Parquet)");
     if (ft_test_sanitized())
         SKIP("a training run: the optimized build runs it");
-    const char *tmp = ft_test_tmpdir();
-    char home[1024], model[1024], cmd[8192];
-    snprintf(home, sizeof home, "%s/home", tmp);
-    snprintf(model, sizeof model, "%s/model", tmp);
-    ft_err err;
-    ft_err_clear(&err);
-    REQUIRE_OK(tiny_model_write(model, 3, &err), &err);
-    const char *src = ft_test_fixture("data/delta/train_table");
+    run_env e;
+    REQUIRE(run_env_init(&e));
+    char cmd[8192];
     /* version 0 of main.default.chats: train_table's schema and its good file part-00001 */
-    snprintf(cmd, sizeof cmd,
-             "t=%s/tables/main/default/chats && mkdir -p $t/_delta_log && cp %s/part-00001.parquet $t/ && "
-             "{ head -2 %s/_delta_log/00000000000000000000.json; cat %s/_delta_log/00000000000000000002.json; } "
-             "> $t/_delta_log/00000000000000000000.json",
-             home, src, src, src);
-    REQUIRE(system(cmd) == 0);
-    char *bin = ft_path_canonical(ft_test_ftune_bin());
+    char *mk = delta_chats_cmd(e.home, ft_test_fixture("data/delta/train_table"));
+    int rc = system(mk);
+    ft_free(mk);
+    REQUIRE(rc == 0);
     char *out = NULL;
-    snprintf(cmd, sizeof cmd,
-             "FTUNE_HOME='%s' USER=tester '%s' create --model '%s' --train-data-path main.default.chats "
-             "--eval-data-path main.default.chats --task-type CHAT_COMPLETION --register-to main.test "
-             "--global-batch-size 2 --micro-batch-size 2 --context-length 64 --threads 1 --training-duration 2ba "
-             "--name pinned --detach --quiet 2>&1",
-             home, bin, model);
-    int rc = ft_test_run(cmd, &out);
+    rc = run_create(&e, "main.default.chats", "CHAT_COMPLETION", "pinned",
+                    "--eval-data-path main.default.chats --training-duration 2ba --detach --quiet", &out);
     if (rc != 0)
         ft_test_fail_(__FILE__, __LINE__, "create: rc %d: %s", rc, out ? out : "");
     free(out);
     out = NULL;
-    snprintf(cmd, sizeof cmd, "FTUNE_HOME='%s' USER=tester '%s' get pinned 2>&1", home, bin);
+    snprintf(cmd, sizeof cmd, "FTUNE_HOME='%s' USER=tester '%s' get pinned 2>&1", e.home, e.bin);
     CHECK_EQ_INT(ft_test_run(cmd, &out), 0);
     CHECK(out && strstr(out, "train_data_path      main.default.chats@0\n"));
     CHECK(out && strstr(out, "eval_data_path       main.default.chats@0\n"));
@@ -1091,25 +1130,16 @@ TEST(cli_create_on_delta_pins_the_table_version) {
     snprintf(cmd, sizeof cmd,
              "printf '%%s\\n' '{\"remove\":{\"path\":\"part-00001.parquet\",\"deletionTimestamp\":2,"
              "\"dataChange\":true}}' > %s/tables/main/default/chats/_delta_log/00000000000000000001.json",
-             home);
+             e.home);
     REQUIRE(system(cmd) == 0);
     out = NULL;
     snprintf(cmd, sizeof cmd, "FTUNE_HOME='%s' '%s' validate --task-type CHAT_COMPLETION main.default.chats 2>&1",
-             home, bin);
+             e.home, e.bin);
     CHECK(ft_test_run(cmd, &out) != 0);
     CHECK(out && strstr(out, "version 1") && strstr(out, "no data files"));
     free(out);
-    out = NULL;
-    snprintf(cmd, sizeof cmd,
-             "export FTUNE_HOME='%s' USER=tester; '%s' worker --until-idle --quiet >/dev/null 2>&1; "
-             "for i in $(seq 300); do '%s' list 2>&1 | grep -q -e PENDING -e QUEUED -e STARTING -e RUNNING -e TERMINATING || break; sleep 1; done; "
-             "'%s' get pinned 2>&1",
-             home, bin, bin, bin);
-    ft_test_run(cmd, &out);
-    if (!out || !strstr(out, "COMPLETED"))
-        ft_test_fail_(__FILE__, __LINE__, "the pinned run did not complete: %s", out ? out : "");
-    free(out);
-    ft_free(bin);
+    run_queue_until_completed(&e, "pinned", __FILE__, __LINE__);
+    ft_free(e.bin);
 }
 
 /* A run on an HF dataset of the hub cache reads the snapshot refs/main named at create time, as a
@@ -1119,36 +1149,25 @@ TEST(cli_create_on_delta_pins_the_table_version) {
 TEST(cli_create_on_hf_dataset_pins_the_revision) {
     if (ft_test_sanitized())
         SKIP("a training run: the optimized build runs it");
-    const char *tmp = ft_test_tmpdir();
-    char home[1024], model[1024], hub[1024], cmd[8192];
-    snprintf(home, sizeof home, "%s/home", tmp);
-    snprintf(model, sizeof model, "%s/model", tmp);
-    snprintf(hub, sizeof hub, "%s/hub", tmp);
-    ft_err err;
-    ft_err_clear(&err);
-    REQUIRE_OK(tiny_model_write(model, 3, &err), &err);
+    run_env e;
+    REQUIRE(run_env_init(&e));
+    char cmd[8192];
     const char *c1 = "1111111111111111111111111111111111111111", *c2 = "2222222222222222222222222222222222222222";
     snprintf(cmd, sizeof cmd,
              "d=%s/datasets--org--moving && mkdir -p $d/refs $d/snapshots/%s/data $d/snapshots/%s/data && "
              "printf %s > $d/refs/main && cp %s $d/snapshots/%s/data/train-00000-of-00001.arrow && "
              "cp %s $d/snapshots/%s/data/train-00000-of-00001.arrow",
-             hub, c1, c2, c1, ft_test_fixture("data/arrow/train.arrow"), c1, ft_test_fixture("data/arrow/train_bad.arrow"),
-             c2);
+             e.hub, c1, c2, c1, ft_test_fixture("data/arrow/train.arrow"), c1,
+             ft_test_fixture("data/arrow/train_bad.arrow"), c2);
     REQUIRE(system(cmd) == 0);
-    char *bin = ft_path_canonical(ft_test_ftune_bin());
     char *out = NULL;
-    snprintf(cmd, sizeof cmd,
-             "FTUNE_HOME='%s' HF_HUB_CACHE='%s' USER=tester '%s' create --model '%s' --train-data-path org/moving/train "
-             "--eval-data-path org/moving --task-type CHAT_COMPLETION --register-to main.test --global-batch-size 2 "
-             "--micro-batch-size 2 --context-length 64 --threads 1 --training-duration 2ba --name hfpinned --detach "
-             "--quiet 2>&1",
-             home, hub, bin, model);
-    int rc = ft_test_run(cmd, &out);
+    int rc = run_create(&e, "org/moving/train", "CHAT_COMPLETION", "hfpinned",
+                        "--eval-data-path org/moving --training-duration 2ba --detach --quiet", &out);
     if (rc != 0)
         ft_test_fail_(__FILE__, __LINE__, "create: rc %d: %s", rc, out ? out : "");
     free(out);
     out = NULL;
-    snprintf(cmd, sizeof cmd, "FTUNE_HOME='%s' USER=tester '%s' get hfpinned 2>&1", home, bin);
+    snprintf(cmd, sizeof cmd, "FTUNE_HOME='%s' USER=tester '%s' get hfpinned 2>&1", e.home, e.bin);
     CHECK_EQ_INT(ft_test_run(cmd, &out), 0);
     char want[256];
     snprintf(want, sizeof want, "train_data_path      org/moving/train@%s\n", c1);
@@ -1157,31 +1176,22 @@ TEST(cli_create_on_hf_dataset_pins_the_revision) {
     CHECK(out && strstr(out, want));
     free(out);
     /* refs/main moves on to a snapshot whose row 1 has no assistant answer */
-    snprintf(cmd, sizeof cmd, "printf %s > %s/datasets--org--moving/refs/main", c2, hub);
+    snprintf(cmd, sizeof cmd, "printf %s > %s/datasets--org--moving/refs/main", c2, e.hub);
     REQUIRE(system(cmd) == 0);
     out = NULL;
-    snprintf(cmd, sizeof cmd, "HF_HUB_CACHE='%s' '%s' validate --task-type CHAT_COMPLETION org/moving/train 2>&1", hub,
-             bin);
+    snprintf(cmd, sizeof cmd, "HF_HUB_CACHE='%s' '%s' validate --task-type CHAT_COMPLETION org/moving/train 2>&1", e.hub,
+             e.bin);
     CHECK_EQ_INT(ft_test_run(cmd, &out), 2);
     CHECK(out && strstr(out, "row 1: ") && strstr(out, "snapshot 222222222222"));
     free(out);
     out = NULL;
     snprintf(cmd, sizeof cmd, "HF_HUB_CACHE='%s' '%s' validate --task-type CHAT_COMPLETION org/moving/train@%.7s 2>&1",
-             hub, bin, c1);
+             e.hub, e.bin, c1);
     CHECK_EQ_INT(ft_test_run(cmd, &out), 0);
     CHECK(out && strstr(out, "snapshot 111111111111"));
     free(out);
-    out = NULL;
-    snprintf(cmd, sizeof cmd,
-             "export FTUNE_HOME='%s' HF_HUB_CACHE='%s' USER=tester; '%s' worker --until-idle --quiet >/dev/null 2>&1; "
-             "for i in $(seq 300); do '%s' list 2>&1 | grep -q -e PENDING -e QUEUED -e STARTING -e RUNNING -e TERMINATING || break; sleep 1; done; "
-             "'%s' get hfpinned 2>&1",
-             home, hub, bin, bin, bin);
-    ft_test_run(cmd, &out);
-    if (!out || !strstr(out, "COMPLETED"))
-        ft_test_fail_(__FILE__, __LINE__, "the pinned run did not complete: %s", out ? out : "");
-    free(out);
-    ft_free(bin);
+    run_queue_until_completed(&e, "hfpinned", __FILE__, __LINE__);
+    ft_free(e.bin);
 }
 
 /* The same through Arrow files in the hub cache (no Parquet needed): table names and HF ids reach
@@ -1189,35 +1199,25 @@ TEST(cli_create_on_hf_dataset_pins_the_revision) {
 TEST(cli_create_from_hf_arrow_each_task) {
     if (ft_test_sanitized())
         SKIP("three training runs: the optimized build runs them");
-    const char *tmp = ft_test_tmpdir();
-    char home[1024], model[1024], cmd[4096], hub[1024];
-    snprintf(home, sizeof home, "%s/home", tmp);
-    snprintf(model, sizeof model, "%s/model", tmp);
-    snprintf(hub, sizeof hub, "%s/hub", tmp);
-    ft_err err;
-    ft_err_clear(&err);
-    REQUIRE_OK(tiny_model_write(model, 3, &err), &err);
+    run_env e;
+    REQUIRE(run_env_init(&e));
+    char cmd[4096];
     snprintf(cmd, sizeof cmd,
              "mkdir -p %s/datasets--org--tinyarrow/refs %s/datasets--org--tinyarrow/snapshots/r1/data && printf r1 > "
              "%s/datasets--org--tinyarrow/refs/main && cp %s %s/datasets--org--tinyarrow/snapshots/r1/data/"
              "train-00000-of-00001.arrow",
-             hub, hub, hub, ft_test_fixture("data/arrow/train.arrow"), hub);
+             e.hub, e.hub, e.hub, ft_test_fixture("data/arrow/train.arrow"), e.hub);
     REQUIRE(system(cmd) == 0);
-    char *bin = ft_path_canonical(ft_test_ftune_bin());
     static const char *const tasks[] = {"CHAT_COMPLETION", "INSTRUCTION_FINETUNE", "CONTINUED_PRETRAIN"};
     for (int t = 0; t < 3; t++) {
-        char *out = NULL;
-        snprintf(cmd, sizeof cmd,
-                 "FTUNE_HOME='%s' HF_HUB_CACHE='%s' USER=tester '%s' create --model '%s' --train-data-path "
-                 "org/tinyarrow/train --task-type %s --register-to main.test --learning-rate 1e-3 --global-batch-size 2 "
-                 "--micro-batch-size 2 --context-length 64 --threads 1 --training-duration 1ba --name arrow%d "
-                 "--data-prep-cluster-id 0123-abc --json 2>&1",
-                 home, hub, bin, model, tasks[t], t);
-        int rc = ft_test_run(cmd, &out);
+        char *out = NULL, name[32];
+        snprintf(name, sizeof name, "arrow%d", t);
+        int rc = run_create(&e, "org/tinyarrow/train", tasks[t], name,
+                            "--learning-rate 1e-3 --training-duration 1ba --data-prep-cluster-id 0123-abc --json", &out);
         if (rc != 0 || !out || !strstr(out, "\"COMPLETED\""))
             ft_test_fail_(__FILE__, __LINE__, "create from org/tinyarrow/train as %s: rc %d: %.2000s", tasks[t], rc,
                           out ? out : "");
         free(out);
     }
-    ft_free(bin);
+    ft_free(e.bin);
 }
