@@ -105,8 +105,14 @@ double ft_model_config_aux_coef(const ft_model_config *c) {
 
 /* Errors from the typed JSON getters carry the path as context; give them the file too. */
 static ft_status at_file(ft_status s, const char *path, ft_err *err) {
-    if (s != FT_OK && err && !err->file[0])
+    if (s != FT_OK && err && !err->file[0]) {
         snprintf(err->file, sizeof err->file, "%s", path);
+        /* the getters begin their message with the context they were given, which starts with
+         * the path: said once, as the location */
+        size_t n = strlen(path);
+        if (strncmp(err->msg, path, n) == 0 && err->msg[n] == ':' && err->msg[n + 1] == ' ')
+            memmove(err->msg, err->msg + n + 2, strlen(err->msg + n + 2) + 1);
+    }
     return s;
 }
 

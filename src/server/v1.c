@@ -221,7 +221,7 @@ ft_status srv_v1_new(const srv_ctx *c, const ft_server_params *p, srv_v1 **out, 
         }
         ft_status s = model_load(v, mdl, err);
         if (s != FT_OK) {
-            ft_err_prefix(err, "--model %s: ", p->models[i]);
+            ft_err_prefix(err, "--model %s", p->models[i]);
             return s;
         }
         if (v->max_loaded < (int64_t)p->n_models)

@@ -485,8 +485,8 @@ ft_status ft_train_state_parse(const char *path, const char *text, size_t len, f
     }
     if (s == FT_OK) {
         s = ft_data_cursor_from_json(json_object_get(j, "cursor"), &st->cursor, err);
-        if (s != FT_OK)
-            ft_err_prefix(err, "%s: ", path);
+        if (s != FT_OK && err && !err->file[0]) /* located in this file, as the errors above */
+            snprintf(err->file, sizeof err->file, "%s", path);
     }
     json_decref(j);
     if (s != FT_OK) {

@@ -282,3 +282,21 @@ TEST(config_tensor_list) {
     c.num_attention_heads = 3;
     CHECK_EQ_INT(ft_model_config_validate(&c, &err), FT_ERR_INVALID);
 }
+
+/* The message shape of a bad value in config.json: the file once, as the location, then what is
+ * wrong (the JSON getters' context used to repeat the path inside the message). */
+TEST(config_bad_value_message_shape) {
+    ft_model_config c;
+    ft_err err;
+    ft_err_clear(&err);
+    const char *j = "{\"model_type\": \"llama\", \"hidden_size\": \"big\"}";
+    CHECK(ft_model_config_load_buf("m/config.json", j, strlen(j), &c, &err) == FT_ERR_INVALID);
+    char m[2048];
+    ft_err_format(&err, m, sizeof m);
+    CHECK_STR_EQ(m, "m/config.json: \"hidden_size\" must be an integer");
+    const char *r = "{\"model_type\": \"llama\", \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": \"x\"}}";
+    ft_err_clear(&err);
+    CHECK(ft_model_config_load_buf("m/config.json", r, strlen(r), &c, &err) == FT_ERR_INVALID);
+    ft_err_format(&err, m, sizeof m);
+    CHECK_STR_EQ(m, "m/config.json: rope_scaling: \"factor\" must be a number");
+}

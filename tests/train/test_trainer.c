@@ -479,3 +479,20 @@ TEST(train_state_parse_refuses_damaged_states) {
     ft_free(ckpt);
     ft_train_config_deinit(&c);
 }
+
+/* The message shape of a bad data cursor in a trainer state: located once, in the state's file,
+ * with no empty segment ("path: : data cursor: ..." before). */
+TEST(trainer_state_bad_cursor_message_shape) {
+    const char *text = "{\"format\": 1, \"step\": 1, \"epoch\": 0, \"total_steps\": 2, \"warmup_steps\": 0, "
+                       "\"config_hash\": \"f411f1580c46e802\", \"global_batch_size\": 2, \"micro_batch_size\": 1, "
+                       "\"context_length\": 64, \"tokens_seen\": 10, \"skipped_updates\": 0, \"nonfinite_in_a_row\": 0, "
+                       "\"loss_spikes\": 0, \"elapsed_s\": 0.5, \"cursor\": {\"epoch\": 0, \"window\": 0, \"row\": 1, "
+                       "\"rng\": [\"1\"], \"rows_done\": 2}}";
+    ft_train_state st;
+    ft_err err;
+    ft_err_clear(&err);
+    CHECK(ft_train_state_parse("ckpt/trainer_state.json", text, strlen(text), &st, &err) == FT_ERR_INVALID);
+    char m[2048];
+    ft_err_format(&err, m, sizeof m);
+    CHECK_STR_EQ(m, "ckpt/trainer_state.json: data cursor: \"rng\" must be a list of 4 hex strings");
+}
