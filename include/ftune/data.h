@@ -300,9 +300,9 @@ typedef struct ft_data_report {
     int64_t tokens_total;        /* tokens_per_epoch x epochs */
     int64_t steps_total;         /* optimizer steps at global_batch_size rows (0 if not given) */
     /* filled by the caller that measured a training step (the CLI), else est_seconds < 0 and
-     * est_note says why: */
+     * est_note says why (room for a whole formatted ft_err, location included, and its prefix): */
     double est_seconds;
-    char est_note[256];
+    char est_note[2048];
 } ft_data_report;
 void ft_data_report_free(ft_data_report *r);
 /* {"valid", "errors": [{"file","line","column","level","message"}...], "errors_omitted",

@@ -20,9 +20,12 @@ void ft_train_estimate(const char *dir, ft_data_report *r, int threads) {
     ft_status s = cfg_path ? ft_model_config_load(cfg_path, &cfg, &e) : FT_ERR_NOMEM;
     ft_free(cfg_path);
     if (s != FT_OK) {
-        snprintf(r->est_note, sizeof r->est_note, "no estimate: cannot read the model's config.json: %s", e.msg);
+        char why[sizeof r->est_note - 64];
+        ft_err_format(&e, why, sizeof why);
+        snprintf(r->est_note, sizeof r->est_note, "no estimate: cannot read the model's config.json: %s", why);
         return;
     }
+    char why[sizeof r->est_note - 64];
     double P = (double)ft_model_config_n_params(&cfg);
     double mem = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGE_SIZE);
     if (P * 4 * 3 > mem * 0.6) {
@@ -38,7 +41,8 @@ void ft_train_estimate(const char *dir, ft_data_report *r, int threads) {
     mp.training = true;
     ft_model *m = NULL;
     if ((s = ft_model_load(dir, &mp, &m, &e)) != FT_OK) {
-        snprintf(r->est_note, sizeof r->est_note, "no estimate: cannot load the model: %s", e.msg);
+        ft_err_format(&e, why, sizeof why);
+        snprintf(r->est_note, sizeof r->est_note, "no estimate: cannot load the model: %s", why);
         return;
     }
     ft_workspace_params wp = ft_workspace_default_params();
@@ -48,7 +52,8 @@ void ft_train_estimate(const char *dir, ft_data_report *r, int threads) {
     ft_workspace *ws = NULL;
     if ((s = ft_workspace_new(m, &wp, &ws, &e)) != FT_OK) {
         ft_model_free(m);
-        snprintf(r->est_note, sizeof r->est_note, "no estimate: %s", e.msg);
+        ft_err_format(&e, why, sizeof why);
+        snprintf(r->est_note, sizeof r->est_note, "no estimate: %s", why);
         return;
     }
     int32_t *buf = ft_malloc((size_t)Tm * 4 * sizeof *buf);
@@ -79,7 +84,8 @@ void ft_train_estimate(const char *dir, ft_data_report *r, int threads) {
     ft_model_free(m);
     ft_free(buf);
     if (s != FT_OK || best <= 0) {
-        snprintf(r->est_note, sizeof r->est_note, "no estimate: the measured step failed: %s", e.msg);
+        ft_err_format(&e, why, sizeof why);
+        snprintf(r->est_note, sizeof r->est_note, "no estimate: the measured step failed: %s", why);
         return;
     }
     double L = (double)cfg.num_hidden_layers, C = (double)cfg.hidden_size, T = (double)r->context_length;

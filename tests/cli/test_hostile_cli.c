@@ -1,0 +1,116 @@
+/* tests/cli: a hostile user at the command line, through the real binary: the exact shape of
+ * error messages (each said once, with where, on one line), long messages printed whole, and
+ * the exit codes (2 bad usage or input, 1 runtime failure). Each test has its own FTUNE_HOME. */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "test.h"
+
+/* Run `ftune ARGS` (printf-style) with FTUNE_HOME under the test's folder; stdout and stderr
+ * together into *out (free()). Returns the exit status. */
+static int ftune(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int ftune(char **out, const char *fmt, ...) {
+    char args[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    char *bin = ft_path_canonical(ft_test_ftune_bin());
+    char *cmd = ft_asprintf("cd '%s' && FTUNE_HOME='%s/home' USER=tester '%s' %s 2>&1 </dev/null", ft_test_tmpdir(),
+                            ft_test_tmpdir(), bin ? bin : ft_test_ftune_bin(), args);
+    ft_free(bin);
+    *out = NULL;
+    int rc = ft_test_run(cmd, out);
+    ft_free(cmd);
+    return rc;
+}
+
+/* The lines of `out` that contain `needle`: exactly one, and it equals `want`. */
+static void check_line(const char *out, const char *want, const char *file, int line) {
+    if (!out || !strstr(out, want)) {
+        ft_test_fail_(file, line, "expected the line \"%s\" in:\n%s", want, out ? out : "(no output)");
+        return;
+    }
+    const char *at = strstr(out, want);
+    bool whole = (at == out || at[-1] == '\n') && (at[strlen(want)] == '\n' || at[strlen(want)] == 0);
+    if (!whole)
+        ft_test_fail_(file, line, "\"%s\" is not a whole line of:\n%s", want, out);
+}
+#define CHECK_LINE(out, want) check_line((out), (want), __FILE__, __LINE__)
+
+/* A tiny chat model in the test's folder (`name`), made by init-model with the tinytok tokenizer
+ * and `extra` flags. */
+static bool tiny_model(const char *name, const char *extra) {
+    char *out = NULL, *tok = ft_path_canonical(ft_test_fixture("train/tinytok"));
+    int rc = ftune(&out, "init-model --out %s --vocab-size 259 --hidden-size 48 --intermediate-size 64 --layers 2 "
+                         "--heads 4 --kv-heads 2 --tokenizer '%s' %s",
+                   name, tok ? tok : "?", extra);
+    ft_free(tok);
+    if (rc != 0)
+        ft_test_fail_(__FILE__, __LINE__, "init-model: %s", out ? out : "");
+    free(out);
+    return rc == 0;
+}
+
+/* Write `text` to the test folder's file `name`. */
+static bool put(const char *name, const char *text) {
+    char *p = ft_path_join(ft_test_tmpdir(), name);
+    ft_err err;
+    ft_status s = ft_file_write_atomic(p, text, strlen(text), &err);
+    ft_free(p);
+    return s == FT_OK;
+}
+
+static const char chat_line[] =
+    "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": \"hello\"}]}\n";
+
+/* ---------------------------------------------------------------- message shapes */
+
+/* `ftune serve --model DIR` on a model whose config.json is wrong: one line, the file once as
+ * the location, the flag, then what is wrong (was "--model DIR: : DIR/config.json: ..."). */
+TEST(hostile_serve_bad_model_message_shape) {
+    REQUIRE(tiny_model("m", ""));
+    REQUIRE(put("m/config.json", "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
+                                 "\"hidden_size\": \"x\"}"));
+    char *out = NULL;
+    int rc = ftune(&out, "serve --model %s/m --port 0", ft_test_tmpdir());
+    CHECK_EQ_INT(rc, 2);
+    char want[2048];
+    snprintf(want, sizeof want, "ftune serve: %s/m/config.json: --model %s/m: \"hidden_size\" must be an integer",
+             ft_test_tmpdir(), ft_test_tmpdir());
+    CHECK_LINE(out, want);
+    free(out);
+}
+
+/* The estimated-time line of validate and create carries a long refusal whole (it was cut at 256
+ * bytes): DBRX with moe_jitter_eps set. */
+TEST(hostile_estimate_line_keeps_a_long_message_whole) {
+    REQUIRE(tiny_model("dx", "--arch dbrx --experts 4 --experts-per-tok 3 --clip-qkv 0.1"));
+    char *cfg = NULL;
+    size_t n;
+    char *path = ft_path_join(ft_test_tmpdir(), "dx/config.json");
+    ft_err err;
+    REQUIRE_OK(ft_file_read_all(path, &cfg, &n, &err), &err);
+    char *at = strstr(cfg, "\"moe_jitter_eps\": null");
+    REQUIRE(at);
+    char *edited = ft_asprintf("%.*s\"moe_jitter_eps\": 0.01%s", (int)(at - cfg), cfg, at + strlen("\"moe_jitter_eps\": null"));
+    ft_free(cfg);
+    REQUIRE_OK(ft_file_write_atomic(path, edited, strlen(edited), &err), &err);
+    ft_free(edited);
+    ft_free(path);
+    REQUIRE(put("d.jsonl", chat_line));
+    const char *want = "estimated training time: unavailable (no estimate: the model's \"ffn_config.moe_jitter_eps\": "
+                       "0.01 is not supported for training: it multiplies the router's input by fresh random noise "
+                       "every step, which makes a step irreproducible and breaks exact resume; set it to null in "
+                       "config.json's ffn_config to fine-tune this model (generation ignores it either way))";
+    char *out = NULL;
+    ftune(&out, "validate --model dx --task-type CHAT_COMPLETION d.jsonl");
+    CHECK_LINE(out, want);
+    free(out);
+    CHECK_EQ_INT(ftune(&out, "create --model dx --train-data-path d.jsonl --register-to main.t --training-duration 1ba "
+                             "--context-length 32"),
+                 2);
+    CHECK_LINE(out, want);
+    free(out);
+}
