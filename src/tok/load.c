@@ -705,6 +705,12 @@ static ft_status added_set_build(ft_tok *t, added_set *set, bool normalized) {
     return FT_OK;
 }
 
+/* added_tokens, with the ids `tokenizers` gives them (AddedVocabulary::add_tokens, in the list's
+ * order): a content already in the model vocabulary or added before keeps that id; any other
+ * content gets the next id after the model vocabulary (its entry count) and the added ids so far,
+ * whatever "id" the file says (a file's id that collides with another token or leaves a gap is
+ * not used). An empty content is ignored. A content listed twice is one token: the flags of its
+ * last entry, special when any entry is. */
 static ft_status load_added(ft_tok *t, const json_t *arr, ft_err *err) {
     if (!arr || json_is_null(arr))
         return FT_OK;
@@ -714,6 +720,8 @@ static ft_status load_added(ft_tok *t, const json_t *arr, ft_err *err) {
     t->added = ft_calloc(n + 1, sizeof *t->added);
     if (!t->added)
         return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    const int64_t model_n = (int64_t)t->all_tokens.n; /* only the model's vocabulary is in it yet */
+    int64_t max_id = -1;                              /* the largest id given so far, -1: none */
     for (size_t i = 0; i < n; i++) {
         const json_t *e = json_array_get(arr, i);
         char path[64];
@@ -724,22 +732,41 @@ static ft_status load_added(ft_tok *t, const json_t *arr, ft_err *err) {
         const json_t *jid = json_object_get(e, "id");
         if (!json_is_integer(jid) || json_integer_value(jid) < 0 || json_integer_value(jid) >= INT32_MAX)
             return FT_ERR(err, FT_ERR_INVALID, "%s.id: expected a non-negative integer", path);
-        added_tok *a = &t->added[t->n_added];
-        a->content = ft_strndup(c, cn);
-        if (!a->content)
-            return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
-        a->len = cn;
-        t->n_added++;
-        FT_TRY(get_bool(e, "special", false, &a->special, path, err));
-        FT_TRY(get_bool(e, "lstrip", false, &a->lstrip, path, err));
-        FT_TRY(get_bool(e, "rstrip", false, &a->rstrip, path, err));
-        FT_TRY(get_bool(e, "single_word", false, &a->single_word, path, err));
-        FT_TRY(get_bool(e, "normalized", !a->special, &a->normalized, path, err));
-        /* as `tokenizers` does: a content already in the vocabulary keeps that id */
-        int32_t id = strmap_get(&t->all_tokens, c, cn);
-        a->id = id >= 0 ? id : (int32_t)json_integer_value(jid);
-        if (strmap_put(&t->all_tokens, c, cn, a->id) || set_vocab_str(t, a->id, c, cn))
-            return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+        added_tok flags = {0};
+        FT_TRY(get_bool(e, "special", false, &flags.special, path, err));
+        FT_TRY(get_bool(e, "lstrip", false, &flags.lstrip, path, err));
+        FT_TRY(get_bool(e, "rstrip", false, &flags.rstrip, path, err));
+        FT_TRY(get_bool(e, "single_word", false, &flags.single_word, path, err));
+        FT_TRY(get_bool(e, "normalized", !flags.special, &flags.normalized, path, err));
+        if (cn == 0)
+            continue;
+        added_tok *a = NULL;
+        for (size_t k = 0; k < t->n_added && !a; k++)
+            if (t->added[k].len == cn && !memcmp(t->added[k].content, c, cn))
+                a = &t->added[k];
+        int64_t id = strmap_get(&t->all_tokens, c, cn);
+        if (id < 0)
+            id = max_id < 0 ? model_n : (max_id >= model_n || model_n == 0 ? max_id + 1 : model_n);
+        if (id >= INT32_MAX)
+            return FT_ERR(err, FT_ERR_INVALID, "%s: too many added tokens", path);
+        if (id > max_id)
+            max_id = id;
+        if (!a) {
+            a = &t->added[t->n_added];
+            a->content = ft_strndup(c, cn);
+            if (!a->content)
+                return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+            a->len = cn;
+            a->id = (int32_t)id;
+            t->n_added++;
+            if (strmap_put(&t->all_tokens, c, cn, a->id) || set_vocab_str(t, a->id, c, cn))
+                return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+        }
+        a->special = a->special || flags.special;
+        a->lstrip = flags.lstrip;
+        a->rstrip = flags.rstrip;
+        a->single_word = flags.single_word;
+        a->normalized = flags.normalized;
     }
     return FT_OK;
 }

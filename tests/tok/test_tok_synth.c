@@ -3,7 +3,8 @@
  * Digits, Punctuation, Whitespace, WhitespaceSplit, every Split behavior and invert, Lowercase,
  * NFKC/NFD/NFKD, Strip, Replace, added tokens with lstrip/rstrip/single_word/normalized, unk
  * without byte fallback, continuing_subword_prefix, end_of_word_suffix, ignore_merges, merges as
- * pairs, EOS templates, Strip/Replace/Fuse/ByteFallback decoders). Fixtures and goldens come from
+ * pairs, EOS templates, Strip/Replace/Fuse/ByteFallback decoders, added-token ids as `tokenizers`
+ * assigns them). Fixtures and goldens come from
  * tools/reference/tok_synth.js. */
 #include <stdlib.h>
 #include <string.h>
@@ -130,3 +131,6 @@ TEST(tok_synth_bl_split_behaviors) { synth("bl_split_behaviors"); }
 TEST(tok_synth_bl_wssplit) { synth("bl_wssplit"); }
 TEST(tok_synth_wp_prefix) { synth("wp_prefix"); }
 TEST(tok_synth_eow_suffix) { synth("eow_suffix"); }
+/* added_tokens whose file ids collide, leave gaps, repeat or descend, an empty content, a content
+ * listed twice: ids as `tokenizers` assigns them (AddedVocabulary::add_tokens), not the file's. */
+TEST(tok_synth_added_ids) { synth("added_ids"); }

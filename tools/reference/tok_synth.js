@@ -170,8 +170,42 @@ function variants(fixtures) {
     end_of_word_suffix: '</w>', fuse_unk: false, byte_fallback: false, vocab: sv, merges: sm }, {
     pre_tokenizer: { type: 'WhitespaceSplit' },
   }, []);
+
+  // Added tokens whose file ids `tokenizers` does not use: an id that collides with a vocabulary
+  // token, one far past the vocabulary (a gap), two tokens with one id, ids in descending order,
+  // an empty content (ignored), a content listed twice (one token, the last entry's flags) and a
+  // vocabulary token listed with a wrong id (keeps its vocabulary id). `tokenizers` gives each new
+  // content the next id after the vocabulary and the added ids so far, in the list's order.
+  const nv = Object.keys(bl.vocab).length;
+  const inVocab = Object.keys(bl.vocab).find((t) => bl.vocab[t] === 300);
+  const flags = (o) => Object.assign({ single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }, o);
+  out.added_ids = tokenizer(blModel({}), {
+    pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
+    decoder: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
+  }, [
+    flags({ id: 5, content: '<|start|>' }),
+    flags({ id: nv + 100, content: '<|end|>' }),
+    flags({ id: nv + 100, content: '<|sep|>' }),
+    flags({ id: nv + 50, content: '<|tool|>', special: false }),
+    flags({ id: nv + 1, content: '' }),
+    flags({ id: 7, content: inVocab }),
+    flags({ id: nv + 3, content: '<|start|>', lstrip: true }),
+    flags({ id: 2, content: '<|pad|>' }),
+  ]);
   return out;
 }
+
+// Texts with a variant's added tokens in them (besides the corpus sample).
+const ADDED_TEXTS = {
+  added_ids: (texts) => {
+    const toks = ['<|start|>', '<|end|>', '<|sep|>', '<|tool|>', '<|pad|>', ' <|start|>', '  <|tool|> '];
+    return texts.slice(0, 120).map((t, i) => {
+      const cps = [...t], cut = Math.floor(cps.length / 2); // cut between code points
+      return toks[i % toks.length] + cps.slice(0, cut).join('') + toks[(i + 3) % toks.length] + cps.slice(cut).join('') +
+        toks[(i + 5) % toks.length];
+    });
+  },
+};
 
 function eq(a, b, off) {
   for (let i = 0; i < b.length; i++) if (a[off + i] !== b[i]) return false;
@@ -189,7 +223,7 @@ async function main() {
     fs.writeFileSync(file, JSON.stringify(tj));
     const tok = Tokenizer.fromFile(file);
     const lines = [];
-    for (const text of texts) {
+    for (const text of (ADDED_TEXTS[name] ? ADDED_TEXTS[name](texts) : []).concat(texts)) {
       const plain = (await tok.encode(text, null, { addSpecialTokens: false })).getIds();
       const spEnc = await tok.encode(text, null, { addSpecialTokens: true });
       const sp = spEnc.getIds();
