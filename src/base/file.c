@@ -19,9 +19,14 @@ ft_status ft_file_read_all(const char *path, char **data, size_t *len, ft_err *e
         return FT_ERR_AT(err, errno == ENOENT ? FT_ERR_NOT_FOUND : FT_ERR_IO, path, 0, 0, "cannot open: %s",
                          strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0 || S_ISDIR(st.st_mode)) {
+    if (fstat(fd, &st) != 0) {
+        ft_status s = FT_ERR_AT(err, FT_ERR_IO, path, 0, 0, "cannot read: %s", strerror(errno));
         close(fd);
-        return FT_ERR_AT(err, FT_ERR_IO, path, 0, 0, "not a regular file");
+        return s;
+    }
+    if (S_ISDIR(st.st_mode)) { /* a user's input mistake (exit 2), not a failure of the machine */
+        close(fd);
+        return FT_ERR_AT(err, FT_ERR_INVALID, path, 0, 0, "is a folder, not a file");
     }
     size_t cap = st.st_size > 0 ? (size_t)st.st_size + 1 : 4096, n = 0;
     char *buf = ft_malloc(cap);

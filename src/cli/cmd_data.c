@@ -29,6 +29,8 @@ int cmd_data(int argc, char **argv) {
             printf("usage: ftune data %s\n  rows of a table source as JSON Lines\n", synopsis);
             return CLI_EXIT_OK;
         }
+        if (argc >= 1 && argv[0][0] != '-')
+            return cli_usage_error("data", NULL, "unknown subcommand \"%s\": data %s", argv[0], synopsis);
         return cli_usage_error("data", NULL, "expected a subcommand: data %s", synopsis);
     }
     cli_args a;
@@ -42,6 +44,11 @@ int cmd_data(int argc, char **argv) {
     ft_data_head_params p;
     ft_data_head_default_params(&p);
     p.limit = cli_int(&a, "limit", 10);
+    if (p.limit < -1) {
+        cli_args_free(&a);
+        return cli_usage_error("data head", "limit", "%lld: give a number of rows (0 or more), or -1 for all",
+                               (long long)p.limit);
+    }
     p.table_version = cli_has(&a, "table-version") ? cli_int(&a, "table-version", -1) : -1;
     if (cli_has(&a, "table-version") && p.table_version < 0) {
         cli_args_free(&a);

@@ -84,7 +84,10 @@ int main(int argc, char **argv) {
                 return run_distributed(argv[1], commands[i].fn, argc - 2, argv + 2);
             return commands[i].fn(argc - 2, argv + 2);
         }
-    usage(stderr);
-    fprintf(stderr, "\n");
-    return cli_fail(argv[1], CLI_EXIT_USAGE, "unknown command (`ftune help` lists them)");
+    /* one line, not the whole help: the list of names, and where the help is */
+    char names[1024] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < sizeof commands / sizeof *commands && used < sizeof names; i++)
+        used += (size_t)snprintf(names + used, sizeof names - used, "%s%s", i ? ", " : "", commands[i].name);
+    return cli_fail(argv[1], CLI_EXIT_USAGE, "unknown command; the commands are %s (`ftune help` describes them)", names);
 }

@@ -857,6 +857,11 @@ static ft_status open_common(pq_file *f, ft_err *err) {
     FT_TRY(read_at(f, f->size - 8, 8, tail, err));
     if (memcmp(tail + 4, "PARE", 4) == 0)
         return FT_ERR_AT(err, FT_ERR_UNSUPPORTED, f->name, 0, 0, "encrypted parquet files are not supported");
+    if (memcmp(head, "PAR1", 4) == 0 && memcmp(tail + 4, "PAR1", 4) != 0)
+        return FT_ERR_AT(err, FT_ERR_PARSE, f->name, 0, 0,
+                         "truncated parquet file: it starts as one (PAR1) but its last bytes are not a footer "
+                         "(%lld bytes: cut short while copying or writing?); copy or write it again",
+                         (long long)f->size);
     if (memcmp(head, "PAR1", 4) != 0 || memcmp(tail + 4, "PAR1", 4) != 0)
         return FT_ERR_AT(err, FT_ERR_PARSE, f->name, 0, 0, "not a parquet file (no PAR1 magic at its start and end)");
     int64_t flen = (int64_t)((uint32_t)tail[0] | (uint32_t)tail[1] << 8 | (uint32_t)tail[2] << 16 | (uint32_t)tail[3] << 24);

@@ -1,9 +1,13 @@
 /* tests/cli: a hostile user at the command line, through the real binary: the exact shape of
  * error messages (each said once, with where, on one line), long messages printed whole, and
  * the exit codes (2 bad usage or input, 1 runtime failure). Each test has its own FTUNE_HOME. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "test.h"
 
@@ -111,6 +115,106 @@ TEST(hostile_estimate_line_keeps_a_long_message_whole) {
     CHECK_EQ_INT(ftune(&out, "create --model dx --train-data-path d.jsonl --register-to main.t --training-duration 1ba "
                              "--context-length 32"),
                  2);
+    CHECK_LINE(out, want);
+    free(out);
+}
+
+/* ---------------------------------------------------------------- hostile inputs */
+
+/* The lines of out (trailing newline not counted). */
+static int n_lines(const char *out) {
+    int n = 0;
+    for (const char *p = out; p && *p; p++)
+        n += *p == '\n' && p[1] != 0;
+    return out && *out ? n + 1 : 0;
+}
+
+/* An unknown command: one line naming it and the commands, exit 2 (it printed the whole help). */
+TEST(hostile_unknown_command_is_one_line) {
+    char *out = NULL;
+    CHECK_EQ_INT(ftune(&out, "frobnicate --model x"), 2);
+    CHECK_EQ_INT(n_lines(out), 1);
+    CHECK(out && !strncmp(out, "ftune frobnicate: unknown command; the commands are create, list, ", 66) &&
+          strstr(out, "(`ftune help` describes them)\n"));
+    free(out);
+}
+
+/* `data` with a wrong subcommand or a negative --limit: usage errors that say so. */
+TEST(hostile_data_head_usage_errors) {
+    char *out = NULL;
+    CHECK_EQ_INT(ftune(&out, "data tail x.parquet"), 2);
+    CHECK_LINE(out, "ftune data: unknown subcommand \"tail\": data head SOURCE [--limit N] [--columns a,b] "
+                    "[--table-version N]");
+    free(out);
+    char *src = ft_path_canonical(ft_test_fixture("parquet/chat.parquet"));
+    REQUIRE(src);
+    CHECK_EQ_INT(ftune(&out, "data head '%s' --limit -5", src), 2);
+    CHECK_LINE(out, "ftune data head: --limit: -5: give a number of rows (0 or more), or -1 for all");
+    free(out);
+    ft_free(src);
+}
+
+/* A Parquet file cut in the middle (a copy that stopped): said to be truncated, with its size,
+ * by data head and by validate (exit 2 both), never a crash. */
+TEST(hostile_truncated_parquet_says_truncated) {
+    char *src = ft_path_canonical(ft_test_fixture("parquet/chat.parquet")), *data = NULL;
+    REQUIRE(src);
+    size_t n;
+    ft_err err;
+    REQUIRE_OK(ft_file_read_all(src, &data, &n, &err), &err);
+    ft_free(src);
+    char *cut = ft_path_join(ft_test_tmpdir(), "cut.parquet");
+    REQUIRE_OK(ft_file_write_atomic(cut, data, n / 2, &err), &err);
+    ft_free(cut);
+    ft_free(data);
+    char want[512];
+    snprintf(want, sizeof want,
+             "cut.parquet: truncated parquet file: it starts as one (PAR1) but its last bytes are not a footer (%zu "
+             "bytes: cut short while copying or writing?); copy or write it again",
+             n / 2);
+    char *out = NULL, line[600];
+    CHECK_EQ_INT(ftune(&out, "data head cut.parquet"), 2);
+    snprintf(line, sizeof line, "ftune data head: %s", want);
+    CHECK_LINE(out, line);
+    free(out);
+    CHECK_EQ_INT(ftune(&out, "validate --task-type CHAT_COMPLETION cut.parquet"), 2);
+    snprintf(line, sizeof line, "%.*s: error: %s", (int)strlen("cut.parquet"), want, want + strlen("cut.parquet: "));
+    CHECK_LINE(out, line);
+    free(out);
+}
+
+/* A folder where a file is expected (debug forward --batch): an input error, exit 2, saying so
+ * (it was exit 1, "not a regular file"). */
+TEST(hostile_folder_for_a_file_is_an_input_error) {
+    REQUIRE(tiny_model("m", ""));
+    char *out = NULL, want[1200];
+    CHECK_EQ_INT(ftune(&out, "debug forward --model m --batch '%s'", ft_test_tmpdir()), 2);
+    snprintf(want, sizeof want, "ftune debug forward: %s: is a folder, not a file", ft_test_tmpdir());
+    CHECK_LINE(out, want);
+    free(out);
+}
+
+/* `ftune serve` on a port another program holds: one line saying so, exit 1 (a runtime failure),
+ * at once (no hang). */
+TEST(hostile_serve_on_a_port_in_use) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t sl = sizeof sa;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 1) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &sl) != 0) {
+        close(fd);
+        REQUIRE(!"a listening socket on 127.0.0.1");
+    }
+    int port = ntohs(sa.sin_port);
+    char *out = NULL, want[200];
+    int rc = ftune(&out, "serve --port %d", port);
+    close(fd);
+    CHECK_EQ_INT(rc, 1);
+    CHECK_EQ_INT(n_lines(out), 1);
+    snprintf(want, sizeof want, "ftune serve: cannot listen on 127.0.0.1 port %d (in use, or not an address of this machine)",
+             port);
     CHECK_LINE(out, want);
     free(out);
 }
