@@ -705,24 +705,74 @@ static ft_status added_set_build(ft_tok *t, added_set *set, bool normalized) {
     return FT_OK;
 }
 
-/* added_tokens, with the ids `tokenizers` gives them (AddedVocabulary::add_tokens, in the list's
- * order): a content already in the model vocabulary or added before keeps that id; any other
- * content gets the next id after the model vocabulary (its entry count) and the added ids so far,
- * whatever "id" the file says (a file's id that collides with another token or leaves a gap is
- * not used). An empty content is ignored. A content listed twice is one token: the flags of its
- * last entry, special when any entry is. */
+/* One added token, with the id `tokenizers` gives it (AddedVocabulary::add_tokens): a content
+ * already in the model vocabulary or added before keeps that id; any other content gets the next
+ * id after the model vocabulary (its entry count) and the added ids so far, whatever id a file
+ * says (a file's id that collides with another token or leaves a gap is not used). An empty
+ * content is ignored. A content added twice stays one token: the flags of the last time, special
+ * when any time was. */
+static ft_status add_token(ft_tok *t, const char *c, size_t cn, const added_tok *flags, ft_err *err) {
+    if (cn == 0)
+        return FT_OK;
+    added_tok *a = NULL;
+    for (size_t k = 0; k < t->n_added && !a; k++)
+        if (t->added[k].len == cn && !memcmp(t->added[k].content, c, cn))
+            a = &t->added[k];
+    int64_t id = strmap_get(&t->all_tokens, c, cn), n = t->model_vocab_n, max = t->added_max_id;
+    if (id < 0)
+        id = max < 0 ? n : (max >= n || n == 0 ? max + 1 : n);
+    if (id >= INT32_MAX)
+        return FT_ERR(err, FT_ERR_INVALID, "too many added tokens");
+    if (id > t->added_max_id)
+        t->added_max_id = id;
+    if (!a) {
+        if (t->n_added == t->added_cap) {
+            size_t cap = t->added_cap ? 2 * t->added_cap : 16;
+            added_tok *na = ft_realloc(t->added, cap * sizeof *na);
+            if (!na)
+                return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+            memset(na + t->added_cap, 0, (cap - t->added_cap) * sizeof *na);
+            t->added = na;
+            t->added_cap = cap;
+        }
+        a = &t->added[t->n_added];
+        a->content = ft_strndup(c, cn);
+        if (!a->content)
+            return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+        a->len = cn;
+        a->id = (int32_t)id;
+        t->n_added++;
+        if (strmap_put(&t->all_tokens, c, cn, a->id) || set_vocab_str(t, a->id, c, cn))
+            return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    }
+    a->special = a->special || flags->special;
+    a->lstrip = flags->lstrip;
+    a->rstrip = flags->rstrip;
+    a->single_word = flags->single_word;
+    a->normalized = flags->normalized;
+    return FT_OK;
+}
+
+/* An added token's flags from its JSON object (tokenizer.json's added_tokens, or an entry of
+ * tokenizer_config.json's added_tokens_decoder): normalized defaults to !special. */
+static ft_status added_flags(const json_t *e, added_tok *flags, const char *path, ft_err *err) {
+    memset(flags, 0, sizeof *flags);
+    FT_TRY(get_bool(e, "special", false, &flags->special, path, err));
+    FT_TRY(get_bool(e, "lstrip", false, &flags->lstrip, path, err));
+    FT_TRY(get_bool(e, "rstrip", false, &flags->rstrip, path, err));
+    FT_TRY(get_bool(e, "single_word", false, &flags->single_word, path, err));
+    return get_bool(e, "normalized", !flags->special, &flags->normalized, path, err);
+}
+
+/* tokenizer.json's added_tokens, in their order (after the model: its vocabulary is counted). */
 static ft_status load_added(ft_tok *t, const json_t *arr, ft_err *err) {
+    t->model_vocab_n = (int64_t)t->all_tokens.n; /* only the model's vocabulary is in it yet */
+    t->added_max_id = -1;
     if (!arr || json_is_null(arr))
         return FT_OK;
     if (!json_is_array(arr))
         return bad(err, "added_tokens", "expected an array");
-    size_t n = json_array_size(arr);
-    t->added = ft_calloc(n + 1, sizeof *t->added);
-    if (!t->added)
-        return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
-    const int64_t model_n = (int64_t)t->all_tokens.n; /* only the model's vocabulary is in it yet */
-    int64_t max_id = -1;                              /* the largest id given so far, -1: none */
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < json_array_size(arr); i++) {
         const json_t *e = json_array_get(arr, i);
         char path[64];
         snprintf(path, sizeof path, "added_tokens[%zu]", i);
@@ -732,41 +782,94 @@ static ft_status load_added(ft_tok *t, const json_t *arr, ft_err *err) {
         const json_t *jid = json_object_get(e, "id");
         if (!json_is_integer(jid) || json_integer_value(jid) < 0 || json_integer_value(jid) >= INT32_MAX)
             return FT_ERR(err, FT_ERR_INVALID, "%s.id: expected a non-negative integer", path);
-        added_tok flags = {0};
-        FT_TRY(get_bool(e, "special", false, &flags.special, path, err));
-        FT_TRY(get_bool(e, "lstrip", false, &flags.lstrip, path, err));
-        FT_TRY(get_bool(e, "rstrip", false, &flags.rstrip, path, err));
-        FT_TRY(get_bool(e, "single_word", false, &flags.single_word, path, err));
-        FT_TRY(get_bool(e, "normalized", !flags.special, &flags.normalized, path, err));
-        if (cn == 0)
-            continue;
-        added_tok *a = NULL;
-        for (size_t k = 0; k < t->n_added && !a; k++)
-            if (t->added[k].len == cn && !memcmp(t->added[k].content, c, cn))
-                a = &t->added[k];
-        int64_t id = strmap_get(&t->all_tokens, c, cn);
-        if (id < 0)
-            id = max_id < 0 ? model_n : (max_id >= model_n || model_n == 0 ? max_id + 1 : model_n);
-        if (id >= INT32_MAX)
-            return FT_ERR(err, FT_ERR_INVALID, "%s: too many added tokens", path);
-        if (id > max_id)
-            max_id = id;
-        if (!a) {
-            a = &t->added[t->n_added];
-            a->content = ft_strndup(c, cn);
-            if (!a->content)
-                return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
-            a->len = cn;
-            a->id = (int32_t)id;
-            t->n_added++;
-            if (strmap_put(&t->all_tokens, c, cn, a->id) || set_vocab_str(t, a->id, c, cn))
-                return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+        added_tok flags;
+        FT_TRY(added_flags(e, &flags, path, err));
+        FT_TRY(add_token(t, c, cn, &flags, err));
+    }
+    return FT_OK;
+}
+
+static int cmp_decoder_key(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* What transformers' PreTrainedTokenizerFast adds on top of tokenizer.json when it loads a model
+ * folder: every entry of tokenizer_config.json's added_tokens_decoder, in the order of their ids
+ * (the entry's own id is not used: the library assigns ids as for tokenizer.json's list; a content
+ * already there takes the entry's flags), then the special tokens the config names (bos_token,
+ * eos_token, unk_token, sep_token, pad_token, cls_token, mask_token,
+ * additional_special_tokens) that are no added token yet, as special tokens. Real folders list
+ * the same tokens in both files, so this changes nothing for them; a config edited by hand (a
+ * token added to added_tokens_decoder only) gets the ids transformers would give it. */
+static ft_status load_config_added(ft_tok *t, const json_t *cfg, ft_err *err) {
+    if (!json_is_object(cfg))
+        return FT_OK;
+    const json_t *dec = json_object_get(cfg, "added_tokens_decoder");
+    if (dec && !json_is_object(dec))
+        return bad(err, "tokenizer_config.json: added_tokens_decoder", "expected an object of id: token");
+    size_t n = dec ? json_object_size(dec) : 0;
+    int64_t *keys = ft_malloc((n ? n : 1) * 2 * sizeof *keys); /* (id, index in the object) pairs */
+    if (!keys)
+        return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    const json_t **vals = ft_malloc((n ? n : 1) * sizeof *vals);
+    if (!vals) {
+        ft_free(keys);
+        return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
+    }
+    ft_status s = FT_OK;
+    size_t k = 0;
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)dec, key, v) {
+        char *end = NULL;
+        long long id = strtoll(key, &end, 10);
+        if (!*key || *end || id < 0 || !json_is_object(v) || !json_is_string(json_object_get(v, "content"))) {
+            s = FT_ERR(err, FT_ERR_INVALID,
+                       "tokenizer_config.json: added_tokens_decoder[\"%.60s\"]: expected an id and a token "
+                       "{\"content\": ..., \"special\": ...}",
+                       key);
+            break;
         }
-        a->special = a->special || flags.special;
-        a->lstrip = flags.lstrip;
-        a->rstrip = flags.rstrip;
-        a->single_word = flags.single_word;
-        a->normalized = flags.normalized;
+        keys[2 * k] = id;
+        keys[2 * k + 1] = (int64_t)k;
+        vals[k++] = v;
+    }
+    if (s == FT_OK)
+        qsort(keys, k, 2 * sizeof *keys, cmp_decoder_key);
+    for (size_t i = 0; i < k && s == FT_OK; i++) {
+        const json_t *e = vals[keys[2 * i + 1]];
+        char path[96];
+        snprintf(path, sizeof path, "tokenizer_config.json: added_tokens_decoder[\"%lld\"]", (long long)keys[2 * i]);
+        added_tok flags;
+        s = added_flags(e, &flags, path, err);
+        const json_t *c = json_object_get(e, "content");
+        if (s == FT_OK)
+            s = add_token(t, json_string_value(c), json_string_length(c), &flags, err);
+    }
+    ft_free(keys);
+    ft_free(vals);
+    FT_TRY(s);
+    static const char *const names[] = {"bos_token", "eos_token", "unk_token", "sep_token",
+                                        "pad_token", "cls_token", "mask_token"};
+    const json_t *extra = json_object_get(cfg, "additional_special_tokens");
+    size_t n_extra = json_is_array(extra) ? json_array_size(extra) : 0;
+    for (size_t i = 0; i < sizeof names / sizeof *names + n_extra; i++) {
+        const json_t *v = i < sizeof names / sizeof *names ? json_object_get(cfg, names[i])
+                                                             : json_array_get(extra, i - sizeof names / sizeof *names);
+        added_tok flags = {.special = true};
+        if (json_is_object(v)) { /* {"content": ..., "lstrip": ..., ...}: an AddedToken, special */
+            FT_TRY(added_flags(v, &flags, "tokenizer_config.json", err));
+            flags.special = true;
+            v = json_object_get(v, "content");
+        }
+        if (!json_is_string(v) || json_string_length(v) == 0)
+            continue;
+        bool have = false;
+        for (size_t a = 0; a < t->n_added && !have; a++)
+            have = t->added[a].len == json_string_length(v) && !memcmp(t->added[a].content, json_string_value(v), t->added[a].len);
+        if (!have)
+            FT_TRY(add_token(t, json_string_value(v), json_string_length(v), &flags, err));
     }
     return FT_OK;
 }
@@ -872,6 +975,7 @@ static ft_status build(ft_tok *t, const json_t *root, const json_t *cfg, ft_err 
     if ((j = json_object_get(root, "post_processor")) && !json_is_null(j))
         FT_TRY(load_post(t, j, "post_processor", err));
     FT_TRY(load_added(t, json_object_get(root, "added_tokens"), err));
+    FT_TRY(load_config_added(t, cfg, err));
     for (size_t i = 0; i < t->n_added; i++) {
         added_tok *a = &t->added[i];
         if (a->normalized && t->norm) {

@@ -159,7 +159,9 @@ struct ft_tok {
     bool post_trim_offsets, post_trim_prefix_space; /* a ByteLevel post-processor with trim_offsets */
 
     added_tok *added;
-    size_t n_added;
+    size_t n_added, added_cap;
+    int64_t model_vocab_n; /* the model vocabulary's entries, as `tokenizers` counts its size */
+    int64_t added_max_id;  /* the largest id an added token got, -1: none yet */
     added_set set_raw, set_norm;
     bool *special_flag; /* id -> special (size vocab_cap) */
 

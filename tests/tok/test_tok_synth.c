@@ -33,7 +33,9 @@ static bool same_str(const char *s, size_t n, const json_t *want) {
  * such tokenizers have their offsets compared on ASCII texts. */
 static void synth_(const char *name, bool trim_offsets_bytes) {
     char path[256];
-    snprintf(path, sizeof path, "tok/synth/%s.json", name);
+    snprintf(path, sizeof path, "tok/synth/%s", name); /* a model folder (with tokenizer_config.json) */
+    if (!ft_path_is_dir(ft_test_fixture(path)))
+        snprintf(path, sizeof path, "tok/synth/%s.json", name);
     ft_err err;
     ft_tok *t;
     REQUIRE_OK(ft_tok_load(ft_test_fixture(path), &t, &err), &err);
@@ -134,3 +136,8 @@ TEST(tok_synth_eow_suffix) { synth("eow_suffix"); }
 /* added_tokens whose file ids collide, leave gaps, repeat or descend, an empty content, a content
  * listed twice: ids as `tokenizers` assigns them (AddedVocabulary::add_tokens), not the file's. */
 TEST(tok_synth_added_ids) { synth("added_ids"); }
+
+/* A folder whose tokenizer_config.json adds tokens (added_tokens_decoder entries with ids that
+ * collide, leave a gap or come in another order, changed flags, special tokens it names): the
+ * tokenizer transformers' PreTrainedTokenizerFast makes of it, ids from `tokenizers`. */
+TEST(tok_synth_added_config) { synth("added_config"); }

@@ -20,7 +20,7 @@ done
 node tools/reference/tok_golden.js "$out/tok"
 node tools/reference/tok_synth.js "$out/tok" tests/fixtures/tok
 status=0
-for f in "$out"/tok/*.jsonl "$out"/tok/synth/*.json*; do
+for f in "$out"/tok/*.jsonl "$out"/tok/synth/*.json* "$out"/tok/synth/*/*.json; do
     rel=${f#"$out"/tok/}
     if ! cmp -s "$f" "tests/fixtures/tok/$rel"; then
         echo "tok.sh: tests/fixtures/tok/$rel differs from a fresh reference run"

@@ -192,20 +192,73 @@ function variants(fixtures) {
     flags({ id: nv + 3, content: '<|start|>', lstrip: true }),
     flags({ id: 2, content: '<|pad|>' }),
   ]);
+
+  // A model folder whose tokenizer_config.json adds to tokenizer.json's added tokens, as
+  // transformers' PreTrainedTokenizerFast applies it on loading: every added_tokens_decoder entry
+  // in the order of its id (re-added: a content already there takes the entry's flags, a new one
+  // the next id, not the entry's), then the named special tokens that are no added token yet.
+  // Written as { tokenizer, config }: OUTDIR/synth/NAME/tokenizer.json + tokenizer_config.json.
+  const cfgAdded = [flags({ id: nv, content: '<|a|>' }), flags({ id: nv + 1, content: '<|b|>' })];
+  out.added_config = {
+    tokenizer: tokenizer(blModel({}), {
+      pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
+      decoder: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
+    }, cfgAdded),
+    config: {
+      added_tokens_decoder: {
+        [String(nv)]: { content: '<|a|>', lstrip: false, normalized: false, rstrip: false, single_word: false, special: true },
+        [String(nv + 1)]: { content: '<|b|>', lstrip: false, normalized: false, rstrip: true, single_word: false, special: true },
+        '5': { content: '<|new1|>', lstrip: false, normalized: false, rstrip: false, single_word: false, special: true },
+        [String(nv + 40)]: { content: '<|new2|>', lstrip: true, normalized: false, rstrip: false, single_word: false, special: false },
+        [String(nv + 10)]: { content: '<|new3|>', lstrip: false, normalized: false, rstrip: false, single_word: false, special: true },
+      },
+      bos_token: '<|a|>',
+      eos_token: { content: '<|eos|>', lstrip: false, normalized: false, rstrip: false, single_word: false },
+      pad_token: '<|pad|>',
+      unk_token: inVocab,
+      additional_special_tokens: ['<|new1|>', '<|extra|>'],
+    },
+  };
   return out;
+}
+
+// transformers' added tokens on top of tokenizer.json (PreTrainedTokenizerFast.__init__): the
+// added_tokens_decoder entries sorted by id, then the special tokens of the config that are
+// neither added tokens nor among those, as special tokens (normalized false, as AddedToken
+// makes a special one). Ids here are placeholders: the library assigns them.
+function transformersAdded(tj, cfg) {
+  const flagsOf = (t) => ({ single_word: !!t.single_word, lstrip: !!t.lstrip, rstrip: !!t.rstrip,
+    normalized: t.normalized === undefined ? !t.special : !!t.normalized, special: !!t.special });
+  const toAdd = Object.entries(cfg.added_tokens_decoder || {}).sort((x, y) => Number(x[0]) - Number(y[0]))
+    .map(([, t]) => Object.assign({ id: 0, content: t.content }, flagsOf(t)));
+  const have = new Set(tj.added_tokens.map((t) => t.content).concat(toAdd.map((t) => t.content)));
+  const named = ['bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_token', 'cls_token', 'mask_token']
+    .map((k) => cfg[k]).concat(cfg.additional_special_tokens || []);
+  for (const t of named) {
+    if (t === undefined || t === null) continue;
+    const tok = typeof t === 'string' ? { content: t, special: true } : Object.assign({}, t, { special: true });
+    if (!tok.content || have.has(tok.content)) continue;
+    have.add(tok.content);
+    toAdd.push(Object.assign({ id: 0, content: tok.content }, flagsOf(tok)));
+  }
+  return toAdd;
 }
 
 // Texts with a variant's added tokens in them (besides the corpus sample).
 const ADDED_TEXTS = {
-  added_ids: (texts) => {
-    const toks = ['<|start|>', '<|end|>', '<|sep|>', '<|tool|>', '<|pad|>', ' <|start|>', '  <|tool|> '];
-    return texts.slice(0, 120).map((t, i) => {
-      const cps = [...t], cut = Math.floor(cps.length / 2); // cut between code points
-      return toks[i % toks.length] + cps.slice(0, cut).join('') + toks[(i + 3) % toks.length] + cps.slice(cut).join('') +
-        toks[(i + 5) % toks.length];
-    });
-  },
+  added_ids: (texts) => mix(texts, ['<|start|>', '<|end|>', '<|sep|>', '<|tool|>', '<|pad|>', ' <|start|>', '  <|tool|> ']),
+  added_config: (texts) => mix(texts, ['<|a|>', '<|b|> ', '<|new1|>', '  <|new2|>', '<|new3|>', '<|eos|>', '<|pad|>',
+    '<|extra|>', ' <|b|>  ']),
 };
+
+// The first 120 texts with three of `toks` in each: before, in the middle, after.
+function mix(texts, toks) {
+  return texts.slice(0, 120).map((t, i) => {
+    const cps = [...t], cut = Math.floor(cps.length / 2); // cut between code points
+    return toks[i % toks.length] + cps.slice(0, cut).join('') + toks[(i + 3) % toks.length] + cps.slice(cut).join('') +
+      toks[(i + 5) % toks.length];
+  });
+}
 
 function eq(a, b, off) {
   for (let i = 0; i < b.length; i++) if (a[off + i] !== b[i]) return false;
@@ -218,10 +271,23 @@ async function main() {
   fs.mkdirSync(out, { recursive: true });
   const all = corpus();
   const texts = all.filter((_, i) => i < 140 || i % 9 === 0);
-  for (const [name, tj] of Object.entries(variants(fixtures))) {
-    const file = path.join(out, `${name}.json`);
-    fs.writeFileSync(file, JSON.stringify(tj));
-    const tok = Tokenizer.fromFile(file);
+  for (const [name, v] of Object.entries(variants(fixtures))) {
+    let tj = v, tok;
+    if (v.config) { // a folder: the reference is the library with transformers' additions appended
+      tj = v.tokenizer;
+      fs.mkdirSync(path.join(out, name), { recursive: true });
+      fs.writeFileSync(path.join(out, name, 'tokenizer.json'), JSON.stringify(tj));
+      fs.writeFileSync(path.join(out, name, 'tokenizer_config.json'), JSON.stringify(v.config, null, 2) + '\n');
+      const merged = Object.assign({}, tj, { added_tokens: tj.added_tokens.concat(transformersAdded(tj, v.config)) });
+      const tmp = path.join(fs.mkdtempSync(path.join(require('os').tmpdir(), 'tok-synth-')), 'tokenizer.json');
+      fs.writeFileSync(tmp, JSON.stringify(merged));
+      tok = Tokenizer.fromFile(tmp);
+      fs.rmSync(path.dirname(tmp), { recursive: true });
+    } else {
+      const file = path.join(out, `${name}.json`);
+      fs.writeFileSync(file, JSON.stringify(tj));
+      tok = Tokenizer.fromFile(file);
+    }
     const lines = [];
     for (const text of (ADDED_TEXTS[name] ? ADDED_TEXTS[name](texts) : []).concat(texts)) {
       const plain = (await tok.encode(text, null, { addSpecialTokens: false })).getIds();
