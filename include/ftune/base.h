@@ -180,6 +180,9 @@ char *ft_path_canonical(const char *path);
 bool ft_path_within(const char *path, const char *root);
 /* $FTUNE_HOME (made absolute and canonical), else ~/.ftune (owned by the caller). */
 char *ft_home_dir(void);
+/* Make the home folder `home` (and its parents); an error says it is ftune's home and that
+ * FTUNE_HOME names it, so that the user knows which setting to change. */
+ft_status ft_home_make(const char *home, ft_err *err);
 /* The canonical local path of a user path: dbfs:/Volumes/... and /Volumes/... map to
  * $FTUNE_HOME/volumes/..., other paths are made absolute. A mapped path that leaves its root
  * (through "..", or a symbolic link) is refused with FT_ERR_INVALID; other dbfs: paths are

@@ -215,7 +215,8 @@ void ft_runs_worker_ensure(const char *exe);
 bool ft_runs_name_ok(const char *name);
 /* The checks on a new run's canonical folder: allowed (ft_runs_dir_forbidden), and absent or
  * empty. FT_ERR_INVALID with *field (may be NULL) "experiment_path" or "name" saying which to
- * change. */
+ * change; FT_ERR_IO (field "experiment_path") when the folder cannot even be looked at (a file
+ * or an unreadable folder on its path). */
 ft_status ft_runs_dir_check_new(const char *run_dir, const char *name, const char **field, ft_err *err);
 
 typedef struct ft_runs_create_params {

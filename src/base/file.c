@@ -339,6 +339,16 @@ char *ft_home_dir(void) {
     return out;
 }
 
+ft_status ft_home_make(const char *home, ft_err *err) {
+    ft_status st = ft_mkdir_p(home, err);
+    if (st != FT_OK && err) {
+        size_t n = strlen(err->msg);
+        snprintf(err->msg + n, sizeof err->msg - n,
+                 " (ftune's home %s, $FTUNE_HOME: point FTUNE_HOME at a writable folder)", home);
+    }
+    return st;
+}
+
 /* `rest` joined under `root` (both as given), canonical, and refused when it leaves root. */
 static ft_status map_under(const char *path, const char *root_in, const char *rest, char **out, ft_err *err) {
     char *root = ft_path_canonical(root_in);

@@ -244,7 +244,8 @@ ft_status ft_runs_dir_check_new(const char *run_dir, const char *name, const cha
             *field = NULL;
             return FT_OK;
         }
-        return FT_ERR(err, FT_ERR_INVALID, "the run folder %s cannot be used: %s", run_dir, strerror(errno));
+        /* the machine refuses to look (a file or an unreadable folder on the way): FT_ERR_IO */
+        return FT_ERR(err, FT_ERR_IO, "the run folder %s cannot be used: %s", run_dir, strerror(errno));
     }
     if (!S_ISDIR(sb.st_mode))
         return FT_ERR(err, FT_ERR_INVALID,
@@ -397,6 +398,7 @@ ft_status ft_runs_create(ft_store *store, const ft_runs_create_params *p, char *
         ft_rng_seed(&rng, (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ ((uint64_t)getpid() << 40));
         name = ft_run_name_generate(ft_task_type_name(cfg.task_type), cfg.model, &rng);
     }
+    const bool exp_given = cfg.experiment_path != NULL;
     exp_path = cfg.experiment_path ? ft_strdup(cfg.experiment_path) : ft_asprintf("/Users/%s/%s", user_name(), name);
     if (!name || !exp_path) {
         st = FT_ERR(err, FT_ERR_NOMEM, "out of memory");
@@ -433,8 +435,22 @@ ft_status ft_runs_create(ft_store *store, const ft_runs_create_params *p, char *
     if ((st = ft_train_config_validate(&cfg, err)) != FT_OK)
         goto done;
     /* The run folder: never FTUNE_HOME's own, never a folder that already holds something. */
-    if ((st = ft_runs_dir_check_new(run_dir, name, field, err)) != FT_OK)
+    if ((st = ft_runs_dir_check_new(run_dir, name, field, err)) != FT_OK) {
+        if (st == FT_ERR_IO && !exp_given) { /* the default folder, under ftune's home, unreachable */
+            char *home = ft_home_dir();
+            if (field)
+                *field = NULL;
+            if (err && home) {
+                size_t n = strlen(err->msg);
+                snprintf(err->msg + n, sizeof err->msg - n,
+                         " (the default experiment path, under ftune's home %s, $FTUNE_HOME: point FTUNE_HOME at a "
+                         "writable folder or give an experiment path)",
+                         home);
+            }
+            ft_free(home);
+        }
         goto done;
+    }
 
     /* Validation before anything is recorded (SPEC §2 validate_inputs). */
     if (cfg.validate_inputs) {

@@ -1120,7 +1120,7 @@ ft_status srv_ctx_init(srv_ctx *c, const ft_server_params *p, ft_err *err) {
     c->home = p->home ? ft_strdup(p->home) : ft_home_dir();
     if (!c->home)
         return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
-    ft_status st = ft_mkdir_p(c->home, err);
+    ft_status st = ft_home_make(c->home, err);
     if (st != FT_OK)
         return st;
     c->db_path = ft_path_join(c->home, "ftune.db");

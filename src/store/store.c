@@ -345,7 +345,7 @@ ft_status ft_store_open_home(ft_store **out, ft_err *err) {
     char *home = ft_home_dir();
     if (!home)
         return FT_ERR(err, FT_ERR_NOMEM, "out of memory");
-    ft_status st = ft_mkdir_p(home, err);
+    ft_status st = ft_home_make(home, err);
     char *db = st == FT_OK ? ft_path_join(home, "ftune.db") : NULL;
     if (st == FT_OK)
         st = ft_store_open(db, out, err);

@@ -218,3 +218,39 @@ TEST(hostile_serve_on_a_port_in_use) {
     CHECK_LINE(out, want);
     free(out);
 }
+
+/* FTUNE_HOME where no folder can be made (under a file): create and serve say it is ftune's home
+ * and which setting names it, in one line, exit 1 (the machine refused; create blamed
+ * --experiment-path, which the user had not given, with exit 2). */
+TEST(hostile_home_that_cannot_be_made_is_named) {
+    REQUIRE(put("file", "x"));
+    char *bin = ft_path_canonical(ft_test_ftune_bin()), *home = ft_path_join(ft_test_tmpdir(), "file/home");
+    REQUIRE(bin && home);
+    char *cmd = ft_asprintf("cd '%s' && FTUNE_HOME='%s' USER=tester '%s' create --model m --train-data-path d.jsonl "
+                            "--register-to a.b --no-validate-inputs --name r1 2>&1 </dev/null",
+                            ft_test_tmpdir(), home, bin);
+    char *out = NULL, want[2048];
+    CHECK_EQ_INT(ft_test_run(cmd, &out), 1);
+    snprintf(want, sizeof want,
+             "ftune create: the run folder %s/experiments/Users/tester/r1/r1 cannot be used: Not a directory (the "
+             "default experiment path, under ftune's home %s, $FTUNE_HOME: point FTUNE_HOME at a writable folder or "
+             "give an experiment path)",
+             home, home);
+    CHECK_EQ_INT(n_lines(out), 1);
+    CHECK_LINE(out, want);
+    free(out);
+    ft_free(cmd);
+    cmd = ft_asprintf("cd '%s' && FTUNE_HOME='%s' '%s' serve --port 0 2>&1 </dev/null", ft_test_tmpdir(), home, bin);
+    CHECK_EQ_INT(ft_test_run(cmd, &out), 1);
+    CHECK_EQ_INT(n_lines(out), 1);
+    snprintf(want, sizeof want,
+             ": cannot create folder: Not a directory (ftune's home %s, $FTUNE_HOME: point FTUNE_HOME at a writable "
+             "folder)\n",
+             home);
+    CHECK(out && !strncmp(out, "ftune serve: ", 13) && strlen(out) > strlen(want) &&
+          !strcmp(out + strlen(out) - strlen(want), want));
+    free(out);
+    ft_free(cmd);
+    ft_free(home);
+    ft_free(bin);
+}
