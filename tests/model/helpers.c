@@ -301,3 +301,13 @@ void test_replace(char *out, size_t cap, const char *s, const char *from, const 
     FT_ASSERT(at);
     snprintf(out, cap, "%.*s%s%s", (int)(at - s), s, to, at + strlen(from));
 }
+
+void test_decode_matches_forward(const ft_model_config *c) {
+    ft_model *m = NULL;
+    ft_workspace *ws = NULL;
+    ft_err err;
+    REQUIRE_OK(test_model_new(c, 7, false, 1, 80, 0, &m, &ws, &err), &err);
+    CHECK(test_decode_vs_forward(m, ws, 80, 70, 3) < 1e-4);
+    ft_workspace_free(ws);
+    ft_model_free(m);
+}

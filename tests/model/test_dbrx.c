@@ -245,13 +245,7 @@ TEST(dbrx_micro_batches_and_checkpointing_equal_the_whole_batch) {
 
 TEST(dbrx_decode_matches_full_forward) {
     ft_model_config c = dbrx_config();
-    ft_model *m = NULL;
-    ft_workspace *ws = NULL;
-    ft_err err;
-    REQUIRE_OK(test_model_new(&c, 7, false, 1, 80, 0, &m, &ws, &err), &err);
-    CHECK(test_decode_vs_forward(m, ws, 80, 70, 3) < 1e-4);
-    ft_workspace_free(ws);
-    ft_model_free(m);
+    test_decode_matches_forward(&c);
 }
 
 TEST(dbrx_weights_round_trip_bit_exact_in_dbrx_names) {
