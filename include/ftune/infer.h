@@ -159,10 +159,12 @@ typedef struct ft_infer_hist {
 } ft_infer_hist;
 /* Where the engine thread's time went, cumulative wall seconds: whole steps, the model
  * (ft_model_decode_batch) and its parts, and after it each sequence's logits processing
- * (penalties, sampling, constrained choice, logprobs, text, stop checks, its callbacks). */
+ * (penalties, sampling, constrained choice, logprobs, text, stop checks, its callbacks); and the
+ * process's CPU seconds during the steps (all threads: on a shared machine CPU time shows the
+ * work where wall time also shows the waiting). */
 typedef struct ft_infer_profile {
     int64_t steps, rows;
-    double step_s, model_s, matmul_s, attention_s, head_s, logits_s;
+    double step_s, model_s, matmul_s, attention_s, head_s, logits_s, cpu_s;
 } ft_infer_profile;
 typedef struct ft_infer_stats {
     uint64_t requests, finished[4]; /* by ft_infer_finish */

@@ -88,6 +88,7 @@ static void phase_add(phase *ph, const ft_infer_stats *a, const ft_infer_stats *
     ph->d.attention_s += y->attention_s - x->attention_s;
     ph->d.head_s += y->head_s - x->head_s;
     ph->d.logits_s += y->logits_s - x->logits_s;
+    ph->d.cpu_s += y->cpu_s - x->cpu_s;
     ph->prefill_steps += b->prefill_steps.steps - a->prefill_steps.steps;
     ph->prefill_s += b->prefill_steps.step_s - a->prefill_steps.step_s;
     ph->wall_s += wall;
@@ -102,20 +103,21 @@ static void phase_json(const char *name, const phase *ph) {
     double n = d->steps > 0 ? (double)d->steps : 1;
     printf("\"%s\": {\"decode_steps\": %lld, \"decode_rows\": %lld, \"step_ms\": %.2f, \"matmul_ms\": %.2f, "
            "\"attention_ms\": %.2f, \"head_ms\": %.2f, \"other_model_ms\": %.2f, \"logits_ms\": %.2f, "
-           "\"prefill_steps\": %lld, \"prefill_s\": %.3f, \"wall_s\": %.3f, \"cpu_s\": %.3f}",
+           "\"step_cpu_ms\": %.2f, \"prefill_steps\": %lld, \"prefill_s\": %.3f, \"wall_s\": %.3f, \"cpu_s\": %.3f}",
            name, (long long)d->steps, (long long)d->rows, 1e3 * d->step_s / n, 1e3 * d->matmul_s / n,
            1e3 * d->attention_s / n, 1e3 * d->head_s / n, 1e3 * (d->model_s - d->matmul_s - d->attention_s - d->head_s) / n,
-           1e3 * d->logits_s / n, (long long)ph->prefill_steps, ph->prefill_s, ph->wall_s, ph->cpu_s);
+           1e3 * d->logits_s / n, 1e3 * d->cpu_s / n, (long long)ph->prefill_steps, ph->prefill_s, ph->wall_s, ph->cpu_s);
 }
 
 static void phase_text(const char *name, const phase *ph) {
     const ft_infer_profile *d = &ph->d;
     double n = d->steps > 0 ? (double)d->steps : 1;
-    printf("  %s: %lld decoding steps of %.1f rows, %.1f ms/step: products %.1f, attention %.1f, LM head %.1f, rest of "
-           "the model %.1f, logits processing %.1f; %lld prefill steps %.2f s; %.1f CPU-s in %.1f s\n",
-           name, (long long)d->steps, (double)d->rows / n, 1e3 * d->step_s / n, 1e3 * d->matmul_s / n,
-           1e3 * d->attention_s / n, 1e3 * d->head_s / n, 1e3 * (d->model_s - d->matmul_s - d->attention_s - d->head_s) / n,
-           1e3 * d->logits_s / n, (long long)ph->prefill_steps, ph->prefill_s, ph->cpu_s, ph->wall_s);
+    printf("  %s: %lld decoding steps of %.1f rows, %.1f ms/step (%.1f CPU-ms): products %.1f, attention %.1f, LM head "
+           "%.1f, rest of the model %.1f, logits processing %.1f; %lld prefill steps %.2f s; %.1f CPU-s in %.1f s\n",
+           name, (long long)d->steps, (double)d->rows / n, 1e3 * d->step_s / n, 1e3 * d->cpu_s / n,
+           1e3 * d->matmul_s / n, 1e3 * d->attention_s / n, 1e3 * d->head_s / n,
+           1e3 * (d->model_s - d->matmul_s - d->attention_s - d->head_s) / n, 1e3 * d->logits_s / n,
+           (long long)ph->prefill_steps, ph->prefill_s, ph->cpu_s, ph->wall_s);
 }
 
 /* n streams of `prompt` tokens each generating `gen` tokens at once: wall seconds, *tokens. */

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 
 #include "ftune/json.h"
 #include "ftune/tpl.h"
@@ -423,6 +424,12 @@ static void take(ft_infer *e, seq *s, scratch *sc) {
 
 /* ---------------------------------------------------------------- the engine thread */
 
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 /* Under the lock: requests cancelled while queued leave the queue (into *done). */
 static void drop_cancelled_queued(ft_infer *e, seq **done) {
     seq **pp = &e->q_head, *prev = NULL;
@@ -538,7 +545,7 @@ static void *engine_main(void *arg) {
         ft_err err;
         ft_decode_profile pa, pb;
         ft_kv_pool_get_profile(e->pool, &pa);
-        const double t_step = ft_time_now();
+        const double t_step = ft_time_now(), c_step = cpu_now();
         ft_status st = ft_model_decode_batch(e->m, e->pool, ds, n, e->logits, &err);
         const double t_model = ft_time_now();
         /* the sequences with logits pick their tokens, in parallel (each uses only its own state) */
@@ -579,6 +586,7 @@ static void *engine_main(void *arg) {
         pf->attention_s += pb.attention_s - pa.attention_s;
         pf->head_s += pb.head_s - pa.head_s;
         pf->logits_s += t_end - t_model;
+        pf->cpu_s += cpu_now() - c_step;
     }
     pthread_mutex_unlock(&e->mu);
     ft_free(ds);

@@ -126,6 +126,33 @@ static void clamp_qkv(float *qkv, uint8_t *pass, int64_t n, float clip) {
 
 /* ---------------------------------------------------------------- the layer body */
 
+/* Batched decoding's attention: each sequence over its own cache (after this step's append).
+ * With at most MODEL_SEG_ROWS rows each, the sequences run side by side, one per thread with
+ * its own scratch; otherwise one after another, each on all threads. */
+static void seg_attention(const ft_model *m, int64_t layer, layer_acts *A, const layer_run *r, int64_t most) {
+    const int64_t Q = m->Q, QKV = m->QKV;
+    const int nt = r->n_segs > 1 && most <= MODEL_SEG_ROWS && r->as->threads > 1 ? (int)r->as->threads : 1;
+    if (nt == 1) { /* not inside a parallel region, even an inactive one: a nested region would start threads */
+        for (int64_t s = 0; s < r->n_segs; s++) {
+            const layer_seg *g = &r->segs[s];
+            ft_attn_shape as = *r->as;
+            as.B = 1, as.Tq = g->n, as.Tk = g->at + g->n, as.q_offset = g->at;
+            m->be->attention_fwd(&as, A->att + g->row0 * Q, NULL, A->qkv + g->row0 * QKV,
+                                 g->k + layer * g->layer_stride, g->v + layer * g->layer_stride, NULL, r->attn_scratch);
+        }
+        return;
+    }
+    const size_t per = model_seg_scratch(&m->cfg, r->as->Tk);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+    for (int64_t s = 0; s < r->n_segs; s++) {
+        const layer_seg *g = &r->segs[s];
+        ft_attn_shape as = *r->as;
+        as.B = 1, as.Tq = g->n, as.Tk = g->at + g->n, as.q_offset = g->at, as.threads = 1;
+        m->be->attention_fwd(&as, A->att + g->row0 * Q, NULL, A->qkv + g->row0 * QKV, g->k + layer * g->layer_stride,
+                             g->v + layer * g->layer_stride, NULL, r->attn_scratch + (size_t)omp_get_thread_num() * per);
+    }
+}
+
 void model_layer_forward(const ft_model *m, int64_t layer, layer_acts *A, float *next, int64_t N, const layer_run *r) {
     const ft_backend *be = m->be;
     const ft_layer_desc *d = &m->layers[layer];
@@ -160,6 +187,7 @@ void model_layer_forward(const ft_model *m, int64_t layer, layer_acts *A, float 
         k = kv->k, v = kv->v;
     }
     if (r->segs) { /* batched decoding: each sequence appends to and attends over its own cache */
+        int64_t most = 0;
         for (int64_t s = 0; s < r->n_segs; s++) {
             const layer_seg *g = &r->segs[s];
             float *ck = g->k + layer * g->layer_stride, *cv = g->v + layer * g->layer_stride;
@@ -168,11 +196,9 @@ void model_layer_forward(const ft_model *m, int64_t layer, layer_acts *A, float 
                 memcpy(ck + (g->at + i) * KV, row + Q, (size_t)KV * sizeof(float));
                 memcpy(cv + (g->at + i) * KV, row + Q + KV, (size_t)KV * sizeof(float));
             }
-            ft_attn_shape as = *r->as;
-            as.B = 1, as.Tq = g->n, as.Tk = g->at + g->n, as.q_offset = g->at;
-            P(PROF_ATTN, be->attention_fwd(&as, A->att + g->row0 * Q, NULL, A->qkv + g->row0 * QKV, ck, cv, NULL,
-                                           r->attn_scratch));
+            most = g->n > most ? g->n : most;
         }
+        P(PROF_ATTN, seg_attention(m, layer, A, r, most));
     } else {
         P(PROF_ATTN, be->attention_fwd(r->as, A->att, A->lse, A->qkv, k, v, r->sample_ids, r->attn_scratch));
     }

@@ -165,6 +165,13 @@ typedef struct layer_seg {
     float *k, *v;
     int64_t layer_stride;
 } layer_seg;
+/* A step whose sequences have at most this many rows each (decoding rows, short chunks) runs
+ * their attentions side by side, one sequence per thread, each on its own part of the scratch
+ * (model_seg_scratch floats per thread) instead of one after another on all threads: one
+ * parallel region per layer instead of one per sequence, and no thread idle while a sequence's
+ * few heads are shared out. */
+enum { MODEL_SEG_ROWS = 16 };
+size_t model_seg_scratch(const ft_model_config *c, int64_t slot_tokens);
 
 /* THE layer body, used by training's forward, the backward's recompute (checkpointing) and KV-cache
  * decoding. Reads A->x (N rows), writes the fields of A, and the layer's output into `next`

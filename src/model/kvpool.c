@@ -53,7 +53,17 @@ static pool_dims dims_of(const ft_model_config *c, int64_t slot_tokens, int64_t 
     ft_attn_shape as = {.B = 1, .Tq = max_rows, .Tk = slot_tokens, .NH = c->num_attention_heads,
                         .KVH = c->num_key_value_heads, .HD = d.HD, .threads = threads};
     d.scratch = ft_tensor_attention_scratch(&as);
+    size_t side_by_side = (size_t)threads * model_seg_scratch(c, slot_tokens); /* forward.c's seg_attention */
+    if (side_by_side > d.scratch)
+        d.scratch = side_by_side;
     return d;
+}
+
+size_t model_seg_scratch(const ft_model_config *c, int64_t slot_tokens) {
+    const int64_t HD = c->head_dim > 0 ? c->head_dim : c->hidden_size / c->num_attention_heads;
+    ft_attn_shape as = {.B = 1, .Tq = MODEL_SEG_ROWS, .Tk = slot_tokens, .NH = c->num_attention_heads,
+                        .KVH = c->num_key_value_heads, .HD = HD, .threads = 1};
+    return (ft_tensor_attention_scratch(&as) + 15) / 16 * 16; /* 64-byte aligned parts */
 }
 
 static int64_t pool_tokens_of(int64_t n_slots, int64_t slot_tokens, int64_t pool_tokens) {

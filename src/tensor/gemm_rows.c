@@ -134,7 +134,11 @@ void tensor_gemm_rows(int64_t M, int64_t N, int64_t K, float alpha, const float 
     int64_t w = (N + 8 * (int64_t)nt - 1) / (8 * (int64_t)nt);
     w = (w + 15) / 16 * 16;
     const int64_t panels = (N + w - 1) / w;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
+    if (nt == 1) { /* no parallel construct at all: inside another region it would open a nested team */
+        panel(M, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
     for (int64_t p = 0; p < panels; p++) {
         const int64_t lo = p * w, hi = N - lo < w ? N : lo + w;
         panel(M, lo, hi, K, alpha, A, lda, B, ldb, beta, C, ldc);
