@@ -267,9 +267,14 @@ int cmd_bench(int argc, char **argv) {
         return cmd_bench_decode(argc - 1, argv + 1);
     if (argc >= 1 && !strcmp(argv[0], "serve"))
         return cmd_bench_serve(argc - 1, argv + 1);
-    FILE *out = argc >= 1 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) ? stdout : stderr;
-    fprintf(out, "usage: ftune bench train-step %s\n       ftune bench decode --model M [--prompt-tokens N] [--gen N] "
-                 "[--threads N]\n       ftune bench serve --config small|medium|1b | --model DIR [--streams N] "
-                 "[--json]\n", SYNOPSIS);
-    return out == stdout ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+    if (argc >= 1 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h"))) {
+        printf("usage: ftune bench train-step %s\n       ftune bench decode --model M [--prompt-tokens N] [--gen N] "
+               "[--threads N]\n       ftune bench serve --config small|medium|1b | --model DIR [--streams N] "
+               "[--json]\n", SYNOPSIS);
+        return CLI_EXIT_OK;
+    }
+    if (argc >= 1 && argv[0][0] != '-')
+        return cli_usage_error("bench", NULL, "unknown subcommand \"%s\": train-step, decode or serve (`ftune bench --help`)",
+                               argv[0]);
+    return cli_usage_error("bench", NULL, "expected a subcommand: train-step, decode or serve (`ftune bench --help`)");
 }

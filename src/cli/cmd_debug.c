@@ -322,6 +322,8 @@ int cmd_debug(int argc, char **argv) {
         printf("usage: ftune debug forward %s\n       ftune debug train-steps %s\n", FWD_SYNOPSIS, STEPS_SYNOPSIS);
         return CLI_EXIT_OK;
     }
-    fprintf(stderr, "usage: ftune debug forward %s\n       ftune debug train-steps %s\n", FWD_SYNOPSIS, STEPS_SYNOPSIS);
-    return CLI_EXIT_USAGE;
+    if (argc >= 1 && argv[0][0] != '-')
+        return cli_usage_error("debug", NULL, "unknown subcommand \"%s\": forward or train-steps (`ftune debug --help`)",
+                               argv[0]);
+    return cli_usage_error("debug", NULL, "expected a subcommand: forward or train-steps (`ftune debug --help`)");
 }

@@ -15,6 +15,11 @@ int cmd_models(int argc, char **argv) {
     int prc = cli_parse(&a, "models", "", NULL, argc, argv);
     if (prc)
         return prc < 0 ? CLI_EXIT_OK : prc;
+    if (a.n_pos) { /* `ftune models llama` would silently list everything */
+        int rc = cli_usage_error("models", NULL, "takes no arguments (got \"%s\"): it lists every model", a.pos[0]);
+        cli_args_free(&a);
+        return rc;
+    }
     bool json = cli_has(&a, "json");
     cli_args_free(&a);
     char *cache = ft_hf_cache_dir();

@@ -254,3 +254,24 @@ TEST(hostile_home_that_cannot_be_made_is_named) {
     ft_free(home);
     ft_free(bin);
 }
+
+/* Two-word commands with a wrong or missing second word, and an argument to a command that takes
+ * none: one line saying so, exit 2 (debug and bench printed their usage without saying what was
+ * wrong; models ignored the argument). */
+TEST(hostile_wrong_subcommands_and_extra_arguments) {
+    static const struct {
+        const char *args, *line;
+    } cases[] = {
+        {"debug bogus", "ftune debug: unknown subcommand \"bogus\": forward or train-steps (`ftune debug --help`)"},
+        {"debug", "ftune debug: expected a subcommand: forward or train-steps (`ftune debug --help`)"},
+        {"bench bogus", "ftune bench: unknown subcommand \"bogus\": train-step, decode or serve (`ftune bench --help`)"},
+        {"models llama", "ftune models: takes no arguments (got \"llama\"): it lists every model"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *out = NULL;
+        CHECK_EQ_INT(ftune(&out, "%s", cases[i].args), 2);
+        CHECK_EQ_INT(n_lines(out), 1);
+        CHECK_LINE(out, cases[i].line);
+        free(out);
+    }
+}
