@@ -51,7 +51,7 @@ struct ft_train_dp {
      * TRAIN_FAULT_NAN: its share's loss and gradients are NaN (what only it sees). */
     int inject;
 };
-enum { TRAIN_FAULT_NONE = 0, TRAIN_FAULT_FAIL, TRAIN_FAULT_NAN, TRAIN_FAULT_CKPT };
+enum { TRAIN_FAULT_NONE = 0, TRAIN_FAULT_FAIL, TRAIN_FAULT_NAN, TRAIN_FAULT_CKPT, TRAIN_FAULT_READ };
 /* Over comm's ranks (simulate_world 0), or one process simulating simulate_world ranks. */
 ft_status train_dp_new(ft_comm *comm, int64_t simulate_world, bool zero, ft_model *m, ft_train_dp **out,
                        ft_err *err);

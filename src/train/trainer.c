@@ -86,6 +86,7 @@ typedef struct run {
  *   fail@R:S   rank R's share of step S fails (an I/O error; data parallelism only);
  *   nan@R:S    rank R's share of step S and every later one has a NaN loss and gradient, which only
  *              it sees (data parallelism only);
+ *   read@R:S   rank R's batch of step S cannot be read (an I/O error; also in one process);
  *   ckpt@R:S   writing the checkpoint of step S fails with "No space left on device" on rank R
  *              (0: the rank that writes; also in one process).
  * Steps count from 1. A value that does not parse is ignored with a warning in the log. */
@@ -98,9 +99,9 @@ static void test_fault_parse(run *r, int64_t rank) {
     int k = TRAIN_FAULT_NONE;
     if (sscanf(v, "%15[a-z]@%lld:%lld", kind, &fr, &fs) == 3 && fs >= 1)
         k = !strcmp(kind, "fail") ? TRAIN_FAULT_FAIL : !strcmp(kind, "nan") ? TRAIN_FAULT_NAN
-            : !strcmp(kind, "ckpt") ? TRAIN_FAULT_CKPT : TRAIN_FAULT_NONE;
+            : !strcmp(kind, "ckpt") ? TRAIN_FAULT_CKPT : !strcmp(kind, "read") ? TRAIN_FAULT_READ : TRAIN_FAULT_NONE;
     if (k == TRAIN_FAULT_NONE) {
-        FT_LOG_WARN("FTUNE_TEST_FAULT=%s: not KIND@RANK:STEP with KIND fail, nan or ckpt; ignored", v);
+        FT_LOG_WARN("FTUNE_TEST_FAULT=%s: not KIND@RANK:STEP with KIND fail, nan, read or ckpt; ignored", v);
         return;
     }
     if (fr == rank) {
@@ -736,6 +737,8 @@ static ft_status train_loop(run *r, ft_err *err) {
         double t0 = ft_time_now();
         ft_data_batch *db = NULL;
         ft_status ls = ft_loader_next(r->loader, &db, err);
+        if (ls == FT_OK && r->fault == TRAIN_FAULT_READ && r->step + 1 == r->fault_step)
+            ls = FT_ERR(err, FT_ERR_IO, "reading the training data: Input/output error (injected by FTUNE_TEST_FAULT)");
         if (r->comm) /* a rank without its batch stops every rank (none waits in the step for it) */
             ls = train_dp_agree(r->dp, ls, false, err);
         if (ls != FT_OK) {

@@ -707,6 +707,25 @@ TEST(comm_mpi_dp_failing_rank_stops_every_rank_and_the_run_resumes) {
     check_same_run(exp, "f2", "ref", 8);
     printf("  ckpt@0:4: every rank stopped in %.1f s; latest stayed at step 2; resumed on 1 process, exact\n", secs);
 
+    /* 2b. rank 0's own share of step 3 fails; rank 1 cannot read its batch of step 4: the same */
+    const char *more[][3] = {{"fail@0:3", "f4", "step 3 of 8: rank 0 of 2 (host "},
+                             {"read@1:4", "f5", "step 4 of 8: rank 1 of 2 (host "}};
+    for (int k = 0; k < 2; k++) {
+        mpi_test_launch(pre, sizeof pre, 120, 2);
+        snprintf(pre + strlen(pre), sizeof pre - strlen(pre), "-x FTUNE_TEST_FAULT=%s -x FTUNE_COMM_TIMEOUT_S=20 ",
+                 more[k][0]);
+        fault_args(args, sizeof args, model, data, tmp, more[k][1]);
+        t0 = ft_time_now();
+        st = ftune_cli(tmp, pre, args, &out);
+        secs = ft_time_now() - t0;
+        if (st == 0 || st == 124 || st == 137 || secs > 20)
+            ft_test_fail_(__FILE__, __LINE__, "%s: exit %d after %.1f s:\n%s", more[k][0], st, secs, out);
+        ft_free(out);
+        check_failed_with(tmp, more[k][1], more[k][2]);
+        check_failed_with(tmp, more[k][1], "Input/output error (injected by FTUNE_TEST_FAULT)");
+        check_latest(tmp, more[k][1], 2);
+    }
+
     /* 3. NaN in rank 1's share from step 3 on: every rank skips the same updates, the run ends
      * as diverged, naming rank 1 */
     mpi_test_launch(pre, sizeof pre, 120, 2);
