@@ -12,6 +12,34 @@
 #include "test.h"
 #include "infer_fixture.h"
 
+/* The batch-1 KV-cache generator's greedy output for a prompt: what the engine's batched steps
+ * must give (tok and dir may be NULL: ids only). */
+static void gen_greedy(ft_model *m, const ft_tok *tok, const char *dir, const int32_t *prompt, size_t n,
+                       int64_t max_new, ft_gen_output *want) {
+    ft_generator *g = NULL;
+    ft_err err;
+    REQUIRE_OK(ft_gen_new(m, tok, dir, 0, &g, &err), &err);
+    ft_gen_params gp = ft_gen_default_params();
+    gp.sampling.temperature = 0;
+    gp.max_new_tokens = max_new;
+    REQUIRE_OK(ft_gen_from_ids(g, prompt, n, &gp, want, &err), &err);
+    ft_gen_free(g);
+}
+
+/* Run the greedy request on e (after its neighbours were submitted) into *got; its ids must be
+ * want's. */
+static void engine_greedy(ft_infer *e, const int32_t *prompt, size_t n, int64_t max_new, const ft_gen_output *want,
+                          ft_infer_result *got) {
+    ft_err err;
+    ft_infer_request r = ft_infer_default_request();
+    r.sampling.temperature = 0;
+    r.max_tokens = max_new;
+    r.prompt = prompt, r.n_prompt = n;
+    REQUIRE_OK(ft_infer_run(e, &r, NULL, NULL, got, &err), &err);
+    CHECK_EQ_INT(got->n_ids, want->n_ids);
+    CHECK(got->n_ids == want->n_ids && !memcmp(got->ids, want->ids, got->n_ids * sizeof(int32_t)));
+}
+
 TEST(infer_greedy_equals_gen) {
     infer_fixture f;
     ft_err err;
@@ -20,21 +48,13 @@ TEST(infer_greedy_equals_gen) {
     /* a 100-token prompt, steps of 16 rows: prefilled in chunks beside three other sequences */
     int32_t prompt[100];
     infer_fill_prompt(prompt, 100, 1);
-    ft_generator *g = NULL;
-    REQUIRE_OK(ft_gen_new(f.m, f.tok, f.dir, 256, &g, &err), &err);
-    ft_gen_params gp = ft_gen_default_params();
-    gp.sampling.temperature = 0;
-    gp.max_new_tokens = 40;
     ft_gen_output want;
-    REQUIRE_OK(ft_gen_from_ids(g, prompt, 100, &gp, &want, &err), &err);
+    gen_greedy(f.m, f.tok, f.dir, prompt, 100, 40, &want);
     ft_infer_params ip = ft_infer_default_params();
     ip.max_seqs = 4;
     ip.step_tokens = 16;
     ft_infer *e = NULL;
     REQUIRE_OK(ft_infer_new(f.m, f.tok, f.dir, &ip, &e, &err), &err);
-    ft_infer_request r = ft_infer_default_request();
-    r.sampling.temperature = 0;
-    r.max_tokens = 40;
     /* neighbours: sampled sequences submitted first */
     int32_t other[3][60];
     for (int k = 0; k < 3; k++) {
@@ -43,18 +63,13 @@ TEST(infer_greedy_equals_gen) {
         o.prompt = other[k], o.n_prompt = 60, o.max_tokens = 50, o.seed = (uint64_t)k;
         REQUIRE_OK(ft_infer_submit(e, &o, NULL, &err), &err);
     }
-    r.prompt = prompt, r.n_prompt = 100;
     ft_infer_result got;
-    REQUIRE_OK(ft_infer_run(e, &r, NULL, NULL, &got, &err), &err);
-    CHECK_EQ_INT(got.n_ids, want.n_ids);
-    bool same = got.n_ids == want.n_ids && !memcmp(got.ids, want.ids, got.n_ids * sizeof(int32_t));
-    CHECK(same);
+    engine_greedy(e, prompt, 100, 40, &want, &got);
     CHECK_STR_EQ(got.text, want.text);
     CHECK(got.finish == (want.stopped ? FT_INFER_STOP : FT_INFER_LENGTH));
     ft_infer_result_free(&got);
     ft_gen_output_free(&want);
     ft_infer_free(e);
-    ft_gen_free(g);
     infer_fixture_free(&f);
 }
 
@@ -65,6 +80,7 @@ typedef struct collected {
     pthread_cond_t cv;
     int32_t ids[256];
     size_t n;
+    ft_infer_token first; /* the first token, with its logprobs */
     ft_buf text;
     bool done;
     ft_infer_finish finish;
@@ -78,6 +94,8 @@ static void collect_cb(void *user, const ft_infer_event *ev) {
     if (ev->text_len)
         ft_buf_append(&c->text, ev->text, ev->text_len);
     if (ev->kind == FT_INFER_TOKEN) {
+        if (c->n == 0)
+            c->first = *ev->token;
         if (c->n < 256)
             c->ids[c->n++] = ev->token->id;
         c->events++;
@@ -267,26 +285,6 @@ TEST(infer_penalties) {
 
 /* ---------------------------------------------------------------- log-probabilities */
 
-typedef struct first_token {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    ft_infer_token tk;
-    int n;
-    bool done;
-} first_token;
-
-static void first_token_cb(void *user, const ft_infer_event *ev) {
-    first_token *f = user;
-    pthread_mutex_lock(&f->mu);
-    if (ev->kind == FT_INFER_TOKEN && f->n++ == 0)
-        f->tk = *ev->token;
-    if (ev->kind == FT_INFER_DONE) {
-        f->done = true;
-        pthread_cond_signal(&f->cv);
-    }
-    pthread_mutex_unlock(&f->mu);
-}
-
 static int cmp_rank(const void *a, const void *b, void *ctx) {
     const double *l = ctx;
     int32_t i = *(const int32_t *)a, j = *(const int32_t *)b;
@@ -303,13 +301,13 @@ TEST(infer_top_logprobs_from_logits) {
     const int64_t V = ft_model_get_config(f.m)->vocab_size;
     int32_t prompt[30];
     infer_fill_prompt(prompt, 30, 9);
-    ft_kv_cache *c = NULL;
-    REQUIRE_OK(ft_kv_cache_new(f.m, 64, &c, &err), &err);
+    ft_kv_cache *kv = NULL;
+    REQUIRE_OK(ft_kv_cache_new(f.m, 64, &kv, &err), &err);
     float *logits = malloc((size_t)V * sizeof(float));
     double *lsm = malloc((size_t)V * sizeof(double));
     int32_t *rank = malloc((size_t)V * sizeof(int32_t));
     REQUIRE(logits && lsm && rank);
-    REQUIRE_OK(ft_model_decode(f.m, c, prompt, 30, logits, &err), &err);
+    REQUIRE_OK(ft_model_decode(f.m, kv, prompt, 30, logits, &err), &err);
     double mx = -INFINITY, sum = 0;
     for (int64_t v = 0; v < V; v++)
         mx = logits[v] > mx ? logits[v] : mx;
@@ -332,30 +330,26 @@ TEST(infer_top_logprobs_from_logits) {
         o.prompt = other[k], o.n_prompt = 20, o.max_tokens = 8, o.seed = (uint64_t)k, o.top_logprobs = 5;
         REQUIRE_OK(ft_infer_submit(e, &o, NULL, &err), &err);
     }
-    first_token ft = {.n = 0};
-    pthread_mutex_init(&ft.mu, NULL);
-    pthread_cond_init(&ft.cv, NULL);
+    collected c;
+    collected_init(&c);
     ft_infer_request r = ft_infer_default_request();
     r.prompt = prompt, r.n_prompt = 30, r.max_tokens = 2, r.sampling.temperature = 0;
     r.top_logprobs = FT_INFER_MAX_TOP;
-    r.cb = first_token_cb, r.user = &ft;
+    r.cb = collect_cb, r.user = &c;
     REQUIRE_OK(ft_infer_submit(e, &r, NULL, &err), &err);
-    pthread_mutex_lock(&ft.mu);
-    while (!ft.done)
-        pthread_cond_wait(&ft.cv, &ft.mu);
-    pthread_mutex_unlock(&ft.mu);
-    REQUIRE(ft.n > 0);
-    CHECK_EQ_INT(ft.tk.id, rank[0]);
-    CHECK_EQ_INT(ft.tk.n_top, FT_INFER_MAX_TOP);
-    CHECK_NEAR(ft.tk.logprob, lsm[rank[0]], 1e-4);
-    for (int k = 0; k < ft.tk.n_top && k < V; k++) {
-        CHECK_EQ_INT(ft.tk.top_ids[k], rank[k]);
-        CHECK_NEAR(ft.tk.top_logprobs[k], lsm[rank[k]], 1e-4);
+    collected_wait(&c);
+    REQUIRE(c.n > 0);
+    const ft_infer_token *tk = &c.first;
+    CHECK_EQ_INT(tk->id, rank[0]);
+    CHECK_EQ_INT(tk->n_top, FT_INFER_MAX_TOP);
+    CHECK_NEAR(tk->logprob, lsm[rank[0]], 1e-4);
+    for (int k = 0; k < tk->n_top && k < V; k++) {
+        CHECK_EQ_INT(tk->top_ids[k], rank[k]);
+        CHECK_NEAR(tk->top_logprobs[k], lsm[rank[k]], 1e-4);
     }
-    pthread_mutex_destroy(&ft.mu);
-    pthread_cond_destroy(&ft.cv);
+    collected_free(&c);
     ft_infer_free(e);
-    ft_kv_cache_free(c);
+    ft_kv_cache_free(kv);
     free(logits), free(lsm), free(rank);
     infer_fixture_free(&f);
 }
@@ -427,13 +421,8 @@ TEST(infer_bf16_greedy_equals_gen) {
     REQUIRE_OK(ft_model_set_inference_dtype(f.m, FT_DTYPE_BF16, &err), &err);
     int32_t prompt[70];
     infer_fill_prompt(prompt, 70, 3);
-    ft_generator *g = NULL;
-    REQUIRE_OK(ft_gen_new(f.m, f.tok, f.dir, 256, &g, &err), &err);
-    ft_gen_params gp = ft_gen_default_params();
-    gp.sampling.temperature = 0;
-    gp.max_new_tokens = 30;
     ft_gen_output want;
-    REQUIRE_OK(ft_gen_from_ids(g, prompt, 70, &gp, &want, &err), &err);
+    gen_greedy(f.m, f.tok, f.dir, prompt, 70, 30, &want);
     ft_infer_params ip = ft_infer_default_params();
     ip.max_seqs = 3;
     ip.step_tokens = 24;
@@ -446,14 +435,8 @@ TEST(infer_bf16_greedy_equals_gen) {
         o.prompt = other[k], o.n_prompt = 40, o.max_tokens = 40, o.seed = (uint64_t)k;
         REQUIRE_OK(ft_infer_submit(e, &o, NULL, &err), &err);
     }
-    ft_infer_request r = ft_infer_default_request();
-    r.sampling.temperature = 0;
-    r.max_tokens = 30;
-    r.prompt = prompt, r.n_prompt = 70;
     ft_infer_result got;
-    REQUIRE_OK(ft_infer_run(e, &r, NULL, NULL, &got, &err), &err);
-    CHECK_EQ_INT(got.n_ids, want.n_ids);
-    CHECK(got.n_ids == want.n_ids && !memcmp(got.ids, want.ids, got.n_ids * sizeof(int32_t)));
+    engine_greedy(e, prompt, 70, 30, &want, &got);
     /* the first token's logprob: the KV-cache decoder's on the bf16 recipe, not on the fp32 one
      * over the same (rounded) weights */
     double lp[2];
@@ -478,7 +461,6 @@ TEST(infer_bf16_greedy_equals_gen) {
     ft_infer_result_free(&got);
     ft_gen_output_free(&want);
     ft_infer_free(e);
-    ft_gen_free(g);
     infer_fixture_free(&f);
 }
 
@@ -503,13 +485,8 @@ static void moe_greedy_equals_gen(bool dbrx) {
     int32_t prompt[40];
     for (int i = 0; i < 40; i++)
         prompt[i] = (int32_t)((i * 37 + 5) % 101);
-    ft_generator *g = NULL;
-    REQUIRE_OK(ft_gen_new(m, NULL, NULL, 128, &g, &err), &err);
-    ft_gen_params gp = ft_gen_default_params();
-    gp.sampling.temperature = 0;
-    gp.max_new_tokens = 20;
     ft_gen_output want;
-    REQUIRE_OK(ft_gen_from_ids(g, prompt, 40, &gp, &want, &err), &err);
+    gen_greedy(m, NULL, NULL, prompt, 40, 20, &want);
     ft_infer_params ip = ft_infer_default_params();
     ip.max_seqs = 2;
     ip.step_tokens = 16;
@@ -519,18 +496,11 @@ static void moe_greedy_equals_gen(bool dbrx) {
     ft_infer_request o = ft_infer_default_request();
     o.prompt = prompt + 3, o.n_prompt = 30, o.max_tokens = 30, o.seed = 1;
     REQUIRE_OK(ft_infer_submit(e, &o, NULL, &err), &err);
-    ft_infer_request r = ft_infer_default_request();
-    r.sampling.temperature = 0;
-    r.max_tokens = 20;
-    r.prompt = prompt, r.n_prompt = 40;
     ft_infer_result got;
-    REQUIRE_OK(ft_infer_run(e, &r, NULL, NULL, &got, &err), &err);
-    CHECK_EQ_INT(got.n_ids, want.n_ids);
-    CHECK(got.n_ids == want.n_ids && !memcmp(got.ids, want.ids, got.n_ids * sizeof(int32_t)));
+    engine_greedy(e, prompt, 40, 20, &want, &got);
     ft_infer_result_free(&got);
     ft_gen_output_free(&want);
     ft_infer_free(e);
-    ft_gen_free(g);
     ft_model_free(m);
 }
 TEST(infer_moe_greedy_equals_gen) { moe_greedy_equals_gen(false); }
