@@ -85,6 +85,10 @@ T3=$(date +%s)
 step "Summary"
 cat "$WORK/before.txt" "$WORK/after.txt" | grep '^accuracy'
 echo "fine-tuning: $((T2 - T1)) s on $THREADS threads; whole demo: $((T3 - T0)) s; files in $WORK"
+echo
+echo "Next: serve the registered model (OpenAI-compatible /v1 and the web UI's playground):"
+echo "  FTUNE_HOME=$WORK/home $FTUNE serve --model main.demo.ner"
+echo "  then open http://127.0.0.1:8080/ or point the openai client at http://127.0.0.1:8080/v1 (docs/serve.md)"
 AFTER=$(sed -n 's/^accuracy after: \([0-9]*\)%.*/\1/p' "$WORK/after.txt")
 if [ "${AFTER:-0}" -lt 80 ]; then
     echo "demo: accuracy after fine-tuning is below 80%" >&2
