@@ -47,9 +47,11 @@ ft_dtype ft_tensor_auto_dtype(const char **why);
  * ftune CLI does): on x86 CPUs with AVX-512 that OpenBLAS does not recognise (AMD Zen 4/5) it
  * re-executes the program with OPENBLAS_CORETYPE=SkylakeX so OpenBLAS loads its AVX-512 kernels
  * (the variable is read when the library loads, hence the re-exec; FTUNE_OPENBLAS_CORETYPE
- * overrides), and sets OMP_WAIT_POLICY=passive unless set. argv must be main's; returns only when
+ * overrides), and, unless the user set OMP_WAIT_POLICY or GOMP_SPINCOUNT, how OpenMP threads wait:
+ * OMP_WAIT_POLICY=passive for throughput work, a few milliseconds of spinning (GOMP_SPINCOUNT)
+ * when `latency` (decoding: many short parallel regions). argv must be main's; returns only when
  * no re-exec was needed (or it failed). Model and workspace setup never change process state. */
-void ft_runtime_init(char **argv);
+void ft_runtime_init(char **argv, bool latency);
 
 /* Threads kernels use: omp_get_max_threads() unless set (n <= 0 restores all cores). Also sets
  * OpenBLAS's count. Process-wide, like the OpenMP setting it wraps: a program's choice (the CLI's

@@ -65,7 +65,11 @@ int cmd_version(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-    ft_runtime_init(argv); /* may re-exec this program once (ftune/tensor.h) */
+    /* decoding is latency-bound: its threads spin briefly between regions (ftune/tensor.h) */
+    bool latency = argc >= 2 && (!strcmp(argv[1], "serve") || !strcmp(argv[1], "generate") ||
+                                 (!strcmp(argv[1], "bench") && argc >= 3 &&
+                                  (!strcmp(argv[2], "decode") || !strcmp(argv[2], "serve"))));
+    ft_runtime_init(argv, latency); /* may re-exec this program once (ftune/tensor.h) */
     if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
