@@ -692,7 +692,11 @@ static ft_status decode_field(bctx *c, const afield *fd, bool plain, data_value 
         case T_DATE: {
             int64_t d = rd_int(p, (int)wb, true);
             x->kind = DATA_V_DATE;
-            x->i = fd->unit == 0 ? d : (d >= 0 ? d / 86400000 : -((-d + 86400000 - 1) / 86400000));
+            if (fd->unit != 0) { /* date64: milliseconds, floored to days (no negation: d may be INT64_MIN) */
+                int64_t q = d / 86400000;
+                d = d % 86400000 < 0 ? q - 1 : q;
+            }
+            x->i = d;
             break;
         }
         case T_TIME:
