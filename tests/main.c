@@ -132,6 +132,15 @@ int ft_test_run(const char *cmd, char **out) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
+int ft_test_sh(char **out, const char *fmt, ...) {
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    return ft_test_run(cmd, out);
+}
+
 /* ------------------------------------------------------------------------------------------------
  * Selecting tests */
 

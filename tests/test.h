@@ -34,6 +34,8 @@ const char *ft_test_tmpdir(void);
 const char *ft_test_ftune_bin(void);
 /* Run a shell command, capturing stdout (owned by the caller) and returning the exit status. */
 int ft_test_run(const char *cmd, char **out);
+/* ft_test_run on a printf-formatted command (at most 8 KiB). */
+int ft_test_sh(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* True when the test binary was built with sanitizers (slow paths may take smaller sizes). */
 int ft_test_sanitized(void);
 

@@ -29,22 +29,6 @@ typedef struct env {
     char eval[1024];
 } env;
 
-static int sh(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int sh(char **out, const char *fmt, ...) {
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    char *o = NULL;
-    int rc = ft_test_run(cmd, &o);
-    if (out)
-        *out = o;
-    else
-        free(o);
-    return rc;
-}
-
 /* Tokenizer with the template, a tiny model, 48 chat examples and 8 eval ones. */
 static bool setup(env *e) {
     const char *tmp = ft_test_tmpdir();
@@ -74,7 +58,7 @@ static bool setup(env *e) {
     json_decref(cfg);
     /* Small and tied: checkpoints (weights + optimizer state) stay about 6 MB. */
     char *out = NULL;
-    if (sh(&out,
+    if (ft_test_sh(&out,
            "%s init-model --out '%s' --vocab-size 32000 --hidden-size 16 --intermediate-size 32 --layers 1 "
            "--heads 2 --tie-embeddings --max-position-embeddings 256 --tokenizer '%s' --seed 1 2>&1",
            ft_test_ftune_bin(), e->model, tok) != 0) {
@@ -112,7 +96,7 @@ static int ftune(const env *e, char **out, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    return sh(out, "FTUNE_HOME='%s' USER=tester OMP_NUM_THREADS=1 %s %s 2>/dev/null", e->home, ft_test_ftune_bin(),
+    return ft_test_sh(out, "FTUNE_HOME='%s' USER=tester OMP_NUM_THREADS=1 %s %s 2>/dev/null", e->home, ft_test_ftune_bin(),
               args);
 }
 
@@ -252,7 +236,7 @@ TEST(lifecycle_create_to_completed_registered_and_usable) {
     CHECK_EQ_INT(ftune(&e, &out, "generate --model main.test.ner/1 --prompt 'x' --dtype fp8"), 2);
     free(out);
     /* an unknown FTUNE_GEMM route: refused before any run is recorded, saying what is allowed */
-    CHECK_EQ_INT(sh(&out, "FTUNE_HOME='%s' FTUNE_GEMM=mkl %s create --model '%s' --train-data-path '%s' " RUN_FLAGS
+    CHECK_EQ_INT(ft_test_sh(&out, "FTUNE_HOME='%s' FTUNE_GEMM=mkl %s create --model '%s' --train-data-path '%s' " RUN_FLAGS
                           " --name gemmbad --dtype bf16 2>&1",
                     e.home, ft_test_ftune_bin(), e.model, e.train),
                  2);
@@ -285,17 +269,17 @@ TEST(lifecycle_create_to_completed_registered_and_usable) {
     /* custom_weights_path of another architecture: refused by validation (exit 2, nothing
      * recorded); without validation the run fails, and --quiet still prints why */
     char *other = ft_path_join(ft_test_tmpdir(), "other-model"), *tok = ft_path_join(ft_test_tmpdir(), "tok");
-    REQUIRE(sh(NULL, "%s init-model --out '%s' --vocab-size 32000 --hidden-size 32 --intermediate-size 32 --layers 1 "
+    REQUIRE(ft_test_sh(NULL, "%s init-model --out '%s' --vocab-size 32000 --hidden-size 32 --intermediate-size 32 --layers 1 "
                      "--heads 2 --tie-embeddings --max-position-embeddings 256 --tokenizer '%s' --seed 1 >/dev/null 2>&1",
                ft_test_ftune_bin(), other, tok) == 0);
-    CHECK_EQ_INT(sh(&out, "FTUNE_HOME='%s' %s create --model '%s' --train-data-path '%s' " RUN_FLAGS
+    CHECK_EQ_INT(ft_test_sh(&out, "FTUNE_HOME='%s' %s create --model '%s' --train-data-path '%s' " RUN_FLAGS
                           " --name cw --custom-weights-path '%s/checkpoints/latest' 2>&1",
                     e.home, ft_test_ftune_bin(), other, e.train, dir),
                  2);
     CHECK(out && strstr(out, "--custom-weights-path") && strstr(out, "hidden_size"));
     free(out);
     CHECK(get_run(&e, "cw") == NULL);
-    CHECK_EQ_INT(sh(&out, "FTUNE_HOME='%s' %s create --model '%s' --train-data-path '%s' " RUN_FLAGS
+    CHECK_EQ_INT(ft_test_sh(&out, "FTUNE_HOME='%s' %s create --model '%s' --train-data-path '%s' " RUN_FLAGS
                           " --name cw2 --no-validate-inputs --quiet --custom-weights-path '%s/checkpoints/latest' 2>&1",
                     e.home, ft_test_ftune_bin(), other, e.train, dir),
                  1);
@@ -346,7 +330,7 @@ TEST(lifecycle_failure_is_recorded_with_its_reason) {
                        "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"user\",\"content\":\"b\"}]}\n"
                        "{\"messages\": 5}\n";
     ft_file_write_atomic(bad, text, strlen(text), NULL);
-    CHECK_EQ_INT(sh(&out, "FTUNE_HOME='%s' %s create --model '%s' --train-data-path '%s' " RUN_FLAGS " --name bad3 2>&1",
+    CHECK_EQ_INT(ft_test_sh(&out, "FTUNE_HOME='%s' %s create --model '%s' --train-data-path '%s' " RUN_FLAGS " --name bad3 2>&1",
                     e.home, ft_test_ftune_bin(), e.model, bad),
                  2);
     char *l2 = ft_asprintf("%s:2:", bad), *l3 = ft_asprintf("%s:3:14:", bad);
@@ -367,7 +351,7 @@ TEST(lifecycle_failure_is_recorded_with_its_reason) {
     ft_buf_appendf(&lb, "\"},{\"role\":\"assistant\",\"content\":\"b\"}]}\n");
     ft_file_write_atomic(longp, lb.data, lb.len, NULL);
     ft_buf_free(&lb);
-    CHECK_EQ_INT(sh(&out, "FTUNE_HOME='%s' %s create --model '%s' --train-data-path '%s' " RUN_FLAGS " --name bad4 2>&1",
+    CHECK_EQ_INT(ft_test_sh(&out, "FTUNE_HOME='%s' %s create --model '%s' --train-data-path '%s' " RUN_FLAGS " --name bad4 2>&1",
                     e.home, ft_test_ftune_bin(), e.model, longp),
                  2);
     char *l4 = ft_asprintf("%s:2:", longp);
@@ -377,7 +361,7 @@ TEST(lifecycle_failure_is_recorded_with_its_reason) {
     ft_free(longp);
     CHECK(get_run(&e, "bad4") == NULL);
     /* ... a context length above the model's maximum (256) is refused naming the flag ... */
-    CHECK_EQ_INT(sh(&out, "FTUNE_HOME='%s' %s create --model '%s' --train-data-path '%s' --register-to main.test "
+    CHECK_EQ_INT(ft_test_sh(&out, "FTUNE_HOME='%s' %s create --model '%s' --train-data-path '%s' --register-to main.test "
                           "--context-length 512 --name bad5 2>&1",
                     e.home, ft_test_ftune_bin(), e.model, e.train),
                  2);
@@ -386,8 +370,8 @@ TEST(lifecycle_failure_is_recorded_with_its_reason) {
     CHECK(get_run(&e, "bad5") == NULL);
     /* ... so are truncated weights (naming --model and the file) */
     char *mbad = ft_path_join(ft_test_tmpdir(), "model-bad");
-    REQUIRE(sh(NULL, "cp -r '%s' '%s' && truncate -s 1000 '%s/model.safetensors'", e.model, mbad, mbad) == 0);
-    CHECK_EQ_INT(sh(&out, "FTUNE_HOME='%s' %s create --model '%s' --train-data-path '%s' " RUN_FLAGS " --name bad6 2>&1",
+    REQUIRE(ft_test_sh(NULL, "cp -r '%s' '%s' && truncate -s 1000 '%s/model.safetensors'", e.model, mbad, mbad) == 0);
+    CHECK_EQ_INT(ft_test_sh(&out, "FTUNE_HOME='%s' %s create --model '%s' --train-data-path '%s' " RUN_FLAGS " --name bad6 2>&1",
                     e.home, ft_test_ftune_bin(), mbad, e.train),
                  2);
     CHECK(out && strstr(out, "--model") && strstr(out, "model.safetensors"));
@@ -397,10 +381,10 @@ TEST(lifecycle_failure_is_recorded_with_its_reason) {
     /* ... and valid data gets the summary with the measured estimate, counting the optimizer steps
      * as `ftune validate` does for the same settings. */
     char *vout = NULL;
-    CHECK_EQ_INT(sh(&vout, "%s validate --model '%s' --context-length 64 --training-duration 2ep --global-batch-size 4 '%s' 2>&1",
+    CHECK_EQ_INT(ft_test_sh(&vout, "%s validate --model '%s' --context-length 64 --training-duration 2ep --global-batch-size 4 '%s' 2>&1",
                     ft_test_ftune_bin(), e.model, e.train),
                  0);
-    CHECK_EQ_INT(sh(&out, "FTUNE_HOME='%s' %s create --model '%s' --train-data-path '%s' " RUN_FLAGS
+    CHECK_EQ_INT(ft_test_sh(&out, "FTUNE_HOME='%s' %s create --model '%s' --train-data-path '%s' " RUN_FLAGS
                           " --training-duration 2ep --name ok6 2>&1",
                     e.home, ft_test_ftune_bin(), e.model, e.train),
                  0);
@@ -488,7 +472,7 @@ TEST(lifecycle_cancel_a_detached_run) {
     char *lock = ft_asprintf("flock -n '%s/worker.lock' true", e.home);
     bool free_lock = false;
     for (int i = 0; i < 100 && !free_lock; i++) {
-        free_lock = sh(NULL, "%s", lock) == 0;
+        free_lock = ft_test_sh(NULL, "%s", lock) == 0;
         if (!free_lock) {
             struct timespec ts = {0, 100 * 1000 * 1000};
             nanosleep(&ts, NULL);
@@ -533,7 +517,7 @@ TEST(lifecycle_ctrl_c_stops_a_foreground_run) {
 
 /* Start `ftune create` for `name` that SIGKILLs itself after step 5 (checkpoint at 4) (FTUNE_DEBUG_KILL_AT_STEP). */
 static void create_killed(const env *e, const char *name) {
-    int rc = sh(NULL,
+    int rc = ft_test_sh(NULL,
                 "FTUNE_HOME='%s' FTUNE_DEBUG_KILL_AT_STEP=5 OMP_NUM_THREADS=1 %s create --model '%s' "
                 "--train-data-path '%s' " RUN_FLAGS " --name %s --training-duration 8ba --save-interval 2ba "
                 ">/dev/null 2>&1",
@@ -865,7 +849,7 @@ TEST(lifecycle_resume_refuses_changed_data) {
     REQUIRE_OK(ft_file_write_atomic(e.train, b.data, b.len, NULL), (ft_err *)NULL);
     ft_buf_free(&b);
     ft_free(data);
-    CHECK_EQ_INT(sh(&out, "FTUNE_HOME='%s' %s resume changed 2>&1", e.home, ft_test_ftune_bin()), 2);
+    CHECK_EQ_INT(ft_test_sh(&out, "FTUNE_HOME='%s' %s resume changed 2>&1", e.home, ft_test_ftune_bin()), 2);
     CHECK(out && strstr(out, e.train) && strstr(out, "size") && strstr(out, "sha256") &&
           strstr(out, "--allow-changed-data"));
     free(out);

@@ -97,21 +97,6 @@ done:
     return worst;
 }
 
-int test_sh(char **out, const char *fmt, ...) {
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    char *o = NULL;
-    int rc = ft_test_run(cmd, &o);
-    if (out)
-        *out = o;
-    else
-        free(o);
-    return rc;
-}
-
 void test_chat_create_generate(const char *name, const char *arch, const char *init_args) {
     const char *tmp = ft_test_tmpdir(), *bin = ft_test_ftune_bin();
     char model[700], data[700], home[700];
@@ -131,13 +116,13 @@ void test_chat_create_generate(const char *name, const char *arch, const char *i
     REQUIRE_OK(ft_file_write_atomic(data, b.data, b.len, &err), &err);
     ft_buf_free(&b);
     char *out = NULL;
-    int rc = test_sh(&out, "%s init-model --out '%s' %s --tokenizer '%s' 2>&1", bin, model, init_args,
+    int rc = ft_test_sh(&out, "%s init-model --out '%s' %s --tokenizer '%s' 2>&1", bin, model, init_args,
                      ft_test_fixture("train/tinytok"));
     if (rc != 0)
         ft_test_fail_(__FILE__, __LINE__, "init-model: %s", out ? out : "");
     CHECK(out && strstr(out, arch));
     free(out);
-    rc = test_sh(&out,
+    rc = ft_test_sh(&out,
                  "FTUNE_HOME='%s' USER=tester OMP_NUM_THREADS=1 %s create --model '%s' --train-data-path '%s' "
                  "--task-type CHAT_COMPLETION --learning-rate 3e-3 --global-batch-size 4 --micro-batch-size 2 "
                  "--context-length 64 --training-duration 60ba --seed 3 --register-to main.test.%s --name %s "
@@ -149,13 +134,13 @@ void test_chat_create_generate(const char *name, const char *arch, const char *i
     snprintf(want, sizeof want, "registered as main.test.%s version 1", name);
     CHECK(out && strstr(out, want));
     free(out);
-    rc = test_sh(&out, "FTUNE_HOME='%s' USER=tester %s metrics %s --name aux_loss --json 2>&1", home, bin, name);
+    rc = ft_test_sh(&out, "FTUNE_HOME='%s' USER=tester %s metrics %s --name aux_loss --json 2>&1", home, bin, name);
     CHECK_EQ_INT(rc, 0);
     CHECK(out && strstr(out, "aux_loss"));
     free(out);
     int right = 0;
     for (int i = 0; i < 4; i++) {
-        rc = test_sh(&out,
+        rc = ft_test_sh(&out,
                      "FTUNE_HOME='%s' USER=tester OMP_NUM_THREADS=1 %s generate --model main.test.%s --prompt '%s' "
                      "--chat --temperature 0 --max-new-tokens 8 2>&1",
                      home, bin, name, qa[i][0]);
@@ -259,7 +244,7 @@ void test_debug_forward_golden(const char *fixture, const char *extra, ft_st_rea
     char out_path[700];
     snprintf(out_path, sizeof out_path, "%s/router.safetensors", ft_test_tmpdir());
     char *out = NULL;
-    int rc = test_sh(&out, "%s debug forward --model '%s' --batch '%s/batch.json' %s --json --router-out '%s' 2>&1",
+    int rc = ft_test_sh(&out, "%s debug forward --model '%s' --batch '%s/batch.json' %s --json --router-out '%s' 2>&1",
                      ft_test_ftune_bin(), dir, dir, extra, out_path);
     CHECK_EQ_INT(rc, 0);
     REQUIRE(out);

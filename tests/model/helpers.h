@@ -45,9 +45,6 @@ void test_decode_matches_forward(const ft_model_config *c);
  * workspace's pass, bitwise. */
 void test_moe_micro_batches(const ft_model_config *c, uint64_t seed, bool checkpointing);
 
-/* Run a shell command (printf-style); its output (stdout and stderr as the command redirects them)
- * into *out when out is non-NULL (free()), else dropped. Returns the exit status. */
-int test_sh(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* End to end through the binary: `ftune init-model --out DIR <init_args>` with the tiny test
  * tokenizer, `ftune create` of a chat task (4 questions, 60 steps), registered as

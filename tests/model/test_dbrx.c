@@ -336,7 +336,7 @@ TEST(dbrx_debug_forward_aux_and_routing) {
 /* `ftune models` lists DBRX base and instruct as DbrxForCausalLM, an architecture ftune loads. */
 TEST(dbrx_models_lists_base_and_instruct) {
     char *out = NULL;
-    int rc = test_sh(&out, "%s models --json 2>&1", ft_test_ftune_bin());
+    int rc = ft_test_sh(&out, "%s models --json 2>&1", ft_test_ftune_bin());
     CHECK_EQ_INT(rc, 0);
     REQUIRE(out);
     json_t *j = NULL;
